@@ -1,0 +1,328 @@
+"""The exception tree of ucwa_async.
+
+Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
+:class:`UcwaError`; errors of the HTTP stack are wrapped at the boundary
+(:class:`TransportError`) so users never need to import aiohttp to catch them.
+
+::
+
+    UcwaError
+    ├── TransportError                 network failure (wraps aiohttp/OSError)
+    │   └── RequestTimeoutError        also a builtins.TimeoutError
+    ├── DecodeError                    body is not valid JSON/XML (also a ValueError)
+    │   └── BodyTooLargeError          body over the configured size cap
+    ├── ResponseError                  non-2xx answer: .status .code .subcode .message ...
+    │   ├── ProxyResponseError         4xx/5xx whose body is not a UCWA error (a proxy page)
+    │   ├── BadRequestError            400
+    │   │   └── ParameterValidationError   400 ParameterValidationFailure
+    │   ├── AuthenticationError        401, or a refused OAuth grant
+    │   ├── ForbiddenError             403
+    │   ├── NotFoundError              404
+    │   │   └── ApplicationNotFoundError   404 ApplicationNotFound / 410 InactiveApplicationExpired
+    │   │       └── InactiveApplicationExpiredError
+    │   ├── ConflictError              409 (.subcode AlreadyExists | TooManyGroups | None | other)
+    │   │   ├── AlreadyExistsError
+    │   │   ├── TooManyGroupsError
+    │   │   └── PGetReplacedError      409 PGetReplaced on the event channel
+    │   ├── ServiceFailureError        500
+    │   │   └── CallbackChannelError   500 ServiceFailure/CallbackChannelError: reconnect signal
+    │   └── RetryLaterError            .retry_after (seconds or None)
+    │       ├── ServiceUnavailableError    503
+    │       └── TooManyRequestsError       429
+    ├── ChannelFailedError             the event channel is down for good (.cause)
+    ├── InvitationError                an invitation did not connect (.href .operation_id)
+    │   ├── InvitationFailedError      completed with Failure (.reason)
+    │   ├── InvitationTimeoutError     no outcome in time (also a builtins.TimeoutError)
+    │   └── InvitationLostError        its application vanished; outcome unknown
+    └── SessionClosedError             the session closed (or was never open)
+
+``code`` and ``subcode`` are open strings: an unknown value maps to the nearest
+parent class, never to a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "AlreadyExistsError",
+    "ApplicationNotFoundError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BodyTooLargeError",
+    "CallbackChannelError",
+    "ChannelFailedError",
+    "ConflictError",
+    "DecodeError",
+    "ForbiddenError",
+    "InactiveApplicationExpiredError",
+    "InvitationError",
+    "InvitationFailedError",
+    "InvitationLostError",
+    "InvitationTimeoutError",
+    "NotFoundError",
+    "PGetReplacedError",
+    "ParameterValidationError",
+    "ProxyResponseError",
+    "RequestTimeoutError",
+    "ResponseError",
+    "RetryLaterError",
+    "ServiceFailureError",
+    "ServiceUnavailableError",
+    "SessionClosedError",
+    "TooManyGroupsError",
+    "TooManyRequestsError",
+    "TransportError",
+    "UcwaError",
+    "error_class_for",
+]
+
+
+class UcwaError(Exception):
+    """Base of every error raised by ucwa_async."""
+
+
+class TransportError(UcwaError):
+    """The request never got an HTTP answer (connection refused, reset, DNS...)."""
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """An HTTP request took longer than its timeout."""
+
+
+class DecodeError(UcwaError, ValueError):
+    """A body could not be decoded as the JSON or XML its content type declares."""
+
+    def __init__(self, message: str, *, content_type: str | None = None) -> None:
+        super().__init__(message)
+        self.content_type = content_type
+
+
+class BodyTooLargeError(DecodeError):
+    """A response body exceeded the configured size cap."""
+
+
+class ResponseError(UcwaError):
+    """The server answered with an error status.
+
+    ``code``/``subcode`` are the UCWA error body's values (open strings; ``None``
+    when the body had none), ``message`` its human text, ``debug_info`` its
+    ``debugInfo`` mapping, if any.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int,
+        code: str | None = None,
+        subcode: str | None = None,
+        message: str | None = None,
+        debug_info: Mapping[str, Any] | None = None,
+        method: str | None = None,
+        url: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.subcode = subcode
+        self.message = message
+        self.debug_info = dict(debug_info) if debug_info else None
+        self.method = method
+        self.url = url
+        self.retry_after = retry_after
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        head = str(self.status)
+        if self.code:
+            head += f" {self.code}"
+            if self.subcode:
+                head += f"/{self.subcode}"
+        if self.message:
+            head += f": {self.message}"
+        if self.method and self.url:
+            head += f" ({self.method} {self.url})"
+        return head
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"subcode={self.subcode!r}, message={self.message!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor: keep exceptions picklable (multiprocessing, logging).
+        return (_rebuild_response_error, (type(self), self.__dict__.copy()))
+
+
+def _rebuild_response_error(cls: type[ResponseError], state: dict[str, Any]) -> ResponseError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, error._describe())
+    return error
+
+
+class ProxyResponseError(ResponseError):
+    """A 4xx/5xx whose body is not a UCWA error body (HTML from a proxy, plain text...)."""
+
+
+class BadRequestError(ResponseError):
+    """400."""
+
+
+class ParameterValidationError(BadRequestError):
+    """400 ParameterValidationFailure: the request body was refused."""
+
+
+class AuthenticationError(ResponseError):
+    """401, or the OAuth token grant was refused (wrong password, unsupported grant)."""
+
+
+class ForbiddenError(ResponseError):
+    """403."""
+
+
+class NotFoundError(ResponseError):
+    """404."""
+
+
+class ApplicationNotFoundError(NotFoundError):
+    """The UCWA application is gone (404 ApplicationNotFound, 410 InactiveApplicationExpired)."""
+
+
+class InactiveApplicationExpiredError(ApplicationNotFoundError):
+    """410 InactiveApplicationExpired: the server signed the idle application out."""
+
+
+class ConflictError(ResponseError):
+    """409 Conflict; ``subcode`` says which (AlreadyExists, TooManyGroups, None, ...)."""
+
+
+class AlreadyExistsError(ConflictError):
+    """409 Conflict/AlreadyExists."""
+
+
+class TooManyGroupsError(ConflictError):
+    """409 Conflict/TooManyGroups."""
+
+
+class PGetReplacedError(ConflictError):
+    """409 PGetReplaced: another event-channel GET with the same ack replaced this one."""
+
+
+class ServiceFailureError(ResponseError):
+    """500 ServiceFailure."""
+
+
+class CallbackChannelError(ServiceFailureError):
+    """500 ServiceFailure/CallbackChannelError: "the remote event channel is not reachable".
+
+    The session treats it as a signal to re-establish its event channel and retry;
+    a caller sees it only after the bounded retries are used up.
+    """
+
+
+class RetryLaterError(ResponseError):
+    """The server asked us to come back later; ``retry_after`` is in seconds, if given."""
+
+
+class ServiceUnavailableError(RetryLaterError):
+    """503 Service Unavailable."""
+
+
+class TooManyRequestsError(RetryLaterError):
+    """429 Too Many Requests."""
+
+
+class ChannelFailedError(UcwaError):
+    """The event channel stopped for good; ``cause`` holds why."""
+
+    def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class InvitationError(UcwaError):
+    """An invitation did not end connected."""
+
+    def __init__(
+        self, message: str, *, href: str | None = None, operation_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.href = href
+        self.operation_id = operation_id
+
+
+class InvitationFailedError(InvitationError):
+    """The invitation completed with Failure; ``reason`` is the server's reason (or None)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Any = None,
+        href: str | None = None,
+        operation_id: str | None = None,
+    ) -> None:
+        super().__init__(message, href=href, operation_id=operation_id)
+        self.reason = reason
+
+
+class InvitationTimeoutError(InvitationError, TimeoutError):
+    """No outcome arrived within the invitation timeout."""
+
+
+class InvitationLostError(InvitationError):
+    """The invitation's application disappeared before its outcome could be read."""
+
+
+class SessionClosedError(UcwaError):
+    """The session is closed (or not open yet); pending invitations end with this."""
+
+
+# Most specific key first: (status, code, subcode), then (status, code), then (status,).
+_BY_STATUS_CODE_SUBCODE: dict[tuple[int, str, str], type[ResponseError]] = {
+    (500, "servicefailure", "callbackchannelerror"): CallbackChannelError,
+    (409, "conflict", "alreadyexists"): AlreadyExistsError,
+    (409, "conflict", "toomanygroups"): TooManyGroupsError,
+}
+_BY_STATUS_CODE: dict[tuple[int, str], type[ResponseError]] = {
+    (400, "parametervalidationfailure"): ParameterValidationError,
+    (404, "applicationnotfound"): ApplicationNotFoundError,
+    (410, "applicationnotfound"): ApplicationNotFoundError,
+    (410, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
+    (404, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
+    (409, "pgetreplaced"): PGetReplacedError,
+}
+_BY_STATUS: dict[int, type[ResponseError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    500: ServiceFailureError,
+    503: ServiceUnavailableError,
+    429: TooManyRequestsError,
+}
+
+
+def error_class_for(status: int, code: str | None, subcode: str | None) -> type[ResponseError]:
+    """The most specific error class for a status and UCWA code/subcode.
+
+    Codes and subcodes are matched case-insensitively; unknown values fall back
+    to the status's class, then to :class:`ResponseError`.
+    """
+    code_key = (code or "").strip().lower()
+    subcode_key = (subcode or "").strip().lower()
+    if code_key and subcode_key:
+        found = _BY_STATUS_CODE_SUBCODE.get((status, code_key, subcode_key))
+        if found is not None:
+            return found
+    if code_key:
+        by_code = _BY_STATUS_CODE.get((status, code_key))
+        if by_code is not None:
+            return by_code
+        if subcode_key == "pgetreplaced" and status == 409:
+            return PGetReplacedError
+    return _BY_STATUS.get(status, ResponseError)
