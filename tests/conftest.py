@@ -1,1 +1,10 @@
-"""Shared test configuration."""
+"""Shared test configuration.
+
+Our own pytest plugin (the ``ucwa_simulator`` fixture) is registered for users
+through the ``pytest11`` entry point. Entry-point plugins load before pytest-cov
+starts measuring, which would hide the import-time lines of the package from
+coverage; so this suite disables the entry point (``-p no:ucwa_async`` in
+pyproject) and loads the same module here, after coverage has started.
+"""
+
+pytest_plugins = ["ucwa_async.testing.plugin"]

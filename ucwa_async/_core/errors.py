@@ -11,6 +11,7 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     │   └── RequestTimeoutError        also a builtins.TimeoutError
     ├── DecodeError                    body is not valid JSON/XML (also a ValueError)
     │   └── BodyTooLargeError          body over the configured size cap
+    ├── UnsafeHrefError                an href we refuse to follow (also a ValueError)
     ├── ResponseError                  non-2xx answer: .status .code .subcode .message ...
     │   ├── ProxyResponseError         4xx/5xx whose body is not a UCWA error (a proxy page)
     │   ├── BadRequestError            400
@@ -75,6 +76,7 @@ __all__ = [
     "TooManyRequestsError",
     "TransportError",
     "UcwaError",
+    "UnsafeHrefError",
     "error_class_for",
 ]
 
@@ -101,6 +103,14 @@ class DecodeError(UcwaError, ValueError):
 
 class BodyTooLargeError(DecodeError):
     """A response body exceeded the configured size cap."""
+
+
+class UnsafeHrefError(UcwaError, ValueError):
+    """An href we refuse to follow: not http(s), carries userinfo, or is malformed."""
+
+    def __init__(self, message: str, *, href: str | None = None) -> None:
+        super().__init__(message)
+        self.href = href
 
 
 class ResponseError(UcwaError):

@@ -1,0 +1,316 @@
+"""Event-channel (P-GET) state: what a poll outcome means and what to do next (sans-IO).
+
+The IO shell (``ucwa_async._channel.ChannelRunner``) polls :meth:`ChannelState.poll_url`,
+feeds what came back to :meth:`ChannelState.on_response` or
+:meth:`ChannelState.on_transport_error`, and performs the returned action. All the
+protocol decisions live here:
+
+- ``200`` with a ``next`` link: :class:`Deliver` (events) or :class:`Empty` (a timeout
+  page); the cursor moves to ``next``. Events URLs are opaque: we follow ``next``,
+  ``resync`` and ``resume`` exactly as given and never edit ``ack``.
+- ``resync`` link: :class:`Resync` (cached transient state is stale); it wins over
+  ``next`` because the server is saying our cursor can no longer be trusted.
+- ``resume`` link (and no ``next``): :class:`Resume`, re-sending our query parameters.
+- ``401``: :class:`Reauthenticate`; ``404``/``410``: :class:`RecreateApplication`;
+  ``409``: :class:`Replaced` (the only conflict a GET of the events URL can have is a
+  competing P-GET: ``PGetReplaced``).
+- ``5xx``, ``408``, ``429``, transport errors, undecodable bodies, and a ``2xx`` without
+  any of the links above: :class:`Retry` the *same* URL (an unacknowledged batch is
+  re-delivered, so nothing is lost) after ``Retry-After`` (capped) or a backoff delay.
+- a ``403`` that is not a UCWA error body (a front proxy's "Access is denied" page, seen
+  intermittently in the field) is retried a few times before it becomes fatal;
+- other ``4xx`` (``400``, UCWA ``403``, ``405``, ``415``...): :class:`Fatal`.
+
+Nothing here raises on bad input; every outcome is an action.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TypeAlias
+
+import attrs
+
+from ucwa_async import _models, _wire
+from ucwa_async._core import urls
+from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.errors import (
+    DecodeError,
+    ProxyResponseError,
+    ResponseError,
+    TransportError,
+    UcwaError,
+    UnsafeHrefError,
+)
+from ucwa_async._core.responses import classify
+
+__all__ = [
+    "MAX_TIMEOUT",
+    "MIN_TIMEOUT",
+    "ChannelAction",
+    "ChannelState",
+    "Deliver",
+    "Empty",
+    "Fatal",
+    "Reauthenticate",
+    "RecreateApplication",
+    "Replaced",
+    "Resume",
+    "Resync",
+    "Retry",
+]
+
+MIN_TIMEOUT = 180
+MAX_TIMEOUT = 1800
+
+
+@attrs.frozen
+class Deliver:
+    """A batch with events; the cursor already moved to ``next_url``."""
+
+    batch: _models.EventBatch
+    next_url: str
+
+
+@attrs.frozen
+class Empty:
+    """A timeout page (no events); the cursor already moved to ``next_url``."""
+
+    next_url: str
+
+
+@attrs.frozen
+class Resync:
+    """Poll ``url`` next and re-read in-flight operations: cached state is stale."""
+
+    url: str
+
+
+@attrs.frozen
+class Resume:
+    """Poll ``url`` next (with our query parameters re-sent)."""
+
+    url: str
+
+
+@attrs.frozen
+class RecreateApplication:
+    """The application is gone (404/410): create a new one, then :meth:`ChannelState.reset`."""
+
+    error: UcwaError
+
+
+@attrs.frozen
+class Replaced:
+    """409 PGetReplaced: another P-GET took our place; poll again (the same URL)."""
+
+    error: UcwaError
+
+
+@attrs.frozen
+class Reauthenticate:
+    """401: get a new token, then poll the same URL."""
+
+    error: UcwaError
+
+
+@attrs.frozen
+class Retry:
+    """Poll the same URL again after ``after`` seconds."""
+
+    after: float
+    error: UcwaError
+
+
+@attrs.frozen
+class Fatal:
+    """The channel cannot continue; ``error`` says why."""
+
+    error: UcwaError
+
+
+ChannelAction: TypeAlias = (
+    Deliver
+    | Empty
+    | Resync
+    | Resume
+    | RecreateApplication
+    | Replaced
+    | Reauthenticate
+    | Retry
+    | Fatal
+)
+
+# 408 and 425 are "try again"; everything else 4xx (bar the handled ones) is our bug or
+# the server's refusal, and repeating it would not help.
+_RETRYABLE_4XX = frozenset({408, 425, 429})
+
+
+def _clamp_timeout(timeout: float) -> int:
+    if not math.isfinite(timeout):
+        return MIN_TIMEOUT
+    return int(min(max(round(timeout), MIN_TIMEOUT), MAX_TIMEOUT))
+
+
+class ChannelState:
+    """The cursor of one application's event channel and the P-GET decision table."""
+
+    def __init__(
+        self,
+        events_url: str,
+        *,
+        timeout: float = 180.0,
+        backoff: Backoff | None = None,
+        retry_after_cap: float = 60.0,
+        proxy_retry_limit: int = 5,
+    ) -> None:
+        self._timeout = _clamp_timeout(timeout)
+        self._backoff = backoff if backoff is not None else Backoff()
+        self._retry_after_cap = max(0.0, retry_after_cap)
+        self._proxy_retry_limit = proxy_retry_limit
+        self._current = ""
+        self._app_base_path = ""
+        self._attempt = 0
+        self.reset(events_url)
+
+    # -- state ----------------------------------------------------------------------
+
+    @property
+    def current_url(self) -> str:
+        """The events URL the next P-GET targets (as the server gave it, resolved)."""
+        return self._current
+
+    @property
+    def attempt(self) -> int:
+        """Consecutive failed polls (0 after any successful one)."""
+        return self._attempt
+
+    @property
+    def timeout(self) -> int:
+        """The ``timeout`` query value in seconds (clamped to 180..1800).
+
+        The shell's HTTP read timeout must be above it, or idle P-GETs get cancelled.
+        """
+        return self._timeout
+
+    def poll_url(self) -> str:
+        """The URL to GET: :attr:`current_url` plus ``timeout`` (``ack`` untouched)."""
+        return urls.with_query(self._current, timeout=self._timeout)
+
+    def reset(self, events_url: str) -> None:
+        """Start over on a new application's first events URL (absolute)."""
+        # Validates too: an events URL must be an absolute http(s) URL.
+        self._current = urls.resolve_href(events_url, base_url=events_url)
+        self._app_base_path = urls.app_base_path_of(self._current)
+        self._attempt = 0
+
+    # -- outcomes -------------------------------------------------------------------
+
+    def on_transport_error(self, error: BaseException) -> ChannelAction:
+        """The poll got no HTTP answer: retry the same URL after a backoff delay."""
+        if not isinstance(error, UcwaError):
+            wrapped = TransportError(f"event channel poll failed: {error!r}")
+            wrapped.__cause__ = error
+            error = wrapped
+        return self._retry(error)
+
+    def on_response(
+        self,
+        status: int,
+        content_type: str | None,
+        body: bytes,
+        *,
+        retry_after: str | None = None,
+    ) -> ChannelAction:
+        """The action for one P-GET answer (``retry_after``: the raw header)."""
+        if 200 <= status < 300:
+            return self._on_success(status, content_type, body)
+        error = classify(
+            status,
+            content_type,
+            body,
+            method="GET",
+            url=self._current,
+            retry_after=retry_after,
+        )
+        if error is None:
+            # 1xx/3xx (redirects are followed by the HTTP layer): nothing to read.
+            return self._retry(
+                ResponseError(
+                    status=status,
+                    message="unexpected status on the event channel",
+                    method="GET",
+                    url=self._current,
+                )
+            )
+        return self._on_error(error)
+
+    # -- internals ------------------------------------------------------------------
+
+    def _on_success(self, status: int, content_type: str | None, body: bytes) -> ChannelAction:
+        try:
+            batch = _models.parse_event_batch(_wire.decode(body, content_type))
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            # DecodeError is the contract; the others would be a parser bug, and a parser
+            # bug must not kill the channel either: the same URL is re-delivered later.
+            error = exc if isinstance(exc, DecodeError) else DecodeError(str(exc))
+            return self._retry(error)
+
+        try:
+            if batch.resync_href:
+                self._current = self._resolve(batch.resync_href)
+                self._attempt = 0
+                return Resync(self._current)
+            if batch.next_href:
+                self._current = self._resolve(batch.next_href)
+                self._attempt = 0
+                if batch.events:
+                    return Deliver(batch, self._current)
+                return Empty(self._current)
+            if batch.resume_href:
+                self._current = self._resolve(batch.resume_href)
+                self._attempt = 0
+                return Resume(self._current)
+        except UnsafeHrefError as exc:
+            return self._retry(exc)
+        return self._retry(
+            DecodeError(
+                f"event channel answered {status} without a next, resync or resume link",
+                content_type=content_type,
+            )
+        )
+
+    def _on_error(self, error: ResponseError) -> ChannelAction:
+        status = error.status
+        if status == 401:
+            self._attempt += 1
+            return Reauthenticate(error)
+        if status in (404, 410):
+            self._attempt += 1
+            return RecreateApplication(error)
+        if status == 409:
+            self._attempt += 1
+            return Replaced(error)
+        if status >= 500 or status in _RETRYABLE_4XX:
+            return self._retry(error)
+        if (
+            status == 403
+            and isinstance(error, ProxyResponseError)
+            and self._attempt < self._proxy_retry_limit
+        ):
+            return self._retry(error)
+        return Fatal(error)
+
+    def _retry(self, error: UcwaError) -> Retry:
+        server_delay = error.retry_after if isinstance(error, ResponseError) else None
+        if server_delay is not None:
+            after = min(server_delay, self._retry_after_cap)
+        else:
+            after = self._backoff.delay(self._attempt)
+        self._attempt += 1
+        return Retry(after, error)
+
+    def _resolve(self, href: str) -> str:
+        return urls.resolve_href(
+            href, base_url=self._current, app_base_path=self._app_base_path or None
+        )

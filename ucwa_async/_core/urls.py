@@ -1,0 +1,239 @@
+"""href resolution, normalisation and query building (sans-IO).
+
+UCWA hands out hrefs in several shapes: absolute (``https://fe1.contoso.com:443/ucwa/v1/...``),
+origin-relative (``/ucwa/oauth/v1/...``), document-relative (``events?ack=2``) and the
+reference's shorthand ``//v1/applications/...`` with the ``/ucwa/oauth`` prefix elided.
+Read literally (RFC 3986, and yarl's ``URL.join``) that last form is a network-path
+reference to a host named ``v1``; we resolve it as a path under the application's base
+path instead (protocol doc section 2).
+
+Every function here works on ``str`` in and ``str`` out, with yarl as the URL builder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from yarl import URL
+
+from ucwa_async._core.errors import UnsafeHrefError
+
+__all__ = [
+    "app_base_path_of",
+    "make_normalizer",
+    "normalize",
+    "origin_of",
+    "resolve_href",
+    "same_origin",
+    "with_query",
+]
+
+_ALLOWED_SCHEMES = frozenset({"http", "https"})
+# The events URL's cursor: opaque, only ever followed as the server gave it.
+_ACK = "ack"
+_V1 = "v1"
+
+
+def _short(href: str) -> str:
+    # Keep error messages readable when the href is a long data: URI.
+    return href if len(href) <= 80 else href[:77] + "..."
+
+
+def _parse(href: str) -> URL:
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in href):
+        # CR/LF in an href would end up in a request line or a header.
+        raise UnsafeHrefError(f"href contains control characters: {_short(href)!r}", href=href)
+    try:
+        return URL(href)
+    except (ValueError, TypeError) as exc:
+        raise UnsafeHrefError(f"malformed href {_short(href)!r}: {exc}", href=href) from exc
+
+
+def _check_absolute(url: URL, href: str) -> URL:
+    if url.scheme.lower() not in _ALLOWED_SCHEMES:
+        raise UnsafeHrefError(
+            f"refusing href with scheme {url.scheme!r}: {_short(href)!r}", href=href
+        )
+    if not url.raw_host:
+        raise UnsafeHrefError(f"href has no host: {_short(href)!r}", href=href)
+    if url.raw_user is not None or url.raw_password is not None:
+        # userinfo is a phishing/credential-leak vector and UCWA never uses it.
+        raise UnsafeHrefError(f"refusing href with userinfo: {_short(href)!r}", href=href)
+    return url
+
+
+def _base(base_url: str) -> URL:
+    base = _parse(base_url)
+    if not base.is_absolute():
+        raise UnsafeHrefError(f"base URL is not absolute: {_short(base_url)!r}", href=base_url)
+    return _check_absolute(base, base_url)
+
+
+def _is_v1_shorthand(url: URL) -> bool:
+    # "//v1/..." parses as host "v1": it is the elided-prefix shorthand, not a host.
+    return (
+        (url.raw_host or "").lower() == _V1
+        and url.explicit_port is None
+        and url.raw_user is None
+        and url.raw_password is None
+    )
+
+
+def _clean_base_path(app_base_path: str | None) -> str:
+    if not app_base_path:
+        return ""
+    path = app_base_path.rstrip("/")
+    if path and not path.startswith("/"):
+        path = "/" + path
+    return path
+
+
+def _under_app(origin: URL, app_base_path: str | None, path: str, query: str, fragment: str) -> URL:
+    """``origin + app_base_path + "/v1" + path``, query and fragment kept raw.
+
+    ``path`` is what followed ``//v1``: empty or starting with ``/``.
+    """
+    return URL.build(
+        scheme=origin.scheme,
+        authority=origin.raw_authority,
+        path=_clean_base_path(app_base_path) + "/" + _V1 + path,
+        query_string=query,
+        fragment=fragment,
+        encoded=True,
+    )
+
+
+def resolve_href(href: str, *, base_url: str, app_base_path: str | None = None) -> str:
+    """Resolve a UCWA href to an absolute http(s) URL.
+
+    - absolute ``http(s)://`` hrefs are used as given (another host stays another host;
+      the HTTP layer decides whether it gets our token), except that a same-origin URL
+      whose path is ``//v1/...`` (the seeds' request lines) gets the rule below;
+    - ``//v1/...`` is a path under ``app_base_path`` on ``base_url``'s origin;
+    - any other ``//host/...`` is a network-path reference (``base_url``'s scheme);
+    - everything else is relative to ``base_url``.
+
+    Raises :class:`UnsafeHrefError` (a ``ValueError``) for other schemes (``javascript:``,
+    ``file:``, ``data:``...), userinfo, control characters, or a malformed href.
+    """
+    href = href.strip()
+    if not href:
+        raise UnsafeHrefError("empty href", href=href)
+    base = _base(base_url)
+    origin = base.origin()
+    url = _parse(href)
+
+    if href.startswith("//"):
+        if _is_v1_shorthand(url):
+            # yarl reports "//v1" and "//v1/" alike as path "/"; take the text as written.
+            rest = _parse(href[2 + len(_V1) :])
+            return str(
+                _under_app(
+                    origin, app_base_path, rest.raw_path, rest.raw_query_string, rest.raw_fragment
+                )
+            )
+        return str(_check_absolute(_parse(f"{base.scheme}:{href}"), href))
+
+    if url.scheme:
+        url = _check_absolute(url, href)
+        segments = url.raw_path.split("/")
+        if (
+            url.origin() == origin
+            and len(segments) > 2
+            and segments[1] == ""
+            and segments[2].lower() == _V1
+        ):
+            path = url.raw_path[2 + len(_V1) :]
+            return str(
+                _under_app(origin, app_base_path, path, url.raw_query_string, url.raw_fragment)
+            )
+        return str(url)
+    if url.raw_host:  # pragma: no cover - yarl gives a host only with "//" or a scheme
+        raise UnsafeHrefError(f"unexpected href form: {_short(href)!r}", href=href)
+    return str(_check_absolute(base.join(url), href))
+
+
+def app_base_path_of(self_href: str) -> str:
+    """The path before ``/v1/`` in an application's ``self`` href (``"/ucwa/oauth"``).
+
+    ``""`` when the href has no ``v1`` segment or is in the ``//v1/...`` form.
+    """
+    try:
+        url = URL(self_href.strip())
+    except (ValueError, TypeError):
+        return ""
+    if self_href.strip().startswith("//") and _is_v1_shorthand(url):
+        return ""
+    path = url.raw_path
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        if segment == _V1:
+            return _clean_base_path("/".join(segments[:index]))
+    return ""
+
+
+def normalize(url: str) -> str:
+    """A comparison key for an absolute URL.
+
+    Scheme and host lowercased, default port dropped, fragment dropped, dot segments
+    removed, percent-encoding normalised (unreserved characters decoded, hex uppercased);
+    the query is kept (an invitation href never differs only by query, but a log href
+    may carry one that matters). A relative reference is normalised the same way
+    without an origin: inject :func:`make_normalizer` to compare it with absolute ones.
+    """
+    parsed = URL(url.strip())
+    if not parsed.is_absolute():
+        return str(parsed.with_fragment(None))
+    # Built explicitly so "https://h" and "https://h/" meet on one key.
+    return str(
+        URL.build(
+            scheme=parsed.scheme,
+            authority=parsed.raw_authority,
+            path=parsed.raw_path or "/",
+            query_string=parsed.raw_query_string,
+            encoded=True,
+        )
+    )
+
+
+def make_normalizer(*, base_url: str, app_base_path: str | None = None) -> Callable[[str], str]:
+    """A correlation key function: :func:`resolve_href` then :func:`normalize`.
+
+    Events name invitations by absolute or origin-relative hrefs while a ``201`` Location
+    may be ``//v1/...``: resolving first makes all three forms meet on one key.
+    """
+
+    def key(href: str) -> str:
+        return normalize(resolve_href(href, base_url=base_url, app_base_path=app_base_path))
+
+    return key
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of an absolute URL (default port dropped)."""
+    parsed = URL(url.strip())
+    if not parsed.is_absolute():
+        raise ValueError(f"not an absolute URL: {_short(url)!r}")
+    return str(parsed.origin())
+
+
+def same_origin(a: str, b: str) -> bool:
+    """True when both are absolute URLs with equal scheme, host and port."""
+    try:
+        return origin_of(a) == origin_of(b)
+    except ValueError:
+        return False
+
+
+def with_query(url: str, /, **params: str | int | float) -> str:
+    """``url`` with ``params`` added or replaced; every other parameter kept as is.
+
+    ``ack`` is the server's cursor: it is never changed, and setting it is refused.
+    """
+    if _ACK in params:
+        raise ValueError("refusing to set 'ack': events URLs are opaque cursors")
+    for name, value in params.items():
+        if isinstance(value, bool):
+            # yarl refuses bools anyway; say which parameter was wrong.
+            raise TypeError(f"query parameter {name!r} must be str, int or float, not bool")
+    return str(URL(url).update_query(params))

@@ -1,0 +1,417 @@
+"""Resource and event models, and the parsers from the canonical dict shape.
+
+Sans-IO. Models are attrs frozen values. Every resource keeps all of its raw properties
+in ``properties`` (read-only), so a property the typed fields do not name is never
+lost; typed fields are optional because the server may omit anything.
+
+The parsers fold ``_links`` / ``_embedded`` by hand (they are on the event channel's hot
+path) and use the converter only for the typed properties. Malformed shapes raise
+:class:`DecodeError`; hrefs are kept exactly as given (resolution is ``_core.urls``'s job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from ucwa_async._converter import CONVERTER, _opt_str
+from ucwa_async._core.errors import DecodeError
+
+__all__ = [
+    "KNOWN_EVENT_TYPES",
+    "OPERATION_EVENT_TYPES",
+    "ConversationLog",
+    "Event",
+    "EventBatch",
+    "InvitationResource",
+    "Link",
+    "MessagingInvitation",
+    "PhoneAudioInvitation",
+    "Reason",
+    "Resource",
+    "UnknownEvent",
+    "UnknownResource",
+    "parse_event_batch",
+    "parse_reason",
+    "parse_resource",
+]
+
+KNOWN_EVENT_TYPES = frozenset({"added", "updated", "deleted", "started", "completed"})
+OPERATION_EVENT_TYPES = frozenset({"started", "updated", "completed"})
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_STRUCTURAL = frozenset({"_links", "_embedded"})
+_REASON_KEYS = frozenset({"code", "subcode", "message", "debugInfo"})
+
+
+@attrs.frozen
+class Link:
+    """A link: its relation name and its href, as the server wrote it."""
+
+    rel: str
+    href: str
+
+
+@attrs.frozen
+class Reason:
+    """Why an operation failed (or a resource changed): a UCWA error body.
+
+    ``code`` and ``subcode`` are open strings. Keys other than code, subcode, message and
+    debugInfo (``parameters``, ``link``, new ones) are kept in ``extra``.
+    """
+
+    code: str | None = None
+    subcode: str | None = None
+    message: str | None = None
+    # Mappings are compared but not hashed: they are dicts underneath.
+    debug_info: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
+    extra: Mapping[str, Any] = attrs.field(default=_EMPTY, hash=False)
+
+
+@attrs.frozen
+class Resource:
+    """A UCWA resource. ``href`` is its ``self`` link; ``links`` holds every link (self too)
+    in document order; ``embedded`` the embedded resources; ``properties`` every raw
+    property (everything but ``_links`` and ``_embedded``)."""
+
+    rel: str | None = None
+    href: str | None = None
+    links: tuple[Link, ...] = ()
+    embedded: tuple[Resource, ...] = ()
+    properties: Mapping[str, Any] = attrs.field(default=_EMPTY, hash=False)
+
+    def link(self, rel: str) -> str | None:
+        """The href of the first link with this rel, or None."""
+        for link in self.links:
+            if link.rel == rel:
+                return link.href
+        return None
+
+    def links_for(self, rel: str) -> tuple[str, ...]:
+        """Every href with this rel, in order (``conversationLog`` links, say)."""
+        return tuple(link.href for link in self.links if link.rel == rel)
+
+    def embedded_one(self, rel: str) -> Resource | None:
+        """The first embedded resource with this rel, or None."""
+        for child in self.embedded:
+            if child.rel == rel:
+                return child
+        return None
+
+    def embedded_all(self, rel: str) -> tuple[Resource, ...]:
+        """Every embedded resource with this rel, in order."""
+        return tuple(child for child in self.embedded if child.rel == rel)
+
+
+@attrs.frozen
+class InvitationResource(Resource):
+    """Fields shared by the invitation (operation) resources."""
+
+    operation_id: str | None = None
+    state: str | None = None
+    direction: str | None = None
+    importance: str | None = None
+    subject: str | None = None
+    thread_id: str | None = None
+    to: str | None = None
+
+
+@attrs.frozen
+class MessagingInvitation(InvitationResource):
+    """A ``messagingInvitation`` operation (continueMessaging's 201 Location)."""
+
+
+@attrs.frozen
+class PhoneAudioInvitation(InvitationResource):
+    """A ``phoneAudioInvitation`` operation (continuePhoneAudio's 201 Location)."""
+
+    phone_number: str | None = None
+
+
+@attrs.frozen
+class ConversationLog(Resource):
+    """A past conversation; ``status`` and ``type`` are UCWA's own property names."""
+
+    creation_time: str | None = None
+    direction: str | None = None
+    importance: str | None = None
+    modalities: tuple[str, ...] = ()
+    preview_message: str | None = None
+    status: str | None = None
+    subject: str | None = None
+    thread_id: str | None = None
+    total_recipients_count: int | None = None
+    type: str | None = None
+
+
+@attrs.frozen
+class UnknownResource(Resource):
+    """Any resource without a typed model; everything is in ``properties`` and links."""
+
+
+@attrs.frozen
+class Event:
+    """One event of the event channel.
+
+    ``link`` is the event's target, ``sender`` the sender block's link, ``in_link`` the
+    collection the target was added to / removed from, ``resource`` the embedded resource
+    (when the server embedded one: it may not).
+    """
+
+    type: str
+    link: Link
+    sender: Link | None = None
+    in_link: Link | None = None
+    status: str | None = None
+    reason: Reason | None = None
+    resource: Resource | None = None
+
+    @property
+    def operation_id(self) -> str | None:
+        """The client's ``operationId`` carried by the embedded operation resource."""
+        resource = self.resource
+        if resource is None:
+            return None
+        if isinstance(resource, InvitationResource):
+            return resource.operation_id
+        value = resource.properties.get("operationId")
+        return value if isinstance(value, str) else None
+
+    @property
+    def is_operation_event(self) -> bool:
+        """started / updated / completed (``updated`` is also a resource event type)."""
+        return self.type in OPERATION_EVENT_TYPES
+
+
+@attrs.frozen
+class UnknownEvent(Event):
+    """An event type this library does not know; kept, never fatal."""
+
+
+@attrs.frozen
+class EventBatch:
+    """One event-channel response: its links and its events in server order."""
+
+    self_href: str | None = None
+    next_href: str | None = None
+    resync_href: str | None = None
+    resume_href: str | None = None
+    events: tuple[Event, ...] = ()
+
+
+# rel -> (model class, its structure function); fixed at import, never mutated.
+_TYPED: Mapping[str, tuple[type[Resource], Callable[[Mapping[str, Any], Any], Any]]] = (
+    MappingProxyType(
+        {
+            cls_rel: (cls, CONVERTER.get_structure_hook(cls))
+            for cls_rel, cls in (
+                ("messagingInvitation", MessagingInvitation),
+                ("phoneAudioInvitation", PhoneAudioInvitation),
+                ("conversationLog", ConversationLog),
+            )
+        }
+    )
+)
+
+
+def _href(value: Any, what: str) -> str:
+    if not isinstance(value, Mapping):
+        raise DecodeError(f"{what} is a {type(value).__name__}, not a link object")
+    href = value.get("href")
+    if not isinstance(href, str):
+        raise DecodeError(f"{what} has no href")
+    return href
+
+
+def _links(raw: Any) -> tuple[Link, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, Mapping):
+        raise DecodeError("_links is not an object")
+    out: list[Link] = []
+    for rel, value in raw.items():
+        if not isinstance(rel, str):
+            raise DecodeError("a link rel is not a string")
+        if isinstance(value, list):
+            out.extend(Link(rel, _href(item, f"link {rel!r}")) for item in value)
+        else:
+            out.append(Link(rel, _href(value, f"link {rel!r}")))
+    return tuple(out)
+
+
+def _parse_resource(d: Any, rel: str | None) -> Resource:
+    if not isinstance(d, Mapping):
+        raise DecodeError(f"a resource is a {type(d).__name__}, not an object")
+    own_rel = d.get("rel", rel)
+    if own_rel is not None and not isinstance(own_rel, str):
+        raise DecodeError("a resource rel is not a string")
+    links = _links(d.get("_links"))
+    href = None
+    for link in links:
+        if link.rel == "self":
+            href = link.href
+            break
+    raw_embedded = d.get("_embedded")
+    embedded: tuple[Resource, ...] = ()
+    if raw_embedded is not None:
+        if not isinstance(raw_embedded, Mapping):
+            raise DecodeError("_embedded is not an object")
+        children: list[Resource] = []
+        for key, value in raw_embedded.items():
+            if not isinstance(key, str):
+                raise DecodeError("an embedded rel is not a string")
+            if isinstance(value, list):
+                children.extend(_parse_resource(item, key) for item in value)
+            else:
+                children.append(_parse_resource(value, key))
+        embedded = tuple(children)
+    raw = {k: v for k, v in d.items() if k not in _STRUCTURAL}
+    properties = MappingProxyType(raw)
+    typed = _TYPED.get(own_rel) if own_rel is not None else None
+    if typed is None:
+        return UnknownResource(own_rel, href, links, embedded, properties)
+    cls, structure = typed
+    source = dict(raw)
+    # Set last so that a property spelled like a base key cannot displace them.
+    source["@rel"] = own_rel
+    source["@href"] = href
+    source["@links"] = links
+    source["@embedded"] = embedded
+    source["@properties"] = properties
+    resource: Resource = structure(source, cls)
+    return resource
+
+
+def parse_resource(d: Mapping[str, Any], rel: str | None = None) -> Resource:
+    """A resource model from its canonical dict, typed by its ``rel``.
+
+    ``rel`` is used only when ``d`` has none (an embedded resource's key, say).
+    messagingInvitation, phoneAudioInvitation and conversationLog get typed models;
+    anything else is an :class:`UnknownResource`.
+    """
+    try:
+        return _parse_resource(d, rel)
+    except RecursionError as exc:
+        raise DecodeError("resource nested too deeply") from exc
+
+
+def _parse_reason(d: Any) -> Reason:
+    if not isinstance(d, Mapping):
+        raise DecodeError(f"a reason is a {type(d).__name__}, not an object")
+    extra = {k: v for k, v in d.items() if k not in _REASON_KEYS}
+    debug = d.get("debugInfo")
+    if debug is not None and not isinstance(debug, Mapping):
+        extra["debugInfo"] = debug  # not a property bag: keep it, unparsed
+        debug = None
+    return Reason(
+        code=_opt_str(d.get("code")),
+        subcode=_opt_str(d.get("subcode")),
+        message=_opt_str(d.get("message")),
+        debug_info=MappingProxyType(dict(debug)) if debug is not None else None,
+        extra=MappingProxyType(extra) if extra else _EMPTY,
+    )
+
+
+def parse_reason(d: Mapping[str, Any]) -> Reason:
+    """A :class:`Reason` from an error body or an event's ``reason`` object."""
+    return _parse_reason(d)
+
+
+def _one(value: Any) -> Any:
+    """A link written as a list of link objects: the first one counts."""
+    if isinstance(value, list):
+        if not value:
+            raise DecodeError("an empty list where a link belongs")
+        return value[0]
+    return value
+
+
+def _event_link(value: Any, what: str) -> Link:
+    value = _one(value)
+    href = _href(value, what)
+    rel = value.get("rel", "")
+    if not isinstance(rel, str):
+        raise DecodeError(f"{what} has a rel that is not a string")
+    return Link(rel, href)
+
+
+def _batch_href(links: Mapping[str, Any], rel: str) -> str | None:
+    value = links.get(rel)
+    if value is None:
+        return None
+    return _href(_one(value), f"batch link {rel!r}")
+
+
+def _parse_event(e: Any, sender: Link | None) -> Event:
+    if not isinstance(e, Mapping):
+        raise DecodeError(f"an event is a {type(e).__name__}, not an object")
+    etype = e.get("type")
+    if not isinstance(etype, str):
+        raise DecodeError("an event has no type")
+    link = _event_link(e.get("link"), "event link")
+    raw_in = e.get("in")
+    in_link = _event_link(raw_in, "event 'in' link") if raw_in is not None else None
+    raw_reason = e.get("reason")
+    reason = _parse_reason(raw_reason) if raw_reason is not None else None
+    resource = None
+    raw_embedded = e.get("_embedded")
+    if raw_embedded:
+        if not isinstance(raw_embedded, Mapping):
+            raise DecodeError("an event's _embedded is not an object")
+        # The embedded resource is the event's target: prefer the entry under its rel.
+        key = link.rel if link.rel in raw_embedded else next(iter(raw_embedded))
+        if not isinstance(key, str):
+            raise DecodeError("an embedded rel is not a string")
+        resource = _parse_resource(_one(raw_embedded[key]), key)
+    cls = Event if etype in KNOWN_EVENT_TYPES else UnknownEvent
+    return cls(etype, link, sender, in_link, _opt_str(e.get("status")), reason, resource)
+
+
+def _as_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, Mapping):
+        return [value]
+    raise DecodeError(f"{what} is a {type(value).__name__}, not a list")
+
+
+def _parse_event_batch(d: Any) -> EventBatch:
+    if not isinstance(d, Mapping):
+        raise DecodeError(f"an event batch is a {type(d).__name__}, not an object")
+    links = d.get("_links")
+    if links is None:
+        links = _EMPTY
+    elif not isinstance(links, Mapping):
+        raise DecodeError("_links is not an object")
+    events: list[Event] = []
+    for sender in _as_list(d.get("sender"), "sender"):
+        if not isinstance(sender, Mapping):
+            raise DecodeError("a sender is not an object")
+        sender_link = _event_link(sender, "sender") if "href" in sender else None
+        events.extend(
+            _parse_event(e, sender_link) for e in _as_list(sender.get("events"), "events")
+        )
+    return EventBatch(
+        self_href=_batch_href(links, "self"),
+        next_href=_batch_href(links, "next"),
+        resync_href=_batch_href(links, "resync"),
+        resume_href=_batch_href(links, "resume"),
+        events=tuple(events),
+    )
+
+
+def parse_event_batch(d: Mapping[str, Any]) -> EventBatch:
+    """An :class:`EventBatch` from a decoded event-channel response.
+
+    Events keep server order across senders (a sender may appear more than once).
+    Unknown event types become :class:`UnknownEvent`.
+    """
+    try:
+        return _parse_event_batch(d)
+    except RecursionError as exc:
+        raise DecodeError("event batch nested too deeply") from exc
