@@ -1,5 +1,16 @@
-"""ucwa_async: an asyncio client for Microsoft's Unified Communications Web API (UCWA 2.0)."""
+"""ucwa_async: an asyncio client for Microsoft's Unified Communications Web API (UCWA 2.0).
 
+Pick up past conversations (``conversationLog``) and continue them by instant
+message or phone audio, many at once, and know for certain how each ended::
+
+    async with ucwa_async.Session(discovery_url,
+                                  auth=ucwa_async.PasswordAuth(user, password)) as session:
+        logs = await session.conversation_logs(limit=20)
+        im = await session.continue_messaging(logs[0], message="Following up")
+        result = await im   # MessagingInvitation, or raises InvitationFailedError
+"""
+
+from ucwa_async._auth import PasswordAuth, TokenAuth
 from ucwa_async._core.errors import (
     AlreadyExistsError,
     ApplicationNotFoundError,
@@ -30,39 +41,88 @@ from ucwa_async._core.errors import (
     TooManyRequestsError,
     TransportError,
     UcwaError,
+    UnsafeHrefError,
 )
+from ucwa_async._events import (
+    ApplicationRecreated,
+    ChannelClosed,
+    ChannelConnected,
+    ChannelFailed,
+    ChannelReconnected,
+    ChannelReconnecting,
+    ChannelStatus,
+)
+from ucwa_async._invitation import Invitation
+from ucwa_async._models import (
+    ConversationLog,
+    Event,
+    EventBatch,
+    Link,
+    MessagingInvitation,
+    PhoneAudioInvitation,
+    Reason,
+    Resource,
+    UnknownEvent,
+    UnknownResource,
+)
+from ucwa_async._session import Session, SessionStats
+from ucwa_async._stream import EventStream
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AlreadyExistsError",
     "ApplicationNotFoundError",
+    "ApplicationRecreated",
     "AuthenticationError",
     "BadRequestError",
     "BodyTooLargeError",
     "CallbackChannelError",
+    "ChannelClosed",
+    "ChannelConnected",
+    "ChannelFailed",
     "ChannelFailedError",
+    "ChannelReconnected",
+    "ChannelReconnecting",
+    "ChannelStatus",
     "ConflictError",
+    "ConversationLog",
     "DecodeError",
+    "Event",
+    "EventBatch",
+    "EventStream",
     "ForbiddenError",
     "InactiveApplicationExpiredError",
+    "Invitation",
     "InvitationError",
     "InvitationFailedError",
     "InvitationLostError",
     "InvitationTimeoutError",
+    "Link",
+    "MessagingInvitation",
     "NotFoundError",
     "PGetReplacedError",
     "ParameterValidationError",
+    "PasswordAuth",
+    "PhoneAudioInvitation",
     "ProxyResponseError",
+    "Reason",
     "RequestTimeoutError",
+    "Resource",
     "ResponseError",
     "RetryLaterError",
     "ServiceFailureError",
     "ServiceUnavailableError",
+    "Session",
     "SessionClosedError",
+    "SessionStats",
+    "TokenAuth",
     "TooManyGroupsError",
     "TooManyRequestsError",
     "TransportError",
     "UcwaError",
+    "UnknownEvent",
+    "UnknownResource",
+    "UnsafeHrefError",
     "__version__",
 ]

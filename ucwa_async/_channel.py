@@ -1,0 +1,380 @@
+"""``ChannelRunner``: the one long-poll (P-GET) task of a session.
+
+The decisions (what a response means, which URL comes next, how long to back
+off) are made by the sans-IO ``ChannelState``; this module only performs them:
+it issues the GETs, sleeps, and hands batches to the session in order.
+
+Rules it keeps:
+- exactly one P-GET in flight; the next one is issued *before* a batch is
+  processed, and batches are processed strictly in order;
+- a reconnect request (CallbackChannelError on a POST) abandons the current
+  P-GET at once and starts a fresh one on the same URL (same ack: the server
+  re-sends anything not acknowledged);
+- a fresh P-GET that the server is still holding after ``settle`` seconds
+  counts as connected: UCWA gives no other sign that it has registered it;
+- bad input never kills the task: only a ``Fatal`` action or the owner's
+  cancellation ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.channel import (
+    ChannelAction,
+    ChannelState,
+    Deliver,
+    Empty,
+    Fatal,
+    Reauthenticate,
+    RecreateApplication,
+    Replaced,
+    Resume,
+    Resync,
+    Retry,
+)
+from ucwa_async._core.errors import ChannelFailedError, UcwaError
+from ucwa_async._events import (
+    ChannelConnected,
+    ChannelReconnected,
+    ChannelReconnecting,
+    ChannelSignal,
+    ChannelStatus,
+)
+from ucwa_async._http import HttpResponse
+from ucwa_async._models import EventBatch
+
+__all__ = ["ChannelHost", "ChannelRunner"]
+
+log = logging.getLogger("ucwa_async.channel")
+
+# After this many PGetReplaced answers in a row, back off instead of re-polling at once:
+# someone else is polling our application and we must not fight it in a tight loop.
+_MAX_IMMEDIATE_REPLACED = 3
+
+
+class ChannelHost(Protocol):
+    """What the runner needs from its session."""
+
+    async def poll(self, url: str) -> HttpResponse: ...
+
+    def deliver(self, batch: EventBatch) -> None: ...
+
+    def resynced(self) -> None: ...
+
+    def emit(self, signal: ChannelSignal) -> None: ...
+
+    async def reauthenticate(self, url: str, error: UcwaError) -> None: ...
+
+    async def recreate_application(self, error: UcwaError) -> str: ...
+
+    def channel_failed(self, error: ChannelFailedError) -> None: ...
+
+
+class ChannelRunner:
+    """Owns the P-GET loop task; the session owns the runner."""
+
+    def __init__(
+        self,
+        host: ChannelHost,
+        events_url: str,
+        *,
+        pget_timeout: float,
+        settle: float,
+        backoff: Backoff,
+        retry_after_cap: float,
+        max_recreate_attempts: int = 5,
+    ) -> None:
+        self._host = host
+        self._state = ChannelState(
+            events_url, timeout=pget_timeout, backoff=backoff, retry_after_cap=retry_after_cap
+        )
+        self._settle = settle
+        self._backoff = backoff
+        self._max_recreate_attempts = max_recreate_attempts
+        self.status = ChannelStatus.CONNECTING
+        self.generation = 0
+        self.error: ChannelFailedError | None = None
+        self.reconnects = 0
+        self._task: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Task[HttpResponse] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._pending_reason: tuple[str, BaseException | None] | None = None
+        self._generation_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._down_since = 0.0
+        self._attempts = 0
+        self._replaced_in_row = 0
+
+    # -- owner API -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is not None:
+            raise RuntimeError("channel already started")
+        self._wake = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(), name="ucwa_async.event-channel")
+
+    async def stop(self) -> None:
+        """Cancel the loop and wait for it; idempotent."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        self._set_status(ChannelStatus.CLOSED)
+        self._release_waiters()
+
+    @property
+    def current_url(self) -> str:
+        return self._state.current_url
+
+    def request_reconnect(self, reason: str, error: BaseException | None, seen: int) -> None:
+        """Abandon the current P-GET and start a fresh one.
+
+        ``seen`` is the generation the caller observed when its request failed:
+        if the channel has reconnected since, nothing is forced again, so a
+        burst of failing POSTs causes one reconnect, not hundreds.
+        """
+        if self.error is not None or self._task is None:
+            return
+        if self.generation != seen or self.status is not ChannelStatus.CONNECTED:
+            return
+        self._pending_reason = (reason, error)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def wait_generation_after(self, seen: int) -> None:
+        """Wait until the channel is connected in a generation newer than ``seen``."""
+        self._raise_if_failed()
+        if self.generation > seen and self.status is ChannelStatus.CONNECTED:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._generation_waiters.append((seen, waiter))
+        try:
+            await waiter
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+        self._raise_if_failed()
+
+    async def wait_connected(self) -> None:
+        if self.status is ChannelStatus.CONNECTED:
+            return
+        await self.wait_generation_after(self.generation - 1 if self.generation else 0)
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            self._inflight = self._start_poll()
+            while True:
+                await self._wait_for_poll()
+                assert self._inflight is not None
+                action = self._read_outcome(self._inflight)
+                self._inflight = None
+                if not await self._perform(action):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug of ours: report it to every waiter, never hang them
+            log.exception("event channel crashed")
+            self._fail(ChannelFailedError(f"event channel crashed: {exc!r}", cause=exc))
+        finally:
+            inflight, self._inflight = self._inflight, None
+            if inflight is not None and not inflight.done():
+                inflight.cancel()
+                await asyncio.gather(inflight, return_exceptions=True)
+
+    def _start_poll(self) -> asyncio.Task[HttpResponse]:
+        url = self._state.poll_url()
+        return asyncio.create_task(self._host.poll(url), name="ucwa_async.pget")
+
+    async def _wait_for_poll(self) -> None:
+        """Return when the in-flight poll has finished; handle wake-ups meanwhile."""
+        while True:
+            assert self._inflight is not None
+            assert self._wake is not None
+            connected = self.status is ChannelStatus.CONNECTED
+            done, _ = await asyncio.wait(
+                (self._inflight, self._wake),
+                timeout=None if connected else self._settle,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if self._inflight in done:
+                return
+            if self._wake in done:
+                self._wake = asyncio.get_running_loop().create_future()
+                reason, error = self._pending_reason or ("reconnect requested", None)
+                self._pending_reason = None
+                await self._abandon_poll()
+                self._enter_reconnecting(reason, error)
+                self._inflight = self._start_poll()
+                continue
+            # The server is holding our fresh P-GET: the channel is registered.
+            self._mark_connected()
+
+    async def _abandon_poll(self) -> None:
+        inflight = self._inflight
+        if inflight is not None and not inflight.done():
+            inflight.cancel()
+            await asyncio.gather(inflight, return_exceptions=True)
+
+    def _read_outcome(self, poll: asyncio.Task[HttpResponse]) -> ChannelAction:
+        try:
+            response = poll.result()
+        except UcwaError as exc:
+            log.info("event channel poll failed: %s", exc)
+            return self._state.on_transport_error(exc)
+        return self._state.on_response(
+            response.status,
+            response.content_type,
+            response.body,
+            retry_after=response.retry_after,
+        )
+
+    async def _perform(self, action: ChannelAction) -> bool:
+        """Carry out one action; False ends the loop."""
+        if isinstance(action, Deliver):
+            self._replaced_in_row = 0
+            self._inflight = self._start_poll()  # next P-GET first, then process
+            self._mark_connected()
+            try:
+                self._host.deliver(action.batch)
+            except Exception:  # a bug in processing must not take the channel down
+                log.exception("processing an event batch failed; channel continues")
+        elif isinstance(action, Empty):
+            self._replaced_in_row = 0
+            self._inflight = self._start_poll()
+            self._mark_connected()
+        elif isinstance(action, Resync):
+            log.info("event channel asked to resync")
+            self._inflight = self._start_poll()
+            self._host.resynced()
+        elif isinstance(action, Resume):
+            self._inflight = self._start_poll()
+        elif isinstance(action, Replaced):
+            self._replaced_in_row += 1
+            if self._replaced_in_row > _MAX_IMMEDIATE_REPLACED:
+                self._enter_reconnecting("event channel P-GET replaced repeatedly", action.error)
+                await self._sleep(self._backoff.delay(self._replaced_in_row))
+            self._inflight = self._start_poll()
+        elif isinstance(action, Reauthenticate):
+            self._enter_reconnecting("access token expired", action.error)
+            try:
+                await self._host.reauthenticate(self._state.current_url, action.error)
+            except UcwaError as exc:
+                self._fail(ChannelFailedError(f"re-authentication failed: {exc}", cause=exc))
+                return False
+            self._inflight = self._start_poll()
+        elif isinstance(action, RecreateApplication):
+            return await self._recreate(action.error)
+        elif isinstance(action, Retry):
+            self._enter_reconnecting(f"event channel error: {action.error}", action.error)
+            await self._sleep(action.after)
+            self._inflight = self._start_poll()
+        elif isinstance(action, Fatal):
+            self._fail(
+                ChannelFailedError(f"event channel failed: {action.error}", cause=action.error)
+            )
+            return False
+        else:  # pragma: no cover - exhaustive over ChannelAction
+            raise AssertionError(f"unknown channel action {action!r}")
+        return True
+
+    async def _recreate(self, error: UcwaError) -> bool:
+        self._enter_reconnecting(f"application lost: {error}", error)
+        for attempt in range(self._max_recreate_attempts):
+            try:
+                events_url = await self._host.recreate_application(error)
+            except UcwaError as exc:
+                log.warning("re-creating the application failed (attempt %d): %s", attempt + 1, exc)
+                error = exc
+                await self._sleep(self._backoff.delay(attempt))
+                continue
+            self._state.reset(events_url)
+            self._inflight = self._start_poll()
+            return True
+        self._fail(ChannelFailedError(f"could not re-create the application: {error}", cause=error))
+        return False
+
+    async def _sleep(self, delay: float) -> None:
+        """Back off, but wake early when a reconnect is requested."""
+        assert self._wake is not None
+        if delay <= 0:
+            return
+        try:
+            async with asyncio.timeout(delay):
+                await asyncio.shield(self._wake)
+        except TimeoutError:
+            return
+        self._wake = asyncio.get_running_loop().create_future()
+        self._pending_reason = None
+
+    # -- status --------------------------------------------------------------------
+
+    def _enter_reconnecting(self, reason: str, error: BaseException | None) -> None:
+        if self.status is ChannelStatus.RECONNECTING:
+            self._attempts += 1
+            return
+        if self.status is ChannelStatus.CONNECTING:
+            self._attempts += 1
+            log.info("event channel not up yet: %s", reason)
+            return
+        self._attempts = 1
+        self._down_since = time.monotonic()
+        self.reconnects += 1
+        self._set_status(ChannelStatus.RECONNECTING)
+        log.warning("event channel reconnecting: %s", reason)
+        self._host.emit(ChannelReconnecting(reason=reason, error=error))
+
+    def _mark_connected(self) -> None:
+        if self.status is ChannelStatus.CONNECTED:
+            return
+        previous = self.status
+        self.generation += 1
+        self._set_status(ChannelStatus.CONNECTED)
+        if previous is ChannelStatus.RECONNECTING:
+            downtime = time.monotonic() - self._down_since
+            log.info("event channel reconnected after %d attempt(s)", self._attempts)
+            self._host.emit(ChannelReconnected(attempts=self._attempts, downtime=downtime))
+        else:
+            log.info("event channel connected")
+            self._host.emit(ChannelConnected(events_url=self._state.current_url))
+        self._attempts = 0
+        self._release_waiters()
+
+    def _set_status(self, status: ChannelStatus) -> None:
+        self.status = status
+
+    def _release_waiters(self) -> None:
+        keep: list[tuple[int, asyncio.Future[None]]] = []
+        for seen, waiter in self._generation_waiters:
+            if waiter.done():
+                continue
+            ended = self.error is not None or self.status is ChannelStatus.CLOSED
+            moved_on = self.generation > seen and self.status is ChannelStatus.CONNECTED
+            if ended or moved_on:
+                waiter.set_result(None)
+            else:
+                keep.append((seen, waiter))
+        self._generation_waiters = keep
+
+    def _fail(self, error: ChannelFailedError) -> None:
+        log.error("%s", error)
+        self.error = error
+        self._set_status(ChannelStatus.CLOSED)
+        self._release_waiters()
+        self._host.channel_failed(error)
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.status is ChannelStatus.CLOSED and self._task is None and self.generation:
+            raise ChannelFailedError("event channel is closed")

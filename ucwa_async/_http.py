@@ -1,0 +1,102 @@
+"""The thin aiohttp shell: one request in, one fully-read response out.
+
+Everything aiohttp raises is translated here into ``TransportError`` /
+``RequestTimeoutError``, so no aiohttp type reaches the rest of the library or
+its users. Redirects are never followed automatically: a 3xx to another host
+must not carry our Authorization header there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+import attrs
+
+from ucwa_async._core.errors import BodyTooLargeError, RequestTimeoutError, TransportError
+
+__all__ = ["HttpClient", "HttpResponse"]
+
+log = logging.getLogger("ucwa_async.http")
+
+
+@attrs.frozen
+class HttpResponse:
+    """A response read to the end."""
+
+    method: str
+    url: str
+    status: int
+    content_type: str | None
+    body: bytes
+    location: str | None = None
+    retry_after: str | None = None
+    www_authenticate: tuple[str, ...] = ()
+
+
+class HttpClient:
+    """Sends requests through one ``aiohttp.ClientSession`` (owned or borrowed)."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, max_body: int) -> None:
+        self._session = session
+        self._max_body = max_body
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: bytes | None = None,
+        timeout: float,
+    ) -> HttpResponse:
+        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 30.0))
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._session.request(
+                    method,
+                    url,
+                    headers=dict(headers),
+                    data=data,
+                    allow_redirects=False,
+                    timeout=client_timeout,
+                ) as response:
+                    body = await self._read_capped(response)
+                    content_type = response.headers.get("Content-Type")
+                    return HttpResponse(
+                        method=method,
+                        url=url,
+                        status=response.status,
+                        content_type=content_type,
+                        body=body,
+                        location=response.headers.get("Location"),
+                        retry_after=response.headers.get("Retry-After"),
+                        www_authenticate=tuple(response.headers.getall("WWW-Authenticate", ())),
+                    )
+        except TimeoutError as exc:
+            raise RequestTimeoutError(f"{method} {url} timed out after {timeout:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
+        except OSError as exc:
+            raise TransportError(f"{method} {url} failed: {exc}") from exc
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > self._max_body:
+            raise BodyTooLargeError(
+                f"response body of {declared} bytes exceeds the {self._max_body}-byte cap",
+                content_type=response.headers.get("Content-Type"),
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > self._max_body:
+                raise BodyTooLargeError(
+                    f"response body exceeds the {self._max_body}-byte cap",
+                    content_type=response.headers.get("Content-Type"),
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)

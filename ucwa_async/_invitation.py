@@ -1,0 +1,157 @@
+"""``Invitation``: the awaitable handle a continue POST returns.
+
+One ``asyncio.Future`` per invitation, resolved exactly once by the session
+(event channel, timeout, cancel or close). Awaiting is shielded: cancelling the
+task that awaits does not cancel the invitation itself, so another task (or a
+later ``await``) still gets the outcome. ``cancel()`` is the explicit way to
+end it, on the server too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, TypeVar
+
+from ucwa_async._core.errors import InvitationTimeoutError
+
+__all__ = ["Invitation"]
+
+T = TypeVar("T")
+
+
+class Invitation(Generic[T]):
+    """A pending ``messagingInvitation`` or ``phoneAudioInvitation``.
+
+    ``await invitation`` (same as ``await invitation.result()``) returns the
+    final invitation resource when it connected, or raises
+    ``InvitationFailedError`` (``.reason`` is the server's reason),
+    ``InvitationTimeoutError``, ``InvitationLostError``, ``SessionClosedError``,
+    or ``asyncio.CancelledError`` after ``cancel()``.
+    """
+
+    __slots__ = (
+        "_canceller",
+        "_future",
+        "_timer",
+        "href",
+        "kind",
+        "operation_id",
+        "resource",
+        "state",
+    )
+
+    def __init__(
+        self,
+        *,
+        operation_id: str,
+        kind: str,
+        loop: asyncio.AbstractEventLoop,
+        canceller: Callable[[Invitation[Any]], Awaitable[None]],
+    ) -> None:
+        self.operation_id = operation_id
+        self.kind = kind
+        self.href: str | None = None
+        self.state: str | None = None
+        self.resource: T | None = None
+        self._canceller = canceller
+        self._timer: asyncio.TimerHandle | None = None
+        self._future: asyncio.Future[T] = loop.create_future()
+        # Mark the outcome as retrieved: a bot that never awaits a failed
+        # invitation must not get "exception was never retrieved" noise.
+        self._future.add_done_callback(_consume_exception)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Invitation {self.kind} operation_id={self.operation_id!r} "
+            f"href={self.href!r} state={self.state!r} done={self.done()}>"
+        )
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.result().__await__()
+
+    def done(self) -> bool:
+        """True once the invitation has an outcome (of any kind)."""
+        return self._future.done()
+
+    def cancelled(self) -> bool:
+        return self._future.cancelled()
+
+    async def result(self, timeout: float | None = None) -> T:
+        """Wait for the outcome; ``timeout`` bounds this wait only.
+
+        If ``timeout`` passes first, ``InvitationTimeoutError`` is raised and
+        the invitation stays pending (its own ``invitation_timeout`` still runs).
+        """
+        if timeout is None:
+            return await asyncio.shield(self._future)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._future)
+        except TimeoutError:
+            if self._future.done():
+                return self._future.result()
+            raise InvitationTimeoutError(
+                f"no outcome for invitation {self.operation_id} within {timeout:g} s",
+                href=self.href,
+                operation_id=self.operation_id,
+            ) from None
+
+    async def cancel(self) -> bool:
+        """Cancel the invitation on the server (POST its ``cancel`` link).
+
+        Returns False if it had already ended. After a successful cancel,
+        awaiting the invitation raises ``asyncio.CancelledError``.
+        """
+        if self._future.done():
+            return False
+        await self._canceller(self)
+        return self._cancel_local()
+
+    # -- used by the session only -------------------------------------------------
+
+    def _set_timer(self, handle: asyncio.TimerHandle) -> None:
+        self._timer = handle
+
+    def _progress(self, state: str | None, resource: T | None) -> None:
+        if self._future.done():
+            return
+        if state:
+            self.state = state
+        if resource is not None:
+            self.resource = resource
+
+    def _succeed(self, resource: T, state: str | None) -> bool:
+        if self._future.done():
+            return False
+        self.resource = resource
+        self.state = state or self.state
+        self._stop_timer()
+        self._future.set_result(resource)
+        return True
+
+    def _fail(self, error: BaseException, state: str | None = None) -> bool:
+        if self._future.done():
+            return False
+        if state:
+            self.state = state
+        self._stop_timer()
+        self._future.set_exception(error)
+        return True
+
+    def _cancel_local(self) -> bool:
+        if self._future.done():
+            return False
+        self.state = "Cancelled"
+        self._stop_timer()
+        return self._future.cancel()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,1106 @@
+"""``Session``: the asyncio UCWA client.
+
+A session owns (or borrows) one ``aiohttp.ClientSession``, signs in, creates
+one UCWA application, runs exactly one event-channel task (``ChannelRunner``),
+and turns every continueMessaging / continuePhoneAudio POST into an awaitable
+``Invitation`` that the channel resolves.
+
+Correlation is race-proof: a fresh ``operationId`` is registered with the
+``Correlator`` *before* the POST is sent (events can beat the 201), and the
+201's Location becomes the second key once it arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import urllib.parse
+import uuid
+from collections.abc import Coroutine, Mapping
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import aiohttp
+import attrs
+
+from ucwa_async import _wire
+from ucwa_async._auth import Auth, PasswordAuth, TokenAuth
+from ucwa_async._channel import ChannelRunner
+from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
+from ucwa_async._core.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    CallbackChannelError,
+    ChannelFailedError,
+    InvitationFailedError,
+    InvitationLostError,
+    InvitationTimeoutError,
+    NotFoundError,
+    ProxyResponseError,
+    RequestTimeoutError,
+    RetryLaterError,
+    SessionClosedError,
+    UcwaError,
+)
+from ucwa_async._core.responses import classify, classify_token_error, parse_www_authenticate
+from ucwa_async._core.urls import (
+    app_base_path_of,
+    normalize,
+    origin_of,
+    resolve_href,
+    same_origin,
+    with_query,
+)
+from ucwa_async._events import (
+    ApplicationRecreated,
+    ChannelClosed,
+    ChannelFailed,
+    ChannelSignal,
+    ChannelStatus,
+)
+from ucwa_async._http import HttpClient, HttpResponse
+from ucwa_async._invitation import Invitation
+from ucwa_async._models import (
+    ConversationLog,
+    EventBatch,
+    MessagingInvitation,
+    PhoneAudioInvitation,
+    Resource,
+    parse_resource,
+)
+from ucwa_async._stream import EventStream
+
+__all__ = ["Session", "SessionStats"]
+
+log = logging.getLogger("ucwa_async.session")
+
+_InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
+_TERMINAL_SUCCESS = frozenset({"connected", "success"})
+_MAX_THROTTLE_RETRIES = 3
+
+
+@attrs.define
+class SessionStats:
+    """Counters a bot can log or export; all start at zero."""
+
+    invitations_started: int = 0
+    invitations_connected: int = 0
+    invitations_failed: int = 0
+    invitations_timed_out: int = 0
+    invitations_lost: int = 0
+    invitations_cancelled: int = 0
+    invitations_closed: int = 0
+    events_received: int = 0
+    events_rejected: int = 0
+    callback_channel_retries: int = 0
+    applications_created: int = 0
+    reauthentications: int = 0
+
+
+class Session:
+    """An asyncio UCWA 2.0 session.
+
+    ::
+
+        async with ucwa_async.Session(discovery_url,
+                                      auth=ucwa_async.PasswordAuth(user, password)) as session:
+            logs = await session.conversation_logs(limit=20)
+            im = await session.continue_messaging(logs[0], message="Following up")
+            result = await im
+
+    Parameters (all keyword-only after ``discovery_url``):
+
+    - ``auth``: ``PasswordAuth`` or ``TokenAuth``.
+    - ``wire_format``: ``"json"`` or ``"xml"`` (``application/vnd.microsoft.com.ucwa+xml``).
+    - ``invitation_timeout``: seconds an invitation may stay pending before it
+      ends with ``InvitationTimeoutError``.
+    - ``http_session``: a borrowed ``aiohttp.ClientSession`` (never closed by us).
+    - ``request_timeout``: per-request timeout of ordinary (non-P-GET) requests.
+    - ``pget_timeout``: the ``timeout`` query of the event channel, clamped to
+      180..1800 s by UCWA; the HTTP read timeout of a P-GET is 30 s above it.
+    - ``keepalive_interval``: seconds between ``reportMyActivity`` POSTs (None: off).
+    - ``max_callback_retries``: how often a POST answered ``CallbackChannelError``
+      is retried after re-establishing the channel before the error reaches you.
+    - ``event_queue_size``: bound of each ``events()`` subscriber's queue.
+    - ``retry_after_cap``: the longest ``Retry-After`` we honour, in seconds.
+    - ``max_body_size``: responses larger than this are refused.
+    """
+
+    def __init__(
+        self,
+        discovery_url: str,
+        *,
+        auth: Auth,
+        wire_format: Literal["json", "xml"] = "json",
+        invitation_timeout: float = 60.0,
+        http_session: aiohttp.ClientSession | None = None,
+        user_agent: str = "ucwa_async/0.1",
+        culture: str = "en-US",
+        request_timeout: float = 30.0,
+        pget_timeout: float = 180.0,
+        keepalive_interval: float | None = 180.0,
+        max_callback_retries: int = 3,
+        max_redirects: int = 4,
+        event_queue_size: int = 1000,
+        retry_after_cap: float = 60.0,
+        max_body_size: int = _wire.DEFAULT_MAX_BODY,
+        connect_timeout: float = 30.0,
+        close_timeout: float = 5.0,
+        reconnect_settle: float = 0.1,
+        app_create_retries: int = 4,
+        backoff: Backoff | None = None,
+    ) -> None:
+        try:
+            parsed = urllib.parse.urlsplit(discovery_url)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a URL: {discovery_url!r}") from exc
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"discovery_url must be an http(s) URL, got {discovery_url!r}")
+        if parsed.username or parsed.password:
+            raise ValueError("discovery_url must not carry credentials")
+        if not isinstance(auth, PasswordAuth | TokenAuth):
+            raise TypeError("auth must be a PasswordAuth or a TokenAuth")
+        if wire_format not in ("json", "xml"):
+            raise ValueError(f"wire_format must be 'json' or 'xml', got {wire_format!r}")
+        _require_positive("invitation_timeout", invitation_timeout)
+        _require_positive("request_timeout", request_timeout)
+        _require_positive("connect_timeout", connect_timeout)
+        if keepalive_interval is not None:
+            _require_positive("keepalive_interval", keepalive_interval)
+        if max_callback_retries < 0 or max_redirects < 0:
+            raise ValueError("retry counts must not be negative")
+
+        self.discovery_url = discovery_url
+        self.wire_format: Literal["json", "xml"] = wire_format
+        self.invitation_timeout = invitation_timeout
+        self.stats = SessionStats()
+        self._auth = auth
+        self._borrowed = http_session
+        self._user_agent = user_agent
+        self._culture = culture
+        self._request_timeout = request_timeout
+        self._pget_timeout = min(max(pget_timeout, 180.0), 1800.0)
+        self._pget_read_timeout = self._pget_timeout + 30.0
+        self._keepalive_interval = keepalive_interval
+        self._max_callback_retries = max_callback_retries
+        self._max_redirects = max_redirects
+        self._event_queue_size = event_queue_size
+        self._retry_after_cap = retry_after_cap
+        self._max_body = max_body_size
+        self._connect_timeout = connect_timeout
+        self._close_timeout = close_timeout
+        self._reconnect_settle = reconnect_settle
+        self._app_create_retries = app_create_retries
+        self._backoff = backoff or Backoff()
+        self._accept = _wire.media_type(wire_format)
+
+        self._client: aiohttp.ClientSession | None = None
+        self._http: HttpClient | None = None
+        self._tokens: dict[str, str] = {}
+        self._token_versions: dict[str, int] = {}
+        self._token_endpoints: dict[str, str] = {}
+        self._auth_locks: dict[str, asyncio.Lock] = {}
+        self._trusted_origins: set[str] = {origin_of(discovery_url)}
+        self._applications_url: str | None = None
+        self._application: Resource | None = None
+        self._app_url: str | None = None
+        self._app_base_path: str | None = None
+        self._app_generation = 0
+        self._origin: str | None = None
+        self._channel: ChannelRunner | None = None
+        self._correlator = Correlator(normalize=self._key)
+        self._invitations: dict[str, Invitation[Any]] = {}
+        self._streams: list[EventStream] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._state = "new"
+        self._close_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"<Session {self.discovery_url!r} wire={self.wire_format} state={self._state} "
+            f"channel={self.channel_state.value} pending={len(self._invitations)}>"
+        )
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def __aenter__(self) -> Session:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        """Sign in, create the application, start the event channel, make me available."""
+        if self._state != "new":
+            raise SessionClosedError(f"session cannot be opened again (state {self._state})")
+        self._state = "opening"
+        try:
+            if self._borrowed is not None:
+                self._client = self._borrowed
+            else:
+                self._client = aiohttp.ClientSession()
+            self._http = HttpClient(self._client, max_body=self._max_body)
+            try:
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._sign_in()
+                    events_url = await self._create_application()
+                    self._start_channel(events_url)
+                    assert self._channel is not None
+                    await self._channel.wait_connected()
+                    await self._make_me_available()
+            except TimeoutError as exc:
+                if isinstance(exc, UcwaError):
+                    raise
+                raise RequestTimeoutError(
+                    f"sign-in did not complete within {self._connect_timeout:g} s"
+                ) from exc
+        except BaseException:
+            await self._shutdown(delete_application=True)
+            raise
+        self._state = "open"
+        if self._keepalive_interval is not None:
+            self._keepalive_task = asyncio.create_task(
+                self._keepalive(self._keepalive_interval), name="ucwa_async.keepalive"
+            )
+        log.info("session open: application %s", self._app_url)
+
+    async def aclose(self) -> None:
+        """Stop the channel, end pending invitations, delete the application, close HTTP.
+
+        Idempotent; safe to call from several tasks.
+        """
+        await self._shutdown(delete_application=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._state == "closed"
+
+    @property
+    def channel_state(self) -> ChannelStatus:
+        """``connecting``, ``connected``, ``reconnecting`` or ``closed``."""
+        if self._state == "closed":
+            return ChannelStatus.CLOSED
+        if self._channel is None:
+            return ChannelStatus.CONNECTING
+        return self._channel.status
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        """Wait until the event channel is connected (raises if it failed or closed)."""
+        self._ensure_usable()
+        assert self._channel is not None
+        async with asyncio.timeout(timeout):
+            await self._channel.wait_connected()
+
+    @property
+    def application_url(self) -> str | None:
+        return self._app_url
+
+    @property
+    def pending_invitations(self) -> int:
+        return len(self._invitations)
+
+    # -- public operations -----------------------------------------------------------
+
+    async def conversation_logs(self, limit: int | None = None) -> list[ConversationLog]:
+        """List past conversations (most recent first, as the server orders them)."""
+        self._ensure_usable()
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError("limit must be a positive int")
+        communication = self._communication()
+        href = communication.link("conversationLogs")
+        if href is None:
+            raise UcwaError("the application has no conversationLogs link")
+        url = self._resolve(href)
+        if limit is not None:
+            url = with_query(url, limit=str(limit))
+        listing = parse_resource(await self._get_json(url), rel="conversationLogs")
+        hrefs = [self._resolve(h) for h in listing.links_for("conversationLog")]
+        embedded = {
+            normalize(self._resolve(r.href)): r
+            for r in listing.embedded_all("conversationLog")
+            if isinstance(r, ConversationLog) and r.href
+        }
+        if limit is not None:
+            hrefs = hrefs[:limit]
+        semaphore = asyncio.Semaphore(8)
+
+        async def fetch(log_url: str) -> ConversationLog:
+            known = embedded.get(normalize(log_url))
+            if known is not None and known.link("continueMessaging"):
+                return known
+            async with semaphore:
+                return self._as_log(parse_resource(await self._get_json(log_url)), log_url)
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(fetch(u)) for u in hrefs]
+        return [t.result() for t in tasks]
+
+    async def conversation_log(self, href: str) -> ConversationLog:
+        """Read one conversationLog by its href."""
+        self._ensure_usable()
+        url = self._resolve(href)
+        return self._as_log(parse_resource(await self._get_json(url)), url)
+
+    async def continue_messaging(
+        self,
+        log: ConversationLog | str,
+        message: str | None = None,
+        *,
+        content_type: Literal["text/plain", "text/html"] = "text/plain",
+        timeout: float | None = None,
+    ) -> Invitation[MessagingInvitation]:
+        """Continue a past conversation by instant message.
+
+        Returns as soon as the server accepts the POST (201); await the returned
+        ``Invitation`` for how it ended.
+        """
+        self._ensure_usable()
+        if message is not None and not isinstance(message, str):
+            raise TypeError("message must be a str or None")
+        if content_type not in ("text/plain", "text/html"):
+            raise ValueError("content_type must be 'text/plain' or 'text/html'")
+        url = await self._continue_url(log, "continueMessaging")
+        operation_id = uuid.uuid4().hex
+        body: dict[str, Any] = {"operationId": operation_id}
+        if message is not None:
+            body["_links"] = {"message": {"href": _wire.data_uri(message, content_type)}}
+        return await self._start_invitation(
+            "messagingInvitation", url, body, operation_id, timeout, MessagingInvitation
+        )
+
+    async def continue_phone_audio(
+        self,
+        log: ConversationLog | str,
+        phone_number: str,
+        *,
+        timeout: float | None = None,
+    ) -> Invitation[PhoneAudioInvitation]:
+        """Continue a past conversation by phone audio, calling ``phone_number`` (``tel:+1...``)."""
+        self._ensure_usable()
+        if not isinstance(phone_number, str) or not phone_number.strip():
+            raise ValueError("phone_number must be a non-empty str such as 'tel:+14255551234'")
+        phone_number = phone_number.strip()
+        if not phone_number.lower().startswith("tel:"):
+            phone_number = f"tel:{phone_number}"
+        url = await self._continue_url(log, "continuePhoneAudio")
+        operation_id = uuid.uuid4().hex
+        body = {"operationId": operation_id, "phoneNumber": phone_number}
+        return await self._start_invitation(
+            "phoneAudioInvitation", url, body, operation_id, timeout, PhoneAudioInvitation
+        )
+
+    def events(self, maxsize: int | None = None) -> EventStream:
+        """Subscribe to the event channel: UCWA events and channel signals, in order.
+
+        Use as ``async with session.events() as events: async for event in events``.
+        A full queue drops its oldest item (see ``EventStream.dropped``); the
+        channel never waits for a subscriber.
+        """
+        self._ensure_usable()
+        stream = EventStream(maxsize=maxsize or self._event_queue_size, on_close=self._unsubscribe)
+        self._streams.append(stream)
+        return stream
+
+    # -- invitations -----------------------------------------------------------------
+
+    async def _start_invitation(
+        self,
+        rel: str,
+        url: str,
+        body: Mapping[str, Any],
+        operation_id: str,
+        timeout: float | None,
+        model: type[_InvT],
+    ) -> Invitation[_InvT]:
+        if timeout is not None:
+            _require_positive("timeout", timeout)
+        loop = asyncio.get_running_loop()
+        invitation: Invitation[_InvT] = Invitation(
+            operation_id=operation_id, kind=rel, loop=loop, canceller=self._cancel_invitation
+        )
+        generation = self._app_generation
+        self._invitations[operation_id] = invitation
+        self._correlator.expect(operation_id)
+        invitation._set_timer(
+            loop.call_later(timeout or self.invitation_timeout, self._expire, operation_id)
+        )
+        try:
+            response = await self._post_operation(url, body)
+        except BaseException:
+            self._invitations.pop(operation_id, None)
+            self._correlator.forget(operation_id)
+            invitation._stop_timer()
+            raise
+        self.stats.invitations_started += 1
+        if generation != self._app_generation:
+            self._end_lost(operation_id, "the application was re-created while the POST ran")
+            return invitation
+        if response.location:
+            href = self._resolve(response.location)
+            invitation.href = href
+            for resolution in self._correlator.bind(operation_id, href):
+                self._apply(resolution)
+        else:
+            log.info(
+                "continue POST answered %d without Location; correlating by operationId",
+                response.status,
+            )
+        return invitation
+
+    async def _post_operation(self, url: str, body: Mapping[str, Any]) -> HttpResponse:
+        """POST a continue request; CallbackChannelError: reconnect the channel, then retry."""
+        payload, content_type = _wire.encode_input(body, self.wire_format)
+        attempt = 0
+        while True:
+            assert self._channel is not None
+            seen = self._channel.generation
+            try:
+                return await self._send("POST", url, data=payload, content_type=content_type)
+            except CallbackChannelError as exc:
+                attempt += 1
+                if attempt > self._max_callback_retries:
+                    log.warning("CallbackChannelError persists after %d retries", attempt - 1)
+                    raise
+                self.stats.callback_channel_retries += 1
+                log.info("CallbackChannelError on POST; re-establishing the event channel")
+                self._channel.request_reconnect(
+                    "CallbackChannelError: the remote event channel is not reachable", exc, seen
+                )
+                async with asyncio.timeout(self._connect_timeout):
+                    await self._channel.wait_generation_after(seen)
+
+    async def _cancel_invitation(self, invitation: Invitation[Any]) -> None:
+        self._ensure_usable()
+        resource = invitation.resource
+        cancel_href = resource.link("cancel") if isinstance(resource, Resource) else None
+        if cancel_href is None:
+            if invitation.href is None:
+                raise UcwaError("cannot cancel: the invitation's href is not known yet")
+            current = parse_resource(await self._get_json(invitation.href))
+            cancel_href = current.link("cancel")
+            if cancel_href is None:
+                raise UcwaError("the server offers no cancel link for this invitation")
+        await self._send("POST", self._resolve(cancel_href))
+        if self._invitations.pop(invitation.operation_id, None) is not None:
+            self.stats.invitations_cancelled += 1
+        self._correlator.finish(invitation.operation_id)
+
+    def _expire(self, operation_id: str) -> None:
+        invitation = self._invitations.pop(operation_id, None)
+        if invitation is None:
+            return
+        self._correlator.finish(operation_id)
+        if invitation._fail(
+            InvitationTimeoutError(
+                f"invitation {operation_id} had no outcome within its timeout",
+                href=invitation.href,
+                operation_id=operation_id,
+            )
+        ):
+            self.stats.invitations_timed_out += 1
+
+    def _end_lost(self, operation_id: str, why: str) -> None:
+        invitation = self._invitations.pop(operation_id, None)
+        self._correlator.finish(operation_id)
+        if invitation is not None and invitation._fail(
+            InvitationLostError(why, href=invitation.href, operation_id=operation_id)
+        ):
+            self.stats.invitations_lost += 1
+
+    def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:
+        operation_id = resolution.operation_id
+        invitation = self._invitations.get(operation_id)
+        if invitation is None:
+            return
+        if isinstance(resolution, Progress):
+            resource = resolution.event.resource
+            invitation._progress(resolution.state, resource)
+            if invitation.href is None and resolution.event.link.href:
+                self._bind_late(invitation, resolution.event.link.href)
+            return
+        del self._invitations[operation_id]
+        if invitation.href is None and isinstance(resolution, Succeeded | Failed):
+            invitation.href = self._safe_resolve(resolution.event.link.href)
+        if isinstance(resolution, Succeeded):
+            if isinstance(resolution.resource, MessagingInvitation | PhoneAudioInvitation):
+                self._succeed(invitation, resolution.resource)
+            else:
+                self._spawn(self._look_up(invitation, success_known=True))
+        elif isinstance(resolution, Failed):
+            reason = resolution.reason
+            self.stats.invitations_failed += 1
+            invitation._fail(
+                InvitationFailedError(
+                    _failure_text(reason),
+                    reason=reason,
+                    href=invitation.href,
+                    operation_id=operation_id,
+                ),
+                state=_state_of(resolution.event.resource) or "Failed",
+            )
+        else:
+            if invitation.href is None:
+                invitation.href = self._safe_resolve(resolution.href)
+            self._spawn(self._look_up(invitation, success_known=False))
+
+    def _bind_late(self, invitation: Invitation[Any], href: str) -> None:
+        resolved = self._safe_resolve(href)
+        if resolved is None:
+            return
+        invitation.href = resolved
+        for resolution in self._correlator.bind(invitation.operation_id, resolved):
+            self._apply(resolution)
+
+    def _succeed(self, invitation: Invitation[Any], resource: Resource) -> None:
+        if invitation._succeed(resource, _state_of(resource) or "Connected"):
+            self.stats.invitations_connected += 1
+
+    async def _look_up(self, invitation: Invitation[Any], *, success_known: bool) -> None:
+        """GET an invitation whose final state the event did not carry."""
+        href = invitation.href
+        resource: Resource | None = None
+        if href is not None:
+            try:
+                resource = parse_resource(await self._get_json(href))
+            except NotFoundError:
+                resource = None
+            except UcwaError as exc:
+                log.info("could not read invitation %s: %s", href, exc)
+        state = (_state_of(resource) or "").lower()
+        if isinstance(resource, MessagingInvitation | PhoneAudioInvitation) and (
+            state in _TERMINAL_SUCCESS or (success_known and state != "failed")
+        ):
+            self._succeed(invitation, resource)
+        elif success_known:
+            fallback = _synthesise(invitation, "Connected")
+            self._succeed(invitation, fallback)
+        elif resource is None:
+            if invitation._fail(
+                InvitationLostError(
+                    "the invitation completed but could not be read back",
+                    href=href,
+                    operation_id=invitation.operation_id,
+                )
+            ):
+                self.stats.invitations_lost += 1
+        else:
+            self.stats.invitations_failed += 1
+            invitation._fail(
+                InvitationFailedError(
+                    f"invitation ended in state {_state_of(resource)!r}",
+                    reason=None,
+                    href=href,
+                    operation_id=invitation.operation_id,
+                ),
+                state=_state_of(resource),
+            )
+
+    # -- the event channel's host side --------------------------------------------------
+
+    def _start_channel(self, events_url: str) -> None:
+        self._channel = ChannelRunner(
+            self,
+            events_url,
+            pget_timeout=self._pget_timeout,
+            settle=self._reconnect_settle,
+            backoff=self._backoff,
+            retry_after_cap=self._retry_after_cap,
+        )
+        self._channel.start()
+
+    async def poll(self, url: str) -> HttpResponse:
+        assert self._http is not None
+        return await self._http.request(
+            "GET", url, headers=self._headers_for(url), timeout=self._pget_read_timeout
+        )
+
+    def deliver(self, batch: EventBatch) -> None:
+        for event in batch.events:
+            self.stats.events_received += 1
+            for stream in tuple(self._streams):
+                stream._push(event)
+            if not event.is_operation_event:
+                continue
+            try:
+                resolutions = self._correlator.feed(event)
+            except UcwaError as exc:  # e.g. a hostile href: drop the event, keep the channel
+                self.stats.events_rejected += 1
+                log.warning("event rejected: %s", exc)
+                continue
+            for resolution in resolutions:
+                self._apply(resolution)
+
+    def resynced(self) -> None:
+        """Re-read every pending invitation: the events about them may be gone."""
+        for operation_id, href in list(self._correlator.bound().items()):
+            invitation = self._invitations.get(operation_id)
+            if invitation is not None:
+                self._spawn(self._reread(invitation, href))
+
+    async def _reread(self, invitation: Invitation[Any], href: str) -> None:
+        try:
+            resource = parse_resource(await self._get_json(href))
+        except UcwaError as exc:
+            log.info("re-reading %s after resync failed: %s", href, exc)
+            return
+        state = (_state_of(resource) or "").lower()
+        if state in ("connecting", ""):
+            invitation._progress(_state_of(resource), resource)
+            return
+        if self._invitations.pop(invitation.operation_id, None) is None:
+            return
+        self._correlator.finish(invitation.operation_id)
+        if state in _TERMINAL_SUCCESS:
+            self._succeed(invitation, resource)
+        else:
+            self.stats.invitations_failed += 1
+            invitation._fail(
+                InvitationFailedError(
+                    f"invitation ended in state {_state_of(resource)!r}",
+                    href=href,
+                    operation_id=invitation.operation_id,
+                ),
+                state=_state_of(resource),
+            )
+
+    def emit(self, signal: ChannelSignal) -> None:
+        for stream in tuple(self._streams):
+            stream._push(signal)
+
+    async def reauthenticate(self, url: str, error: UcwaError) -> None:
+        origin = origin_of(url)
+        await self._authenticate(origin, url, None, self._token_versions.get(origin, 0))
+
+    async def recreate_application(self, error: UcwaError) -> str:
+        lost = [op for op in self._correlator.bound() if op in self._invitations]
+        self._app_generation += 1
+        for operation_id in lost:
+            self._end_lost(operation_id, f"the application was lost ({error}); outcome unknown")
+        events_url = await self._create_application()
+        self.emit(
+            ApplicationRecreated(application_url=self._app_url or "", lost_invitations=len(lost))
+        )
+        self._spawn(self._make_me_available_when_connected())
+        return events_url
+
+    def channel_failed(self, error: ChannelFailedError) -> None:
+        for operation_id in list(self._invitations):
+            invitation = self._invitations.pop(operation_id)
+            self._correlator.finish(operation_id)
+            invitation._fail(error)
+        self.emit(ChannelFailed(error=error))
+
+    # -- sign-in ---------------------------------------------------------------------
+
+    async def _sign_in(self) -> None:
+        url = self.discovery_url
+        for _hop in range(self._max_redirects + 1):
+            root = parse_resource(await self._get_json(url, authorize=False), rel="root")
+            user_href = root.link("user")
+            redirect = root.link("redirect")
+            if user_href is None and redirect is not None:
+                url = self._trust(resolve_href(redirect, base_url=url))
+                continue
+            if user_href is None:
+                raise UcwaError("autodiscovery answered without a user link")
+            user_url = self._trust(resolve_href(user_href, base_url=url))
+            user = parse_resource(await self._get_json(user_url), rel="user")
+            applications = user.link("applications")
+            if applications is not None:
+                self._applications_url = resolve_href(applications, base_url=user_url)
+                self._origin = self._trust(origin_of(self._applications_url))
+                return
+            redirect = user.link("redirect")
+            if redirect is None:
+                raise UcwaError("the user resource has neither an applications nor a redirect link")
+            url = self._trust(resolve_href(redirect, base_url=user_url))
+            log.info("autodiscovery redirected to %s", origin_of(url))
+        raise UcwaError(f"too many autodiscovery redirects (more than {self._max_redirects})")
+
+    def _trust(self, url: str) -> str:
+        """Sign-in hops come from the discovery chain: each host may get its own token."""
+        self._trusted_origins.add(origin_of(url))
+        return url
+
+    async def _create_application(self) -> str:
+        assert self._applications_url is not None
+        body = {
+            "UserAgent": self._user_agent,
+            "EndpointId": str(uuid.uuid4()),
+            "Culture": self._culture,
+        }
+        payload, content_type = _wire.encode_input(body, self.wire_format)
+        attempt = 0
+        while True:
+            try:
+                response = await self._send(
+                    "POST", self._applications_url, data=payload, content_type=content_type
+                )
+                break
+            except ProxyResponseError as exc:
+                # A front proxy's HTML "Access is denied" page: transient, bounded retries.
+                if exc.status not in (401, 403) or attempt >= self._app_create_retries:
+                    raise
+                delay = self._backoff.delay(attempt)
+                attempt += 1
+                log.info(
+                    "proxy refused application creation (%d); retry in %.2f s", exc.status, delay
+                )
+                await asyncio.sleep(delay)
+        application = parse_resource(
+            _wire.decode(response.body, response.content_type, max_size=self._max_body),
+            rel="application",
+        )
+        if application.href is None and response.location:
+            application = attrs.evolve(application, href=response.location)
+        if application.href is None:
+            raise UcwaError("the application resource has no self link")
+        self._application = application
+        self._app_url = resolve_href(application.href, base_url=self._applications_url)
+        self._app_base_path = app_base_path_of(self._app_url)
+        self.stats.applications_created += 1
+        events = application.link("events")
+        if events is None:
+            raise UcwaError("the application resource has no events link")
+        return self._resolve(events)
+
+    async def _make_me_available(self) -> None:
+        communication = self._communication()
+        href = communication.link("makeMeAvailable")
+        if href is None:
+            log.info("no makeMeAvailable link; skipping (already available?)")
+            return
+        body = {
+            "supportedModalities": ["Messaging", "PhoneAudio"],
+            "supportedMessageFormats": ["Plain"],
+        }
+        try:
+            await self._post_operation(self._resolve(href), body)
+        except AlreadyExistsError:
+            log.debug("makeMeAvailable: already available")
+
+    async def _make_me_available_when_connected(self) -> None:
+        assert self._channel is not None
+        await self._channel.wait_connected()
+        try:
+            await self._make_me_available()
+        except UcwaError as exc:
+            log.warning("makeMeAvailable after re-creating the application failed: %s", exc)
+
+    def _communication(self) -> Resource:
+        assert self._application is not None
+        communication = self._application.embedded_one("communication")
+        if communication is None:
+            raise UcwaError("the application has no embedded communication resource")
+        return communication
+
+    # -- HTTP with auth, throttling and error classification ------------------------------
+
+    def _headers_for(self, url: str, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Accept": self._accept, "User-Agent": self._user_agent}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        origin = origin_of(url)
+        # The Authorization header never leaves the hosts of our own sign-in chain.
+        if origin in self._trusted_origins:
+            token = self._tokens.get(origin)
+            if token is not None:
+                headers["Authorization"] = token
+        return headers
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        authorize: bool = True,
+    ) -> HttpResponse:
+        if self._http is None or self._state == "closed":
+            raise SessionClosedError("the session is closed")
+        origin = origin_of(url)
+        reauthenticated = False
+        throttled = 0
+        while True:
+            version = self._token_versions.get(origin, 0)
+            headers = self._headers_for(url, content_type)
+            if not authorize:
+                headers.pop("Authorization", None)
+            try:
+                response = await self._http.request(
+                    method, url, headers=headers, data=data, timeout=self._request_timeout
+                )
+            except UcwaError:
+                if self._state == "closed":
+                    raise SessionClosedError("the session closed during the request") from None
+                raise
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "%s %s -> %d (%d bytes)", method, url, response.status, len(response.body)
+                )
+            if (
+                response.status == 401
+                and authorize
+                and not reauthenticated
+                and origin in self._trusted_origins
+            ):
+                reauthenticated = True
+                await self._authenticate(origin, url, response, version)
+                continue
+            error = classify(
+                response.status,
+                response.content_type,
+                response.body,
+                method=method,
+                url=url,
+                retry_after=response.retry_after,
+            )
+            if error is None:
+                return response
+            if isinstance(error, RetryLaterError) and throttled < _MAX_THROTTLE_RETRIES:
+                throttled += 1
+                delay = min(
+                    error.retry_after
+                    if error.retry_after is not None
+                    else self._backoff.delay(throttled),
+                    self._retry_after_cap,
+                )
+                log.info("%s %s throttled (%d); retry in %.2f s", method, url, error.status, delay)
+                await asyncio.sleep(delay)
+                continue
+            raise error
+
+    async def _get_json(self, url: str, *, authorize: bool = True) -> dict[str, Any]:
+        response = await self._send("GET", url, authorize=authorize)
+        return _wire.decode(response.body, response.content_type, max_size=self._max_body)
+
+    async def _authenticate(
+        self, origin: str, url: str, challenge: HttpResponse | None, seen_version: int
+    ) -> None:
+        lock = self._auth_locks.setdefault(origin, asyncio.Lock())
+        async with lock:
+            if self._token_versions.get(origin, 0) != seen_version:
+                return  # another task refreshed the token meanwhile
+            if isinstance(self._auth, TokenAuth):
+                if origin in self._tokens and not self._auth.can_refresh:
+                    raise AuthenticationError(
+                        status=401, message="the token was refused and TokenAuth cannot refresh it"
+                    )
+                token = await self._auth.get_token()
+            else:
+                token = await self._password_grant(origin, url, challenge)
+            had_token = origin in self._tokens
+            self._tokens[origin] = token
+            self._token_versions[origin] = seen_version + 1
+            if had_token:
+                self.stats.reauthentications += 1
+            log.info("authenticated with %s", origin)
+
+    async def _password_grant(self, origin: str, url: str, challenge: HttpResponse | None) -> str:
+        assert isinstance(self._auth, PasswordAuth)
+        assert self._http is not None
+        params = parse_www_authenticate(list(challenge.www_authenticate)) if challenge else None
+        if params is not None and params.get("href"):
+            token_url = resolve_href(str(params["href"]), base_url=url)
+        elif origin in self._token_endpoints:
+            # A 401 without a challenge (e.g. on the event channel): reuse the
+            # token endpoint this host named when we signed in.
+            token_url = self._token_endpoints[origin]
+        else:
+            raise AuthenticationError(
+                status=challenge.status if challenge else 401,
+                message="the server sent no MsRtcOAuth challenge",
+                url=url,
+            )
+        if not same_origin(token_url, origin):
+            raise AuthenticationError(
+                status=401,
+                message="refusing to send the password to a token endpoint on another host",
+                url=url,
+            )
+        self._token_endpoints[origin] = token_url
+        form = urllib.parse.urlencode(
+            {
+                "grant_type": "password",
+                "username": self._auth.username,
+                "password": self._auth.password,
+            }
+        ).encode()
+        response = await self._http.request(
+            "POST",
+            token_url,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
+            data=form,
+            timeout=self._request_timeout,
+        )
+        error = classify_token_error(
+            response.status, response.content_type, response.body, method="POST", url=token_url
+        )
+        if error is not None:
+            raise error
+        try:
+            grant = _wire.decode(response.body, response.content_type or "application/json")
+            token = grant["access_token"]
+        except (UcwaError, KeyError, TypeError) as exc:
+            raise AuthenticationError(
+                status=response.status,
+                message="the token endpoint sent no access_token",
+                url=token_url,
+            ) from exc
+        if not isinstance(token, str) or not token:
+            raise AuthenticationError(status=response.status, message="empty access_token")
+        token_type = grant.get("token_type") or "Bearer"
+        return f"{token_type} {token}"
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _resolve(self, href: str) -> str:
+        return resolve_href(
+            href,
+            base_url=self._app_url or self._origin or self.discovery_url,
+            app_base_path=self._app_base_path,
+        )
+
+    def _safe_resolve(self, href: str | None) -> str | None:
+        if not href:
+            return None
+        try:
+            return self._resolve(href)
+        except (UcwaError, ValueError):
+            return None
+
+    def _key(self, href: str) -> str:
+        return normalize(self._resolve(href))
+
+    async def _continue_url(self, log_ref: ConversationLog | str, rel: str) -> str:
+        if isinstance(log_ref, str):
+            conversation_log = await self.conversation_log(log_ref)
+        elif isinstance(log_ref, ConversationLog):
+            conversation_log = log_ref
+        else:
+            raise TypeError("log must be a ConversationLog or a conversationLog href (str)")
+        href = conversation_log.link(rel)
+        if href is None:
+            raise UcwaError(f"this conversationLog offers no {rel} link")
+        return self._resolve(href)
+
+    def _as_log(self, resource: Resource, url: str) -> ConversationLog:
+        if isinstance(resource, ConversationLog):
+            return resource
+        raise UcwaError(f"{url} is not a conversationLog (rel {resource.rel!r})")
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _unsubscribe(self, stream: EventStream) -> None:
+        if stream in self._streams:
+            self._streams.remove(stream)
+
+    def _ensure_usable(self) -> None:
+        if self._state == "closed":
+            raise SessionClosedError("the session is closed")
+        if self._state != "open" and self._state != "opening":
+            raise SessionClosedError("the session is not open: use 'async with Session(...)'")
+        if self._channel is not None and self._channel.error is not None:
+            raise self._channel.error
+
+    async def _keepalive(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            me = self._application.embedded_one("me") if self._application else None
+            href = me.link("reportMyActivity") if me is not None else None
+            if href is None:
+                log.debug("no reportMyActivity link; keep-alive idle")
+                continue
+            try:
+                await self._send("POST", self._resolve(href))
+            except UcwaError as exc:
+                log.warning("reportMyActivity failed: %s", exc)
+
+    async def _shutdown(self, *, delete_application: bool) -> None:
+        async with self._close_lock:
+            if self._state == "closed":
+                return
+            self._state = "closed"
+            tasks: list[asyncio.Task[Any]] = list(self._background)
+            if self._keepalive_task is not None:
+                tasks.append(self._keepalive_task)
+            for task in tasks:
+                task.cancel()
+            if self._channel is not None:
+                await self._channel.stop()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            closed = SessionClosedError("the session closed before the invitation ended")
+            for operation_id in list(self._invitations):
+                invitation = self._invitations.pop(operation_id)
+                if invitation._fail(closed):
+                    self.stats.invitations_closed += 1
+            self._correlator.clear()
+            if delete_application and self._app_url is not None and self._http is not None:
+                await self._delete_application()
+            for stream in tuple(self._streams):
+                stream._end(ChannelClosed())
+            self._streams.clear()
+            if self._client is not None and self._borrowed is None:
+                await self._client.close()
+            log.info("session closed")
+
+    async def _delete_application(self) -> None:
+        assert self._http is not None
+        assert self._app_url is not None
+        try:
+            async with asyncio.timeout(self._close_timeout):
+                await self._http.request(
+                    "DELETE",
+                    self._app_url,
+                    headers=self._headers_for(self._app_url),
+                    timeout=self._close_timeout,
+                )
+        except (UcwaError, TimeoutError) as exc:
+            log.info("could not delete the application on close: %s", exc)
+
+
+def _require_positive(name: str, value: float) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _state_of(resource: Resource | None) -> str | None:
+    state = getattr(resource, "state", None)
+    return state if isinstance(state, str) else None
+
+
+def _failure_text(reason: Any) -> str:
+    if reason is None:
+        return "invitation failed (the server gave no reason)"
+    parts = [p for p in (getattr(reason, "code", None), getattr(reason, "subcode", None)) if p]
+    text = "/".join(parts) or "failure"
+    message = getattr(reason, "message", None)
+    return f"invitation failed: {text}" + (f": {message}" if message else "")
+
+
+def _synthesise(invitation: Invitation[Any], state: str) -> Resource:
+    """A minimal resource for a success we know of but could not read back."""
+    return parse_resource(
+        {
+            "rel": invitation.kind,
+            "_links": {"self": {"href": invitation.href}} if invitation.href else {},
+            "operationId": invitation.operation_id,
+            "state": state,
+        }
+    )

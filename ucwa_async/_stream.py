@@ -1,0 +1,103 @@
+"""``EventStream``: one subscriber's view of the event channel.
+
+A bounded queue per subscriber. The channel never waits for a subscriber:
+when a queue is full the *oldest* queued item is dropped and ``dropped`` counts
+it (a slow consumer loses history, never blocks invitations or other
+subscribers). The stream ends after the session closes, with a final
+``ChannelClosed`` item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+__all__ = ["EventStream"]
+
+_END = object()
+
+
+class EventStream:
+    """Async iterator and async context manager over session events.
+
+    Yields ``ucwa_async.Event`` items (what the server sent) and channel
+    signals (``ChannelReconnecting``, ``ChannelReconnected``, ...), in order.
+    """
+
+    def __init__(self, *, maxsize: int, on_close: Callable[[EventStream], None]) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self._items: collections.deque[Any] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_close = on_close
+        self._ended = False
+        self._closed = False
+        self.dropped = 0
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._items:
+            if self._ended or self._closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = self._items.popleft()
+        if item is _END:
+            self._ended = True
+            raise StopAsyncIteration
+        return item
+
+    def close(self) -> None:
+        """Unsubscribe; iteration ends at once."""
+        if self._closed:
+            return
+        self._closed = True
+        self._items.clear()
+        self._on_close(self)
+        self._wake()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self._ended
+
+    # -- used by the session ---------------------------------------------------------
+
+    def _push(self, item: Any) -> None:
+        if self._closed:
+            return
+        if len(self._items) >= self._maxsize:
+            self._items.popleft()
+            self.dropped += 1
+        self._items.append(item)
+        self._wake()
+
+    def _end(self, final: Any) -> None:
+        if self._closed:
+            return
+        self._items.append(final)
+        self._items.append(_END)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
