@@ -200,6 +200,8 @@ class EventBatch:
     resync_href: str | None = None
     resume_href: str | None = None
     events: tuple[Event, ...] = ()
+    rejected: tuple[str, ...] = ()
+    """Why malformed senders/events were skipped (one line each; the rest still counts)."""
 
 
 # rel -> (model class, its structure function); fixed at import, never mutated.
@@ -389,19 +391,33 @@ def _parse_event_batch(d: Any) -> EventBatch:
     elif not isinstance(links, Mapping):
         raise DecodeError("_links is not an object")
     events: list[Event] = []
+    rejected: list[str] = []
+    # One malformed sender or event is skipped, not fatal to the batch: the batch
+    # is acknowledged by following ``next``, and a batch refused as a whole would
+    # be re-delivered forever, wedging the channel.
     for sender in _as_list(d.get("sender"), "sender"):
-        if not isinstance(sender, Mapping):
-            raise DecodeError("a sender is not an object")
-        sender_link = _event_link(sender, "sender") if "href" in sender else None
-        events.extend(
-            _parse_event(e, sender_link) for e in _as_list(sender.get("events"), "events")
-        )
+        try:
+            if not isinstance(sender, Mapping):
+                raise DecodeError("a sender is not an object")
+            sender_link = _event_link(sender, "sender") if "href" in sender else None
+            raw_events = _as_list(sender.get("events"), "events")
+        except DecodeError as exc:
+            rejected.append(str(exc))
+            continue
+        for raw in raw_events:
+            try:
+                events.append(_parse_event(raw, sender_link))
+            except DecodeError as exc:
+                rejected.append(str(exc))
+            except RecursionError:
+                rejected.append("event nested too deeply")
     return EventBatch(
         self_href=_batch_href(links, "self"),
         next_href=_batch_href(links, "next"),
         resync_href=_batch_href(links, "resync"),
         resume_href=_batch_href(links, "resume"),
         events=tuple(events),
+        rejected=tuple(rejected),
     )
 
 

@@ -623,6 +623,13 @@ class Session:
         )
 
     def deliver(self, batch: EventBatch) -> None:
+        if batch.rejected:
+            self.stats.events_rejected += len(batch.rejected)
+            log.warning(
+                "skipped %d malformed event(s) in a batch: %s",
+                len(batch.rejected),
+                "; ".join(batch.rejected[:3]),
+            )
         for event in batch.events:
             self.stats.events_received += 1
             for stream in tuple(self._streams):

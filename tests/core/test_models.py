@@ -374,38 +374,58 @@ def test_sender_shapes() -> None:
         {"_links": {"next": []}},
         {"_links": {"next": {"href": None}}},
         {"sender": "x"},
-        {"sender": ["x"]},
-        {"sender": [{"href": 5, "events": []}]},
-        {"sender": [{"events": "x"}]},
-        {"sender": [{"events": ["x"]}]},
-        {"sender": [{"events": [{"link": {"href": "/x"}}]}]},
-        {"sender": [{"events": [{"type": 1, "link": {"href": "/x"}}]}]},
-        {"sender": [{"events": [{"type": "added"}]}]},
-        {"sender": [{"events": [{"type": "added", "link": {"href": "/x", "rel": 1}}]}]},
-        {"sender": [{"events": [{"type": "added", "link": {"href": "/x"}, "in": "x"}]}]},
-        {"sender": [{"events": [{"type": "added", "link": {"href": "/x"}, "status": {}}]}]},
-        {"sender": [{"events": [{"type": "added", "link": {"href": "/x"}, "reason": "x"}]}]},
-        {"sender": [{"events": [{"type": "added", "link": {"href": "/x"}, "_embedded": [1]}]}]},
-        {"sender": [{"events": [{"type": "added", "link": {"href": "/x"}, "_embedded": {1: {}}}]}]},
-        {
-            "sender": [
-                {"events": [{"type": "added", "link": {"href": "/x"}, "_embedded": {"a": 1}}]}
-            ]
-        },
     ],
 )
-def test_malformed_batches(d: Any) -> None:
+def test_malformed_batch_envelopes(d: Any) -> None:
+    # Without usable links or sender list the batch cannot be read at all.
     with pytest.raises(DecodeError):
         parse_event_batch(d)
 
 
-def test_deep_batch_is_a_decode_error() -> None:
+_GOOD_EVENT = {"type": "added", "link": {"rel": "ok", "href": "/ok"}}
+
+
+@pytest.mark.parametrize(
+    "bad_sender",
+    [
+        "x",
+        {"href": 5, "events": []},
+        {"events": "x"},
+        {"events": ["x"]},
+        {"events": [{"link": {"href": "/x"}}]},
+        {"events": [{"type": 1, "link": {"href": "/x"}}]},
+        {"events": [{"type": "added"}]},
+        {"events": [{"type": "added", "link": {"href": "/x", "rel": 1}}]},
+        {"events": [{"type": "added", "link": {"href": "/x"}, "in": "x"}]},
+        {"events": [{"type": "added", "link": {"href": "/x"}, "status": {}}]},
+        {"events": [{"type": "added", "link": {"href": "/x"}, "reason": "x"}]},
+        {"events": [{"type": "added", "link": {"href": "/x"}, "_embedded": [1]}]},
+        {"events": [{"type": "added", "link": {"href": "/x"}, "_embedded": {1: {}}}]},
+        {"events": [{"type": "added", "link": {"href": "/x"}, "_embedded": {"a": 1}}]},
+    ],
+)
+def test_malformed_sender_or_event_is_skipped_not_fatal(bad_sender: Any) -> None:
+    # A batch refused whole would be re-delivered forever (its next link is never
+    # followed); so the bad part is skipped and reported, the good events survive.
+    d = {
+        "_links": {"next": {"href": "/events?ack=2"}},
+        "sender": [bad_sender, {"rel": "me", "href": "/me", "events": [_GOOD_EVENT]}],
+    }
+    b = parse_event_batch(d)
+    assert b.next_href == "/events?ack=2"
+    assert [e.link.href for e in b.events] == ["/ok"]
+    assert len(b.rejected) == 1
+    assert b.rejected[0]
+
+
+def test_deep_event_is_skipped() -> None:
     d: dict[str, Any] = {"rel": "leaf"}
     for _ in range(5000):
         d = {"_embedded": {"n": d}}
     event = {"type": "updated", "link": {"rel": "n", "href": "/n"}, "_embedded": {"n": d}}
-    with pytest.raises(DecodeError, match="deeply"):
-        parse_event_batch(batch(event))
+    b = parse_event_batch(batch(event))
+    assert b.events == ()
+    assert b.rejected == ("event nested too deeply",)
 
 
 # ---------------------------------------------------------------- converter
