@@ -1,1 +1,64 @@
-"""Testing tools: a real UCWA 2.0 simulator (aiohttp.web) and a pytest plugin."""
+"""Testing tools: a real UCWA 2.0 simulator (aiohttp.web) with fault injection.
+
+Use it to test code built on ucwa_async (or any UCWA client) without a Skype for
+Business server::
+
+    from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+
+    async with UcwaSimulator(config=SimulatorConfig(completion_delay=0.1), seed=0) as sim:
+        ...  # point the client at sim.discovery_url with sim.username / sim.password
+
+- :class:`UcwaSimulator` serves the URL layout documented in
+  :mod:`ucwa_async.testing._urls` (discovery, the MsRtcOAuth challenge, the password
+  grant, applications, the event channel, conversation logs, continueMessaging /
+  continuePhoneAudio, invitations), in JSON or XML as each request asks.
+- ``sim.faults`` (:class:`FaultInjector`) arms faults; ``sim.counters``
+  (:class:`Counters`) and ``sim.request_log`` (:class:`RequestRecord`) show what
+  happened.
+- :class:`SimulatorConfig` holds every switch; :class:`Outcome` / :class:`Reason`
+  describe how invitations end.
+- pytest: the ``ucwa_simulator`` fixture (see :mod:`ucwa_async.testing.plugin`).
+- standalone: ``python -m ucwa_async.testing --port 0``.
+
+The simulator shares no code with the client: its XML writer and request reader
+are its own, so the client's codec is tested against an independent encoder.
+"""
+
+from ucwa_async.testing._config import (
+    CANCELLED,
+    DECLINED,
+    ConflictRule,
+    HrefStyle,
+    InvitationRequest,
+    Outcome,
+    OutcomeRule,
+    Reason,
+    SimulatorConfig,
+)
+from ucwa_async.testing._faults import (
+    ALL_FAULT_KINDS,
+    RANDOM_DEFAULT_KINDS,
+    FaultInjector,
+    FaultKind,
+)
+from ucwa_async.testing._records import Counters, RequestRecord
+from ucwa_async.testing._simulator import UcwaSimulator
+
+__all__ = [
+    "ALL_FAULT_KINDS",
+    "CANCELLED",
+    "DECLINED",
+    "RANDOM_DEFAULT_KINDS",
+    "ConflictRule",
+    "Counters",
+    "FaultInjector",
+    "FaultKind",
+    "HrefStyle",
+    "InvitationRequest",
+    "Outcome",
+    "OutcomeRule",
+    "Reason",
+    "RequestRecord",
+    "SimulatorConfig",
+    "UcwaSimulator",
+]

@@ -1,0 +1,176 @@
+"""Configuration of the UCWA simulator: what the server does, switch by switch.
+
+Everything a test may want to vary lives in one frozen :class:`SimulatorConfig`,
+so a test states its scenario in one place; behaviour that changes *during* a
+test (faults) lives in :mod:`ucwa_async.testing._faults` instead.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "CANCELLED",
+    "DECLINED",
+    "DEFAULT_PASSWORD",
+    "DEFAULT_USERNAME",
+    "ConflictRule",
+    "HrefStyle",
+    "InvitationRequest",
+    "Outcome",
+    "OutcomeRule",
+    "Reason",
+    "SimulatorConfig",
+]
+
+HrefStyle = Literal["relative", "absolute", "v1"]
+"""How an href is written: ``/ucwa/oauth/v1/...``, ``http://host:port/ucwa/...``
+or the seeds' literal ``//v1/...`` (the application base path elided)."""
+
+DEFAULT_USERNAME = "alice@contoso.com"
+DEFAULT_PASSWORD = "sim-P@ssw0rd"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """A UCWA error/failure reason: the body of an error, or of a failed ``completed`` event."""
+
+    code: str
+    subcode: str | None = None
+    message: str | None = None
+
+
+DECLINED = Reason("RemoteFailure", "Declined", "The remote party declined the invitation.")
+CANCELLED = Reason("Cancelled", None, "The invitation was cancelled by the local user.")
+
+
+@dataclass(frozen=True, slots=True)
+class InvitationRequest:
+    """What an outcome or conflict rule sees of an accepted continue POST."""
+
+    application_id: str
+    log_id: str
+    modality: Literal["Messaging", "PhoneAudio"]
+    operation_id: str
+    message: str | None
+    """The decoded text of the ``data:`` URI, when the request carried one."""
+    phone_number: str | None
+    number: int
+    """1-based count of invitations created by this simulator (across applications)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one invitation ends.
+
+    ``delay`` is the time from ``started`` to ``completed``; ``updated`` adds an
+    ``updated`` event halfway; ``complete=False`` leaves it ``Connecting`` until it
+    is cancelled (or its application goes away).
+    """
+
+    success: bool = True
+    reason: Reason | None = None
+    delay: float = 0.0
+    updated: bool = False
+    complete: bool = True
+
+
+OutcomeRule = Callable[[InvitationRequest, random.Random], Outcome]
+"""Decides an invitation's :class:`Outcome`; gets the simulator's seeded RNG."""
+
+ConflictRule = Callable[[InvitationRequest], Reason | None]
+"""Returns a reason to answer ``409`` with (e.g. ``Reason("Conflict", "TooManyGroups")``)."""
+
+
+def _default_users() -> Mapping[str, str]:
+    return {DEFAULT_USERNAME: DEFAULT_PASSWORD}
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    """Every switch of the simulator. The defaults give a well-behaved, fast server."""
+
+    # --- accounts and sign-in -------------------------------------------------
+    users: Mapping[str, str] = field(default_factory=_default_users)
+    """username -> password accepted by the password grant (the first is ``sim.username``)."""
+    token_expires_in: int = 28799
+    challenge_href_quoted: bool = True
+    """``MsRtcOAuth href="..."`` (True) or the reference page's unquoted ``href=...``."""
+    dual_challenge: Literal["off", "combined", "separate"] = "off"
+    """Add a ``Bearer`` challenge before the MsRtcOAuth one: in the same header
+    (``combined``) or as a separate ``WWW-Authenticate`` header (``separate``)."""
+    redirect_hops: int = 0
+    """User GETs (with a token) answer ``_links.redirect`` to ``/pool1``, ``/pool2``...
+    this many times before giving the applications link."""
+    redirect_host: str | None = None
+    """Host name the redirect points to (e.g. ``"localhost"``); it demands its own token."""
+    html_access_denied_on_app_create: int = 0
+    """The first N ``POST applications`` answer an HTML "Access is denied" page."""
+    html_access_denied_status: Literal[401, 403] = 403
+
+    # --- hrefs and bodies -----------------------------------------------------
+    location_style: HrefStyle = "relative"
+    event_href_style: HrefStyle = "relative"
+    """Style of the hrefs inside events (sender, target link, embedded resource)."""
+    embed_resources: bool = True
+    """Embed the invitation resource in its events (False: link-only events)."""
+    xml_status_as_attribute: bool = False
+    """XML ``completed`` events carry ``status`` as an attribute instead of a child."""
+    conversation_logs: int = 3
+    log_href_query: str | None = None
+    """Query string (without ``?``) on every conversationLog href and its continue
+    links; when set, continue POSTs without it answer 404."""
+
+    # --- continue POSTs and invitations -------------------------------------------
+    continue_status: Literal[200, 201] = 201
+    location_on_200: bool = True
+    """With ``continue_status=200``: whether the Location header is still sent."""
+    require_channel: bool = True
+    """Answer 500 ServiceFailure/CallbackChannelError when the app has no event channel."""
+    channel_grace: float = 1.0
+    """A P-GET that ended less than this many seconds ago still counts as a channel
+    (the gap between a P-GET's answer and the next one)."""
+    reject_duplicate_operation_id: bool = True
+    """409 Conflict/AlreadyExists for an operationId still Connecting in the app."""
+    conflict_rule: ConflictRule | None = None
+    outcome_rule: OutcomeRule | None = None
+    """Overrides the simple rules below when set."""
+    fail_rate: float = 0.0
+    failure_reasons: tuple[Reason, ...] = (DECLINED,)
+    completion_delay: float = 0.0
+    send_updated: bool = False
+    make_me_available_conflict: bool = True
+    """A second makeMeAvailable on the same application answers 409 Conflict/AlreadyExists."""
+
+    # --- event channel and application lifetime -----------------------------------
+    pget_timeout_cap: float = 1.0
+    """Longest a P-GET is held, whatever its ``timeout`` asks (tests want it short)."""
+    max_events_per_batch: int = 500
+    idle_expiry: float | None = None
+    """Delete an application with no pending P-GET and no request for this long."""
+    activity_expiry: float | None = None
+    """Delete an application with no reportMyActivity (or creation) for this long."""
+    expiry_status: Literal[404, 410] = 404
+    """After expiry: 404 ApplicationNotFound or 410 InactiveApplicationExpired."""
+
+    # --- server ---------------------------------------------------------------
+    latency: float = 0.0
+    """Added to every response (seconds); ``sim.faults.latency()`` changes it live."""
+    request_log_limit: int = 100_000
+    host: str = "127.0.0.1"
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.users:
+            raise ValueError("SimulatorConfig.users needs at least one user")
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ValueError("fail_rate must be within 0..1")
+        if self.fail_rate and not self.failure_reasons:
+            raise ValueError("fail_rate needs at least one failure reason")
+        if self.redirect_hops < 0 or self.conversation_logs < 0:
+            raise ValueError("redirect_hops and conversation_logs must be >= 0")
+        if self.max_events_per_batch < 1:
+            raise ValueError("max_events_per_batch must be >= 1")

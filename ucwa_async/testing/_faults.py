@@ -1,0 +1,296 @@
+"""Fault injection: scriptable from tests (``sim.faults``), deterministic with a seed.
+
+A fault is *armed* for the next N matching requests and counted in
+``sim.counters.faults_injected[kind]`` only when it actually fires, so a test can
+assert that its client really met it. Requests are matched by *target* tags:
+
+- ``any`` every request; ``get`` / ``post`` / ``delete`` by method;
+- ``pget`` event-channel GETs; ``continue`` continueMessaging/continuePhoneAudio POSTs;
+- ``applications`` application creation; ``application`` GET/DELETE of it;
+- ``token``, ``user``, ``discovery``, ``makeMeAvailable``, ``reportMyActivity``,
+  ``conversationLogs``, ``conversationLog``, ``invitation``, ``cancel``.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from ucwa_async.testing._records import Counters
+
+__all__ = ["ALL_FAULT_KINDS", "RANDOM_DEFAULT_KINDS", "Armed", "FaultInjector", "FaultKind"]
+
+FaultKind = Literal[
+    "callback_channel_error",
+    "conflict",
+    "delete_application",
+    "drop_pget",
+    "duplicate_events",
+    "events_before_201",
+    "expire_tokens",
+    "html_access_denied",
+    "latency",
+    "malformed_body",
+    "reorder_events",
+    "resync",
+    "service_unavailable",
+    "too_many_requests",
+]
+ALL_FAULT_KINDS: tuple[FaultKind, ...] = (
+    "callback_channel_error",
+    "conflict",
+    "delete_application",
+    "drop_pget",
+    "duplicate_events",
+    "events_before_201",
+    "expire_tokens",
+    "html_access_denied",
+    "latency",
+    "malformed_body",
+    "reorder_events",
+    "resync",
+    "service_unavailable",
+    "too_many_requests",
+)
+RANDOM_DEFAULT_KINDS: tuple[FaultKind, ...] = (
+    "callback_channel_error",
+    "drop_pget",
+    "duplicate_events",
+    "events_before_201",
+    "expire_tokens",
+    "malformed_body",
+    "reorder_events",
+    "resync",
+    "service_unavailable",
+    "too_many_requests",
+)
+"""What ``random()`` picks from by default: faults a correct client recovers from
+without losing an invitation (no application deletion, no discarding resync, no
+409s, no added latency)."""
+
+_COUNT_AS = {"latency_once": "latency"}
+_RECONNECT_KINDS = frozenset({"callback_channel_error", "drop_pget", "resync"})
+_DEFAULT_TARGET: dict[str, str] = {
+    "callback_channel_error": "continue",
+    "conflict": "continue",
+    "drop_pget": "pget",
+    "duplicate_events": "pget",
+    "events_before_201": "continue",
+    "html_access_denied": "applications",
+    "malformed_body": "pget",
+    "reorder_events": "pget",
+    "resync": "pget",
+    "service_unavailable": "any",
+    "too_many_requests": "any",
+}
+
+
+class _Hooks(Protocol):
+    def expire_tokens(self) -> int: ...
+
+    def delete_applications(self, app_id: str | None) -> int: ...
+
+
+@dataclass(slots=True)
+class Armed:
+    """One armed fault: fires on the next ``remaining`` requests tagged ``target``."""
+
+    kind: str
+    remaining: int
+    target: str
+    retry_after: float | None = None
+    subcode: str | None = None
+    status: int = 0
+    discard: bool = False
+
+
+@dataclass(slots=True)
+class _RandomPlan:
+    rate: float
+    kinds: tuple[FaultKind, ...]
+    rng: _random.Random
+    retry_after: float
+
+
+class FaultInjector:
+    """``sim.faults``: arm faults for the next requests; read what fired in ``sim.counters``."""
+
+    def __init__(self, counters: Counters, hooks: _Hooks) -> None:
+        self._counters = counters
+        self._hooks = hooks
+        self._armed: dict[str, list[Armed]] = {}
+        self._latency: dict[str, float] = {}
+        self._random: _RandomPlan | None = None
+
+    # --- public: arm faults --------------------------------------------------------
+
+    def callback_channel_error(self, next_n: int = 1, *, target: str = "continue") -> None:
+        """Answer 500 ServiceFailure/CallbackChannelError to the next N continue POSTs
+        (``target="makeMeAvailable"`` for that POST instead)."""
+        self._arm(Armed("callback_channel_error", next_n, target))
+
+    def conflict(self, next_n: int = 1, *, subcode: str | None = "AlreadyExists") -> None:
+        """Answer 409 Conflict (subcode AlreadyExists, TooManyGroups or None) to continue POSTs."""
+        self._arm(Armed("conflict", next_n, "continue", subcode=subcode))
+
+    def drop_pget(self, next_n: int = 1) -> None:
+        """Close the connection of the next N P-GETs mid-poll, without an answer.
+
+        A P-GET that had events formed them into a batch first: that batch is not
+        acknowledged, so re-polling the same URL delivers it again. Note that
+        aiohttp's client re-sends a dropped idempotent GET once by itself: use
+        ``next_n=2`` for a drop an aiohttp-based client actually sees.
+        """
+        self._arm(Armed("drop_pget", next_n, "pget"))
+
+    def service_unavailable(
+        self, next_n: int = 1, *, retry_after: float | None = 1.0, target: str = "any"
+    ) -> None:
+        """Answer 503 ServiceUnavailable (with ``Retry-After`` unless None)."""
+        self._arm(Armed("service_unavailable", next_n, target, retry_after=retry_after))
+
+    def too_many_requests(
+        self, next_n: int = 1, *, retry_after: float | None = 1.0, target: str = "any"
+    ) -> None:
+        """Answer 429 TooManyRequests (with ``Retry-After`` unless None)."""
+        self._arm(Armed("too_many_requests", next_n, target, retry_after=retry_after))
+
+    def expire_tokens(self) -> None:
+        """Invalidate every token issued so far: their next request answers 401."""
+        self._counters.faults_injected["expire_tokens"] += 1
+        self._hooks.expire_tokens()
+
+    def duplicate_events(self, next_n: int = 1) -> None:
+        """The next N non-empty batches carry each of their events twice."""
+        self._arm(Armed("duplicate_events", next_n, "pget"))
+
+    def reorder_events(self, next_n: int = 1) -> None:
+        """The next N batches of two events or more carry them in reverse order."""
+        self._arm(Armed("reorder_events", next_n, "pget"))
+
+    def events_before_201(self, next_n: int = 1) -> None:
+        """The next N continue POSTs hold their 201 until a P-GET has carried the
+        invitation's events (bounded to 1 s when no P-GET comes)."""
+        self._arm(Armed("events_before_201", next_n, "continue"))
+
+    def resync(self, *, discard_events: bool = False) -> None:
+        """The next P-GET answers only a ``resync`` link. With ``discard_events`` the
+        server also drops every undelivered and unacknowledged event (clients must
+        re-read their invitations by GET)."""
+        self._arm(Armed("resync", 1, "pget", discard=discard_events))
+
+    def delete_application(self, app_id: str | None = None) -> int:
+        """Delete one application (or all): pending P-GETs answer 404 ApplicationNotFound,
+        and so does every later request to it. Returns how many were deleted."""
+        deleted = self._hooks.delete_applications(app_id)
+        if deleted:
+            self._counters.faults_injected["delete_application"] += deleted
+            self._counters.reconnect_faults += deleted
+        return deleted
+
+    def malformed_body(self, next_n: int = 1, *, target: str = "pget") -> None:
+        """The next N successful responses with a body (matching target) are cut short:
+        the right Content-Type, broken JSON/XML."""
+        self._arm(Armed("malformed_body", next_n, target))
+
+    def html_access_denied(self, next_n: int = 1, *, status: int = 403) -> None:
+        """The next N application creations answer an HTML "Access is denied" page."""
+        self._arm(Armed("html_access_denied", next_n, "applications", status=status))
+
+    def latency(self, seconds: float, *, target: str = "any") -> None:
+        """Delay every response matching target by ``seconds`` (0 removes it)."""
+        if seconds > 0:
+            self._latency[target] = seconds
+        else:
+            self._latency.pop(target, None)
+
+    def random(
+        self,
+        rate: float = 0.1,
+        *,
+        kinds: Iterable[FaultKind] | None = None,
+        seed: int = 0,
+        retry_after: float = 0.0,
+    ) -> None:
+        """For a soak test: before each request, with probability ``rate`` arm one fault
+        kind picked at random (deterministic for a given seed and request sequence).
+        ``rate=0`` stops it. Defaults to :data:`RANDOM_DEFAULT_KINDS`."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be within 0..1")
+        chosen = tuple(kinds) if kinds is not None else RANDOM_DEFAULT_KINDS
+        unknown = set(chosen) - set(ALL_FAULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
+        if rate == 0.0 or not chosen:
+            self._random = None
+            return
+        self._random = _RandomPlan(rate, chosen, _random.Random(seed), retry_after)
+
+    def clear(self) -> None:
+        """Disarm everything: armed faults, latency and random mode."""
+        self._armed.clear()
+        self._latency.clear()
+        self._random = None
+
+    @property
+    def armed(self) -> dict[str, int]:
+        """Fault kind -> how many more times it is armed to fire."""
+        return {k: sum(a.remaining for a in v) for k, v in self._armed.items() if v}
+
+    # --- internal: used by the request pipeline ------------------------------------
+
+    def _arm(self, armed: Armed) -> None:
+        if armed.remaining < 1:
+            raise ValueError("next_n must be >= 1")
+        self._armed.setdefault(armed.kind, []).append(armed)
+
+    def take(self, kind: str, tags: frozenset[str]) -> Armed | None:
+        """The armed fault of ``kind`` for a request with ``tags``, consumed and counted."""
+        queue = self._armed.get(kind)
+        if not queue:
+            return None
+        for i, armed in enumerate(queue):
+            if armed.target in tags:
+                armed.remaining -= 1
+                if armed.remaining <= 0:
+                    del queue[i]
+                self._counters.faults_injected[_COUNT_AS.get(kind, kind)] += 1
+                if kind in _RECONNECT_KINDS:
+                    self._counters.reconnect_faults += 1
+                return armed
+        return None
+
+    def has(self, kind: str) -> bool:
+        return bool(self._armed.get(kind))
+
+    def latency_for(self, tags: frozenset[str]) -> float:
+        if not self._latency:
+            return 0.0
+        return max((s for t, s in self._latency.items() if t in tags), default=0.0)
+
+    def roll(self) -> None:
+        """Random mode: maybe arm one fault before a request is handled."""
+        plan = self._random
+        if plan is None or plan.rng.random() >= plan.rate:
+            return
+        kind = plan.rng.choice(plan.kinds)
+        if kind == "expire_tokens":
+            self.expire_tokens()
+        elif kind == "delete_application":
+            self.delete_application()
+        elif kind == "latency":
+            # A one-off delay stands in for "latency" in random mode.
+            self._arm(Armed("latency_once", 1, "any", retry_after=plan.retry_after or 0.05))
+        elif not self.has(kind):  # one armed at a time per kind keeps the queue bounded
+            self._arm(
+                Armed(
+                    kind,
+                    1,
+                    _DEFAULT_TARGET[kind],
+                    retry_after=plan.retry_after,
+                    subcode="AlreadyExists",
+                    status=403,
+                )
+            )

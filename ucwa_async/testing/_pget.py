@@ -1,0 +1,173 @@
+"""The event channel endpoint: ``GET {app}/events?ack=N&timeout=S``.
+
+Holds the request until events exist or ``min(timeout, pget_timeout_cap)`` passes,
+answers with a batch (see :mod:`ucwa_async.testing._channel` for sequencing), and
+applies the channel faults: drop mid-poll, resync, duplicate and reordered events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ucwa_async.testing._application import Endpoints
+from ucwa_async.testing._channel import SimEvent, Wake
+from ucwa_async.testing._http import Ctx, body, error
+from ucwa_async.testing._invitations import event_view
+from ucwa_async.testing._render import Ev, render_batch
+from ucwa_async.testing._state import Application
+from ucwa_async.testing._urls import styled
+
+__all__ = ["events"]
+
+_DEFAULT_TIMEOUT = 180.0
+_DROP_HOLD = 0.2  # "mid-poll": long enough for events already due to be batched
+
+
+def _resolve(fut: asyncio.Future[Wake], why: Wake) -> None:
+    if not fut.done():
+        fut.set_result(why)
+
+
+async def _wait(app: Application, hold: float) -> Wake:
+    channel = app.channel
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Wake] = loop.create_future()
+    channel.waiter = fut
+    handle = loop.call_later(hold, _resolve, fut, "timeout")
+    try:
+        return await fut
+    finally:
+        handle.cancel()
+        if channel.waiter is fut:
+            channel.waiter = None
+        app.last_activity = channel.last_pget_end = loop.time()
+
+
+def _events_href(app: Application, ack: int) -> str:
+    return f"{app.path}/events?ack={ack}"
+
+
+async def events(ep: Endpoints, ctx: Ctx) -> web.Response:
+    world, faults, cfg = ep.world, ep.faults, ep.world.config
+    world.counters.pgets += 1
+    app = ep.app(ctx)
+    channel = app.channel
+    query = ctx.request.query
+    try:
+        ack = int(query.get("ack", ""))
+    except ValueError:
+        ack = -1  # no usable ack: the client must resync
+    try:
+        hold = float(query.get("timeout", _DEFAULT_TIMEOUT))
+    except ValueError:
+        return error(ctx, 400, "ParameterValidationFailure", None, "timeout must be a number.")
+    hold = max(0.0, min(hold, cfg.pget_timeout_cap))
+
+    # At most one pending P-GET per application: the newer one wins.
+    if channel.pget_pending:
+        world.counters.pget_replaced += 1
+        channel.wake("replaced")
+
+    if faults.has("resync"):
+        armed = faults.take("resync", ctx.tags)
+        if armed is not None:
+            ctx.fault = "resync"
+            if armed.discard:
+                channel.reset()
+            return _resync(ep, ctx, app)
+    drop = faults.take("drop_pget", ctx.tags) if faults.has("drop_pget") else None
+    if drop is not None:
+        ctx.fault = "drop_pget"
+        hold = min(hold, _DROP_HOLD)
+
+    kind = channel.classify(ack)
+    if kind == "new" and not channel.pending:
+        why = await _wait(app, hold)
+        if why == "replaced":
+            return error(
+                ctx,
+                409,
+                "Conflict",
+                "PGetReplaced",
+                "Another P-GET with the same ack replaced this one.",
+            )
+        if why == "gone":
+            status = world.gone.get(app.id, 404)
+            code = "InactiveApplicationExpired" if status == 410 else "ApplicationNotFound"
+            return error(ctx, status, code, None, "The application was deleted.")
+        kind = channel.classify(ack)  # a discarding resync may have moved the window
+    else:
+        app.last_activity = channel.last_pget_end = asyncio.get_running_loop().time()
+
+    if kind == "resync":
+        return _resync(ep, ctx, app)
+    if kind == "redeliver":
+        world.counters.redeliveries += 1
+        batch = channel.batches[ack]
+    elif channel.pending:
+        batch = channel.form(ack, cfg.max_events_per_batch)
+        batch = _apply_batch_faults(ep, ctx, app, ack, batch)
+    else:
+        batch = []  # timeout (or shutdown): just the links, same ack next time
+
+    if drop is not None:
+        transport = ctx.request.transport
+        if transport is not None:
+            transport.abort()
+        return web.Response(status=200)  # never reaches the client
+    if batch:
+        world.counters.batches_delivered += 1
+    next_ack = ack + 1 if ack in channel.batches else ack
+    return body(ctx, _render(ep, ctx, app, ack, next_ack, batch))
+
+
+def _apply_batch_faults(
+    ep: Endpoints, ctx: Ctx, app: Application, ack: int, batch: list[SimEvent]
+) -> list[SimEvent]:
+    faults = ep.faults
+    changed = batch
+    if faults.has("duplicate_events") and faults.take("duplicate_events", ctx.tags):
+        ctx.fault = "duplicate_events"
+        changed = [e for e in changed for _ in (0, 1)]
+    if (
+        len(changed) > 1
+        and faults.has("reorder_events")
+        and faults.take("reorder_events", ctx.tags)
+    ):
+        ctx.fault = "reorder_events"
+        changed = changed[::-1]
+    if changed is not batch:
+        app.channel.replace_batch(ack, changed)  # a redelivery must repeat it exactly
+    return changed
+
+
+def _resync(ep: Endpoints, ctx: Ctx, app: Application) -> web.Response:
+    ep.world.counters.resyncs += 1
+    href = _events_href(app, app.channel.low)
+    return body(
+        ctx, render_batch(self_href=None, links=[("resync", href)], senders=[], wire=ctx.wire)
+    )
+
+
+def _render(
+    ep: Endpoints, ctx: Ctx, app: Application, ack: int, next_ack: int, batch: list[SimEvent]
+) -> bytes:
+    cfg = ep.world.config
+    style, embed = cfg.event_href_style, cfg.embed_resources
+    origin = app.origin
+    senders: list[tuple[str, str, list[Ev]]] = []
+    if batch:
+        # One sender: every event the simulator emits comes from "communication".
+        sender_href = styled(app.path + "/communication", style, origin)
+        senders.append(
+            ("communication", sender_href, [event_view(e, style, origin, embed) for e in batch])
+        )
+    return render_batch(
+        self_href=_events_href(app, ack),
+        links=[("next", _events_href(app, next_ack))],
+        senders=senders,
+        wire=ctx.wire,
+        status_as_attribute=cfg.xml_status_as_attribute,
+    )
