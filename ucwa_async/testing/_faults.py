@@ -16,7 +16,7 @@ from __future__ import annotations
 import random as _random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, get_args, Protocol
 
 from ucwa_async.testing._records import Counters
 
@@ -38,22 +38,8 @@ FaultKind = Literal[
     "service_unavailable",
     "too_many_requests",
 ]
-ALL_FAULT_KINDS: tuple[FaultKind, ...] = (
-    "callback_channel_error",
-    "conflict",
-    "delete_application",
-    "drop_pget",
-    "duplicate_events",
-    "events_before_201",
-    "expire_tokens",
-    "html_access_denied",
-    "latency",
-    "malformed_body",
-    "reorder_events",
-    "resync",
-    "service_unavailable",
-    "too_many_requests",
-)
+# Derived from the Literal so the two can never disagree.
+ALL_FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 RANDOM_DEFAULT_KINDS: tuple[FaultKind, ...] = (
     "callback_channel_error",
     "drop_pget",
