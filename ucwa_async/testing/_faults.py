@@ -16,7 +16,7 @@ from __future__ import annotations
 import random as _random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, get_args, Protocol
+from typing import Literal, Protocol, get_args
 
 from ucwa_async.testing._records import Counters
 
