@@ -30,6 +30,7 @@ from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
 from ucwa_async._core.errors import (
     AlreadyExistsError,
+    ApplicationNotFoundError,
     AuthenticationError,
     CallbackChannelError,
     ChannelFailedError,
@@ -78,6 +79,12 @@ log = logging.getLogger("ucwa_async.session")
 _InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
 _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 _MAX_THROTTLE_RETRIES = 3
+_MAX_REAUTHENTICATIONS = 3
+# Bound of the href -> URL and URL -> correlation-key memos. An invitation's href is
+# resolved for its 201 and again for each of its events; the memos make the repeats
+# dict look-ups (resolve_href + normalize were ~17% of the client's CPU at 2 000
+# invitations/s, see BENCHMARKS.md). Small: only recent hrefs repeat.
+_HREF_MEMO_SIZE = 1024
 
 
 @attrs.define
@@ -166,10 +173,14 @@ class Session:
         _require_positive("invitation_timeout", invitation_timeout)
         _require_positive("request_timeout", request_timeout)
         _require_positive("connect_timeout", connect_timeout)
+        _require_positive("pget_timeout", pget_timeout)
+        _require_positive("close_timeout", close_timeout)
         if keepalive_interval is not None:
             _require_positive("keepalive_interval", keepalive_interval)
-        if max_callback_retries < 0 or max_redirects < 0:
+        if max_callback_retries < 0 or max_redirects < 0 or app_create_retries < 0:
             raise ValueError("retry counts must not be negative")
+        if event_queue_size < 1:
+            raise ValueError(f"event_queue_size must be at least 1, got {event_queue_size!r}")
 
         self.discovery_url = discovery_url
         self.wire_format: Literal["json", "xml"] = wire_format
@@ -207,10 +218,18 @@ class Session:
         self._app_url: str | None = None
         self._app_base_path: str | None = None
         self._app_generation = 0
+        # URLs of applications lost and re-created: hrefs under them (conversation logs a
+        # caller still holds) are moved onto the current application.
+        self._old_app_urls: list[str] = []
         self._origin: str | None = None
         self._channel: ChannelRunner | None = None
+        self._resolved: dict[tuple[str, str, str | None], str] = {}
+        self._normalized: dict[str, str] = {}
         self._correlator = Correlator(normalize=self._key)
         self._invitations: dict[str, Invitation[Any]] = {}
+        # Invitations whose cancel POST is in flight -> a failure that arrived meanwhile
+        # (the server may report the termination before it answers the POST).
+        self._cancelling: dict[str, Failed | NeedsLookup | None] = {}
         self._streams: list[EventStream] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._keepalive_task: asyncio.Task[None] | None = None
@@ -346,7 +365,7 @@ class Session:
     async def conversation_log(self, href: str) -> ConversationLog:
         """Read one conversationLog by its href."""
         self._ensure_usable()
-        url = self._resolve(href)
+        url = self._rebase(self._resolve(href))
         return self._as_log(parse_resource(await self._get_json(url)), url)
 
     async def continue_messaging(
@@ -426,14 +445,13 @@ class Session:
         invitation: Invitation[_InvT] = Invitation(
             operation_id=operation_id, kind=rel, loop=loop, canceller=self._cancel_invitation
         )
-        generation = self._app_generation
         self._invitations[operation_id] = invitation
         self._correlator.expect(operation_id)
         invitation._set_timer(
             loop.call_later(timeout or self.invitation_timeout, self._expire, operation_id)
         )
         try:
-            response = await self._post_operation(url, body)
+            response, generation = await self._post_continue(url, body)
         except BaseException:
             self._invitations.pop(operation_id, None)
             self._correlator.forget(operation_id)
@@ -455,6 +473,38 @@ class Session:
             )
         return invitation
 
+    async def _post_continue(self, url: str, body: Mapping[str, Any]) -> tuple[HttpResponse, int]:
+        """POST a continue request; returns the response and the application generation
+        it went to. ``404 ApplicationNotFound`` (the application was deleted under us):
+        wait for the channel to re-create it, then POST again there (the same operationId:
+        the refused POST created nothing), up to ``max_callback_retries`` times."""
+        recreations = 0
+        while True:
+            if self._app_url in self._old_app_urls:
+                # A re-creation is under way: the current URL is known to be dead.
+                await self._wait_application_after(None)
+            url = self._rebase(url)
+            generation = self._app_generation
+            try:
+                return await self._post_operation(url, body), generation
+            except ApplicationNotFoundError as exc:
+                if recreations >= self._max_callback_retries:
+                    raise
+                recreations += 1
+                log.info("continue POST: the application is gone; waiting for a new one")
+                try:
+                    await self._wait_application_after(generation)
+                except TimeoutError:
+                    raise exc from None
+
+    async def _wait_application_after(self, generation: int | None) -> None:
+        """Wait until an application newer than ``generation`` (None: any re-creation
+        under way) exists and its event channel is up."""
+        assert self._channel is not None
+        async with asyncio.timeout(self._connect_timeout):
+            while self._app_generation == generation or self._app_url in self._old_app_urls:
+                await self._channel.wait_generation_after(self._channel.generation)
+
     async def _post_operation(self, url: str, body: Mapping[str, Any]) -> HttpResponse:
         """POST a continue request; CallbackChannelError: reconnect the channel, then retry."""
         payload, content_type = _wire.encode_input(body, self.wire_format)
@@ -474,8 +524,13 @@ class Session:
                 self._channel.request_reconnect(
                     "CallbackChannelError: the remote event channel is not reachable", exc, seen
                 )
-                async with asyncio.timeout(self._connect_timeout):
-                    await self._channel.wait_generation_after(seen)
+                try:
+                    async with asyncio.timeout(self._connect_timeout):
+                        await self._channel.wait_generation_after(seen)
+                except TimeoutError:
+                    # The channel did not come back in time: the caller gets the typed
+                    # error it would have got without the retry, never a bare TimeoutError.
+                    raise exc from None
 
     async def _cancel_invitation(self, invitation: Invitation[Any]) -> None:
         self._ensure_usable()
@@ -488,10 +543,20 @@ class Session:
             cancel_href = current.link("cancel")
             if cancel_href is None:
                 raise UcwaError("the server offers no cancel link for this invitation")
-        await self._send("POST", self._resolve(cancel_href))
-        if self._invitations.pop(invitation.operation_id, None) is not None:
+        operation_id = invitation.operation_id
+        self._cancelling[operation_id] = None
+        try:
+            await self._send("POST", self._resolve(cancel_href))
+        except BaseException:
+            # Not cancelled after all: a failure reported meanwhile is the outcome.
+            deferred = self._cancelling.pop(operation_id, None)
+            if deferred is not None:
+                self._apply(deferred)
+            raise
+        self._cancelling.pop(operation_id, None)
+        if self._invitations.pop(operation_id, None) is not None:
             self.stats.invitations_cancelled += 1
-        self._correlator.finish(invitation.operation_id)
+        self._correlator.finish(operation_id)
 
     def _expire(self, operation_id: str) -> None:
         invitation = self._invitations.pop(operation_id, None)
@@ -525,6 +590,10 @@ class Session:
             invitation._progress(resolution.state, resource)
             if invitation.href is None and resolution.event.link.href:
                 self._bind_late(invitation, resolution.event.link.href)
+            return
+        if operation_id in self._cancelling and not isinstance(resolution, Succeeded):
+            # Most likely the termination our own cancel caused: the cancel POST decides.
+            self._cancelling[operation_id] = resolution
             return
         del self._invitations[operation_id]
         if invitation.href is None and isinstance(resolution, Succeeded | Failed):
@@ -689,9 +758,13 @@ class Session:
     async def recreate_application(self, error: UcwaError) -> str:
         lost = [op for op in self._correlator.bound() if op in self._invitations]
         self._app_generation += 1
+        if self._app_url is not None and self._app_url not in self._old_app_urls:
+            self._old_app_urls = [*self._old_app_urls[-15:], self._app_url]
         for operation_id in lost:
             self._end_lost(operation_id, f"the application was lost ({error}); outcome unknown")
         events_url = await self._create_application()
+        if self._app_url in self._old_app_urls:  # the server reused an id: it is not dead
+            self._old_app_urls.remove(self._app_url)
         self.emit(
             ApplicationRecreated(application_url=self._app_url or "", lost_invitations=len(lost))
         )
@@ -835,7 +908,9 @@ class Session:
         if self._http is None or self._state == "closed":
             raise SessionClosedError("the session is closed")
         origin = origin_of(url)
-        reauthenticated = False
+        # Token versions a 401 answered: each gets one refresh, so a token that expires
+        # again while the request is repeated is refreshed again (bounded).
+        refused_versions: set[int] = set()
         throttled = 0
         while True:
             version = self._token_versions.get(origin, 0)
@@ -857,10 +932,12 @@ class Session:
             if (
                 response.status == 401
                 and authorize
-                and not reauthenticated
+                and version not in refused_versions
+                and len(refused_versions) < _MAX_REAUTHENTICATIONS
                 and origin in self._trusted_origins
+                and not _is_proxy_page(response)
             ):
-                reauthenticated = True
+                refused_versions.add(version)
                 await self._authenticate(origin, url, response, version)
                 continue
             error = classify(
@@ -875,16 +952,17 @@ class Session:
                 return response
             if isinstance(error, RetryLaterError) and throttled < _MAX_THROTTLE_RETRIES:
                 throttled += 1
-                delay = min(
-                    error.retry_after
-                    if error.retry_after is not None
-                    else self._backoff.delay(throttled),
-                    self._retry_after_cap,
-                )
+                delay = self._retry_delay(error, throttled)
                 log.info("%s %s throttled (%d); retry in %.2f s", method, url, error.status, delay)
                 await asyncio.sleep(delay)
                 continue
             raise error
+
+    def _retry_delay(self, error: RetryLaterError, attempt: int) -> float:
+        return min(
+            error.retry_after if error.retry_after is not None else self._backoff.delay(attempt),
+            self._retry_after_cap,
+        )
 
     async def _get_json(self, url: str, *, authorize: bool = True) -> dict[str, Any]:
         response = await self._send("GET", url, authorize=authorize)
@@ -942,21 +1020,33 @@ class Session:
                 "password": self._auth.password,
             }
         ).encode()
-        response = await self._http.request(
-            "POST",
-            token_url,
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-            },
-            data=form,
-            timeout=self._request_timeout,
-        )
-        error = classify_token_error(
-            response.status, response.content_type, response.body, method="POST", url=token_url
-        )
-        if error is not None:
-            raise error
+        throttled = 0
+        while True:
+            response = await self._http.request(
+                "POST",
+                token_url,
+                headers={
+                    "Content-Type": "application/x-www-form-urlencoded",
+                    "Accept": "application/json",
+                },
+                data=form,
+                timeout=self._request_timeout,
+            )
+            error = classify_token_error(
+                response.status,
+                response.content_type,
+                response.body,
+                method="POST",
+                url=token_url,
+                retry_after=response.retry_after,
+            )
+            if error is None:
+                break
+            # A throttled token endpoint (503/429) is transient, like any other request.
+            if not isinstance(error, RetryLaterError) or throttled >= _MAX_THROTTLE_RETRIES:
+                raise error
+            throttled += 1
+            await asyncio.sleep(self._retry_delay(error, throttled))
         try:
             grant = _wire.decode(response.body, response.content_type or "application/json")
             token = grant["access_token"]
@@ -974,11 +1064,13 @@ class Session:
     # -- helpers -----------------------------------------------------------------------
 
     def _resolve(self, href: str) -> str:
-        return resolve_href(
-            href,
-            base_url=self._app_url or self._origin or self.discovery_url,
-            app_base_path=self._app_base_path,
-        )
+        base_url = self._app_url or self._origin or self.discovery_url
+        memo_key = (href, base_url, self._app_base_path)
+        url = self._resolved.get(memo_key)
+        if url is None:  # errors are raised, never memoised
+            url = resolve_href(href, base_url=base_url, app_base_path=self._app_base_path)
+            _memo(self._resolved, memo_key, url)
+        return url
 
     def _safe_resolve(self, href: str | None) -> str | None:
         if not href:
@@ -989,7 +1081,12 @@ class Session:
             return None
 
     def _key(self, href: str) -> str:
-        return normalize(self._resolve(href))
+        url = self._resolve(href)
+        key = self._normalized.get(url)
+        if key is None:
+            key = normalize(url)
+            _memo(self._normalized, url, key)
+        return key
 
     async def _continue_url(self, log_ref: ConversationLog | str, rel: str) -> str:
         if isinstance(log_ref, str):
@@ -1001,7 +1098,17 @@ class Session:
         href = conversation_log.link(rel)
         if href is None:
             raise UcwaError(f"this conversationLog offers no {rel} link")
-        return self._resolve(href)
+        return self._rebase(self._resolve(href))
+
+    def _rebase(self, url: str) -> str:
+        """A URL under a lost (re-created) application, moved onto the current one."""
+        current = self._app_url
+        if current is None:
+            return url
+        for old in reversed(self._old_app_urls):
+            if url.startswith(old + "/") and old != current:
+                return current + url[len(old) :]
+        return url
 
     def _as_log(self, resource: Resource, url: str) -> ConversationLog:
         if isinstance(resource, ConversationLog):
@@ -1048,24 +1155,35 @@ class Session:
                 tasks.append(self._keepalive_task)
             for task in tasks:
                 task.cancel()
-            if self._channel is not None:
-                await self._channel.stop()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-            closed = SessionClosedError("the session closed before the invitation ended")
-            for operation_id in list(self._invitations):
-                invitation = self._invitations.pop(operation_id)
-                if invitation._fail(closed):
-                    self.stats.invitations_closed += 1
-            self._correlator.clear()
-            if delete_application and self._app_url is not None and self._http is not None:
-                await self._delete_application()
-            for stream in tuple(self._streams):
-                stream._end(ChannelClosed())
-            self._streams.clear()
-            if self._client is not None and self._borrowed is None:
-                await self._client.close()
+            interrupted: asyncio.CancelledError | None = None
+            try:
+                if self._channel is not None:
+                    try:
+                        await self._channel.stop()
+                    except asyncio.CancelledError as exc:
+                        # stop() re-raises a cancellation pending on this task (open()
+                        # cancelled mid-sign-in, or aclose() cancelled): finish the
+                        # clean-up first, then re-raise.
+                        interrupted = exc
+                if tasks:
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                closed = SessionClosedError("the session closed before the invitation ended")
+                for operation_id in list(self._invitations):
+                    invitation = self._invitations.pop(operation_id)
+                    if invitation._fail(closed):
+                        self.stats.invitations_closed += 1
+                self._correlator.clear()
+                if delete_application and self._app_url is not None and self._http is not None:
+                    await self._delete_application()
+                for stream in tuple(self._streams):
+                    stream._end(ChannelClosed())
+                self._streams.clear()
+            finally:
+                if self._client is not None and self._borrowed is None:
+                    await self._client.close()
             log.info("session closed")
+            if interrupted is not None:
+                raise interrupted
 
     async def _delete_application(self) -> None:
         assert self._http is not None
@@ -1080,6 +1198,26 @@ class Session:
                 )
         except (UcwaError, TimeoutError) as exc:
             log.info("could not delete the application on close: %s", exc)
+
+
+def _is_proxy_page(response: HttpResponse) -> bool:
+    """A 401 from a front proxy, not from UCWA: no challenge, a non-UCWA body (HTML).
+
+    Re-authenticating would not help (our token is fine) and would re-send the
+    password; it is classified as a ``ProxyResponseError`` instead.
+    """
+    return (
+        not response.www_authenticate
+        and bool(response.body)
+        and _wire.wire_of(response.content_type) is None
+    )
+
+
+def _memo(memo: dict[Any, str], key: Any, value: str) -> None:
+    """Remember ``key -> value``, dropping the oldest entry beyond ``_HREF_MEMO_SIZE``."""
+    if len(memo) >= _HREF_MEMO_SIZE:
+        del memo[next(iter(memo))]
+    memo[key] = value
 
 
 def _require_positive(name: str, value: float) -> None:

@@ -1,0 +1,270 @@
+"""Authentication against the simulator: password grant, TokenAuth, 401 re-auth, proxy 401/403."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+import ucwa_async
+from ucwa_async._core.backoff import Backoff
+from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+
+SessionFactory = Callable[..., ucwa_async.Session]
+TOKEN_PATH = "/WebTicket/oauthtoken"
+
+
+def _is_server_task(task: asyncio.Task[Any]) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "aiohttp" in code.co_filename and "web_" in code.co_filename
+
+
+async def _no_leftover_tasks(check: Callable[[], None]) -> None:
+    """``no_leftover_tasks`` once the simulator's connection handlers (same loop) wound down."""
+    for _ in range(100):
+        current = asyncio.current_task()
+        if not [
+            t
+            for t in asyncio.all_tasks()
+            if t is not current and not t.done() and _is_server_task(t)
+        ]:
+            break
+        await asyncio.sleep(0.01)
+    check()
+
+
+async def _fetch_token(sim: UcwaSimulator) -> str:
+    """A token from the simulator's own token endpoint, as a user would obtain one."""
+    form = {"grant_type": "password", "username": sim.username, "password": sim.password}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(sim.url(TOKEN_PATH), data=form) as response,
+    ):
+        assert response.status == 200
+        grant = await response.json(content_type=None)
+    token = grant["access_token"]
+    assert isinstance(token, str)
+    assert token
+    return token
+
+
+def _token_session(sim: UcwaSimulator, auth: ucwa_async.TokenAuth, wire: str) -> ucwa_async.Session:
+    return ucwa_async.Session(
+        sim.discovery_url,
+        auth=auth,
+        wire_format=wire,  # type: ignore[arg-type]
+        request_timeout=5.0,
+        connect_timeout=10.0,
+        keepalive_interval=None,
+        backoff=Backoff(base=0.01, cap=0.2),
+    )
+
+
+async def test_wrong_password_is_a_clear_authentication_error(
+    simulator: UcwaSimulator,
+    wire_format: str,
+    caplog: pytest.LogCaptureFixture,
+    no_leftover_tasks: Callable[[], None],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ucwa_async")
+    session = ucwa_async.Session(
+        simulator.discovery_url,
+        auth=ucwa_async.PasswordAuth(simulator.username, "not-the-password"),
+        wire_format=wire_format,  # type: ignore[arg-type]
+        keepalive_interval=None,
+    )
+    with pytest.raises(ucwa_async.AuthenticationError) as caught:
+        async with session:
+            pytest.fail("must not open")  # pragma: no cover
+    error = caught.value
+    assert isinstance(error, ucwa_async.ResponseError)
+    assert error.status == 400
+    assert error.code == "invalid_grant"
+    assert "invalid_grant" in str(error)
+    assert "password" in str(error).lower()  # the server's description is kept
+    assert "not-the-password" not in str(error)
+    assert "not-the-password" not in repr(error)
+    # No traceback noise: not chained to an internal exception, nothing logged with a trace.
+    assert error.__cause__ is None
+    assert error.__context__ is None or isinstance(error.__context__, ucwa_async.UcwaError)
+    assert not [r for r in caplog.records if r.exc_info]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    # Nothing was created, nothing is left open.
+    assert simulator.counters.applications_created == 0
+    assert [r.status for r in simulator.request_log if r.kind == "token"] == [400]
+    assert session.closed
+    assert session._client is not None
+    assert session._client.closed
+    await _no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_unknown_user_is_an_authentication_error(
+    simulator: UcwaSimulator, wire_format: str
+) -> None:
+    session = ucwa_async.Session(
+        simulator.discovery_url,
+        auth=ucwa_async.PasswordAuth("mallory@contoso.com", simulator.password),
+        wire_format=wire_format,  # type: ignore[arg-type]
+        keepalive_interval=None,
+    )
+    with pytest.raises(ucwa_async.AuthenticationError, match="invalid_grant"):
+        await session.open()
+    assert session.closed
+
+
+async def test_static_token_auth_opens_and_works(
+    simulator: UcwaSimulator, wire_format: str
+) -> None:
+    token = await _fetch_token(simulator)
+    assert simulator.counters.tokens_issued == 1
+    simulator.clear_request_log()
+    auth = ucwa_async.TokenAuth(token)
+    async with _token_session(simulator, auth, wire_format) as session:
+        logs = await session.conversation_logs(limit=2)
+        invitation = await session.continue_messaging(logs[0], message="hello")
+        final = await invitation
+        assert isinstance(final, ucwa_async.MessagingInvitation)
+        assert final.state == "Connected"
+    # The session never ran a password grant: the only token is the one we fetched.
+    assert simulator.counters.tokens_issued == 1
+    assert [r for r in simulator.request_log if r.kind == "token"] == []
+    deletes = [r for r in simulator.request_log if r.method == "DELETE"]
+    assert [(r.status, r.authorized) for r in deletes] == [(204, True)]
+
+
+async def test_static_token_with_bearer_prefix(simulator: UcwaSimulator, wire_format: str) -> None:
+    token = await _fetch_token(simulator)
+    async with _token_session(
+        simulator, ucwa_async.TokenAuth(f"Bearer {token}"), wire_format
+    ) as session:
+        assert len(await session.conversation_logs()) == 3
+
+
+async def test_static_token_refused_after_expiry_is_an_authentication_error(
+    simulator: UcwaSimulator, wire_format: str
+) -> None:
+    token = await _fetch_token(simulator)
+    async with _token_session(simulator, ucwa_async.TokenAuth(token), wire_format) as session:
+        simulator.faults.expire_tokens()
+        with pytest.raises(ucwa_async.AuthenticationError) as caught:
+            await session.conversation_logs()
+        assert caught.value.status == 401
+        assert token not in str(caught.value)
+        assert token not in repr(caught.value)
+    assert simulator.counters.tokens_issued == 1
+
+
+async def test_token_callable_is_called_again_after_expiry(
+    simulator: UcwaSimulator, wire_format: str
+) -> None:
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return await _fetch_token(simulator)
+
+    auth = ucwa_async.TokenAuth(provider)
+    async with _token_session(simulator, auth, wire_format) as session:
+        assert calls == 1
+        simulator.faults.expire_tokens()
+        logs = await session.conversation_logs(limit=1)
+        assert len(logs) == 1
+        assert calls == 2
+        assert session.stats.reauthentications == 1
+        # The new token works for the rest of the session, channel included.
+        invitation = await session.continue_messaging(logs[0], message="after refresh")
+        assert (await invitation.result(timeout=5)).state == "Connected"
+        await session.wait_connected(timeout=5)
+    assert calls == 2
+    assert simulator.counters.tokens_issued == 2
+
+
+async def test_password_auth_reauthenticates_once_on_401(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(simulator) as session:
+        assert simulator.counters.tokens_issued == 1
+        simulator.faults.expire_tokens()
+        simulator.clear_request_log()
+        logs = await session.conversation_logs(limit=2)
+        assert len(logs) == 2
+        assert session.stats.reauthentications == 1
+        assert simulator.counters.tokens_issued == 2
+        log = simulator.request_log
+        # One refused request, one grant, then success - no loop of grants.
+        assert [r.status for r in log if r.kind == "token"] == [200]
+        listing = [r.status for r in log if r.kind == "conversationLogs"]
+        assert listing == [401, 200]
+        invitation = await session.continue_phone_audio(logs[1], phone_number="tel:+14255551234")
+        final = await invitation.result(timeout=5)
+        assert isinstance(final, ucwa_async.PhoneAudioInvitation)
+    assert session.stats.reauthentications == 1
+
+
+async def test_concurrent_401s_share_one_reauthentication(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(simulator) as session:
+        logs = await session.conversation_logs()
+        simulator.faults.expire_tokens()
+        results = await asyncio.gather(*(session.conversation_log(log.href or "") for log in logs))
+        assert [r.href for r in results] == [log.href for log in logs]
+        # Three requests hit 401 together; a single new token serves all of them.
+        assert simulator.counters.tokens_issued == 2
+        assert session.stats.reauthentications == 1
+
+
+async def test_password_refused_on_reauthentication(
+    wire_format: str, make_session: SessionFactory
+) -> None:
+    users = {"alice@contoso.com": "first-password"}
+    async with (
+        UcwaSimulator(config=SimulatorConfig(users=users)) as sim,
+        make_session(sim) as session,
+    ):
+        # The password expires on the server while the bot runs.
+        sim.config.users.clear()  # type: ignore[attr-defined]
+        sim.faults.expire_tokens()
+        with pytest.raises(ucwa_async.AuthenticationError, match="invalid_grant"):
+            await session.conversation_logs()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_html_access_denied_on_app_create_is_retried(
+    make_session: SessionFactory, status: Any
+) -> None:
+    config = SimulatorConfig(html_access_denied_on_app_create=2, html_access_denied_status=status)
+    async with UcwaSimulator(config=config) as sim, make_session(sim) as session:
+        creations = [r for r in sim.request_log if r.kind == "applications"]
+        assert [r.status for r in creations] == [status, status, 201]
+        # A proxy page is not a token problem: no new password grant, no re-auth.
+        assert sim.counters.tokens_issued == 1
+        assert session.stats.reauthentications == 0
+        assert sim.counters.faults_injected["html_access_denied"] == 2
+        assert sim.counters.applications_created == 1
+        assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
+        assert len(await session.conversation_logs()) == 3
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_html_access_denied_beyond_retries_is_proxy_error(
+    make_session: SessionFactory, status: Any, no_leftover_tasks: Callable[[], None]
+) -> None:
+    config = SimulatorConfig(html_access_denied_on_app_create=10, html_access_denied_status=status)
+    async with UcwaSimulator(config=config) as sim:
+        session = make_session(sim, app_create_retries=2)
+        with pytest.raises(ucwa_async.ProxyResponseError) as caught:
+            await session.open()
+        assert caught.value.status == status
+        assert "<html" not in str(caught.value).lower()  # no HTML page dumped in the message
+        creations = [r for r in sim.request_log if r.kind == "applications"]
+        assert len(creations) == 3  # the first try + 2 retries, then give up
+        assert sim.counters.tokens_issued == 1
+        assert sim.counters.applications_created == 0
+        assert session.closed
+    await _no_leftover_tasks(no_leftover_tasks)

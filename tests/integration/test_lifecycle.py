@@ -1,0 +1,268 @@
+"""Session lifecycle: open, keep-alive, channel state, close, cancel, reuse after close."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+import ucwa_async
+from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
+
+SessionFactory = Callable[..., ucwa_async.Session]
+
+
+def _is_server_task(task: asyncio.Task[Any]) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    return code is not None and "aiohttp" in code.co_filename and "web_" in code.co_filename
+
+
+async def _no_leftover_tasks(check: Callable[[], None]) -> None:
+    """``no_leftover_tasks`` once the simulator's connection handlers have wound down.
+
+    The simulator runs in the test's loop: a connection the client just closed leaves
+    an aiohttp *server* task finishing its cancellation for a tick or two. Only those
+    are waited for (bounded); any client task still alive fails the check.
+    """
+    for _ in range(100):
+        current = asyncio.current_task()
+        if not [
+            t
+            for t in asyncio.all_tasks()
+            if t is not current and not t.done() and _is_server_task(t)
+        ]:
+            break
+        await asyncio.sleep(0.01)
+    check()
+
+
+def _never_complete(request: InvitationRequest, rng: random.Random) -> Outcome:
+    return Outcome(complete=False)
+
+
+async def test_exit_deletes_application_and_closes_owned_http(
+    simulator: UcwaSimulator, make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
+) -> None:
+    session = make_session(simulator)
+    async with session:
+        app_url = session.application_url
+        assert app_url is not None
+        assert len(simulator.application_ids) == 1
+        client = session._client
+        assert client is not None
+        assert not client.closed
+    assert session.closed
+    assert client.closed
+    assert simulator.application_ids == []
+    deletes = [r for r in simulator.request_log if r.method == "DELETE"]
+    assert [(r.kind, r.status, r.authorized) for r in deletes] == [("application", 204, True)]
+    assert app_url.endswith(deletes[0].path)
+    assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
+    await _no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_pending_invitations_end_with_session_closed(
+    make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
+) -> None:
+    config = SimulatorConfig(outcome_rule=_never_complete)
+    async with UcwaSimulator(config=config) as sim:
+        session = make_session(sim)
+        async with session:
+            logs = await session.conversation_logs()
+            im = await session.continue_messaging(logs[0], message="pending")
+            call = await session.continue_phone_audio(logs[1], phone_number="+14255551234")
+            await asyncio.sleep(0.05)
+            assert not im.done()
+            assert not call.done()
+            assert session.pending_invitations == 2
+        for invitation in (im, call):
+            assert invitation.done()
+            with pytest.raises(ucwa_async.SessionClosedError):
+                await invitation
+        assert session.stats.invitations_closed == 2
+        assert session.pending_invitations == 0
+        assert sim.application_ids == []
+    await _no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_exit_on_exception_still_cleans_up(
+    simulator: UcwaSimulator, make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
+) -> None:
+    session = make_session(simulator)
+    with pytest.raises(RuntimeError, match="bot crashed"):
+        async with session:
+            raise RuntimeError("bot crashed")
+    assert session.closed
+    assert simulator.application_ids == []
+    assert session._client is not None
+    assert session._client.closed
+    await _no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_borrowed_http_session_is_not_closed(
+    simulator: UcwaSimulator, make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        session = make_session(simulator, http_session=http)
+        async with session:
+            assert session._client is http
+            assert len(await session.conversation_logs()) == 3
+        assert session.closed
+        assert not http.closed
+        # Still usable by its owner.
+        async with http.get(simulator.discovery_url) as response:
+            assert response.status == 200
+        assert simulator.application_ids == []
+    assert http.closed
+    await _no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_aclose_is_idempotent_and_safe_concurrently(
+    simulator: UcwaSimulator, make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
+) -> None:
+    session = make_session(simulator)
+    await session.open()
+    results = await asyncio.gather(
+        asyncio.create_task(session.aclose()),
+        asyncio.create_task(session.aclose()),
+        return_exceptions=True,
+    )
+    assert results == [None, None]
+    await session.aclose()
+    await session.__aexit__(None, None, None)
+    assert session.closed
+    deletes = [r for r in simulator.request_log if r.method == "DELETE"]
+    assert len(deletes) == 1
+    await _no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_calls_after_close_raise_session_closed(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    session = make_session(simulator)
+    async with session:
+        logs = await session.conversation_logs(limit=1)
+    assert session.closed
+    calls: list[Callable[[], Any]] = [
+        lambda: session.conversation_logs(),
+        lambda: session.conversation_log(logs[0].href or ""),
+        lambda: session.continue_messaging(logs[0], message="too late"),
+        lambda: session.continue_phone_audio(logs[0], phone_number="tel:+14255551234"),
+        lambda: session.wait_connected(timeout=1),
+        lambda: session.open(),
+    ]
+    for call in calls:
+        with pytest.raises(ucwa_async.SessionClosedError):
+            await call()
+    with pytest.raises(ucwa_async.SessionClosedError):
+        session.events()
+    with pytest.raises(ucwa_async.SessionClosedError):
+        async with session:
+            pass  # pragma: no cover
+    # Nothing was sent after the DELETE.
+    last = simulator.request_log[-1]
+    assert (last.method, last.kind) == ("DELETE", "application")
+
+
+async def test_calls_before_open_raise_session_closed(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    session = make_session(simulator)
+    with pytest.raises(ucwa_async.SessionClosedError, match="not open"):
+        await session.conversation_logs()
+    assert simulator.request_log == []
+    await session.aclose()  # closing a never-opened session is harmless
+    assert session.closed
+
+
+@pytest.mark.parametrize("stage", ["user", "applications", "makeMeAvailable"])
+async def test_cancel_during_sign_in_leaves_nothing_behind(
+    simulator: UcwaSimulator,
+    make_session: SessionFactory,
+    no_leftover_tasks: Callable[[], None],
+    stage: str,
+) -> None:
+    simulator.faults.latency(5.0, target=stage)
+    session = make_session(simulator)
+    entering = asyncio.create_task(session.__aenter__())
+    # Wait (bounded) until sign-in is stuck in the slow request: the simulator counts a
+    # request when it arrives (before its latency), and the slow one is the Nth.
+    arrived = {"user": 2, "applications": 5, "makeMeAvailable": 7}[stage]
+    for _ in range(300):
+        if simulator.counters.requests >= arrived:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert simulator.counters.requests == arrived
+    assert not entering.done()
+    entering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await entering
+    assert session.closed
+    assert session._client is not None
+    assert session._client.closed
+    assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
+    simulator.faults.latency(0, target=stage)
+    await _no_leftover_tasks(no_leftover_tasks)
+    # An application created before the cancel was deleted on the way out.
+    assert simulator.application_ids == []
+    if stage == "makeMeAvailable":
+        assert session.stats.applications_created == 1
+        deletes = [r for r in simulator.request_log if r.method == "DELETE"]
+        assert [r.status for r in deletes] == [204]
+
+
+async def test_keepalive_reports_activity(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(simulator, keepalive_interval=0.2):
+        for _ in range(100):
+            reports = [r for r in simulator.request_log if r.kind == "reportMyActivity"]
+            if len(reports) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    reports = [r for r in simulator.request_log if r.kind == "reportMyActivity"]
+    assert len(reports) >= 2
+    assert all(r.method == "POST" and r.status == 204 and r.authorized for r in reports)
+
+
+async def test_keepalive_off_sends_nothing(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(simulator, keepalive_interval=None):
+        await asyncio.sleep(0.3)
+    assert not [r for r in simulator.request_log if r.kind == "reportMyActivity"]
+
+
+async def test_channel_state_and_wait_connected(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    session = make_session(simulator)
+    assert session.channel_state is ucwa_async.ChannelStatus.CONNECTING
+    seen: list[ucwa_async.ChannelStatus] = []
+
+    async def watch() -> None:
+        while not session.closed:
+            state = session.channel_state
+            if not seen or seen[-1] is not state:
+                seen.append(state)
+            await asyncio.sleep(0)
+
+    watcher = asyncio.create_task(watch())
+    async with session:
+        await session.wait_connected()
+        await session.wait_connected(timeout=1.0)
+        assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
+        assert len(await session.conversation_logs()) == 3
+    await asyncio.wait_for(watcher, 2)
+    assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
+    assert seen[0] is ucwa_async.ChannelStatus.CONNECTING
+    assert ucwa_async.ChannelStatus.CONNECTED in seen
+    assert seen.index(ucwa_async.ChannelStatus.CONNECTING) < seen.index(
+        ucwa_async.ChannelStatus.CONNECTED
+    )
+    assert "closed" in repr(session)
