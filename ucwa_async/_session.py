@@ -230,6 +230,7 @@ class Session:
         # Invitations whose cancel POST is in flight -> a failure that arrived meanwhile
         # (the server may report the termination before it answers the POST).
         self._cancelling: dict[str, Failed | NeedsLookup | None] = {}
+        self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
         self._streams: list[EventStream] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._keepalive_task: asyncio.Task[None] | None = None
@@ -450,6 +451,7 @@ class Session:
         invitation._set_timer(
             loop.call_later(timeout or self.invitation_timeout, self._expire, operation_id)
         )
+        resyncs = self._resyncs
         try:
             response, generation = await self._post_continue(url, body)
         except BaseException:
@@ -466,6 +468,10 @@ class Session:
             invitation.href = href
             for resolution in self._correlator.bind(operation_id, href):
                 self._apply(resolution)
+            if resyncs != self._resyncs and operation_id in self._invitations:
+                # A resync while the POST ran may have discarded this invitation's
+                # events, and resynced() could not re-read it yet: do it now.
+                self._spawn(self._reread(invitation, href))
         else:
             log.info(
                 "continue POST answered %d without Location; correlating by operationId",
@@ -716,6 +722,7 @@ class Session:
 
     def resynced(self) -> None:
         """Re-read every pending invitation: the events about them may be gone."""
+        self._resyncs += 1
         for operation_id, href in list(self._correlator.bound().items()):
             invitation = self._invitations.get(operation_id)
             if invitation is not None:

@@ -1,0 +1,178 @@
+"""``session.events()``: every subscriber gets UCWA events and channel signals in order;
+bounded queues drop the oldest item and never hold up invitations."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import ucwa_async
+from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+
+from .conftest import SessionFactory
+
+PHONE = "tel:+14255551234"
+
+
+async def _collect(stream: ucwa_async.EventStream, quiet: float = 0.25) -> list[Any]:
+    """Read until nothing arrives for ``quiet`` seconds (bounded in count)."""
+    items: list[Any] = []
+    for _ in range(10_000):
+        try:
+            items.append(await asyncio.wait_for(anext(stream), quiet))
+        except (TimeoutError, StopAsyncIteration):
+            break
+    return items
+
+
+def _describe(item: Any) -> tuple[str, ...]:
+    if isinstance(item, ucwa_async.Event):
+        return ("event", item.type, item.link.href)
+    return ("signal", type(item).__name__)
+
+
+async def test_every_subscriber_gets_events_and_signals_in_order(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    config = SimulatorConfig(completion_delay=0.05)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        async with session.events() as first, session.events() as second:
+            im = await session.continue_messaging(logs[0], message="watched")
+            await im.result(timeout=8)
+            sim.faults.callback_channel_error(next_n=1)
+            call = await session.continue_phone_audio(logs[0], phone_number=PHONE)
+            await call.result(timeout=8)
+            seen_first = await _collect(first)
+            seen_second = await _collect(second)
+        # both saw the very same items in the very same order
+        assert [_describe(i) for i in seen_first] == [_describe(i) for i in seen_second]
+        assert all(a is b for a, b in zip(seen_first, seen_second, strict=True))
+        kinds = [_describe(i)[:2] for i in seen_first]
+        # the messaging invitation's life, then the reconnect, then the call's life
+        im_events = [
+            i.type for i in seen_first if isinstance(i, ucwa_async.Event) and _is(i, im.href)
+        ]
+        call_events = [
+            i.type for i in seen_first if isinstance(i, ucwa_async.Event) and _is(i, call.href)
+        ]
+        assert im_events == ["started", "completed"]
+        assert call_events == ["started", "completed"]
+        reconnecting = kinds.index(("signal", "ChannelReconnecting"))
+        reconnected = kinds.index(("signal", "ChannelReconnected"))
+        assert reconnecting < reconnected
+        last_im = max(
+            n
+            for n, i in enumerate(seen_first)
+            if isinstance(i, ucwa_async.Event) and _is(i, im.href)
+        )
+        first_call = min(
+            n
+            for n, i in enumerate(seen_first)
+            if isinstance(i, ucwa_async.Event) and _is(i, call.href)
+        )
+        assert last_im < reconnecting < reconnected < first_call
+        # the events carry what the server sent: the embedded invitation and its reason
+        completed = [
+            i for i in seen_first if isinstance(i, ucwa_async.Event) and i.type == "completed"
+        ]
+        assert {e.status for e in completed} == {"Success"}
+        assert {e.operation_id for e in completed} == {im.operation_id, call.operation_id}
+        assert isinstance(completed[0].resource, ucwa_async.MessagingInvitation)
+        assert first.dropped == second.dropped == 0
+
+
+def _is(event: ucwa_async.Event, href: str | None) -> bool:
+    assert href is not None
+    path = href.split("/ucwa/", 1)[1]
+    return event.link.href.endswith(path)
+
+
+async def test_failure_events_carry_the_reason(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    config = SimulatorConfig(fail_rate=1.0, completion_delay=0.01)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        async with session.events() as stream:
+            invitation = await session.continue_messaging(logs[0])
+            with pytest.raises(ucwa_async.InvitationFailedError):
+                await invitation.result(timeout=8)
+            items = await _collect(stream)
+        completed = [i for i in items if isinstance(i, ucwa_async.Event) and i.type == "completed"]
+        assert len(completed) == 1
+        assert completed[0].status == "Failure"
+        assert completed[0].reason is not None
+        assert completed[0].reason.subcode == "Declined"
+
+
+async def test_slow_subscriber_drops_oldest_and_never_blocks(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    count = 30
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=2)
+        async with session.events(maxsize=5) as stalled, session.events() as reader:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            invitations = await asyncio.gather(
+                *(
+                    session.continue_messaging(logs[i % 2], message=str(i))
+                    if i % 2
+                    else session.continue_phone_audio(logs[i % 2], phone_number=PHONE)
+                    for i in range(count)
+                )
+            )
+            results = await asyncio.gather(*(inv.result(timeout=8) for inv in invitations))
+            assert loop.time() - started < 5.0
+            assert all(r.state == "Connected" for r in results)
+            everything = await _collect(reader)
+            # the stalled stream kept only the newest five items
+            kept = await _collect(stalled)
+        assert len(everything) >= 2 * count
+        assert stalled.dropped == len(everything) - 5
+        assert stalled.dropped > 0
+        assert kept == everything[-5:]
+        assert reader.dropped == 0
+        assert session.stats.invitations_connected == count
+
+
+async def test_stream_ends_with_channel_closed(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with UcwaSimulator(SimulatorConfig(completion_delay=0.01)) as sim:
+        async with make_session(sim) as session:
+            stream = session.events()
+            closed_early = session.events()
+            closed_early.close()
+            assert closed_early.closed
+            logs = await session.conversation_logs(limit=1)
+            await (await session.continue_messaging(logs[0])).result(timeout=8)
+        items = await _collect(stream)
+        assert isinstance(items[-1], ucwa_async.ChannelClosed)
+        assert any(isinstance(i, ucwa_async.Event) for i in items)
+        assert stream.closed
+        with pytest.raises(StopAsyncIteration):
+            await anext(stream)
+        # a stream closed by its reader got nothing after it closed
+        assert await _collect(closed_early) == []
+        with pytest.raises(ucwa_async.SessionClosedError):
+            session.events()
+
+
+async def test_unsubscribed_stream_gets_nothing_more(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with (
+        UcwaSimulator(SimulatorConfig(completion_delay=0.01)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        async with session.events(maxsize=1) as stream:
+            pass
+        await (await session.continue_messaging(logs[0])).result(timeout=8)
+        assert stream.dropped == 0  # nothing was pushed after the context exited
+        assert await _collect(stream) == []
