@@ -220,7 +220,7 @@ _TYPED: Mapping[str, tuple[type[Resource], Callable[[Mapping[str, Any], Any], An
 
 
 def _href(value: Any, what: str) -> str:
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise DecodeError(f"{what} is a {type(value).__name__}, not a link object")
     href = value.get("href")
     if not isinstance(href, str):
@@ -228,24 +228,34 @@ def _href(value: Any, what: str) -> str:
     return href
 
 
+def _link_href(value: Any, rel: str) -> str:
+    # Hot path (every link of every event): a plain dict with a str href skips the ABC
+    # isinstance checks and the error text; anything else gets _href's full checks.
+    if type(value) is dict:
+        href = value.get("href")
+        if type(href) is str:
+            return href
+    return _href(value, f"link {rel!r}")
+
+
 def _links(raw: Any) -> tuple[Link, ...]:
     if raw is None:
         return ()
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise DecodeError("_links is not an object")
     out: list[Link] = []
     for rel, value in raw.items():
-        if not isinstance(rel, str):
+        if type(rel) is not str and not isinstance(rel, str):
             raise DecodeError("a link rel is not a string")
         if isinstance(value, list):
-            out.extend(Link(rel, _href(item, f"link {rel!r}")) for item in value)
+            out.extend(Link(rel, _link_href(item, rel)) for item in value)
         else:
-            out.append(Link(rel, _href(value, f"link {rel!r}")))
+            out.append(Link(rel, _link_href(value, rel)))
     return tuple(out)
 
 
 def _parse_resource(d: Any, rel: str | None) -> Resource:
-    if not isinstance(d, Mapping):
+    if type(d) is not dict and not isinstance(d, Mapping):
         raise DecodeError(f"a resource is a {type(d).__name__}, not an object")
     own_rel = d.get("rel", rel)
     if own_rel is not None and not isinstance(own_rel, str):
@@ -259,7 +269,7 @@ def _parse_resource(d: Any, rel: str | None) -> Resource:
     raw_embedded = d.get("_embedded")
     embedded: tuple[Resource, ...] = ()
     if raw_embedded is not None:
-        if not isinstance(raw_embedded, Mapping):
+        if type(raw_embedded) is not dict and not isinstance(raw_embedded, Mapping):
             raise DecodeError("_embedded is not an object")
         children: list[Resource] = []
         for key, value in raw_embedded.items():
@@ -348,7 +358,7 @@ def _batch_href(links: Mapping[str, Any], rel: str) -> str | None:
 
 
 def _parse_event(e: Any, sender: Link | None) -> Event:
-    if not isinstance(e, Mapping):
+    if type(e) is not dict and not isinstance(e, Mapping):
         raise DecodeError(f"an event is a {type(e).__name__}, not an object")
     etype = e.get("type")
     if not isinstance(etype, str):
@@ -361,7 +371,7 @@ def _parse_event(e: Any, sender: Link | None) -> Event:
     resource = None
     raw_embedded = e.get("_embedded")
     if raw_embedded:
-        if not isinstance(raw_embedded, Mapping):
+        if type(raw_embedded) is not dict and not isinstance(raw_embedded, Mapping):
             raise DecodeError("an event's _embedded is not an object")
         # The embedded resource is the event's target: prefer the entry under its rel.
         key = link.rel if link.rel in raw_embedded else next(iter(raw_embedded))
@@ -382,7 +392,13 @@ def _as_list(value: Any, what: str) -> list[Any]:
     raise DecodeError(f"{what} is a {type(value).__name__}, not a list")
 
 
-def _parse_event_batch(d: Any) -> EventBatch:
+def parse_event_batch(d: Any) -> EventBatch:
+    """An :class:`EventBatch` from a decoded event-channel response.
+
+    Events keep server order across senders (a sender may appear more than once).
+    Unknown event types become :class:`UnknownEvent`; a malformed sender or event is
+    skipped and described in ``EventBatch.rejected`` (too-deep nesting included).
+    """
     if not isinstance(d, Mapping):
         raise DecodeError(f"an event batch is a {type(d).__name__}, not an object")
     links = d.get("_links")
@@ -419,15 +435,3 @@ def _parse_event_batch(d: Any) -> EventBatch:
         events=tuple(events),
         rejected=tuple(rejected),
     )
-
-
-def parse_event_batch(d: Mapping[str, Any]) -> EventBatch:
-    """An :class:`EventBatch` from a decoded event-channel response.
-
-    Events keep server order across senders (a sender may appear more than once).
-    Unknown event types become :class:`UnknownEvent`.
-    """
-    try:
-        return _parse_event_batch(d)
-    except RecursionError as exc:
-        raise DecodeError("event batch nested too deeply") from exc

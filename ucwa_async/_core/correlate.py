@@ -279,13 +279,14 @@ class Correlator:
         if (event.type or "").lower() not in OPERATION_EVENT_TYPES:
             return []
         self._expire_orphans()
-        key = self._key_of(event)
-
+        # The key (href resolution + normalisation: the costly part) is computed only
+        # when it is used: an operationId match on an already-keyed operation needs none.
         op_id = event.operation_id
         if op_id is not None and op_id in self._pending:
             op = self._pending[op_id]
             resolutions: list[Resolution] = []
-            if op.key is None and key is not None and key not in self._by_key:
+            key = self._key_of(event) if op.key is None else None
+            if key is not None and key not in self._by_key:
                 # Learn the href now: later link-only events (and orphans that came
                 # before this one) then match before the 201 arrives.
                 op.key = key
@@ -297,6 +298,7 @@ class Correlator:
         if op_id is not None and op_id in self._finished_ops:
             return []
 
+        key = self._key_of(event)
         if key is None:
             return []
         owner = self._by_key.get(key)

@@ -1,0 +1,116 @@
+"""``python -m benchmarks [--quick] [--output DIR] [--only SECTION ...]``.
+
+Runs the four sections in one process (each contender against its own fresh
+simulator process), prints every figure and the ratios, and writes
+``DIR/BENCHMARKS.md`` (the table, then ``benchmarks/notes.md``) and
+``DIR/BENCHMARKS.json`` (raw figures + machine info). ``--quick`` is a CI smoke
+test (< 30 s): small N, one round; its figures are not meant to be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks import reconnect, report, scale, throughput, wirecost
+
+SECTIONS = ("throughput", "scale", "wire", "reconnect")
+_ROOT = Path(__file__).resolve().parent.parent
+_NOTES = Path(__file__).resolve().parent / "notes.md"
+
+FULL = {
+    "total": 2000,
+    "concurrency": 200,
+    "sync_total_0": 500,
+    "sync_total_50": 100,
+    "rounds": 5,
+    "scale_total": 10_000,
+    "scale_concurrency": 50,
+    "wire_repeat": 7,
+    "wire_number": 20,
+    "reconnect_rounds": 20,
+}
+QUICK = {
+    "total": 200,
+    "concurrency": 50,
+    "sync_total_0": 50,
+    "sync_total_50": 10,
+    "rounds": 1,
+    "scale_total": 500,
+    "scale_concurrency": 50,
+    "wire_repeat": 3,
+    "wire_number": 3,
+    "reconnect_rounds": 2,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="CI smoke test: small N, < 30 s")
+    p.add_argument("--output", type=Path, default=_ROOT, help="where BENCHMARKS.md/.json go")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument("-n", "--invitations", type=int, help="throughput N (default 2000)")
+    p.add_argument("-c", "--concurrency", type=int, help="throughput C (default 200)")
+    p.add_argument("--rounds", type=int, help="throughput rounds per contender (default 5)")
+    p.add_argument("--pending", type=int, help="scale: invitations pending (default 10000)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)  # the reconnect section logs warnings by design
+    cfg = dict(QUICK if args.quick else FULL)
+    for key, value in (
+        ("total", args.invitations),
+        ("concurrency", args.concurrency),
+        ("rounds", args.rounds),
+        ("scale_total", args.pending),
+    ):
+        if value is not None:
+            cfg[key] = value
+    figures: dict[str, Any] = {"quick": args.quick, "config": cfg}
+    started = time.perf_counter()
+    if "throughput" in args.only:
+        figures["throughput"] = []
+        for latency, sync_total in ((0.0, cfg["sync_total_0"]), (0.05, cfg["sync_total_50"])):
+            print(
+                f"throughput: {cfg['total']} invitations at concurrency {cfg['concurrency']},"
+                f" latency {latency * 1000:.0f} ms (sync client: {sync_total})",
+                flush=True,
+            )
+            figures["throughput"].append(
+                throughput.measure(
+                    latency=latency,
+                    total=cfg["total"],
+                    concurrency=cfg["concurrency"],
+                    sync_total=sync_total,
+                    rounds=cfg["rounds"],
+                    log=lambda line: print(line, flush=True),
+                )
+            )
+    if "scale" in args.only:
+        print(f"scale: {cfg['scale_total']} pending invitations", flush=True)
+        figures["scale"] = scale.measure(
+            total=cfg["scale_total"], concurrency=cfg["scale_concurrency"]
+        )
+        s = figures["scale"]
+        print(
+            f"  {s['bytes_per_invitation']:.0f} bytes per pending invitation;"
+            f" dispatch from receipt {s['dispatch_ms_from_receipt']}",
+            flush=True,
+        )
+    if "wire" in args.only:
+        print("wire: one 500-event batch, JSON vs XML", flush=True)
+        figures["wire"] = wirecost.measure(repeat=cfg["wire_repeat"], number=cfg["wire_number"])
+    if "reconnect" in args.only:
+        print(f"reconnect: {cfg['reconnect_rounds']} CallbackChannelErrors", flush=True)
+        figures["reconnect"] = reconnect.measure(rounds=cfg["reconnect_rounds"])
+    figures["elapsed_s"] = time.perf_counter() - started
+    report.print_summary(figures)
+    notes = _NOTES.read_text() if _NOTES.exists() else ""
+    md, js = report.write(figures, args.output, notes)
+    print(f"\nwrote {md} and {js} ({figures['elapsed_s']:.1f} s)")
+    return 0

@@ -1,0 +1,183 @@
+"""Turn the raw figures into the table of BENCHMARKS.md and the JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "ours_floor": 0.8,
+    "ours_sync_50": 50.0,
+    "bytes_per_invitation": 2048.0,
+    "dispatch_p50_ms": 1.0,
+    "dispatch_p99_ms": 10.0,
+    "xml_json": 3.0,
+}
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for dist in ("ucwa_async", "aiohttp", "yarl", "attrs", "cattrs", "xmltodict"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    return {
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "versions": versions,
+    }
+
+
+def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """(figure, ours, floor/peer, ratio, target, met) for every measured figure."""
+    out: list[dict[str, Any]] = []
+
+    def add(
+        figure: str, ours: str, peer: str, ratio: float | None, target: str, met: bool | None
+    ) -> None:
+        out.append(
+            {
+                "figure": figure,
+                "ours": ours,
+                "peer": peer,
+                "ratio": None if ratio is None else round(ratio, 3),
+                "target": target,
+                "met": met,
+            }
+        )
+
+    for t in figures.get("throughput", []):
+        lat = f"{t['latency_ms']:.0f} ms"
+        ps = t["per_second"]
+        add(
+            f"throughput vs raw-aiohttp floor, {lat} (inv/s)",
+            f"{ps['ours']:.0f}",
+            f"{ps['floor']:.0f}",
+            t["ratio_ours_floor"],
+            ">= 0.8x",
+            t["ratio_ours_floor"] >= TARGETS["ours_floor"],
+        )
+        is_50 = t["latency_ms"] >= 50
+        add(
+            f"throughput vs synchronous client, {lat} (inv/s)",
+            f"{ps['ours']:.0f}",
+            f"{ps['sync']:.1f}" + (f" ({t['sync_invitations']} inv, rate)" if is_50 else ""),
+            t["ratio_ours_sync"],
+            ">= 50x" if is_50 else "-",
+            t["ratio_ours_sync"] >= TARGETS["ours_sync_50"] if is_50 else None,
+        )
+    scale = figures.get("scale")
+    if scale:
+        n = scale["pending"]
+        bpi = scale["bytes_per_invitation"]
+        add(
+            f"client memory per pending invitation, {n} pending (bytes)",
+            f"{bpi:.0f}",
+            "-",
+            None,
+            "< 2048",
+            bpi < TARGETS["bytes_per_invitation"],
+        )
+        for source, label in (("from_receipt", "batch received"), ("from_deliver", "deliver()")):
+            d = scale[f"dispatch_ms_{source}"]
+            if not d.get("count"):
+                continue
+            add(
+                f"dispatch p50, {label} -> future done, {n} released (ms)",
+                f"{d['p50']:.2f}",
+                "-",
+                None,
+                "< 1 ms",
+                d["p50"] < TARGETS["dispatch_p50_ms"],
+            )
+            add(
+                f"dispatch p99, {label} -> future done, {n} released (ms)",
+                f"{d['p99']:.2f}",
+                "-",
+                None,
+                "< 10 ms",
+                d["p99"] < TARGETS["dispatch_p99_ms"],
+            )
+    wire = figures.get("wire")
+    if wire:
+        for key, label in (
+            ("decode_parse_s", "decode + parse_event_batch"),
+            ("decode_s", "decode only"),
+        ):
+            ratio = wire["xml"][key] / wire["json"][key]
+            add(
+                f"{wire['events']}-event batch, {label}: XML vs JSON (ms)",
+                f"{wire['xml'][key] * 1000:.2f}",
+                f"{wire['json'][key] * 1000:.2f}",
+                ratio,
+                "<= 3x",
+                ratio <= TARGETS["xml_json"],
+            )
+    rec = figures.get("reconnect")
+    if rec:
+        add(
+            "reconnect: CallbackChannelError -> retried POST's 201 (ms, median)",
+            f"{rec['cost_ms']['median']:.1f}",
+            f"{rec['plain_post_ms']['median']:.1f} (plain POST)",
+            rec["cost_ms"]["median"] / rec["plain_post_ms"]["median"],
+            "- (floor: reconnect_settle 100 ms)",
+            None,
+        )
+    return out
+
+
+def _met(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "**no**")
+
+
+def table(figures: dict[str, Any]) -> str:
+    lines = [
+        "| figure | ours | floor / peer | ratio | target | met? |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for r in rows(figures):
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        lines.append(
+            f"| {r['figure']} | {r['ours']} | {r['peer']} | {ratio} | {r['target']} | "
+            f"{_met(r['met'])} |"
+        )
+    return "\n".join(lines)
+
+
+def print_summary(figures: dict[str, Any]) -> None:
+    print()
+    print("ratios:")
+    for r in rows(figures):
+        ratio = "" if r["ratio"] is None else f" ratio {r['ratio']:.2f}x"
+        print(
+            f"  {r['figure']}: ours {r['ours']} / {r['peer']}{ratio} target {r['target']}"
+            f" met {_met(r['met']).strip('*')}"
+        )
+
+
+def write(figures: dict[str, Any], output: Path, notes: str) -> tuple[Path, Path]:
+    output.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine(), "rows": rows(figures), "figures": figures}
+    json_path = output / "BENCHMARKS.json"
+    json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    md_path = output / "BENCHMARKS.md"
+    m = data["machine"]
+    header = (
+        "# Benchmarks\n\n"
+        f"Generated by `python -m benchmarks{' --quick' if figures.get('quick') else ''}`"
+        f" on {m['cpu_count']} CPU(s), Python {m['python']}, {m['platform']};"
+        f" aiohttp {m['versions']['aiohttp']}, yarl {m['versions']['yarl']}."
+        " Raw figures and machine info: `BENCHMARKS.json`.\n\n"
+    )
+    md_path.write_text(header + table(figures) + "\n\n" + notes)
+    return md_path, json_path

@@ -1,0 +1,132 @@
+"""The simulator process of a benchmark: ``python -m benchmarks.simproc [options]``.
+
+Like ``python -m ucwa_async.testing`` (it prints ``discovery_url:``, ``username:`` and
+``password:`` lines), plus what the benchmarks need and the standalone command lacks:
+
+- ``--hold``: every invitation stays ``Connecting`` (an ``outcome_rule`` with
+  ``complete=False``) until the parent writes ``release`` on stdin;
+- a line protocol on stdin, one answer line on stdout per command:
+
+  ``release``                   -> ``released N``: complete every held invitation
+                                   (Success) in ONE push, so they leave in full batches;
+  ``callback_channel_error N``  -> ``armed``: the next N continue POSTs answer 500
+                                   ServiceFailure/CallbackChannelError;
+  ``counters``                  -> one JSON line of ``sim.counters``;
+  ``quit``                      -> ``bye``, and the server stops.
+
+The simulator has no public "release the held invitations" hook, so ``release`` uses
+its private state (``sim._world`` and ``_invitations._finish``). See BENCHMARKS.md:
+the hook the benchmark needs is ``UcwaSimulator.release_held(outcome=Outcome())``.
+Runs at most ``--duration`` seconds; EOF on stdin (the parent went away) stops it too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import signal
+import sys
+
+from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
+from ucwa_async.testing import _invitations as sim_invitations
+
+_MAX_COMMANDS = 100_000  # every loop is bounded
+
+
+def _hold(_request: InvitationRequest, _rng: random.Random) -> Outcome:
+    return Outcome(complete=False)
+
+
+def _release(sim: UcwaSimulator) -> int:
+    """Complete every Connecting invitation: one push per application (private API)."""
+    world = sim._world
+    released = 0
+    for app in list(world.apps.values()):
+        held = [inv for inv in app.invitations.values() if inv.state == "Connecting"]
+        if not held:
+            continue
+        events = [sim_invitations._finish(world, inv, Outcome()) for inv in held]
+        world.counters.events_emitted += len(events)
+        app.channel.push(events)
+        released += len(events)
+    return released
+
+
+def _answer(sim: UcwaSimulator, line: str) -> str:
+    words = line.split()
+    if not words:
+        return "error empty command"
+    if words[0] == "release":
+        return f"released {_release(sim)}"
+    if words[0] == "callback_channel_error":
+        sim.faults.callback_channel_error(int(words[1]) if len(words) > 1 else 1)
+        return "armed"
+    if words[0] == "counters":
+        counters = dataclasses.asdict(sim.counters)
+        return json.dumps(counters, default=dict)
+    return f"error unknown command {words[0]!r}"
+
+
+async def _commands(sim: UcwaSimulator, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    for _ in range(_MAX_COMMANDS):
+        raw = await reader.readline()
+        line = raw.decode().strip()
+        if not raw or line == "quit":
+            print("bye", flush=True)
+            break
+        print(_answer(sim, line), flush=True)
+    stop.set()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.simproc", description=__doc__)
+    p.add_argument("--latency", type=float, default=0.0, help="seconds added to each response")
+    p.add_argument("--hold", action="store_true", help="hold invitations until 'release'")
+    p.add_argument("--no-require-channel", action="store_true")
+    p.add_argument("--pget-timeout-cap", type=float, default=30.0)
+    p.add_argument("--max-events-per-batch", type=int, default=500)
+    p.add_argument("--duration", type=float, default=900.0)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    config = SimulatorConfig(
+        latency=args.latency,
+        outcome_rule=_hold if args.hold else None,
+        require_channel=not args.no_require_channel,
+        pget_timeout_cap=args.pget_timeout_cap,
+        max_events_per_batch=args.max_events_per_batch,
+        request_log_limit=100,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with UcwaSimulator(config=config, seed=args.seed) as sim:
+        print(f"discovery_url: {sim.discovery_url}", flush=True)
+        print(f"username: {sim.username}", flush=True)
+        print(f"password: {sim.password}", flush=True)
+        commands = asyncio.create_task(_commands(sim, stop))
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), args.duration)
+        finally:
+            commands.cancel()
+            await asyncio.gather(commands, return_exceptions=True)
+
+
+def main() -> int:
+    asyncio.run(_serve(_parser().parse_args()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

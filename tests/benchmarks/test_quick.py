@@ -1,0 +1,44 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --quick`` runs end to end.
+
+Not a timed test: it asserts only that the run succeeds and reports its ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_quick_benchmarks_print_and_write_ratios(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ratios:" in proc.stdout
+    assert "throughput vs raw-aiohttp floor" in proc.stdout
+
+    data = json.loads((tmp_path / "BENCHMARKS.json").read_text())
+    assert data["machine"]["cpu_count"]
+    ratios = {row["figure"]: row["ratio"] for row in data["rows"]}
+    floor = [r for f, r in ratios.items() if f.startswith("throughput vs raw-aiohttp floor")]
+    sync = [r for f, r in ratios.items() if f.startswith("throughput vs synchronous client")]
+    xml = [r for f, r in ratios.items() if "XML vs JSON" in f]
+    assert len(floor) == 2
+    assert len(sync) == 2
+    assert len(xml) == 2
+    assert all(isinstance(r, float) and r > 0 for r in floor + sync + xml)
+    table = (tmp_path / "BENCHMARKS.md").read_text()
+    assert "| figure | ours | floor / peer | ratio | target | met? |" in table
