@@ -42,6 +42,7 @@ class HttpClient:
     def __init__(self, session: aiohttp.ClientSession, *, max_body: int) -> None:
         self._session = session
         self._max_body = max_body
+        self._ordinary = _ordinary_slots(session)
 
     async def request(
         self,
@@ -50,6 +51,27 @@ class HttpClient:
         *,
         headers: Mapping[str, str],
         data: bytes | None = None,
+        timeout: float,
+        reserved: bool = False,
+    ) -> HttpResponse:
+        """Send one request and read its body.
+
+        ``reserved`` requests (the event channel's P-GET) bypass the bound on
+        ordinary requests, so a burst of POSTs can never queue the P-GET behind
+        them in the connection pool: a P-GET the server does not see in time
+        makes it answer CallbackChannelError to every POST.
+        """
+        if reserved or self._ordinary is None:
+            return await self._request(method, url, headers, data, timeout)
+        async with self._ordinary:
+            return await self._request(method, url, headers, data, timeout)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        data: bytes | None,
         timeout: float,
     ) -> HttpResponse:
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 30.0))
@@ -100,3 +122,18 @@ class HttpClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+# Connections kept free for the event channel: the live P-GET and one being replaced.
+_RESERVED_CONNECTIONS = 2
+
+
+def _ordinary_slots(session: aiohttp.ClientSession) -> asyncio.Semaphore | None:
+    """A bound for ordinary requests just under the connector's own limit (None: unbounded)."""
+    connector = session.connector
+    if connector is None:
+        return None
+    limits = [n for n in (connector.limit, connector.limit_per_host) if n]
+    if not limits:
+        return None
+    return asyncio.Semaphore(max(1, min(limits) - _RESERVED_CONNECTIONS))

@@ -220,7 +220,7 @@ class Session:
         self._app_generation = 0
         # URLs of applications lost and re-created: hrefs under them (conversation logs a
         # caller still holds) are moved onto the current application.
-        self._old_app_urls: list[str] = []
+        self._old_app_urls: set[str] = set()
         self._origin: str | None = None
         self._channel: ChannelRunner | None = None
         self._resolved: dict[tuple[str, str, str | None], str] = {}
@@ -491,10 +491,12 @@ class Session:
                 await self._wait_application_after(None)
             url = self._rebase(url)
             generation = self._app_generation
+            current = self._app_url
             try:
                 return await self._post_operation(url, body), generation
             except ApplicationNotFoundError as exc:
-                if recreations >= self._max_callback_retries:
+                under_current = current is not None and url.startswith(current + "/")
+                if recreations >= self._max_callback_retries or not under_current:
                     raise
                 recreations += 1
                 log.info("continue POST: the application is gone; waiting for a new one")
@@ -694,7 +696,11 @@ class Session:
     async def poll(self, url: str) -> HttpResponse:
         assert self._http is not None
         return await self._http.request(
-            "GET", url, headers=self._headers_for(url), timeout=self._pget_read_timeout
+            "GET",
+            url,
+            headers=self._headers_for(url),
+            timeout=self._pget_read_timeout,
+            reserved=True,
         )
 
     def deliver(self, batch: EventBatch) -> None:
@@ -765,13 +771,13 @@ class Session:
     async def recreate_application(self, error: UcwaError) -> str:
         lost = [op for op in self._correlator.bound() if op in self._invitations]
         self._app_generation += 1
-        if self._app_url is not None and self._app_url not in self._old_app_urls:
-            self._old_app_urls = [*self._old_app_urls[-15:], self._app_url]
+        if self._app_url is not None:
+            self._old_app_urls.add(self._app_url)
         for operation_id in lost:
             self._end_lost(operation_id, f"the application was lost ({error}); outcome unknown")
         events_url = await self._create_application()
-        if self._app_url in self._old_app_urls:  # the server reused an id: it is not dead
-            self._old_app_urls.remove(self._app_url)
+        if self._app_url is not None:  # the server may reuse an id: that one is not dead
+            self._old_app_urls.discard(self._app_url)
         self.emit(
             ApplicationRecreated(application_url=self._app_url or "", lost_invitations=len(lost))
         )
@@ -1112,7 +1118,7 @@ class Session:
         current = self._app_url
         if current is None:
             return url
-        for old in reversed(self._old_app_urls):
+        for old in self._old_app_urls:
             if url.startswith(old + "/") and old != current:
                 return current + url[len(old) :]
         return url

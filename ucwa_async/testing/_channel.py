@@ -59,8 +59,14 @@ class EventChannel:
         return self.waiter is not None and not self.waiter.done()
 
     def alive(self, now: float, grace: float) -> bool:
-        """A P-GET is pending, or one ended within ``grace`` seconds."""
-        return self.pget_pending or now - self.last_pget_end < grace
+        """A P-GET is pending, or one ended within ``grace`` seconds.
+
+        A P-GET counts until its handler has finished (``waiter`` is cleared in
+        the same step that stamps ``last_pget_end``): between ``wake()`` and that
+        step the waiter is already done, and checking only ``pget_pending`` there
+        refused POSTs with a false CallbackChannelError.
+        """
+        return self.waiter is not None or now - self.last_pget_end < grace
 
     def wake(self, why: Wake) -> None:
         waiter = self.waiter
