@@ -9,7 +9,6 @@ must not carry our Authorization header there.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 
 import aiohttp
@@ -18,8 +17,6 @@ import attrs
 from ucwa_async._core.errors import BodyTooLargeError, RequestTimeoutError, TransportError
 
 __all__ = ["HttpClient", "HttpResponse"]
-
-log = logging.getLogger("ucwa_async.http")
 
 
 @attrs.frozen
