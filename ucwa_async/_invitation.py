@@ -23,6 +23,9 @@ T = TypeVar("T")
 class Invitation(Generic[T]):
     """A pending ``messagingInvitation`` or ``phoneAudioInvitation``.
 
+    ``resource`` is the final invitation resource once connected (None until then);
+    ``state`` follows the events while it is pending.
+
     ``await invitation`` (same as ``await invitation.result()``) returns the
     final invitation resource when it connected, or raises
     ``InvitationFailedError`` (``.reason`` is the server's reason),
@@ -31,6 +34,7 @@ class Invitation(Generic[T]):
     """
 
     __slots__ = (
+        "_cancel_href",
         "_canceller",
         "_future",
         "_timer",
@@ -54,6 +58,7 @@ class Invitation(Generic[T]):
         self.href: str | None = None
         self.state: str | None = None
         self.resource: T | None = None
+        self._cancel_href: str | None = None
         self._canceller = canceller
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future[T] = loop.create_future()
@@ -113,13 +118,15 @@ class Invitation(Generic[T]):
     def _set_timer(self, handle: asyncio.TimerHandle) -> None:
         self._timer = handle
 
-    def _progress(self, state: str | None, resource: T | None) -> None:
+    def _progress(self, state: str | None, cancel_href: str | None = None) -> None:
+        # Only the state and the cancel link are kept while pending, not the whole
+        # resource: with 10 000 invitations in flight that is most of their memory.
         if self._future.done():
             return
         if state:
             self.state = state
-        if resource is not None:
-            self.resource = resource
+        if cancel_href is not None:
+            self._cancel_href = cancel_href
 
     def _succeed(self, resource: T, state: str | None) -> bool:
         if self._future.done():

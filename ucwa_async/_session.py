@@ -359,9 +359,16 @@ class Session:
             async with semaphore:
                 return self._as_log(parse_resource(await self._get_json(log_url)), log_url)
 
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(fetch(u)) for u in hrefs]
-        return [t.result() for t in tasks]
+        # Not a TaskGroup: it would raise an ExceptionGroup (not a UcwaError), and on
+        # Python 3.11 a failing child leaves the caller's task marked as cancelling.
+        tasks = [asyncio.create_task(fetch(u)) for u in hrefs]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
 
     async def conversation_log(self, href: str) -> ConversationLog:
         """Read one conversationLog by its href."""
@@ -463,18 +470,18 @@ class Session:
         if generation != self._app_generation:
             self._end_lost(operation_id, "the application was re-created while the POST ran")
             return invitation
-        if response.location:
-            href = self._resolve(response.location)
+        # An unsafe or malformed Location is treated as none: operationId still correlates.
+        href = self._safe_resolve(response.location)
+        if href is not None:
             invitation.href = href
-            for resolution in self._correlator.bind(operation_id, href):
-                self._apply(resolution)
+            self._bind(operation_id, href)
             if resyncs != self._resyncs and operation_id in self._invitations:
                 # A resync while the POST ran may have discarded this invitation's
                 # events, and resynced() could not re-read it yet: do it now.
                 self._spawn(self._reread(invitation, href))
         else:
             log.info(
-                "continue POST answered %d without Location; correlating by operationId",
+                "continue POST answered %d without a usable Location; correlating by operationId",
                 response.status,
             )
         return invitation
@@ -542,8 +549,7 @@ class Session:
 
     async def _cancel_invitation(self, invitation: Invitation[Any]) -> None:
         self._ensure_usable()
-        resource = invitation.resource
-        cancel_href = resource.link("cancel") if isinstance(resource, Resource) else None
+        cancel_href = invitation._cancel_href
         if cancel_href is None:
             if invitation.href is None:
                 raise UcwaError("cannot cancel: the invitation's href is not known yet")
@@ -595,7 +601,7 @@ class Session:
             return
         if isinstance(resolution, Progress):
             resource = resolution.event.resource
-            invitation._progress(resolution.state, resource)
+            invitation._progress(resolution.state, _cancel_link(resource))
             if invitation.href is None and resolution.event.link.href:
                 self._bind_late(invitation, resolution.event.link.href)
             return
@@ -633,7 +639,17 @@ class Session:
         if resolved is None:
             return
         invitation.href = resolved
-        for resolution in self._correlator.bind(invitation.operation_id, resolved):
+        self._bind(invitation.operation_id, resolved)
+
+    def _bind(self, operation_id: str, href: str) -> None:
+        try:
+            resolutions = self._correlator.bind(operation_id, href)
+        except (ValueError, KeyError) as exc:
+            # The server named an href another pending invitation already has (or the
+            # operation ended meanwhile): keep correlating by operationId only.
+            log.warning("cannot correlate %s by href: %s", operation_id, exc)
+            return
+        for resolution in resolutions:
             self._apply(resolution)
 
     def _succeed(self, invitation: Invitation[Any], resource: Resource) -> None:
@@ -742,7 +758,7 @@ class Session:
             return
         state = (_state_of(resource) or "").lower()
         if state in ("connecting", ""):
-            invitation._progress(_state_of(resource), resource)
+            invitation._progress(_state_of(resource), _cancel_link(resource))
             return
         if self._invitations.pop(invitation.operation_id, None) is None:
             return
@@ -1236,6 +1252,10 @@ def _memo(memo: dict[Any, str], key: Any, value: str) -> None:
 def _require_positive(name: str, value: float) -> None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def _cancel_link(resource: Resource | None) -> str | None:
+    return resource.link("cancel") if resource is not None else None
 
 
 def _state_of(resource: Resource | None) -> str | None:

@@ -78,14 +78,17 @@ async def test_cancel_calls_canceller_then_raises_cancelled_on_await() -> None:
     assert await inv.cancel() is False
 
 
-async def test_progress_updates_state_until_done() -> None:
+async def test_progress_keeps_state_and_cancel_link_not_the_resource() -> None:
     inv = make()
-    inv._progress("Connecting", None)
+    inv._progress("Connecting", "/inv/1/cancel")
     assert inv.state == "Connecting"
+    assert inv._cancel_href == "/inv/1/cancel"
+    assert inv.resource is None  # only the final resource is kept
     inv._succeed("r", "Connected")
-    inv._progress("Connecting", "other")
+    inv._progress("Connecting", "/other")
     assert inv.state == "Connected"
     assert inv.resource == "r"
+    assert inv._cancel_href == "/inv/1/cancel"
 
 
 async def test_unawaited_failure_does_not_warn() -> None:
