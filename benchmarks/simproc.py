@@ -14,9 +14,7 @@ Like ``python -m ucwa_async.testing`` (it prints ``discovery_url:``, ``username:
   ``counters``                  -> one JSON line of ``sim.counters``;
   ``quit``                      -> ``bye``, and the server stops.
 
-The simulator has no public "release the held invitations" hook, so ``release`` uses
-its private state (``sim._world`` and ``_invitations._finish``). See BENCHMARKS.md:
-the hook the benchmark needs is ``UcwaSimulator.release_held(outcome=Outcome())``.
+``release`` is ``UcwaSimulator.release_held()``.
 Runs at most ``--duration`` seconds; EOF on stdin (the parent went away) stops it too.
 """
 
@@ -32,7 +30,6 @@ import signal
 import sys
 
 from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
-from ucwa_async.testing import _invitations as sim_invitations
 
 _MAX_COMMANDS = 100_000  # every loop is bounded
 
@@ -41,27 +38,12 @@ def _hold(_request: InvitationRequest, _rng: random.Random) -> Outcome:
     return Outcome(complete=False)
 
 
-def _release(sim: UcwaSimulator) -> int:
-    """Complete every Connecting invitation: one push per application (private API)."""
-    world = sim._world
-    released = 0
-    for app in list(world.apps.values()):
-        held = [inv for inv in app.invitations.values() if inv.state == "Connecting"]
-        if not held:
-            continue
-        events = [sim_invitations._finish(world, inv, Outcome()) for inv in held]
-        world.counters.events_emitted += len(events)
-        app.channel.push(events)
-        released += len(events)
-    return released
-
-
 def _answer(sim: UcwaSimulator, line: str) -> str:
     words = line.split()
     if not words:
         return "error empty command"
     if words[0] == "release":
-        return f"released {_release(sim)}"
+        return f"released {sim.release_held()}"
     if words[0] == "callback_channel_error":
         sim.faults.callback_channel_error(int(words[1]) if len(words) > 1 else 1)
         return "armed"

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 
 import aiohttp
 import pytest
 
-from ucwa_async.testing import ALL_FAULT_KINDS, SimulatorConfig, UcwaSimulator
+from ucwa_async.testing import (
+    ALL_FAULT_KINDS,
+    InvitationRequest,
+    Outcome,
+    SimulatorConfig,
+    UcwaSimulator,
+)
 
 from ._support import JSON, Client, MakeClient, events_of, next_href
 
@@ -71,7 +78,7 @@ async def test_service_unavailable_and_too_many_requests(make_client: MakeClient
     assert unavailable.json()["code"] == "ServiceFailure"
     throttled = await client.request("GET", client.app_href)
     assert throttled.status == 429
-    assert throttled.headers["Retry-After"] == "0.5"
+    assert throttled.headers["Retry-After"] == "1"  # whole seconds, rounded up (RFC 9110)
     assert (await client.request("GET", client.app_href)).status == 200
     assert client.sim.counters.faults_injected["service_unavailable"] == 1
     assert client.sim.counters.faults_injected["too_many_requests"] == 1
@@ -232,3 +239,23 @@ async def test_random_rejects_unknown_kinds(make_client: MakeClient) -> None:
     client.sim.faults.random(kinds=ALL_FAULT_KINDS, rate=0.2)
     client.sim.faults.clear()
     assert client.sim.faults.armed == {}
+
+
+async def test_release_held_ends_every_connecting_invitation(make_client: MakeClient) -> None:
+    def hold(_request: InvitationRequest, _rng: random.Random) -> Outcome:
+        return Outcome(complete=False)
+
+    client = await make_client(SimulatorConfig(outcome_rule=hold))
+    pget = await client.start_pget()
+    target = await client.continue_link()
+    locations = []
+    for op in ("h1", "h2", "h3"):
+        reply = await client.post_json(target, {"operationId": op})
+        assert reply.status == 201
+        locations.append(reply.headers["Location"])
+    sim = client.sim
+    assert [sim.invitation_state(loc) for loc in locations] == ["Connecting"] * 3
+    assert sim.release_held() == 3
+    assert [sim.invitation_state(loc) for loc in locations] == ["Connected"] * 3
+    assert sim.release_held() == 0
+    await pget

@@ -91,6 +91,22 @@ def _complete(world: World, inv: Invitation, outcome: Outcome) -> None:
         _emit(world, inv, [_finish(world, inv, outcome)])
 
 
+def release_held(world: World, outcome: Outcome) -> int:
+    """End every Connecting invitation with ``outcome``: one push per application."""
+    released = 0
+    for app in list(world.apps.values()):
+        held = [inv for inv in app.invitations.values() if inv.state == "Connecting"]
+        if not held:
+            continue
+        for inv in held:
+            inv.cancel_timers()
+        events = [_finish(world, inv, outcome) for inv in held]
+        world.counters.events_emitted += len(events)
+        app.channel.push(events)
+        released += len(events)
+    return released
+
+
 def cancel(world: World, inv: Invitation) -> bool:
     """Terminate a Connecting invitation (completed/Failure, reason Cancelled)."""
     if inv.state != "Connecting":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -44,7 +45,9 @@ _RETRY_FAULTS = (
 
 
 def _format_retry_after(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+    # RFC 9110: delay-seconds is a non-negative whole number; round up so a
+    # client never comes back earlier than asked.
+    return str(max(0, math.ceil(seconds)))
 
 
 class _Pipeline:

@@ -9,7 +9,8 @@ from types import TracebackType
 
 from aiohttp import web
 
-from ucwa_async.testing._config import SimulatorConfig
+from ucwa_async.testing import _invitations
+from ucwa_async.testing._config import Outcome, SimulatorConfig
 from ucwa_async.testing._faults import FaultInjector
 from ucwa_async.testing._records import Counters, RequestRecord
 from ucwa_async.testing._server import build_app
@@ -156,6 +157,14 @@ class UcwaSimulator:
             if inv is not None:
                 return inv.state
         return None
+
+    def release_held(self, outcome: Outcome | None = None) -> int:
+        """End every invitation still Connecting (e.g. held by ``Outcome(complete=False)``).
+
+        All of an application's invitations complete in one push, so they reach
+        the client in as few batches as the channel allows. Returns how many ended.
+        """
+        return _invitations.release_held(self._world, outcome or Outcome())
 
     def pending_pget(self, app_id: str) -> bool:
         """Whether the application has a P-GET held open right now."""
