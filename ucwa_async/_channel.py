@@ -37,7 +37,7 @@ from ucwa_async._core.channel import (
     Resync,
     Retry,
 )
-from ucwa_async._core.errors import ChannelFailedError, UcwaError
+from ucwa_async._core.errors import AuthenticationError, ChannelFailedError, UcwaError
 from ucwa_async._events import (
     ChannelConnected,
     ChannelReconnected,
@@ -269,9 +269,12 @@ class ChannelRunner:
             self._enter_reconnecting("access token expired", action.error)
             try:
                 await self._host.reauthenticate(self._state.current_url, action.error)
-            except UcwaError as exc:
+            except AuthenticationError as exc:  # the grant itself was refused: for good
                 self._fail(ChannelFailedError(f"re-authentication failed: {exc}", cause=exc))
                 return False
+            except UcwaError as exc:  # the token endpoint is throttled or unreachable
+                log.info("re-authentication failed, will retry: %s", exc)
+                await self._sleep(self._backoff.delay(self._state.attempt))
             self._inflight = self._start_poll()
         elif isinstance(action, RecreateApplication):
             return await self._recreate(action.error)

@@ -667,6 +667,16 @@ class Session:
                 resource = None
             except UcwaError as exc:
                 log.info("could not read invitation %s: %s", href, exc)
+            except asyncio.CancelledError:
+                # The session is closing (it cancels its background tasks): this
+                # invitation is no longer in the pending table, so end it here.
+                if success_known:
+                    self._succeed(invitation, _synthesise(invitation, "Connected"))
+                elif invitation._fail(
+                    SessionClosedError("the session closed before the invitation ended")
+                ):
+                    self.stats.invitations_closed += 1
+                raise
         state = (_state_of(resource) or "").lower()
         if isinstance(resource, MessagingInvitation | PhoneAudioInvitation) and (
             state in _TERMINAL_SUCCESS or (success_known and state != "failed")
