@@ -11,30 +11,12 @@ import aiohttp
 import pytest
 
 import ucwa_async
+from tests.integration.conftest import assert_no_leftover_tasks
 from ucwa_async._core.backoff import Backoff
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
 SessionFactory = Callable[..., ucwa_async.Session]
 TOKEN_PATH = "/WebTicket/oauthtoken"
-
-
-def _is_server_task(task: asyncio.Task[Any]) -> bool:
-    code = getattr(task.get_coro(), "cr_code", None)
-    return code is not None and "aiohttp" in code.co_filename and "web_" in code.co_filename
-
-
-async def _no_leftover_tasks(check: Callable[[], None]) -> None:
-    """``no_leftover_tasks`` once the simulator's connection handlers (same loop) wound down."""
-    for _ in range(100):
-        current = asyncio.current_task()
-        if not [
-            t
-            for t in asyncio.all_tasks()
-            if t is not current and not t.done() and _is_server_task(t)
-        ]:
-            break
-        await asyncio.sleep(0.01)
-    check()
 
 
 async def _fetch_token(sim: UcwaSimulator) -> str:
@@ -99,7 +81,7 @@ async def test_wrong_password_is_a_clear_authentication_error(
     assert session.closed
     assert session._client is not None
     assert session._client.closed
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_unknown_user_is_an_authentication_error(
@@ -267,4 +249,4 @@ async def test_html_access_denied_beyond_retries_is_proxy_error(
         assert sim.counters.tokens_issued == 1
         assert sim.counters.applications_created == 0
         assert session.closed
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)

@@ -11,33 +11,10 @@ import aiohttp
 import pytest
 
 import ucwa_async
+from tests.integration.conftest import assert_no_leftover_tasks
 from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
 
 SessionFactory = Callable[..., ucwa_async.Session]
-
-
-def _is_server_task(task: asyncio.Task[Any]) -> bool:
-    code = getattr(task.get_coro(), "cr_code", None)
-    return code is not None and "aiohttp" in code.co_filename and "web_" in code.co_filename
-
-
-async def _no_leftover_tasks(check: Callable[[], None]) -> None:
-    """``no_leftover_tasks`` once the simulator's connection handlers have wound down.
-
-    The simulator runs in the test's loop: a connection the client just closed leaves
-    an aiohttp *server* task finishing its cancellation for a tick or two. Only those
-    are waited for (bounded); any client task still alive fails the check.
-    """
-    for _ in range(100):
-        current = asyncio.current_task()
-        if not [
-            t
-            for t in asyncio.all_tasks()
-            if t is not current and not t.done() and _is_server_task(t)
-        ]:
-            break
-        await asyncio.sleep(0.01)
-    check()
 
 
 def _never_complete(request: InvitationRequest, rng: random.Random) -> Outcome:
@@ -62,7 +39,7 @@ async def test_exit_deletes_application_and_closes_owned_http(
     assert [(r.kind, r.status, r.authorized) for r in deletes] == [("application", 204, True)]
     assert app_url.endswith(deletes[0].path)
     assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_pending_invitations_end_with_session_closed(
@@ -86,7 +63,7 @@ async def test_pending_invitations_end_with_session_closed(
         assert session.stats.invitations_closed == 2
         assert session.pending_invitations == 0
         assert sim.application_ids == []
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_exit_on_exception_still_cleans_up(
@@ -100,7 +77,7 @@ async def test_exit_on_exception_still_cleans_up(
     assert simulator.application_ids == []
     assert session._client is not None
     assert session._client.closed
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_borrowed_http_session_is_not_closed(
@@ -118,7 +95,7 @@ async def test_borrowed_http_session_is_not_closed(
             assert response.status == 200
         assert simulator.application_ids == []
     assert http.closed
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_aclose_is_idempotent_and_safe_concurrently(
@@ -137,7 +114,7 @@ async def test_aclose_is_idempotent_and_safe_concurrently(
     assert session.closed
     deletes = [r for r in simulator.request_log if r.method == "DELETE"]
     assert len(deletes) == 1
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_calls_after_close_raise_session_closed(
@@ -207,7 +184,7 @@ async def test_cancel_during_sign_in_leaves_nothing_behind(
     assert session._client.closed
     assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
     simulator.faults.latency(0, target=stage)
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
     # An application created before the cancel was deleted on the way out.
     assert simulator.application_ids == []
     if stage == "makeMeAvailable":

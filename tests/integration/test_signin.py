@@ -6,42 +6,17 @@ discovery -> 401 MsRtcOAuth challenge -> password grant -> user -> applications
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any, Literal
 
 import pytest
 
 import ucwa_async
+from tests.integration.conftest import assert_no_leftover_tasks
 from ucwa_async._http import HttpClient, HttpResponse
 from ucwa_async.testing import RequestRecord, SimulatorConfig, UcwaSimulator
 
 SessionFactory = Callable[..., ucwa_async.Session]
-
-
-async def _no_leftover_tasks(check: Callable[[], None]) -> None:
-    """``no_leftover_tasks`` once the simulator's own connection handlers have wound down.
-
-    The simulator runs in the test's loop: a connection the client just closed leaves
-    an aiohttp *server* task finishing its cancellation for a tick or two. Only those
-    are waited for (bounded); any client task still alive fails the check.
-    """
-    for _ in range(100):
-        current = asyncio.current_task()
-        server = [
-            t
-            for t in asyncio.all_tasks()
-            if t is not current and not t.done() and _is_server_task(t)
-        ]
-        if not server:
-            break
-        await asyncio.sleep(0.01)
-    check()
-
-
-def _is_server_task(task: asyncio.Task[Any]) -> bool:
-    code = getattr(task.get_coro(), "cr_code", None)
-    return code is not None and "aiohttp" in code.co_filename and "web_" in code.co_filename
 
 
 def _kinds(records: list[RequestRecord]) -> list[tuple[str, str, int]]:
@@ -82,7 +57,7 @@ async def test_sign_in_follows_protocol_order(
         # A Session that is open has really signed in: it can use the application.
         logs = await session.conversation_logs(limit=1)
         assert len(logs) == 1
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 @pytest.mark.parametrize(
@@ -150,7 +125,7 @@ async def test_too_many_redirect_hops_is_a_clear_error(
         assert session._client.closed
         # Bounded: the client stopped after max_redirects + 1 discoveries.
         assert len([r for r in sim.request_log if r.kind == "discovery"]) == 3
-    await _no_leftover_tasks(no_leftover_tasks)
+    await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_redirect_to_other_host_gets_its_own_token(make_session: SessionFactory) -> None:
