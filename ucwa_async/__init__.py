@@ -11,6 +11,7 @@ message or phone audio, many at once, and know for certain how each ended::
 """
 
 from ucwa_async._auth import PasswordAuth, TokenAuth
+from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     AlreadyExistsError,
     ApplicationNotFoundError,
@@ -75,6 +76,7 @@ __all__ = [
     "ApplicationNotFoundError",
     "ApplicationRecreated",
     "AuthenticationError",
+    "Backoff",
     "BadRequestError",
     "BodyTooLargeError",
     "CallbackChannelError",

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import ucwa_async
-from ucwa_async._core.backoff import Backoff
+from ucwa_async import Backoff
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
 
