@@ -31,7 +31,6 @@ from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress
 from ucwa_async._core.errors import (
     AlreadyExistsError,
     ApplicationNotFoundError,
-    AuthenticationError,
     CallbackChannelError,
     ChannelFailedError,
     InvitationFailedError,
@@ -40,17 +39,14 @@ from ucwa_async._core.errors import (
     NotFoundError,
     ProxyResponseError,
     RequestTimeoutError,
-    RetryLaterError,
     SessionClosedError,
     UcwaError,
 )
-from ucwa_async._core.responses import classify, classify_token_error, parse_www_authenticate
 from ucwa_async._core.urls import (
     app_base_path_of,
     normalize,
     origin_of,
     resolve_href,
-    same_origin,
     with_query,
 )
 from ucwa_async._events import (
@@ -71,6 +67,7 @@ from ucwa_async._models import (
     parse_resource,
 )
 from ucwa_async._stream import EventStream
+from ucwa_async._transport import Transport
 
 __all__ = ["Session", "SessionStats"]
 
@@ -78,8 +75,6 @@ log = logging.getLogger("ucwa_async.session")
 
 _InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
 _TERMINAL_SUCCESS = frozenset({"connected", "success"})
-_MAX_THROTTLE_RETRIES = 3
-_MAX_REAUTHENTICATIONS = 3
 # Bound of the href -> URL and URL -> correlation-key memos. An invitation's href is
 # resolved for its 201 and again for each of its events; the memos make the repeats
 # dict look-ups (resolve_href + normalize were ~17% of the client's CPU at 2 000
@@ -208,11 +203,7 @@ class Session:
 
         self._client: aiohttp.ClientSession | None = None
         self._http: HttpClient | None = None
-        self._tokens: dict[str, str] = {}
-        self._token_versions: dict[str, int] = {}
-        self._token_endpoints: dict[str, str] = {}
-        self._auth_locks: dict[str, asyncio.Lock] = {}
-        self._trusted_origins: set[str] = {origin_of(discovery_url)}
+        self._client_transport: Transport | None = None
         self._applications_url: str | None = None
         self._application: Resource | None = None
         self._app_url: str | None = None
@@ -268,6 +259,19 @@ class Session:
             else:
                 self._client = aiohttp.ClientSession()
             self._http = HttpClient(self._client, max_body=self._max_body)
+            self._client_transport = Transport(
+                self._http,
+                auth=self._auth,
+                trusted_origins={origin_of(self.discovery_url)},
+                accept=self._accept,
+                user_agent=self._user_agent,
+                request_timeout=self._request_timeout,
+                max_body=self._max_body,
+                backoff=self._backoff,
+                retry_after_cap=self._retry_after_cap,
+                is_closed=lambda: self._state == "closed",
+                on_reauthenticated=self._count_reauthentication,
+            )
             try:
                 async with asyncio.timeout(self._connect_timeout):
                     await self._sign_in()
@@ -341,7 +345,7 @@ class Session:
         url = self._resolve(href)
         if limit is not None:
             url = with_query(url, limit=str(limit))
-        listing = parse_resource(await self._get_json(url), rel="conversationLogs")
+        listing = parse_resource(await self._transport.get_json(url), rel="conversationLogs")
         hrefs = [self._resolve(h) for h in listing.links_for("conversationLog")]
         embedded = {
             normalize(self._resolve(r.href)): r
@@ -357,7 +361,9 @@ class Session:
             if known is not None and known.link("continueMessaging"):
                 return known
             async with semaphore:
-                return self._as_log(parse_resource(await self._get_json(log_url)), log_url)
+                return self._as_log(
+                    parse_resource(await self._transport.get_json(log_url)), log_url
+                )
 
         # Not a TaskGroup: it would raise an ExceptionGroup (not a UcwaError), and on
         # Python 3.11 a failing child leaves the caller's task marked as cancelling.
@@ -374,7 +380,7 @@ class Session:
         """Read one conversationLog by its href."""
         self._ensure_usable()
         url = self._rebase(self._resolve(href))
-        return self._as_log(parse_resource(await self._get_json(url)), url)
+        return self._as_log(parse_resource(await self._transport.get_json(url)), url)
 
     async def continue_messaging(
         self,
@@ -528,7 +534,9 @@ class Session:
             assert self._channel is not None
             seen = self._channel.generation
             try:
-                return await self._send("POST", url, data=payload, content_type=content_type)
+                return await self._transport.send(
+                    "POST", url, data=payload, content_type=content_type
+                )
             except CallbackChannelError as exc:
                 attempt += 1
                 if attempt > self._max_callback_retries:
@@ -553,14 +561,14 @@ class Session:
         if cancel_href is None:
             if invitation.href is None:
                 raise UcwaError("cannot cancel: the invitation's href is not known yet")
-            current = parse_resource(await self._get_json(invitation.href))
+            current = parse_resource(await self._transport.get_json(invitation.href))
             cancel_href = current.link("cancel")
             if cancel_href is None:
                 raise UcwaError("the server offers no cancel link for this invitation")
         operation_id = invitation.operation_id
         self._cancelling[operation_id] = None
         try:
-            await self._send("POST", self._resolve(cancel_href))
+            await self._transport.send("POST", self._resolve(cancel_href))
         except BaseException:
             # Not cancelled after all: a failure reported meanwhile is the outcome.
             deferred = self._cancelling.pop(operation_id, None)
@@ -662,7 +670,7 @@ class Session:
         resource: Resource | None = None
         if href is not None:
             try:
-                resource = parse_resource(await self._get_json(href))
+                resource = parse_resource(await self._transport.get_json(href))
             except NotFoundError:
                 resource = None
             except UcwaError as exc:
@@ -724,7 +732,7 @@ class Session:
         return await self._http.request(
             "GET",
             url,
-            headers=self._headers_for(url),
+            headers=self._transport.headers_for(url),
             timeout=self._pget_read_timeout,
             reserved=True,
         )
@@ -762,7 +770,7 @@ class Session:
 
     async def _reread(self, invitation: Invitation[Any], href: str) -> None:
         try:
-            resource = parse_resource(await self._get_json(href))
+            resource = parse_resource(await self._transport.get_json(href))
         except UcwaError as exc:
             log.info("re-reading %s after resync failed: %s", href, exc)
             return
@@ -792,7 +800,9 @@ class Session:
 
     async def reauthenticate(self, url: str, error: UcwaError) -> None:
         origin = origin_of(url)
-        await self._authenticate(origin, url, None, self._token_versions.get(origin, 0))
+        await self._transport.authenticate(
+            origin, url, None, self._transport.token_versions.get(origin, 0)
+        )
 
     async def recreate_application(self, error: UcwaError) -> str:
         lost = [op for op in self._correlator.bound() if op in self._invitations]
@@ -822,7 +832,7 @@ class Session:
     async def _sign_in(self) -> None:
         url = self.discovery_url
         for _hop in range(self._max_redirects + 1):
-            root = parse_resource(await self._get_json(url, authorize=False), rel="root")
+            root = parse_resource(await self._transport.get_json(url, authorize=False), rel="root")
             user_href = root.link("user")
             redirect = root.link("redirect")
             if user_href is None and redirect is not None:
@@ -831,7 +841,7 @@ class Session:
             if user_href is None:
                 raise UcwaError("autodiscovery answered without a user link")
             user_url = self._trust(resolve_href(user_href, base_url=url))
-            user = parse_resource(await self._get_json(user_url), rel="user")
+            user = parse_resource(await self._transport.get_json(user_url), rel="user")
             applications = user.link("applications")
             if applications is not None:
                 self._applications_url = resolve_href(applications, base_url=user_url)
@@ -845,9 +855,7 @@ class Session:
         raise UcwaError(f"too many autodiscovery redirects (more than {self._max_redirects})")
 
     def _trust(self, url: str) -> str:
-        """Sign-in hops come from the discovery chain: each host may get its own token."""
-        self._trusted_origins.add(origin_of(url))
-        return url
+        return self._transport.trust(url)
 
     async def _create_application(self) -> str:
         assert self._applications_url is not None
@@ -860,7 +868,7 @@ class Session:
         attempt = 0
         while True:
             try:
-                response = await self._send(
+                response = await self._transport.send(
                     "POST", self._applications_url, data=payload, content_type=content_type
                 )
                 break
@@ -921,186 +929,16 @@ class Session:
             raise UcwaError("the application has no embedded communication resource")
         return communication
 
-    # -- HTTP with auth, throttling and error classification ------------------------------
-
-    def _headers_for(self, url: str, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": self._accept, "User-Agent": self._user_agent}
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        origin = origin_of(url)
-        # The Authorization header never leaves the hosts of our own sign-in chain.
-        if origin in self._trusted_origins:
-            token = self._tokens.get(origin)
-            if token is not None:
-                headers["Authorization"] = token
-        return headers
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        data: bytes | None = None,
-        content_type: str | None = None,
-        authorize: bool = True,
-    ) -> HttpResponse:
-        if self._http is None or self._state == "closed":
-            raise SessionClosedError("the session is closed")
-        origin = origin_of(url)
-        # Token versions a 401 answered: each gets one refresh, so a token that expires
-        # again while the request is repeated is refreshed again (bounded).
-        refused_versions: set[int] = set()
-        throttled = 0
-        while True:
-            version = self._token_versions.get(origin, 0)
-            headers = self._headers_for(url, content_type)
-            if not authorize:
-                headers.pop("Authorization", None)
-            try:
-                response = await self._http.request(
-                    method, url, headers=headers, data=data, timeout=self._request_timeout
-                )
-            except UcwaError:
-                if self._state == "closed":
-                    raise SessionClosedError("the session closed during the request") from None
-                raise
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug(
-                    "%s %s -> %d (%d bytes)", method, url, response.status, len(response.body)
-                )
-            if (
-                response.status == 401
-                and authorize
-                and version not in refused_versions
-                and len(refused_versions) < _MAX_REAUTHENTICATIONS
-                and origin in self._trusted_origins
-                and not _is_proxy_page(response)
-            ):
-                refused_versions.add(version)
-                await self._authenticate(origin, url, response, version)
-                continue
-            error = classify(
-                response.status,
-                response.content_type,
-                response.body,
-                method=method,
-                url=url,
-                retry_after=response.retry_after,
-            )
-            if error is None:
-                return response
-            if isinstance(error, RetryLaterError) and throttled < _MAX_THROTTLE_RETRIES:
-                throttled += 1
-                delay = self._retry_delay(error, throttled)
-                log.info("%s %s throttled (%d); retry in %.2f s", method, url, error.status, delay)
-                await asyncio.sleep(delay)
-                continue
-            raise error
-
-    def _retry_delay(self, error: RetryLaterError, attempt: int) -> float:
-        return min(
-            error.retry_after if error.retry_after is not None else self._backoff.delay(attempt),
-            self._retry_after_cap,
-        )
-
-    async def _get_json(self, url: str, *, authorize: bool = True) -> dict[str, Any]:
-        response = await self._send("GET", url, authorize=authorize)
-        return _wire.decode(response.body, response.content_type, max_size=self._max_body)
-
-    async def _authenticate(
-        self, origin: str, url: str, challenge: HttpResponse | None, seen_version: int
-    ) -> None:
-        lock = self._auth_locks.setdefault(origin, asyncio.Lock())
-        async with lock:
-            if self._token_versions.get(origin, 0) != seen_version:
-                return  # another task refreshed the token meanwhile
-            if isinstance(self._auth, TokenAuth):
-                if origin in self._tokens and not self._auth.can_refresh:
-                    raise AuthenticationError(
-                        status=401, message="the token was refused and TokenAuth cannot refresh it"
-                    )
-                token = await self._auth.get_token()
-            else:
-                token = await self._password_grant(origin, url, challenge)
-            had_token = origin in self._tokens
-            self._tokens[origin] = token
-            self._token_versions[origin] = seen_version + 1
-            if had_token:
-                self.stats.reauthentications += 1
-            log.info("authenticated with %s", origin)
-
-    async def _password_grant(self, origin: str, url: str, challenge: HttpResponse | None) -> str:
-        assert isinstance(self._auth, PasswordAuth)
-        assert self._http is not None
-        params = parse_www_authenticate(list(challenge.www_authenticate)) if challenge else None
-        if params is not None and params.get("href"):
-            token_url = resolve_href(str(params["href"]), base_url=url)
-        elif origin in self._token_endpoints:
-            # A 401 without a challenge (e.g. on the event channel): reuse the
-            # token endpoint this host named when we signed in.
-            token_url = self._token_endpoints[origin]
-        else:
-            raise AuthenticationError(
-                status=challenge.status if challenge else 401,
-                message="the server sent no MsRtcOAuth challenge",
-                url=url,
-            )
-        if not same_origin(token_url, origin):
-            raise AuthenticationError(
-                status=401,
-                message="refusing to send the password to a token endpoint on another host",
-                url=url,
-            )
-        self._token_endpoints[origin] = token_url
-        form = urllib.parse.urlencode(
-            {
-                "grant_type": "password",
-                "username": self._auth.username,
-                "password": self._auth.password,
-            }
-        ).encode()
-        throttled = 0
-        while True:
-            response = await self._http.request(
-                "POST",
-                token_url,
-                headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
-                    "Accept": "application/json",
-                },
-                data=form,
-                timeout=self._request_timeout,
-            )
-            error = classify_token_error(
-                response.status,
-                response.content_type,
-                response.body,
-                method="POST",
-                url=token_url,
-                retry_after=response.retry_after,
-            )
-            if error is None:
-                break
-            # A throttled token endpoint (503/429) is transient, like any other request.
-            if not isinstance(error, RetryLaterError) or throttled >= _MAX_THROTTLE_RETRIES:
-                raise error
-            throttled += 1
-            await asyncio.sleep(self._retry_delay(error, throttled))
-        try:
-            grant = _wire.decode(response.body, response.content_type or "application/json")
-            token = grant["access_token"]
-        except (UcwaError, KeyError, TypeError) as exc:
-            raise AuthenticationError(
-                status=response.status,
-                message="the token endpoint sent no access_token",
-                url=token_url,
-            ) from exc
-        if not isinstance(token, str) or not token:
-            raise AuthenticationError(status=response.status, message="empty access_token")
-        token_type = grant.get("token_type") or "Bearer"
-        return f"{token_type} {token}"
-
     # -- helpers -----------------------------------------------------------------------
+
+    @property
+    def _transport(self) -> Transport:
+        if self._client_transport is None:
+            raise SessionClosedError("the session is not open: use 'async with Session(...)'")
+        return self._client_transport
+
+    def _count_reauthentication(self) -> None:
+        self.stats.reauthentications += 1
 
     def _resolve(self, href: str) -> str:
         base_url = self._app_url or self._origin or self.discovery_url
@@ -1180,7 +1018,7 @@ class Session:
                 log.debug("no reportMyActivity link; keep-alive idle")
                 continue
             try:
-                await self._send("POST", self._resolve(href))
+                await self._transport.send("POST", self._resolve(href))
             except UcwaError as exc:
                 log.warning("reportMyActivity failed: %s", exc)
 
@@ -1232,24 +1070,11 @@ class Session:
                 await self._http.request(
                     "DELETE",
                     self._app_url,
-                    headers=self._headers_for(self._app_url),
+                    headers=self._transport.headers_for(self._app_url),
                     timeout=self._close_timeout,
                 )
         except (UcwaError, TimeoutError) as exc:
             log.info("could not delete the application on close: %s", exc)
-
-
-def _is_proxy_page(response: HttpResponse) -> bool:
-    """A 401 from a front proxy, not from UCWA: no challenge, a non-UCWA body (HTML).
-
-    Re-authenticating would not help (our token is fine) and would re-send the
-    password; it is classified as a ``ProxyResponseError`` instead.
-    """
-    return (
-        not response.www_authenticate
-        and bool(response.body)
-        and _wire.wire_of(response.content_type) is None
-    )
 
 
 def _memo(memo: dict[Any, str], key: Any, value: str) -> None:

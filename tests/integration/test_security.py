@@ -139,7 +139,7 @@ async def test_secrets_never_in_logs_reprs_or_errors(
     texts: list[str] = []
 
     def remember_tokens() -> None:
-        for value in session._tokens.values():
+        for value in session._transport.tokens.values():
             tokens.add(value)
             tokens.add(value.split(" ", 1)[-1])  # the raw "cwt=..." part too
 

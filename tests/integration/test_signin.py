@@ -152,8 +152,8 @@ async def test_redirect_to_other_host_gets_its_own_token(make_session: SessionFa
         assert after
         assert all(r.host == "localhost" and r.authorized for r in after)
         # Two distinct tokens, one per origin.
-        assert len(session._tokens) == 2
-        assert len(set(session._tokens.values())) == 2
+        assert len(session._transport.tokens) == 2
+        assert len(set(session._transport.tokens.values())) == 2
 
 
 async def test_each_application_gets_a_fresh_endpoint_id(
