@@ -202,7 +202,6 @@ class Session:
         self._accept = _wire.media_type(wire_format)
 
         self._client: aiohttp.ClientSession | None = None
-        self._http: HttpClient | None = None
         self._client_transport: Transport | None = None
         self._applications_url: str | None = None
         self._application: Resource | None = None
@@ -258,9 +257,8 @@ class Session:
                 self._client = self._borrowed
             else:
                 self._client = aiohttp.ClientSession()
-            self._http = HttpClient(self._client, max_body=self._max_body)
             self._client_transport = Transport(
-                self._http,
+                HttpClient(self._client, max_body=self._max_body),
                 auth=self._auth,
                 trusted_origins={origin_of(self.discovery_url)},
                 accept=self._accept,
@@ -626,15 +624,10 @@ class Session:
             else:
                 self._spawn(self._look_up(invitation, success_known=True))
         elif isinstance(resolution, Failed):
-            reason = resolution.reason
-            self.stats.invitations_failed += 1
-            invitation._fail(
-                InvitationFailedError(
-                    _failure_text(reason),
-                    reason=reason,
-                    href=invitation.href,
-                    operation_id=operation_id,
-                ),
+            self._fail_invitation(
+                invitation,
+                _failure_text(resolution.reason),
+                reason=resolution.reason,
                 state=_state_of(resolution.event.resource) or "Failed",
             )
         else:
@@ -663,6 +656,25 @@ class Session:
     def _succeed(self, invitation: Invitation[Any], resource: Resource) -> None:
         if invitation._succeed(resource, _state_of(resource) or "Connected"):
             self.stats.invitations_connected += 1
+
+    def _fail_invitation(
+        self,
+        invitation: Invitation[Any],
+        message: str,
+        *,
+        state: str | None,
+        reason: Any = None,
+        href: str | None = None,
+    ) -> None:
+        """End an invitation with InvitationFailedError; counted only if it really ended."""
+        error = InvitationFailedError(
+            message,
+            reason=reason,
+            href=href or invitation.href,
+            operation_id=invitation.operation_id,
+        )
+        if invitation._fail(error, state=state):
+            self.stats.invitations_failed += 1
 
     async def _look_up(self, invitation: Invitation[Any], *, success_known: bool) -> None:
         """GET an invitation whose final state the event did not carry."""
@@ -703,14 +715,9 @@ class Session:
             ):
                 self.stats.invitations_lost += 1
         else:
-            self.stats.invitations_failed += 1
-            invitation._fail(
-                InvitationFailedError(
-                    f"invitation ended in state {_state_of(resource)!r}",
-                    reason=None,
-                    href=href,
-                    operation_id=invitation.operation_id,
-                ),
+            self._fail_invitation(
+                invitation,
+                f"invitation ended in state {_state_of(resource)!r}",
                 state=_state_of(resource),
             )
 
@@ -728,8 +735,7 @@ class Session:
         self._channel.start()
 
     async def poll(self, url: str) -> HttpResponse:
-        assert self._http is not None
-        return await self._http.request(
+        return await self._transport.http.request(
             "GET",
             url,
             headers=self._transport.headers_for(url),
@@ -784,14 +790,11 @@ class Session:
         if state in _TERMINAL_SUCCESS:
             self._succeed(invitation, resource)
         else:
-            self.stats.invitations_failed += 1
-            invitation._fail(
-                InvitationFailedError(
-                    f"invitation ended in state {_state_of(resource)!r}",
-                    href=href,
-                    operation_id=invitation.operation_id,
-                ),
+            self._fail_invitation(
+                invitation,
+                f"invitation ended in state {_state_of(resource)!r}",
                 state=_state_of(resource),
+                href=href,
             )
 
     def emit(self, signal: ChannelSignal) -> None:
@@ -1050,7 +1053,11 @@ class Session:
                     if invitation._fail(closed):
                         self.stats.invitations_closed += 1
                 self._correlator.clear()
-                if delete_application and self._app_url is not None and self._http is not None:
+                if (
+                    delete_application
+                    and self._app_url is not None
+                    and self._client_transport is not None
+                ):
                     await self._delete_application()
                 for stream in tuple(self._streams):
                     stream._end(ChannelClosed())
@@ -1063,11 +1070,10 @@ class Session:
                 raise interrupted
 
     async def _delete_application(self) -> None:
-        assert self._http is not None
         assert self._app_url is not None
         try:
             async with asyncio.timeout(self._close_timeout):
-                await self._http.request(
+                await self._transport.http.request(
                     "DELETE",
                     self._app_url,
                     headers=self._transport.headers_for(self._app_url),
