@@ -21,7 +21,8 @@ import aiohttp
 
 from benchmarks.floor import MESSAGE_HREF, PHONE_NUMBER, sign_in
 from benchmarks.sim import SimProcess
-from ucwa_async import _models, _wire
+from ucwa_async._core import models as _models
+from ucwa_async._core import wire as _wire
 
 EVENTS = 500
 

@@ -44,17 +44,7 @@ from ucwa_async._core.errors import (
     UcwaError,
     UnsafeHrefError,
 )
-from ucwa_async._events import (
-    ApplicationRecreated,
-    ChannelClosed,
-    ChannelConnected,
-    ChannelFailed,
-    ChannelReconnected,
-    ChannelReconnecting,
-    ChannelStatus,
-)
-from ucwa_async._invitation import Invitation
-from ucwa_async._models import (
+from ucwa_async._core.models import (
     ConversationLog,
     Event,
     EventBatch,
@@ -66,6 +56,16 @@ from ucwa_async._models import (
     UnknownEvent,
     UnknownResource,
 )
+from ucwa_async._events import (
+    ApplicationRecreated,
+    ChannelClosed,
+    ChannelConnected,
+    ChannelFailed,
+    ChannelReconnected,
+    ChannelReconnecting,
+    ChannelStatus,
+)
+from ucwa_async._invitation import Invitation
 from ucwa_async._session import Session, SessionStats
 from ucwa_async._stream import EventStream
 

@@ -38,6 +38,7 @@ from ucwa_async._core.channel import (
     Retry,
 )
 from ucwa_async._core.errors import AuthenticationError, ChannelFailedError, UcwaError
+from ucwa_async._core.models import EventBatch
 from ucwa_async._events import (
     ChannelConnected,
     ChannelReconnected,
@@ -46,7 +47,6 @@ from ucwa_async._events import (
     ChannelStatus,
 )
 from ucwa_async._http import HttpResponse
-from ucwa_async._models import EventBatch
 
 __all__ = ["ChannelHost", "ChannelRunner"]
 

@@ -23,9 +23,9 @@ from typing import Any, Literal, TypeVar
 import aiohttp
 import attrs
 
-from ucwa_async import _wire
 from ucwa_async._auth import Auth, PasswordAuth, TokenAuth
 from ucwa_async._channel import ChannelRunner
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
 from ucwa_async._core.errors import (
@@ -41,6 +41,14 @@ from ucwa_async._core.errors import (
     RequestTimeoutError,
     SessionClosedError,
     UcwaError,
+)
+from ucwa_async._core.models import (
+    ConversationLog,
+    EventBatch,
+    MessagingInvitation,
+    PhoneAudioInvitation,
+    Resource,
+    parse_resource,
 )
 from ucwa_async._core.urls import (
     app_base_path_of,
@@ -58,14 +66,6 @@ from ucwa_async._events import (
 )
 from ucwa_async._http import HttpClient, HttpResponse
 from ucwa_async._invitation import Invitation
-from ucwa_async._models import (
-    ConversationLog,
-    EventBatch,
-    MessagingInvitation,
-    PhoneAudioInvitation,
-    Resource,
-    parse_resource,
-)
 from ucwa_async._stream import EventStream
 from ucwa_async._transport import Transport
 

@@ -15,8 +15,8 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from ucwa_async import _wire
 from ucwa_async._auth import Auth, PasswordAuth, TokenAuth
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     AuthenticationError,

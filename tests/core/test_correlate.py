@@ -623,7 +623,7 @@ def test_any_interleaving_resolves_each_operation_exactly_once(data: st.DataObje
 
 
 def test_real_event_models_correlate() -> None:
-    from ucwa_async._models import parse_event_batch
+    from ucwa_async._core.models import parse_event_batch
 
     app = "/ucwa/oauth/v1/applications/833"
     invitation = f"{app}/communication/invitations/700"

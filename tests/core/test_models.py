@@ -7,9 +7,9 @@ from typing import Any
 import attrs
 import pytest
 
-from ucwa_async._converter import CONVERTER, camel_case, make_converter
+from ucwa_async._core.converter import CONVERTER, camel_case, make_converter
 from ucwa_async._core.errors import DecodeError
-from ucwa_async._models import (
+from ucwa_async._core.models import (
     ConversationLog,
     Event,
     EventBatch,

@@ -27,7 +27,7 @@ def sans_io_modules(package_dir: Path) -> list[str]:
         f"ucwa_async._core.{p.stem}" if p.stem != "__init__" else "ucwa_async._core"
         for p in (package_dir / "_core").glob("*.py")
     )
-    return [*core, "ucwa_async._wire", "ucwa_async._models", "ucwa_async._converter"]
+    return core
 
 
 def _module_file(package_dir: Path, module: str) -> Path | None:
@@ -108,9 +108,9 @@ def test_sans_io_set_is_complete() -> None:
         "ucwa_async._core.errors",
         "ucwa_async._core.responses",
         "ucwa_async._core.urls",
-        "ucwa_async._wire",
-        "ucwa_async._models",
-        "ucwa_async._converter",
+        "ucwa_async._core.wire",
+        "ucwa_async._core.models",
+        "ucwa_async._core.converter",
     ):
         assert expected in modules
         assert _module_file(PACKAGE_DIR, expected) is not None, expected
@@ -118,6 +118,19 @@ def test_sans_io_set_is_complete() -> None:
 
 def test_sans_io_modules_import_no_io_statically() -> None:
     assert forbidden_imports(PACKAGE_DIR, sans_io_modules(PACKAGE_DIR)) == {}
+
+
+def test_sans_io_package_imports_nothing_of_the_shell() -> None:
+    outside: dict[str, list[str]] = {}
+    for module in sans_io_modules(PACKAGE_DIR):
+        path = _module_file(PACKAGE_DIR, module)
+        assert path is not None
+        for imported in _imports(path, module):
+            if imported.startswith("ucwa_async") and not (
+                imported == "ucwa_async._core" or imported.startswith("ucwa_async._core.")
+            ):
+                outside.setdefault(module, []).append(imported)
+    assert outside == {}
 
 
 def test_sans_io_modules_import_no_io_at_runtime() -> None:

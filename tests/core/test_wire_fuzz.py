@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ucwa_async._core.errors import DecodeError
-from ucwa_async._models import EventBatch, Resource, parse_event_batch, parse_resource
-from ucwa_async._wire import INTEGER_PROPERTIES, UCWA_NS, decode, encode_input
+from ucwa_async._core.models import EventBatch, Resource, parse_event_batch, parse_resource
+from ucwa_async._core.wire import INTEGER_PROPERTIES, UCWA_NS, decode, encode_input
 
 EXAMPLES = int(os.environ.get("UCWA_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ucwa_async._models import (
+from ucwa_async._core.models import (
     ConversationLog,
     Event,
     MessagingInvitation,
@@ -18,7 +18,7 @@ from ucwa_async._models import (
     parse_reason,
     parse_resource,
 )
-from ucwa_async._wire import UCWA_XML_MEDIA_TYPE, decode, encode_input
+from ucwa_async._core.wire import UCWA_XML_MEDIA_TYPE, decode, encode_input
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "wire"
 PAIRS = sorted(p.stem for p in FIXTURES.glob("*.json"))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ucwa_async import _wire
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.errors import BodyTooLargeError, DecodeError
-from ucwa_async._wire import (
+from ucwa_async._core.wire import (
     JSON_MEDIA_TYPE,
     UCWA_JSON_MEDIA_TYPE,
     UCWA_XML_MEDIA_TYPE,
@@ -26,7 +26,7 @@ from ucwa_async._wire import (
 
 def test_sans_io_modules_import_no_io() -> None:
     root = Path(_wire.__file__).resolve().parent
-    for name in ("_wire.py", "_models.py", "_converter.py"):
+    for name in ("wire.py", "models.py", "converter.py"):
         tree = ast.parse((root / name).read_text(encoding="utf-8"))
         imported: set[str] = set()
         for node in ast.walk(tree):

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ucwa_async._core.errors import BodyTooLargeError, DecodeError
-from ucwa_async._wire import MAX_XML_DEPTH, UCWA_NS, UCWA_XML_MEDIA_TYPE, decode, encode_input
+from ucwa_async._core.wire import MAX_XML_DEPTH, UCWA_NS, UCWA_XML_MEDIA_TYPE, decode, encode_input
 
 XML = UCWA_XML_MEDIA_TYPE
 

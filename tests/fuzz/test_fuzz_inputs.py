@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from ucwa_async import _wire
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.channel import (
     ChannelState,
@@ -43,8 +43,8 @@ from ucwa_async._core.channel import (
 )
 from ucwa_async._core.correlate import Correlator
 from ucwa_async._core.errors import DecodeError, UcwaError, UnsafeHrefError
+from ucwa_async._core.models import Event, EventBatch, Link, parse_event_batch, parse_resource
 from ucwa_async._core.urls import make_normalizer, resolve_href
-from ucwa_async._models import Event, EventBatch, Link, parse_event_batch, parse_resource
 
 EXAMPLES = int(os.environ.get("UCWA_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 import ucwa_async
-from ucwa_async import _wire
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.errors import BodyTooLargeError, DecodeError
 
 from ._server import XML, HostileServer, Recorder

@@ -31,8 +31,9 @@ from typing import TypeAlias
 
 import attrs
 
-from ucwa_async import _models, _wire
+from ucwa_async._core import models as _models
 from ucwa_async._core import urls
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     DecodeError,

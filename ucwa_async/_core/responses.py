@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ucwa_async import _wire
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.errors import (
     AuthenticationError,
     DecodeError,

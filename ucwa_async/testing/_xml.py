@@ -1,6 +1,6 @@
 """The simulator's own UCWA XML writer and request reader.
 
-Deliberately independent of the client's codec (``ucwa_async._wire``): the client's
+Deliberately independent of the client's codec (``ucwa_async._core.wire``): the client's
 decoder is tested against this separately written encoder, so a shared
 misreading of the format cannot hide. Writing is plain string building (fast and
 exact about the output); reading uses xmltodict with entities disabled.

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from ucwa_async._converter import CONVERTER, _opt_str
+from ucwa_async._core.converter import CONVERTER, _opt_str
 from ucwa_async._core.errors import DecodeError
 
 __all__ = [
