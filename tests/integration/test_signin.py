@@ -163,8 +163,9 @@ async def test_each_application_gets_a_fresh_endpoint_id(
     app_urls: list[str | None] = []
     for _ in range(2):
         async with make_session(simulator) as session:
-            assert session._application is not None
-            endpoint_ids.append(session._application.properties.get("endpointId"))
+            assert session._app is not None
+            assert session._app.resource is not None
+            endpoint_ids.append(session._app.resource.properties.get("endpointId"))
             app_urls.append(session.application_url)
     assert all(isinstance(e, str) and len(e) >= 32 for e in endpoint_ids), endpoint_ids
     assert endpoint_ids[0] != endpoint_ids[1]

@@ -1,0 +1,269 @@
+"""The UCWA application's life: sign-in, create / re-create / delete, makeMeAvailable,
+keep-alive, and the href rules that depend on which application is current.
+
+One job: know which application this session has and where its resources live.
+``Session`` owns one ``Application``; the operations table and the channel host ask it
+to resolve hrefs (the ``//v1/...`` form needs the application's base path) and to move
+hrefs of a lost application onto the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from ucwa_async._core import wire as _wire
+from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.errors import (
+    AlreadyExistsError,
+    ProxyResponseError,
+    UcwaError,
+)
+from ucwa_async._core.models import Resource, parse_resource
+from ucwa_async._core.urls import app_base_path_of, normalize, origin_of, resolve_href
+from ucwa_async._http import HttpResponse
+from ucwa_async._transport import Transport
+
+__all__ = ["Application"]
+
+log = logging.getLogger("ucwa_async.session")
+
+# Bound of the href -> URL and URL -> correlation-key memos. An invitation's href is
+# resolved for its 201 and again for each of its events; the memos make the repeats
+# dict look-ups (resolve_href + normalize were ~17% of the client's CPU at 2 000
+# invitations/s, see BENCHMARKS.md). Small: only recent hrefs repeat.
+_HREF_MEMO_SIZE = 1024
+# Lost applications whose hrefs are still moved onto the current one: a caller may hold
+# conversation logs read under one of the last few; older ones are forgotten (bounded).
+_OLD_APPLICATIONS_KEPT = 8
+
+PostOperation = Callable[[str, Mapping[str, Any]], Awaitable[HttpResponse]]
+
+
+class Application:
+    """Which application the session has, how to reach it, and how to replace it."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        discovery_url: str,
+        wire_format: Literal["json", "xml"],
+        user_agent: str,
+        culture: str,
+        max_redirects: int,
+        app_create_retries: int,
+        max_body: int,
+        backoff: Backoff,
+    ) -> None:
+        self._transport = transport
+        self._discovery_url = discovery_url
+        self._wire_format = wire_format
+        self._user_agent = user_agent
+        self._culture = culture
+        self._max_redirects = max_redirects
+        self._app_create_retries = app_create_retries
+        self._max_body = max_body
+        self._backoff = backoff
+        self.applications_url: str | None = None
+        self.resource: Resource | None = None
+        self.url: str | None = None
+        self.base_path: str | None = None
+        self.generation = 0
+        self.created = 0
+        # URLs of applications lost and re-created: hrefs under them (conversation logs a
+        # caller still holds) are moved onto the current application.
+        self.old_urls: collections.deque[str] = collections.deque(maxlen=_OLD_APPLICATIONS_KEPT)
+        self._origin: str | None = None
+        self._resolved: dict[tuple[str, str, str | None], str] = {}
+        self._normalized: dict[str, str] = {}
+
+    # -- sign-in and creation ----------------------------------------------------------
+
+    async def sign_in(self) -> None:
+        """Autodiscovery, the user resource, redirects (bounded): find ``applications``."""
+        transport = self._transport
+        url = self._discovery_url
+        for _hop in range(self._max_redirects + 1):
+            root = parse_resource(await transport.get_json(url, authorize=False), rel="root")
+            user_href = root.link("user")
+            redirect = root.link("redirect")
+            if user_href is None and redirect is not None:
+                url = transport.trust(resolve_href(redirect, base_url=url))
+                continue
+            if user_href is None:
+                raise UcwaError("autodiscovery answered without a user link")
+            user_url = transport.trust(resolve_href(user_href, base_url=url))
+            user = parse_resource(await transport.get_json(user_url), rel="user")
+            applications = user.link("applications")
+            if applications is not None:
+                self.applications_url = resolve_href(applications, base_url=user_url)
+                self._origin = transport.trust(origin_of(self.applications_url))
+                return
+            redirect = user.link("redirect")
+            if redirect is None:
+                raise UcwaError("the user resource has neither an applications nor a redirect link")
+            url = transport.trust(resolve_href(redirect, base_url=user_url))
+            log.info("autodiscovery redirected to %s", origin_of(url))
+        raise UcwaError(f"too many autodiscovery redirects (more than {self._max_redirects})")
+
+    async def create(self) -> str:
+        """POST a new application; returns its first events URL."""
+        assert self.applications_url is not None
+        body = {
+            "UserAgent": self._user_agent,
+            "EndpointId": str(uuid.uuid4()),
+            "Culture": self._culture,
+        }
+        payload, content_type = _wire.encode_input(body, self._wire_format)
+        attempt = 0
+        while True:
+            try:
+                response = await self._transport.send(
+                    "POST", self.applications_url, data=payload, content_type=content_type
+                )
+                break
+            except ProxyResponseError as exc:
+                # A front proxy's HTML "Access is denied" page: transient, bounded retries.
+                if exc.status not in (401, 403) or attempt >= self._app_create_retries:
+                    raise
+                delay = self._backoff.delay(attempt)
+                attempt += 1
+                log.info(
+                    "proxy refused application creation (%d); retry in %.2f s", exc.status, delay
+                )
+                await asyncio.sleep(delay)
+        application = parse_resource(
+            _wire.decode(response.body, response.content_type, max_size=self._max_body),
+            rel="application",
+        )
+        if application.href is None and response.location:
+            application = attrs.evolve(application, href=response.location)
+        if application.href is None:
+            raise UcwaError("the application resource has no self link")
+        self.resource = application
+        self.url = resolve_href(application.href, base_url=self.applications_url)
+        self.base_path = app_base_path_of(self.url)
+        self.created += 1
+        events = application.link("events")
+        if events is None:
+            raise UcwaError("the application resource has no events link")
+        return self.resolve(events)
+
+    async def recreate(self) -> str:
+        """The application is gone: create a new one; returns its first events URL."""
+        self.generation += 1
+        if self.url is not None and self.url not in self.old_urls:
+            self.old_urls.append(self.url)
+        events_url = await self.create()
+        if self.url is not None and self.url in self.old_urls:
+            self.old_urls.remove(self.url)  # the server may reuse an id: that one is not dead
+        return events_url
+
+    @property
+    def recreating(self) -> bool:
+        """A re-creation is under way: the current URL is known to be dead."""
+        return self.url is not None and self.url in self.old_urls
+
+    async def make_me_available(self, post: PostOperation) -> None:
+        communication = self.communication()
+        href = communication.link("makeMeAvailable")
+        if href is None:
+            log.info("no makeMeAvailable link; skipping (already available?)")
+            return
+        body = {
+            "supportedModalities": ["Messaging", "PhoneAudio"],
+            "supportedMessageFormats": ["Plain"],
+        }
+        try:
+            await post(self.resolve(href), body)
+        except AlreadyExistsError:
+            log.debug("makeMeAvailable: already available")
+
+    async def keepalive(self, interval: float) -> None:
+        """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs."""
+        while True:
+            await asyncio.sleep(interval)
+            me = self.resource.embedded_one("me") if self.resource else None
+            href = me.link("reportMyActivity") if me is not None else None
+            if href is None:
+                log.debug("no reportMyActivity link; keep-alive idle")
+                continue
+            try:
+                await self._transport.send("POST", self.resolve(href))
+            except UcwaError as exc:
+                log.warning("reportMyActivity failed: %s", exc)
+
+    async def delete(self, timeout: float) -> None:
+        """DELETE the application, best effort (a closing session must not hang on it)."""
+        assert self.url is not None
+        try:
+            async with asyncio.timeout(timeout):
+                await self._transport.http.request(
+                    "DELETE",
+                    self.url,
+                    headers=self._transport.headers_for(self.url),
+                    timeout=timeout,
+                )
+        except (UcwaError, TimeoutError) as exc:
+            log.info("could not delete the application on close: %s", exc)
+
+    def communication(self) -> Resource:
+        assert self.resource is not None
+        communication = self.resource.embedded_one("communication")
+        if communication is None:
+            raise UcwaError("the application has no embedded communication resource")
+        return communication
+
+    # -- hrefs -------------------------------------------------------------------------
+
+    def resolve(self, href: str) -> str:
+        """An href of this application's resources as an absolute URL (memoised)."""
+        base_url = self.url or self._origin or self._discovery_url
+        memo_key = (href, base_url, self.base_path)
+        url = self._resolved.get(memo_key)
+        if url is None:  # errors are raised, never memoised
+            url = resolve_href(href, base_url=base_url, app_base_path=self.base_path)
+            _memo(self._resolved, memo_key, url)
+        return url
+
+    def safe_resolve(self, href: str | None) -> str | None:
+        """``resolve``, with an unsafe or malformed href treated as none."""
+        if not href:
+            return None
+        try:
+            return self.resolve(href)
+        except (UcwaError, ValueError):
+            return None
+
+    def key(self, href: str) -> str:
+        """The correlation key of an href: its resolved, normalised URL (memoised)."""
+        url = self.resolve(href)
+        key = self._normalized.get(url)
+        if key is None:
+            key = normalize(url)
+            _memo(self._normalized, url, key)
+        return key
+
+    def rebase(self, url: str) -> str:
+        """A URL under a lost (re-created) application, moved onto the current one."""
+        current = self.url
+        if current is None:
+            return url
+        for old in self.old_urls:
+            if url.startswith(old + "/") and old != current:
+                return current + url[len(old) :]
+        return url
+
+
+def _memo(memo: dict[Any, str], key: Any, value: str) -> None:
+    """Remember ``key -> value``, dropping the oldest entry beyond ``_HREF_MEMO_SIZE``."""
+    if len(memo) >= _HREF_MEMO_SIZE:
+        del memo[next(iter(memo))]
+    memo[key] = value
