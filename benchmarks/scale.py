@@ -8,8 +8,8 @@ them all in one push (:mod:`benchmarks.simproc`). Measured in the client process
   divided by N (``gc.collect()`` first; the benchmark's own list of N handles,
   8 bytes each, is included);
 - dispatch latency, after the release: for each invitation, the time from the client
-  receiving the batch that completed it (the P-GET's response read: ``Session.poll``
-  returned) to its future's done-callback, and the same from ``Session.deliver``
+  receiving the batch that completed it (the P-GET's response read: the channel host's ``poll``
+  returned) to its future's done-callback, and the same from the channel host's ``deliver``
   being called (the batch decoded and parsed). The probes wrap ``poll`` / ``deliver``
   on the session instance and add a done-callback to each invitation's future; the
   library is not changed for them.
@@ -64,14 +64,16 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
         # Probe: when each P-GET's response has been read (installed before any POST, so
         # every P-GET that can carry a release goes through it).
         received: list[float] = [0.0]
-        orig_poll = session.poll
+        host = session._host  # the private channel-host adapter the runner calls
+        assert host is not None
+        orig_poll = host.poll
 
         async def poll(url: str) -> Any:
             response = await orig_poll(url)
             received[0] = time.perf_counter()
             return response
 
-        session.poll = poll  # type: ignore[method-assign]
+        host.poll = poll  # type: ignore[method-assign]
         await asyncio.sleep(0)
         gc.collect()
         tracemalloc.start()
@@ -101,7 +103,7 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
         # --- dispatch latency probes -------------------------------------------------
         arrival: dict[str, tuple[float, float]] = {}
         done_at: dict[str, float] = {}
-        orig_deliver = session.deliver
+        orig_deliver = host.deliver
 
         def deliver(batch: Any) -> None:
             now = time.perf_counter()
@@ -110,7 +112,7 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
                     arrival[event.operation_id] = (received[0], now)
             orig_deliver(batch)
 
-        session.deliver = deliver  # type: ignore[method-assign]
+        host.deliver = deliver  # type: ignore[method-assign]
         for handle in handles:
             handle._future.add_done_callback(
                 lambda _f, op=handle.operation_id: done_at.__setitem__(op, time.perf_counter())
