@@ -66,6 +66,7 @@ from ucwa_async._events import (
     ChannelStatus,
 )
 from ucwa_async._invitation import Invitation
+from ucwa_async._options import Limits, Retries, Timeouts
 from ucwa_async._session import Session, SessionStats
 from ucwa_async._stream import EventStream
 
@@ -100,6 +101,7 @@ __all__ = [
     "InvitationFailedError",
     "InvitationLostError",
     "InvitationTimeoutError",
+    "Limits",
     "Link",
     "MessagingInvitation",
     "NotFoundError",
@@ -112,12 +114,14 @@ __all__ = [
     "RequestTimeoutError",
     "Resource",
     "ResponseError",
+    "Retries",
     "RetryLaterError",
     "ServiceFailureError",
     "ServiceUnavailableError",
     "Session",
     "SessionClosedError",
     "SessionStats",
+    "Timeouts",
     "TokenAuth",
     "TooManyGroupsError",
     "TooManyRequestsError",

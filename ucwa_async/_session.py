@@ -13,12 +13,13 @@ Correlation is race-proof: a fresh ``operationId`` is registered with the
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import urllib.parse
 import uuid
 from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import attrs
@@ -46,12 +47,19 @@ from ucwa_async._events import ChannelClosed, ChannelStatus
 from ucwa_async._http import HttpClient
 from ucwa_async._invitation import Invitation
 from ucwa_async._operations import OperationTable
+from ucwa_async._options import Limits, Retries, Timeouts
 from ucwa_async._stream import EventStream
 from ucwa_async._transport import Transport
 
 __all__ = ["Session", "SessionStats"]
 
 log = logging.getLogger("ucwa_async.session")
+
+
+class _Unset(enum.Enum):
+    """``keepalive_interval`` not given (``None`` is a value: keep-alive off)."""
+
+    UNSET = enum.auto()
 
 
 @attrs.define
@@ -90,15 +98,15 @@ class Session:
     - ``invitation_timeout``: seconds an invitation may stay pending before it
       ends with ``InvitationTimeoutError``.
     - ``http_session``: a borrowed ``aiohttp.ClientSession`` (never closed by us).
-    - ``request_timeout``: per-request timeout of ordinary (non-P-GET) requests.
-    - ``pget_timeout``: the ``timeout`` query of the event channel, clamped to
-      180..1800 s by UCWA; the HTTP read timeout of a P-GET is 30 s above it.
-    - ``keepalive_interval``: seconds between ``reportMyActivity`` POSTs (None: off).
-    - ``max_callback_retries``: how often a POST answered ``CallbackChannelError``
-      is retried after re-establishing the channel before the error reaches you.
-    - ``event_queue_size``: bound of each ``events()`` subscriber's queue.
-    - ``retry_after_cap``: the longest ``Retry-After`` we honour, in seconds.
-    - ``max_body_size``: responses larger than this are refused.
+    - ``timeouts``, ``retries``, ``limits``: grouped tuning (``ucwa_async.Timeouts``,
+      ``ucwa_async.Retries``, ``ucwa_async.Limits``; each field documented there).
+    - ``user_agent``, ``culture``: sent when the application is created.
+
+    Shorthands for one field of a group, kept from 0.1 (a shorthand given wins):
+    ``request_timeout``, ``connect_timeout``, ``close_timeout``, ``pget_timeout``,
+    ``reconnect_settle``, ``keepalive_interval`` (``Timeouts``); ``max_callback_retries``,
+    ``max_redirects``, ``app_create_retries``, ``retry_after_cap``, ``backoff``
+    (``Retries``); ``event_queue_size``, ``max_body_size`` (``Limits``).
     """
 
     def __init__(
@@ -109,20 +117,25 @@ class Session:
         wire_format: Literal["json", "xml"] = "json",
         invitation_timeout: float = 60.0,
         http_session: aiohttp.ClientSession | None = None,
+        timeouts: Timeouts | None = None,
+        retries: Retries | None = None,
+        limits: Limits | None = None,
         user_agent: str = "ucwa_async/0.1",
         culture: str = "en-US",
-        request_timeout: float = 30.0,
-        pget_timeout: float = 180.0,
-        keepalive_interval: float | None = 180.0,
-        max_callback_retries: int = 3,
-        max_redirects: int = 4,
-        event_queue_size: int = 1000,
-        retry_after_cap: float = 60.0,
-        max_body_size: int = _wire.DEFAULT_MAX_BODY,
-        connect_timeout: float = 30.0,
-        close_timeout: float = 5.0,
-        reconnect_settle: float = 0.1,
-        app_create_retries: int = 4,
+        # Shorthands for single fields of the groups above (the 0.1 names); a shorthand
+        # given wins over the same field of its group.
+        request_timeout: float | None = None,
+        pget_timeout: float | None = None,
+        keepalive_interval: float | _Unset | None = _Unset.UNSET,
+        max_callback_retries: int | None = None,
+        max_redirects: int | None = None,
+        event_queue_size: int | None = None,
+        retry_after_cap: float | None = None,
+        max_body_size: int | None = None,
+        connect_timeout: float | None = None,
+        close_timeout: float | None = None,
+        reconnect_settle: float | None = None,
+        app_create_retries: int | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         try:
@@ -138,16 +151,31 @@ class Session:
         if wire_format not in ("json", "xml"):
             raise ValueError(f"wire_format must be 'json' or 'xml', got {wire_format!r}")
         _require_positive("invitation_timeout", invitation_timeout)
-        _require_positive("request_timeout", request_timeout)
-        _require_positive("connect_timeout", connect_timeout)
-        _require_positive("pget_timeout", pget_timeout)
-        _require_positive("close_timeout", close_timeout)
-        if keepalive_interval is not None:
-            _require_positive("keepalive_interval", keepalive_interval)
-        if max_callback_retries < 0 or max_redirects < 0 or app_create_retries < 0:
-            raise ValueError("retry counts must not be negative")
-        if event_queue_size < 1:
-            raise ValueError(f"event_queue_size must be at least 1, got {event_queue_size!r}")
+        timeouts = _with_shorthands(
+            _group("timeouts", timeouts, Timeouts),
+            request=("request_timeout", request_timeout),
+            connect=("connect_timeout", connect_timeout),
+            close=("close_timeout", close_timeout),
+            pget=("pget_timeout", pget_timeout),
+            reconnect_settle=("reconnect_settle", reconnect_settle),
+        )
+        if keepalive_interval is not _Unset.UNSET:
+            if keepalive_interval is not None:
+                _require_positive("keepalive_interval", keepalive_interval)
+            timeouts = attrs.evolve(timeouts, keepalive=keepalive_interval)
+        retries = _with_shorthands(
+            _group("retries", retries, Retries),
+            callback_channel=("max_callback_retries", max_callback_retries),
+            redirects=("max_redirects", max_redirects),
+            app_create=("app_create_retries", app_create_retries),
+            retry_after_cap=("retry_after_cap", retry_after_cap),
+            backoff=("backoff", backoff),
+        )
+        limits = _with_shorthands(
+            _group("limits", limits, Limits),
+            event_queue_size=("event_queue_size", event_queue_size),
+            max_body_size=("max_body_size", max_body_size),
+        )
 
         self.discovery_url = discovery_url
         self.wire_format: Literal["json", "xml"] = wire_format
@@ -157,20 +185,24 @@ class Session:
         self._borrowed = http_session
         self._user_agent = user_agent
         self._culture = culture
-        self._request_timeout = request_timeout
-        self._pget_timeout = min(max(pget_timeout, 180.0), 1800.0)
+        self.timeouts = timeouts
+        self.retries = retries
+        self.limits = limits
+        # Flattened for the parts the session builds in open().
+        self._request_timeout = timeouts.request
+        self._pget_timeout = min(max(timeouts.pget, 180.0), 1800.0)
         self._pget_read_timeout = self._pget_timeout + 30.0
-        self._keepalive_interval = keepalive_interval
-        self._max_callback_retries = max_callback_retries
-        self._max_redirects = max_redirects
-        self._event_queue_size = event_queue_size
-        self._retry_after_cap = retry_after_cap
-        self._max_body = max_body_size
-        self._connect_timeout = connect_timeout
-        self._close_timeout = close_timeout
-        self._reconnect_settle = reconnect_settle
-        self._app_create_retries = app_create_retries
-        self._backoff = backoff or Backoff()
+        self._keepalive_interval = timeouts.keepalive
+        self._connect_timeout = timeouts.connect
+        self._close_timeout = timeouts.close
+        self._reconnect_settle = timeouts.reconnect_settle
+        self._max_callback_retries = retries.callback_channel
+        self._max_redirects = retries.redirects
+        self._app_create_retries = retries.app_create
+        self._retry_after_cap = retries.retry_after_cap
+        self._backoff = retries.backoff
+        self._event_queue_size = limits.event_queue_size
+        self._max_body = limits.max_body_size
         self._accept = _wire.media_type(wire_format)
 
         self._client: aiohttp.ClientSession | None = None
@@ -561,6 +593,33 @@ class Session:
             log.info("session closed")
             if interrupted is not None:
                 raise interrupted
+
+
+_GroupT = TypeVar("_GroupT", Timeouts, Retries, Limits)
+
+
+def _group(name: str, value: _GroupT | None, kind: type[_GroupT]) -> _GroupT:
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be a ucwa_async.{kind.__name__}, got {value!r}")
+    return value
+
+
+def _with_shorthands(group: _GroupT, **fields: tuple[str, Any]) -> _GroupT:
+    """``group`` with each shorthand that was given (not None) put in its field.
+
+    The group's own validators run (attrs.evolve); their message names the field, so it
+    is rephrased with the shorthand's name the caller wrote.
+    """
+    changes = {field: value for field, (_, value) in fields.items() if value is not None}
+    for field, value in changes.items():
+        shorthand = fields[field][0]
+        try:
+            attrs.evolve(group, **{field: value})
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{shorthand}: {exc}") from None
+    return attrs.evolve(group, **changes) if changes else group
 
 
 def _require_positive(name: str, value: float) -> None:
