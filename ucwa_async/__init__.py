@@ -64,6 +64,7 @@ from ucwa_async._events import (
     ChannelReconnected,
     ChannelReconnecting,
     ChannelStatus,
+    SessionState,
 )
 from ucwa_async._invitation import Invitation
 from ucwa_async._session import Session, SessionStats
@@ -117,6 +118,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Session",
     "SessionClosedError",
+    "SessionState",
     "SessionStats",
     "TokenAuth",
     "TooManyGroupsError",
