@@ -54,6 +54,15 @@ __all__ = ["Session", "SessionStats"]
 
 log = logging.getLogger("ucwa_async.session")
 
+# The session's life, forward only (see SessionState).
+_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.NEW: frozenset({SessionState.OPENING, SessionState.CLOSED}),
+    SessionState.OPENING: frozenset({SessionState.OPEN, SessionState.CLOSING}),
+    SessionState.OPEN: frozenset({SessionState.CLOSING}),
+    SessionState.CLOSING: frozenset({SessionState.CLOSED}),
+    SessionState.CLOSED: frozenset(),
+}
+
 # Concurrent GETs of conversation_logs(): enough to hide latency, few enough to stay
 # well inside the connection pool (the event channel keeps its own slots).
 _LOG_FETCHERS = 8
@@ -226,16 +235,16 @@ class Session:
         Raises ``SessionClosedError`` if the session is not new, or if ``aclose()``
         ran while it was opening (the session is then closed for good).
         """
-        if self._state is not SessionState.NEW:
+        if SessionState.OPENING not in _TRANSITIONS[self._state]:  # only a new session opens
             raise SessionClosedError(f"session cannot be opened again (state {self._state.value})")
-        self._state = SessionState.OPENING
+        self._move(SessionState.OPENING)
         try:
             self._build_parts()
             opener = self._opener = asyncio.create_task(self._open_steps(), name="ucwa_async.open")
             await opener
         except BaseException as exc:
             closed_under_us = self._state is not SessionState.OPENING
-            await self._close(delete_application=True)
+            await self._close()
             current = asyncio.current_task()
             if (
                 closed_under_us
@@ -250,13 +259,19 @@ class Session:
         if self._state is not SessionState.OPENING:
             # aclose() ran between the last sign-in step and this line.
             raise SessionClosedError("the session was closed while it was opening")
-        self._state = SessionState.OPEN
+        self._move(SessionState.OPEN)
         if self._keepalive_interval is not None:
             self._keepalive_task = asyncio.create_task(
                 self._application.keepalive(self._keepalive_interval),
                 name="ucwa_async.keepalive",
             )
         log.info("session open: application %s", self.application_url)
+
+    def _move(self, to: SessionState) -> None:
+        """The one place the state changes; anything but a forward step is a bug of ours."""
+        if to not in _TRANSITIONS[self._state]:
+            raise AssertionError(f"session state {self._state.value} -> {to.value} is not allowed")
+        self._state = to
 
     def _build_parts(self) -> None:
         """The parts a session is made of (no I/O yet)."""
@@ -337,10 +352,10 @@ class Session:
         ends; a later ``aclose()`` finishes closing the HTTP client if that was cut short.
         """
         if self._state is SessionState.NEW:
-            self._state = SessionState.CLOSED
+            self._move(SessionState.CLOSED)
             log.info("session closed (never opened)")
             return
-        await self._close(delete_application=True)
+        await self._close()
 
     @property
     def state(self) -> SessionState:
@@ -605,15 +620,15 @@ class Session:
             # traceback by a few frames on every call, for as long as the bot runs.
             raise ChannelFailedError(str(failed), cause=failed.cause) from failed.cause
 
-    async def _close(self, *, delete_application: bool) -> None:
+    async def _close(self) -> None:
         """Leave opening/open for closing, clean up, end closed; idempotent.
 
         The DELETE of the application is the only step that waits on the server and
         the only one skipped when the closing task is cancelled; everything else runs
         in ``finally``, so streams end and the client closes whatever happens.
         """
-        if self._state is not SessionState.CLOSED:
-            self._state = SessionState.CLOSING
+        if self._state is SessionState.OPENING or self._state is SessionState.OPEN:
+            self._move(SessionState.CLOSING)
         opener = self._opener
         if opener is not None and opener is not asyncio.current_task():
             opener.cancel()  # aclose() during open(): stop the sign-in where it is
@@ -626,15 +641,10 @@ class Session:
             current = asyncio.current_task()
             already = current.cancelling() if current is not None else 0
             try:
-                if opener is not None:
+                if opener is not None and opener is not current:
                     await asyncio.gather(opener, return_exceptions=True)
                 await self._stop_local(already)
-                if (
-                    delete_application
-                    and self._app is not None
-                    and self._app.url is not None
-                    and self._client_transport is not None
-                ):
+                if self._app is not None and self._app.url is not None:
                     await self._app.delete(self._close_timeout)
             finally:
                 try:
@@ -643,7 +653,7 @@ class Session:
                     for stream in tuple(self._streams):
                         stream._end(ChannelClosed())
                     self._streams.clear()
-                    self._state = SessionState.CLOSED
+                    self._move(SessionState.CLOSED)
                     log.info("session closed")
                     await self._close_client()
 

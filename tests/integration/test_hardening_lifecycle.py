@@ -112,6 +112,26 @@ async def test_aclose_on_a_new_session_closes_it_for_good(
     assert simulator.request_log == []
 
 
+async def test_only_forward_transitions_exist(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    session = make_session(simulator)
+    for backwards in (State.OPEN, State.CLOSING):
+        with pytest.raises(AssertionError, match="not allowed"):
+            session._move(backwards)  # new -> open / closing: not steps of the machine
+    async with session:
+        with pytest.raises(AssertionError, match="open -> opening is not allowed"):
+            session._move(State.OPENING)
+        with pytest.raises(ucwa_async.SessionClosedError, match="cannot be opened again"):
+            await session.open()
+        assert session.state is State.OPEN
+    for state in State:
+        if state is not State.CLOSED:
+            with pytest.raises(AssertionError):
+                session._move(state)
+    assert session.state is State.CLOSED
+
+
 # Where open() can be held on the server: the request's fault target, and options.
 _OPEN_STEPS: dict[str, tuple[str, dict[str, Any]]] = {
     "discovery GET": ("discovery", {}),
