@@ -5,6 +5,10 @@ one UCWA application, runs exactly one event-channel task (``ChannelRunner``),
 and turns every continueMessaging / continuePhoneAudio POST into an awaitable
 ``Invitation`` that the channel resolves.
 
+Its life is one forward-only state machine (``SessionState``: new -> opening ->
+open -> closing -> closed): ``aclose()`` interrupts an ``open()`` still signing in,
+and whatever interrupts ``aclose()``, the session ends closed with its streams ended.
+
 Correlation is race-proof: a fresh ``operationId`` is registered with the
 ``Correlator`` *before* the POST is sent (events can beat the 201), and the
 201's Location becomes the second key once it arrives.
@@ -364,6 +368,7 @@ class Session:
 
     @property
     def closed(self) -> bool:
+        """True once ``state`` is ``closed`` (for good: a session is never reopened)."""
         return self._state is SessionState.CLOSED
 
     @property
@@ -611,7 +616,7 @@ class Session:
 
     def _ensure_usable(self) -> None:
         if self._state is SessionState.CLOSED or self._state is SessionState.CLOSING:
-            raise SessionClosedError("the session is closed")
+            raise SessionClosedError(f"the session is {self._state.value}")
         if self._state is not SessionState.OPEN and self._state is not SessionState.OPENING:
             raise SessionClosedError("the session is not open: use 'async with Session(...)'")
         failed = self._channel.error if self._channel is not None else None
