@@ -64,6 +64,7 @@ from ucwa_async._events import (
     ChannelReconnected,
     ChannelReconnecting,
     ChannelStatus,
+    SessionState,
 )
 from ucwa_async._invitation import Invitation
 from ucwa_async._options import Limits, Retries, Timeouts
@@ -120,6 +121,7 @@ __all__ = [
     "ServiceUnavailableError",
     "Session",
     "SessionClosedError",
+    "SessionState",
     "SessionStats",
     "Timeouts",
     "TokenAuth",

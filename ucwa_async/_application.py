@@ -172,10 +172,16 @@ class Application:
         return self.url is not None and self.url in self.old_urls
 
     async def make_me_available(self, post: PostOperation) -> None:
-        communication = self.communication()
-        href = communication.link("makeMeAvailable")
+        """POST the ``makeMeAvailable`` link of ``me`` (never a URL we build).
+
+        UCWA links it from the ``me`` resource (``_embedded.me._links.makeMeAvailable``);
+        its href may point under ``/communication/`` (Microsoft's samples) or under
+        ``/me/``. A server that links it from ``communication`` instead is still
+        followed (harmless, keeps such servers working); none at all: skipped.
+        """
+        href = self.make_me_available_href()
         if href is None:
-            log.info("no makeMeAvailable link; skipping (already available?)")
+            log.info("no makeMeAvailable link on me; skipping (already available?)")
             return
         body = {
             "supportedModalities": ["Messaging", "PhoneAudio"],
@@ -185,6 +191,19 @@ class Application:
             await post(self.resolve(href), body)
         except AlreadyExistsError:
             log.debug("makeMeAvailable: already available")
+
+    def make_me_available_href(self) -> str | None:
+        """The makeMeAvailable href: on ``me``, else on ``communication``, else None."""
+        assert self.resource is not None
+        me = self.resource.embedded_one("me")
+        href = me.link("makeMeAvailable") if me is not None else None
+        if href is not None:
+            return href
+        communication = self.resource.embedded_one("communication")
+        href = communication.link("makeMeAvailable") if communication is not None else None
+        if href is not None:
+            log.debug("makeMeAvailable is not linked from me; using communication's link")
+        return href
 
     async def keepalive(self, interval: float) -> None:
         """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs."""

@@ -37,7 +37,12 @@ from ucwa_async._core.channel import (
     Resync,
     Retry,
 )
-from ucwa_async._core.errors import AuthenticationError, ChannelFailedError, UcwaError
+from ucwa_async._core.errors import (
+    AuthenticationError,
+    ChannelFailedError,
+    SessionClosedError,
+    UcwaError,
+)
 from ucwa_async._core.models import EventBatch
 from ucwa_async._events import (
     ChannelConnected,
@@ -380,4 +385,4 @@ class ChannelRunner:
         if self.error is not None:
             raise self.error
         if self.status is ChannelStatus.CLOSED and self._task is None and self.generation:
-            raise ChannelFailedError("event channel is closed")
+            raise SessionClosedError("the session closed its event channel")

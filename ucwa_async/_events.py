@@ -20,6 +20,7 @@ __all__ = [
     "ChannelReconnecting",
     "ChannelSignal",
     "ChannelStatus",
+    "SessionState",
 ]
 
 
@@ -29,6 +30,22 @@ class ChannelStatus(enum.Enum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+class SessionState(enum.Enum):
+    """What ``Session.state`` reports: ``new -> opening -> open -> closing -> closed``.
+
+    The only transitions are forward ones: ``open()`` takes a new session to
+    ``opening`` and, once signed in, to ``open``; ``aclose()`` (or a failed or
+    cancelled ``open()``) takes it through ``closing`` to ``closed``, for good.
+    ``aclose()`` on a ``new`` session goes straight to ``closed``.
+    """
+
+    NEW = "new"
+    OPENING = "opening"
+    OPEN = "open"
+    CLOSING = "closing"
     CLOSED = "closed"
 
 

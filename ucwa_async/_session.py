@@ -5,6 +5,10 @@ one UCWA application, runs exactly one event-channel task (``ChannelRunner``),
 and turns every continueMessaging / continuePhoneAudio POST into an awaitable
 ``Invitation`` that the channel resolves.
 
+Its life is one forward-only state machine (``SessionState``: new -> opening ->
+open -> closing -> closed): ``aclose()`` interrupts an ``open()`` still signing in,
+and whatever interrupts ``aclose()``, the session ends closed with its streams ended.
+
 Correlation is race-proof: a fresh ``operationId`` is registered with the
 ``Correlator`` *before* the POST is sent (events can beat the 201), and the
 201's Location becomes the second key once it arrives.
@@ -31,6 +35,7 @@ from ucwa_async._channel_host import SessionChannelHost
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
+    ChannelFailedError,
     RequestTimeoutError,
     SessionClosedError,
     UcwaError,
@@ -43,7 +48,7 @@ from ucwa_async._core.models import (
     parse_resource,
 )
 from ucwa_async._core.urls import normalize, origin_of, with_query
-from ucwa_async._events import ChannelClosed, ChannelStatus
+from ucwa_async._events import ChannelClosed, ChannelStatus, SessionState
 from ucwa_async._http import HttpClient
 from ucwa_async._invitation import Invitation
 from ucwa_async._operations import OperationTable
@@ -54,6 +59,19 @@ from ucwa_async._transport import Transport
 __all__ = ["Session", "SessionStats"]
 
 log = logging.getLogger("ucwa_async.session")
+
+# The session's life, forward only (see SessionState).
+_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.NEW: frozenset({SessionState.OPENING, SessionState.CLOSED}),
+    SessionState.OPENING: frozenset({SessionState.OPEN, SessionState.CLOSING}),
+    SessionState.OPEN: frozenset({SessionState.CLOSING}),
+    SessionState.CLOSING: frozenset({SessionState.CLOSED}),
+    SessionState.CLOSED: frozenset(),
+}
+
+# Concurrent GETs of conversation_logs(): enough to hide latency, few enough to stay
+# well inside the connection pool (the event channel keeps its own slots).
+_LOG_FETCHERS = 8
 
 
 class _Unset(enum.Enum):
@@ -216,16 +234,24 @@ class Session:
         self._streams: list[EventStream] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._keepalive_task: asyncio.Task[None] | None = None
-        self._state = "new"
+        # The sign-in steps run in their own task so that aclose() can interrupt them
+        # without cancelling whichever task called open().
+        self._opener: asyncio.Task[None] | None = None
+        self._state = SessionState.NEW
         self._close_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         return (
-            f"<Session {self.discovery_url!r} wire={self.wire_format} state={self._state} "
+            f"<Session {self.discovery_url!r} wire={self.wire_format} state={self._state.value} "
             f"channel={self.channel_state.value} pending={self.pending_invitations}>"
         )
 
     # -- lifecycle -----------------------------------------------------------------
+    #
+    # One state machine, forward only: new -> opening -> open -> closing -> closed
+    # (new -> closed for a session closed before it was opened). open() is the only
+    # way into opening and open; whoever leaves opening or open for closing (aclose(),
+    # or open() failing or cancelled) does the clean-up, under the close lock.
 
     async def __aenter__(self) -> Session:
         await self.open()
@@ -240,99 +266,147 @@ class Session:
         await self.aclose()
 
     async def open(self) -> None:
-        """Sign in, create the application, start the event channel, make me available."""
-        if self._state != "new":
-            raise SessionClosedError(f"session cannot be opened again (state {self._state})")
-        self._state = "opening"
+        """Sign in, create the application, start the event channel, make me available.
+
+        Raises ``SessionClosedError`` if the session is not new, or if ``aclose()``
+        ran while it was opening (the session is then closed for good).
+        """
+        if SessionState.OPENING not in _TRANSITIONS[self._state]:  # only a new session opens
+            raise SessionClosedError(f"session cannot be opened again (state {self._state.value})")
+        self._move(SessionState.OPENING)
         try:
-            if self._borrowed is not None:
-                self._client = self._borrowed
-            else:
-                self._client = aiohttp.ClientSession()
-            self._client_transport = Transport(
-                HttpClient(self._client, max_body=self._max_body),
-                auth=self._auth,
-                trusted_origins={origin_of(self.discovery_url)},
-                accept=self._accept,
-                user_agent=self._user_agent,
-                request_timeout=self._request_timeout,
-                max_body=self._max_body,
-                backoff=self._backoff,
-                retry_after_cap=self._retry_after_cap,
-                is_closed=lambda: self._state == "closed",
-                on_reauthenticated=self._count_reauthentication,
-            )
-            app = self._app = Application(
-                self._client_transport,
-                discovery_url=self.discovery_url,
-                wire_format=self.wire_format,
-                user_agent=self._user_agent,
-                culture=self._culture,
-                max_redirects=self._max_redirects,
-                app_create_retries=self._app_create_retries,
-                max_body=self._max_body,
-                backoff=self._backoff,
-            )
-            ops = self._ops = OperationTable(
-                transport=self._client_transport,
-                application=app,
-                channel=self._running_channel,
-                stats=self.stats,
-                spawn=self._spawn,
-                ensure_usable=self._ensure_usable,
-                wire_format=self.wire_format,
-                invitation_timeout=self.invitation_timeout,
-                max_callback_retries=self._max_callback_retries,
-                connect_timeout=self._connect_timeout,
-            )
-            self._host = SessionChannelHost(
-                transport=self._client_transport,
-                application=app,
-                operations=ops,
-                channel=self._running_channel,
-                stats=self.stats,
-                publish=self._publish,
-                pget_read_timeout=self._pget_read_timeout,
-            )
-            try:
-                async with asyncio.timeout(self._connect_timeout):
-                    await app.sign_in()
-                    events_url = await app.create()
-                    self.stats.applications_created = app.created
-                    self._start_channel(events_url)
-                    await self._running_channel().wait_connected()
-                    await app.make_me_available(ops.post_operation)
-            except TimeoutError as exc:
-                if isinstance(exc, UcwaError):
-                    raise
-                raise RequestTimeoutError(
-                    f"sign-in did not complete within {self._connect_timeout:g} s"
-                ) from exc
-        except BaseException:
-            await self._shutdown(delete_application=True)
+            self._build_parts()
+            opener = self._opener = asyncio.create_task(self._open_steps(), name="ucwa_async.open")
+            await opener
+        except BaseException as exc:
+            closed_under_us = self._state is not SessionState.OPENING
+            await self._close()
+            current = asyncio.current_task()
+            if (
+                closed_under_us
+                and isinstance(exc, asyncio.CancelledError)
+                and (current is None or not current.cancelling())
+            ):
+                # aclose() cancelled the sign-in, not our caller: say what happened.
+                raise SessionClosedError("the session was closed while it was opening") from None
             raise
-        self._state = "open"
+        finally:
+            self._opener = None
+        if self._state is not SessionState.OPENING:
+            # aclose() ran between the last sign-in step and this line.
+            raise SessionClosedError("the session was closed while it was opening")
+        self._move(SessionState.OPEN)
         if self._keepalive_interval is not None:
             self._keepalive_task = asyncio.create_task(
-                app.keepalive(self._keepalive_interval), name="ucwa_async.keepalive"
+                self._application.keepalive(self._keepalive_interval),
+                name="ucwa_async.keepalive",
             )
         log.info("session open: application %s", self.application_url)
+
+    def _move(self, to: SessionState) -> None:
+        """The one place the state changes; anything but a forward step is a bug of ours."""
+        if to not in _TRANSITIONS[self._state]:
+            raise AssertionError(f"session state {self._state.value} -> {to.value} is not allowed")
+        self._state = to
+
+    def _build_parts(self) -> None:
+        """The parts a session is made of (no I/O yet)."""
+        if self._borrowed is not None:
+            self._client = self._borrowed
+        else:
+            self._client = aiohttp.ClientSession()
+        self._client_transport = Transport(
+            HttpClient(self._client, max_body=self._max_body),
+            auth=self._auth,
+            trusted_origins={origin_of(self.discovery_url)},
+            accept=self._accept,
+            user_agent=self._user_agent,
+            request_timeout=self._request_timeout,
+            max_body=self._max_body,
+            backoff=self._backoff,
+            retry_after_cap=self._retry_after_cap,
+            is_closed=lambda: self._state is SessionState.CLOSED,
+            on_reauthenticated=self._count_reauthentication,
+        )
+        app = self._app = Application(
+            self._client_transport,
+            discovery_url=self.discovery_url,
+            wire_format=self.wire_format,
+            user_agent=self._user_agent,
+            culture=self._culture,
+            max_redirects=self._max_redirects,
+            app_create_retries=self._app_create_retries,
+            max_body=self._max_body,
+            backoff=self._backoff,
+        )
+        ops = self._ops = OperationTable(
+            transport=self._client_transport,
+            application=app,
+            channel=self._running_channel,
+            stats=self.stats,
+            spawn=self._spawn,
+            ensure_usable=self._ensure_usable,
+            wire_format=self.wire_format,
+            invitation_timeout=self.invitation_timeout,
+            max_callback_retries=self._max_callback_retries,
+            connect_timeout=self._connect_timeout,
+        )
+        self._host = SessionChannelHost(
+            transport=self._client_transport,
+            application=app,
+            operations=ops,
+            channel=self._running_channel,
+            stats=self.stats,
+            publish=self._publish,
+            pget_read_timeout=self._pget_read_timeout,
+        )
+
+    async def _open_steps(self) -> None:
+        app, ops = self._application, self._operations
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await app.sign_in()
+                events_url = await app.create()
+                self.stats.applications_created = app.created
+                self._start_channel(events_url)
+                await self._running_channel().wait_connected()
+                await app.make_me_available(ops.post_operation)
+        except TimeoutError as exc:
+            if isinstance(exc, UcwaError):
+                raise
+            raise RequestTimeoutError(
+                f"sign-in did not complete within {self._connect_timeout:g} s"
+            ) from exc
 
     async def aclose(self) -> None:
         """Stop the channel, end pending invitations, delete the application, close HTTP.
 
-        Idempotent; safe to call from several tasks.
+        Idempotent; safe to call from several tasks, and while ``open()`` is still
+        signing in (it then raises ``SessionClosedError``). If ``aclose()`` itself is
+        cancelled, the session still ends closed: the application's DELETE (best
+        effort) is skipped, everything local is stopped, every ``events()`` stream
+        ends; a later ``aclose()`` finishes closing the HTTP client if that was cut short.
         """
-        await self._shutdown(delete_application=True)
+        if self._state is SessionState.NEW:
+            self._move(SessionState.CLOSED)
+            log.info("session closed (never opened)")
+            return
+        await self._close()
+
+    @property
+    def state(self) -> SessionState:
+        """Where the session is in its life: new, opening, open, closing or closed."""
+        return self._state
 
     @property
     def closed(self) -> bool:
-        return self._state == "closed"
+        """True once ``state`` is ``closed`` (for good: a session is never reopened)."""
+        return self._state is SessionState.CLOSED
 
     @property
     def channel_state(self) -> ChannelStatus:
         """``connecting``, ``connected``, ``reconnecting`` or ``closed``."""
-        if self._state == "closed":
+        if self._state is SessionState.CLOSED or self._state is SessionState.CLOSING:
             return ChannelStatus.CLOSED
         if self._channel is None:
             return ChannelStatus.CONNECTING
@@ -341,9 +415,16 @@ class Session:
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the event channel is connected (raises if it failed or closed)."""
         self._ensure_usable()
-        assert self._channel is not None
-        async with asyncio.timeout(timeout):
-            await self._channel.wait_connected()
+        channel = self._channel
+        if channel is None:
+            raise SessionClosedError("the session is not open yet: its channel is not started")
+        try:
+            async with asyncio.timeout(timeout):
+                await channel.wait_connected()
+        except ChannelFailedError:
+            pass  # the channel failed: raised afresh just below, without the stored one
+        # The channel may have been stopped by aclose() or failed meanwhile: say which.
+        self._ensure_usable()
 
     @property
     def application_url(self) -> str | None:
@@ -368,35 +449,57 @@ class Session:
         if limit is not None:
             url = with_query(url, limit=str(limit))
         listing = parse_resource(await self._transport.get_json(url), rel="conversationLogs")
-        hrefs = [self._resolve(h) for h in listing.links_for("conversationLog")]
+        listed = listing.links_for("conversationLog")
+        if limit is not None:
+            listed = listed[:limit]  # before fetching: a long listing costs no GET beyond limit
+        hrefs = [self._resolve(h) for h in listed]
         embedded = {
             normalize(self._resolve(r.href)): r
             for r in listing.embedded_all("conversationLog")
             if isinstance(r, ConversationLog) and r.href
         }
-        if limit is not None:
-            hrefs = hrefs[:limit]
-        semaphore = asyncio.Semaphore(8)
-
-        async def fetch(log_url: str) -> ConversationLog:
+        logs: list[ConversationLog | None] = []
+        to_fetch: list[tuple[int, str]] = []
+        for index, log_url in enumerate(hrefs):
             known = embedded.get(normalize(log_url))
             if known is not None and known.link("continueMessaging"):
-                return known
-            async with semaphore:
-                return self._as_log(
-                    parse_resource(await self._transport.get_json(log_url)), log_url
-                )
+                logs.append(known)
+            else:
+                logs.append(None)
+                to_fetch.append((index, log_url))
+        await self._fetch_logs(to_fetch, logs)
+        return [entry for entry in logs if entry is not None]
 
-        # Not a TaskGroup: it would raise an ExceptionGroup (not a UcwaError), and on
-        # Python 3.11 a failing child leaves the caller's task marked as cancelling.
-        tasks = [asyncio.create_task(fetch(u)) for u in hrefs]
+    async def _fetch_logs(
+        self, to_fetch: list[tuple[int, str]], into: list[ConversationLog | None]
+    ) -> None:
+        """GET each log with a small fixed pool of workers over one shared queue.
+
+        Not a task per href (a listing of 20 000 links would start 20 000 tasks), and
+        not a TaskGroup: it would raise an ExceptionGroup (not a UcwaError), and on
+        Python 3.11 a failing child leaves the caller's task marked as cancelling.
+        The first error is raised as is; the other workers are cancelled and awaited.
+        """
+        queue = iter(to_fetch)  # shared: each href is taken by exactly one worker
+
+        async def worker() -> None:
+            for index, log_url in queue:
+                resource = parse_resource(await self._transport.get_json(log_url))
+                into[index] = self._as_log(resource, log_url)
+
+        if len(to_fetch) <= 1:
+            await worker()
+            return
+        workers = [
+            asyncio.create_task(worker(), name="ucwa_async.conversation-logs")
+            for _ in range(min(_LOG_FETCHERS, len(to_fetch)))
+        ]
         try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+            await asyncio.gather(*workers, return_exceptions=True)
 
     async def conversation_log(self, href: str) -> ConversationLog:
         """Read one conversationLog by its href."""
@@ -544,55 +647,92 @@ class Session:
             self._streams.remove(stream)
 
     def _ensure_usable(self) -> None:
-        if self._state == "closed":
-            raise SessionClosedError("the session is closed")
-        if self._state != "open" and self._state != "opening":
+        if self._state is SessionState.CLOSED or self._state is SessionState.CLOSING:
+            raise SessionClosedError(f"the session is {self._state.value}")
+        if self._state is not SessionState.OPEN and self._state is not SessionState.OPENING:
             raise SessionClosedError("the session is not open: use 'async with Session(...)'")
-        if self._channel is not None and self._channel.error is not None:
-            raise self._channel.error
+        failed = self._channel.error if self._channel is not None else None
+        if failed is not None:
+            # A fresh error per raise: re-raising the stored one would grow its
+            # traceback by a few frames on every call, for as long as the bot runs.
+            raise ChannelFailedError(str(failed), cause=failed.cause) from failed.cause
 
-    async def _shutdown(self, *, delete_application: bool) -> None:
+    async def _close(self) -> None:
+        """Leave opening/open for closing, clean up, end closed; idempotent.
+
+        The DELETE of the application is the only step that waits on the server and
+        the only one skipped when the closing task is cancelled; everything else runs
+        in ``finally``, so streams end and the client closes whatever happens.
+        """
+        if self._state is SessionState.OPENING or self._state is SessionState.OPEN:
+            self._move(SessionState.CLOSING)
+        opener = self._opener
+        if opener is not None and opener is not asyncio.current_task():
+            opener.cancel()  # aclose() during open(): stop the sign-in where it is
         async with self._close_lock:
-            if self._state == "closed":
+            if self._state is SessionState.CLOSED:
+                await self._close_client()  # a previous close may have been cut short there
                 return
-            self._state = "closed"
+            # Cancellations of this task so far (open() cancelled by its caller): the
+            # clean-up, DELETE included, still runs; a new one skips the DELETE.
+            current = asyncio.current_task()
+            already = current.cancelling() if current is not None else 0
+            try:
+                if opener is not None and opener is not current:
+                    await asyncio.gather(opener, return_exceptions=True)
+                await self._stop_local(already)
+                if self._app is not None and self._app.url is not None:
+                    await self._app.delete(self._close_timeout)
+            finally:
+                try:
+                    await self._stop_local(already)
+                finally:
+                    for stream in tuple(self._streams):
+                        stream._end(ChannelClosed())
+                    self._streams.clear()
+                    self._move(SessionState.CLOSED)
+                    log.info("session closed")
+                    await self._close_client()
+
+    async def _stop_local(self, already_cancelling: int) -> None:
+        """Stop the channel and every task of ours and end pending invitations.
+
+        Idempotent, and it finishes even when the closing task is being cancelled; a
+        cancellation newer than ``already_cancelling`` is re-raised at the end.
+        """
+        interrupted: asyncio.CancelledError | None = None
+        if self._channel is not None:
+            try:
+                await self._channel.stop()
+            except asyncio.CancelledError as exc:
+                # stop() re-raises any cancellation pending on this task once the channel
+                # task is gone; a second call only marks it closed and releases waiters.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling() > already_cancelling:
+                    interrupted = exc
+                await self._channel.stop()
+        if self._host is not None:
+            await self._host.stop()
+        # A background task may spawn another (a read-back after a POST): a few rounds.
+        for _round in range(3):
             tasks: list[asyncio.Task[Any]] = list(self._background)
             if self._keepalive_task is not None:
                 tasks.append(self._keepalive_task)
+            if not tasks:
+                break
             for task in tasks:
                 task.cancel()
-            interrupted: asyncio.CancelledError | None = None
-            try:
-                if self._channel is not None:
-                    try:
-                        await self._channel.stop()
-                    except asyncio.CancelledError as exc:
-                        # stop() re-raises a cancellation pending on this task (open()
-                        # cancelled mid-sign-in, or aclose() cancelled): finish the
-                        # clean-up first, then re-raise.
-                        interrupted = exc
-                if self._host is not None:
-                    await self._host.stop()
-                if tasks:
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                if self._ops is not None:
-                    self._ops.close_all()
-                if (
-                    delete_application
-                    and self._app is not None
-                    and self._app.url is not None
-                    and self._client_transport is not None
-                ):
-                    await self._app.delete(self._close_timeout)
-                for stream in tuple(self._streams):
-                    stream._end(ChannelClosed())
-                self._streams.clear()
-            finally:
-                if self._client is not None and self._borrowed is None:
-                    await self._client.close()
-            log.info("session closed")
-            if interrupted is not None:
-                raise interrupted
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._keepalive_task = None
+        if self._ops is not None:
+            self._ops.close_all()
+        if interrupted is not None:
+            raise interrupted
+
+    async def _close_client(self) -> None:
+        client = self._client
+        if client is not None and self._borrowed is None and not client.closed:
+            await client.close()
 
 
 _GroupT = TypeVar("_GroupT", Timeouts, Retries, Limits)

@@ -5,6 +5,11 @@ when a queue is full the *oldest* queued item is dropped and ``dropped`` counts
 it (a slow consumer loses history, never blocks invitations or other
 subscribers). The stream ends after the session closes, with a final
 ``ChannelClosed`` item.
+
+One stream has one reader: a second task calling ``__anext__`` while another is
+waiting on the same stream gets a ``RuntimeError`` at once (as asyncio's own
+stream readers do), instead of silently stealing the first reader's wake-up.
+For two consumers, subscribe twice: each ``session.events()`` gets every item.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ class EventStream:
 
     Yields ``ucwa_async.Event`` items (what the server sent) and channel
     signals (``ChannelReconnecting``, ``ChannelReconnected``, ...), in order.
+
+    Read it from one task at a time: a concurrent second reader raises
+    ``RuntimeError`` (call ``session.events()`` again for a second subscriber).
     """
 
     def __init__(self, *, maxsize: int, on_close: Callable[[EventStream], None]) -> None:
@@ -53,6 +61,11 @@ class EventStream:
         return self
 
     async def __anext__(self) -> Any:
+        if self._waiter is not None:
+            raise RuntimeError(
+                "this EventStream is already being read by another task; "
+                "call session.events() again for a second subscriber"
+            )
         while not self._items:
             if self._ended or self._closed:
                 raise StopAsyncIteration

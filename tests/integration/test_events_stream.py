@@ -176,3 +176,32 @@ async def test_unsubscribed_stream_gets_nothing_more(
         await (await session.continue_messaging(logs[0])).result(timeout=8)
         assert stream.dropped == 0  # nothing was pushed after the context exited
         assert await _collect(stream) == []
+
+
+async def test_a_second_concurrent_reader_of_one_stream_is_refused(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    config = SimulatorConfig(completion_delay=0.05)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        async with session.events() as stream:
+            first = asyncio.create_task(anext(stream))
+            await asyncio.sleep(0.01)  # the first reader is waiting now
+            # The second reader is refused at once; it cannot steal the first one's wake-up.
+            with pytest.raises(RuntimeError, match="already being read by another task"):
+                await asyncio.wait_for(anext(stream), 1)
+            im = await session.continue_messaging(logs[0], message="one reader")
+            item = await asyncio.wait_for(first, 5)
+            assert isinstance(item, ucwa_async.Event)
+            assert item.type == "started"
+            await im.result(timeout=8)
+            # One reader at a time is fine: the stream goes on where the first left off.
+            following = await asyncio.wait_for(anext(stream), 5)
+            assert isinstance(following, ucwa_async.Event)
+        # Two subscribers are the way to have two readers: each gets every item.
+        async with session.events() as one, session.events() as two:
+            readers = [asyncio.create_task(anext(s)) for s in (one, two)]
+            await asyncio.sleep(0.01)
+            await session.continue_messaging(logs[0], message="two subscribers")
+            got = [await asyncio.wait_for(r, 5) for r in readers]
+            assert got[0] is got[1]

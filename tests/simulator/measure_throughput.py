@@ -106,7 +106,7 @@ async def _run(discovery: str, user: str, pw: str, seconds: float, workers: int,
         # makeMeAvailable succeeds only once the P-GET is pending (as UCWA wants it).
         for _ in range(100):
             async with session.post(
-                origin + comm["makeMeAvailable"]["href"],
+                origin + app["_embedded"]["me"]["_links"]["makeMeAvailable"]["href"],
                 json={"supportedModalities": ["Messaging"], "supportedMessageFormats": ["Plain"]},
                 headers=auth,
             ) as resp:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
+
+import pytest
 
 from ucwa_async.testing import SimulatorConfig
 
@@ -121,7 +124,7 @@ async def test_callback_channel_error_without_pget(make_client: MakeClient) -> N
 
 async def test_make_me_available_rules(make_client: MakeClient) -> None:
     client = await make_client()
-    href = client.app["_embedded"]["communication"]["_links"]["makeMeAvailable"]["href"]
+    href = client.app["_embedded"]["me"]["_links"]["makeMeAvailable"]["href"]
     body = {"supportedModalities": ["Messaging"], "supportedMessageFormats": ["Plain"]}
     assert (await client.post_json(href, body)).status == 500  # no channel yet
     pget = await client.start_pget()
@@ -130,6 +133,42 @@ async def test_make_me_available_rules(make_client: MakeClient) -> None:
     again = await client.post_json(href, body)
     assert again.status == 409
     assert again.json()["subcode"] == "AlreadyExists"
+    await pget
+
+
+@pytest.mark.parametrize(
+    ("link", "path", "linked_from", "suffix"),
+    [
+        ("me", "communication", "me", "/communication/makeMeAvailable"),
+        ("me", "me", "me", "/me/makeMeAvailable"),
+        ("communication", "communication", "communication", "/communication/makeMeAvailable"),
+        ("none", "communication", None, None),
+    ],
+)
+async def test_make_me_available_link_and_path_are_configurable(
+    make_client: MakeClient,
+    link: Literal["me", "communication", "none"],
+    path: Literal["communication", "me"],
+    linked_from: str | None,
+    suffix: str | None,
+) -> None:
+    config = SimulatorConfig(
+        pget_timeout_cap=0.3, make_me_available_link=link, make_me_available_path=path
+    )
+    client = await make_client(config)
+    embedded = client.app["_embedded"]
+    holders = [r for r in ("me", "communication") if "makeMeAvailable" in embedded[r]["_links"]]
+    assert holders == ([linked_from] if linked_from else [])
+    pget = await client.start_pget()
+    body = {"supportedModalities": ["Messaging"], "supportedMessageFormats": ["Plain"]}
+    other = "/me/makeMeAvailable" if path == "communication" else "/communication/makeMeAvailable"
+    # Served only where the link points: a client that builds the URL gets 404.
+    assert (await client.post_json(client.app_href + other, body)).status == 404
+    if suffix is not None:
+        assert linked_from is not None
+        href = embedded[linked_from]["_links"]["makeMeAvailable"]["href"]
+        assert href.endswith(suffix)
+        assert (await client.post_json(href, body)).status == 204
     await pget
 
 

@@ -83,15 +83,18 @@ async def test_full_sequence_json(make_client: MakeClient) -> None:
     client = await make_client()
     assert client.app["_links"]["events"]["href"].endswith("/events?ack=1")
     embedded = client.app["_embedded"]
-    assert embedded["me"]["_links"]["reportMyActivity"]["href"].endswith("/me/reportMyActivity")
+    me = embedded["me"]["_links"]
+    assert me["reportMyActivity"]["href"].endswith("/me/reportMyActivity")
+    # makeMeAvailable is a link of me (me_ref), its href under /communication/ as in the samples
+    assert me["makeMeAvailable"]["href"].endswith("/communication/makeMeAvailable")
     comm = embedded["communication"]["_links"]
     assert comm["conversationLogs"]["href"].endswith("/communication/conversationLogs")
-    assert comm["makeMeAvailable"]["href"].endswith("/communication/makeMeAvailable")
+    assert "makeMeAvailable" not in comm
     assert {"people", "onlineMeetings"} <= set(embedded)
 
     pget = await client.start_pget()
     made = await client.post_json(
-        comm["makeMeAvailable"]["href"],
+        me["makeMeAvailable"]["href"],
         {"supportedModalities": ["Messaging", "PhoneAudio"], "supportedMessageFormats": ["Plain"]},
     )
     assert made.status == 204

@@ -75,26 +75,36 @@ class Endpoints:
 
     # --- resources --------------------------------------------------------------------
 
+    def _make_me_available_path(self, app: Application) -> str:
+        under = "/me" if self.world.config.make_me_available_path == "me" else "/communication"
+        return app.path + under + "/makeMeAvailable"
+
     def _me(self, app: Application) -> Res:
         me = app.path + "/me"
         name = app.user.split("@", 1)[0].title()
+        links = [("reportMyActivity", me + "/reportMyActivity"), ("photo", me + "/photo")]
+        if self.world.config.make_me_available_link == "me":
+            # A link of me (me_ref), although its href may point under /communication/.
+            links.insert(0, ("makeMeAvailable", self._make_me_available_path(app)))
         return Res(
             "me",
             me,
-            [("reportMyActivity", me + "/reportMyActivity"), ("photo", me + "/photo")],
+            links,
             {"name": name, "uri": f"sip:{app.user}", "emailAddresses": [app.user]},
         )
 
     def _communication(self, app: Application) -> Res:
         comm = app.path + "/communication"
+        links = [
+            ("conversationLogs", comm + "/conversationLogs"),
+            ("conversations", comm + "/conversations"),
+        ]
+        if self.world.config.make_me_available_link == "communication":
+            links.insert(1, ("makeMeAvailable", self._make_me_available_path(app)))
         return Res(
             "communication",
             comm,
-            [
-                ("conversationLogs", comm + "/conversationLogs"),
-                ("makeMeAvailable", comm + "/makeMeAvailable"),
-                ("conversations", comm + "/conversations"),
-            ],
+            links,
             {
                 "conversationHistory": "Enabled",
                 "supportedModalities": ["Messaging", "PhoneAudio"] if app.available else [],
@@ -264,6 +274,9 @@ class Endpoints:
 
     async def make_me_available(self, ctx: Ctx) -> web.Response:
         app = self.app(ctx)
+        if ctx.request.path != self._make_me_available_path(app):
+            # Served only where the configured link points: a client must follow it.
+            return error(ctx, 404, "ResourceNotFound", None, "No such resource.")
         data = decode_body(ctx.request.content_type, await ctx.request.read())
         self._require_channel(ctx, app)
         modalities = data.get("supportedModalities", ["Messaging"])

@@ -144,6 +144,13 @@ class SimulatorConfig:
     send_updated: bool = False
     make_me_available_conflict: bool = True
     """A second makeMeAvailable on the same application answers 409 Conflict/AlreadyExists."""
+    make_me_available_link: Literal["me", "communication", "none"] = "me"
+    """Which resource links ``makeMeAvailable``: ``me`` (UCWA's reference, ``me_ref``),
+    ``communication`` (a misreading some clients depend on) or ``none``."""
+    make_me_available_path: Literal["communication", "me"] = "communication"
+    """Where its href points: ``{app}/communication/makeMeAvailable`` (the reference
+    samples) or ``{app}/me/makeMeAvailable``. A POST to the other path answers 404, so a
+    client that builds the URL instead of following the link fails."""
 
     # --- event channel and application lifetime -----------------------------------
     pget_timeout_cap: float = 1.0

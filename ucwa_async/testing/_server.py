@@ -183,6 +183,7 @@ def build_app(world: World, faults: FaultInjector, log: deque[RequestRecord]) ->
             ("DELETE", a, "application", ep.delete_application, True),
             ("GET", a + "/me", "me", ep.get_me, True),
             ("POST", a + "/me/reportMyActivity", "reportMyActivity", ep.report_my_activity, True),
+            ("POST", a + "/me/makeMeAvailable", "makeMeAvailable", ep.make_me_available, True),
             ("GET", a + "/people", "people", ep.get_people, True),
             ("GET", a + "/onlineMeetings", "onlineMeetings", ep.get_online_meetings, True),
             ("GET", comm, "communication", ep.get_communication, True),

@@ -9,8 +9,9 @@ Layout (``{pool}`` is empty, or ``/pool1``, ``/pool2``... after redirect hops)::
     {app} = {pool}/ucwa/oauth/v1/applications/{id}               GET / DELETE
     {app}/events?ack=N                                           event channel
     {app}/me, {app}/me/reportMyActivity
+    {app}/communication/makeMeAvailable or {app}/me/makeMeAvailable   (linked from me)
     {app}/people, {app}/onlineMeetings
-    {app}/communication, {app}/communication/makeMeAvailable
+    {app}/communication
     {app}/communication/conversationLogs?limit=N
     {app}/communication/conversationLogs/{log}[/continueMessaging|/continuePhoneAudio|...]
     {app}/communication/invitations/{n}[/cancel]
