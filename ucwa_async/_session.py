@@ -127,6 +127,8 @@ class Session:
     - ``event_queue_size``: bound of each ``events()`` subscriber's queue.
     - ``retry_after_cap``: the longest ``Retry-After`` we honour, in seconds.
     - ``max_body_size``: responses larger than this are refused.
+    - ``allow_insecure_http``: allow the password and tokens over plain http to a
+      non-loopback host (default False: refused with ``InsecureTransportError``).
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class Session:
         reconnect_settle: float = 0.1,
         app_create_retries: int = 4,
         backoff: Backoff | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         try:
             parsed = urllib.parse.urlsplit(discovery_url)
@@ -199,6 +202,7 @@ class Session:
         self._reconnect_settle = reconnect_settle
         self._app_create_retries = app_create_retries
         self._backoff = backoff or Backoff()
+        self._allow_insecure_http = allow_insecure_http
         self._accept = _wire.media_type(wire_format)
 
         self._client: aiohttp.ClientSession | None = None
@@ -269,6 +273,7 @@ class Session:
                 retry_after_cap=self._retry_after_cap,
                 is_closed=lambda: self._state == "closed",
                 on_reauthenticated=self._count_reauthentication,
+                allow_insecure_http=self._allow_insecure_http,
             )
             try:
                 async with asyncio.timeout(self._connect_timeout):
@@ -735,13 +740,7 @@ class Session:
         self._channel.start()
 
     async def poll(self, url: str) -> HttpResponse:
-        return await self._transport.http.request(
-            "GET",
-            url,
-            headers=self._transport.headers_for(url),
-            timeout=self._pget_read_timeout,
-            reserved=True,
-        )
+        return await self._transport.poll(url, self._pget_read_timeout)
 
     def deliver(self, batch: EventBatch) -> None:
         if batch.rejected:
@@ -802,10 +801,7 @@ class Session:
             stream._push(signal)
 
     async def reauthenticate(self, url: str, error: UcwaError) -> None:
-        origin = origin_of(url)
-        await self._transport.authenticate(
-            origin, url, None, self._transport.token_versions.get(origin, 0)
-        )
+        await self._transport.reauthenticate(url, error)
 
     async def recreate_application(self, error: UcwaError) -> str:
         lost = [op for op in self._correlator.bound() if op in self._invitations]
@@ -1073,12 +1069,7 @@ class Session:
         assert self._app_url is not None
         try:
             async with asyncio.timeout(self._close_timeout):
-                await self._transport.http.request(
-                    "DELETE",
-                    self._app_url,
-                    headers=self._transport.headers_for(self._app_url),
-                    timeout=self._close_timeout,
-                )
+                await self._transport.delete(self._app_url, self._close_timeout)
         except (UcwaError, TimeoutError) as exc:
             log.info("could not delete the application on close: %s", exc)
 
