@@ -101,5 +101,5 @@ def test_zero_grants_means_never_reauthenticate() -> None:
     ],
 )
 def test_bad_arguments(kwargs: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must be"):
         ReauthBudget(**kwargs)  # type: ignore[arg-type]
