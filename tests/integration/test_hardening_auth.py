@@ -150,7 +150,8 @@ async def test_302_on_a_continue_post_is_not_an_accepted_invitation(
         with pytest.raises(ucwa_async.UnexpectedRedirectError) as caught:
             await session.continue_messaging(logs[0], message="hi")
         assert caught.value.status == 302
-        assert caught.value.location is not None and "/adfs/ls/" in caught.value.location
+        assert caught.value.location is not None
+        assert "/adfs/ls/" in caught.value.location
         assert session.pending_invitations == 0
         assert sim.counters.invitations_created == 0
         assert sim.counters.faults_injected["redirect_3xx"] == 1
