@@ -68,6 +68,9 @@ class HttpClient:
         ``except`` block, so neither ``__cause__`` nor ``__context__`` holds an
         aiohttp object (whose ``request_info`` would carry our Authorization header).
         """
+        if self._session.closed:
+            # aiohttp would raise a bare RuntimeError: keep the contract (a UcwaError).
+            raise TransportError(f"{method} {url}: the HTTP client session is closed")
         error: TransportError
         try:
             async with asyncio.timeout(timeout):

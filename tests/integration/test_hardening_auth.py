@@ -79,6 +79,28 @@ async def test_channel_401_forever_grants_are_bounded_and_the_session_fails_type
         assert session.stats.reauthentications == grants - 1
 
 
+async def test_a_proxy_401_on_the_channel_never_gets_a_password_grant(
+    quick_sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    """An HTML 401 (a front proxy) on every P-GET: no grant at all, a bounded poll rate,
+    and the channel comes back once the proxy lets us through."""
+    sim = quick_sim
+    async with make_session(sim) as session:
+        sim.faults.unauthorized_forever(html=True)
+        requests_before = sim.counters.requests
+        started = time.monotonic()
+        await asyncio.sleep(2.0)
+        elapsed = time.monotonic() - started
+        assert sim.counters.faults_injected["unauthorized_forever"] >= 2
+        assert token_posts(sim) == 1  # the sign-in's only
+        rate = (sim.counters.requests - requests_before) / elapsed
+        assert rate <= MAX_RATE, rate
+        sim.faults.clear()
+        await session.wait_connected(timeout=5.0)
+        assert isinstance(await session.conversation_logs(), list)
+        assert session.stats.reauthentications == 0
+
+
 async def test_one_401_means_one_reauthentication_and_one_repeat(
     simulator: UcwaSimulator, make_session: SessionFactory
 ) -> None:

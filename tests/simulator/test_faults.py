@@ -293,6 +293,18 @@ async def test_unauthorized_forever_spares_the_token_endpoint(make_client: MakeC
     assert client.sim.counters.faults_injected["unauthorized_forever"] == 2
 
 
+async def test_unauthorized_forever_html_is_a_proxy_page(make_client: MakeClient) -> None:
+    client = await make_client()
+    client.sim.faults.unauthorized_forever(html=True, next_n=1)
+    reply = await client.request("GET", client.events_href)
+    assert reply.status == 401
+    assert "WWW-Authenticate" not in reply.headers
+    assert reply.content_type.startswith("text/html")
+    assert b"Access is denied" in reply.body
+    assert client.sim.counters.faults_injected["unauthorized_forever"] == 1
+    assert client.sim.faults.armed == {}
+
+
 @pytest.mark.parametrize("status", [302, 307])
 async def test_redirect_3xx_sends_a_login_page_and_starts_nothing(
     make_client: MakeClient, status: int

@@ -287,3 +287,11 @@ async def test_a_client_response_error_is_sanitised(aioresponses_mock: aiorespon
     assert error.__context__ is None
     assert "502" in str(error)
     assert "SECRET" not in repr(error) + str(error) + repr(vars(error))
+
+
+async def test_a_closed_http_session_is_a_transport_error() -> None:
+    http = aiohttp.ClientSession()
+    await http.close()
+    client = HttpClient(http, max_body=1024)
+    with pytest.raises(ucwa_async.TransportError, match="closed"):
+        await client.request("GET", "http://127.0.0.1:9/x", headers={}, timeout=1.0)

@@ -300,13 +300,21 @@ class FaultInjector:
 
     # --- appended fault kinds (hardening, issue 11) ---------------------------------
 
-    def unauthorized_forever(self, *, target: str = "pget", next_n: int | None = None) -> None:
+    def unauthorized_forever(
+        self, *, target: str = "pget", next_n: int | None = None, html: bool = False
+    ) -> None:
         """Answer every request tagged ``target`` (default: the P-GET) with 401 and the
         MsRtcOAuth challenge, whatever its token, while the token endpoint keeps
         granting: a client that re-authenticates without a budget sprays passwords.
-        Forever (until :meth:`clear`) unless ``next_n`` is given. Each 401 is counted
-        in ``faults_injected["unauthorized_forever"]`` (and ``token_rejections``)."""
-        self._arm(Armed("unauthorized_forever", _FOREVER if next_n is None else next_n, target))
+        With ``html``, the 401 is a front proxy's instead: an HTML "Access is denied"
+        page and no challenge (a password grant cannot help). Forever (until
+        :meth:`clear`) unless ``next_n`` is given. Each 401 is counted in
+        ``faults_injected["unauthorized_forever"]`` (and ``token_rejections``)."""
+        remaining = _FOREVER if next_n is None else next_n
+        # The variant rides in ``subcode`` ("html"): Armed is shared by every kind.
+        self._arm(
+            Armed("unauthorized_forever", remaining, target, subcode="html" if html else None)
+        )
 
     def redirect_3xx(self, next_n: int = 1, *, target: str = "continue", status: int = 302) -> None:
         """Answer the next N requests tagged ``target`` with ``status`` (302) and a

@@ -48,6 +48,12 @@ _LOGIN_PATH = "/adfs/ls/"
 _LOGIN_PAGE = b"<html><head><title>Sign In</title></head><body><form>...</form></body></html>"
 
 
+_ACCESS_DENIED_PAGE = (
+    b"<html><head><title>401 - Unauthorized: Access is denied</title></head>"
+    b"<body><h2>401 - Unauthorized: Access is denied due to invalid credentials.</h2></body></html>"
+)
+
+
 def _format_retry_after(seconds: float) -> str:
     # RFC 9110: delay-seconds is a non-negative whole number; round up so a
     # client never comes back earlier than asked.
@@ -167,7 +173,15 @@ class _Pipeline:
         if auth and faults.has("unauthorized_forever"):
             armed = faults.take("unauthorized_forever", ctx.tags)
             if armed is not None:
-                response = self._unauthorized(ctx)
+                if armed.subcode == "html":
+                    self.world.counters.token_rejections += 1
+                    response = web.Response(
+                        status=401,
+                        body=_ACCESS_DENIED_PAGE,
+                        headers={"Content-Type": "text/html; charset=utf-8"},
+                    )
+                else:
+                    response = self._unauthorized(ctx)
                 ctx.fault = "unauthorized_forever"
                 return response
         return None
