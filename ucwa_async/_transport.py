@@ -48,6 +48,8 @@ __all__ = ["Transport"]
 log = logging.getLogger("ucwa_async.session")
 
 _MAX_THROTTLE_RETRIES = 3
+# Repeats of one request after 401s (one of them at most after our own grant).
+_MAX_AUTH_REPEATS = 3
 
 
 class Transport:
@@ -89,6 +91,13 @@ class Transport:
         self._on_reauthenticated = on_reauthenticated
         self._token_endpoints: dict[str, str] = {}
         self._auth_locks: dict[str, asyncio.Lock] = {}
+        # Host -> the token version the last P-GET carried: a 401 on it refreshes that
+        # version only (a token refreshed meanwhile by a request is not replaced again).
+        self._polled_versions: dict[str, int] = {}
+        # (host, "request" | "poll") -> the newest token version the server accepted on
+        # that kind of request. Replacing an accepted token is an expiry (free); one
+        # never accepted is a futile re-authentication (counted by the budget).
+        self._accepted: dict[tuple[str, str], int] = {}
         # Grants of all hosts are serialised: the budget is per session.
         self._grant_lock = asyncio.Lock()
         self._budget = ReauthBudget(
@@ -154,9 +163,11 @@ class Transport:
         if self._is_closed():
             raise SessionClosedError("the session is closed")
         origin = origin_of(url)
-        # One 401 gets one re-authentication and one repeat of the request ("re-
-        # authenticate once"): a 401 on the repeat is the caller's AuthenticationError.
-        reauthenticated = False
+        # A 401 costs this request at most one re-authentication ("re-authenticate once")
+        # and one repeat. A 401 for a token another task has replaced meanwhile costs no
+        # grant: the request is repeated with the new token (bounded too).
+        granted = False
+        repeats = 0
         throttled = 0
         while True:
             version = self.token_versions.get(origin, 0)
@@ -173,16 +184,22 @@ class Transport:
                 log.debug(
                     "%s %s -> %d (%d bytes)", method, url, response.status, len(response.body)
                 )
+            if "Authorization" in headers and response.status != 401:
+                self._mark_accepted(origin, "request", version)
             if (
                 response.status == 401
                 and authorize
-                and not reauthenticated
+                and repeats < _MAX_AUTH_REPEATS
                 and origin in self.trusted_origins
                 and not _is_proxy_page(response)
             ):
-                reauthenticated = True
-                await self.authenticate(origin, url, response, version)
-                continue
+                if self.token_versions.get(origin, 0) != version:
+                    repeats += 1  # refreshed by another task meanwhile: no grant needed
+                    continue
+                if not granted:
+                    repeats += 1
+                    granted = await self.authenticate(origin, url, response, version)
+                    continue
             error = classify(
                 response.status,
                 response.content_type,
@@ -220,8 +237,21 @@ class Transport:
         """
         if self._is_closed():
             raise SessionClosedError("the session is closed")
+        origin = origin_of(url)
+        version = self.token_versions.get(origin, 0)
         headers = self.headers_for(url)
-        return await self.http.request("GET", url, headers=headers, timeout=timeout, reserved=True)
+        self._polled_versions[origin] = version
+        response = await self.http.request(
+            "GET", url, headers=headers, timeout=timeout, reserved=True
+        )
+        if "Authorization" in headers and response.status != 401:
+            self._mark_accepted(origin, "poll", version)
+        return response
+
+    def _mark_accepted(self, origin: str, kind: str, version: int) -> None:
+        key = (origin, kind)
+        if self._accepted.get(key, -1) < version:
+            self._accepted[key] = version
 
     async def delete(self, url: str, timeout: float) -> None:
         """A best-effort DELETE (the application on close): one try, errors logged."""
@@ -246,15 +276,27 @@ class Transport:
         if isinstance(error, ProxyResponseError):
             raise error
         origin = origin_of(url)
-        await self.authenticate(origin, url, None, self.token_versions.get(origin, 0))
+        current = self.token_versions.get(origin, 0)
+        seen = self._polled_versions.get(origin, current)
+        await self.authenticate(origin, url, None, seen, kind="poll")
 
     async def authenticate(
-        self, origin: str, url: str, challenge: HttpResponse | None, seen_version: int
-    ) -> None:
+        self,
+        origin: str,
+        url: str,
+        challenge: HttpResponse | None,
+        seen_version: int,
+        *,
+        kind: str = "request",
+    ) -> bool:
+        """A new token for ``origin``, unless another task already replaced version
+        ``seen_version`` (then False: no grant was made). ``kind``: what was refused
+        ("request" or "poll"), to tell an expiry (the token had worked for that kind)
+        from a futile re-authentication."""
         lock = self._auth_locks.setdefault(origin, asyncio.Lock())
         async with lock:
             if self.token_versions.get(origin, 0) != seen_version:
-                return  # another task refreshed the token meanwhile
+                return False  # another task refreshed the token meanwhile
             # Credentials would go to this host: refuse plain http before anything is sent.
             self._check_url(url, credentials=True)
             had_token = origin in self.tokens
@@ -262,10 +304,11 @@ class Transport:
                 raise AuthenticationError(
                     status=401, message="the token was refused and TokenAuth cannot refresh it"
                 )
+            futile = self._accepted.get((origin, kind), -1) < seen_version
             async with self._grant_lock:
                 if had_token:
                     await self._spend_budget(url)
-                self._budget.record(reauthentication=had_token)
+                self._budget.record(reauthentication=had_token, futile=futile)
                 if isinstance(self._auth, TokenAuth):
                     token = await self._auth.get_token()
                 else:
@@ -275,6 +318,7 @@ class Transport:
             if had_token:
                 self._on_reauthenticated()
             log.info("authenticated with %s", origin)
+            return True
 
     async def _spend_budget(self, url: str) -> None:
         """Wait out the spacing before a re-authentication; raise when the budget is spent."""
@@ -287,8 +331,8 @@ class Transport:
             raise AuthenticationError(
                 status=401,
                 message=(
-                    f"re-authentication budget spent ({self._budget.max_grants} grants in "
-                    f"{self._budget.window:g} s); the server keeps refusing our tokens"
+                    f"re-authentication budget spent ({self._budget.max_grants} fresh tokens "
+                    f"refused within {self._budget.window:g} s); not trying again"
                 ),
                 url=url,
             )

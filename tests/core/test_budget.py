@@ -103,3 +103,31 @@ def test_zero_grants_means_never_reauthenticate() -> None:
 def test_bad_arguments(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="must be"):
         ReauthBudget(**kwargs)  # type: ignore[arg-type]
+
+
+def test_expiries_are_not_counted_but_still_spaced() -> None:
+    """Replacing a token the server had accepted is an expiry: free, however many."""
+    clock = Clock()
+    b = budget(clock, max_grants=2, base=1.0, cap=4.0)
+    b.record(reauthentication=False)
+    for _ in range(10):
+        clock.now += 100.0
+        assert b.delay() == 0.0
+        b.record(reauthentication=True, futile=False)
+    assert b.futile_in_window == 0
+    # Back to back, expiries still slow down: the spacing counts every re-authentication.
+    b.record(reauthentication=True, futile=False)
+    b.record(reauthentication=True, futile=False)
+    assert b.delay() == pytest.approx(4.0)  # capped; 3 in the window
+    assert b.in_window == 3
+
+
+def test_futile_reauthentications_spend_the_budget() -> None:
+    clock = Clock()
+    b = budget(clock, max_grants=2, base=0.0)
+    b.record(reauthentication=True, futile=False)
+    b.record(reauthentication=True, futile=True)
+    assert b.delay() == 0.0
+    b.record(reauthentication=True, futile=True)
+    assert b.futile_in_window == 2
+    assert b.delay() is None

@@ -295,3 +295,83 @@ async def test_a_closed_http_session_is_a_transport_error() -> None:
     client = HttpClient(http, max_body=1024)
     with pytest.raises(ucwa_async.TransportError, match="closed"):
         await client.request("GET", "http://127.0.0.1:9/x", headers={}, timeout=1.0)
+
+
+async def test_a_channel_401_after_a_refresh_by_a_request_costs_no_second_grant() -> None:
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return f"cwt={calls}"
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/events?ack=1"
+    t = transport(StubHttp(), origin)
+    t._auth = ucwa_async.TokenAuth(provider)
+    await t.reauthenticate(url)  # signed in: version 1
+    await t.poll(url, 1.0)  # the P-GET carries version 1 ...
+    await t.authenticate(origin, url, None, 1)  # ... a request refreshes to version 2 ...
+    await t.reauthenticate(url)  # ... then the P-GET's 401 arrives: nothing to do
+    assert calls == 2
+    assert t.tokens[origin] == "Bearer cwt=2"
+    await t.poll(url, 1.0)
+    await t.reauthenticate(url)  # a 401 on a P-GET that carried version 2: a refresh
+    assert calls == 3
+
+
+async def test_expiries_are_free_refusals_are_counted() -> None:
+    """A token that worked and then got a 401 expired; a fresh one refused is futile."""
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return f"cwt={calls}"
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/events?ack=1"
+    refused = HttpResponse(method="GET", url=url, status=401, content_type=None, body=b"")
+    http = StubHttp()
+    t = transport(http, origin, max_reauthentications=1)
+    t._auth = ucwa_async.TokenAuth(provider)
+    await t.reauthenticate(url)  # sign-in
+    for _ in range(5):  # each token works once, then expires: never counted
+        await t.poll(url, 1.0)
+        await t.reauthenticate(url)
+    assert calls == 6
+    http._responses = [refused, refused]
+    await t.poll(url, 1.0)  # refused at once: the re-authentication is futile (1 of 1)
+    await t.reauthenticate(url)
+    await t.poll(url, 1.0)
+    with pytest.raises(ucwa_async.AuthenticationError, match="budget"):
+        await t.reauthenticate(url)
+    assert calls == 7
+
+
+async def test_a_401_for_a_token_replaced_meanwhile_is_repeated_without_a_grant() -> None:
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return f"cwt={calls}"
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/x"
+    refused = HttpResponse(method="GET", url=url, status=401, content_type=None, body=b"")
+
+    class RefreshedMeanwhile(StubHttp):
+        async def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+            response = await super().request(method, url, **kwargs)
+            if len(self.sent) == 1:  # another task refreshes while this one is in flight
+                await t.authenticate(origin, url, None, t.token_versions[origin])
+            return response
+
+    http = RefreshedMeanwhile(refused)
+    t = transport(http, origin)
+    t._auth = ucwa_async.TokenAuth(provider)
+    await t.authenticate(origin, url, None, 0)  # signed in: cwt=1
+    await t.send("GET", url)
+    assert calls == 2  # the other task's refresh only
+    assert [h["Authorization"] for _, _, h in http.sent] == ["Bearer cwt=1", "Bearer cwt=2"]
