@@ -24,7 +24,16 @@ FULL_OPERATIONS = 1500
 # A typed refusal of the POST itself that the injected faults can cause: 409 Conflict
 # (injected), and ApplicationNotFound when the application is deleted again and again
 # while the POST is retried (bounded by max_callback_retries).
-ALLOWED_REJECTIONS = frozenset({"rejected:AlreadyExistsError", "rejected:ApplicationNotFoundError"})
+# AuthenticationError: an injected expiry can revoke the token a POST was just granted,
+# before its repeat; that is indistinguishable from a server refusing fresh tokens, and
+# one 401 gets one re-authentication, so that call fails typed.
+ALLOWED_REJECTIONS = frozenset(
+    {
+        "rejected:AlreadyExistsError",
+        "rejected:ApplicationNotFoundError",
+        "rejected:AuthenticationError",
+    }
+)
 ENDED = frozenset({"connected", "failed", "lost"}) | ALLOWED_REJECTIONS
 
 
