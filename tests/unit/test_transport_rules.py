@@ -375,3 +375,33 @@ async def test_a_401_for_a_token_replaced_meanwhile_is_repeated_without_a_grant(
     await t.send("GET", url)
     assert calls == 2  # the other task's refresh only
     assert [h["Authorization"] for _, _, h in http.sent] == ["Bearer cwt=1", "Bearer cwt=2"]
+
+
+@pytest.mark.parametrize("token", ["abc\r\nX-Injected: 1", "abc\x00", "caf\u00e9\u20ac"])
+async def test_a_granted_token_with_illegal_characters_is_typed(token: str) -> None:
+    import json
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/user"
+    grant = HttpResponse(
+        method="POST",
+        url=origin + "/tok",
+        status=200,
+        content_type="application/json",
+        body=json.dumps({"access_token": token, "token_type": "Bearer"}).encode(),
+    )
+    challenge_401 = HttpResponse(
+        method="GET",
+        url=url,
+        status=401,
+        content_type=None,
+        body=b"",
+        www_authenticate=(f'MsRtcOAuth href="{origin}/tok",grant_type="password"',),
+    )
+    t = transport(StubHttp(grant), origin)
+    t._auth = ucwa_async.PasswordAuth("bot@contoso.com", "hunter2")
+    with pytest.raises(ucwa_async.AuthenticationError) as caught:
+        await t.authenticate(origin, url, challenge_401, 0)
+    assert not isinstance(caught.value, ValueError)
+    assert token not in str(caught.value) + repr(caught.value)
+    assert t.tokens == {}
