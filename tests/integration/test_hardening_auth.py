@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -223,6 +225,57 @@ async def test_the_loopback_simulator_needs_no_opt_in(
     async with session:
         assert token_posts(simulator) == 1
         assert any(r.authorized for r in simulator.request_log)
+
+
+class _AllToLoopback(aiohttp.abc.AbstractResolver):
+    """Resolves every host name to 127.0.0.1: a non-loopback-looking name for the simulator."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[dict[str, Any]]:
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": port,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+async def test_plain_http_off_loopback_needs_the_opt_in(
+    simulator: UcwaSimulator, wire_format: str, opt_in: bool
+) -> None:
+    """The simulator under a non-loopback name: it hands out plain-http links to that name
+    (user, token endpoint); the password goes there only with allow_insecure_http."""
+    discovery = simulator.discovery_url.replace("127.0.0.1", "ucwa.contoso.test")
+    connector = aiohttp.TCPConnector(resolver=_AllToLoopback())
+    async with aiohttp.ClientSession(connector=connector) as http:
+        session = ucwa_async.Session(
+            discovery,
+            auth=ucwa_async.PasswordAuth(simulator.username, simulator.password),
+            wire_format=wire_format,  # type: ignore[arg-type]
+            http_session=http,
+            allow_insecure_http=opt_in,
+            keepalive_interval=None,
+        )
+        if opt_in:
+            async with session:
+                assert session.application_url is not None
+                assert "ucwa.contoso.test" in session.application_url
+            assert token_posts(simulator) == 1
+        else:
+            with pytest.raises(ucwa_async.InsecureTransportError, match="allow_insecure_http"):
+                await session.open()
+            assert token_posts(simulator) == 0
+            assert [r.kind for r in simulator.request_log] == ["discovery", "user"]
+            assert not any(r.authorized for r in simulator.request_log)
 
 
 # -- errors carry no aiohttp object and no token ------------------------------------------------
