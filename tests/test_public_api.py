@@ -46,3 +46,11 @@ def test_every_error_is_a_ucwa_error() -> None:
         obj = getattr(ucwa_async, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, ucwa_async.UcwaError), name
+
+
+def test_hardening_errors_are_public() -> None:
+    # Issue 11: cleartext/downgrade refusals and 3xx answers are typed and catchable.
+    assert issubclass(ucwa_async.InsecureTransportError, ucwa_async.UcwaError)
+    assert issubclass(ucwa_async.UnexpectedRedirectError, ucwa_async.ResponseError)
+    for name in ("InsecureTransportError", "UnexpectedRedirectError"):
+        assert name in ucwa_async.__all__, name

@@ -24,6 +24,7 @@ from ucwa_async._core.errors import (
     DecodeError,
     ForbiddenError,
     InactiveApplicationExpiredError,
+    InsecureTransportError,
     InvitationError,
     InvitationFailedError,
     InvitationLostError,
@@ -42,6 +43,7 @@ from ucwa_async._core.errors import (
     TooManyRequestsError,
     TransportError,
     UcwaError,
+    UnexpectedRedirectError,
     UnsafeHrefError,
 )
 from ucwa_async._core.models import (
@@ -97,6 +99,7 @@ __all__ = [
     "EventStream",
     "ForbiddenError",
     "InactiveApplicationExpiredError",
+    "InsecureTransportError",
     "Invitation",
     "InvitationError",
     "InvitationFailedError",
@@ -129,6 +132,7 @@ __all__ = [
     "TooManyRequestsError",
     "TransportError",
     "UcwaError",
+    "UnexpectedRedirectError",
     "UnknownEvent",
     "UnknownResource",
     "UnsafeHrefError",

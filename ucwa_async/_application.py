@@ -224,12 +224,7 @@ class Application:
         assert self.url is not None
         try:
             async with asyncio.timeout(timeout):
-                await self._transport.http.request(
-                    "DELETE",
-                    self.url,
-                    headers=self._transport.headers_for(self.url),
-                    timeout=timeout,
-                )
+                await self._transport.delete(self.url, timeout)
         except (UcwaError, TimeoutError) as exc:
             log.info("could not delete the application on close: %s", exc)
 

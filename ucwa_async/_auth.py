@@ -5,9 +5,12 @@ Secrets never appear in ``repr`` or logs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 
-__all__ = ["Auth", "PasswordAuth", "TokenAuth", "TokenProvider"]
+from ucwa_async._core.errors import AuthenticationError
+
+__all__ = ["Auth", "PasswordAuth", "TokenAuth", "TokenProvider", "checked_token"]
 
 TokenProvider = Callable[[], Awaitable[str]]
 
@@ -62,14 +65,17 @@ class TokenAuth:
     async def get_token(self) -> str:
         """The token as an ``Authorization`` header value (``Bearer ...``)."""
         if self._provider is not None:
-            raw = await self._provider()
-            if not isinstance(raw, str) or not raw.strip():
-                raise ValueError("TokenAuth provider returned an empty or non-str token")
+            raw: object = await self._provider()
         else:
-            assert self._token is not None
             raw = self._token
+        if not isinstance(raw, str) or not raw.strip():
+            raise AuthenticationError(
+                status=401, message="TokenAuth provider returned an empty or non-str token"
+            )
         raw = raw.strip()
-        return raw if raw.lower().startswith("bearer ") else f"Bearer {raw}"
+        return checked_token(
+            raw if raw.lower().startswith("bearer ") else f"Bearer {raw}", source="TokenAuth"
+        )
 
     def __repr__(self) -> str:
         kind = "provider" if self._provider is not None else "static"
@@ -77,3 +83,25 @@ class TokenAuth:
 
 
 Auth = PasswordAuth | TokenAuth
+
+# C0 controls and DEL: CR/LF would split the header (request smuggling); the rest are
+# refused by HTTP (RFC 9110 field-value) and by aiohttp with a bare ValueError.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def checked_token(value: str, *, source: str) -> str:
+    """``value`` (an ``Authorization`` header value) if it is a legal header value.
+
+    Control characters or text outside latin-1 raise :class:`AuthenticationError`;
+    the message never quotes the token.
+    """
+    if _CONTROL.search(value):
+        problem = "control characters (CR/LF...)"
+    else:
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            problem = "characters outside latin-1"
+        else:
+            return value
+    raise AuthenticationError(status=401, message=f"{source} gave a token with {problem}")

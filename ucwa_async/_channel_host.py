@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from ucwa_async._application import Application
 from ucwa_async._core.errors import ChannelFailedError, UcwaError
 from ucwa_async._core.models import EventBatch
-from ucwa_async._core.urls import origin_of
 from ucwa_async._events import ApplicationRecreated, ChannelFailed, ChannelSignal
 from ucwa_async._http import HttpResponse
 from ucwa_async._operations import OperationTable
@@ -55,13 +54,7 @@ class SessionChannelHost:
         self._make_me_available: asyncio.Task[None] | None = None
 
     async def poll(self, url: str) -> HttpResponse:
-        return await self._transport.http.request(
-            "GET",
-            url,
-            headers=self._transport.headers_for(url),
-            timeout=self._pget_read_timeout,
-            reserved=True,
-        )
+        return await self._transport.poll(url, self._pget_read_timeout)
 
     def deliver(self, batch: EventBatch) -> None:
         if batch.rejected:
@@ -83,10 +76,7 @@ class SessionChannelHost:
         self._publish(signal)
 
     async def reauthenticate(self, url: str, error: UcwaError) -> None:
-        origin = origin_of(url)
-        await self._transport.authenticate(
-            origin, url, None, self._transport.token_versions.get(origin, 0)
-        )
+        await self._transport.reauthenticate(url, error)
 
     async def recreate_application(self, error: UcwaError) -> str:
         lost = self._operations.lose_bound(f"the application was lost ({error}); outcome unknown")

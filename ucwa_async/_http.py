@@ -14,7 +14,12 @@ from collections.abc import Mapping
 import aiohttp
 import attrs
 
-from ucwa_async._core.errors import BodyTooLargeError, RequestTimeoutError, TransportError
+from ucwa_async._core.errors import (
+    BodyTooLargeError,
+    RequestTimeoutError,
+    TransportError,
+    UcwaError,
+)
 
 __all__ = ["HttpClient", "HttpResponse"]
 
@@ -51,17 +56,37 @@ class HttpClient:
         timeout: float,
         reserved: bool = False,
     ) -> HttpResponse:
-        """Send one request and read its body.
+        """Send one request and read its body, all within ``timeout`` seconds.
 
         ``reserved`` requests (the event channel's P-GET) bypass the bound on
         ordinary requests, so a burst of POSTs can never queue the P-GET behind
         them in the connection pool: a P-GET the server does not see in time
-        makes it answer CallbackChannelError to every POST.
+        makes it answer CallbackChannelError to every POST. Time spent queued for
+        the pool counts against ``timeout``: a caller's deadline is the deadline.
+
+        Errors are ``TransportError``/``RequestTimeoutError`` raised outside the
+        ``except`` block, so neither ``__cause__`` nor ``__context__`` holds an
+        aiohttp object (whose ``request_info`` would carry our Authorization header).
         """
-        if reserved or self._ordinary is None:
-            return await self._request(method, url, headers, data, timeout)
-        async with self._ordinary:
-            return await self._request(method, url, headers, data, timeout)
+        if self._session.closed:
+            # aiohttp would raise a bare RuntimeError: keep the contract (a UcwaError).
+            raise TransportError(f"{method} {url}: the HTTP client session is closed")
+        error: TransportError
+        try:
+            async with asyncio.timeout(timeout):
+                if reserved or self._ordinary is None:
+                    return await self._request(method, url, headers, data, timeout)
+                async with self._ordinary:
+                    return await self._request(method, url, headers, data, timeout)
+        except TimeoutError as exc:
+            if isinstance(exc, UcwaError):
+                raise
+            error = RequestTimeoutError(f"{method} {url} timed out after {timeout:g} s")
+        except aiohttp.ClientError as exc:
+            error = TransportError(f"{method} {url} failed: {_describe(exc)}")
+        except OSError as exc:
+            error = TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}")
+        raise error
 
     async def _request(
         self,
@@ -72,34 +97,25 @@ class HttpClient:
         timeout: float,
     ) -> HttpResponse:
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 30.0))
-        try:
-            async with asyncio.timeout(timeout):
-                async with self._session.request(
-                    method,
-                    url,
-                    headers=dict(headers),
-                    data=data,
-                    allow_redirects=False,
-                    timeout=client_timeout,
-                ) as response:
-                    body = await self._read_capped(response)
-                    content_type = response.headers.get("Content-Type")
-                    return HttpResponse(
-                        method=method,
-                        url=url,
-                        status=response.status,
-                        content_type=content_type,
-                        body=body,
-                        location=response.headers.get("Location"),
-                        retry_after=response.headers.get("Retry-After"),
-                        www_authenticate=tuple(response.headers.getall("WWW-Authenticate", ())),
-                    )
-        except TimeoutError as exc:
-            raise RequestTimeoutError(f"{method} {url} timed out after {timeout:g} s") from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}") from exc
-        except OSError as exc:
-            raise TransportError(f"{method} {url} failed: {exc}") from exc
+        async with self._session.request(
+            method,
+            url,
+            headers=dict(headers),
+            data=data,
+            allow_redirects=False,
+            timeout=client_timeout,
+        ) as response:
+            body = await self._read_capped(response)
+            return HttpResponse(
+                method=method,
+                url=url,
+                status=response.status,
+                content_type=response.headers.get("Content-Type"),
+                body=body,
+                location=response.headers.get("Location"),
+                retry_after=response.headers.get("Retry-After"),
+                www_authenticate=tuple(response.headers.getall("WWW-Authenticate", ())),
+            )
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         declared = response.content_length
@@ -119,6 +135,15 @@ class HttpClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    """The error's class and a plain-text reason: never its request_info (our headers)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__}: {exc.status} {exc.message}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{type(exc).__name__}: cannot connect to {exc.host}:{exc.port}: {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 # Connections kept free for the event channel: the live P-GET and one being replaced.

@@ -80,6 +80,9 @@ class Retries:
     - ``app_create``: re-tries of the application POST refused by a front proxy.
     - ``retry_after_cap``: the longest ``Retry-After`` honoured, in seconds.
     - ``backoff``: delays between re-tries (exponential, capped, full jitter).
+    - ``reauthentications`` per ``reauthentication_window`` seconds: fresh tokens the
+      server may refuse before the session gives up with ``AuthenticationError`` (a
+      password is never sent in a loop; expiries of tokens that worked are not counted).
     """
 
     callback_channel: int = attrs.field(default=3, validator=_count)
@@ -87,6 +90,8 @@ class Retries:
     app_create: int = attrs.field(default=4, validator=_count)
     retry_after_cap: float = attrs.field(default=60.0, validator=_positive)
     backoff: Backoff = attrs.field(factory=Backoff, validator=attrs.validators.instance_of(Backoff))
+    reauthentications: int = attrs.field(default=3, validator=_count)
+    reauthentication_window: float = attrs.field(default=60.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

@@ -119,6 +119,9 @@ class Session:
     - ``timeouts``, ``retries``, ``limits``: grouped tuning (``ucwa_async.Timeouts``,
       ``ucwa_async.Retries``, ``ucwa_async.Limits``; each field documented there).
     - ``user_agent``, ``culture``: sent when the application is created.
+    - ``allow_insecure_http``: allow the password and tokens over plain http to a
+      non-loopback host (default False: refused with ``InsecureTransportError``; a
+      downgrade from https is refused either way).
 
     Shorthands for one field of a group, kept from 0.1 (a shorthand given wins):
     ``request_timeout``, ``connect_timeout``, ``close_timeout``, ``pget_timeout``,
@@ -155,6 +158,7 @@ class Session:
         reconnect_settle: float | None = None,
         app_create_retries: int | None = None,
         backoff: Backoff | None = None,
+        allow_insecure_http: bool = False,
     ) -> None:
         try:
             parsed = urllib.parse.urlsplit(discovery_url)
@@ -221,6 +225,7 @@ class Session:
         self._backoff = retries.backoff
         self._event_queue_size = limits.event_queue_size
         self._max_body = limits.max_body_size
+        self._allow_insecure_http = allow_insecure_http
         self._accept = _wire.media_type(wire_format)
 
         self._client: aiohttp.ClientSession | None = None
@@ -327,6 +332,9 @@ class Session:
             retry_after_cap=self._retry_after_cap,
             is_closed=lambda: self._state is SessionState.CLOSED,
             on_reauthenticated=self._count_reauthentication,
+            allow_insecure_http=self._allow_insecure_http,
+            max_reauthentications=self.retries.reauthentications,
+            reauthentication_window=self.retries.reauthentication_window,
         )
         app = self._app = Application(
             self._client_transport,

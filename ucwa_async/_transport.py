@@ -5,21 +5,36 @@ host of the sign-in chain (the ``Authorization`` header never goes anywhere else
 obtains and refreshes tokens (MsRtcOAuth password grant or ``TokenAuth``) when a host
 answers 401, honours ``Retry-After`` on 429/503 within bounds, and turns every
 error answer into the library's typed errors.
+
+Every request of a session goes through here (ordinary requests, the P-GET, the
+DELETE on close, the token grant), so the rules live in one place:
+
+- one 401 gets one re-authentication and one repeat; re-authentications are
+  bounded by a :class:`ReauthBudget` (count per window, spacing between grants),
+  and an HTML 401 from a front proxy is never answered with a grant;
+- a password or token never goes over plain http, except to a loopback host or
+  with ``allow_insecure_http``; once the chain is on https, http is refused;
+- a 3xx is an error (redirects are never followed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from ucwa_async._auth import Auth, PasswordAuth, TokenAuth
+from ucwa_async._auth import Auth, PasswordAuth, TokenAuth, checked_token
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.budget import ReauthBudget
 from ucwa_async._core.errors import (
     AuthenticationError,
+    InsecureTransportError,
+    ProxyResponseError,
     RetryLaterError,
     SessionClosedError,
     UcwaError,
@@ -33,7 +48,8 @@ __all__ = ["Transport"]
 log = logging.getLogger("ucwa_async.session")
 
 _MAX_THROTTLE_RETRIES = 3
-_MAX_REAUTHENTICATIONS = 3
+# Repeats of one request after 401s (one of them at most after our own grant).
+_MAX_AUTH_REPEATS = 3
 
 
 class Transport:
@@ -53,7 +69,13 @@ class Transport:
         retry_after_cap: float,
         is_closed: Callable[[], bool],
         on_reauthenticated: Callable[[], None],
+        allow_insecure_http: bool = False,
+        max_reauthentications: int = 3,
+        reauthentication_window: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``max_reauthentications`` grants per ``reauthentication_window`` seconds at
+        most, spaced by ``backoff``'s un-jittered delays (see :class:`ReauthBudget`)."""
         self.http = http
         self.tokens: dict[str, str] = {}
         self.token_versions: dict[str, int] = {}
@@ -69,22 +91,64 @@ class Transport:
         self._on_reauthenticated = on_reauthenticated
         self._token_endpoints: dict[str, str] = {}
         self._auth_locks: dict[str, asyncio.Lock] = {}
+        # Host -> the token version the last P-GET carried: a 401 on it refreshes that
+        # version only (a token refreshed meanwhile by a request is not replaced again).
+        self._polled_versions: dict[str, int] = {}
+        # (host, "request" | "poll") -> the newest token version the server accepted on
+        # that kind of request. Replacing an accepted token is an expiry (free); one
+        # never accepted is a futile re-authentication (counted by the budget).
+        self._accepted: dict[tuple[str, str], int] = {}
+        # Grants of all hosts are serialised: the budget is per session.
+        self._grant_lock = asyncio.Lock()
+        self._budget = ReauthBudget(
+            max_grants=max_reauthentications,
+            window=reauthentication_window,
+            base=backoff.base,
+            cap=backoff.cap,
+            clock=clock,
+        )
+        self._allow_insecure_http = allow_insecure_http
+        # Once any hop of the chain is https, a plain-http URL is a downgrade.
+        self._https_seen = any(_scheme(o) == "https" for o in trusted_origins)
+
+    # -- the URL rules --------------------------------------------------------------
+
+    def _check_url(self, url: str, *, credentials: bool) -> None:
+        """Refuse an https -> http downgrade, and credentials over plain http."""
+        scheme = _scheme(url)
+        if scheme == "https":
+            self._https_seen = True
+            return
+        if self._https_seen:
+            raise InsecureTransportError(
+                f"refusing to leave https for plain http: {_short(url)}", url=url
+            )
+        if credentials and not self._allow_insecure_http and not is_loopback(url):
+            raise InsecureTransportError(
+                f"refusing to send credentials over plain http to {origin_of(url)} "
+                "(use https, or Session(allow_insecure_http=True))",
+                url=url,
+            )
 
     def trust(self, url: str) -> str:
         """Sign-in hops come from the discovery chain: each host may get its own token."""
         self.trusted_origins.add(origin_of(url))
         return url
 
-    def headers_for(self, url: str, content_type: str | None = None) -> dict[str, str]:
+    def headers_for(
+        self, url: str, content_type: str | None = None, *, authorize: bool = True
+    ) -> dict[str, str]:
+        """The headers of a request to ``url``; raises ``InsecureTransportError`` for
+        a downgrade, or when a token would go over plain http."""
         headers = {"Accept": self._accept, "User-Agent": self._user_agent}
         if content_type is not None:
             headers["Content-Type"] = content_type
         origin = origin_of(url)
         # The Authorization header never leaves the hosts of our own sign-in chain.
-        if origin in self.trusted_origins:
-            token = self.tokens.get(origin)
-            if token is not None:
-                headers["Authorization"] = token
+        token = self.tokens.get(origin) if authorize and origin in self.trusted_origins else None
+        self._check_url(url, credentials=token is not None)
+        if token is not None:
+            headers["Authorization"] = token
         return headers
 
     async def send(
@@ -99,15 +163,15 @@ class Transport:
         if self._is_closed():
             raise SessionClosedError("the session is closed")
         origin = origin_of(url)
-        # Token versions a 401 answered: each gets one refresh, so a token that expires
-        # again while the request is repeated is refreshed again (bounded).
-        refused_versions: set[int] = set()
+        # A 401 costs this request at most one re-authentication ("re-authenticate once")
+        # and one repeat. A 401 for a token another task has replaced meanwhile costs no
+        # grant: the request is repeated with the new token (bounded too).
+        granted = False
+        repeats = 0
         throttled = 0
         while True:
             version = self.token_versions.get(origin, 0)
-            headers = self.headers_for(url, content_type)
-            if not authorize:
-                headers.pop("Authorization", None)
+            headers = self.headers_for(url, content_type, authorize=authorize)
             try:
                 response = await self.http.request(
                     method, url, headers=headers, data=data, timeout=self._request_timeout
@@ -120,17 +184,22 @@ class Transport:
                 log.debug(
                     "%s %s -> %d (%d bytes)", method, url, response.status, len(response.body)
                 )
+            if "Authorization" in headers and response.status != 401:
+                self._mark_accepted(origin, "request", version)
             if (
                 response.status == 401
                 and authorize
-                and version not in refused_versions
-                and len(refused_versions) < _MAX_REAUTHENTICATIONS
+                and repeats < _MAX_AUTH_REPEATS
                 and origin in self.trusted_origins
                 and not _is_proxy_page(response)
             ):
-                refused_versions.add(version)
-                await self.authenticate(origin, url, response, version)
-                continue
+                if self.token_versions.get(origin, 0) != version:
+                    repeats += 1  # refreshed by another task meanwhile: no grant needed
+                    continue
+                if not granted:
+                    repeats += 1
+                    granted = await self.authenticate(origin, url, response, version)
+                    continue
             error = classify(
                 response.status,
                 response.content_type,
@@ -138,6 +207,7 @@ class Transport:
                 method=method,
                 url=url,
                 retry_after=response.retry_after,
+                location=response.location,
             )
             if error is None:
                 return response
@@ -159,27 +229,113 @@ class Transport:
         response = await self.send("GET", url, authorize=authorize)
         return _wire.decode(response.body, response.content_type, max_size=self._max_body)
 
+    async def poll(self, url: str, timeout: float) -> HttpResponse:
+        """One event-channel GET, with the headers and URL rules of :meth:`send`.
+
+        Reserved in the connection pool; no 401 or error handling here: the
+        channel's state machine reads the answer (and calls :meth:`reauthenticate`).
+        """
+        if self._is_closed():
+            raise SessionClosedError("the session is closed")
+        origin = origin_of(url)
+        version = self.token_versions.get(origin, 0)
+        headers = self.headers_for(url)
+        self._polled_versions[origin] = version
+        response = await self.http.request(
+            "GET", url, headers=headers, timeout=timeout, reserved=True
+        )
+        if "Authorization" in headers and response.status != 401:
+            self._mark_accepted(origin, "poll", version)
+        return response
+
+    def _mark_accepted(self, origin: str, kind: str, version: int) -> None:
+        key = (origin, kind)
+        if self._accepted.get(key, -1) < version:
+            self._accepted[key] = version
+
+    async def delete(self, url: str, timeout: float) -> None:
+        """A best-effort DELETE (the application on close): one try, errors logged."""
+        try:
+            response = await self.http.request(
+                "DELETE", url, headers=self.headers_for(url), timeout=timeout
+            )
+        except UcwaError as exc:
+            log.info("DELETE %s failed: %s", url, exc)
+            return
+        if response.status >= 300:
+            log.info("DELETE %s answered %d", url, response.status)
+
+    async def reauthenticate(self, url: str, error: UcwaError | None = None) -> None:
+        """A new token for ``url``'s host after the event channel got a 401 (``error``).
+
+        Same policy as a request's 401: the budget and its spacing apply, and
+        ``AuthenticationError`` says the budget is spent (or the grant was refused).
+        An HTML 401 from a front proxy gets no grant: ``error`` is raised back (a
+        transient failure for the channel, which backs off and polls again).
+        """
+        if isinstance(error, ProxyResponseError):
+            raise error
+        origin = origin_of(url)
+        current = self.token_versions.get(origin, 0)
+        seen = self._polled_versions.get(origin, current)
+        await self.authenticate(origin, url, None, seen, kind="poll")
+
     async def authenticate(
-        self, origin: str, url: str, challenge: HttpResponse | None, seen_version: int
-    ) -> None:
+        self,
+        origin: str,
+        url: str,
+        challenge: HttpResponse | None,
+        seen_version: int,
+        *,
+        kind: str = "request",
+    ) -> bool:
+        """A new token for ``origin``, unless another task already replaced version
+        ``seen_version`` (then False: no grant was made). ``kind``: what was refused
+        ("request" or "poll"), to tell an expiry (the token had worked for that kind)
+        from a futile re-authentication."""
         lock = self._auth_locks.setdefault(origin, asyncio.Lock())
         async with lock:
             if self.token_versions.get(origin, 0) != seen_version:
-                return  # another task refreshed the token meanwhile
-            if isinstance(self._auth, TokenAuth):
-                if origin in self.tokens and not self._auth.can_refresh:
-                    raise AuthenticationError(
-                        status=401, message="the token was refused and TokenAuth cannot refresh it"
-                    )
-                token = await self._auth.get_token()
-            else:
-                token = await self._password_grant(origin, url, challenge)
+                return False  # another task refreshed the token meanwhile
+            # Credentials would go to this host: refuse plain http before anything is sent.
+            self._check_url(url, credentials=True)
             had_token = origin in self.tokens
+            if had_token and isinstance(self._auth, TokenAuth) and not self._auth.can_refresh:
+                raise AuthenticationError(
+                    status=401, message="the token was refused and TokenAuth cannot refresh it"
+                )
+            futile = self._accepted.get((origin, kind), -1) < seen_version
+            async with self._grant_lock:
+                if had_token:
+                    await self._spend_budget(url)
+                self._budget.record(reauthentication=had_token, futile=futile)
+                if isinstance(self._auth, TokenAuth):
+                    token = await self._auth.get_token()
+                else:
+                    token = await self._password_grant(origin, url, challenge)
             self.tokens[origin] = token
             self.token_versions[origin] = seen_version + 1
             if had_token:
                 self._on_reauthenticated()
             log.info("authenticated with %s", origin)
+            return True
+
+    async def _spend_budget(self, url: str) -> None:
+        """Wait out the spacing before a re-authentication; raise when the budget is spent."""
+        delay = self._budget.delay()
+        if delay is not None and delay > 0:
+            log.info("re-authentication in %.2f s", delay)
+            await asyncio.sleep(delay)
+            delay = self._budget.delay()  # 0 now: grants are serialised by _grant_lock
+        if delay is None:
+            raise AuthenticationError(
+                status=401,
+                message=(
+                    f"re-authentication budget spent ({self._budget.max_grants} fresh tokens "
+                    f"refused within {self._budget.window:g} s); not trying again"
+                ),
+                url=url,
+            )
 
     async def _password_grant(self, origin: str, url: str, challenge: HttpResponse | None) -> str:
         assert isinstance(self._auth, PasswordAuth)
@@ -196,6 +352,7 @@ class Transport:
                 message="the server sent no MsRtcOAuth challenge",
                 url=url,
             )
+        self._check_url(token_url, credentials=True)
         if not same_origin(token_url, origin):
             raise AuthenticationError(
                 status=401,
@@ -249,7 +406,9 @@ class Transport:
         if not isinstance(token, str) or not token:
             raise AuthenticationError(status=response.status, message="empty access_token")
         token_type = grant.get("token_type") or "Bearer"
-        return f"{token_type} {token}"
+        if not isinstance(token_type, str):
+            raise AuthenticationError(status=response.status, message="token_type is not text")
+        return checked_token(f"{token_type} {token}", source="the token endpoint")
 
 
 def _is_proxy_page(response: HttpResponse) -> bool:
@@ -263,3 +422,25 @@ def _is_proxy_page(response: HttpResponse) -> bool:
         and bool(response.body)
         and _wire.wire_of(response.content_type) is None
     )
+
+
+def _scheme(url: str) -> str:
+    return url.partition(":")[0].lower()
+
+
+def _short(url: str) -> str:
+    return url if len(url) <= 120 else url[:117] + "..."
+
+
+def is_loopback(url: str) -> bool:
+    """True for a URL on this machine: ``localhost``, 127.0.0.0/8, ``::1``."""
+    host = urllib.parse.urlsplit(url).hostname
+    if not host:
+        return False
+    host = host.rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -42,6 +42,7 @@ from ucwa_async._core.errors import (
     ServiceUnavailableError,
     TooManyRequestsError,
     TransportError,
+    UnexpectedRedirectError,
     UnsafeHrefError,
 )
 
@@ -333,7 +334,16 @@ def test_proxy_403_retries_a_few_times_then_is_fatal() -> None:
     assert isinstance(third.error, ProxyResponseError)
 
 
-@pytest.mark.parametrize("status", [100, 204, 302, 304])
+@pytest.mark.parametrize("status", [302, 304])
+def test_redirects_on_the_channel_are_fatal(status: int) -> None:
+    # A 3xx is never followed: a P-GET redirected (to a login page) cannot recover.
+    action = state().on_response(status, "text/html", b"<html>login</html>")
+    assert isinstance(action, Fatal)
+    assert isinstance(action.error, UnexpectedRedirectError)
+    assert action.error.status == status
+
+
+@pytest.mark.parametrize("status", [100, 204])
 def test_unexpected_non_error_statuses_retry(status: int) -> None:
     channel = state()
     action = channel.on_response(status, None, b"")

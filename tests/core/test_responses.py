@@ -28,6 +28,7 @@ from ucwa_async._core.errors import (
     ServiceUnavailableError,
     TooManyGroupsError,
     TooManyRequestsError,
+    UnexpectedRedirectError,
 )
 from ucwa_async._core.responses import (
     classify,
@@ -61,10 +62,38 @@ def body(**fields: object) -> bytes:
 # -- success -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [100, 200, 201, 204, 301, 304, 399])
+@pytest.mark.parametrize("status", [100, 200, 201, 204, 299])
 def test_non_errors(status: int) -> None:
     assert classify(status, "text/html", b"<html>whatever</html>") is None
     assert classify_token_error(status, JSON, b"{}") is None
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 307, 308, 399])
+def test_redirects_are_errors(status: int) -> None:
+    # Redirects are never followed: a 302 to a login page is a refusal, not a success.
+    login = "https://login.contoso.com/adfs/ls/?wa=wsignin1.0"
+    error = classify(
+        status, "text/html", b"<html>Sign in</html>", method="POST", url="u", location=login
+    )
+    assert type(error) is UnexpectedRedirectError
+    assert isinstance(error, ResponseError)
+    assert error.status == status
+    assert error.location == login
+    assert login in str(error)
+    assert (error.method, error.url) == ("POST", "u")
+    token_error = classify_token_error(status, JSON, b"{}", location=None)
+    assert type(token_error) is UnexpectedRedirectError
+    assert token_error.location is None
+
+
+def test_redirect_error_pickles_with_its_location() -> None:
+    import pickle
+
+    error = classify(302, None, b"", location="https://login/x")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is UnexpectedRedirectError
+    assert copy.location == "https://login/x"
+    assert str(copy) == str(error)
 
 
 # -- UCWA error bodies -----------------------------------------------------------------
@@ -349,7 +378,7 @@ def test_classify_never_raises(
 ) -> None:
     for fn in (classify, classify_token_error):
         error = fn(status, content_type, payload, retry_after=retry_after, now=NOW)
-        if status < 400:
+        if status < 300:
             assert error is None
         else:
             assert isinstance(error, ResponseError)

@@ -259,3 +259,82 @@ async def test_release_held_ends_every_connecting_invitation(make_client: MakeCl
     assert [sim.invitation_state(loc) for loc in locations] == ["Connected"] * 3
     assert sim.release_held() == 0
     await pget
+
+
+async def test_unauthorized_forever_answers_401_while_the_token_endpoint_grants(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    sim = client.sim
+    sim.faults.unauthorized_forever()  # default target: the P-GET
+    for _ in range(3):
+        reply = await client.request("GET", client.events_href)
+        assert reply.status == 401
+        assert "MsRtcOAuth" in reply.headers["WWW-Authenticate"]
+        await client.get_token()  # a fresh grant changes nothing
+    # Other requests are unaffected; the fault never runs out until clear().
+    assert (await client.request("GET", client.app_href)).status == 200
+    assert sim.faults.armed["unauthorized_forever"] > 10**6
+    assert sim.counters.faults_injected["unauthorized_forever"] == 3
+    assert [r.fault for r in sim.request_log if r.kind == "pget"] == ["unauthorized_forever"] * 3
+    sim.faults.clear()
+    pget = await client.start_pget()
+    sim.faults.resync()  # nothing else would end the held poll soon
+    assert (await pget).status == 200
+
+
+async def test_unauthorized_forever_spares_the_token_endpoint(make_client: MakeClient) -> None:
+    client = await make_client()
+    client.sim.faults.unauthorized_forever(target="any", next_n=2)
+    await client.get_token()  # the token endpoint (no auth) still grants
+    assert (await client.request("GET", client.app_href)).status == 401
+    assert (await client.request("GET", client.app_href)).status == 401
+    assert (await client.request("GET", client.app_href)).status == 200
+    assert client.sim.counters.faults_injected["unauthorized_forever"] == 2
+
+
+async def test_unauthorized_forever_html_is_a_proxy_page(make_client: MakeClient) -> None:
+    client = await make_client()
+    client.sim.faults.unauthorized_forever(html=True, next_n=1)
+    reply = await client.request("GET", client.events_href)
+    assert reply.status == 401
+    assert "WWW-Authenticate" not in reply.headers
+    assert reply.content_type.startswith("text/html")
+    assert b"Access is denied" in reply.body
+    assert client.sim.counters.faults_injected["unauthorized_forever"] == 1
+    assert client.sim.faults.armed == {}
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_redirect_3xx_sends_a_login_page_and_starts_nothing(
+    make_client: MakeClient, status: int
+) -> None:
+    client = await make_client()
+    sim = client.sim
+    target = await client.continue_link()
+    sim.faults.redirect_3xx(status=status)
+    async with client.http.post(
+        client.url(target),
+        json={"operationId": "r"},
+        headers=client.auth(),
+        allow_redirects=False,
+    ) as reply:
+        assert reply.status == status
+        assert "/adfs/ls/" in reply.headers["Location"]
+        assert reply.content_type == "text/html"
+    assert sim.counters.invitations_created == 0
+    assert sim.counters.faults_injected["redirect_3xx"] == 1
+    sim.faults.redirect_3xx(target="conversationLogs")
+    logs = client.url(client.app_href + "/communication/conversationLogs")
+    async with client.http.get(logs, headers=client.auth(), allow_redirects=False) as listing:
+        assert listing.status == 302
+    assert [r.fault for r in sim.request_log][-2:] == ["redirect_3xx", "redirect_3xx"]
+    with pytest.raises(ValueError, match="3xx"):
+        sim.faults.redirect_3xx(status=200)
+
+
+def test_hostile_kinds_are_fault_kinds() -> None:
+    from ucwa_async.testing import HOSTILE_FAULT_KINDS
+
+    assert {"unauthorized_forever", "redirect_3xx"} <= HOSTILE_FAULT_KINDS
+    assert set(ALL_FAULT_KINDS) >= HOSTILE_FAULT_KINDS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ucwa_async import PasswordAuth, TokenAuth
+from ucwa_async import AuthenticationError, PasswordAuth, TokenAuth
 
 
 def test_password_auth_repr_hides_password() -> None:
@@ -54,8 +54,24 @@ async def test_token_auth_provider_returning_junk_is_refused() -> None:
     async def provider() -> str:
         return ""
 
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(AuthenticationError, match="empty"):
         await TokenAuth(provider).get_token()
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["cwt=abc\r\nX-Injected: 1", "cwt=abc\ndef", "cwt=\x00", "cwt=\x7f", "cwt=\u20ac", "a\tb"],
+)
+async def test_token_auth_with_illegal_header_characters_is_typed(token: str) -> None:
+    async def provider() -> str:
+        return token
+
+    for auth in (TokenAuth(token), TokenAuth(provider)):
+        with pytest.raises(AuthenticationError) as caught:
+            await auth.get_token()
+        assert not isinstance(caught.value, ValueError)
+        assert token.strip() not in str(caught.value)
+        assert token.strip() not in repr(caught.value)
 
 
 @pytest.mark.parametrize("bad", ["", "   ", 42])

@@ -20,6 +20,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (timeouts.pget, timeouts.keepalive, timeouts.reconnect_settle) == (180.0, 180.0, 0.1)
     assert (retries.callback_channel, retries.redirects, retries.app_create) == (3, 4, 4)
     assert retries.retry_after_cap == 60.0
+    assert (retries.reauthentications, retries.reauthentication_window) == (3, 60.0)
     assert isinstance(retries.backoff, Backoff)
     assert (limits.event_queue_size, limits.max_body_size) == (1000, 8 * 1024 * 1024)
 
@@ -43,6 +44,8 @@ def test_groups_are_frozen_values() -> None:
         (Retries, "callback_channel", -1),
         (Retries, "redirects", 1.5),
         (Retries, "retry_after_cap", 0),
+        (Retries, "reauthentications", -1),
+        (Retries, "reauthentication_window", 0),
         (Limits, "event_queue_size", 0),
         (Limits, "max_body_size", -5),
     ],

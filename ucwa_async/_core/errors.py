@@ -12,7 +12,9 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     ├── DecodeError                    body is not valid JSON/XML (also a ValueError)
     │   └── BodyTooLargeError          body over the configured size cap
     ├── UnsafeHrefError                an href we refuse to follow (also a ValueError)
+    ├── InsecureTransportError         credentials over plain http, or an https -> http downgrade
     ├── ResponseError                  non-2xx answer: .status .code .subcode .message ...
+    │   ├── UnexpectedRedirectError    3xx: redirects are never followed (.location)
     │   ├── ProxyResponseError         4xx/5xx whose body is not a UCWA error (a proxy page)
     │   ├── BadRequestError            400
     │   │   └── ParameterValidationError   400 ParameterValidationFailure
@@ -58,6 +60,7 @@ __all__ = [
     "DecodeError",
     "ForbiddenError",
     "InactiveApplicationExpiredError",
+    "InsecureTransportError",
     "InvitationError",
     "InvitationFailedError",
     "InvitationLostError",
@@ -76,6 +79,7 @@ __all__ = [
     "TooManyRequestsError",
     "TransportError",
     "UcwaError",
+    "UnexpectedRedirectError",
     "UnsafeHrefError",
     "error_class_for",
 ]
@@ -111,6 +115,20 @@ class UnsafeHrefError(UcwaError, ValueError):
     def __init__(self, message: str, *, href: str | None = None) -> None:
         super().__init__(message)
         self.href = href
+
+
+class InsecureTransportError(UcwaError):
+    """Refused: credentials over plain http, or a URL that leaves https for http.
+
+    A password or bearer token goes over plain http only to a loopback host or with
+    ``Session(allow_insecure_http=True)``; once the sign-in chain is on https, no
+    link it hands out (``user``, ``redirect``, the token endpoint, events ``next``...)
+    may lead back to http.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class ResponseError(UcwaError):
@@ -171,6 +189,16 @@ def _rebuild_response_error(cls: type[ResponseError], state: dict[str, Any]) -> 
     error.__dict__.update(state)
     Exception.__init__(error, error._describe())
     return error
+
+
+class UnexpectedRedirectError(ResponseError):
+    """A 3xx answer. Redirects are never followed (UCWA redirects with ``redirect``
+    links, not HTTP 3xx); a 302 to a login page is a refusal, never a success.
+    ``location`` is the ``Location`` header, if any."""
+
+    def __init__(self, *, location: str | None = None, **fields: Any) -> None:
+        self.location = location
+        super().__init__(**fields)
 
 
 class ProxyResponseError(ResponseError):

@@ -31,6 +31,7 @@ from ucwa_async._core.errors import (
     DecodeError,
     ProxyResponseError,
     ResponseError,
+    UnexpectedRedirectError,
     error_class_for,
 )
 
@@ -86,6 +87,10 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _short(text: str) -> str:
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
+
+
 def _snippet(body: bytes) -> str:
     text = body[: _SNIPPET * 8].decode("utf-8", errors="replace")
     text = _SPACES.sub(" ", _TAGS.sub(" ", text)).strip()
@@ -120,15 +125,29 @@ def classify(
     url: str | None = None,
     retry_after: str | None = None,
     now: datetime | None = None,
+    location: str | None = None,
 ) -> ResponseError | None:
-    """None for a 1xx/2xx/3xx answer, else the most specific :class:`ResponseError`.
+    """None for a 1xx/2xx answer, else the most specific :class:`ResponseError`.
 
+    A 3xx is an :class:`UnexpectedRedirectError` (``location``: the raw ``Location``
+    header): redirects are never followed, and UCWA redirects with ``redirect`` links,
+    so a 302 (typically to a login page) is a refusal, never a success.
     ``retry_after`` is the raw ``Retry-After`` header; it is parsed (see
     :func:`parse_retry_after`) onto every error's ``retry_after``. Never raises.
     """
-    if status < 400:
+    if status < 300:
         return None
     delay = parse_retry_after(retry_after, now=now)
+    if status < 400:
+        where = f" to {_short(location)}" if location else ""
+        return UnexpectedRedirectError(
+            status=status,
+            message=f"unexpected redirect{where} (redirects are not followed)",
+            method=method,
+            url=url,
+            retry_after=delay,
+            location=location,
+        )
     if not body or body.isspace():
         cls = error_class_for(status, None, None)
         return cls(status=status, method=method, url=url, retry_after=delay)
@@ -190,6 +209,7 @@ def classify_token_error(
     url: str | None = None,
     retry_after: str | None = None,
     now: datetime | None = None,
+    location: str | None = None,
 ) -> ResponseError | None:
     """Like :func:`classify`, for the OAuth token endpoint.
 
@@ -197,8 +217,17 @@ def classify_token_error(
     is an :class:`AuthenticationError` with ``code`` = the OAuth error; any other status
     with such a body keeps its status's class. Other bodies go through :func:`classify`.
     """
-    if status < 400:
-        return None
+    if status < 400:  # 1xx/2xx: None; 3xx: a redirect error, whatever the body
+        return classify(
+            status,
+            content_type,
+            body,
+            method=method,
+            url=url,
+            retry_after=retry_after,
+            now=now,
+            location=location,
+        )
     if body and _wire.wire_of(content_type) == "json":
         try:
             decoded = _wire.decode(body, content_type)

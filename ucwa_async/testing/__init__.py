@@ -37,6 +37,7 @@ from ucwa_async.testing._config import (
 )
 from ucwa_async.testing._faults import (
     ALL_FAULT_KINDS,
+    HOSTILE_FAULT_KINDS,
     RANDOM_DEFAULT_KINDS,
     FaultInjector,
     FaultKind,
@@ -48,6 +49,7 @@ __all__ = [
     "ALL_FAULT_KINDS",
     "CANCELLED",
     "DECLINED",
+    "HOSTILE_FAULT_KINDS",
     "RANDOM_DEFAULT_KINDS",
     "ConflictRule",
     "Counters",

@@ -20,7 +20,14 @@ from typing import Literal, Protocol, get_args
 
 from ucwa_async.testing._records import Counters
 
-__all__ = ["ALL_FAULT_KINDS", "RANDOM_DEFAULT_KINDS", "Armed", "FaultInjector", "FaultKind"]
+__all__ = [
+    "ALL_FAULT_KINDS",
+    "HOSTILE_FAULT_KINDS",
+    "RANDOM_DEFAULT_KINDS",
+    "Armed",
+    "FaultInjector",
+    "FaultKind",
+]
 
 FaultKind = Literal[
     "callback_channel_error",
@@ -37,6 +44,8 @@ FaultKind = Literal[
     "resync",
     "service_unavailable",
     "too_many_requests",
+    "unauthorized_forever",
+    "redirect_3xx",
 ]
 # Derived from the Literal so the two can never disagree.
 ALL_FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
@@ -55,6 +64,10 @@ RANDOM_DEFAULT_KINDS: tuple[FaultKind, ...] = (
 """What ``random()`` picks from by default: faults a correct client recovers from
 without losing an invitation (no application deletion, no discarding resync, no
 409s, no added latency)."""
+HOSTILE_FAULT_KINDS: frozenset[FaultKind] = frozenset({"unauthorized_forever", "redirect_3xx"})
+"""Pathologies a correct client must refuse or give up on (typed errors, bounded
+requests), not recover from: a soak that expects every operation to end well
+leaves them out."""
 
 _COUNT_AS = {"latency_once": "latency"}
 _RECONNECT_KINDS = frozenset({"callback_channel_error", "drop_pget", "resync"})
@@ -70,7 +83,11 @@ _DEFAULT_TARGET: dict[str, str] = {
     "resync": "pget",
     "service_unavailable": "any",
     "too_many_requests": "any",
+    "unauthorized_forever": "pget",
+    "redirect_3xx": "continue",
 }
+# "Forever": armed until clear() (the counter of a forever fault never runs out).
+_FOREVER = 2**62
 
 
 class _Hooks(Protocol):
@@ -280,3 +297,31 @@ class FaultInjector:
                     status=403,
                 )
             )
+
+    # --- appended fault kinds (hardening, issue 11) ---------------------------------
+
+    def unauthorized_forever(
+        self, *, target: str = "pget", next_n: int | None = None, html: bool = False
+    ) -> None:
+        """Answer every request tagged ``target`` (default: the P-GET) with 401 and the
+        MsRtcOAuth challenge, whatever its token, while the token endpoint keeps
+        granting: a client that re-authenticates without a budget sprays passwords.
+        With ``html``, the 401 is a front proxy's instead: an HTML "Access is denied"
+        page and no challenge (a password grant cannot help). Forever (until
+        :meth:`clear`) unless ``next_n`` is given. Each 401 is counted in
+        ``faults_injected["unauthorized_forever"]`` (and ``token_rejections``)."""
+        remaining = _FOREVER if next_n is None else next_n
+        # The variant rides in ``subcode`` ("html"): Armed is shared by every kind.
+        self._arm(
+            Armed("unauthorized_forever", remaining, target, subcode="html" if html else None)
+        )
+
+    def redirect_3xx(self, next_n: int = 1, *, target: str = "continue", status: int = 302) -> None:
+        """Answer the next N requests tagged ``target`` with ``status`` (302) and a
+        ``Location`` to an HTML sign-in page, as a front proxy whose session expired
+        does. The request is not handled (a continue POST starts no invitation).
+        Redirects are never followed: a client must raise, not take the page for a
+        success. Counted in ``faults_injected["redirect_3xx"]``."""
+        if not 300 <= status < 400:
+            raise ValueError("status must be a 3xx")
+        self._arm(Armed("redirect_3xx", next_n, target, status=status))

@@ -44,6 +44,16 @@ _RETRY_FAULTS = (
 )
 
 
+_LOGIN_PATH = "/adfs/ls/"
+_LOGIN_PAGE = b"<html><head><title>Sign In</title></head><body><form>...</form></body></html>"
+
+
+_ACCESS_DENIED_PAGE = (
+    b"<html><head><title>401 - Unauthorized: Access is denied</title></head>"
+    b"<body><h2>401 - Unauthorized: Access is denied due to invalid credentials.</h2></body></html>"
+)
+
+
 def _format_retry_after(seconds: float) -> str:
     # RFC 9110: delay-seconds is a non-negative whole number; round up so a
     # client never comes back earlier than asked.
@@ -115,6 +125,9 @@ class _Pipeline:
                 return error(
                     ctx, status, code, subcode, "Try again later (injected).", headers=headers
                 )
+        hostile = self._hostile(ctx, auth)
+        if hostile is not None:
+            return hostile
         if auth:
             ctx.user = world.token_user(ctx.request.headers.get("Authorization"), ctx.host)
             if ctx.user is None:
@@ -141,6 +154,37 @@ class _Pipeline:
                 assert isinstance(raw, bytes)
                 response.body = raw[: max(len(raw) // 2, 1)] + b"\x00"
         return response
+
+    def _hostile(self, ctx: Ctx, auth: bool) -> web.Response | None:
+        """The answers of ``redirect_3xx`` and ``unauthorized_forever`` (on routes that
+        take a token: the token endpoint keeps granting), if armed."""
+        faults = self.faults
+        if faults.has("redirect_3xx"):
+            armed = faults.take("redirect_3xx", ctx.tags)
+            if armed is not None:
+                ctx.fault = "redirect_3xx"
+                status = armed.status if 300 <= armed.status < 400 else 302
+                login = ctx.origin + _LOGIN_PATH + "?ReturnUrl=" + ctx.request.path
+                return web.Response(
+                    status=status,
+                    body=_LOGIN_PAGE,
+                    headers={"Location": login, "Content-Type": "text/html; charset=utf-8"},
+                )
+        if auth and faults.has("unauthorized_forever"):
+            armed = faults.take("unauthorized_forever", ctx.tags)
+            if armed is not None:
+                if armed.subcode == "html":
+                    self.world.counters.token_rejections += 1
+                    response = web.Response(
+                        status=401,
+                        body=_ACCESS_DENIED_PAGE,
+                        headers={"Content-Type": "text/html; charset=utf-8"},
+                    )
+                else:
+                    response = self._unauthorized(ctx)
+                ctx.fault = "unauthorized_forever"
+                return response
+        return None
 
     def _unauthorized(self, ctx: Ctx) -> web.Response:
         world = self.world

@@ -1,0 +1,133 @@
+"""ReauthBudget: a count per sliding window, spacing between grants; a fake clock, no sleeps."""
+
+from __future__ import annotations
+
+import pytest
+
+from ucwa_async._core.budget import ReauthBudget
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def budget(clock: Clock, **overrides: float) -> ReauthBudget:
+    options: dict[str, float] = {"max_grants": 3, "window": 60.0, "base": 0.5, "cap": 10.0}
+    options.update(overrides)
+    return ReauthBudget(
+        max_grants=int(options["max_grants"]),
+        window=options["window"],
+        base=options["base"],
+        cap=options["cap"],
+        clock=clock,
+    )
+
+
+def test_first_grant_is_immediate_and_not_counted() -> None:
+    clock = Clock()
+    b = budget(clock)
+    assert b.delay() == 0.0
+    b.record(reauthentication=False)  # sign-in
+    assert b.in_window == 0
+
+
+def test_grants_are_spaced_then_the_budget_is_spent() -> None:
+    clock = Clock()
+    b = budget(clock)
+    b.record(reauthentication=False)
+    # Right after sign-in: wait base, then 2*base, then 4*base after each grant.
+    assert b.delay() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert b.delay() == 0.0
+    b.record(reauthentication=True)
+    assert b.delay() == pytest.approx(1.0)
+    clock.now += 1.0
+    b.record(reauthentication=True)
+    assert b.delay() == pytest.approx(2.0)
+    clock.now += 2.0
+    b.record(reauthentication=True)
+    assert b.in_window == 3
+    assert b.delay() is None  # spent: no waiting it out inside the window
+    clock.now += 30.0
+    assert b.delay() is None
+
+
+def test_the_window_slides() -> None:
+    clock = Clock()
+    b = budget(clock, max_grants=2, window=10.0)
+    b.record(reauthentication=True)
+    clock.now += 4.0
+    b.record(reauthentication=True)
+    assert b.delay() is None
+    clock.now += 6.0  # the first one leaves the window
+    assert b.in_window == 1
+    assert b.delay() == 0.0
+    clock.now += 4.0
+    assert b.in_window == 0
+
+
+def test_a_grant_long_after_the_last_one_is_immediate() -> None:
+    clock = Clock()
+    b = budget(clock)
+    b.record(reauthentication=False)
+    clock.now += 8 * 3600  # a token that expired after a working day
+    assert b.delay() == 0.0
+
+
+def test_spacing_is_capped() -> None:
+    b = ReauthBudget(max_grants=100, base=1.0, cap=5.0)
+    assert [b.spacing(k) for k in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert b.spacing(10**9) == 5.0
+
+
+def test_zero_grants_means_never_reauthenticate() -> None:
+    b = ReauthBudget(max_grants=0)
+    assert b.delay() is None
+    assert "max_grants=0" in repr(b)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_grants": -1},
+        {"max_grants": True},
+        {"window": -1.0},
+        {"base": float("nan")},
+        {"cap": float("inf")},
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        ReauthBudget(**kwargs)  # type: ignore[arg-type]
+
+
+def test_expiries_are_not_counted_but_still_spaced() -> None:
+    """Replacing a token the server had accepted is an expiry: free, however many."""
+    clock = Clock()
+    b = budget(clock, max_grants=2, base=1.0, cap=4.0)
+    b.record(reauthentication=False)
+    for _ in range(10):
+        clock.now += 100.0
+        assert b.delay() == 0.0
+        b.record(reauthentication=True, futile=False)
+    assert b.futile_in_window == 0
+    # Back to back, expiries still slow down: the spacing counts every re-authentication.
+    b.record(reauthentication=True, futile=False)
+    b.record(reauthentication=True, futile=False)
+    assert b.delay() == pytest.approx(4.0)  # capped; 3 in the window
+    assert b.in_window == 3
+
+
+def test_futile_reauthentications_spend_the_budget() -> None:
+    clock = Clock()
+    b = budget(clock, max_grants=2, base=0.0)
+    b.record(reauthentication=True, futile=False)
+    b.record(reauthentication=True, futile=True)
+    assert b.delay() == 0.0
+    b.record(reauthentication=True, futile=True)
+    assert b.futile_in_window == 2
+    assert b.delay() is None

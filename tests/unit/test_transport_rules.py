@@ -1,0 +1,407 @@
+"""Transport's rules without a server: no cleartext credentials, no https -> http
+downgrade, no grant for a proxy's 401, sanitised errors (aioresponses or a stub client).
+
+The simulator is plain http on loopback, where credentials are allowed: the refusals
+need non-loopback hosts, hence mocked ones here.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+import ucwa_async
+from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.errors import ProxyResponseError
+from ucwa_async._http import HttpClient, HttpResponse
+from ucwa_async._transport import Transport, is_loopback
+
+HTTPS_DISCOVERY = "https://lyncdiscover.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+HTTP_DISCOVERY = "http://lyncdiscover.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+USER_PATH = "/Autodiscover/AutodiscoverService.svc/root/oauth/user"
+JSON = "application/json"
+
+
+def root(**links: str) -> dict[str, Any]:
+    return {"_links": {"self": {"href": "x"}, **{k: {"href": v} for k, v in links.items()}}}
+
+
+def challenge(token_href: str) -> dict[str, str]:
+    return {"WWW-Authenticate": f'MsRtcOAuth href="{token_href}",grant_type="password"'}
+
+
+def session(discovery: str, **options: Any) -> ucwa_async.Session:
+    return ucwa_async.Session(
+        discovery,
+        auth=ucwa_async.PasswordAuth("bot@contoso.com", "hunter2"),
+        keepalive_interval=None,
+        connect_timeout=5.0,
+        **options,
+    )
+
+
+def methods(mock: aioresponses) -> list[tuple[str, str]]:
+    return [(method, str(url)) for method, url in mock.requests]
+
+
+# -- https -> http downgrades: refused before anything is sent there ----------------------
+
+
+async def test_https_discovery_to_an_http_user_link_is_refused(
+    aioresponses_mock: aioresponses,
+) -> None:
+    user = "http://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(HTTPS_DISCOVERY, payload=root(user=user))
+    with pytest.raises(ucwa_async.InsecureTransportError) as caught:
+        await session(HTTPS_DISCOVERY).open()
+    assert caught.value.url == user
+    assert methods(aioresponses_mock) == [("GET", HTTPS_DISCOVERY)]
+
+
+async def test_https_discovery_to_an_http_redirect_link_is_refused(
+    aioresponses_mock: aioresponses,
+) -> None:
+    user = "https://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(HTTPS_DISCOVERY, payload=root(user=user))
+    aioresponses_mock.get(user, status=401, headers=challenge("https://lyncweb.contoso.com/tok"))
+    aioresponses_mock.post("https://lyncweb.contoso.com/tok", payload={"access_token": "cwt=A"})
+    redirect = "http://pool2.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    aioresponses_mock.get(user, payload=root(redirect=redirect))
+    with pytest.raises(ucwa_async.InsecureTransportError):
+        await session(HTTPS_DISCOVERY).open()
+    assert all(url.startswith("https://") for _, url in methods(aioresponses_mock))
+
+
+async def test_an_http_token_endpoint_in_an_https_challenge_gets_no_password(
+    aioresponses_mock: aioresponses,
+) -> None:
+    user = "https://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(HTTPS_DISCOVERY, payload=root(user=user))
+    aioresponses_mock.get(user, status=401, headers=challenge("http://lyncweb.contoso.com/tok"))
+    with pytest.raises(ucwa_async.InsecureTransportError):
+        await session(HTTPS_DISCOVERY).open()
+    assert [m for m, _ in methods(aioresponses_mock)] == ["GET", "GET"]
+
+
+async def test_plain_http_off_loopback_gets_no_password_without_opt_in(
+    aioresponses_mock: aioresponses,
+) -> None:
+    user = "http://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(HTTP_DISCOVERY, payload=root(user=user))
+    aioresponses_mock.get(user, status=401, headers=challenge("http://lyncweb.contoso.com/tok"))
+    with pytest.raises(ucwa_async.InsecureTransportError, match="allow_insecure_http"):
+        await session(HTTP_DISCOVERY).open()
+    assert "POST" not in [m for m, _ in methods(aioresponses_mock)]
+
+
+async def test_plain_http_with_opt_in_sends_the_password(aioresponses_mock: aioresponses) -> None:
+    user = "http://lyncweb.contoso.com" + USER_PATH
+    token_url = "http://lyncweb.contoso.com/tok"
+    aioresponses_mock.get(HTTP_DISCOVERY, payload=root(user=user))
+    aioresponses_mock.get(user, status=401, headers=challenge(token_url))
+    aioresponses_mock.post(token_url, payload={"access_token": "cwt=A", "token_type": "Bearer"})
+    aioresponses_mock.get(user, status=403)  # ends the sign-in here: enough for this test
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await session(HTTP_DISCOVERY, allow_insecure_http=True).open()
+    assert ("POST", token_url) in methods(aioresponses_mock)
+    repeat = aioresponses_mock.requests[("GET", URL(user))][1]
+    assert repeat.kwargs["headers"]["Authorization"] == "Bearer cwt=A"
+
+
+# -- the transport itself, with a stub HTTP client -------------------------------------------
+
+
+class StubHttp:
+    """Records requests; answers each with the next queued response (default: 200 {})."""
+
+    def __init__(self, *responses: HttpResponse) -> None:
+        self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self._responses = list(responses)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        data: bytes | None = None,
+        timeout: float,
+        reserved: bool = False,
+    ) -> HttpResponse:
+        self.sent.append((method, url, dict(headers)))
+        if self._responses:
+            return self._responses.pop(0)
+        return HttpResponse(method=method, url=url, status=200, content_type=JSON, body=b"{}")
+
+
+def transport(
+    http: StubHttp, origin: str, *, allow_insecure_http: bool = False, **options: Any
+) -> Transport:
+    return Transport(
+        http,  # type: ignore[arg-type]
+        auth=ucwa_async.TokenAuth("cwt=TOKEN"),
+        trusted_origins={origin},
+        accept=JSON,
+        user_agent="t",
+        request_timeout=1.0,
+        max_body=1 << 20,
+        backoff=Backoff(base=0.0, cap=0.0, rng=random.Random(0)),
+        retry_after_cap=0.1,
+        is_closed=lambda: False,
+        on_reauthenticated=lambda: None,
+        allow_insecure_http=allow_insecure_http,
+        **options,
+    )
+
+
+async def test_an_http_next_link_after_https_is_refused_unsent() -> None:
+    http = StubHttp()
+    t = transport(http, "https://fe.contoso.com")
+    t.tokens["https://fe.contoso.com"] = "Bearer cwt=TOKEN"
+    await t.poll("https://fe.contoso.com/ucwa/events?ack=1", 1.0)
+    with pytest.raises(ucwa_async.InsecureTransportError):
+        await t.poll("http://fe.contoso.com/ucwa/events?ack=2", 1.0)
+    with pytest.raises(ucwa_async.InsecureTransportError):
+        await t.send("GET", "http://fe.contoso.com/ucwa/x", authorize=False)
+    assert [url for _, url, _ in http.sent] == ["https://fe.contoso.com/ucwa/events?ack=1"]
+    assert http.sent[0][2]["Authorization"] == "Bearer cwt=TOKEN"
+
+
+async def test_a_token_is_never_put_on_plain_http_off_loopback() -> None:
+    origin = "http://fe.contoso.com"
+    t = transport(StubHttp(), origin)
+    t.tokens[origin] = "Bearer cwt=TOKEN"
+    assert "Authorization" not in t.headers_for(origin + "/x", authorize=False)
+    with pytest.raises(ucwa_async.InsecureTransportError):
+        t.headers_for(origin + "/x")
+    opted_in = transport(StubHttp(), origin, allow_insecure_http=True)
+    opted_in.tokens[origin] = "Bearer cwt=TOKEN"
+    assert opted_in.headers_for(origin + "/x")["Authorization"] == "Bearer cwt=TOKEN"
+    loopback = transport(StubHttp(), "http://127.0.0.1:8080")
+    loopback.tokens["http://127.0.0.1:8080"] = "Bearer cwt=TOKEN"
+    assert "Authorization" in loopback.headers_for("http://127.0.0.1:8080/x")
+
+
+async def test_a_proxy_401_on_the_channel_gets_no_grant() -> None:
+    http = StubHttp()
+    origin = "https://fe.contoso.com"
+    t = transport(http, origin)
+    t.tokens[origin] = "Bearer cwt=OLD"
+    page = ProxyResponseError(status=401, message="not a UCWA error body (text/html)")
+    with pytest.raises(ProxyResponseError):
+        await t.reauthenticate(origin + "/ucwa/events?ack=3", page)
+    assert t.tokens[origin] == "Bearer cwt=OLD"
+    assert http.sent == []
+
+
+async def test_channel_reauthentication_spends_the_same_budget() -> None:
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return f"cwt={calls}"
+
+    origin = "https://fe.contoso.com"
+    t = Transport(
+        StubHttp(),  # type: ignore[arg-type]
+        auth=ucwa_async.TokenAuth(provider),
+        trusted_origins={origin},
+        accept=JSON,
+        user_agent="t",
+        request_timeout=1.0,
+        max_body=1 << 20,
+        backoff=Backoff(base=0.0, cap=0.0),
+        retry_after_cap=0.1,
+        is_closed=lambda: False,
+        on_reauthenticated=lambda: None,
+        max_reauthentications=2,
+        reauthentication_window=60.0,
+    )
+    url = origin + "/ucwa/events?ack=1"
+    await t.reauthenticate(url)  # the first token for this host: not a re-authentication
+    await t.reauthenticate(url)
+    await t.reauthenticate(url)
+    with pytest.raises(ucwa_async.AuthenticationError, match="budget"):
+        await t.reauthenticate(url)
+    assert calls == 3
+    assert t.tokens[origin] == "Bearer cwt=3"
+
+
+async def test_a_401_from_an_html_proxy_on_a_request_gets_no_grant() -> None:
+    origin = "https://fe.contoso.com"
+    page = HttpResponse(
+        method="GET", url=origin + "/x", status=401, content_type="text/html", body=b"<html/>"
+    )
+    http = StubHttp(page)
+    t = transport(http, origin)
+    with pytest.raises(ProxyResponseError):
+        await t.send("GET", origin + "/x")
+    assert len(http.sent) == 1
+    assert t.tokens == {}
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8080/x", True),
+        ("http://127.9.8.7/x", True),
+        ("http://localhost/x", True),
+        ("http://LOCALHOST./x", True),
+        ("http://[::1]:80/x", True),
+        ("http://10.0.0.1/x", False),
+        ("http://localhost.contoso.com/x", False),
+        ("http://127.0.0.1.nip.io/x", False),
+        ("http://[::2]/x", False),
+        ("http:///x", False),
+    ],
+)
+def test_is_loopback(url: str, expected: bool) -> None:
+    assert is_loopback(url) is expected
+
+
+# -- the HTTP shell's errors: no aiohttp object, no token -------------------------------------
+
+
+async def test_a_client_response_error_is_sanitised(aioresponses_mock: aioresponses) -> None:
+    url = "https://fe.contoso.com/ucwa/x"
+    secret = "Bearer cwt=SECRET-TOKEN"
+    headers = CIMultiDictProxy(CIMultiDict({"Authorization": secret}))
+    info = aiohttp.RequestInfo(URL(url), "GET", headers, URL(url))
+    aioresponses_mock.get(
+        url, exception=aiohttp.ClientResponseError(info, (), status=502, message="Bad Gateway")
+    )
+    async with aiohttp.ClientSession() as http:
+        client = HttpClient(http, max_body=1024)
+        with pytest.raises(ucwa_async.TransportError) as caught:
+            await client.request("GET", url, headers={"Authorization": secret}, timeout=1.0)
+    error = caught.value
+    assert error.__cause__ is None
+    assert error.__context__ is None
+    assert "502" in str(error)
+    assert "SECRET" not in repr(error) + str(error) + repr(vars(error))
+
+
+async def test_a_closed_http_session_is_a_transport_error() -> None:
+    http = aiohttp.ClientSession()
+    await http.close()
+    client = HttpClient(http, max_body=1024)
+    with pytest.raises(ucwa_async.TransportError, match="closed"):
+        await client.request("GET", "http://127.0.0.1:9/x", headers={}, timeout=1.0)
+
+
+async def test_a_channel_401_after_a_refresh_by_a_request_costs_no_second_grant() -> None:
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return f"cwt={calls}"
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/events?ack=1"
+    t = transport(StubHttp(), origin)
+    t._auth = ucwa_async.TokenAuth(provider)
+    await t.reauthenticate(url)  # signed in: version 1
+    await t.poll(url, 1.0)  # the P-GET carries version 1 ...
+    await t.authenticate(origin, url, None, 1)  # ... a request refreshes to version 2 ...
+    await t.reauthenticate(url)  # ... then the P-GET's 401 arrives: nothing to do
+    assert calls == 2
+    assert t.tokens[origin] == "Bearer cwt=2"
+    await t.poll(url, 1.0)
+    await t.reauthenticate(url)  # a 401 on a P-GET that carried version 2: a refresh
+    assert calls == 3
+
+
+async def test_expiries_are_free_refusals_are_counted() -> None:
+    """A token that worked and then got a 401 expired; a fresh one refused is futile."""
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return f"cwt={calls}"
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/events?ack=1"
+    refused = HttpResponse(method="GET", url=url, status=401, content_type=None, body=b"")
+    http = StubHttp()
+    t = transport(http, origin, max_reauthentications=1)
+    t._auth = ucwa_async.TokenAuth(provider)
+    await t.reauthenticate(url)  # sign-in
+    for _ in range(5):  # each token works once, then expires: never counted
+        await t.poll(url, 1.0)
+        await t.reauthenticate(url)
+    assert calls == 6
+    http._responses = [refused, refused]
+    await t.poll(url, 1.0)  # refused at once: the re-authentication is futile (1 of 1)
+    await t.reauthenticate(url)
+    await t.poll(url, 1.0)
+    with pytest.raises(ucwa_async.AuthenticationError, match="budget"):
+        await t.reauthenticate(url)
+    assert calls == 7
+
+
+async def test_a_401_for_a_token_replaced_meanwhile_is_repeated_without_a_grant() -> None:
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        return f"cwt={calls}"
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/x"
+    refused = HttpResponse(method="GET", url=url, status=401, content_type=None, body=b"")
+
+    class RefreshedMeanwhile(StubHttp):
+        async def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+            response = await super().request(method, url, **kwargs)
+            if len(self.sent) == 1:  # another task refreshes while this one is in flight
+                await t.authenticate(origin, url, None, t.token_versions[origin])
+            return response
+
+    http = RefreshedMeanwhile(refused)
+    t = transport(http, origin)
+    t._auth = ucwa_async.TokenAuth(provider)
+    await t.authenticate(origin, url, None, 0)  # signed in: cwt=1
+    await t.send("GET", url)
+    assert calls == 2  # the other task's refresh only
+    assert [h["Authorization"] for _, _, h in http.sent] == ["Bearer cwt=1", "Bearer cwt=2"]
+
+
+@pytest.mark.parametrize("token", ["abc\r\nX-Injected: 1", "abc\x00", "caf\u00e9\u20ac"])
+async def test_a_granted_token_with_illegal_characters_is_typed(token: str) -> None:
+    import json
+
+    origin = "https://fe.contoso.com"
+    url = origin + "/ucwa/user"
+    grant = HttpResponse(
+        method="POST",
+        url=origin + "/tok",
+        status=200,
+        content_type="application/json",
+        body=json.dumps({"access_token": token, "token_type": "Bearer"}).encode(),
+    )
+    challenge_401 = HttpResponse(
+        method="GET",
+        url=url,
+        status=401,
+        content_type=None,
+        body=b"",
+        www_authenticate=(f'MsRtcOAuth href="{origin}/tok",grant_type="password"',),
+    )
+    t = transport(StubHttp(grant), origin)
+    t._auth = ucwa_async.PasswordAuth("bot@contoso.com", "hunter2")
+    with pytest.raises(ucwa_async.AuthenticationError) as caught:
+        await t.authenticate(origin, url, challenge_401, 0)
+    assert not isinstance(caught.value, ValueError)
+    assert token not in str(caught.value) + repr(caught.value)
+    assert t.tokens == {}
