@@ -21,6 +21,7 @@ the invitation for :class:`NeedsLookup` (or for a :class:`Succeeded` without res
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,6 +40,7 @@ __all__ = [
     "Progress",
     "Resolution",
     "Succeeded",
+    "check_operation_id",
 ]
 
 OPERATION_EVENT_TYPES = frozenset({"started", "updated", "completed"})
@@ -46,6 +48,19 @@ _SUCCESS_STATES = frozenset({"connected"})
 # A completed event whose resource still says Connecting (or says nothing) does not
 # tell us the outcome: the session must look.
 _UNDECIDED_STATES = frozenset({"", "connecting"})
+# UCWA allows a client-generated operationId of at most 50 characters; ours is also
+# restricted to characters that need no escaping in JSON, XML or a log line.
+_OPERATION_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,50}")
+
+
+def check_operation_id(value: object) -> str:
+    """``value`` if it is a valid operationId (1..50 of letters, digits, ``-_.:``)."""
+    if not isinstance(value, str) or _OPERATION_ID.fullmatch(value) is None:
+        raise ValueError(
+            "operation_id must be 1 to 50 characters of ASCII letters, digits and -_.: "
+            f"(got {value!r:.80})"
+        )
+    return value
 
 
 class LinkLike(Protocol):
@@ -261,6 +276,18 @@ class Correlator:
     def bound(self) -> dict[str, str]:
         """Pending operations with a bound href: ``{operation_id: href}`` (resync re-reads)."""
         return {op_id: op.href for op_id, op in self._pending.items() if op.href is not None}
+
+    def owner(self, href: str) -> str | None:
+        """The pending operation bound (or matched) to ``href``, if any."""
+        try:
+            key = self._normalize(href)
+        except ValueError:
+            return None
+        return self._by_key.get(key)
+
+    def is_pending(self, operation_id: str) -> bool:
+        """True if ``operation_id`` is expected and has not ended."""
+        return operation_id in self._pending
 
     def is_finished(self, operation_id: str) -> bool:
         """True if ``operation_id`` resolved or was finished (and is still remembered)."""
