@@ -239,8 +239,8 @@ class OperationTable:
             self._accepted(entry, response, generation, resyncs)
         finally:
             _settle(entry.posted, None)
-        if entry.waiters == 0 and not invitation.done():
-            await self._abandon(invitation)
+        if entry.waiters == 0 and self._invitations.get(invitation.operation_id) is invitation:
+            await self._abandon(invitation)  # still pending, and nobody can see it
 
     def _drop_start(self, entry: _Start) -> None:
         operation_id = entry.invitation.operation_id
@@ -714,6 +714,8 @@ class OperationTable:
         invitation, mode = read.invitation, read.mode
         verdict = _verdict(resource)
         if mode == "pending":
+            if self._invitations.get(invitation.operation_id) is not invitation:
+                return  # it ended while we read (its completion queued a read of its own)
             if resource is None or verdict in ("pending", "unknown"):
                 if resource is not None:
                     invitation._progress(_state_of(resource), _cancel_link(resource))

@@ -192,6 +192,24 @@ async def test_close_while_an_abandoned_post_runs_leaves_nothing(
         await assert_no_leftover_tasks(no_leftover_tasks)
 
 
+async def test_a_continue_call_waiting_at_close_gets_session_closed(
+    make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
+) -> None:
+    async with UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim:
+        session = make_session(sim)
+        await session.open()
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(2.0, target="continue")
+        caller = asyncio.create_task(session.continue_messaging(logs[0]))
+        await _until(lambda: sim.counters.invitations_created == 1)
+        async with asyncio.timeout(3):
+            await session.aclose()
+        with pytest.raises(ucwa_async.SessionClosedError):
+            await caller
+        assert session.stats.invitations_abandoned == 0
+        await assert_no_leftover_tasks(no_leftover_tasks)
+
+
 # --- 3. operation_id: an idempotent retry --------------------------------------------------
 
 
@@ -466,6 +484,29 @@ async def test_discarding_resync_during_a_read_reads_again(
         assert completed == []  # the completed event never reached the session
         assert sim.counters.faults_injected["resync"] == 2
         assert len(_requests(sim, "invitation", "GET")) >= 2
+        assert session.stats.invitations_connected == 1
+
+
+async def test_completion_during_a_resync_read_reads_once_more(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # Link-only events: the Success event says nothing of the resource, so the session
+    # must GET it; a resync read of that invitation is in flight already (late answer).
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_messaging(logs[0])
+        await _until(lambda: session.stats.events_received >= 1)  # started: link only
+        sim.faults.late_answer(0.4, target="invitation")
+        sim.faults.resync()
+        await _until(lambda: sim.counters.faults_injected["late_answer"] == 1)
+        sim.release_held()
+        result = await invitation.result(timeout=5)
+        assert isinstance(result, ucwa_async.MessagingInvitation)
+        assert result.state == "Connected"
+        assert invitation.state == "Connected"
+        gets = _requests(sim, "invitation", "GET")
+        assert [r.fault for r in gets] == ["late_answer", None]  # one after the other
         assert session.stats.invitations_connected == 1
 
 
