@@ -149,6 +149,7 @@ class OperationTable:
         self._invitations: dict[str, Invitation[Any]] = {}
         self._starting: dict[str, _Start] = {}  # continue POSTs in flight
         self._cancels: dict[str, _Cancel] = {}  # cancel POSTs in flight
+        self._abandoning: dict[str, asyncio.Future[None]] = {}  # abandoned, being cancelled
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
         # Read-backs: queued (in order), in flight (one per invitation), asked again
         # while in flight (its GET may predate a resync).
@@ -175,6 +176,13 @@ class OperationTable:
         timeout: float | None,
         model: type[_InvT],
     ) -> Invitation[_InvT]:
+        abandoning = self._abandoning.get(operation_id)
+        if abandoning is not None:
+            # Its caller gave up and the session is cancelling it: a retry must not get
+            # a handle about to be cancelled. Once cancelled, start afresh; if the cancel
+            # failed, the invitation is still pending and the retry adopts it.
+            await asyncio.shield(abandoning)
+            self._ensure_usable()
         known = self._known(operation_id)
         if known is not None:
             # A retry of the same operation: join it, never POST it twice.
@@ -280,13 +288,19 @@ class OperationTable:
     async def _abandon(self, invitation: Invitation[Any]) -> None:
         """Nobody waits for this accepted invitation: cancel it on the server."""
         self._stats.invitations_abandoned += 1
-        where = invitation.href or invitation.operation_id
+        operation_id = invitation.operation_id
+        where = invitation.href or operation_id
         log.warning("continue call abandoned by its caller after the 201; cancelling %s", where)
+        abandoning: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._abandoning[operation_id] = abandoning
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await self._cancel(invitation)
         except (UcwaError, TimeoutError) as exc:
             log.warning("could not cancel the abandoned invitation %s: %s", where, exc)
+        finally:
+            self._abandoning.pop(operation_id, None)
+            _settle(abandoning, None)
 
     async def _post_continue(self, url: str, body: Mapping[str, Any]) -> tuple[HttpResponse, int]:
         """POST a continue request; returns the response and the application generation
@@ -524,6 +538,8 @@ class OperationTable:
             _settle(entry.posted, closed)
         for cancel in list(self._cancels.values()):
             _settle(cancel.done, closed)
+        for abandoning in list(self._abandoning.values()):
+            _settle(abandoning, None)
         self._starting.clear()
         self._cancels.clear()
         for operation_id in list(self._invitations):

@@ -247,6 +247,40 @@ async def test_retry_with_the_same_operation_id_while_the_post_runs_posts_once(
         assert session.stats.invitations_connected == 1
 
 
+async def test_retry_while_the_abandoned_invitation_is_being_cancelled_starts_afresh(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # Too late to adopt: the 201 came with nobody waiting and the session is cancelling
+    # that invitation. The retry waits for the cancel, then places the call again (and
+    # the cancelled one's events, same operationId, do not end the new one).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.2, target="continue")
+        sim.faults.latency(0.4, target="cancel")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await session.continue_phone_audio(logs[0], PHONE, operation_id="ring-7")
+        await _until(lambda: session.stats.invitations_abandoned == 1)
+        assert _requests(sim, "cancel") == []  # the cancel POST is held
+        retry = await session.continue_phone_audio(logs[0], PHONE, operation_id="ring-7")
+        assert [r.status for r in _requests(sim, "cancel")] == [204]
+        assert retry.operation_id == "ring-7"
+        assert retry.href is not None
+        assert retry.href.endswith("/invitations/2")
+        assert sim.counters.invitations_by_state == {"Failed": 1, "Connecting": 1}
+        sim.faults.duplicate_events(next_n=5)
+        await asyncio.sleep(0.3)  # the first one's Cancelled events have come and gone
+        assert not retry.done()
+        sim.release_held()
+        assert (await retry.result(timeout=5)).state == "Connected"
+        assert len(_requests(sim, "continue")) == 2
+        assert session.stats.invitations_cancelled == 1
+        assert session.stats.invitations_connected == 1
+
+
 async def test_concurrent_calls_with_one_operation_id_share_the_post(
     make_session: SessionFactory, wire_format: str
 ) -> None:

@@ -194,6 +194,9 @@ class Correlator:
         self._orphan_seq = 0
         self._finished_ops: OrderedDict[str, None] = OrderedDict()
         self._finished_keys: OrderedDict[str, None] = OrderedDict()
+        # Pending operations whose id an earlier, finished operation had (a caller's
+        # retry with its own operationId): events of the earlier one must not match.
+        self._reused: set[str] = set()
 
     # -- registration ---------------------------------------------------------------
 
@@ -203,8 +206,11 @@ class Correlator:
             raise ValueError("operation_id must be a non-empty string")
         if operation_id in self._pending:
             raise ValueError(f"operation {operation_id!r} is already pending")
-        # A reused id starts afresh (ids are uuid4s; this only matters in tests).
-        self._finished_ops.pop(operation_id, None)
+        # A reused id starts afresh; the earlier operation's late events are told apart
+        # by their href (see feed).
+        if operation_id in self._finished_ops:
+            del self._finished_ops[operation_id]
+            self._reused.add(operation_id)
         self._pending[operation_id] = _Pending()
 
     def bind(self, operation_id: str, href: str) -> list[Resolution]:
@@ -243,6 +249,7 @@ class Correlator:
             # Invariant: a pending op's key always maps back to it.
             del self._by_key[op.key]
         self._finished_ops.pop(operation_id, None)
+        self._reused.discard(operation_id)
 
     def finish(self, operation_id: str) -> None:
         """Mark ``operation_id`` ended by other means (timeout, cancel, lookup).
@@ -255,6 +262,7 @@ class Correlator:
             del self._by_key[op.key]
             self._remember_finished_key(op.key)
             self._take_orphans(op.key)
+        self._reused.discard(operation_id)
         self._remember_finished_op(operation_id)
 
     def clear(self) -> list[str]:
@@ -265,6 +273,7 @@ class Correlator:
         self._orphans.clear()
         self._finished_ops.clear()
         self._finished_keys.clear()
+        self._reused.clear()
         return pending
 
     # -- queries --------------------------------------------------------------------
@@ -311,6 +320,10 @@ class Correlator:
         op_id = event.operation_id
         if op_id is not None and op_id in self._pending:
             op = self._pending[op_id]
+            if op_id in self._reused:
+                own = self._key_of(event)
+                if own is not None and own != op.key and own in self._finished_keys:
+                    return []  # about the earlier operation that had this id: it ended
             resolutions: list[Resolution] = []
             key = self._key_of(event) if op.key is None else None
             if key is not None and key not in self._by_key:

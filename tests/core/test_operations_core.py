@@ -79,3 +79,40 @@ def test_correlator_owner_and_is_pending() -> None:
     correlator.finish("op1")
     assert not correlator.is_pending("op1")
     assert correlator.owner("https://h/x/inv/1") is None
+
+
+class _Link:
+    def __init__(self, href: str) -> None:
+        self.href = href
+
+
+class _Event:
+    """Just what the correlator reads (an embedded resource with operationId and state)."""
+
+    def __init__(self, kind: str, href: str, operation_id: str, state: str) -> None:
+        self.type = kind
+        self.link = _Link(href)
+        self.operation_id = operation_id
+        self.status = None
+        self.reason = None
+        self.resource = {"state": state}
+
+
+def test_a_reused_operation_id_ignores_the_earlier_operations_events() -> None:
+    correlator = Correlator()
+    correlator.expect("order-42")
+    correlator.bind("order-42", "https://h/inv/1")
+    correlator.finish("order-42")  # cancelled, say
+    correlator.expect("order-42")  # the caller's retry, same id: a new invitation
+    assert correlator.is_pending("order-42")
+    # A late (or duplicated) event of invitation 1 carries the same operationId.
+    late = _Event("completed", "https://h/inv/1", "order-42", "Failed")
+    assert correlator.feed(late) == []
+    assert correlator.is_pending("order-42")
+    # The new invitation's own events still match, before and after its 201.
+    started = _Event("started", "https://h/inv/2", "order-42", "Connecting")
+    assert [type(r).__name__ for r in correlator.feed(started)] == ["Progress"]
+    correlator.bind("order-42", "https://h/inv/2")
+    done = _Event("completed", "https://h/inv/2", "order-42", "Connected")
+    assert [type(r).__name__ for r in correlator.feed(done)] == ["Succeeded"]
+    assert not correlator.is_pending("order-42")
