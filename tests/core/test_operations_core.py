@@ -75,7 +75,8 @@ def test_correlator_owner_and_is_pending() -> None:
     assert correlator.owner("https://h/x/inv/1") is None
     correlator.bind("op1", "https://h/x/inv/1")
     assert correlator.owner("HTTPS://h/x/inv/1") == "op1"  # normalised
-    assert correlator.owner("javascript:alert(1)") is None  # never raises
+    assert correlator.owner("http://[bad") is None  # never raises
+    assert correlator.owner("http://h:99999/x") is None
     correlator.finish("op1")
     assert not correlator.is_pending("op1")
     assert correlator.owner("https://h/x/inv/1") is None
