@@ -51,7 +51,7 @@ class Invitation(Generic[T]):
         operation_id: str,
         kind: str,
         loop: asyncio.AbstractEventLoop,
-        canceller: Callable[[Invitation[Any]], Awaitable[None]],
+        canceller: Callable[[Invitation[Any]], Awaitable[object]],
     ) -> None:
         self.operation_id = operation_id
         self.kind = kind
@@ -105,13 +105,16 @@ class Invitation(Generic[T]):
     async def cancel(self) -> bool:
         """Cancel the invitation on the server (POST its ``cancel`` link).
 
-        Returns False if it had already ended. After a successful cancel,
-        awaiting the invitation raises ``asyncio.CancelledError``.
+        Returns False if it had already ended (or the server's own outcome arrived
+        before the cancel took effect: that outcome is kept). After a successful
+        cancel, awaiting the invitation raises ``asyncio.CancelledError``. Concurrent
+        calls share one cancel request and return the same answer.
         """
         if self._future.done():
             return False
         await self._canceller(self)
-        return self._cancel_local()
+        # The session may have ended it already (a cancel shared by several callers).
+        return self._cancel_local() or self._future.cancelled()
 
     # -- used by the session only -------------------------------------------------
 

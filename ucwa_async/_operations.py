@@ -1,21 +1,44 @@
 """The operations table: every invitation from its POST to its one outcome.
 
-One job: start an operation (operationId registered with the ``Correlator`` *before*
-the POST: events can beat the 201), bind its Location, apply what the event channel
-says about it, expire, cancel and re-read it — so each ``Invitation`` ends exactly once.
-The session owns one table; the channel host feeds it batches.
+One job: start an operation, bind its Location, apply what the event channel says about
+it, expire, cancel and read it back — so each ``Invitation`` ends exactly once, and no
+call the server accepted is ever left ringing with nobody able to see it.
+
+- **start**: the operationId is registered with the ``Correlator`` *before* the POST
+  (events can beat the 201). The POST runs in a task the session owns, not in the
+  caller's: a caller that gives up (its task cancelled, an ``asyncio.timeout`` around
+  ``continue_*()``) leaves it running; if the 201 then arrives with nobody waiting, the
+  invitation is cancelled on the server (best effort, bounded, counted). A second start
+  with the same operationId while the first is pending joins it: no second POST. The
+  invitation's timeout counts from the 201.
+- **cancel**: one cancel POST per invitation, shared by concurrent callers, run by the
+  session; a failure other than our own cancellation reported meanwhile (Declined,
+  Busy...) is the server's outcome and is kept.
+- **read-back**: one path GETs an invitation for link-only completions, resync re-reads,
+  a cancel without a cancel link and ``attach``; at most ``_READERS`` GETs at once, one
+  per invitation at a time, and resync re-reads in waves (``RereadWaves``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
+import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ucwa_async._application import Application
 from ucwa_async._core import wire as _wire
-from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
+from ucwa_async._core.correlate import (
+    Correlator,
+    Failed,
+    NeedsLookup,
+    Progress,
+    Succeeded,
+    check_operation_id,
+)
 from ucwa_async._core.errors import (
     ApplicationNotFoundError,
     CallbackChannelError,
@@ -34,6 +57,7 @@ from ucwa_async._core.models import (
     Resource,
     parse_resource,
 )
+from ucwa_async._core.rereads import RereadWaves
 from ucwa_async._http import HttpResponse
 from ucwa_async._invitation import Invitation
 from ucwa_async._transport import Transport
@@ -48,6 +72,50 @@ log = logging.getLogger("ucwa_async.session")
 
 _InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
 _TERMINAL_SUCCESS = frozenset({"connected", "success"})
+_PENDING_STATES = frozenset({"", "connecting"})
+_READERS = 8  # invitation GETs at once: a resync with 10 000 pending is not 10 000 GETs
+_RESYNC_WAVE_INTERVAL = 1.0  # seconds between the starts of two resync re-read waves
+
+# What a read-back is for: "success" (a completed/Success event without the resource),
+# "completed" (a completed event that does not say how it ended), "pending" (a resync
+# may have dropped its events: the invitation is still in the table).
+ReadMode = Literal["success", "completed", "pending"]
+Verdict = Literal["pending", "connected", "failed", "unknown"]
+
+
+class _Start:
+    """A continue POST in flight: ``posted`` resolves at its answer; ``waiters`` callers
+    are waiting for it (none left at the 201: the call was abandoned)."""
+
+    __slots__ = ("invitation", "posted", "timeout", "waiters")
+
+    def __init__(
+        self, invitation: Invitation[Any], posted: asyncio.Future[None], timeout: float
+    ) -> None:
+        self.invitation = invitation
+        self.posted = posted
+        self.timeout = timeout
+        self.waiters = 0
+
+
+class _Cancel:
+    """A cancel POST in flight; ``deferred`` ends the invitation the way the server
+    reported meanwhile, should the cancel fail."""
+
+    __slots__ = ("deferred", "done")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.deferred: Callable[[], None] | None = None
+
+
+class _Read:
+    __slots__ = ("href", "invitation", "mode")
+
+    def __init__(self, invitation: Invitation[Any], href: str | None, mode: ReadMode) -> None:
+        self.invitation = invitation
+        self.href = href
+        self.mode = mode
 
 
 class OperationTable:
@@ -79,10 +147,20 @@ class OperationTable:
         self._connect_timeout = connect_timeout
         self._correlator = Correlator(normalize=application.key)
         self._invitations: dict[str, Invitation[Any]] = {}
-        # Invitations whose cancel POST is in flight -> a failure that arrived meanwhile
-        # (the server may report the termination before it answers the POST).
-        self._cancelling: dict[str, Failed | NeedsLookup | None] = {}
+        self._starting: dict[str, _Start] = {}  # continue POSTs in flight
+        self._cancels: dict[str, _Cancel] = {}  # cancel POSTs in flight
+        self._abandoning: dict[str, asyncio.Future[None]] = {}  # abandoned, being cancelled
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
+        # Read-backs: queued (in order), in flight (one per invitation), asked again
+        # while in flight (its GET may predate a resync).
+        self._read_queue: collections.OrderedDict[str, _Read] = collections.OrderedDict()
+        self._reading: dict[str, _Read] = {}
+        self._read_again: dict[str, _Read] = {}
+        self._readers = 0
+        self._waves = RereadWaves(_RESYNC_WAVE_INTERVAL)
+        self._wave: set[str] = set()  # operations the running wave has still to read
+        self._wave_timer: asyncio.TimerHandle | None = None
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._invitations)
@@ -98,42 +176,131 @@ class OperationTable:
         timeout: float | None,
         model: type[_InvT],
     ) -> Invitation[_InvT]:
+        abandoning = self._abandoning.get(operation_id)
+        if abandoning is not None:
+            # Its caller gave up and the session is cancelling it: a retry must not get
+            # a handle about to be cancelled. Once cancelled, start afresh; if the cancel
+            # failed, the invitation is still pending and the retry adopts it.
+            await asyncio.shield(abandoning)
+            self._ensure_usable()
+        known = self._known(operation_id)
+        if known is not None:
+            # A retry of the same operation: join it, never POST it twice.
+            if known.kind != rel:
+                raise ValueError(f"operation_id {operation_id!r} is in use by a {known.kind}")
+            entry = self._starting.get(operation_id)
+            return known if entry is None else await self._join(entry)
         loop = asyncio.get_running_loop()
         invitation: Invitation[_InvT] = Invitation(
             operation_id=operation_id, kind=rel, loop=loop, canceller=self.cancel
         )
-        self._invitations[operation_id] = invitation
         self._correlator.expect(operation_id)
-        invitation._set_timer(
-            loop.call_later(timeout or self._invitation_timeout, self._expire, operation_id)
-        )
+        self._invitations[operation_id] = invitation
+        posted: asyncio.Future[None] = loop.create_future()
+        posted.add_done_callback(_consume_exception)
+        entry = _Start(invitation, posted, timeout or self._invitation_timeout)
+        self._starting[operation_id] = entry
+        self._spawn(self._run_start(entry, url, body))
+        return await self._join(entry)
+
+    def _known(self, operation_id: str) -> Invitation[Any] | None:
+        """The handle of ``operation_id`` if it is pending or its outcome is being read."""
+        invitation = self._invitations.get(operation_id)
+        if invitation is not None:
+            return invitation
+        for reads in (self._read_queue, self._reading, self._read_again):
+            read = reads.get(operation_id)
+            if read is not None and read.mode != "pending":
+                return read.invitation
+        return None
+
+    async def _join(self, entry: _Start) -> Invitation[Any]:
+        entry.waiters += 1
+        try:
+            await asyncio.shield(entry.posted)
+        finally:
+            entry.waiters -= 1
+        return entry.invitation
+
+    async def _run_start(self, entry: _Start, url: str, body: Mapping[str, Any]) -> None:
+        """The continue POST, in a task the session owns: it outlives a caller that gives up."""
+        invitation = entry.invitation
+        if entry.waiters == 0:
+            # The caller gave up before the POST was sent: nothing reached the server.
+            self._drop_start(entry)
+            entry.posted.cancel()
+            return
         resyncs = self._resyncs
         try:
             response, generation = await self._post_continue(url, body)
-        except BaseException:
-            self._invitations.pop(operation_id, None)
-            self._correlator.forget(operation_id)
-            invitation._stop_timer()
+        except asyncio.CancelledError:
+            self._drop_start(entry)
+            _settle(entry.posted, SessionClosedError("the session closed during the POST"))
             raise
+        except Exception as exc:
+            self._drop_start(entry)
+            _settle(entry.posted, exc)
+            return
+        self._starting.pop(invitation.operation_id, None)
         self._stats.invitations_started += 1
+        try:
+            self._accepted(entry, response, generation, resyncs)
+        finally:
+            _settle(entry.posted, None)
+        if entry.waiters == 0 and self._invitations.get(invitation.operation_id) is invitation:
+            await self._abandon(invitation)  # still pending, and nobody can see it
+
+    def _drop_start(self, entry: _Start) -> None:
+        operation_id = entry.invitation.operation_id
+        self._starting.pop(operation_id, None)
+        if self._invitations.get(operation_id) is entry.invitation:
+            del self._invitations[operation_id]
+            self._correlator.forget(operation_id)
+
+    def _accepted(
+        self, entry: _Start, response: HttpResponse, generation: int, resyncs: int
+    ) -> None:
+        invitation = entry.invitation
+        operation_id = invitation.operation_id
         if generation != self._app.generation:
             self.end_lost(operation_id, "the application was re-created while the POST ran")
-            return invitation
+            return
+        if self._invitations.get(operation_id) is invitation:
+            # The timeout counts from the 201: a POST slower than the timeout must not
+            # end an invitation the server has just started ringing.
+            loop = asyncio.get_running_loop()
+            invitation._set_timer(loop.call_later(entry.timeout, self._expire, operation_id))
         # An unsafe or malformed Location is treated as none: operationId still correlates.
         href = self._app.safe_resolve(response.location)
-        if href is not None:
-            invitation.href = href
-            self._bind(operation_id, href)
-            if resyncs != self._resyncs and operation_id in self._invitations:
-                # A resync while the POST ran may have discarded this invitation's
-                # events, and resynced() could not re-read it yet: do it now.
-                self._spawn(self._reread(invitation, href))
-        else:
+        if href is None:
             log.info(
                 "continue POST answered %d without a usable Location; correlating by operationId",
                 response.status,
             )
-        return invitation
+            return
+        invitation.href = href
+        self._bind(operation_id, href)
+        if resyncs != self._resyncs and self._invitations.get(operation_id) is invitation:
+            # A resync while the POST ran may have discarded this invitation's events,
+            # and the resync's wave could not read it (it had no href yet): do it now.
+            self._enqueue_read(_Read(invitation, href, "pending"))
+
+    async def _abandon(self, invitation: Invitation[Any]) -> None:
+        """Nobody waits for this accepted invitation: cancel it on the server."""
+        self._stats.invitations_abandoned += 1
+        operation_id = invitation.operation_id
+        where = invitation.href or operation_id
+        log.warning("continue call abandoned by its caller after the 201; cancelling %s", where)
+        abandoning: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._abandoning[operation_id] = abandoning
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                await self._cancel(invitation)
+        except (UcwaError, TimeoutError) as exc:
+            log.warning("could not cancel the abandoned invitation %s: %s", where, exc)
+        finally:
+            self._abandoning.pop(operation_id, None)
+            _settle(abandoning, None)
 
     async def _post_continue(self, url: str, body: Mapping[str, Any]) -> tuple[HttpResponse, int]:
         """POST a continue request; returns the response and the application generation
@@ -197,32 +364,126 @@ class OperationTable:
                     # error it would have got without the retry, never a bare TimeoutError.
                     raise exc from None
 
+    # -- attach ------------------------------------------------------------------------
+
+    async def attach(self, href: str, timeout: float | None) -> Invitation[Any]:
+        """The handle of the invitation at ``href``: the tracked one, or a new one from
+        its current state (final: resolved at once; pending: tracked from now)."""
+        url = self._app.rebase(self._app.resolve(href))
+        tracked = self._tracked(url)
+        if tracked is not None:
+            return tracked
+        resource = parse_resource(await self._transport.get_json(url))
+        if not isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
+            raise UcwaError(f"{url} is not an invitation (rel {resource.rel!r})")
+        tracked = self._tracked(url)  # another attach or a 201 may have won meanwhile
+        if tracked is not None:
+            return tracked
+        operation_id = _usable_operation_id(resource.operation_id)
+        if operation_id is not None:
+            known = self._known(operation_id)
+            if known is not None:  # tracked by operationId only (a 201 without Location)
+                if known.href is None and operation_id in self._invitations:
+                    self._bind_late(known, url)
+                return known
+        if operation_id is None or self._correlator.is_pending(operation_id):
+            operation_id = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        invitation: Invitation[Any] = Invitation(
+            operation_id=operation_id,
+            kind=resource.rel or "messagingInvitation",
+            loop=loop,
+            canceller=self.cancel,
+        )
+        invitation.href = url
+        verdict = _verdict(resource)
+        state = _state_of(resource)
+        if verdict == "connected":
+            invitation._succeed(resource, state)
+            return invitation
+        if verdict == "failed":
+            invitation._fail(
+                InvitationFailedError(
+                    f"invitation ended in state {state!r}", href=url, operation_id=operation_id
+                ),
+                state=state,
+            )
+            return invitation
+        self._correlator.expect(operation_id)
+        self._invitations[operation_id] = invitation
+        invitation._progress(state, _cancel_link(resource))
+        invitation._set_timer(
+            loop.call_later(timeout or self._invitation_timeout, self._expire, operation_id)
+        )
+        self._bind(operation_id, url)
+        return invitation
+
+    def _tracked(self, url: str) -> Invitation[Any] | None:
+        owner = self._correlator.owner(url)
+        return self._invitations.get(owner) if owner is not None else None
+
     # -- cancel, expire, lose ----------------------------------------------------------
 
-    async def cancel(self, invitation: Invitation[Any]) -> None:
+    async def cancel(self, invitation: Invitation[Any]) -> bool:
         self._ensure_usable()
-        cancel_href = invitation._cancel_href
-        if cancel_href is None:
-            if invitation.href is None:
-                raise UcwaError("cannot cancel: the invitation's href is not known yet")
-            current = parse_resource(await self._transport.get_json(invitation.href))
-            cancel_href = current.link("cancel")
-            if cancel_href is None:
-                raise UcwaError("the server offers no cancel link for this invitation")
+        return await self._cancel(invitation)
+
+    async def _cancel(self, invitation: Invitation[Any]) -> bool:
+        """Cancel on the server; concurrent callers share one cancel POST, which the
+        session runs (a caller that gives up does not abandon it halfway)."""
         operation_id = invitation.operation_id
-        self._cancelling[operation_id] = None
+        entry = self._cancels.get(operation_id)
+        if entry is None:
+            if self._invitations.get(operation_id) is not invitation or invitation.done():
+                return False  # it ended already (or its outcome is being read back)
+            if self._closed:
+                raise SessionClosedError("the session is closed")
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.add_done_callback(_consume_exception)
+            entry = self._cancels[operation_id] = _Cancel(done)
+            self._spawn(self._run_cancel(invitation, entry))
+        await asyncio.shield(entry.done)
+        return invitation.cancelled()
+
+    async def _run_cancel(self, invitation: Invitation[Any], entry: _Cancel) -> None:
+        operation_id = invitation.operation_id
         try:
-            await self._transport.send("POST", self._app.resolve(cancel_href))
-        except BaseException:
-            # Not cancelled after all: a failure reported meanwhile is the outcome.
-            deferred = self._cancelling.pop(operation_id, None)
-            if deferred is not None:
-                self._apply(deferred)
+            cancel_href = invitation._cancel_href
+            if cancel_href is None:
+                cancel_href = await self._find_cancel_link(invitation)
+            if cancel_href is not None:
+                await self._transport.send("POST", self._app.resolve(cancel_href))
+        except asyncio.CancelledError:
+            self._cancels.pop(operation_id, None)
+            _settle(entry.done, SessionClosedError("the session closed during the cancel"))
             raise
-        self._cancelling.pop(operation_id, None)
-        if self._invitations.pop(operation_id, None) is not None:
-            self._stats.invitations_cancelled += 1
-        self._correlator.finish(operation_id)
+        except Exception as exc:
+            self._cancels.pop(operation_id, None)
+            if entry.deferred is not None:
+                entry.deferred()  # not cancelled after all: what the server said stands
+            _settle(entry.done, exc)
+            return
+        self._cancels.pop(operation_id, None)
+        if cancel_href is not None and self._invitations.get(operation_id) is invitation:
+            del self._invitations[operation_id]
+            self._correlator.finish(operation_id)
+            if invitation._cancel_local():
+                self._stats.invitations_cancelled += 1
+        _settle(entry.done, None)
+
+    async def _find_cancel_link(self, invitation: Invitation[Any]) -> str | None:
+        """No event gave the cancel link yet: GET the invitation for it. None: the
+        invitation had already ended, and now has that outcome."""
+        if invitation.href is None:
+            raise UcwaError("cannot cancel: the invitation's href is not known yet")
+        resource = parse_resource(await self._transport.get_json(invitation.href))
+        cancel_href = resource.link("cancel")
+        if cancel_href is not None:
+            return cancel_href
+        if _verdict(resource) in ("connected", "failed"):
+            self._end_as_read(invitation, resource, invitation.href, defer=False)
+            return None
+        raise UcwaError("the server offers no cancel link for this invitation")
 
     def _expire(self, operation_id: str) -> None:
         invitation = self._invitations.pop(operation_id, None)
@@ -262,7 +523,25 @@ class OperationTable:
 
     def close_all(self) -> None:
         """The session closed: every pending invitation ends with SessionClosedError."""
+        self._closed = True
+        self._waves.reset()
+        if self._wave_timer is not None:
+            self._wave_timer.cancel()
+            self._wave_timer = None
+        self._wave.clear()
+        for reads in (self._read_queue, self._reading, self._read_again):
+            for read in list(reads.values()):
+                self._end_unread(read)
+            reads.clear()
         closed = SessionClosedError("the session closed before the invitation ended")
+        for entry in list(self._starting.values()):
+            _settle(entry.posted, closed)
+        for cancel in list(self._cancels.values()):
+            _settle(cancel.done, closed)
+        for abandoning in list(self._abandoning.values()):
+            _settle(abandoning, None)
+        self._starting.clear()
+        self._cancels.clear()
         for operation_id in list(self._invitations):
             invitation = self._invitations.pop(operation_id)
             if invitation._fail(closed):
@@ -286,12 +565,13 @@ class OperationTable:
                 self._apply(resolution)
 
     def resynced(self) -> None:
-        """Re-read every pending invitation: the events about them may be gone."""
+        """Events may be lost: re-read every pending invitation, in waves (see RereadWaves)."""
         self._resyncs += 1
-        for operation_id, href in list(self._correlator.bound().items()):
-            invitation = self._invitations.get(operation_id)
-            if invitation is not None:
-                self._spawn(self._reread(invitation, href))
+        if self._closed:
+            return
+        delay = self._waves.requested(asyncio.get_running_loop().time())
+        if delay is not None:
+            self._schedule_wave(delay)
 
     def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:
         operation_id = resolution.operation_id
@@ -304,10 +584,20 @@ class OperationTable:
             if invitation.href is None and resolution.event.link.href:
                 self._bind_late(invitation, resolution.event.link.href)
             return
-        if operation_id in self._cancelling and not isinstance(resolution, Succeeded):
+        cancel = self._cancels.get(operation_id)
+        if cancel is not None and _may_be_our_cancel(resolution):
             # Most likely the termination our own cancel caused: the cancel POST decides.
-            self._cancelling[operation_id] = resolution
+            if cancel.deferred is None:
+                cancel.deferred = functools.partial(self._end, resolution, invitation)
             return
+        self._end(resolution, invitation)
+
+    def _end(
+        self, resolution: Succeeded | Failed | NeedsLookup, invitation: Invitation[Any]
+    ) -> None:
+        operation_id = resolution.operation_id
+        if self._invitations.get(operation_id) is not invitation:
+            return  # it ended meanwhile (cancelled, timed out)
         del self._invitations[operation_id]
         if invitation.href is None and isinstance(resolution, Succeeded | Failed):
             invitation.href = self._app.safe_resolve(resolution.event.link.href)
@@ -315,7 +605,7 @@ class OperationTable:
             if isinstance(resolution.resource, MessagingInvitation | PhoneAudioInvitation):
                 self._succeed(invitation, resolution.resource)
             else:
-                self._spawn(self._look_up(invitation, success_known=True))
+                self._enqueue_read(_Read(invitation, invitation.href, "success"))
         elif isinstance(resolution, Failed):
             self._fail_invitation(
                 invitation,
@@ -326,7 +616,7 @@ class OperationTable:
         else:
             if invitation.href is None:
                 invitation.href = self._app.safe_resolve(resolution.href)
-            self._spawn(self._look_up(invitation, success_known=False))
+            self._enqueue_read(_Read(invitation, invitation.href, "completed"))
 
     def _bind_late(self, invitation: Invitation[Any], href: str) -> None:
         resolved = self._app.safe_resolve(href)
@@ -371,40 +661,98 @@ class OperationTable:
 
     # -- reading an invitation back ----------------------------------------------------
 
-    async def _look_up(self, invitation: Invitation[Any], *, success_known: bool) -> None:
-        """GET an invitation whose final state the event did not carry."""
-        href = invitation.href
-        resource: Resource | None = None
-        if href is not None:
-            try:
-                resource = parse_resource(await self._transport.get_json(href))
-            except NotFoundError:
-                resource = None
-            except UcwaError as exc:
-                log.info("could not read invitation %s: %s", href, exc)
-            except asyncio.CancelledError:
-                # The session is closing (it cancels its background tasks): this
-                # invitation is no longer in the pending table, so end it here.
-                if success_known:
-                    self._succeed(invitation, _synthesise(invitation, "Connected"))
-                elif invitation._fail(
-                    SessionClosedError("the session closed before the invitation ended")
-                ):
-                    self._stats.invitations_closed += 1
-                raise
-        state = (_state_of(resource) or "").lower()
-        if isinstance(resource, MessagingInvitation | PhoneAudioInvitation) and (
-            state in _TERMINAL_SUCCESS or (success_known and state != "failed")
+    def _enqueue_read(self, read: _Read) -> None:
+        """Queue a GET of an invitation: one per invitation at a time, a stronger reason
+        (its completion) replacing a weaker one (a resync) still queued."""
+        if read.href is None:
+            self._settle_read(read, None)  # nothing to GET: decide from what we know
+            return
+        if self._closed:
+            self._end_unread(read)
+            return
+        operation_id = read.invitation.operation_id
+        if operation_id in self._reading:
+            # Its GET may predate what made us ask again: read once more after it.
+            previous = self._read_again.get(operation_id)
+            self._read_again[operation_id] = _stronger(previous, read)
+            return
+        self._read_queue[operation_id] = _stronger(self._read_queue.get(operation_id), read)
+        self._start_readers()
+
+    def _start_readers(self) -> None:
+        current = asyncio.current_task()
+        if self._closed or (current is not None and current.cancelling()):
+            return  # the session is closing: close_all ends what is still queued
+        while self._readers < min(_READERS, len(self._read_queue)):
+            self._readers += 1
+            self._spawn(self._reader())
+
+    async def _reader(self) -> None:
+        try:
+            while self._read_queue:
+                operation_id, read = self._read_queue.popitem(last=False)
+                self._reading[operation_id] = read
+                try:
+                    await self._read_back(read)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug of ours must not stop the other reads
+                    log.exception("reading invitation %s back failed", read.href)
+                finally:
+                    self._reading.pop(operation_id, None)
+                    self._read_done(operation_id)
+        finally:
+            self._readers -= 1
+
+    async def _read_back(self, read: _Read) -> None:
+        """GET the invitation and end it (or note its progress) from what it says."""
+        invitation, href = read.invitation, read.href
+        assert href is not None
+        if read.mode == "pending" and self._invitations.get(invitation.operation_id) is not (
+            invitation
         ):
+            return  # it ended meanwhile: nothing to re-read
+        resource: Resource | None = None
+        try:
+            resource = parse_resource(await self._transport.get_json(href))
+        except NotFoundError:
+            resource = None
+        except UcwaError as exc:
+            log.info("could not read invitation %s back: %s", href, exc)
+            if read.mode == "pending":
+                return  # still pending; events or its timeout will end it
+        except asyncio.CancelledError:
+            self._end_unread(read)
+            raise
+        self._settle_read(read, resource)
+
+    def _settle_read(self, read: _Read, resource: Resource | None) -> None:
+        invitation, mode = read.invitation, read.mode
+        verdict = _verdict(resource)
+        if mode == "pending":
+            if self._invitations.get(invitation.operation_id) is not invitation:
+                return  # it ended while we read (its completion queued a read of its own)
+            if resource is None or verdict in ("pending", "unknown"):
+                if resource is not None:
+                    invitation._progress(_state_of(resource), _cancel_link(resource))
+                return
+            self._end_as_read(invitation, resource, read.href, defer=True)
+        elif mode == "success":
+            # The event said Success: trust it unless the resource says Failed.
+            if isinstance(resource, MessagingInvitation | PhoneAudioInvitation) and (
+                verdict != "failed"
+            ):
+                self._succeed(invitation, resource)
+            else:
+                self._succeed(invitation, _synthesise(invitation, "Connected"))
+        elif verdict == "connected":
+            assert resource is not None
             self._succeed(invitation, resource)
-        elif success_known:
-            fallback = _synthesise(invitation, "Connected")
-            self._succeed(invitation, fallback)
         elif resource is None:
             if invitation._fail(
                 InvitationLostError(
                     "the invitation completed but could not be read back",
-                    href=href,
+                    href=read.href,
                     operation_id=invitation.operation_id,
                 )
             ):
@@ -416,28 +764,80 @@ class OperationTable:
                 state=_state_of(resource),
             )
 
-    async def _reread(self, invitation: Invitation[Any], href: str) -> None:
-        try:
-            resource = parse_resource(await self._transport.get_json(href))
-        except UcwaError as exc:
-            log.info("re-reading %s after resync failed: %s", href, exc)
+    def _end_as_read(
+        self, invitation: Invitation[Any], resource: Resource, href: str | None, *, defer: bool
+    ) -> None:
+        """A pending invitation read back in a final state ends with it."""
+        operation_id = invitation.operation_id
+        connected = _verdict(resource) == "connected"
+
+        def end() -> None:
+            if self._invitations.get(operation_id) is not invitation:
+                return
+            del self._invitations[operation_id]
+            self._correlator.finish(operation_id)
+            if connected:
+                self._succeed(invitation, resource)
+            else:
+                state = _state_of(resource)
+                self._fail_invitation(
+                    invitation, f"invitation ended in state {state!r}", state=state, href=href
+                )
+
+        cancel = self._cancels.get(operation_id)
+        if defer and cancel is not None and not connected:
+            if cancel.deferred is None:
+                cancel.deferred = end  # likely our own cancel: the cancel POST decides
             return
-        state = (_state_of(resource) or "").lower()
-        if state in ("connecting", ""):
-            invitation._progress(_state_of(resource), _cancel_link(resource))
+        end()
+
+    def _end_unread(self, read: _Read) -> None:
+        """The session closes before a read-back: end what left the table on what we know."""
+        invitation = read.invitation
+        if read.mode == "success":
+            self._succeed(invitation, _synthesise(invitation, "Connected"))
+        elif read.mode == "completed" and invitation._fail(
+            SessionClosedError("the session closed before the invitation ended")
+        ):
+            self._stats.invitations_closed += 1
+        # "pending": still in the table, which close_all ends.
+
+    def _read_done(self, operation_id: str) -> None:
+        again = self._read_again.pop(operation_id, None)
+        if again is not None:
+            self._enqueue_read(again)
             return
-        if self._invitations.pop(invitation.operation_id, None) is None:
-            return
-        self._correlator.finish(invitation.operation_id)
-        if state in _TERMINAL_SUCCESS:
-            self._succeed(invitation, resource)
+        if operation_id in self._wave and operation_id not in self._read_queue:
+            self._wave.discard(operation_id)
+            if not self._wave and self._waves.running:
+                self._wave_finished()
+
+    # -- resync waves ------------------------------------------------------------------
+
+    def _schedule_wave(self, delay: float) -> None:
+        if delay <= 0:
+            self._start_wave()
         else:
-            self._fail_invitation(
-                invitation,
-                f"invitation ended in state {_state_of(resource)!r}",
-                state=_state_of(resource),
-                href=href,
-            )
+            loop = asyncio.get_running_loop()
+            self._wave_timer = loop.call_later(delay, self._start_wave)
+
+    def _start_wave(self) -> None:
+        self._wave_timer = None
+        if self._closed:
+            return
+        self._waves.started(asyncio.get_running_loop().time())
+        for operation_id, href in self._correlator.bound().items():
+            invitation = self._invitations.get(operation_id)
+            if invitation is not None:
+                self._wave.add(operation_id)
+                self._enqueue_read(_Read(invitation, href, "pending"))
+        if not self._wave:
+            self._wave_finished()
+
+    def _wave_finished(self) -> None:
+        delay = self._waves.finished(asyncio.get_running_loop().time())
+        if delay is not None:
+            self._schedule_wave(delay)
 
 
 def _cancel_link(resource: Resource | None) -> str | None:
@@ -468,3 +868,56 @@ def _synthesise(invitation: Invitation[Any], state: str) -> Resource:
             "state": state,
         }
     )
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    # A start or cancel nobody waits for any more must not log "never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
+
+
+def _verdict(resource: Resource | None) -> Verdict:
+    """What an invitation resource read back says about how it ended."""
+    if not isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
+        return "unknown"
+    state = (_state_of(resource) or "").lower()
+    if state in _PENDING_STATES:
+        return "pending"
+    return "connected" if state in _TERMINAL_SUCCESS else "failed"
+
+
+def _may_be_our_cancel(resolution: Succeeded | Failed | NeedsLookup) -> bool:
+    """Could this termination be the one our cancel POST caused? A Success, or a failure
+    with a reason of its own (Declined, Busy...), cannot: it is the server's outcome."""
+    if isinstance(resolution, Succeeded):
+        return False
+    if isinstance(resolution, NeedsLookup):
+        return True
+    reason = resolution.reason
+    if reason is None:
+        return True
+    codes = (getattr(reason, "code", None), getattr(reason, "subcode", None))
+    return any(isinstance(c, str) and c.lower() == "cancelled" for c in codes)
+
+
+def _stronger(previous: _Read | None, read: _Read) -> _Read:
+    """Of two read requests for one invitation, the one that must not be lost."""
+    if previous is None or previous.mode == "pending":
+        return read
+    return previous
+
+
+def _usable_operation_id(value: object) -> str | None:
+    try:
+        return check_operation_id(value)
+    except ValueError:
+        return None

@@ -34,6 +34,7 @@ from ucwa_async._channel import ChannelRunner
 from ucwa_async._channel_host import SessionChannelHost
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.correlate import check_operation_id
 from ucwa_async._core.errors import (
     ChannelFailedError,
     RequestTimeoutError,
@@ -91,6 +92,8 @@ class SessionStats:
     invitations_lost: int = 0
     invitations_cancelled: int = 0
     invitations_closed: int = 0
+    invitations_abandoned: int = 0
+    """Accepted by the server after their caller gave up; cancelled on the server."""
     events_received: int = 0
     events_rejected: int = 0
     callback_channel_retries: int = 0
@@ -522,19 +525,26 @@ class Session:
         *,
         content_type: Literal["text/plain", "text/html"] = "text/plain",
         timeout: float | None = None,
+        operation_id: str | None = None,
     ) -> Invitation[MessagingInvitation]:
         """Continue a past conversation by instant message.
 
         Returns as soon as the server accepts the POST (201); await the returned
-        ``Invitation`` for how it ended.
+        ``Invitation`` for how it ended (``timeout`` counts from the 201).
+
+        ``operation_id`` (1..50 letters, digits, ``-_.:``) makes a retry idempotent: a
+        call with the id of an invitation still pending, or whose POST is still under
+        way, sends nothing and returns that invitation. If the caller gives up while
+        the POST is under way, the session still waits for it and cancels the
+        invitation on the server (``stats.invitations_abandoned``).
         """
         self._ensure_usable()
         if message is not None and not isinstance(message, str):
             raise TypeError("message must be a str or None")
         if content_type not in ("text/plain", "text/html"):
             raise ValueError("content_type must be 'text/plain' or 'text/html'")
+        operation_id = _operation_id(operation_id)
         url = await self._continue_url(log, "continueMessaging")
-        operation_id = uuid.uuid4().hex
         body: dict[str, Any] = {"operationId": operation_id}
         if message is not None:
             body["_links"] = {"message": {"href": _wire.data_uri(message, content_type)}}
@@ -550,22 +560,41 @@ class Session:
         phone_number: str,
         *,
         timeout: float | None = None,
+        operation_id: str | None = None,
     ) -> Invitation[PhoneAudioInvitation]:
-        """Continue a past conversation by phone audio, calling ``phone_number`` (``tel:+1...``)."""
+        """Continue a past conversation by phone audio, calling ``phone_number`` (``tel:+1...``).
+
+        ``timeout`` and ``operation_id``: as for ``continue_messaging``.
+        """
         self._ensure_usable()
         if not isinstance(phone_number, str) or not phone_number.strip():
             raise ValueError("phone_number must be a non-empty str such as 'tel:+14255551234'")
         phone_number = phone_number.strip()
         if not phone_number.lower().startswith("tel:"):
             phone_number = f"tel:{phone_number}"
+        operation_id = _operation_id(operation_id)
         url = await self._continue_url(log, "continuePhoneAudio")
-        operation_id = uuid.uuid4().hex
         body = {"operationId": operation_id, "phoneNumber": phone_number}
         if timeout is not None:
             _require_positive("timeout", timeout)
         return await self._operations.start(
             "phoneAudioInvitation", url, body, operation_id, timeout, PhoneAudioInvitation
         )
+
+    async def invitation(self, href: str, *, timeout: float | None = None) -> Invitation[Any]:
+        """Re-attach to an invitation by its href (``Invitation.href``).
+
+        Returns the tracked handle if there is one; else GETs the invitation: a final
+        state gives a handle already resolved (Connected: its resource; otherwise
+        ``InvitationFailedError``), a pending one is tracked like a fresh invitation,
+        ``timeout`` (default ``invitation_timeout``) counting from now.
+        """
+        self._ensure_usable()
+        if not isinstance(href, str) or not href.strip():
+            raise ValueError("href must be a non-empty str")
+        if timeout is not None:
+            _require_positive("timeout", timeout)
+        return await self._operations.attach(href, timeout)
 
     def events(self, maxsize: int | None = None) -> EventStream:
         """Subscribe to the event channel: UCWA events and channel signals, in order.
@@ -768,6 +797,11 @@ def _with_shorthands(group: _GroupT, **fields: tuple[str, Any]) -> _GroupT:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{shorthand}: {exc}") from None
     return attrs.evolve(group, **changes) if changes else group
+
+
+def _operation_id(value: str | None) -> str:
+    """The caller's operationId, validated, or a fresh one."""
+    return uuid.uuid4().hex if value is None else check_operation_id(value)
 
 
 def _require_positive(name: str, value: float) -> None:

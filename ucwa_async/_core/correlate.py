@@ -21,6 +21,7 @@ the invitation for :class:`NeedsLookup` (or for a :class:`Succeeded` without res
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,6 +40,7 @@ __all__ = [
     "Progress",
     "Resolution",
     "Succeeded",
+    "check_operation_id",
 ]
 
 OPERATION_EVENT_TYPES = frozenset({"started", "updated", "completed"})
@@ -46,6 +48,19 @@ _SUCCESS_STATES = frozenset({"connected"})
 # A completed event whose resource still says Connecting (or says nothing) does not
 # tell us the outcome: the session must look.
 _UNDECIDED_STATES = frozenset({"", "connecting"})
+# UCWA allows a client-generated operationId of at most 50 characters; ours is also
+# restricted to characters that need no escaping in JSON, XML or a log line.
+_OPERATION_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,50}")
+
+
+def check_operation_id(value: object) -> str:
+    """``value`` if it is a valid operationId (1..50 of letters, digits, ``-_.:``)."""
+    if not isinstance(value, str) or _OPERATION_ID.fullmatch(value) is None:
+        raise ValueError(
+            "operation_id must be 1 to 50 characters of ASCII letters, digits and -_.: "
+            f"(got {value!r:.80})"
+        )
+    return value
 
 
 class LinkLike(Protocol):
@@ -179,6 +194,9 @@ class Correlator:
         self._orphan_seq = 0
         self._finished_ops: OrderedDict[str, None] = OrderedDict()
         self._finished_keys: OrderedDict[str, None] = OrderedDict()
+        # Pending operations whose id an earlier, finished operation had (a caller's
+        # retry with its own operationId): events of the earlier one must not match.
+        self._reused: set[str] = set()
 
     # -- registration ---------------------------------------------------------------
 
@@ -188,8 +206,11 @@ class Correlator:
             raise ValueError("operation_id must be a non-empty string")
         if operation_id in self._pending:
             raise ValueError(f"operation {operation_id!r} is already pending")
-        # A reused id starts afresh (ids are uuid4s; this only matters in tests).
-        self._finished_ops.pop(operation_id, None)
+        # A reused id starts afresh; the earlier operation's late events are told apart
+        # by their href (see feed).
+        if operation_id in self._finished_ops:
+            del self._finished_ops[operation_id]
+            self._reused.add(operation_id)
         self._pending[operation_id] = _Pending()
 
     def bind(self, operation_id: str, href: str) -> list[Resolution]:
@@ -228,6 +249,7 @@ class Correlator:
             # Invariant: a pending op's key always maps back to it.
             del self._by_key[op.key]
         self._finished_ops.pop(operation_id, None)
+        self._reused.discard(operation_id)
 
     def finish(self, operation_id: str) -> None:
         """Mark ``operation_id`` ended by other means (timeout, cancel, lookup).
@@ -240,6 +262,7 @@ class Correlator:
             del self._by_key[op.key]
             self._remember_finished_key(op.key)
             self._take_orphans(op.key)
+        self._reused.discard(operation_id)
         self._remember_finished_op(operation_id)
 
     def clear(self) -> list[str]:
@@ -250,6 +273,7 @@ class Correlator:
         self._orphans.clear()
         self._finished_ops.clear()
         self._finished_keys.clear()
+        self._reused.clear()
         return pending
 
     # -- queries --------------------------------------------------------------------
@@ -261,6 +285,18 @@ class Correlator:
     def bound(self) -> dict[str, str]:
         """Pending operations with a bound href: ``{operation_id: href}`` (resync re-reads)."""
         return {op_id: op.href for op_id, op in self._pending.items() if op.href is not None}
+
+    def owner(self, href: str) -> str | None:
+        """The pending operation bound (or matched) to ``href``, if any."""
+        try:
+            key = self._normalize(href)
+        except ValueError:
+            return None
+        return self._by_key.get(key)
+
+    def is_pending(self, operation_id: str) -> bool:
+        """True if ``operation_id`` is expected and has not ended."""
+        return operation_id in self._pending
 
     def is_finished(self, operation_id: str) -> bool:
         """True if ``operation_id`` resolved or was finished (and is still remembered)."""
@@ -284,6 +320,10 @@ class Correlator:
         op_id = event.operation_id
         if op_id is not None and op_id in self._pending:
             op = self._pending[op_id]
+            if op_id in self._reused:
+                own = self._key_of(event)
+                if own is not None and own != op.key and own in self._finished_keys:
+                    return []  # about the earlier operation that had this id: it ended
             resolutions: list[Resolution] = []
             key = self._key_of(event) if op.key is None else None
             if key is not None and key not in self._by_key:

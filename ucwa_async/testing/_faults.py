@@ -46,6 +46,7 @@ FaultKind = Literal[
     "too_many_requests",
     "unauthorized_forever",
     "redirect_3xx",
+    "late_answer",
 ]
 # Derived from the Literal so the two can never disagree.
 ALL_FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
@@ -78,6 +79,7 @@ _DEFAULT_TARGET: dict[str, str] = {
     "duplicate_events": "pget",
     "events_before_201": "continue",
     "html_access_denied": "applications",
+    "late_answer": "continue",
     "malformed_body": "pget",
     "reorder_events": "pget",
     "resync": "pget",
@@ -325,3 +327,11 @@ class FaultInjector:
         if not 300 <= status < 400:
             raise ValueError("status must be a 3xx")
         self._arm(Armed("redirect_3xx", next_n, target, status=status))
+
+    def late_answer(self, seconds: float, next_n: int = 1, *, target: str = "continue") -> None:
+        """The next N requests matching target are handled at once (a continue POST
+        creates its invitation, whose events start) but answered ``seconds`` later:
+        the server acted, the client does not know yet. ``latency`` delays before."""
+        if not seconds >= 0:
+            raise ValueError("seconds must be >= 0")
+        self._arm(Armed("late_answer", next_n, target, retry_after=seconds))

@@ -141,6 +141,10 @@ class _Pipeline:
         except Exception:  # a simulator bug must still answer, and be visible in the log
             _log.exception("simulator handler failed: %s %s", ctx.request.method, ctx.kind)
             return error(ctx, 500, "ServiceFailure", None, "Simulator internal error.")
+        late = faults.take("late_answer", ctx.tags) if faults.has("late_answer") else None
+        if late is not None:  # the handler ran: the server acted, the answer comes later
+            ctx.fault = "late_answer"
+            await asyncio.sleep(late.retry_after or 0.0)
         if (
             faults.has("malformed_body")
             and isinstance(response, web.Response)

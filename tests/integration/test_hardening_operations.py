@@ -1,0 +1,597 @@
+"""Issue 11, the operations table: no orphaned server operation, idempotent retries by
+``operation_id``, re-attaching by href, bounded resync re-reads, cancel races.
+
+Every test runs in both wires (the ``wire_format`` fixture) against the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import ucwa_async
+from ucwa_async.testing import (
+    DECLINED,
+    InvitationRequest,
+    Outcome,
+    SimulatorConfig,
+    UcwaSimulator,
+)
+
+from .conftest import SessionFactory, assert_no_leftover_tasks
+
+PHONE = "tel:+14255551234"
+
+
+def _ringing(request: InvitationRequest, rng: random.Random) -> Outcome:
+    return Outcome(complete=False)  # the phone rings until someone ends it
+
+
+def _requests(sim: UcwaSimulator, kind: str, method: str = "POST") -> list[Any]:
+    return [r for r in sim.request_log if r.kind == kind and r.method == method]
+
+
+async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - bounded by the timeout above
+            await asyncio.sleep(0.01)
+
+
+async def _connecting(invitation: ucwa_async.Invitation[Any]) -> None:
+    """Wait (bounded) for the started event, so the cancel link is known."""
+    await _until(lambda: invitation.state == "Connecting")
+
+
+# --- 1. invitation_timeout counts from the 201 --------------------------------------------
+
+
+@pytest.mark.parametrize("per_call", [False, True], ids=["session-timeout", "per-call-timeout"])
+async def test_invitation_timeout_counts_from_the_201(
+    make_session: SessionFactory, wire_format: str, per_call: bool
+) -> None:
+    # The POST takes longer than the timeout; the server answers, then connects 0.2 s
+    # later. Counting from before the POST ended an invitation the server was ringing.
+    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(success=True, delay=0.2))
+    session_timeout = 10.0 if per_call else 0.4
+    async with (
+        UcwaSimulator(config) as sim,
+        make_session(sim, invitation_timeout=session_timeout) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.latency(0.6, target="continue")
+        invitation = await session.continue_messaging(
+            logs[0], message="slow POST", timeout=0.4 if per_call else None
+        )
+        assert (await invitation.result(timeout=5)).state == "Connected"
+        assert session.stats.invitations_timed_out == 0
+        assert session.stats.invitations_connected == 1
+
+
+async def test_invitation_timeout_still_ends_a_silent_invitation(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    config = SimulatorConfig(outcome_rule=_ringing)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.latency(0.3, target="continue")
+        loop = asyncio.get_running_loop()
+        invitation = await session.continue_phone_audio(logs[0], PHONE, timeout=0.4)
+        accepted = loop.time()
+        with pytest.raises(ucwa_async.InvitationTimeoutError):
+            await invitation.result(timeout=5)
+        assert loop.time() - accepted >= 0.35  # the whole timeout, from the 201
+        assert session.stats.invitations_timed_out == 1
+        assert session.pending_invitations == 0
+
+
+# --- 2. no orphaned call ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["asyncio.timeout", "task.cancel"])
+async def test_abandoned_continue_is_cancelled_on_the_server(
+    make_session: SessionFactory,
+    wire_format: str,
+    how: str,
+    no_leftover_tasks: Callable[[], None],
+) -> None:
+    # The server creates the invitation (its phone rings) but answers the POST late;
+    # the caller gives up meanwhile. The session must still learn the href and cancel.
+    async with UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim:
+        async with make_session(sim) as session:
+            logs = await session.conversation_logs(limit=1)
+            sim.faults.late_answer(0.5, target="continue")
+            if how == "asyncio.timeout":
+                with pytest.raises(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await session.continue_phone_audio(logs[0], PHONE)
+            else:
+                caller = asyncio.create_task(session.continue_phone_audio(logs[0], PHONE))
+                await asyncio.sleep(0.2)
+                caller.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await caller
+            # The server already acted: the call rings, and the session knows it is pending.
+            assert sim.counters.invitations_created == 1
+            assert sim.counters.invitations_by_state == {"Connecting": 1}
+            assert session.pending_invitations == 1
+            await _until(lambda: session.pending_invitations == 0)
+            await _until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+            cancels = _requests(sim, "cancel")
+            assert [r.status for r in cancels] == [204]
+            assert "/communication/invitations/1/cancel" in cancels[0].path
+            assert sim.counters.faults_injected["late_answer"] == 1
+            assert session.stats.invitations_abandoned == 1
+            assert session.stats.invitations_started == 1
+            assert session.stats.invitations_cancelled == 1
+            assert len(_requests(sim, "continue")) == 1
+        await assert_no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_abandoned_continue_without_a_cancel_link_in_events_gets_it(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # Link-only events carry no cancel link: the session GETs the invitation for it.
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.4, target="continue")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await session.continue_messaging(logs[0], message="never mind")
+        await _until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert len(_requests(sim, "invitation", "GET")) >= 1
+        assert len(_requests(sim, "cancel")) == 1
+        await _until(lambda: session.pending_invitations == 0)
+        assert session.stats.invitations_abandoned == 1
+
+
+async def test_abandoned_continue_whose_post_fails_cancels_nothing(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.latency(0.3, target="continue")
+        sim.faults.conflict()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await session.continue_messaging(logs[0])
+        await _until(lambda: len(_requests(sim, "continue")) == 1)
+        await _until(lambda: session.pending_invitations == 0)
+        await asyncio.sleep(0.1)
+        assert [r.status for r in _requests(sim, "continue")] == [409]
+        assert _requests(sim, "cancel") == []
+        assert session.stats.invitations_abandoned == 0
+        assert session.stats.invitations_started == 0
+        assert sim.counters.invitations_created == 0
+
+
+async def test_close_while_an_abandoned_post_runs_leaves_nothing(
+    make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
+) -> None:
+    async with UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim:
+        session = make_session(sim)
+        await session.open()
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.5, target="continue")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await session.continue_messaging(logs[0])
+        assert session.pending_invitations == 1
+        async with asyncio.timeout(3):
+            await session.aclose()
+        assert session.pending_invitations == 0
+        # Closing deleted the application: nothing of ours is left ringing on the server.
+        assert sim.application_ids == []
+        await assert_no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_a_continue_call_waiting_at_close_gets_session_closed(
+    make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
+) -> None:
+    async with UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim:
+        session = make_session(sim)
+        await session.open()
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(2.0, target="continue")
+        caller = asyncio.create_task(session.continue_messaging(logs[0]))
+        await _until(lambda: sim.counters.invitations_created == 1)
+        async with asyncio.timeout(3):
+            await session.aclose()
+        with pytest.raises(ucwa_async.SessionClosedError):
+            await caller
+        assert session.stats.invitations_abandoned == 0
+        await assert_no_leftover_tasks(no_leftover_tasks)
+
+
+# --- 3. operation_id: an idempotent retry --------------------------------------------------
+
+
+async def test_retry_with_the_same_operation_id_while_the_post_runs_posts_once(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    seen: list[str] = []
+
+    def rule(request: InvitationRequest, rng: random.Random) -> Outcome:
+        seen.append(request.operation_id)
+        return Outcome(success=True, delay=0.8)
+
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=rule)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.4, target="continue")
+        # The first attempt gives up while the POST is under way; the retry re-attaches.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await session.continue_messaging(logs[0], "hi", operation_id="order-42:try")
+        retry = await session.continue_messaging(logs[0], "hi", operation_id="order-42:try")
+        assert retry.operation_id == "order-42:try"
+        assert retry.href is not None
+        # Pending now: a third call returns the very same handle, without a request.
+        again = await session.continue_messaging(logs[0], "hi", operation_id="order-42:try")
+        assert again is retry
+        assert (await retry.result(timeout=5)).state == "Connected"
+        assert seen == ["order-42:try"]
+        assert len(_requests(sim, "continue")) == 1
+        assert _requests(sim, "cancel") == []  # adopted by the retry, not abandoned
+        assert session.stats.invitations_abandoned == 0
+        assert session.stats.invitations_started == 1
+        assert session.stats.invitations_connected == 1
+
+
+async def test_retry_while_the_abandoned_invitation_is_being_cancelled_starts_afresh(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # Too late to adopt: the 201 came with nobody waiting and the session is cancelling
+    # that invitation. The retry waits for the cancel, then places the call again (and
+    # the cancelled one's events, same operationId, do not end the new one).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.2, target="continue")
+        sim.faults.latency(0.4, target="cancel")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await session.continue_phone_audio(logs[0], PHONE, operation_id="ring-7")
+        await _until(lambda: session.stats.invitations_abandoned == 1)
+        assert _requests(sim, "cancel") == []  # the cancel POST is held
+        retry = await session.continue_phone_audio(logs[0], PHONE, operation_id="ring-7")
+        assert [r.status for r in _requests(sim, "cancel")] == [204]
+        assert retry.operation_id == "ring-7"
+        assert retry.href is not None
+        assert retry.href.endswith("/invitations/2")
+        assert sim.counters.invitations_by_state == {"Failed": 1, "Connecting": 1}
+        sim.faults.duplicate_events(next_n=5)
+        await asyncio.sleep(0.3)  # the first one's Cancelled events have come and gone
+        assert not retry.done()
+        sim.release_held()
+        assert (await retry.result(timeout=5)).state == "Connected"
+        assert len(_requests(sim, "continue")) == 2
+        assert session.stats.invitations_cancelled == 1
+        assert session.stats.invitations_connected == 1
+
+
+async def test_concurrent_calls_with_one_operation_id_share_the_post(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(success=True, delay=0.1))
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.2, target="continue")
+        first, second = await asyncio.gather(
+            session.continue_phone_audio(logs[0], PHONE, operation_id="call.1"),
+            session.continue_phone_audio(logs[0], PHONE, operation_id="call.1"),
+        )
+        assert first is second
+        assert len(_requests(sim, "continue")) == 1
+        # Another kind under a pending id is a caller's mistake, not a retry.
+        pending = await session.continue_phone_audio(logs[0], PHONE, operation_id="call.2")
+        with pytest.raises(ValueError, match="in use"):
+            await session.continue_messaging(logs[0], operation_id="call.2")
+        assert (await first.result(timeout=5)).state == "Connected"
+        assert (await pending.result(timeout=5)).state == "Connected"
+        assert len(_requests(sim, "continue")) == 2
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "x" * 51, "has space", "caf\u00e9", "new\nline", "semi;colon", 42, None]
+)
+async def test_operation_id_is_validated(
+    make_session: SessionFactory, wire_format: str, simulator: UcwaSimulator, bad: Any
+) -> None:
+    async with make_session(simulator) as session:
+        logs = await session.conversation_logs(limit=1)
+        if bad is None:  # None means "generate one": valid
+            invitation = await session.continue_messaging(logs[0], operation_id=bad)
+            assert len(invitation.operation_id) == 32
+            return
+        with pytest.raises(ValueError, match="operation_id"):
+            await session.continue_messaging(logs[0], operation_id=bad)
+        with pytest.raises(ValueError, match="operation_id"):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id=bad)
+        assert _requests(simulator, "continue") == []
+        ok = await session.continue_messaging(logs[0], operation_id="A-z_0.9:" + "x" * 42)
+        assert (await ok.result(timeout=5)).state == "Connected"
+
+
+# --- 4. session.invitation(href) ----------------------------------------------------------
+
+
+async def test_invitation_by_href_returns_the_tracked_handle(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_messaging(logs[0])
+        assert invitation.href is not None
+        assert await session.invitation(invitation.href) is invitation
+        # Any href style of it names the same invitation.
+        relative = invitation.href.removeprefix(sim.base_url)
+        assert await session.invitation(relative) is invitation
+        assert _requests(sim, "invitation", "GET") == []  # tracked: nothing to read
+        sim.release_held()
+        assert (await invitation.result(timeout=5)).state == "Connected"
+
+
+async def test_invitation_by_href_in_a_final_state_resolves_at_once(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    def rule(request: InvitationRequest, rng: random.Random) -> Outcome:
+        if request.number == 1:
+            return Outcome(success=True)
+        return Outcome(success=False, reason=DECLINED)
+
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=rule)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        connected = await session.continue_messaging(logs[0])
+        declined = await session.continue_messaging(logs[0])
+        await connected.result(timeout=5)
+        with pytest.raises(ucwa_async.InvitationFailedError):
+            await declined.result(timeout=5)
+        assert connected.href is not None
+        assert declined.href is not None
+
+        again = await session.invitation(connected.href)
+        assert again is not connected
+        assert again.done()
+        result = await again
+        assert isinstance(result, ucwa_async.MessagingInvitation)
+        assert result.state == "Connected"
+        assert result.operation_id == connected.operation_id
+        assert again.operation_id == connected.operation_id
+
+        failed = await session.invitation(declined.href)
+        assert failed.done()
+        with pytest.raises(ucwa_async.InvitationFailedError) as info:
+            await failed
+        assert info.value.href == declined.href
+        assert failed.state == "Declined"
+        assert len(_requests(sim, "invitation", "GET")) == 2
+        assert session.pending_invitations == 0
+
+
+async def test_invitation_by_href_tracks_a_pending_invitation(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The session gave up on it (timeout), the server still rings: re-attach, and the
+    # events end the new handle.
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        first = await session.continue_phone_audio(logs[0], PHONE, timeout=0.2)
+        with pytest.raises(ucwa_async.InvitationTimeoutError):
+            await first.result(timeout=5)
+        assert first.href is not None
+        assert sim.invitation_state(first.href) == "Connecting"
+        attached = await session.invitation(first.href, timeout=5)
+        assert not attached.done()
+        assert attached.operation_id == first.operation_id
+        assert attached.state == "Connecting"
+        assert session.pending_invitations == 1
+        assert await session.invitation(first.href) is attached
+        sim.release_held()
+        result = await attached.result(timeout=5)
+        assert isinstance(result, ucwa_async.PhoneAudioInvitation)
+        assert result.state == "Connected"
+        assert session.pending_invitations == 0
+
+
+async def test_invitation_by_href_can_be_cancelled_and_times_out_from_now(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=2)
+        first = await session.continue_messaging(logs[0], timeout=0.1)
+        second = await session.continue_messaging(logs[1], timeout=0.1)
+        for inv in (first, second):
+            with pytest.raises(ucwa_async.InvitationTimeoutError):
+                await inv.result(timeout=5)
+        assert first.href is not None
+        assert second.href is not None
+        attached = await session.invitation(first.href)
+        assert await attached.cancel() is True
+        assert sim.invitation_state(first.href) == "Failed"
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        short = await session.invitation(second.href, timeout=0.3)
+        with pytest.raises(ucwa_async.InvitationTimeoutError):
+            await short.result(timeout=5)
+        assert loop.time() - began >= 0.25
+        # Not an invitation: a typed error, nothing tracked.
+        assert logs[0].href is not None
+        with pytest.raises(ucwa_async.UcwaError, match="not an invitation"):
+            await session.invitation(logs[0].href)
+        assert session.pending_invitations == 0
+
+
+# --- 5. resync re-reads: once per wave, bounded -------------------------------------------
+
+
+async def test_endless_resync_with_many_pending_stays_bounded(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    count = 20
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        invitations = [await session.continue_messaging(logs[0]) for _ in range(count)]
+        await _until(lambda: all(inv.state == "Connecting" for inv in invitations))
+        sim.clear_request_log()
+        loop = asyncio.get_running_loop()
+        most_tasks = 0
+        began = loop.time()
+        for _ in range(200):  # ~2 s of "resync" on every poll
+            while sim.faults.armed.get("resync", 0) < 50:
+                sim.faults.resync()
+            most_tasks = max(most_tasks, len(asyncio.all_tasks()))
+            await asyncio.sleep(0.01)
+            if loop.time() - began >= 2.0:
+                break
+        elapsed = loop.time() - began
+        sim.faults.clear()
+        resyncs = sim.counters.faults_injected["resync"]
+        gets = len(_requests(sim, "invitation", "GET"))
+        assert resyncs >= 20, "the fault did not fire on poll after poll"
+        # One read per invitation per wave, waves >= 1 s apart: three waves at most.
+        assert count <= gets <= 3 * count, (gets, resyncs, elapsed)
+        assert most_tasks < 50, most_tasks
+        # Every invitation is still pending, and still ends once the server speaks.
+        assert session.pending_invitations == count
+        sim.release_held()
+        results = await asyncio.gather(*(inv.result(timeout=8) for inv in invitations))
+        assert {r.state for r in results} == {"Connected"}
+        assert session.stats.invitations_connected == count
+
+
+async def test_discarding_resync_during_a_read_reads_again(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The re-read GET has seen "Connecting" (its answer is late); the invitation then
+    # completes and a second, discarding resync throws the completed event away. Only
+    # one more read tells how it ended: the wave after the running one.
+    config = SimulatorConfig(outcome_rule=_ringing, pget_timeout_cap=0.2)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        async with session.events() as stream:
+            invitation = await session.continue_messaging(logs[0])
+            await _connecting(invitation)
+            sim.faults.latency(0.3, target="pget")
+            sim.faults.late_answer(0.5, target="invitation")
+            sim.faults.resync(discard_events=True)
+            await _until(lambda: sim.counters.faults_injected["late_answer"] == 1)
+            # The next P-GET is in its latency: the completion waits for it, and the
+            # resync it answers discards it.
+            sim.release_held()
+            sim.faults.resync(discard_events=True)
+            assert (await invitation.result(timeout=8)).state == "Connected"
+            sim.faults.clear()
+            events = []
+            while True:
+                try:
+                    events.append(await asyncio.wait_for(anext(stream), 0.3))
+                except TimeoutError:
+                    break
+        completed = [e for e in events if isinstance(e, ucwa_async.Event) and e.type == "completed"]
+        assert completed == []  # the completed event never reached the session
+        assert sim.counters.faults_injected["resync"] == 2
+        assert len(_requests(sim, "invitation", "GET")) >= 2
+        assert session.stats.invitations_connected == 1
+
+
+async def test_completion_during_a_resync_read_reads_once_more(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # Link-only events: the Success event says nothing of the resource, so the session
+    # must GET it; a resync read of that invitation is in flight already (late answer).
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_messaging(logs[0])
+        await _until(lambda: session.stats.events_received >= 1)  # started: link only
+        sim.faults.late_answer(0.4, target="invitation")
+        sim.faults.resync()
+        await _until(lambda: sim.counters.faults_injected["late_answer"] == 1)
+        sim.release_held()
+        result = await invitation.result(timeout=5)
+        assert isinstance(result, ucwa_async.MessagingInvitation)
+        assert result.state == "Connected"
+        assert invitation.state == "Connected"
+        gets = _requests(sim, "invitation", "GET")
+        assert [r.fault for r in gets] == ["late_answer", None]  # one after the other
+        assert session.stats.invitations_connected == 1
+
+
+# --- 6. cancel races ---------------------------------------------------------------------
+
+
+async def test_concurrent_cancels_share_one_post(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_messaging(logs[0])
+        await _connecting(invitation)
+        sim.faults.latency(0.2, target="cancel")
+        results = await asyncio.gather(*(invitation.cancel() for _ in range(3)))
+        assert results == [True, True, True]
+        assert len(_requests(sim, "cancel")) == 1
+        with pytest.raises(asyncio.CancelledError):
+            await invitation
+        assert session.stats.invitations_cancelled == 1
+        assert await invitation.cancel() is False
+
+
+@pytest.mark.parametrize("callers", [1, 2])
+async def test_declined_while_the_cancel_is_in_flight_is_kept(
+    make_session: SessionFactory, wire_format: str, callers: int
+) -> None:
+    # The callee declines while our cancel POST is held: the server's outcome stands.
+    def rule(request: InvitationRequest, rng: random.Random) -> Outcome:
+        return Outcome(success=False, reason=DECLINED, delay=0.4)
+
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=rule)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_phone_audio(logs[0], PHONE)
+        await _connecting(invitation)
+        sim.faults.latency(0.8, target="cancel")
+        results = await asyncio.gather(*(invitation.cancel() for _ in range(callers)))
+        assert results == [False] * callers
+        with pytest.raises(ucwa_async.InvitationFailedError) as info:
+            await invitation
+        assert info.value.reason is not None
+        assert info.value.reason.subcode == "Declined"
+        assert invitation.state == "Declined"
+        assert len(_requests(sim, "cancel")) == 1
+        assert sim.invitation_state(invitation.href or "") == "Declined"
+        assert session.stats.invitations_failed == 1
+        assert session.stats.invitations_cancelled == 0
+        assert session.pending_invitations == 0
