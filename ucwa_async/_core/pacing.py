@@ -1,0 +1,127 @@
+"""Pacing of the event channel's loops (sans-IO): pure counters, no clock of their own.
+
+- :class:`PollPacer`: the minimum interval between P-GETs whose answer came back
+  without being held (an empty batch, a ``resume`` or ``resync`` answer, an error, a
+  batch of nothing but malformed events). A server that answers at once would
+  otherwise be polled as fast as the network allows (~700 P-GETs/s were measured).
+  A held answer (the server kept the P-GET at least ``held`` seconds) and a batch with
+  events are normal and cost nothing.
+- :class:`RecreationBudget`: how often the application may be re-created (a budget
+  per window) and how long to wait before each re-creation (growing while new
+  applications keep getting lost before their channel proved to work).
+
+The caller owns the clock: it passes elapsed times and ``now`` values in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["PollPacer", "RecreationBudget"]
+
+# 2**60 times any sane floor is far above any sane cap: clamping keeps ldexp finite.
+_MAX_EXPONENT = 60
+
+
+def _grow(base: float, exponent: int, cap: float) -> float:
+    return min(cap, math.ldexp(base, min(max(exponent, 0), _MAX_EXPONENT)))
+
+
+class PollPacer:
+    """How long to wait before the next P-GET, given how the last one was answered.
+
+    The first answer that was not held waits ``floor`` seconds (counted from the start
+    of the P-GET: a minimum interval between P-GETs); each further one in a row waits
+    twice as long, up to ``cap``. A held answer or a batch with events resets the streak.
+    """
+
+    __slots__ = ("_streak", "cap", "floor", "held")
+
+    def __init__(self, *, floor: float = 0.5, cap: float = 10.0, held: float = 0.1) -> None:
+        for name, value in (("floor", floor), ("cap", cap), ("held", held)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.floor = float(floor)
+        self.cap = max(float(cap), self.floor)
+        self.held = float(held)
+        self._streak = 0
+
+    @property
+    def streak(self) -> int:
+        """Answers in a row that were neither held nor carried events."""
+        return self._streak
+
+    def after_answer(self, elapsed: float | None, *, delivered: bool) -> float:
+        """Seconds to wait before the next P-GET.
+
+        ``elapsed``: seconds from sending the P-GET to its answer (None: unknown, no
+        pacing). ``delivered``: the answer carried at least one (valid) event.
+        """
+        if elapsed is None or not math.isfinite(elapsed):
+            return 0.0
+        if delivered or elapsed >= self.held:
+            self._streak = 0
+            return 0.0
+        interval = _grow(self.floor, self._streak, self.cap)
+        self._streak += 1
+        return max(0.0, interval - max(elapsed, 0.0))
+
+    def reset(self) -> None:
+        self._streak = 0
+
+
+class RecreationBudget:
+    """At most ``limit`` re-creations per ``window`` seconds, with a growing pause.
+
+    The first re-creation after a working channel happens at once; each further one
+    while no new application has proved its channel (:meth:`proven`) waits ``base``,
+    then twice as long, up to ``cap``. A successful re-creation alone does not reset
+    that pause: a server that answers 404 to every P-GET would otherwise get a new
+    application per round trip.
+    """
+
+    __slots__ = ("_stamps", "_streak", "base", "cap", "limit", "window")
+
+    def __init__(
+        self, *, limit: int = 5, window: float = 600.0, base: float = 2.0, cap: float = 60.0
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit!r}")
+        for name, value in (("window", window), ("base", base), ("cap", cap)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.limit = limit
+        self.window = float(window)
+        self.base = float(base)
+        self.cap = max(float(cap), self.base)
+        self._stamps: deque[float] = deque()
+        self._streak = 0
+
+    @property
+    def streak(self) -> int:
+        """Re-creations since a channel last proved to work."""
+        return self._streak
+
+    def used(self, now: float) -> int:
+        """Re-creations within the window ending at ``now``."""
+        while self._stamps and self._stamps[0] <= now - self.window:
+            self._stamps.popleft()
+        return len(self._stamps)
+
+    def next_delay(self, now: float) -> float | None:
+        """Seconds to wait before re-creating, or None when the budget is spent."""
+        if self.used(now) >= self.limit:
+            return None
+        if self._streak == 0:
+            return 0.0
+        return _grow(self.base, self._streak - 1, self.cap)
+
+    def created(self, now: float) -> None:
+        """A new application exists (counted against the budget)."""
+        self._stamps.append(now)
+        self._streak += 1
+
+    def proven(self) -> None:
+        """The current application's channel held a poll or delivered events."""
+        self._streak = 0
