@@ -80,6 +80,7 @@ _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 # dict look-ups (resolve_href + normalize were ~17% of the client's CPU at 2 000
 # invitations/s, see BENCHMARKS.md). Small: only recent hrefs repeat.
 _HREF_MEMO_SIZE = 1024
+_OLD_APPS_KEPT = 8  # lost applications whose hrefs are still moved onto the current one
 
 
 @attrs.define
@@ -209,8 +210,10 @@ class Session:
         self._app_base_path: str | None = None
         self._app_generation = 0
         # URLs of applications lost and re-created: hrefs under them (conversation logs a
-        # caller still holds) are moved onto the current application.
-        self._old_app_urls: set[str] = set()
+        # caller still holds) are moved onto the current application. Insertion-ordered,
+        # only the last _OLD_APPS_KEPT: a server losing applications must not grow it.
+        self._old_app_urls: dict[str, None] = {}
+        self._mma_task: asyncio.Task[None] | None = None
         self._origin: str | None = None
         self._channel: ChannelRunner | None = None
         self._resolved: dict[tuple[str, str, str | None], str] = {}
@@ -744,11 +747,11 @@ class Session:
         )
 
     def deliver(self, batch: EventBatch) -> None:
-        if batch.rejected:
-            self.stats.events_rejected += len(batch.rejected)
+        if batch.rejected_count:
+            self.stats.events_rejected += batch.rejected_count
             log.warning(
                 "skipped %d malformed event(s) in a batch: %s",
-                len(batch.rejected),
+                batch.rejected_count,
                 "; ".join(batch.rejected[:3]),
             )
         for event in batch.events:
@@ -810,17 +813,24 @@ class Session:
     async def recreate_application(self, error: UcwaError) -> str:
         lost = [op for op in self._correlator.bound() if op in self._invitations]
         self._app_generation += 1
-        if self._app_url is not None:
-            self._old_app_urls.add(self._app_url)
+        old_url = self._app_url
+        if old_url is not None:
+            self._old_app_urls[old_url] = None
+            while len(self._old_app_urls) > _OLD_APPS_KEPT:
+                del self._old_app_urls[next(iter(self._old_app_urls))]
         for operation_id in lost:
             self._end_lost(operation_id, f"the application was lost ({error}); outcome unknown")
+        if old_url is not None:  # best effort: a misrouted 404 must not leave it behind
+            await self._delete_application(old_url)
         events_url = await self._create_application()
         if self._app_url is not None:  # the server may reuse an id: that one is not dead
-            self._old_app_urls.discard(self._app_url)
+            self._old_app_urls.pop(self._app_url, None)
         self.emit(
             ApplicationRecreated(application_url=self._app_url or "", lost_invitations=len(lost))
         )
-        self._spawn(self._make_me_available_when_connected())
+        if self._mma_task is not None:  # one makeMeAvailable, for the newest application
+            self._mma_task.cancel()
+        self._mma_task = self._spawn(self._make_me_available_when_connected())
         return events_url
 
     def channel_failed(self, error: ChannelFailedError) -> None:
@@ -995,10 +1005,11 @@ class Session:
             return resource
         raise UcwaError(f"{url} is not a conversationLog (rel {resource.rel!r})")
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def _unsubscribe(self, stream: EventStream) -> None:
         if stream in self._streams:
@@ -1069,14 +1080,15 @@ class Session:
             if interrupted is not None:
                 raise interrupted
 
-    async def _delete_application(self) -> None:
-        assert self._app_url is not None
+    async def _delete_application(self, url: str | None = None) -> None:
+        url = url or self._app_url
+        assert url is not None
         try:
             async with asyncio.timeout(self._close_timeout):
                 await self._transport.http.request(
                     "DELETE",
-                    self._app_url,
-                    headers=self._transport.headers_for(self._app_url),
+                    url,
+                    headers=self._transport.headers_for(url),
                     timeout=self._close_timeout,
                 )
         except (UcwaError, TimeoutError) as exc:
