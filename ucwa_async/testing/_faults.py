@@ -37,6 +37,13 @@ FaultKind = Literal[
     "resync",
     "service_unavailable",
     "too_many_requests",
+    "instant_empty_polls",
+    "resume_only",
+    "endless_resync",
+    "retry_after_zero",
+    "retry_after_past",
+    "not_found_forever",
+    "giant_batch",
 ]
 # Derived from the Literal so the two can never disagree.
 ALL_FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
@@ -70,7 +77,17 @@ _DEFAULT_TARGET: dict[str, str] = {
     "resync": "pget",
     "service_unavailable": "any",
     "too_many_requests": "any",
+    "instant_empty_polls": "pget",
+    "resume_only": "pget",
+    "endless_resync": "pget",
+    "retry_after_zero": "pget",
+    "retry_after_past": "pget",
+    "not_found_forever": "pget",
+    "giant_batch": "pget",
 }
+FOREVER = 2**62
+"""``next_n`` of the pathological-server faults by default: every matching request
+until :meth:`FaultInjector.clear`."""
 
 
 class _Hooks(Protocol):
@@ -90,6 +107,8 @@ class Armed:
     subcode: str | None = None
     status: int = 0
     discard: bool = False
+    size: int = 0
+    malformed: bool = False
 
 
 @dataclass(slots=True)
@@ -280,3 +299,41 @@ class FaultInjector:
                     status=403,
                 )
             )
+
+    # --- pathological servers: the event channel (P-GET) ----------------------------
+
+    def instant_empty_polls(self, next_n: int = FOREVER) -> None:
+        """Answer the next N P-GETs at once with an empty batch (a ``next`` link, no
+        events) instead of holding them; pending events are still delivered."""
+        self._arm(Armed("instant_empty_polls", next_n, "pget"))
+
+    def resume_only(self, next_n: int = FOREVER) -> None:
+        """Answer the next N P-GETs at once with only a ``resume`` link (same ack)."""
+        self._arm(Armed("resume_only", next_n, "pget"))
+
+    def endless_resync(self, next_n: int = FOREVER) -> None:
+        """Answer the next N P-GETs (every one, by default) with only a ``resync`` link,
+        nothing discarded."""
+        self._arm(Armed("endless_resync", next_n, "pget"))
+
+    def retry_after_zero(self, next_n: int = FOREVER) -> None:
+        """Answer the next N P-GETs 503 ServiceUnavailable with ``Retry-After: 0``."""
+        self._arm(Armed("retry_after_zero", next_n, "pget", retry_after=0.0))
+
+    def retry_after_past(self, next_n: int = FOREVER) -> None:
+        """Answer the next N P-GETs 503 ServiceUnavailable with a ``Retry-After``
+        HTTP-date in the past."""
+        self._arm(Armed("retry_after_past", next_n, "pget"))
+
+    def not_found_forever(self, next_n: int = FOREVER) -> None:
+        """Answer the next N P-GETs 404 ApplicationNotFound, whatever the application
+        (it is not deleted: DELETE and the other requests still work)."""
+        self._arm(Armed("not_found_forever", next_n, "pget"))
+
+    def giant_batch(self, events: int, *, malformed: bool = False) -> None:
+        """Answer the next P-GET at once with one batch of ``events`` resource events
+        (``added`` conversation events), or of malformed events (JSON: ``0``; XML: an
+        event element without a link). Its ``next`` link repeats the ack."""
+        if events < 1:
+            raise ValueError("events must be >= 1")
+        self._arm(Armed("giant_batch", 1, "pget", size=events, malformed=malformed))
