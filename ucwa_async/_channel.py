@@ -235,9 +235,7 @@ class ChannelRunner:
             if self._inflight in done:
                 return
             if self._wake in done:
-                self._wake = asyncio.get_running_loop().create_future()
-                reason, error = self._pending_reason or ("reconnect requested", None)
-                self._pending_reason = None
+                reason, error = self._take_wake()
                 await self._abandon_poll()
                 self._enter_reconnecting(reason, error)
                 self._inflight = self._start_poll()

@@ -929,8 +929,8 @@ class Session:
 
     async def _make_me_available_when_connected(self) -> None:
         assert self._channel is not None
-        await self._channel.wait_connected()
         try:
+            await self._channel.wait_connected()  # raises if the channel fails meanwhile
             await self._make_me_available()
         except UcwaError as exc:
             log.warning("makeMeAvailable after re-creating the application failed: %s", exc)

@@ -221,9 +221,12 @@ async def test_application_not_found_forever_is_recreated_with_backoff(
 async def test_recreation_budget_spent_fails_the_channel(
     make_session: SessionFactory, wire_format: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A small budget so that the test spends it quickly; the default is 5 per 10 minutes.
+    # A budget spent quickly (the default is 5 per 10 minutes, pauses from 2 s to 60 s),
+    # and large enough to show that the lost applications' URLs are not all kept.
     monkeypatch.setattr(
-        _channel, "RecreationBudget", functools.partial(RecreationBudget, limit=2, base=0.1)
+        _channel,
+        "RecreationBudget",
+        functools.partial(RecreationBudget, limit=12, base=0.01, cap=0.05),
     )
     config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.3)
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
@@ -237,8 +240,11 @@ async def test_recreation_budget_spent_fails_the_channel(
                         break
         assert failed is not None
         assert isinstance(failed.error, ucwa_async.ChannelFailedError)
-        assert "lost 2 times" in str(failed.error)
-        assert sim.counters.applications_created == 3  # the first and two re-creations
+        assert "lost 12 times" in str(failed.error)
+        assert sim.counters.applications_created == 13  # the first and 12 re-creations
+        deletes = [r for r in sim.request_log if r.kind == "application" and r.method == "DELETE"]
+        assert len(deletes) == 12
+        assert len(session._old_app_urls) <= 8  # only the last few lost URLs are kept
         assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
         with pytest.raises(ucwa_async.ChannelFailedError):
             await session.wait_connected(timeout=1)
