@@ -366,11 +366,15 @@ class ChannelRunner:
         budget = self._recreations
         pause = budget.next_delay(time.monotonic())
         if pause is None:
+            unproven, every = budget.used(time.monotonic())
+            why = (
+                f"{unproven} new application(s) lost before their channel worked"
+                if unproven >= budget.limit
+                else f"the application was re-created {every} times"
+            )
             self._fail(
                 ChannelFailedError(
-                    f"the application was lost {budget.limit} times within "
-                    f"{budget.window:g} s; giving up (last: {error})",
-                    cause=error,
+                    f"{why} within {budget.window:g} s; giving up (last: {error})", cause=error
                 )
             )
             return False
@@ -385,7 +389,7 @@ class ChannelRunner:
             except UcwaError as exc:
                 log.warning("re-creating the application failed (attempt %d): %s", attempt + 1, exc)
                 error = exc
-                await self._sleep(self._backoff.delay(attempt))
+                await asyncio.sleep(self._backoff.delay(attempt))  # not woken either
                 continue
             budget.created(time.monotonic())
             self._state.reset(events_url)

@@ -210,27 +210,52 @@ def test_recreation_pauses_grow_until_a_channel_proves_itself() -> None:
         budget.created(now)  # a successful re-creation does not reset the pause
     assert pauses == [0.0, 2.0, 4.0, 8.0, 8.0]
     budget.proven()
-    assert budget.next_delay(now) == 0.0
+    assert budget.streak == 0
+    assert budget.next_delay(now + 5.0) == 0.0
 
 
-def test_recreation_budget_is_spent_then_refills_with_the_window() -> None:
-    budget = RecreationBudget(limit=3, window=600.0, base=0.0)
+def test_recreations_keep_a_minimum_interval_even_when_proven() -> None:
+    budget = RecreationBudget(min_interval=1.0)
+    budget.created(10.0)
+    budget.proven()
+    assert budget.next_delay(10.25) == pytest.approx(0.75)
+    assert budget.next_delay(11.5) == 0.0
+
+
+def test_unproven_recreations_spend_the_budget() -> None:
+    budget = RecreationBudget(limit=3, window=600.0, base=0.0, min_interval=0.0)
     for t in (0.0, 1.0, 2.0):
         assert budget.next_delay(t) == 0.0
         budget.created(t)
-        budget.proven()
-    assert budget.used(3.0) == 3
+    assert budget.used(3.0) == (3, 3)
     assert budget.next_delay(3.0) is None
     assert budget.next_delay(599.0) is None
     assert budget.next_delay(600.5) == 0.0  # the first one left the window
-    assert budget.used(600.5) == 2
+    assert budget.used(600.5) == (2, 2)
+
+
+def test_proven_recreations_are_refunded_up_to_the_hard_limit() -> None:
+    # A server that loses the application now and then, each new one working: fine...
+    budget = RecreationBudget(limit=2, hard_limit=6, window=600.0, min_interval=0.0)
+    for t in range(6):
+        assert budget.next_delay(float(t)) == 0.0
+        budget.created(float(t))
+        budget.proven()
+        budget.proven()  # proving twice refunds once
+    assert budget.used(6.0) == (0, 6)
+    # ...but not without end: one that lets each work for an instant is cut off too
+    assert budget.next_delay(6.0) is None
 
 
 def test_recreation_budget_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="limit"):
         RecreationBudget(limit=0)
+    with pytest.raises(ValueError, match="limit"):
+        RecreationBudget(hard_limit=0)
     with pytest.raises(ValueError, match="window"):
         RecreationBudget(window=-1.0)
+    with pytest.raises(ValueError, match="min_interval"):
+        RecreationBudget(min_interval=float("inf"))
 
 
 # -- reject reports and large bodies ------------------------------------------------------------

@@ -78,7 +78,7 @@ async def test_pathological_pget_answers_are_paced(
         logs = await session.conversation_logs(limit=1)
         await asyncio.sleep(0.05)
         tasks_before = _client_tasks()
-        getattr(sim.faults, fault)()
+        getattr(sim.faults, fault)(next_n=None)
         seen = await _requests_during(sim, WINDOW)
         fired = sim.counters.faults_injected[fault]
         assert fired >= 2, f"{fault} fired {fired} times: the test did not measure it"
@@ -104,7 +104,7 @@ async def test_events_are_not_delayed_by_instant_empty_polls(
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
-        sim.faults.instant_empty_polls()
+        sim.faults.instant_empty_polls(next_n=None)
         await asyncio.sleep(0.6)  # a few instant answers: the pacing streak has grown
         invitation = await session.continue_messaging(logs[0], message="through the pathology")
         assert (await invitation.result(timeout=8)).state == "Connected"
@@ -191,7 +191,7 @@ async def test_application_not_found_forever_is_recreated_with_backoff(
         await asyncio.sleep(0.05)
         first_app = session.application_url
         tasks_before = _client_tasks()
-        sim.faults.not_found_forever()
+        sim.faults.not_found_forever(next_n=None)
         seen = await _requests_during(sim, 3.0)
         assert sim.counters.faults_injected["not_found_forever"] >= 2
         assert len(seen) / 3.0 <= MAX_RATE
@@ -226,12 +226,12 @@ async def test_recreation_budget_spent_fails_the_channel(
     monkeypatch.setattr(
         _channel,
         "RecreationBudget",
-        functools.partial(RecreationBudget, limit=12, base=0.01, cap=0.05),
+        functools.partial(RecreationBudget, limit=12, base=0.01, cap=0.05, min_interval=0.0),
     )
     config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.3)
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         async with session.events() as stream:
-            sim.faults.not_found_forever()
+            sim.faults.not_found_forever(next_n=None)
             failed = None
             async with asyncio.timeout(5):
                 async for item in stream:
@@ -240,7 +240,7 @@ async def test_recreation_budget_spent_fails_the_channel(
                         break
         assert failed is not None
         assert isinstance(failed.error, ucwa_async.ChannelFailedError)
-        assert "lost 12 times" in str(failed.error)
+        assert "12 new application(s) lost before their channel worked" in str(failed.error)
         assert sim.counters.applications_created == 13  # the first and 12 re-creations
         deletes = [r for r in sim.request_log if r.kind == "application" and r.method == "DELETE"]
         assert len(deletes) == 12

@@ -67,7 +67,7 @@ async def test_instant_empty_polls(make_client: MakeClient, wire_name: str) -> N
 
 async def test_instant_empty_polls_still_deliver_pending_events(make_client: MakeClient) -> None:
     client = await make_client(SimulatorConfig(pget_timeout_cap=HOLD, completion_delay=0.0))
-    client.sim.faults.instant_empty_polls()
+    client.sim.faults.instant_empty_polls(next_n=None)
     link = await client.continue_link()
     await client.request("GET", client.events_href)  # an (instant) poll: the channel is up
     reply = await client.post_json(link, {"operationId": "x"})
@@ -98,7 +98,7 @@ async def test_resume_only(make_client: MakeClient, wire_name: str) -> None:
 
 async def test_endless_resync(make_client: MakeClient, wire_name: str) -> None:
     client = await make_client(SimulatorConfig(pget_timeout_cap=HOLD), wire=wire_name)
-    client.sim.faults.endless_resync()
+    client.sim.faults.endless_resync(next_n=None)
     href = client.events_href
     for _ in range(4):
         reply, took = await _timed_get(client, href)
@@ -126,7 +126,7 @@ async def test_retry_after_zero_or_past(make_client: MakeClient, wire_name: str,
 
 async def test_not_found_forever(make_client: MakeClient, wire_name: str) -> None:
     client = await make_client(SimulatorConfig(pget_timeout_cap=HOLD), wire=wire_name)
-    client.sim.faults.not_found_forever()
+    client.sim.faults.not_found_forever(next_n=None)
     for _ in range(3):
         reply, took = await _timed_get(client, client.events_href)
         assert reply.status == 404
@@ -158,3 +158,29 @@ async def test_giant_batch(make_client: MakeClient, wire_name: str, malformed: b
     assert client.sim.counters.faults_injected["giant_batch"] == 1
     with pytest.raises(ValueError, match="events"):
         client.sim.faults.giant_batch(0)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "instant_empty_polls",
+        "resume_only",
+        "endless_resync",
+        "retry_after_zero",
+        "retry_after_past",
+        "not_found_forever",
+    ],
+)
+async def test_one_shot_by_default(make_client: MakeClient, kind: str) -> None:
+    # Like every other kind (the soak arms each once); next_n=None is the endless server.
+    client = await make_client(SimulatorConfig(pget_timeout_cap=0.4))
+    getattr(client.sim.faults, kind)()
+    first, took = await _timed_get(client, client.events_href)
+    assert took < 0.3
+    assert first.status in (200, 404, 503)
+    assert client.sim.counters.faults_injected[kind] == 1
+    assert client.sim.faults.armed == {}
+    second, took = await _timed_get(client, client.events_href)
+    assert second.status == 200
+    assert took >= 0.3  # held as usual
+    assert client.sim.counters.faults_injected[kind] == 1

@@ -86,8 +86,7 @@ _DEFAULT_TARGET: dict[str, str] = {
     "giant_batch": "pget",
 }
 FOREVER = 2**62
-"""``next_n`` of the pathological-server faults by default: every matching request
-until :meth:`FaultInjector.clear`."""
+"""What ``next_n=None`` arms: every matching request until :meth:`FaultInjector.clear`."""
 
 
 class _Hooks(Protocol):
@@ -301,39 +300,45 @@ class FaultInjector:
             )
 
     # --- pathological servers: the event channel (P-GET) ----------------------------
+    # One-shot by default like every kind (the soak arms each once); next_n=None arms
+    # every matching P-GET until clear(): the pathological servers of issue 11.
 
-    def instant_empty_polls(self, next_n: int = FOREVER) -> None:
+    def instant_empty_polls(self, next_n: int | None = 1) -> None:
         """Answer the next N P-GETs at once with an empty batch (a ``next`` link, no
         events) instead of holding them; pending events are still delivered."""
-        self._arm(Armed("instant_empty_polls", next_n, "pget"))
+        self._arm(Armed("instant_empty_polls", _count(next_n), "pget"))
 
-    def resume_only(self, next_n: int = FOREVER) -> None:
+    def resume_only(self, next_n: int | None = 1) -> None:
         """Answer the next N P-GETs at once with only a ``resume`` link (same ack)."""
-        self._arm(Armed("resume_only", next_n, "pget"))
+        self._arm(Armed("resume_only", _count(next_n), "pget"))
 
-    def endless_resync(self, next_n: int = FOREVER) -> None:
-        """Answer the next N P-GETs (every one, by default) with only a ``resync`` link,
+    def endless_resync(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs (None: every one) with only a ``resync`` link,
         nothing discarded."""
-        self._arm(Armed("endless_resync", next_n, "pget"))
+        self._arm(Armed("endless_resync", _count(next_n), "pget"))
 
-    def retry_after_zero(self, next_n: int = FOREVER) -> None:
+    def retry_after_zero(self, next_n: int | None = 1) -> None:
         """Answer the next N P-GETs 503 ServiceUnavailable with ``Retry-After: 0``."""
-        self._arm(Armed("retry_after_zero", next_n, "pget", retry_after=0.0))
+        self._arm(Armed("retry_after_zero", _count(next_n), "pget", retry_after=0.0))
 
-    def retry_after_past(self, next_n: int = FOREVER) -> None:
+    def retry_after_past(self, next_n: int | None = 1) -> None:
         """Answer the next N P-GETs 503 ServiceUnavailable with a ``Retry-After``
         HTTP-date in the past."""
-        self._arm(Armed("retry_after_past", next_n, "pget"))
+        self._arm(Armed("retry_after_past", _count(next_n), "pget"))
 
-    def not_found_forever(self, next_n: int = FOREVER) -> None:
-        """Answer the next N P-GETs 404 ApplicationNotFound, whatever the application
-        (it is not deleted: DELETE and the other requests still work)."""
-        self._arm(Armed("not_found_forever", next_n, "pget"))
+    def not_found_forever(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs (None: every one) 404 ApplicationNotFound, whatever
+        the application (it is not deleted: DELETE and other requests still work)."""
+        self._arm(Armed("not_found_forever", _count(next_n), "pget"))
 
-    def giant_batch(self, events: int, *, malformed: bool = False) -> None:
+    def giant_batch(self, events: int = 10_000, *, malformed: bool = False) -> None:
         """Answer the next P-GET at once with one batch of ``events`` resource events
         (``added`` conversation events), or of malformed events (JSON: ``0``; XML: an
         event element without a link). Its ``next`` link repeats the ack."""
         if events < 1:
             raise ValueError("events must be >= 1")
         self._arm(Armed("giant_batch", 1, "pget", size=events, malformed=malformed))
+
+
+def _count(next_n: int | None) -> int:
+    return FOREVER if next_n is None else next_n
