@@ -85,6 +85,8 @@ class ChannelHost(Protocol):
 
     async def reauthenticate(self, url: str, error: UcwaError) -> None: ...
 
+    def application_lost(self, error: UcwaError) -> None: ...
+
     async def recreate_application(self, error: UcwaError) -> str: ...
 
     def channel_failed(self, error: ChannelFailedError) -> None: ...
@@ -363,6 +365,7 @@ class ChannelRunner:
 
     async def _recreate(self, error: UcwaError) -> bool:
         self._enter_reconnecting(f"application lost: {error}", error)
+        self._host.application_lost(error)  # its invitations end now, whatever the pause
         budget = self._recreations
         pause = budget.next_delay(time.monotonic())
         if pause is None:

@@ -80,7 +80,10 @@ _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 # dict look-ups (resolve_href + normalize were ~17% of the client's CPU at 2 000
 # invitations/s, see BENCHMARKS.md). Small: only recent hrefs repeat.
 _HREF_MEMO_SIZE = 1024
-_OLD_APPS_KEPT = 8  # lost applications whose hrefs are still moved onto the current one
+# Lost applications whose hrefs (a ConversationLog the caller still holds) are still moved
+# onto the current one. Bounded: a server losing applications must not grow it; the
+# re-creation budget allows 30 per 10 minutes, so this spans 20 minutes of the worst.
+_OLD_APPS_KEPT = 64
 
 
 @attrs.define
@@ -214,6 +217,7 @@ class Session:
         # only the last _OLD_APPS_KEPT: a server losing applications must not grow it.
         self._old_app_urls: dict[str, None] = {}
         self._mma_task: asyncio.Task[None] | None = None
+        self._lost_invitations = 0  # ended when the application was last lost
         self._origin: str | None = None
         self._channel: ChannelRunner | None = None
         self._resolved: dict[tuple[str, str, str | None], str] = {}
@@ -810,23 +814,33 @@ class Session:
             origin, url, None, self._transport.token_versions.get(origin, 0)
         )
 
-    async def recreate_application(self, error: UcwaError) -> str:
-        lost = [op for op in self._correlator.bound() if op in self._invitations]
-        self._app_generation += 1
+    def application_lost(self, error: UcwaError) -> None:
+        """End what was bound to the lost application now, not after the pause before
+        its re-creation; once per loss (the current URL is then among the old ones)."""
         old_url = self._app_url
-        if old_url is not None:
-            self._old_app_urls[old_url] = None
-            while len(self._old_app_urls) > _OLD_APPS_KEPT:
-                del self._old_app_urls[next(iter(self._old_app_urls))]
+        if old_url is None or old_url in self._old_app_urls:
+            return
+        lost = [op for op in self._correlator.bound() if op in self._invitations]
+        self._lost_invitations = len(lost)
+        self._app_generation += 1
+        self._old_app_urls[old_url] = None
+        while len(self._old_app_urls) > _OLD_APPS_KEPT:
+            del self._old_app_urls[next(iter(self._old_app_urls))]
         for operation_id in lost:
             self._end_lost(operation_id, f"the application was lost ({error}); outcome unknown")
+
+    async def recreate_application(self, error: UcwaError) -> str:
+        self.application_lost(error)
+        old_url = self._app_url
         if old_url is not None:  # best effort: a misrouted 404 must not leave it behind
             await self._delete_application(old_url)
         events_url = await self._create_application()
         if self._app_url is not None:  # the server may reuse an id: that one is not dead
             self._old_app_urls.pop(self._app_url, None)
         self.emit(
-            ApplicationRecreated(application_url=self._app_url or "", lost_invitations=len(lost))
+            ApplicationRecreated(
+                application_url=self._app_url or "", lost_invitations=self._lost_invitations
+            )
         )
         if self._mma_task is not None:  # one makeMeAvailable, for the newest application
             self._mma_task.cancel()

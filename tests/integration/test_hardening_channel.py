@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import ucwa_async
-from ucwa_async import _channel
+from ucwa_async import _channel, _session
 from ucwa_async._core.pacing import RecreationBudget
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
@@ -221,8 +221,10 @@ async def test_application_not_found_forever_is_recreated_with_backoff(
 async def test_recreation_budget_spent_fails_the_channel(
     make_session: SessionFactory, wire_format: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A budget spent quickly (the default is 5 per 10 minutes, pauses from 2 s to 60 s),
-    # and large enough to show that the lost applications' URLs are not all kept.
+    # A budget spent quickly (the default: 5 new applications that never worked, 30 in
+    # all, per 10 minutes, 1 s apart, pauses from 2 s to 60 s), and large enough to show
+    # that the lost applications' URLs are not all kept.
+    monkeypatch.setattr(_session, "_OLD_APPS_KEPT", 4)
     monkeypatch.setattr(
         _channel,
         "RecreationBudget",
@@ -244,7 +246,7 @@ async def test_recreation_budget_spent_fails_the_channel(
         assert sim.counters.applications_created == 13  # the first and 12 re-creations
         deletes = [r for r in sim.request_log if r.kind == "application" and r.method == "DELETE"]
         assert len(deletes) == 12
-        assert len(session._old_app_urls) <= 8  # only the last few lost URLs are kept
+        assert len(session._old_app_urls) == 4  # only the last few lost URLs are kept
         assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
         with pytest.raises(ucwa_async.ChannelFailedError):
             await session.wait_connected(timeout=1)

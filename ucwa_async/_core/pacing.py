@@ -34,11 +34,14 @@ class PollPacer:
     The first answer that was not held waits ``floor`` seconds (counted from the start
     of the P-GET: a minimum interval between P-GETs); each further one in a row waits
     twice as long, up to ``cap``. A held answer or a batch with events resets the streak.
+    The cap is small on purpose: a sporadic fault must not delay events for long (an
+    invitation may time out), and 2 s already holds a server answering at once to half
+    a P-GET per second.
     """
 
     __slots__ = ("_streak", "cap", "floor", "held")
 
-    def __init__(self, *, floor: float = 0.5, cap: float = 10.0, held: float = 0.1) -> None:
+    def __init__(self, *, floor: float = 0.5, cap: float = 2.0, held: float = 0.1) -> None:
         for name, value in (("floor", floor), ("cap", cap), ("held", held)):
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
