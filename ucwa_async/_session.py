@@ -82,7 +82,7 @@ _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 _HREF_MEMO_SIZE = 1024
 # Lost applications whose hrefs (a ConversationLog the caller still holds) are still moved
 # onto the current one. Bounded: a server losing applications must not grow it; the
-# re-creation budget allows 30 per 10 minutes, so this spans 20 minutes of the worst.
+# re-creation budget allows 60 per 10 minutes, so this spans 10 minutes of the worst.
 _OLD_APPS_KEPT = 64
 
 

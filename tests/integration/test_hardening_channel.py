@@ -221,7 +221,7 @@ async def test_application_not_found_forever_is_recreated_with_backoff(
 async def test_recreation_budget_spent_fails_the_channel(
     make_session: SessionFactory, wire_format: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A budget spent quickly (the default: 5 new applications that never worked, 30 in
+    # A budget spent quickly (the default: 5 new applications that never worked, 60 in
     # all, per 10 minutes, 1 s apart, pauses from 2 s to 60 s), and large enough to show
     # that the lost applications' URLs are not all kept.
     monkeypatch.setattr(_session, "_OLD_APPS_KEPT", 4)

@@ -108,7 +108,7 @@ class RecreationBudget:
         self,
         *,
         limit: int = 5,
-        hard_limit: int = 30,
+        hard_limit: int = 60,
         window: float = 600.0,
         base: float = 2.0,
         cap: float = 60.0,
