@@ -39,9 +39,10 @@ log = logging.getLogger("ucwa_async.session")
 # dict look-ups (resolve_href + normalize were ~17% of the client's CPU at 2 000
 # invitations/s, see BENCHMARKS.md). Small: only recent hrefs repeat.
 _HREF_MEMO_SIZE = 1024
-# Lost applications whose hrefs are still moved onto the current one: a caller may hold
-# conversation logs read under one of the last few; older ones are forgotten (bounded).
-_OLD_APPLICATIONS_KEPT = 8
+# Lost applications whose hrefs (a ConversationLog the caller still holds) are still moved
+# onto the current one. Bounded: a server losing applications must not grow it; the
+# re-creation budget allows 60 per 10 minutes, so this spans the worst 10 minutes.
+_OLD_APPLICATIONS_KEPT = 64
 
 PostOperation = Callable[[str, Mapping[str, Any]], Awaitable[HttpResponse]]
 
@@ -61,6 +62,7 @@ class Application:
         app_create_retries: int,
         max_body: int,
         backoff: Backoff,
+        delete_timeout: float,
     ) -> None:
         self._transport = transport
         self._discovery_url = discovery_url
@@ -71,6 +73,7 @@ class Application:
         self._app_create_retries = app_create_retries
         self._max_body = max_body
         self._backoff = backoff
+        self._delete_timeout = delete_timeout
         self.applications_url: str | None = None
         self.resource: Resource | None = None
         self.url: str | None = None
@@ -156,11 +159,25 @@ class Application:
             raise UcwaError("the application resource has no events link")
         return self.resolve(events)
 
-    async def recreate(self) -> str:
-        """The application is gone: create a new one; returns its first events URL."""
+    def lose(self) -> bool:
+        """The server says the application is gone; False if this loss was already known.
+
+        Its URL joins the lost ones (hrefs under it move onto the next application) and
+        the generation moves on, so a POST that spans the loss knows it.
+        """
+        if self.url is None or self.url in self.old_urls:
+            return False
         self.generation += 1
-        if self.url is not None and self.url not in self.old_urls:
-            self.old_urls.append(self.url)
+        self.old_urls.append(self.url)
+        return True
+
+    async def recreate(self) -> str:
+        """Replace a lost application: DELETE it (best effort: a misrouted 404 must not
+        leave it behind on the server), create a new one; returns its first events URL."""
+        self.lose()
+        old_url = self.url
+        if old_url is not None:
+            await self.delete(old_url, self._delete_timeout)
         events_url = await self.create()
         if self.url is not None and self.url in self.old_urls:
             self.old_urls.remove(self.url)  # the server may reuse an id: that one is not dead
@@ -219,14 +236,13 @@ class Application:
             except UcwaError as exc:
                 log.warning("reportMyActivity failed: %s", exc)
 
-    async def delete(self, timeout: float) -> None:
-        """DELETE the application, best effort (a closing session must not hang on it)."""
-        assert self.url is not None
+    async def delete(self, url: str, timeout: float) -> None:
+        """DELETE an application, best effort (a closing session must not hang on it)."""
         try:
             async with asyncio.timeout(timeout):
-                await self._transport.delete(self.url, timeout)
+                await self._transport.delete(url, timeout)
         except (UcwaError, TimeoutError) as exc:
-            log.info("could not delete the application on close: %s", exc)
+            log.info("could not delete the application %s: %s", url, exc)
 
     def communication(self) -> Resource:
         assert self.resource is not None

@@ -9,7 +9,15 @@ Rules it keeps:
   processed, and batches are processed strictly in order;
 - a reconnect request (CallbackChannelError on a POST) abandons the current
   P-GET at once and starts a fresh one on the same URL (same ack: the server
-  re-sends anything not acknowledged);
+  re-sends anything not acknowledged); one that comes while the loop sleeps
+  (backoff, Retry-After, pacing) ends the sleep and polls at once;
+- answers that were not held wait the pacing delay ``ChannelState`` computes, so a
+  server answering at once cannot make it spin;
+- a lost application is re-created within a ``RecreationBudget`` (a pause that
+  grows while new applications keep getting lost, a count per window), then the
+  channel fails with ``ChannelFailedError``;
+- a large body is decoded in a worker thread, and a large batch is handed to the
+  session in slices with a yield to the loop between them;
 - a fresh P-GET that the server is still holding after ``settle`` seconds
   counts as connected: UCWA gives no other sign that it has registered it;
 - bad input never kills the task: only a ``Fatal`` action or the owner's
@@ -23,8 +31,11 @@ import logging
 import time
 from typing import Protocol
 
+import attrs
+
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.channel import (
+    LARGE_BODY,
     ChannelAction,
     ChannelState,
     Deliver,
@@ -44,6 +55,7 @@ from ucwa_async._core.errors import (
     UcwaError,
 )
 from ucwa_async._core.models import EventBatch
+from ucwa_async._core.pacing import RecreationBudget
 from ucwa_async._events import (
     ChannelConnected,
     ChannelReconnected,
@@ -60,6 +72,9 @@ log = logging.getLogger("ucwa_async.channel")
 # After this many PGetReplaced answers in a row, back off instead of re-polling at once:
 # someone else is polling our application and we must not fight it in a tight loop.
 _MAX_IMMEDIATE_REPLACED = 3
+# Events handed to the session per step; the loop gets a turn between steps, so a batch
+# of 60 000 events does not freeze it and invitations resolve as their events come.
+DELIVERY_SLICE = 200
 
 
 class ChannelHost(Protocol):
@@ -74,6 +89,8 @@ class ChannelHost(Protocol):
     def emit(self, signal: ChannelSignal) -> None: ...
 
     async def reauthenticate(self, url: str, error: UcwaError) -> None: ...
+
+    def application_lost(self, error: UcwaError) -> None: ...
 
     async def recreate_application(self, error: UcwaError) -> str: ...
 
@@ -93,11 +110,13 @@ class ChannelRunner:
         backoff: Backoff,
         retry_after_cap: float,
         max_recreate_attempts: int = 5,
+        recreations: RecreationBudget | None = None,
     ) -> None:
         self._host = host
         self._state = ChannelState(
             events_url, timeout=pget_timeout, backoff=backoff, retry_after_cap=retry_after_cap
         )
+        self._recreations = recreations if recreations is not None else RecreationBudget()
         self._settle = settle
         self._backoff = backoff
         self._max_recreate_attempts = max_recreate_attempts
@@ -113,6 +132,8 @@ class ChannelRunner:
         self._down_since = 0.0
         self._attempts = 0
         self._replaced_in_row = 0
+        self._sleeping = False
+        self._poll_started = 0.0
 
     # -- owner API -----------------------------------------------------------------
 
@@ -145,11 +166,16 @@ class ChannelRunner:
 
         ``seen`` is the generation the caller observed when its request failed:
         if the channel has reconnected since, nothing is forced again, so a
-        burst of failing POSTs causes one reconnect, not hundreds.
+        burst of failing POSTs causes one reconnect, not hundreds. While the loop
+        sleeps (backoff, Retry-After, pacing) the request ends the sleep, whatever
+        the status; while a fresh P-GET is already on its way (not connected yet)
+        there is nothing to force.
         """
         if self.error is not None or self._task is None:
             return
-        if self.generation != seen or self.status is not ChannelStatus.CONNECTED:
+        if self.generation != seen:
+            return
+        if self.status is not ChannelStatus.CONNECTED and not self._sleeping:
             return
         self._pending_reason = (reason, error)
         if self._wake is not None and not self._wake.done():
@@ -182,7 +208,7 @@ class ChannelRunner:
             while True:
                 await self._wait_for_poll()
                 assert self._inflight is not None
-                action = self._read_outcome(self._inflight)
+                action = await self._read_outcome(self._inflight)
                 self._inflight = None
                 if not await self._perform(action):
                     return
@@ -199,6 +225,7 @@ class ChannelRunner:
 
     def _start_poll(self) -> asyncio.Task[HttpResponse]:
         url = self._state.poll_url()
+        self._poll_started = time.monotonic()
         return asyncio.create_task(self._host.poll(url), name="ucwa_async.pget")
 
     async def _wait_for_poll(self) -> None:
@@ -215,14 +242,13 @@ class ChannelRunner:
             if self._inflight in done:
                 return
             if self._wake in done:
-                self._wake = asyncio.get_running_loop().create_future()
-                reason, error = self._pending_reason or ("reconnect requested", None)
-                self._pending_reason = None
+                reason, error = self._take_wake()
                 await self._abandon_poll()
                 self._enter_reconnecting(reason, error)
                 self._inflight = self._start_poll()
                 continue
             # The server is holding our fresh P-GET: the channel is registered.
+            self._recreations.proven()
             self._mark_connected()
 
     async def _abandon_poll(self) -> None:
@@ -231,38 +257,60 @@ class ChannelRunner:
             inflight.cancel()
             await asyncio.gather(inflight, return_exceptions=True)
 
-    def _read_outcome(self, poll: asyncio.Task[HttpResponse]) -> ChannelAction:
+    async def _read_outcome(self, poll: asyncio.Task[HttpResponse]) -> ChannelAction:
+        elapsed = time.monotonic() - self._poll_started
         try:
             response = poll.result()
         except UcwaError as exc:
             log.info("event channel poll failed: %s", exc)
-            return self._state.on_transport_error(exc)
+            return self._state.on_transport_error(exc, elapsed=elapsed)
+        if len(response.body) > LARGE_BODY:
+            # Decoding megabytes takes seconds of CPU: off the loop (the state decodes such
+            # bodies interruptibly, and nothing else touches it meanwhile).
+            return await asyncio.to_thread(
+                self._state.on_response,
+                response.status,
+                response.content_type,
+                response.body,
+                retry_after=response.retry_after,
+                elapsed=elapsed,
+            )
         return self._state.on_response(
             response.status,
             response.content_type,
             response.body,
             retry_after=response.retry_after,
+            elapsed=elapsed,
         )
 
     async def _perform(self, action: ChannelAction) -> bool:
         """Carry out one action; False ends the loop."""
         if isinstance(action, Deliver):
             self._replaced_in_row = 0
-            self._inflight = self._start_poll()  # next P-GET first, then process
+            if action.batch.events:
+                self._recreations.proven()
+            if action.wait <= 0:
+                self._inflight = self._start_poll()  # next P-GET first, then process
             self._mark_connected()
-            try:
-                self._host.deliver(action.batch)
-            except Exception:  # a bug in processing must not take the channel down
-                log.exception("processing an event batch failed; channel continues")
+            await self._deliver(action.batch)
+            if self._inflight is None:
+                await self._sleep(action.wait)
+                self._inflight = self._start_poll()
         elif isinstance(action, Empty):
             self._replaced_in_row = 0
-            self._inflight = self._start_poll()
             self._mark_connected()
+            await self._sleep(action.wait)
+            self._inflight = self._start_poll()
         elif isinstance(action, Resync):
             log.info("event channel asked to resync")
-            self._inflight = self._start_poll()
+            if action.wait <= 0:
+                self._inflight = self._start_poll()
             self._host.resynced()
+            if self._inflight is None:
+                await self._sleep(action.wait)
+                self._inflight = self._start_poll()
         elif isinstance(action, Resume):
+            await self._sleep(action.wait)
             self._inflight = self._start_poll()
         elif isinstance(action, Replaced):
             self._replaced_in_row += 1
@@ -296,34 +344,94 @@ class ChannelRunner:
             raise AssertionError(f"unknown channel action {action!r}")
         return True
 
+    async def _deliver(self, batch: EventBatch) -> None:
+        """Hand a batch to the session, a slice at a time, yielding to the loop between."""
+        events = batch.events
+        if len(events) <= DELIVERY_SLICE:
+            self._deliver_part(batch)
+            return
+        for start in range(0, len(events), DELIVERY_SLICE):
+            first = start == 0
+            self._deliver_part(
+                attrs.evolve(
+                    batch,
+                    events=events[start : start + DELIVERY_SLICE],
+                    rejected=batch.rejected if first else (),
+                    rejected_count=batch.rejected_count if first else 0,
+                )
+            )
+            await asyncio.sleep(0)
+
+    def _deliver_part(self, batch: EventBatch) -> None:
+        try:
+            self._host.deliver(batch)
+        except Exception:  # a bug in processing must not take the channel down
+            log.exception("processing an event batch failed; channel continues")
+
     async def _recreate(self, error: UcwaError) -> bool:
         self._enter_reconnecting(f"application lost: {error}", error)
+        self._host.application_lost(error)  # its invitations end now, whatever the pause
+        budget = self._recreations
+        pause = budget.next_delay(time.monotonic())
+        if pause is None:
+            unproven, every = budget.used(time.monotonic())
+            why = (
+                f"{unproven} new application(s) lost before their channel worked"
+                if unproven >= budget.limit
+                else f"the application was re-created {every} times"
+            )
+            self._fail(
+                ChannelFailedError(
+                    f"{why} within {budget.window:g} s; giving up (last: {error})", cause=error
+                )
+            )
+            return False
+        if pause > 0:
+            # Not woken by reconnect requests: the application is gone, and hurrying
+            # is what a server answering 404 to everything would turn into a loop.
+            log.info("application lost again; re-creating it in %.1f s", pause)
+            await asyncio.sleep(pause)
         for attempt in range(self._max_recreate_attempts):
             try:
                 events_url = await self._host.recreate_application(error)
             except UcwaError as exc:
                 log.warning("re-creating the application failed (attempt %d): %s", attempt + 1, exc)
                 error = exc
-                await self._sleep(self._backoff.delay(attempt))
+                await asyncio.sleep(self._backoff.delay(attempt))  # not woken either
                 continue
+            budget.created(time.monotonic())
             self._state.reset(events_url)
+            self._take_wake()  # a request for the old application's channel is moot
             self._inflight = self._start_poll()
             return True
         self._fail(ChannelFailedError(f"could not re-create the application: {error}", cause=error))
         return False
 
     async def _sleep(self, delay: float) -> None:
-        """Back off, but wake early when a reconnect is requested."""
+        """Back off, but wake early when a reconnect is requested: the caller polls next,
+        and the channel counts as reconnecting until that poll is held or answered."""
         assert self._wake is not None
         if delay <= 0:
             return
+        self._sleeping = True
         try:
             async with asyncio.timeout(delay):
                 await asyncio.shield(self._wake)
         except TimeoutError:
             return
-        self._wake = asyncio.get_running_loop().create_future()
-        self._pending_reason = None
+        finally:
+            self._sleeping = False
+        reason, error = self._take_wake()
+        log.info("backoff cut short: %s", reason)
+        # A POST is waiting for a newer generation: the next poll must produce one.
+        self._enter_reconnecting(reason, error)
+
+    def _take_wake(self) -> tuple[str, BaseException | None]:
+        """Consume a pending reconnect request (if any); its reason."""
+        if self._wake is not None and self._wake.done():
+            self._wake = asyncio.get_running_loop().create_future()
+        pending, self._pending_reason = self._pending_reason, None
+        return pending or ("reconnect requested", None)
 
     # -- status --------------------------------------------------------------------
 

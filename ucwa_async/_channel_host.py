@@ -52,16 +52,17 @@ class SessionChannelHost:
         self._publish = publish
         self._pget_read_timeout = pget_read_timeout
         self._make_me_available: asyncio.Task[None] | None = None
+        self._lost_invitations = 0  # ended when the application was last lost
 
     async def poll(self, url: str) -> HttpResponse:
         return await self._transport.poll(url, self._pget_read_timeout)
 
     def deliver(self, batch: EventBatch) -> None:
-        if batch.rejected:
-            self._stats.events_rejected += len(batch.rejected)
+        if batch.rejected_count:
+            self._stats.events_rejected += batch.rejected_count
             log.warning(
                 "skipped %d malformed event(s) in a batch: %s",
-                len(batch.rejected),
+                batch.rejected_count,
                 "; ".join(batch.rejected[:3]),
             )
         self._stats.events_received += len(batch.events)
@@ -78,11 +79,23 @@ class SessionChannelHost:
     async def reauthenticate(self, url: str, error: UcwaError) -> None:
         await self._transport.reauthenticate(url, error)
 
+    def application_lost(self, error: UcwaError) -> None:
+        """End what was bound to the lost application now, not after the pause before its
+        re-creation; once per loss."""
+        if self._app.lose():
+            self._lost_invitations = self._operations.lose_bound(
+                f"the application was lost ({error}); outcome unknown"
+            )
+
     async def recreate_application(self, error: UcwaError) -> str:
-        lost = self._operations.lose_bound(f"the application was lost ({error}); outcome unknown")
+        self.application_lost(error)
         events_url = await self._app.recreate()
         self._stats.applications_created = self._app.created
-        self.emit(ApplicationRecreated(application_url=self._app.url or "", lost_invitations=lost))
+        self.emit(
+            ApplicationRecreated(
+                application_url=self._app.url or "", lost_invitations=self._lost_invitations
+            )
+        )
         self._start_make_me_available()
         return events_url
 
@@ -108,8 +121,8 @@ class SessionChannelHost:
         )
 
     async def _make_me_available_when_connected(self) -> None:
-        await self._channel().wait_connected()
         try:
+            await self._channel().wait_connected()  # raises if the channel fails meanwhile
             await self._app.make_me_available(self._operations.post_operation)
         except UcwaError as exc:
             log.warning("makeMeAvailable after re-creating the application failed: %s", exc)

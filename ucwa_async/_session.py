@@ -349,6 +349,7 @@ class Session:
             app_create_retries=self._app_create_retries,
             max_body=self._max_body,
             backoff=self._backoff,
+            delete_timeout=self._close_timeout,
         )
         ops = self._ops = OperationTable(
             transport=self._client_transport,
@@ -719,7 +720,7 @@ class Session:
                     await asyncio.gather(opener, return_exceptions=True)
                 await self._stop_local(already)
                 if self._app is not None and self._app.url is not None:
-                    await self._app.delete(self._close_timeout)
+                    await self._app.delete(self._app.url, self._close_timeout)
             finally:
                 try:
                     await self._stop_local(already)

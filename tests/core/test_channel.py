@@ -306,7 +306,8 @@ def test_server_errors_retry_with_backoff(
     assert channel.current_url == EVENTS
 
 
-@pytest.mark.parametrize(("header", "expected"), [("7", 7.0), ("600", 60.0), ("0", 0.0)])
+# "0" waits the floor (1 s): Retry-After: 0 on every poll was a hot loop (~1 000/s).
+@pytest.mark.parametrize(("header", "expected"), [("7", 7.0), ("600", 60.0), ("0", 1.0)])
 @pytest.mark.parametrize("status", [429, 503])
 def test_retry_after_is_honoured_and_capped(status: int, header: str, expected: float) -> None:
     action = state().on_response(status, None, b"", retry_after=header)

@@ -7,6 +7,7 @@ Every test runs in both wires (the ``wire_format`` fixture) against the simulato
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 import ucwa_async
+from ucwa_async._core import channel as channel_core
 from ucwa_async.testing import (
     DECLINED,
     InvitationRequest,
@@ -449,8 +451,14 @@ async def test_invitation_by_href_can_be_cancelled_and_times_out_from_now(
 
 
 async def test_endless_resync_with_many_pending_stays_bounded(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The channel's own pacing (tests/integration/test_hardening_channel.py) would slow
+    # the resyncs to one every 0.5-2 s; switched off here, so the re-read waves alone
+    # must bound the GETs under a resync on every poll.
+    monkeypatch.setattr(
+        channel_core, "PollPacer", functools.partial(channel_core.PollPacer, floor=0.0, cap=0.0)
+    )
     count = 20
     async with (
         UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,

@@ -16,10 +16,22 @@ protocol decisions live here:
   competing P-GET: ``PGetReplaced``).
 - ``5xx``, ``408``, ``429``, transport errors, undecodable bodies, and a ``2xx`` without
   any of the links above: :class:`Retry` the *same* URL (an unacknowledged batch is
-  re-delivered, so nothing is lost) after ``Retry-After`` (capped) or a backoff delay.
+  re-delivered, so nothing is lost) after ``Retry-After`` (at least ``retry_after_floor``,
+  at most ``retry_after_cap``: ``Retry-After: 0`` and dates in the past included) or a
+  backoff delay.
 - a ``403`` that is not a UCWA error body (a front proxy's "Access is denied" page, seen
   intermittently in the field) is retried a few times before it becomes fatal;
 - other ``4xx`` (``400``, UCWA ``403``, ``405``, ``415``...): :class:`Fatal`.
+
+Pacing: given how long the P-GET took (``elapsed``), an answer that was not held and
+carried no event (empty, ``resume``, ``resync``, an error, only malformed events) waits a
+minimum interval that grows while such answers come in a row (:class:`PollPacer`):
+``Deliver``/``Empty``/``Resume``/``Resync`` carry it as ``wait``; it is folded into
+``Retry.after``. A batch with events is never delayed.
+
+A body above :data:`LARGE_BODY` is decoded with the interruptible (pure-Python) JSON
+scanner, so that the shell can run :meth:`ChannelState.on_response` in a worker thread
+without the C decoder holding the GIL for the whole body.
 
 Nothing here raises on bad input; every outcome is an action.
 """
@@ -43,9 +55,11 @@ from ucwa_async._core.errors import (
     UcwaError,
     UnsafeHrefError,
 )
+from ucwa_async._core.pacing import PollPacer
 from ucwa_async._core.responses import classify
 
 __all__ = [
+    "LARGE_BODY",
     "MAX_TIMEOUT",
     "MIN_TIMEOUT",
     "ChannelAction",
@@ -63,6 +77,8 @@ __all__ = [
 
 MIN_TIMEOUT = 180
 MAX_TIMEOUT = 1800
+LARGE_BODY = 256 * 1024
+"""Bodies above this size are decoded interruptibly (and, by the shell, off the loop)."""
 
 
 @attrs.frozen
@@ -71,6 +87,9 @@ class Deliver:
 
     batch: _models.EventBatch
     next_url: str
+    wait: float = 0.0
+    """Seconds before the next P-GET: non-zero only for a batch of no valid event
+    answered without being held (nothing but malformed events, say)."""
 
 
 @attrs.frozen
@@ -78,6 +97,8 @@ class Empty:
     """A timeout page (no events); the cursor already moved to ``next_url``."""
 
     next_url: str
+    wait: float = 0.0
+    """Seconds before the next P-GET (pacing of answers that were not held)."""
 
 
 @attrs.frozen
@@ -85,6 +106,8 @@ class Resync:
     """Poll ``url`` next and re-read in-flight operations: cached state is stale."""
 
     url: str
+    wait: float = 0.0
+    """Seconds before the next P-GET (pacing of answers that were not held)."""
 
 
 @attrs.frozen
@@ -92,6 +115,8 @@ class Resume:
     """Poll ``url`` next (with our query parameters re-sent)."""
 
     url: str
+    wait: float = 0.0
+    """Seconds before the next P-GET (pacing of answers that were not held)."""
 
 
 @attrs.frozen
@@ -164,10 +189,15 @@ class ChannelState:
         backoff: Backoff | None = None,
         retry_after_cap: float = 60.0,
         proxy_retry_limit: int = 5,
+        retry_after_floor: float = 1.0,
+        pacer: PollPacer | None = None,
     ) -> None:
         self._timeout = _clamp_timeout(timeout)
         self._backoff = backoff if backoff is not None else Backoff()
         self._retry_after_cap = max(0.0, retry_after_cap)
+        # A cap set below the floor is the caller's explicit choice: it wins.
+        self._retry_after_floor = min(max(0.0, retry_after_floor), self._retry_after_cap)
+        self._pacer = pacer if pacer is not None else PollPacer()
         self._proxy_retry_limit = proxy_retry_limit
         self._current = ""
         self._app_base_path = ""
@@ -207,13 +237,22 @@ class ChannelState:
 
     # -- outcomes -------------------------------------------------------------------
 
-    def on_transport_error(self, error: BaseException) -> ChannelAction:
-        """The poll got no HTTP answer: retry the same URL after a backoff delay."""
+    @property
+    def pacer(self) -> PollPacer:
+        return self._pacer
+
+    def on_transport_error(
+        self, error: BaseException, *, elapsed: float | None = None
+    ) -> ChannelAction:
+        """The poll got no HTTP answer: retry the same URL after a backoff delay.
+
+        ``elapsed``: seconds the P-GET took (None: unknown, no pacing).
+        """
         if not isinstance(error, UcwaError):
             wrapped = TransportError(f"event channel poll failed: {error!r}")
             wrapped.__cause__ = error
             error = wrapped
-        return self._retry(error)
+        return self._paced(self._retry(error), elapsed)
 
     def on_response(
         self,
@@ -222,8 +261,18 @@ class ChannelState:
         body: bytes,
         *,
         retry_after: str | None = None,
+        elapsed: float | None = None,
     ) -> ChannelAction:
-        """The action for one P-GET answer (``retry_after``: the raw header)."""
+        """The action for one P-GET answer (``retry_after``: the raw header).
+
+        ``elapsed``: seconds from sending the P-GET to this answer; it decides the pacing
+        (None: unknown, no pacing).
+        """
+        return self._paced(self._decide(status, content_type, body, retry_after), elapsed)
+
+    def _decide(
+        self, status: int, content_type: str | None, body: bytes, retry_after: str | None
+    ) -> ChannelAction:
         if 200 <= status < 300:
             return self._on_success(status, content_type, body)
         error = classify(
@@ -248,9 +297,22 @@ class ChannelState:
 
     # -- internals ------------------------------------------------------------------
 
+    def _paced(self, action: ChannelAction, elapsed: float | None) -> ChannelAction:
+        """Add the pacing delay to an answer that moves on to another P-GET."""
+        if isinstance(action, Deliver):
+            wait = self._pacer.after_answer(elapsed, delivered=bool(action.batch.events))
+        elif isinstance(action, Empty | Resume | Resync | Retry):
+            wait = self._pacer.after_answer(elapsed, delivered=False)
+        else:  # 401/404/409 and fatal answers have their own budgets
+            return action
+        if isinstance(action, Retry):
+            return action if wait <= action.after else attrs.evolve(action, after=wait)
+        return attrs.evolve(action, wait=wait) if wait > 0 else action
+
     def _on_success(self, status: int, content_type: str | None, body: bytes) -> ChannelAction:
         try:
-            batch = _models.parse_event_batch(_wire.decode(body, content_type))
+            decoded = _wire.decode(body, content_type, interruptible=len(body) > LARGE_BODY)
+            batch = _models.parse_event_batch(decoded)
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             # DecodeError is the contract; the others would be a parser bug, and a parser
             # bug must not kill the channel either: the same URL is re-delivered later.
@@ -265,7 +327,8 @@ class ChannelState:
             if batch.next_href:
                 self._current = self._resolve(batch.next_href)
                 self._attempt = 0
-                if batch.events:
+                if batch.events or batch.rejected_count:
+                    # Only malformed events still go to the host: it counts them.
                     return Deliver(batch, self._current)
                 return Empty(self._current)
             if batch.resume_href:
@@ -305,7 +368,9 @@ class ChannelState:
     def _retry(self, error: UcwaError) -> Retry:
         server_delay = error.retry_after if isinstance(error, ResponseError) else None
         if server_delay is not None:
-            after = min(server_delay, self._retry_after_cap)
+            # Retry-After: 0 or a date in the past means "now"; the floor keeps a server
+            # that always says so from being polled in a tight loop.
+            after = min(max(server_delay, self._retry_after_floor), self._retry_after_cap)
         else:
             after = self._backoff.delay(self._attempt)
         self._attempt += 1

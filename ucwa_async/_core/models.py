@@ -22,6 +22,7 @@ from ucwa_async._core.errors import DecodeError
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
+    "MAX_REJECTED_REPORTS",
     "OPERATION_EVENT_TYPES",
     "ConversationLog",
     "Event",
@@ -201,7 +202,13 @@ class EventBatch:
     resume_href: str | None = None
     events: tuple[Event, ...] = ()
     rejected: tuple[str, ...] = ()
-    """Why malformed senders/events were skipped (one line each; the rest still counts)."""
+    """Why malformed senders/events were skipped: one line each, for the first
+    :data:`MAX_REJECTED_REPORTS` of them only (a hostile batch may hold millions)."""
+    rejected_count: int = attrs.field(
+        default=attrs.Factory(lambda self: len(self.rejected), takes_self=True)
+    )
+    """How many malformed senders/events were skipped in all (``len(rejected)`` unless
+    the reports were cut short)."""
 
 
 # rel -> (model class, its structure function); fixed at import, never mutated.
@@ -392,6 +399,10 @@ def _as_list(value: Any, what: str) -> list[Any]:
     raise DecodeError(f"{what} is a {type(value).__name__}, not a list")
 
 
+MAX_REJECTED_REPORTS = 20
+"""At most this many ``EventBatch.rejected`` reports per batch; the rest are only counted."""
+
+
 def parse_event_batch(d: Any) -> EventBatch:
     """An :class:`EventBatch` from a decoded event-channel response.
 
@@ -408,6 +419,14 @@ def parse_event_batch(d: Any) -> EventBatch:
         raise DecodeError("_links is not an object")
     events: list[Event] = []
     rejected: list[str] = []
+    rejected_count = 0
+
+    def reject(why: str) -> None:
+        nonlocal rejected_count
+        rejected_count += 1
+        if len(rejected) < MAX_REJECTED_REPORTS:
+            rejected.append(why)
+
     # One malformed sender or event is skipped, not fatal to the batch: the batch
     # is acknowledged by following ``next``, and a batch refused as a whole would
     # be re-delivered forever, wedging the channel.
@@ -418,15 +437,20 @@ def parse_event_batch(d: Any) -> EventBatch:
             sender_link = _event_link(sender, "sender") if "href" in sender else None
             raw_events = _as_list(sender.get("events"), "events")
         except DecodeError as exc:
-            rejected.append(str(exc))
+            reject(str(exc))
             continue
         for raw in raw_events:
+            if type(raw) is not dict and not isinstance(raw, Mapping):
+                # The cheap check first: a hostile batch may hold millions of these, and
+                # raising an exception for each one would take seconds.
+                reject(f"an event is a {type(raw).__name__}, not an object")
+                continue
             try:
                 events.append(_parse_event(raw, sender_link))
             except DecodeError as exc:
-                rejected.append(str(exc))
+                reject(str(exc))
             except RecursionError:
-                rejected.append("event nested too deeply")
+                reject("event nested too deeply")
     return EventBatch(
         self_href=_batch_href(links, "self"),
         next_href=_batch_href(links, "next"),
@@ -434,4 +458,5 @@ def parse_event_batch(d: Any) -> EventBatch:
         resume_href=_batch_href(links, "resume"),
         events=tuple(events),
         rejected=tuple(rejected),
+        rejected_count=rejected_count,
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import json.scanner
 from collections.abc import Mapping
 from typing import Any, Literal, NoReturn
 from urllib.parse import unquote_to_bytes
@@ -117,9 +118,18 @@ def wire_of(content_type: str | None) -> WireFormat | None:
 
 
 def decode(
-    body: bytes, content_type: str | None, *, max_size: int = DEFAULT_MAX_BODY
+    body: bytes,
+    content_type: str | None,
+    *,
+    max_size: int = DEFAULT_MAX_BODY,
+    interruptible: bool = False,
 ) -> dict[str, Any]:
     """Decode a UCWA body into the canonical dict shape.
+
+    ``interruptible``: decode JSON with the pure-Python scanner (several times slower)
+    so that a worker thread decoding a large body lets the event loop's thread run
+    between its steps; the C scanner holds the GIL for the whole body. (XML decoding
+    calls back into Python for every element and is interruptible anyway.)
 
     Raises only :class:`DecodeError` (malformed body, unknown content type, a JSON top
     level that is not an object, refused XML constructs) and its subclass
@@ -137,7 +147,7 @@ def decode(
         raise DecodeError("body without a content type", content_type=content_type)
     mt, charset = _split_content_type(content_type)
     if mt in _JSON_TYPES or mt.endswith("+json"):
-        return _decode_json(body, charset, content_type)
+        return _decode_json(body, charset, content_type, interruptible)
     if mt in _XML_TYPES or mt.endswith("+xml"):
         return _decode_xml(body, content_type)
     raise DecodeError(f"not a UCWA body type: {content_type!r}", content_type=content_type)
@@ -148,9 +158,23 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def _decode_json(body: bytes, charset: str | None, content_type: str) -> dict[str, Any]:
+def _python_json_loads(text: str) -> Any:
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
+    return decoder.decode(text)
+
+
+def _decode_json(
+    body: bytes, charset: str | None, content_type: str, interruptible: bool = False
+) -> dict[str, Any]:
     try:
-        if charset is None or charset in ("utf-8", "utf8"):
+        if interruptible:
+            # What json.loads does with bytes (UTF-8/16/32 and a UTF-8 BOM detected).
+            encoding: str = json.detect_encoding(body)
+            if charset is not None and charset not in ("utf-8", "utf8"):
+                encoding = charset
+            value = _python_json_loads(body.decode(encoding, "surrogatepass"))
+        elif charset is None or charset in ("utf-8", "utf8"):
             # bytes input: json detects UTF-8/16/32 and a UTF-8 BOM by itself.
             value = json.loads(body, parse_constant=_refuse_constant)
         else:

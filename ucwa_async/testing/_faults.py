@@ -47,6 +47,13 @@ FaultKind = Literal[
     "unauthorized_forever",
     "redirect_3xx",
     "late_answer",
+    "instant_empty_polls",
+    "resume_only",
+    "endless_resync",
+    "retry_after_zero",
+    "retry_after_past",
+    "not_found_forever",
+    "giant_batch",
 ]
 # Derived from the Literal so the two can never disagree.
 ALL_FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
@@ -87,9 +94,16 @@ _DEFAULT_TARGET: dict[str, str] = {
     "too_many_requests": "any",
     "unauthorized_forever": "pget",
     "redirect_3xx": "continue",
+    "instant_empty_polls": "pget",
+    "resume_only": "pget",
+    "endless_resync": "pget",
+    "retry_after_zero": "pget",
+    "retry_after_past": "pget",
+    "not_found_forever": "pget",
+    "giant_batch": "pget",
 }
-# "Forever": armed until clear() (the counter of a forever fault never runs out).
-_FOREVER = 2**62
+FOREVER = 2**62
+"""What ``next_n=None`` arms: every matching request until :meth:`FaultInjector.clear`."""
 
 
 class _Hooks(Protocol):
@@ -109,6 +123,8 @@ class Armed:
     subcode: str | None = None
     status: int = 0
     discard: bool = False
+    size: int = 0
+    malformed: bool = False
 
 
 @dataclass(slots=True)
@@ -312,7 +328,7 @@ class FaultInjector:
         page and no challenge (a password grant cannot help). Forever (until
         :meth:`clear`) unless ``next_n`` is given. Each 401 is counted in
         ``faults_injected["unauthorized_forever"]`` (and ``token_rejections``)."""
-        remaining = _FOREVER if next_n is None else next_n
+        remaining = _count(next_n)
         # The variant rides in ``subcode`` ("html"): Armed is shared by every kind.
         self._arm(
             Armed("unauthorized_forever", remaining, target, subcode="html" if html else None)
@@ -335,3 +351,47 @@ class FaultInjector:
         if not seconds >= 0:
             raise ValueError("seconds must be >= 0")
         self._arm(Armed("late_answer", next_n, target, retry_after=seconds))
+
+    # --- pathological servers: the event channel (P-GET) ----------------------------
+    # One-shot by default like every kind (the soak arms each once); next_n=None arms
+    # every matching P-GET until clear(): the pathological servers of issue 11.
+
+    def instant_empty_polls(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs at once with an empty batch (a ``next`` link, no
+        events) instead of holding them; pending events are still delivered."""
+        self._arm(Armed("instant_empty_polls", _count(next_n), "pget"))
+
+    def resume_only(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs at once with only a ``resume`` link (same ack)."""
+        self._arm(Armed("resume_only", _count(next_n), "pget"))
+
+    def endless_resync(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs (None: every one) with only a ``resync`` link,
+        nothing discarded."""
+        self._arm(Armed("endless_resync", _count(next_n), "pget"))
+
+    def retry_after_zero(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs 503 ServiceUnavailable with ``Retry-After: 0``."""
+        self._arm(Armed("retry_after_zero", _count(next_n), "pget", retry_after=0.0))
+
+    def retry_after_past(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs 503 ServiceUnavailable with a ``Retry-After``
+        HTTP-date in the past."""
+        self._arm(Armed("retry_after_past", _count(next_n), "pget"))
+
+    def not_found_forever(self, next_n: int | None = 1) -> None:
+        """Answer the next N P-GETs (None: every one) 404 ApplicationNotFound, whatever
+        the application (it is not deleted: DELETE and other requests still work)."""
+        self._arm(Armed("not_found_forever", _count(next_n), "pget"))
+
+    def giant_batch(self, events: int = 10_000, *, malformed: bool = False) -> None:
+        """Answer the next P-GET at once with one batch of ``events`` resource events
+        (``added`` conversation events), or of malformed events (JSON: ``0``; XML: an
+        event element without a link). Its ``next`` link repeats the ack."""
+        if events < 1:
+            raise ValueError("events must be >= 1")
+        self._arm(Armed("giant_batch", 1, "pget", size=events, malformed=malformed))
+
+
+def _count(next_n: int | None) -> int:
+    return FOREVER if next_n is None else next_n

@@ -2,27 +2,36 @@
 
 Holds the request until events exist or ``min(timeout, pget_timeout_cap)`` passes,
 answers with a batch (see :mod:`ucwa_async.testing._channel` for sequencing), and
-applies the channel faults: drop mid-poll, resync, duplicate and reordered events.
+applies the channel faults: drop mid-poll, resync, duplicate and reordered events,
+and the pathological servers (instant empty polls, ``resume``-only answers, endless
+resync, ``Retry-After: 0`` or in the past, 404 forever, one giant batch).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from aiohttp import web
 
 from ucwa_async.testing._application import Endpoints
 from ucwa_async.testing._channel import SimEvent, Wake
+from ucwa_async.testing._faults import Armed
 from ucwa_async.testing._http import Ctx, body, error
 from ucwa_async.testing._invitations import event_view
 from ucwa_async.testing._render import Ev, render_batch
 from ucwa_async.testing._state import Application
 from ucwa_async.testing._urls import styled
+from ucwa_async.testing._xml import UCWA_NS, xml_attr
 
 __all__ = ["events"]
 
 _DEFAULT_TIMEOUT = 180.0
 _DROP_HOLD = 0.2  # "mid-poll": long enough for events already due to be batched
+_PAST_DATE = "Wed, 21 Oct 2015 07:28:00 GMT"
+# An XML event element without a link, padded so that a big malformed batch has a
+# realistic number of events per megabyte.
+_XML_MALFORMED_EVENT = '<added note="{}"/>'.format("x" * 48)
 
 
 def _resolve(fut: asyncio.Future[Wake], why: Wake) -> None:
@@ -52,6 +61,9 @@ def _events_href(app: Application, ack: int) -> str:
 async def events(ep: Endpoints, ctx: Ctx) -> web.Response:
     world, faults, cfg = ep.world, ep.faults, ep.world.config
     world.counters.pgets += 1
+    if faults.has("not_found_forever") and faults.take("not_found_forever", ctx.tags):
+        ctx.fault = "not_found_forever"
+        return error(ctx, 404, "ApplicationNotFound", None, "The application does not exist.")
     app = ep.app(ctx)
     channel = app.channel
     query = ctx.request.query
@@ -70,6 +82,9 @@ async def events(ep: Endpoints, ctx: Ctx) -> web.Response:
         world.counters.pget_replaced += 1
         channel.wake("replaced")
 
+    pathological = _pathological(ep, ctx, app, ack)
+    if pathological is not None:
+        return pathological
     if faults.has("resync"):
         armed = faults.take("resync", ctx.tags)
         if armed is not None:
@@ -83,7 +98,15 @@ async def events(ep: Endpoints, ctx: Ctx) -> web.Response:
         hold = min(hold, _DROP_HOLD)
 
     kind = channel.classify(ack)
-    if kind == "new" and not channel.pending:
+    instant = (
+        faults.take("instant_empty_polls", ctx.tags)
+        if kind == "new" and not channel.pending and faults.has("instant_empty_polls")
+        else None
+    )
+    if instant is not None:
+        ctx.fault = "instant_empty_polls"  # answered below as a timeout page, at once
+        app.last_activity = channel.last_pget_end = asyncio.get_running_loop().time()
+    elif kind == "new" and not channel.pending:
         why = await _wait(app, hold)
         if why == "replaced":
             return error(
@@ -171,3 +194,70 @@ def _render(
         wire=ctx.wire,
         status_as_attribute=cfg.xml_status_as_attribute,
     )
+
+
+def _pathological(ep: Endpoints, ctx: Ctx, app: Application, ack: int) -> web.Response | None:
+    """The pathological-server faults answered before any sequencing (at once)."""
+    faults = ep.faults
+    answer: web.Response | None = None
+    for kind in ("retry_after_zero", "retry_after_past"):
+        if faults.has(kind) and faults.take(kind, ctx.tags):
+            ctx.fault = kind
+            when = "0" if kind == "retry_after_zero" else _PAST_DATE
+            answer = error(
+                ctx,
+                503,
+                "ServiceFailure",
+                "ServiceUnavailable",
+                "Try again later (injected).",
+                headers={"Retry-After": when},
+            )
+            break
+    else:
+        if faults.has("endless_resync") and faults.take("endless_resync", ctx.tags):
+            ctx.fault = "endless_resync"
+            answer = _resync(ep, ctx, app)
+        elif faults.has("resume_only") and faults.take("resume_only", ctx.tags):
+            ctx.fault = "resume_only"
+            links = [("resume", _events_href(app, ack))]
+            answer = body(ctx, render_batch(self_href=None, links=links, senders=[], wire=ctx.wire))
+        elif faults.has("giant_batch"):
+            armed = faults.take("giant_batch", ctx.tags)
+            if armed is not None:
+                ctx.fault = "giant_batch"
+                answer = body(ctx, _giant_batch(ep, ctx, app, ack, armed))
+    if answer is not None:
+        # The client did poll: the channel counts as alive for the POSTs.
+        app.last_activity = app.channel.last_pget_end = asyncio.get_running_loop().time()
+    return answer
+
+
+def _giant_batch(ep: Endpoints, ctx: Ctx, app: Application, ack: int, armed: Armed) -> bytes:
+    """One batch of ``armed.size`` events (built by joining one rendered event: fast)."""
+    cfg = ep.world.config
+    count = armed.size or 1000  # random mode arms no size
+    href = _events_href(app, ack)  # self, and next: the batch is not retained
+    sender = styled(app.path + "/communication", cfg.event_href_style, app.origin)
+    target = styled(
+        app.path + "/communication/conversations/giant", cfg.event_href_style, app.origin
+    )
+    if ctx.wire == "json":
+        if armed.malformed:
+            item = "0"
+        else:
+            item = json.dumps({"type": "added", "link": {"rel": "conversation", "href": target}})
+        links = json.dumps({"self": {"href": href}, "next": {"href": href}})
+        head = json.dumps({"rel": "communication", "href": sender})[:-1]
+        text = f'{{"_links":{links},"sender":[{head},"events":['
+        # bytes repetition is one memcpy: the simulator shares the test's loop
+        return text.encode() + item.encode() + (b"," + item.encode()) * (count - 1) + b"]}]}"
+    if armed.malformed:
+        item = _XML_MALFORMED_EVENT
+    else:
+        item = f'<added rel="conversation" href="{xml_attr(target)}"/>'
+    head = (
+        f'<?xml version="1.0" encoding="utf-8"?><events href="{xml_attr(href)}" '
+        f'xmlns="{UCWA_NS}"><link rel="next" href="{xml_attr(href)}"/>'
+        f'<sender rel="communication" href="{xml_attr(sender)}">'
+    )
+    return head.encode() + item.encode() * count + b"</sender></events>"
