@@ -78,6 +78,13 @@ def test_pacer_held_or_delivering_answers_cost_nothing_and_reset(
     assert pacer.after_answer(0.0, delivered=False) == 0.5
 
 
+def test_pacer_reset() -> None:
+    pacer = PollPacer()
+    pacer.after_answer(0.0, delivered=False)
+    pacer.reset()
+    assert pacer.streak == 0
+
+
 @pytest.mark.parametrize("elapsed", [None, float("nan"), float("inf")])
 def test_pacer_unknown_elapsed_is_not_paced(elapsed: float | None) -> None:
     assert PollPacer().after_answer(elapsed, delivered=False) == 0.0
@@ -288,6 +295,20 @@ def test_rejected_count_defaults_to_the_reports() -> None:
 )
 def test_interruptible_json_decoding_is_the_same(body: bytes) -> None:
     assert wire.decode(body, JSON, interruptible=True) == wire.decode(body, JSON)
+
+
+def test_interruptible_json_decoding_honours_a_declared_charset() -> None:
+    body = '{"a": "\u00e9"}'.encode("latin-1")
+    ctype = "application/json; charset=latin-1"
+    assert wire.decode(body, ctype, interruptible=True) == wire.decode(body, ctype) == {"a": "é"}
+
+
+def test_proving_with_nothing_to_refund() -> None:
+    budget = RecreationBudget(window=1.0, min_interval=0.0)
+    budget.created(0.0)
+    assert budget.used(5.0) == (0, 0)  # the stamp left the window
+    budget.proven()
+    assert budget.streak == 0
 
 
 @pytest.mark.parametrize("body", [b'{"a": NaN}', b"[1]", b'{"a": ', b"[" * 100_000])

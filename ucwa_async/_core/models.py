@@ -364,9 +364,8 @@ def _batch_href(links: Mapping[str, Any], rel: str) -> str | None:
     return _href(_one(value), f"batch link {rel!r}")
 
 
-def _parse_event(e: Any, sender: Link | None) -> Event:
-    if type(e) is not dict and not isinstance(e, Mapping):
-        raise DecodeError(f"an event is a {type(e).__name__}, not an object")
+def _parse_event(e: Mapping[str, Any], sender: Link | None) -> Event:
+    # The caller has checked that ``e`` is a mapping (cheaply: see parse_event_batch).
     etype = e.get("type")
     if not isinstance(etype, str):
         raise DecodeError("an event has no type")
