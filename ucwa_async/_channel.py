@@ -491,6 +491,6 @@ class ChannelRunner:
 
     def _raise_if_failed(self) -> None:
         if self.error is not None:
-            raise self.error
+            raise self.error.renewed() from self.error.cause
         if self.status is ChannelStatus.CLOSED and self._task is None and self.generation:
             raise SessionClosedError("the session closed its event channel")

@@ -691,9 +691,7 @@ class Session:
             raise SessionClosedError("the session is not open: use 'async with Session(...)'")
         failed = self._channel.error if self._channel is not None else None
         if failed is not None:
-            # A fresh error per raise: re-raising the stored one would grow its
-            # traceback by a few frames on every call, for as long as the bot runs.
-            raise ChannelFailedError(str(failed), cause=failed.cause) from failed.cause
+            raise failed.renewed() from failed.cause
 
     async def _close(self) -> None:
         """Leave opening/open for closing, clean up, end closed; idempotent.

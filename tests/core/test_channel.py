@@ -35,6 +35,7 @@ from ucwa_async._core.errors import (
     DecodeError,
     ForbiddenError,
     InactiveApplicationExpiredError,
+    InsecureTransportError,
     PGetReplacedError,
     ProxyResponseError,
     RequestTimeoutError,
@@ -373,6 +374,14 @@ def test_transport_errors_are_wrapped_and_retried() -> None:
     assert second.error is ours
     assert second.after == 2.0
     assert channel.current_url == EVENTS
+
+
+def test_an_insecure_events_url_is_fatal_not_retried() -> None:
+    channel = state()
+    refused = InsecureTransportError("https -> http", url="http://x/events")
+    action = channel.on_transport_error(refused)
+    assert isinstance(action, Fatal)
+    assert action.error is refused
 
 
 def test_attempt_counts_consecutive_failures_only() -> None:

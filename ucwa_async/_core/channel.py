@@ -49,6 +49,7 @@ from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     DecodeError,
+    InsecureTransportError,
     ProxyResponseError,
     ResponseError,
     TransportError,
@@ -248,6 +249,9 @@ class ChannelState:
 
         ``elapsed``: seconds the P-GET took (None: unknown, no pacing).
         """
+        if isinstance(error, InsecureTransportError):
+            # An events URL that leaves https for http: asking again cannot help.
+            return Fatal(error)
         if not isinstance(error, UcwaError):
             wrapped = TransportError(f"event channel poll failed: {error!r}")
             wrapped.__cause__ = error

@@ -280,6 +280,11 @@ class ChannelFailedError(UcwaError):
         super().__init__(message)
         self.cause = cause
 
+    def renewed(self) -> ChannelFailedError:
+        """A new error saying the same, for one more raise: re-raising one stored
+        instance would grow its traceback on every call, for as long as a bot runs."""
+        return ChannelFailedError(str(self), cause=self.cause)
+
 
 class InvitationError(UcwaError):
     """An invitation did not end connected."""
