@@ -34,6 +34,7 @@ from typing import Protocol
 import attrs
 
 from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.budget import RecreationBudget
 from ucwa_async._core.channel import (
     LARGE_BODY,
     ChannelAction,
@@ -55,7 +56,6 @@ from ucwa_async._core.errors import (
     UcwaError,
 )
 from ucwa_async._core.models import EventBatch
-from ucwa_async._core.pacing import RecreationBudget
 from ucwa_async._events import (
     ChannelConnected,
     ChannelReconnected,

@@ -12,6 +12,7 @@ import pytest
 
 from ucwa_async._core import wire
 from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.budget import RecreationBudget
 from ucwa_async._core.channel import (
     LARGE_BODY,
     ChannelState,
@@ -23,7 +24,7 @@ from ucwa_async._core.channel import (
     Retry,
 )
 from ucwa_async._core.models import MAX_REJECTED_REPORTS, EventBatch, parse_event_batch
-from ucwa_async._core.pacing import PollPacer, RecreationBudget
+from ucwa_async._core.pacing import PollPacer
 
 ORIGIN = "https://fe1.contoso.com"
 APP = "/ucwa/oauth/v1/applications/833"

@@ -22,7 +22,7 @@ import pytest
 
 import ucwa_async
 from ucwa_async import _application, _channel
-from ucwa_async._core.pacing import RecreationBudget
+from ucwa_async._core.budget import RecreationBudget
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
 from .conftest import SessionFactory, _is_server_task

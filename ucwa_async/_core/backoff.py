@@ -11,11 +11,21 @@ from __future__ import annotations
 import math
 import random
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "doubling"]
 
 # Past this exponent the un-jittered delay is above any sane cap; clamping the
 # exponent keeps ldexp from overflowing on absurd attempt counts.
 _MAX_EXPONENT = 1000
+
+
+def doubling(base: float, exponent: int, cap: float) -> float:
+    """``min(cap, base * 2**exponent)``, exponent clamped to ``0..``: the one growth rule
+    of every delay of the library (backoff, re-authentication spacing, pacing)."""
+    try:
+        raw = math.ldexp(base, min(max(exponent, 0), _MAX_EXPONENT))
+    except OverflowError:
+        return cap
+    return min(cap, raw)
 
 
 class Backoff:
@@ -38,12 +48,7 @@ class Backoff:
 
     def ceiling(self, attempt: int) -> float:
         """The un-jittered upper bound for ``attempt``: ``min(cap, base * 2**attempt)``."""
-        exponent = min(max(attempt, 0), _MAX_EXPONENT)
-        try:
-            raw = math.ldexp(self.base, exponent)
-        except OverflowError:
-            return self.cap
-        return min(self.cap, raw)
+        return doubling(self.base, attempt, self.cap)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (0 for the first retry)."""

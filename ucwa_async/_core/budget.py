@@ -1,4 +1,10 @@
-"""The re-authentication budget (sans-IO): how many token grants, how far apart.
+"""Budgets of the loops that talk to a server (sans-IO): how many tries per window, how
+far apart. Pure counters over a clock the caller owns (injectable); nothing here waits.
+
+- :class:`ReauthBudget`: token grants (re-authentications).
+- :class:`RecreationBudget`: re-creations of a lost application.
+
+The re-authentication budget: how many token grants, how far apart.
 
 A server that answers 401 to everything while its token endpoint keeps granting
 would otherwise make the client re-send the password as fast as the network allows,
@@ -29,13 +35,42 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-__all__ = ["ReauthBudget"]
+from ucwa_async._core.backoff import doubling
+
+__all__ = ["ReauthBudget", "RecreationBudget", "SlidingWindow"]
+
+
+class SlidingWindow:
+    """Times of the events of the last ``window`` seconds (oldest first)."""
+
+    __slots__ = ("_stamps", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = float(window)
+        self._stamps: deque[float] = deque()
+
+    def add(self, now: float) -> None:
+        self._stamps.append(now)
+
+    def count(self, now: float) -> int:
+        """Events within the window ending at ``now`` (older ones are forgotten)."""
+        horizon = now - self.window
+        while self._stamps and self._stamps[0] <= horizon:
+            self._stamps.popleft()
+        return len(self._stamps)
+
+    def newest(self) -> float | None:
+        return self._stamps[-1] if self._stamps else None
+
+    def drop_newest(self) -> None:
+        if self._stamps:
+            self._stamps.pop()
 
 
 class ReauthBudget:
     """At most ``max_grants`` futile re-authentications per ``window`` seconds, spaced out."""
 
-    __slots__ = ("_clock", "_last", "_reauths", "base", "cap", "max_grants", "window")
+    __slots__ = ("_all", "_clock", "_futile", "_last", "base", "cap", "max_grants", "window")
 
     def __init__(
         self,
@@ -56,38 +91,32 @@ class ReauthBudget:
         self.base = float(base)
         self.cap = float(cap)
         self._clock = clock
-        self._reauths: deque[tuple[float, bool]] = deque()  # (when, futile)
+        self._all = SlidingWindow(window)  # every re-authentication
+        self._futile = SlidingWindow(window)  # those the budget counts
         self._last: float | None = None
-
-    def _prune(self, now: float) -> None:
-        while self._reauths and now - self._reauths[0][0] >= self.window:
-            self._reauths.popleft()
 
     def spacing(self, reauths: int) -> float:
         """The least gap before re-authentication number ``reauths`` (0-based) of a window."""
-        return min(self.cap, math.ldexp(self.base, min(max(reauths, 0), 64)))
+        return doubling(self.base, reauths, self.cap)
 
     @property
     def in_window(self) -> int:
         """Re-authentications within the current window (futile or not)."""
-        self._prune(self._clock())
-        return len(self._reauths)
+        return self._all.count(self._clock())
 
     @property
     def futile_in_window(self) -> int:
         """Futile re-authentications within the current window: what the budget counts."""
-        self._prune(self._clock())
-        return sum(1 for _, futile in self._reauths if futile)
+        return self._futile.count(self._clock())
 
     def delay(self) -> float | None:
         """Seconds to wait before the next re-authentication; None: the budget is spent."""
         now = self._clock()
-        self._prune(now)
-        if sum(1 for _, futile in self._reauths if futile) >= self.max_grants:
+        if self._futile.count(now) >= self.max_grants:
             return None
         if self._last is None:
             return 0.0
-        return max(0.0, self._last + self.spacing(len(self._reauths)) - now)
+        return max(0.0, self._last + self.spacing(self._all.count(now)) - now)
 
     def record(self, *, reauthentication: bool, futile: bool = True) -> None:
         """A grant was made now. ``reauthentication``: it replaced an existing token;
@@ -95,11 +124,111 @@ class ReauthBudget:
         now = self._clock()
         self._last = now
         if reauthentication:
-            self._prune(now)
-            self._reauths.append((now, futile))
+            self._all.add(now)
+            if futile:
+                self._futile.add(now)
 
     def __repr__(self) -> str:
         return (
             f"ReauthBudget(max_grants={self.max_grants!r}, window={self.window!r}, "
             f"base={self.base!r}, cap={self.cap!r})"
         )
+
+
+class RecreationBudget:
+    """How often, and how soon, a lost application may be re-created.
+
+    - A pause before each re-creation: none for the first after a working channel;
+      then ``base``, doubling up to ``cap``, while new applications keep getting lost
+      before their channel proved to work (:meth:`proven`). A successful re-creation
+      alone does not reset it: a server answering 404 to every P-GET would otherwise
+      get a new application per round trip.
+    - At least ``min_interval`` seconds between two re-creations, proven or not.
+    - At most ``limit`` re-creations per ``window`` seconds whose application never
+      proved to work, and at most ``hard_limit`` per window in all: past either, the
+      budget is spent (:meth:`next_delay` answers None) and the caller gives up. A
+      server that loses applications now and then (each new one working) never
+      spends the first; one that lets each new one work for an instant and then
+      loses it spends the second.
+    """
+
+    __slots__ = (
+        "_all",
+        "_proved",
+        "_streak",
+        "_unproven",
+        "base",
+        "cap",
+        "hard_limit",
+        "limit",
+        "min_interval",
+        "window",
+    )
+
+    def __init__(
+        self,
+        *,
+        limit: int = 5,
+        hard_limit: int = 60,
+        window: float = 600.0,
+        base: float = 2.0,
+        cap: float = 60.0,
+        min_interval: float = 1.0,
+    ) -> None:
+        if limit < 1 or hard_limit < 1:
+            raise ValueError(f"limit and hard_limit must be at least 1, got {limit}, {hard_limit}")
+        for name, value in (
+            ("window", window),
+            ("base", base),
+            ("cap", cap),
+            ("min_interval", min_interval),
+        ):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        self.limit = limit
+        self.hard_limit = hard_limit
+        self.window = float(window)
+        self.base = float(base)
+        self.cap = max(float(cap), self.base)
+        self.min_interval = float(min_interval)
+        self._all = SlidingWindow(window)
+        self._unproven = SlidingWindow(window)
+        self._streak = 0
+        self._proved = True  # nothing re-created yet: nothing to prove
+
+    @property
+    def streak(self) -> int:
+        """Re-creations since a channel last proved to work."""
+        return self._streak
+
+    def used(self, now: float) -> tuple[int, int]:
+        """(unproven, all) re-creations within the window ending at ``now``."""
+        return self._unproven.count(now), self._all.count(now)
+
+    def spent(self, now: float) -> bool:
+        unproven, every = self.used(now)
+        return unproven >= self.limit or every >= self.hard_limit
+
+    def next_delay(self, now: float) -> float | None:
+        """Seconds to wait before re-creating, or None when the budget is spent."""
+        if self.spent(now):
+            return None
+        pause = 0.0 if self._streak == 0 else doubling(self.base, self._streak - 1, self.cap)
+        last = self._all.newest()
+        if last is not None:
+            pause = max(pause, last + self.min_interval - now)
+        return max(0.0, pause)
+
+    def created(self, now: float) -> None:
+        """A new application exists (counted against the budget until it proves to work)."""
+        self._all.add(now)
+        self._unproven.add(now)
+        self._streak += 1
+        self._proved = False
+
+    def proven(self) -> None:
+        """The current application's channel held a poll or delivered events."""
+        self._streak = 0
+        if not self._proved:
+            self._proved = True
+            self._unproven.drop_newest()  # the newest stamp is the current application's
