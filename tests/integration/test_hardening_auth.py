@@ -314,9 +314,14 @@ async def black_hole() -> AsyncIterator[str]:
     try:
         yield f"http://127.0.0.1:{port}/ucwa"
     finally:
+        server.close()  # no new connections; then let accepted ones reach swallow()
+        for _ in range(5):
+            await asyncio.sleep(0)
         for writer in writers:
             writer.close()
-        server.close()
+        for writer in writers:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
         await server.wait_closed()
 
 
