@@ -11,11 +11,18 @@ from __future__ import annotations
 import math
 import random
 
-__all__ = ["Backoff", "doubling"]
+__all__ = ["Backoff", "check_delays", "doubling"]
 
 # Past this exponent the un-jittered delay is above any sane cap; clamping the
 # exponent keeps ldexp from overflowing on absurd attempt counts.
 _MAX_EXPONENT = 1000
+
+
+def check_delays(**values: float) -> None:
+    """Every value a finite number of seconds >= 0, else ``ValueError`` naming it."""
+    for name, value in values.items():
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
 def doubling(base: float, exponent: int, cap: float) -> float:

@@ -30,12 +30,11 @@ The caller sleeps and counts; nothing here waits.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable
 
-from ucwa_async._core.backoff import doubling
+from ucwa_async._core.backoff import check_delays, doubling
 
 __all__ = ["ReauthBudget", "RecreationBudget", "SlidingWindow"]
 
@@ -83,9 +82,7 @@ class ReauthBudget:
     ) -> None:
         if not isinstance(max_grants, int) or isinstance(max_grants, bool) or max_grants < 0:
             raise ValueError(f"max_grants must be an int >= 0, got {max_grants!r}")
-        for name, value in (("window", window), ("base", base), ("cap", cap)):
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_delays(window=window, base=base, cap=cap)
         self.max_grants = max_grants
         self.window = float(window)
         self.base = float(base)
@@ -177,14 +174,7 @@ class RecreationBudget:
     ) -> None:
         if limit < 1 or hard_limit < 1:
             raise ValueError(f"limit and hard_limit must be at least 1, got {limit}, {hard_limit}")
-        for name, value in (
-            ("window", window),
-            ("base", base),
-            ("cap", cap),
-            ("min_interval", min_interval),
-        ):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_delays(window=window, base=base, cap=cap, min_interval=min_interval)
         self.limit = limit
         self.hard_limit = hard_limit
         self.window = float(window)

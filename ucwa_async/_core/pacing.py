@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from ucwa_async._core.backoff import doubling
+from ucwa_async._core.backoff import check_delays, doubling
 
 __all__ = ["PollPacer"]
 
@@ -34,9 +34,7 @@ class PollPacer:
     __slots__ = ("_streak", "cap", "floor", "held")
 
     def __init__(self, *, floor: float = 0.5, cap: float = 2.0, held: float = 0.1) -> None:
-        for name, value in (("floor", floor), ("cap", cap), ("held", held)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        check_delays(floor=floor, cap=cap, held=held)
         self.floor = float(floor)
         self.cap = max(float(cap), self.floor)
         self.held = float(held)
