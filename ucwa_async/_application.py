@@ -177,7 +177,7 @@ class Application:
         self.lose()
         old_url = self.url
         if old_url is not None:
-            await self.delete(old_url, self._delete_timeout)
+            await self._transport.delete(old_url, self._delete_timeout)
         events_url = await self.create()
         if self.url is not None and self.url in self.old_urls:
             self.old_urls.remove(self.url)  # the server may reuse an id: that one is not dead
@@ -235,14 +235,6 @@ class Application:
                 await self._transport.send("POST", self.resolve(href))
             except UcwaError as exc:
                 log.warning("reportMyActivity failed: %s", exc)
-
-    async def delete(self, url: str, timeout: float) -> None:
-        """DELETE an application, best effort (a closing session must not hang on it)."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._transport.delete(url, timeout)
-        except (UcwaError, TimeoutError) as exc:
-            log.info("could not delete the application %s: %s", url, exc)
 
     def communication(self) -> Resource:
         assert self.resource is not None

@@ -718,7 +718,8 @@ class Session:
                     await asyncio.gather(opener, return_exceptions=True)
                 await self._stop_local(already)
                 if self._app is not None and self._app.url is not None:
-                    await self._app.delete(self._app.url, self._close_timeout)
+                    # Best effort, bounded by close_timeout: errors are logged, not raised.
+                    await self._transport.delete(self._app.url, self._close_timeout)
             finally:
                 try:
                     await self._stop_local(already)
