@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,13 @@ QUICK = {
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     p.add_argument("--quick", action="store_true", help="CI smoke test: small N, < 30 s")
-    p.add_argument("--output", type=Path, default=_ROOT, help="where BENCHMARKS.md/.json go")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="where BENCHMARKS.md/.json go (default: the checkout for a full run, a new"
+        " temporary directory for --quick, so smoke figures never replace the committed ones)",
+    )
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     p.add_argument("-n", "--invitations", type=int, help="throughput N (default 2000)")
     p.add_argument("-c", "--concurrency", type=int, help="throughput C (default 200)")
@@ -59,8 +66,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _output_dir(requested: Path | None, *, quick: bool) -> Path:
+    """Only a full run regenerates the committed BENCHMARKS.md/.json by default."""
+    if requested is not None:
+        return requested
+    if quick:
+        return Path(tempfile.mkdtemp(prefix="ucwa-benchmarks-quick-"))
+    return _ROOT
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    output = _output_dir(args.output, quick=args.quick)
     logging.basicConfig(level=logging.ERROR)  # the reconnect section logs warnings by design
     cfg = dict(QUICK if args.quick else FULL)
     for key, value in (
@@ -111,6 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     figures["elapsed_s"] = time.perf_counter() - started
     report.print_summary(figures)
     notes = _NOTES.read_text() if _NOTES.exists() else ""
-    md, js = report.write(figures, args.output, notes)
+    md, js = report.write(figures, output, notes)
     print(f"\nwrote {md} and {js} ({figures['elapsed_s']:.1f} s)")
     return 0

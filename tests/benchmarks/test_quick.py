@@ -42,3 +42,28 @@ def test_quick_benchmarks_print_and_write_ratios(tmp_path: Path) -> None:
     assert all(isinstance(r, float) and r > 0 for r in floor + sync + xml)
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| figure | ours | floor / peer | ratio | target | met? |" in table
+
+
+def test_quick_run_defaults_to_a_temporary_directory(tmp_path: Path) -> None:
+    # In a subprocess: here ``benchmarks`` is this test package, not the suite.
+    probe = (
+        "import sys; from pathlib import Path; from benchmarks import cli;"
+        "print(cli._output_dir(None, quick=True)); print(cli._output_dir(None, quick=False));"
+        "print(cli._output_dir(Path(sys.argv[1]), quick=True))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    quick, full, explicit = (Path(line) for line in proc.stdout.split())
+    try:
+        assert quick.is_dir()
+        assert not quick.resolve().is_relative_to(ROOT.resolve())
+    finally:
+        quick.rmdir()
+    assert full.resolve() == ROOT.resolve()
+    assert explicit == tmp_path
