@@ -5,6 +5,7 @@ Commands:
 - ``demo``: a live demo against the embedded UCWA simulator (needs ``rich``).
 - ``simulator``: run the UCWA simulator standalone until Ctrl+C / SIGTERM.
 - ``logs``, ``continue-messaging``, ``continue-phone-audio``: a real UCWA server.
+- ``chat``: an interactive chat line with someone (a real server, or ``--simulator``).
   The password comes from an environment variable (``UCWA_PASSWORD`` unless
   ``--password-env`` names another) or a prompt on a terminal; never from argv.
 
@@ -92,6 +93,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
             raise CliError(RICH_MISSING, EXIT_USAGE) from None
 
         return await run_demo(args)
+    if args.command == "chat":
+        from ucwa_async.cli._chat import run_chat
+
+        return await run_chat(args)
     if args.command == "simulator":
         from ucwa_async.cli._simulator import run_simulator
 

@@ -227,4 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument(
                 "--phone", required=True, type=_phone, help="number to call, tel:+14255551234"
             )
+    from ucwa_async.cli._chat import add_chat_command  # its options live with the command
+
+    add_chat_command(commands)
     return parser
