@@ -1,15 +1,18 @@
-"""A chat-ops daemon: commands arrive on an asyncio queue; each places a phone-audio continue.
+"""A chat-ops daemon: people send it commands by IM, it answers in the same conversation.
 
-Commands are read from standard input, one per line: ``call <log-index> <tel:+1...>``
-(a chat adapter would put them on the same queue). ``--concurrency`` workers take
-commands from the queue, so at most that many calls are in progress at once.
+Every messaging invitation is accepted (phone calls are declined), and each conversation
+is served by its own task, so several people can talk to the daemon at once. Commands:
 
-Graceful shutdown on SIGTERM / SIGINT: stop taking commands, drop the ones not
-started yet, let the calls in progress end (for up to ``--grace`` seconds), close
-the session, print "stopped cleanly", exit 0. At the end of the input the queued
-calls are placed first (a signal still cuts that short).
+    help            the list of commands
+    status          uptime, conversations, commands running
+    deploy <name>   takes a while (--deploy-seconds), says when it starts and when it is done
+
+Graceful shutdown on SIGTERM / SIGINT: stop accepting invitations, let running commands
+finish for up to --grace seconds (the others are cut short and say so), leave every
+conversation, close the session, print "stopped cleanly", exit 0.
 
     UCWA_PASSWORD=... python examples/chatops_daemon.py --discovery URL --user USER
+    python examples/chatops_daemon.py --simulator    # lines you type arrive as IMs
 """
 
 from __future__ import annotations
@@ -20,15 +23,281 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Any, Literal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Literal
 
 import ucwa_async
 
-Queue = asyncio.Queue[str | None]
+if TYPE_CHECKING:
+    from ucwa_async.testing import UcwaSimulator
+
+HELP = "commands: help | status | deploy <name> (takes a while, reports back when done)"
+SIMULATED_PERSON = "sip:lenea@contoso.com"
+"""With --simulator: who the typed lines come from."""
 
 
-async def read_commands(queue: Queue) -> None:
-    """Put stdin lines on the queue until end of input. Cancellable."""
+class ChatOps:
+    """Serves every conversation; knows the commands running in them."""
+
+    def __init__(
+        self,
+        session: ucwa_async.Session,
+        *,
+        deploy_seconds: float,
+        max_conversations: int,
+    ) -> None:
+        self.session = session
+        self.deploy_seconds = deploy_seconds
+        self.max_conversations = max_conversations
+        self.conversations: dict[str, ucwa_async.Conversation] = {}
+        self.serving: set[asyncio.Task[None]] = set()
+        self.jobs: dict[asyncio.Task[None], str] = {}
+        self.commands = 0
+        """Commands received so far (every IM counts as one)."""
+        self.stopping = False
+        self.started = time.monotonic()
+        self._progress = asyncio.Event()
+        """Set when a command arrives or a job ends (see settled())."""
+
+    async def settled(self, condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+        """Wait until ``condition()`` holds (checked at every command and job end), at most
+        ``seconds``; whether it holds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while not condition():
+                    self._progress.clear()
+                    await self._progress.wait()
+        return condition()
+
+    # --- accepting ----------------------------------------------------------------------
+
+    async def accept_invitations(self) -> None:
+        """Take invitations from the session's inbox until cancelled."""
+        async with self.session.incoming() as invitations:
+            async for invite in invitations:
+                who = invite.sender.uri if invite.sender else "someone"
+                if invite.kind != "messaging" or len(self.serving) >= self.max_conversations:
+                    why = "not an IM" if invite.kind != "messaging" else "too many conversations"
+                    print(f"{who}: declined ({why})", flush=True)
+                    with contextlib.suppress(ucwa_async.UcwaError):
+                        await invite.decline()
+                    continue
+                task = asyncio.create_task(self.serve(invite, who), name=f"chatops {who}")
+                self.serving.add(task)
+                task.add_done_callback(self.serving.discard)
+
+    async def serve(self, invite: ucwa_async.IncomingInvitation, who: str) -> None:
+        """One conversation: its first message, then every message, until it ends."""
+        try:
+            conversation = await invite.accept()
+        except ucwa_async.UcwaError as exc:
+            print(f"{who}: not accepted: {type(exc).__name__}: {exc}", flush=True)
+            return
+        self.conversations[conversation.href] = conversation
+        print(f"{who}: conversation accepted", flush=True)
+        try:
+            async with conversation.messages() as messages:
+                if invite.message:
+                    await self.handle(conversation, who, invite.message)
+                async for message in messages:
+                    await self.handle(conversation, who, message.text or "")
+        finally:
+            self.conversations.pop(conversation.href, None)
+            print(f"{who}: conversation ended", flush=True)
+
+    # --- commands -----------------------------------------------------------------------
+
+    async def handle(self, conversation: ucwa_async.Conversation, who: str, text: str) -> None:
+        self.commands += 1
+        self._progress.set()
+        print(f"{who} says: {text}", flush=True)
+        words = text.split()
+        if not words:
+            return
+        command, args = words[0].lower(), words[1:]
+        if self.stopping:
+            await self.reply(conversation, who, "shutting down: not taking new commands")
+        elif command == "help" and not args:
+            await self.reply(conversation, who, HELP)
+        elif command == "status" and not args:
+            await self.reply(conversation, who, self.status())
+        elif command == "deploy" and len(args) == 1:
+            job = asyncio.create_task(self.deploy(conversation, who, args[0]))
+            self.jobs[job] = f"deploy {args[0]}"
+            job.add_done_callback(self._job_ended)
+        else:
+            await self.reply(conversation, who, f"unknown command {text!r}; try: help")
+
+    def _job_ended(self, job: asyncio.Task[None]) -> None:
+        self.jobs.pop(job, None)
+        self._progress.set()
+
+    def status(self) -> str:
+        running = ", ".join(sorted(self.jobs.values())) or "nothing"
+        return (
+            f"up {time.monotonic() - self.started:.0f} s; "
+            f"{len(self.conversations)} conversation(s); running: {running}"
+        )
+
+    async def deploy(self, conversation: ucwa_async.Conversation, who: str, name: str) -> None:
+        """The long command: a stand-in for real work (a sleep), reported at both ends."""
+        await self.reply(conversation, who, f"deploying {name} (about {self.deploy_seconds:g} s)")
+        started = time.monotonic()
+        try:
+            await asyncio.sleep(self.deploy_seconds)
+        except asyncio.CancelledError:
+            await self.reply(conversation, who, f"deploy {name}: cut short by shutdown")
+            raise
+        await self.reply(
+            conversation, who, f"deploy {name}: done in {time.monotonic() - started:.1f} s"
+        )
+
+    async def reply(self, conversation: ucwa_async.Conversation, who: str, text: str) -> None:
+        """Send ``text`` in the conversation and wait until it is delivered."""
+        print(f"to {who}: {text}", flush=True)
+        try:
+            sent = await conversation.send(text)
+            await sent
+        except ucwa_async.UcwaError as exc:
+            print(f"to {who}: not delivered: {type(exc).__name__}: {exc}", flush=True)
+
+    # --- shutdown -----------------------------------------------------------------------
+
+    async def shut_down(self, acceptor: asyncio.Task[None], grace: float) -> None:
+        """Stop accepting, let the commands finish (or cut them), leave every conversation."""
+        self.stopping = True
+        acceptor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acceptor
+        jobs = set(self.jobs)
+        if jobs:
+            print(f"waiting up to {grace:g} s for {len(jobs)} command(s)", flush=True)
+            _, late = await asyncio.wait(jobs, timeout=grace)
+            for job in late:
+                job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+        await asyncio.gather(
+            *(self._leave(c) for c in list(self.conversations.values())), return_exceptions=True
+        )
+        # Each conversation's messages end once it is left; bounded, in case one does not.
+        serving = set(self.serving)
+        if serving:
+            _, stuck = await asyncio.wait(serving, timeout=5.0)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
+
+    @staticmethod
+    async def _leave(conversation: ucwa_async.Conversation) -> None:
+        with contextlib.suppress(ucwa_async.UcwaError):
+            await conversation.leave()
+
+
+Feeder = Callable[[ChatOps, asyncio.Event], Awaitable[None]]
+
+
+async def main(
+    discovery: str,
+    user: str,
+    password: str,
+    *,
+    wire: Literal["json", "xml"] = "json",
+    grace: float = 30.0,
+    deploy_seconds: float = 5.0,
+    max_conversations: int = 100,
+    feeder: Feeder | None = None,
+) -> int:
+    """Serve until SIGTERM / SIGINT (or until ``feeder`` sets the stop event)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with ucwa_async.Session(
+            discovery,
+            auth=ucwa_async.PasswordAuth(user, password),
+            wire_format=wire,
+            available_for=("Messaging",),
+        ) as session:
+            daemon = ChatOps(
+                session, deploy_seconds=deploy_seconds, max_conversations=max_conversations
+            )
+            acceptor = asyncio.create_task(daemon.accept_invitations(), name="chatops-accept")
+            print(f"ready: send an IM to {user} ({HELP})", flush=True)
+            fed = asyncio.create_task(feeder(daemon, stop)) if feeder else None
+            signalled = asyncio.create_task(stop.wait())
+            await asyncio.wait({acceptor, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if acceptor.done() and not acceptor.cancelled() and acceptor.exception():
+                print(f"inbox failed: {acceptor.exception()!r}", flush=True)
+            print("shutting down: no new conversations", flush=True)
+            if fed is not None:
+                fed.cancel()
+                await asyncio.gather(fed, return_exceptions=True)
+            signalled.cancel()
+            await asyncio.gather(signalled, return_exceptions=True)
+            await daemon.shut_down(acceptor, grace)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    print("stopped cleanly", flush=True)
+    return 0
+
+
+# --- --simulator: an embedded simulator; the lines typed arrive as IMs -------------------
+
+
+async def main_with_simulator(
+    *,
+    wire: Literal["json", "xml"] = "json",
+    grace: float = 30.0,
+    deploy_seconds: float = 5.0,
+    max_conversations: int = 100,
+) -> int:
+    from ucwa_async.testing import Behaviour, Person, UcwaSimulator
+
+    async with UcwaSimulator() as sim:
+        # Silent: the person only says what you type (an echo person would answer back).
+        lene = Person(uri=SIMULATED_PERSON, name="Lene Aaling", behaviour=Behaviour.silent())
+        sim.add_person(lene)
+        print(
+            f"simulator: lines you type are IMs from {SIMULATED_PERSON}; Ctrl-D stops", flush=True
+        )
+
+        async def feed(daemon: ChatOps, stop: asyncio.Event) -> None:
+            await type_ims(sim, daemon)
+            stop.set()
+
+        return await main(
+            sim.discovery_url,
+            sim.username,
+            sim.password,
+            wire=wire,
+            grace=grace,
+            deploy_seconds=deploy_seconds,
+            max_conversations=max_conversations,
+            feeder=feed,
+        )
+
+
+async def type_ims(sim: UcwaSimulator, daemon: ChatOps) -> None:
+    """Each stdin line becomes an IM from SIMULATED_PERSON: the first one an invitation,
+    the others messages in that conversation. Waits for the daemon to take each one."""
+    conversation: str | None = None
+    async for line in stdin_lines():
+        taken = daemon.commands + 1
+        if conversation is None or conversation not in daemon.conversations:
+            known = set(daemon.conversations)
+            await sim.incoming_message(SIMULATED_PERSON, line)
+            await daemon.settled(lambda: daemon.commands >= taken)  # noqa: B023 - awaited here
+            conversation = next(iter(set(daemon.conversations) - known), None)
+        else:
+            await sim.say(conversation, SIMULATED_PERSON, line)
+            await daemon.settled(lambda: daemon.commands >= taken)  # noqa: B023 - awaited here
+    await daemon.settled(lambda: not daemon.jobs, seconds=daemon.deploy_seconds + 5.0)
+
+
+async def stdin_lines() -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     try:
@@ -38,138 +307,61 @@ async def read_commands(queue: Queue) -> None:
     except ValueError:  # stdin is a regular file: it cannot block, read it as it is
         for line in sys.stdin:
             if line.strip():
-                await queue.put(line.strip())
+                yield line.strip()
         return
     try:
         while line := await reader.readline():
             if text := line.decode(errors="replace").strip():
-                await queue.put(text)  # waits while the queue is full: back-pressure
+                yield text
     finally:
         transport.close()
 
 
-async def place_call(
-    session: ucwa_async.Session, logs: list[ucwa_async.ConversationLog], command: str
-) -> None:
-    parts = command.split()
-    if len(parts) != 3 or parts[0] != "call" or not parts[1].isdigit():
-        print(f"bad command {command!r}: use 'call <log-index> <tel:+1...>'", flush=True)
-        return
-    index, number = int(parts[1]), parts[2]
-    if index >= len(logs):
-        print(f"call {number}: no log #{index} (there are {len(logs)})", flush=True)
-        return
-    try:
-        invitation = await session.continue_phone_audio(logs[index], phone_number=number)
-        await invitation
-    except ucwa_async.InvitationFailedError as exc:
-        print(f"call {number}: failed: {exc}", flush=True)
-    except (ucwa_async.UcwaError, ValueError) as exc:
-        print(f"call {number}: error: {type(exc).__name__}: {exc}", flush=True)
-    else:
-        print(f"call {number}: connected", flush=True)
-
-
-def drop_queued(queue: Queue) -> int:
-    """Drop the commands not started yet (and say so); keep the workers' end markers
-    and return how many there were."""
-    ends = 0
-    while not queue.empty():
-        command = queue.get_nowait()
-        if command is None:
-            ends += 1
-        else:
-            print(f"not started: {command!r}", flush=True)
-    for _ in range(ends):
-        queue.put_nowait(None)
-    return ends
-
-
-async def worker(
-    session: ucwa_async.Session, logs: list[ucwa_async.ConversationLog], queue: Queue
-) -> None:
-    while (command := await queue.get()) is not None:
-        await place_call(session, logs, command)
-
-
-async def main(
-    discovery: str,
-    user: str,
-    password: str,
-    *,
-    concurrency: int = 4,
-    grace: float = 30.0,
-    wire: Literal["json", "xml"] = "json",
-) -> int:
-    stop = asyncio.Event()  # SIGTERM / SIGINT
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    queue: Queue = asyncio.Queue(maxsize=100 + concurrency)  # room for the end markers
-    async with ucwa_async.Session(
-        discovery, auth=ucwa_async.PasswordAuth(user, password), wire_format=wire
-    ) as session:
-        logs = await session.conversation_logs(limit=20)
-        workers = [asyncio.create_task(worker(session, logs, queue)) for _ in range(concurrency)]
-        reader = asyncio.create_task(read_commands(queue))
-        signalled = asyncio.create_task(stop.wait())
-        print(f"ready: {len(logs)} logs; send 'call <index> <tel:...>' lines", flush=True)
-
-        await asyncio.wait({reader, signalled}, return_when=asyncio.FIRST_COMPLETED)
-        if not stop.is_set():
-            print("end of input: finishing the queued calls", flush=True)
-            for _ in workers:
-                queue.put_nowait(None)  # after the queued commands: each worker then ends
-            running: set[asyncio.Task[Any]] = set(workers)
-            while running and not stop.is_set():  # queued calls run until a signal comes
-                _, running = await asyncio.wait(
-                    {*running, signalled}, return_when=asyncio.FIRST_COMPLETED
-                )
-                running.discard(signalled)
-        if stop.is_set():
-            print("shutting down: waiting for calls in progress", flush=True)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
-            if drop_queued(queue) == 0:  # the workers' end markers were not queued yet
-                for _ in workers:
-                    queue.put_nowait(None)
-        _, late = await asyncio.wait(workers, timeout=grace)
-        for task in late:  # a call outlived the grace period: give up on it
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-        signalled.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await signalled
-        if late:
-            print(f"{len(late)} call(s) still pending after {grace:g} s were abandoned")
-    print("stopped cleanly", flush=True)
-    return 0
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--discovery", required=True, help="autodiscovery URL")
-    parser.add_argument("--user", required=True, help="sign-in name")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--discovery", help="autodiscovery URL")
+    where.add_argument("--simulator", action="store_true", help="an embedded simulator")
+    parser.add_argument("--user", help="sign-in name (with --discovery)")
     parser.add_argument("--wire", choices=("json", "xml"), default="json")
-    parser.add_argument("--concurrency", type=int, default=4, help="calls at once (4)")
     parser.add_argument("--grace", type=float, default=30.0, help="shutdown grace, s (30)")
+    parser.add_argument(
+        "--deploy-seconds", type=float, default=5.0, help="how long a deploy takes, s (5)"
+    )
+    parser.add_argument(
+        "--max-conversations", type=int, default=100, help="conversations at once (100)"
+    )
     args = parser.parse_args()
+    if args.max_conversations < 1:
+        parser.error("--max-conversations must be at least 1")
+    wire: Literal["json", "xml"] = args.wire
+    if args.simulator:
+        sys.exit(
+            asyncio.run(
+                main_with_simulator(
+                    wire=wire,
+                    grace=args.grace,
+                    deploy_seconds=args.deploy_seconds,
+                    max_conversations=args.max_conversations,
+                )
+            )
+        )
+    if not args.user:
+        parser.error("--discovery needs --user")
     password = os.environ.get("UCWA_PASSWORD")
     if not password:
         print("set UCWA_PASSWORD to the password of --user", file=sys.stderr)
         sys.exit(2)
-    if args.concurrency < 1:
-        parser.error("--concurrency must be at least 1")
     sys.exit(
         asyncio.run(
             main(
                 args.discovery,
                 args.user,
                 password,
-                concurrency=args.concurrency,
+                wire=wire,
                 grace=args.grace,
-                wire=args.wire,
+                deploy_seconds=args.deploy_seconds,
+                max_conversations=args.max_conversations,
             )
         )
     )

@@ -2,13 +2,17 @@
 
 The operations start in a steady trickle (so the live view has something to show)
 and end after a random, seeded delay; ``--fail-rate`` of them are declined by the
-simulated peer. With ``--faults`` the simulator answers continue POSTs with
-``500 ServiceFailure/CallbackChannelError`` and drops long polls at three moments, and
-the demo prints the session's ``ChannelReconnecting`` / ``ChannelReconnected`` signals
-as they arrive.
+simulated peer. Traffic goes both ways: each connected IM conversation gets a follow-up
+message (``Conversation.send``), the demo reads the simulated person's replies
+(``Conversation.messages()``) and leaves; and N IMs from a simulated colleague are
+injected into the simulator, accepted from ``session.incoming()`` by an echo handler
+that answers each one and leaves. With ``--faults`` the simulator answers continue
+POSTs with ``500 ServiceFailure/CallbackChannelError``, drops long polls and fails the
+delivery of one message, and the demo prints the session's ``ChannelReconnecting`` /
+``ChannelReconnected`` signals as they arrive.
 
 Exit status: 0 when every invitation ended with an outcome (connected, or failed for
-a reason the server gave); 1 when one ended with an error (timeout, lost, ...).
+a reason the server gave) and every incoming IM was answered; 1 otherwise.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import asyncio
 import functools
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+
+from rich.table import Table
 
 import ucwa_async
 from ucwa_async.cli._progress import (
@@ -30,8 +37,10 @@ from ucwa_async.cli._progress import (
 )
 from ucwa_async.testing import (
     DECLINED,
+    Behaviour,
     InvitationRequest,
     Outcome,
+    Person,
     SimulatorConfig,
     UcwaSimulator,
 )
@@ -40,6 +49,32 @@ _SPREAD = 1.5
 """Seconds over which the operations are started (at most)."""
 _DELAY = (0.1, 0.6)
 """Range of the simulated time from ``started`` to ``completed``."""
+_REPLY_WAIT = 10.0
+"""Seconds a conversation waits for the simulated person's reply to its follow-up."""
+_ANSWER_WAIT = 30.0
+"""Seconds the echo handler has, after the continues, to answer the incoming IMs."""
+COLLEAGUE = Person(uri="sip:chris@contoso.com", name="Chris Green", behaviour=Behaviour.silent())
+"""Who sends the demo's incoming IMs (silent: the echo handler's answer ends the exchange)."""
+
+Plan = dict[int, list[tuple[str, Callable[[], None]]]]
+
+
+@dataclass
+class Messages:
+    """Messages by direction: follow-ups in continued conversations, echo answers to IMs."""
+
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    received: int = 0
+    answered: int = 0
+    """Incoming IMs the echo handler answered (delivered or not)."""
+
+    def line(self) -> str:
+        return (
+            f"messages: sent {self.sent}, delivered {self.delivered}, failed {self.failed}, "
+            f"received {self.received}"
+        )
 
 
 def _outcome_rule(fail_rate: float) -> Callable[[InvitationRequest, random.Random], Outcome]:
@@ -52,23 +87,34 @@ def _outcome_rule(fail_rate: float) -> Callable[[InvitationRequest, random.Rando
     return rule
 
 
-def _fault_plan(sim: UcwaSimulator, count: int) -> dict[int, tuple[str, Callable[[], None]]]:
+def _fault_plan(sim: UcwaSimulator, count: int) -> Plan:
     """Before operation ``i`` starts: what to arm, and how to say it."""
-    return {
-        0: (
+    plan: Plan = {}
+    for at, text, arm in (
+        (
+            0,
             "fault: the next continue POST gets 500 ServiceFailure/CallbackChannelError",
             lambda: sim.faults.callback_channel_error(next_n=1),
         ),
-        max(count // 3, 1): (
+        (
+            max(count // 3, 1),
             "fault: the next long poll (P-GET) is dropped mid-poll",
             # aiohttp re-sends a dropped idempotent GET once by itself: drop two.
             lambda: sim.faults.drop_pget(next_n=2),
         ),
-        max(2 * count // 3, 2): (
+        (
+            max(count // 2, 1),
+            "fault: the next message sent is not delivered",
+            lambda: sim.faults.message_delivery_failed(next_n=1),
+        ),
+        (
+            max(2 * count // 3, 2),
             "fault: the next 2 continue POSTs get 500 ServiceFailure/CallbackChannelError",
             lambda: sim.faults.callback_channel_error(next_n=2),
         ),
-    }
+    ):
+        plan.setdefault(at, []).append((text, arm))
+    return plan
 
 
 async def run_demo(args: argparse.Namespace) -> int:
@@ -78,7 +124,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     )
     console = make_console()
     tally = Tally(total=2 * args.count)
+    messages = Messages()
     async with UcwaSimulator(config=config, seed=args.seed) as sim:
+        sim.add_person(COLLEAGUE)
         view = ProgressView(tally, console)
         console.print(
             f"UCWA simulator at {sim.discovery_url}; signing in as {sim.username} "
@@ -94,7 +142,8 @@ async def run_demo(args: argparse.Namespace) -> int:
             logs = await session.conversation_logs(limit=20)
             console.print(
                 f"{len(logs)} conversation logs; continuing {args.count} by IM and "
-                f"{args.count} by phone audio, concurrently",
+                f"{args.count} by phone audio, concurrently; {args.count} IMs from "
+                f"{COLLEAGUE.uri} answered by an echo handler",
                 soft_wrap=True,
             )
             plan = _fault_plan(sim, args.count) if args.faults else {}
@@ -102,7 +151,15 @@ async def run_demo(args: argparse.Namespace) -> int:
                 watcher = asyncio.create_task(_watch(events, tally, view), name="demo-watch")
                 try:
                     with view:
-                        await _run_all(session, logs, args.count, tally, view, plan)
+                        async with asyncio.TaskGroup() as group:
+                            echo = group.create_task(
+                                _echo_handler(session, args.count, messages, view),
+                                name="demo-echo",
+                            )
+                            await _run_all(
+                                sim, session, logs, args.count, tally, messages, view, plan
+                            )
+                            await _bounded(echo, _ANSWER_WAIT, view)
                 finally:
                     events.close()
                     await watcher
@@ -114,12 +171,20 @@ async def run_demo(args: argparse.Namespace) -> int:
     console.print(summary_table(tally, wire=args.wire))
     for reason, n in sorted(tally.reasons.items()):
         console.print(f"  {n} x {reason}", soft_wrap=True)
+    console.print(_messages_table(messages))
+    console.print(messages.line(), soft_wrap=True)
     console.print(
         channel_table(tally, post_retries=post_retries, faults_fired=faults_fired, dropped=dropped)
     )
     states = ", ".join(f"{k} {v}" for k, v in sorted(by_state.items()))
     console.print(f"invitations on the server by final state: {states}", soft_wrap=True)
     ok = tally.count("error") == 0 and tally.ended == tally.total
+    if messages.answered != args.count:
+        console.print(
+            f"the echo handler answered {messages.answered} of {args.count} incoming IMs",
+            soft_wrap=True,
+        )
+        ok = False
     if ok:
         console.print(
             f"all {tally.total} invitations ended: {tally.count('connected')} connected, "
@@ -134,19 +199,38 @@ async def run_demo(args: argparse.Namespace) -> int:
     return 1
 
 
+def _messages_table(messages: Messages) -> Table:
+    table = Table(title="Messages")
+    for column in ("sent", "delivered", "failed", "received"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        *(str(n) for n in (messages.sent, messages.delivered, messages.failed, messages.received))
+    )
+    return table
+
+
+async def _bounded(task: asyncio.Task[None], seconds: float, view: ProgressView) -> None:
+    """Wait for ``task`` at most ``seconds``, then cancel it (the summary tells the rest)."""
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        view.note(f"{task.get_name()}: still running after {seconds:g} s; stopped")
+        task.cancel()
+
+
 async def _run_all(
+    sim: UcwaSimulator,
     session: ucwa_async.Session,
     logs: list[ucwa_async.ConversationLog],
     count: int,
     tally: Tally,
+    messages: Messages,
     view: ProgressView,
-    plan: dict[int, tuple[str, Callable[[], None]]],
+    plan: Plan,
 ) -> None:
     gap = min(_SPREAD / count, 0.05)
     async with asyncio.TaskGroup() as group:
         for i in range(count):
-            if i in plan:
-                text, arm = plan[i]
+            for text, arm in plan.get(i, ()):
                 arm()
                 view.note(text)
             log = logs[i % len(logs)]
@@ -158,6 +242,7 @@ async def _run_all(
                     "messaging",
                     tally,
                     view,
+                    then=functools.partial(_follow_up, number=i, messages=messages, view=view),
                 )
             )
             group.create_task(
@@ -172,6 +257,7 @@ async def _run_all(
                     view,
                 )
             )
+            group.create_task(sim.incoming_message(COLLEAGUE.uri, f"ping #{i}"))
             await asyncio.sleep(gap)
 
 
@@ -180,6 +266,8 @@ async def _one(
     modality: str,
     tally: Tally,
     view: ProgressView,
+    *,
+    then: Callable[[ucwa_async.Invitation[Any]], Awaitable[None]] | None = None,
 ) -> None:
     accepted = False
     try:
@@ -197,7 +285,85 @@ async def _one(
         view.note(f"{modality}: {type(exc).__name__}: {exc}")
     else:
         tally.record(modality, "connected", was_accepted=accepted)
+        if then is not None:
+            view.changed()
+            await then(invitation)
     view.changed()
+
+
+async def _follow_up(
+    invitation: ucwa_async.Invitation[Any], *, number: int, messages: Messages, view: ProgressView
+) -> None:
+    """A connected IM conversation: one more message, the person's replies, then leave."""
+    try:
+        conversation = await invitation.conversation()
+    except ucwa_async.UcwaError as exc:
+        view.note(f"messaging #{number}: no conversation: {type(exc).__name__}: {exc}")
+        return
+    text = f"Any news on #{number}?"
+    try:
+        async with conversation.messages() as replies:
+            if not await _send(conversation, text, messages, view):
+                return
+            # The simulated person answers every message (the opening one too): read
+            # until the answer to the follow-up, for a bounded time.
+            async with asyncio.timeout(_REPLY_WAIT):
+                async for reply in replies:
+                    messages.received += 1
+                    if text in (reply.text or ""):
+                        break
+    except TimeoutError:
+        view.note(f"messaging #{number}: no reply within {_REPLY_WAIT:g} s")
+    finally:
+        await _leave(conversation, view)
+
+
+async def _echo_handler(
+    session: ucwa_async.Session, count: int, messages: Messages, view: ProgressView
+) -> None:
+    """Accept ``count`` incoming IMs from ``session.incoming()`` and answer each one."""
+    async with session.incoming() as invitations, asyncio.TaskGroup() as group:
+        seen = 0
+        async for invite in invitations:
+            group.create_task(_answer(invite, messages, view))
+            seen += 1
+            if seen == count:
+                break
+
+
+async def _answer(invite: Any, messages: Messages, view: ProgressView) -> None:
+    try:
+        conversation = await invite.accept()
+    except ucwa_async.UcwaError as exc:
+        view.note(f"incoming IM: not accepted: {type(exc).__name__}: {exc}")
+        return
+    messages.received += 1  # the invitation's first message
+    messages.answered += 1
+    try:
+        await _send(conversation, f"echo: {invite.message}", messages, view)
+    finally:
+        await _leave(conversation, view)
+
+
+async def _send(conversation: Any, text: str, messages: Messages, view: ProgressView) -> bool:
+    """Send ``text`` and wait for its delivery; count it. True when delivered."""
+    messages.sent += 1
+    try:
+        sent = await conversation.send(text)
+        await sent
+    except ucwa_async.UcwaError as exc:
+        messages.failed += 1
+        view.note(f"message not delivered: {type(exc).__name__}: {exc}")
+        return False
+    messages.delivered += 1
+    return True
+
+
+async def _leave(conversation: Any, view: ProgressView) -> None:
+    try:
+        await conversation.leave()
+    except ucwa_async.UcwaError as exc:
+        view.note(f"leaving {conversation.href}: {type(exc).__name__}: {exc}")
 
 
 async def _watch(events: ucwa_async.EventStream, tally: Tally, view: ProgressView) -> None:
