@@ -14,7 +14,7 @@ import sys
 import pytest
 from cli._support import ROOT, child_env, no_leaks, read_until, reap, run
 
-from ucwa_async.testing import UcwaSimulator
+from ucwa_async.testing import Behaviour, Person, UcwaSimulator
 
 EXAMPLES = ROOT / "examples"
 WIRES = pytest.mark.parametrize("wire", ["json", "xml"])
@@ -110,13 +110,15 @@ async def test_followup_bot_skips_read_logs(ucwa_simulator: UcwaSimulator) -> No
 
 # --- chatops_daemon.py -------------------------------------------------------------------
 
-_OUTCOME = r"^call (tel:\+\d+): (connected|failed: .+|error: .+)$"
+LENE = Person(uri="sip:lenea@contoso.com", name="Lene Aaling", behaviour=Behaviour.silent())
+BOB = Person(uri="sip:bob@contoso.com", name="Bob Kelly", behaviour=Behaviour.silent())
+DONE = re.compile(r"^deploy (\S+): done in \d+\.\d s$")
 
 
 async def _start_daemon(sim: UcwaSimulator, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *example("chatops_daemon.py", sim, *args),
-        stdin=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env_for(sim),
@@ -124,85 +126,154 @@ async def _start_daemon(sim: UcwaSimulator, *args: str) -> asyncio.subprocess.Pr
     )
 
 
+async def _conversation_of(sim: UcwaSimulator, known: set[str]) -> str:
+    """The conversation created since ``known`` once the daemon answered in it."""
+    for _ in range(400):  # bounded: 20 s
+        for url in sim.conversation_urls():
+            if url not in known and sim.messages_from_client(url):
+                return url
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no answered conversation beyond {known}")
+
+
+async def _received(sim: UcwaSimulator, url: str, count: int) -> list[str]:
+    """The first ``count`` messages the person received in ``url`` (waits for them)."""
+    for _ in range(400):  # bounded: 20 s
+        if len(texts := sim.messages_from_client(url)) >= count:
+            return texts
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url}: {sim.messages_from_client(url)!r}, expected {count} messages")
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> tuple[list[str], str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return out.decode().splitlines(), err.decode()
+
+
 @WIRES
-@pytest.mark.ucwa_simulator(fail_rate=0.5, completion_delay=0.05, seed=2)
-async def test_chatops_daemon_places_calls_then_stops_on_sigterm(
+async def test_chatops_daemon_answers_commands_by_im(
     ucwa_simulator: UcwaSimulator, wire: str
 ) -> None:
-    proc = await _start_daemon(ucwa_simulator, "--wire", wire, "--concurrency", "2")
+    sim = ucwa_simulator
+    sim.add_person(LENE)
+    sim.add_person(BOB)
+    proc = await _start_daemon(sim, "--wire", wire, "--deploy-seconds", "0.3")
     try:
-        assert proc.stdin is not None
         assert proc.stdout is not None
-        await read_until(proc.stdout, r"^ready: 3 logs")
-        numbers = [f"tel:+1425555{i:04d}" for i in range(4)]
-        commands = [f"call {i % 3} {n}" for i, n in enumerate(numbers)] + ["call 9 tel:+1"]
-        proc.stdin.write(("\n".join(commands) + "\n").encode())
-        await proc.stdin.drain()
-        outcomes: dict[str, str] = {}
-        lines: list[str] = []
-        for _ in range(len(numbers)):  # one outcome line per call, in any order
-            found, read = await read_until(proc.stdout, _OUTCOME)
-            outcomes[found[1]] = found[2]
-            lines += read
-        assert sorted(outcomes) == numbers
-        assert "call tel:+1: no log #9 (there are 3)" in lines
-        proc.send_signal(signal.SIGTERM)  # stdin still open: only the signal stops it
-        rest, err = await asyncio.wait_for(proc.communicate(), 20)
+        await read_until(proc.stdout, r"^ready: send an IM to ")
+        await sim.incoming_message(LENE.uri, "help")
+        lene = await _conversation_of(sim, set())
+        await sim.incoming_message(BOB.uri, "status")
+        bob = await _conversation_of(sim, {lene})
+        await sim.say(lene, LENE.uri, "deploy web")
+        await sim.say(bob, BOB.uri, "frobnicate")
+        await sim.incoming_call(BOB.uri)  # not an IM: declined
+        lene_texts = await _received(sim, lene, 3)
+        bob_texts = await _received(sim, bob, 2)
+        await sim.say(bob, BOB.uri, "status")
+        bob_texts = await _received(sim, bob, 3)
+        out, err = await _stop(proc)
     finally:
         await reap(proc)
-    assert proc.returncode == 0, err.decode()
-    tail = rest.decode().splitlines()
-    assert tail == ["shutting down: waiting for calls in progress", "stopped cleanly"]
-    by_state = ucwa_simulator.counters.invitations_by_state
-    assert sum(by_state.values()) == 4
-    assert by_state["Connected"] == list(outcomes.values()).count("connected")
-    no_leaks(err.decode())
+    assert lene_texts[:2] == [
+        "commands: help | status | deploy <name> (takes a while, reports back when done)",
+        "deploying web (about 0.3 s)",
+    ]
+    assert DONE.match(lene_texts[2]), lene_texts
+    assert re.fullmatch(r"up \d+ s; 2 conversation\(s\); running: nothing", bob_texts[0])
+    assert bob_texts[1] == "unknown command 'frobnicate'; try: help"
+    assert bob_texts[2].startswith("up ")
+    assert "sip:bob@contoso.com: declined (not an IM)" in out
+    assert out[-1] == "stopped cleanly"
+    for url in (lene, bob):  # the daemon left both conversations
+        assert sim.conversation_state(url) in (None, "Disconnected")
+    no_leaks(err)
 
 
-@pytest.mark.ucwa_simulator(completion_delay=1.0)
-async def test_chatops_daemon_lets_calls_in_progress_end(ucwa_simulator: UcwaSimulator) -> None:
-    proc = await _start_daemon(ucwa_simulator, "--concurrency", "2")
+@pytest.mark.parametrize(
+    ("seconds", "grace", "last"),
+    [("60", "0.5", r"^deploy db: cut short by shutdown$"), ("1", "20", DONE.pattern)],
+    ids=["cut", "finished"],
+)
+async def test_chatops_daemon_sigterm_finishes_or_cuts_commands(
+    ucwa_simulator: UcwaSimulator, seconds: str, grace: str, last: str
+) -> None:
+    sim = ucwa_simulator
+    sim.add_person(LENE)
+    sim.add_person(BOB)
+    proc = await _start_daemon(sim, "--deploy-seconds", seconds, "--grace", grace)
     try:
-        assert proc.stdin is not None
         assert proc.stdout is not None
         await read_until(proc.stdout, r"^ready: ")
-        lines = [f"call {i} tel:+1425555000{i}" for i in range(3)]
-        proc.stdin.write(("\n".join(lines) + "\n").encode())
-        await proc.stdin.drain()
-        for _ in range(100):  # bounded: until both workers' calls are in progress
-            if ucwa_simulator.counters.invitations_created >= 2:
-                break
-            await asyncio.sleep(0.05)
-        assert ucwa_simulator.counters.invitations_created == 2  # concurrency 2
-        proc.send_signal(signal.SIGTERM)
-        out, err = await asyncio.wait_for(proc.communicate(), 20)
+        await sim.incoming_message(LENE.uri, "deploy db")
+        lene = await _conversation_of(sim, set())
+        await sim.incoming_message(BOB.uri, "status")
+        bob = await _conversation_of(sim, {lene})
+        assert (await _received(sim, bob, 1))[0].endswith("running: deploy db")
+        out, err = await _stop(proc)
     finally:
         await reap(proc)
-    assert proc.returncode == 0, err.decode()
-    text = out.decode().splitlines()
-    assert text[0] == "shutting down: waiting for calls in progress"
-    assert "not started: 'call 2 tel:+14255550002'" in text
-    assert sorted(line for line in text if line.startswith("call ")) == [
-        "call tel:+14255550000: connected",
-        "call tel:+14255550001: connected",
-    ]
-    assert text[-1] == "stopped cleanly"
-    assert ucwa_simulator.counters.invitations_by_state == {"Connected": 2}
+    texts = sim.messages_from_client(lene)
+    assert texts[0] == f"deploying db (about {seconds} s)"
+    assert re.match(last, texts[-1]), texts
+    assert len(texts) == 2
+    assert f"waiting up to {grace} s for 1 command(s)" in out
+    assert out[-1] == "stopped cleanly"
+    assert all(sim.conversation_state(url) in (None, "Disconnected") for url in (lene, bob))
+    no_leaks(err)
 
 
-async def test_chatops_daemon_end_of_input_finishes_queued_calls(
+async def test_chatops_daemon_serves_many_conversations_at_once(
     ucwa_simulator: UcwaSimulator,
 ) -> None:
-    commands = b"call 0 tel:+14255550100\nbogus\ncall 1 tel:+14255550101\n"
+    sim = ucwa_simulator
+    people = [
+        Person(uri=f"sip:ops{i}@contoso.com", name=f"Ops {i}", behaviour=Behaviour.silent())
+        for i in range(8)
+    ]
+    for person in people:
+        sim.add_person(person)
+    proc = await _start_daemon(sim, "--deploy-seconds", "1")
+    try:
+        assert proc.stdout is not None
+        await read_until(proc.stdout, r"^ready: ")
+        await asyncio.gather(
+            *(sim.incoming_message(p.uri, f"deploy s{i}") for i, p in enumerate(people))
+        )
+        for _ in range(400):  # bounded: 20 s, until every deploy reported back
+            urls = sim.conversation_urls()
+            if len(urls) == 8 and all(len(sim.messages_from_client(u)) == 2 for u in urls):
+                break
+            await asyncio.sleep(0.05)
+        out, err = await _stop(proc)
+    finally:
+        await reap(proc)
+    finished = sorted(DONE.match(sim.messages_from_client(u)[1])[1] for u in urls)  # type: ignore[index]
+    assert finished == sorted(f"s{i}" for i in range(8))
+    assert out[-1] == "stopped cleanly"
+    no_leaks(err)
+
+
+async def test_chatops_daemon_simulator_mode_reads_commands_from_stdin() -> None:
+    argv = [sys.executable, str(EXAMPLES / "chatops_daemon.py"), "--simulator"]
     result = await run(
-        *example("chatops_daemon.py", ucwa_simulator, "--concurrency", "1"),
-        env=env_for(ucwa_simulator),
-        stdin=commands,
+        *argv, "--deploy-seconds", "0.2", env=child_env(), stdin=b"help\nstatus\ndeploy web\n"
     )
     assert result.returncode == 0, result.output
     out = result.stdout.splitlines()
-    assert "bad command 'bogus': use 'call <log-index> <tel:+1...>'" in out
-    assert "call tel:+14255550100: connected" in out
-    assert "call tel:+14255550101: connected" in out
+    to_lene = [line.removeprefix("to sip:lenea@contoso.com: ") for line in out if "to sip:" in line]
+    assert to_lene[0].startswith("commands: help | status")
+    assert to_lene[1].startswith("up ")
+    assert to_lene[2] == "deploying web (about 0.2 s)"
+    assert DONE.match(to_lene[3]), out
     assert out[-1] == "stopped cleanly"
     no_leaks(result.stderr)
+
+
+async def test_chatops_daemon_without_password_exits_2(ucwa_simulator: UcwaSimulator) -> None:
+    result = await run(*example("chatops_daemon.py", ucwa_simulator), env=child_env())
+    assert result.returncode == 2
+    assert result.stderr == "set UCWA_PASSWORD to the password of --user\n"
+    assert ucwa_simulator.counters.requests == 0
