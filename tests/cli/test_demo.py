@@ -28,6 +28,19 @@ def summary(stdout: str) -> dict[str, tuple[int, int, int, int]]:
     return rows
 
 
+_MESSAGES = re.compile(
+    r"^messages: sent (\d+), delivered (\d+), failed (\d+), received (\d+)$", re.MULTILINE
+)
+
+
+def messages(stdout: str) -> tuple[int, int, int, int]:
+    """(sent, delivered, failed, received), from the demo's message summary line."""
+    [found] = _MESSAGES.findall(stdout)
+    sent, delivered, failed, received = (int(n) for n in found)
+    assert sent == delivered + failed
+    return sent, delivered, failed, received
+
+
 def channel(stdout: str) -> dict[str, int]:
     return {what: int(n) for what, n in _CHANNEL_ROW.findall(stdout)}
 
@@ -52,6 +65,12 @@ async def test_demo_count_20_ends_every_invitation(wire: str) -> None:
     assert connected > 0
     assert failed > 0  # --fail-rate 0.2 of 40, seeded: some are declined
     assert f"all 40 invitations ended: {connected} connected, {failed} failed" in result.stdout
+    # Two-way traffic: a follow-up in each connected IM conversation, read until the
+    # echo person's answer to it; 20 incoming IMs, each answered by the echo handler.
+    im_connected = rows["messaging"][0]
+    sent, delivered, failed_messages, received = messages(result.stdout)
+    assert (sent, delivered, failed_messages) == (im_connected + 20, im_connected + 20, 0)
+    assert received >= im_connected + 20
     assert f"{failed} x RemoteFailure/Declined" in result.stdout
     assert f"(wire format {wire})" in result.stdout
     assert f"Invitations ({wire}," in result.stdout
@@ -84,6 +103,11 @@ async def test_demo_faults_shows_reconnects(wire: str) -> None:
     check_adds_up(summary(out), 6)
     assert summary(out)["all"][2] == 0  # every invitation survived the reconnects
     assert "all 12 invitations ended" in out
+    assert "fault: the next message sent is not delivered" in out
+    sent, delivered, failed, received = messages(out)
+    assert failed == 1
+    assert sent == summary(out)["messaging"][0] + 6
+    assert received >= 6
     no_leaks(result.stderr)
 
 
@@ -92,6 +116,9 @@ async def test_demo_expected_failures_still_exit_0(rate: str, connected: int, fa
     result = await cli("demo", "--count", "4", "--fail-rate", rate)
     assert result.returncode == 0, result.output
     assert summary(result.stdout)["all"] == (connected, failed, 0, 8)
+    sent, delivered, failed_messages, received = messages(result.stdout)
+    assert (sent, delivered, failed_messages) == (connected // 2 + 4, connected // 2 + 4, 0)
+    assert received >= connected // 2 + 4
 
 
 async def test_demo_leaves_no_warnings_in_dev_mode() -> None:

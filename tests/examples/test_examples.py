@@ -194,7 +194,7 @@ async def test_chatops_daemon_answers_commands_by_im(
 
 @pytest.mark.parametrize(
     ("seconds", "grace", "last"),
-    [("60", "0.5", r"^deploy db: cut short by shutdown$"), ("1", "20", DONE.pattern)],
+    [("60", "0.5", r"^deploy db: cut short by shutdown$"), ("2", "20", DONE.pattern)],
     ids=["cut", "finished"],
 )
 async def test_chatops_daemon_sigterm_finishes_or_cuts_commands(
