@@ -104,7 +104,7 @@ async def test_demo_faults_shows_reconnects(wire: str) -> None:
     assert summary(out)["all"][2] == 0  # every invitation survived the reconnects
     assert "all 12 invitations ended" in out
     assert "fault: the next message sent is not delivered" in out
-    sent, delivered, failed, received = messages(out)
+    sent, _, failed, received = messages(out)
     assert failed == 1
     assert sent == summary(out)["messaging"][0] + 6
     assert received >= 6
