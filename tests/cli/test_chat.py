@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import urllib.parse
 
 import pytest
 
@@ -19,6 +20,15 @@ from ucwa_async.testing import Behaviour, Person, UcwaSimulator
 from ._support import CLI, ROOT, child_env, no_leaks, read_until, reap, run
 
 WIRES = pytest.mark.parametrize("wire", ["json", "xml"])
+
+
+def left(sim: UcwaSimulator) -> list[str]:
+    """Paths of the conversations the client left (its stopMessaging requests)."""
+    return [
+        r.path.removesuffix("/messaging/terminate")
+        for r in sim.request_log
+        if r.kind == "stopMessaging"
+    ]
 
 
 async def _start(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:
@@ -102,15 +112,16 @@ async def test_chat_real_server_path(ucwa_simulator: UcwaSimulator, wire: str) -
         await read_until(proc.stdout, r": echo: build 42 failed$")
         await _say(proc, "rolling back")
         await read_until(proc.stdout, r": echo: rolling back$")
+        [url] = ucwa_simulator.conversation_urls()  # gone with the application at exit
+        sent = ucwa_simulator.messages_from_client(url)
         proc.stdin.close()
         rest, err = await asyncio.wait_for(proc.communicate(), 20)
     finally:
         await reap(proc)
     assert proc.returncode == 0, err.decode()
     assert rest.decode().splitlines()[-1] == "left the conversation"
-    [url] = ucwa_simulator.conversation_urls()
-    assert ucwa_simulator.messages_from_client(url)[-1] == "rolling back"
-    assert ucwa_simulator.conversation_state(url) in (None, "Disconnected")
+    assert sent == ["build 42 failed", "rolling back"]
+    assert left(ucwa_simulator) == [urllib.parse.urlsplit(url).path]
     no_leaks(err.decode())
 
 
