@@ -121,6 +121,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     config = SimulatorConfig(
         outcome_rule=_outcome_rule(args.fail_rate),
         conversation_logs=min(max(args.count, 2), 20),
+        # A connected continue also announces its conversation (participant added,
+        # messaging updated with its sendMessage link), as SendAnIM shows.
+        continue_conversation_events=True,
     )
     console = make_console()
     tally = Tally(total=2 * args.count)
@@ -353,7 +356,7 @@ async def _send(conversation: Any, text: str, messages: Messages, view: Progress
         await sent
     except ucwa_async.UcwaError as exc:
         messages.failed += 1
-        view.note(f"message not delivered: {type(exc).__name__}: {exc}")
+        view.note(f"{type(exc).__name__}: {exc}")
         return False
     messages.delivered += 1
     return True
