@@ -36,7 +36,14 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     ├── InvitationError                an invitation did not connect (.href .operation_id)
     │   ├── InvitationFailedError      completed with Failure (.reason)
     │   ├── InvitationTimeoutError     no outcome in time (also a builtins.TimeoutError)
-    │   └── InvitationLostError        its application vanished; outcome unknown
+    │   ├── InvitationLostError        its application vanished; outcome unknown
+    │   └── InvitationWithdrawnError   an incoming invitation ended before accept (.reason)
+    ├── UnsupportedModalityError       accepting a phone call: the API carries no audio
+    ├── ConversationError              a conversation request could not be done (.href)
+    │   └── ConversationEndedError     the conversation is over (.reason)
+    ├── MessageError                   a sent message was not delivered (.href .operation_id)
+    │   ├── MessageFailedError         completed with Failure (.reason)
+    │   └── MessageTimeoutError        no outcome in time (also a builtins.TimeoutError)
     └── SessionClosedError             the session closed (or was never open)
 
 ``code`` and ``subcode`` are open strings: an unknown value maps to the nearest
