@@ -55,14 +55,16 @@ INCOMING_INVITATION = {
 }
 
 # message_ref.md, XML response sample (trimmed to its links and properties).
-MESSAGE_XML = b"""<?xml version="1.0" encoding="utf-8"?>
-<resource rel="message" href="/ucwa/v1/applications/192/communication/conversations/137/messaging/messages/165" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+C137 = "/ucwa/v1/applications/192/communication/conversations/137"
+MESSAGE_XML = """<?xml version="1.0" encoding="utf-8"?>
+<resource rel="message" href="{C}/messaging/messages/165"
+  xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
   <link rel="htmlMessage" href="data:text/html;base64,PGI+aGk8L2I+" />
   <link rel="plainMessage" href="data:text/plain;charset=utf8,hi%20there" />
-  <link rel="participant" href="/ucwa/v1/applications/192/communication/conversations/137/participants/196" />
+  <link rel="participant" href="{C}/participants/196" />
   <property name="direction">Incoming</property>
   <property name="timeStamp">2016-09-26T16:20:27.6158253-07:00</property>
-</resource>"""
+</resource>""".replace("{C}", C137).encode()
 
 
 def test_message_text_reference_sample_plus_is_a_space() -> None:
@@ -110,22 +112,30 @@ def test_message_from_xml_sample_has_both_bodies() -> None:
     assert message.text == "hi there"
     assert message.html == "<b>hi</b>"
     assert message.direction == "Incoming"
-    assert message.sender is not None and message.sender.href is not None
+    assert message.sender is not None
+    assert message.sender.href is not None
     assert message.sender.href.endswith("/participants/196")
-    assert message.time is not None and message.time.tzinfo is datetime.UTC
-    assert message.href is not None and message.href.endswith("/messages/165")
+    assert message.time is not None
+    assert message.time.tzinfo is datetime.UTC
+    assert message.href is not None
+    assert message.href.endswith("/messages/165")
 
 
 def test_message_from_html_only_and_without_body() -> None:
     html_only = parse_resource(
-        {"rel": "message", "_links": {"htmlMessage": {"href": wire.data_uri("<i>x</i>", "text/html")}}}
+        {
+            "rel": "message",
+            "_links": {"htmlMessage": {"href": wire.data_uri("<i>x</i>", "text/html")}},
+        }
     )
     message = message_from(html_only, sender=Participant(uri="sip:a@b"))
     assert message is not None
     assert (message.text, message.html) == ("<i>x</i>", "<i>x</i>")
     assert message.sender == Participant(uri="sip:a@b")
     assert message.time is None
-    bodiless = parse_resource({"rel": "message", "_links": {"plainMessage": {"href": "data:,%ZZ%"}}})
+    bodiless = parse_resource(
+        {"rel": "message", "_links": {"plainMessage": {"href": "data:,%ZZ%"}}}
+    )
     assert message_from(parse_resource({"rel": "message"})) is None
     broken = parse_resource({"rel": "message", "_links": {"plainMessage": {"href": "http://x"}}})
     assert message_from(broken) is None
@@ -142,8 +152,10 @@ def test_invitation_view_of_the_reference_sample() -> None:
     assert view.subject is None  # "" in the sample: no subject
     assert view.message == "Hi Tosh\r\n"
     assert view.conversation_href == CONV
-    assert view.accept_href is not None and view.accept_href.endswith("/accept")
-    assert view.decline_href is not None and view.decline_href.endswith("/decline")
+    assert view.accept_href is not None
+    assert view.accept_href.endswith("/accept")
+    assert view.decline_href is not None
+    assert view.decline_href.endswith("/decline")
 
 
 def test_invitation_view_phone_audio_without_caller_and_not_an_invitation() -> None:

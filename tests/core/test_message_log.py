@@ -10,12 +10,15 @@ from ucwa_async._core.message_log import MessageLog
 def test_exactly_once_and_in_order() -> None:
     log: MessageLog[str] = MessageLog()
     reader = log.open_reader()
-    assert log.add("a", "A") and log.add("b", "B")
+    assert log.add("a", "A")
+    assert log.add("b", "B")
     assert not log.add("a", "A again")
-    assert log.seen("a") and not log.seen("z")
+    assert log.seen("a")
+    assert not log.seen("z")
     assert log.read(reader) == ["A", "B"]
     assert log.read(reader) == []
-    assert len(log) == 2 and log.next_seq == 2
+    assert len(log) == 2
+    assert log.next_seq == 2
 
 
 def test_placeholder_holds_later_messages_until_filled() -> None:
@@ -99,9 +102,10 @@ def test_seen_memory_is_bounded() -> None:
     log: MessageLog[str] = MessageLog(seen_limit=2)
     for key in "abc":
         log.add(key, key)
-    assert not log.seen("a") and log.seen("c")
+    assert not log.seen("a")
+    assert log.seen("c")
 
 
 def test_bad_sizes() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="max_messages"):
         MessageLog(max_messages=0)

@@ -193,24 +193,28 @@ class ConversationBook:
     def get(self, key: str) -> ConversationState | None:
         return self._states.get(key)
 
-    def track(self, href: str) -> ConversationState | None:
-        """The state of the conversation at ``href``, created if new (None: bad href)."""
+    def track(self, href: str, *, claim: bool = False) -> ConversationState | None:
+        """The state of the conversation at ``href``, created if new (None: bad href).
+
+        ``claim``: a public Conversation exists for it: never evicted.
+        """
         key = self.key(href)
         if key is None:
             return None
         state = self._states.get(key)
         if state is None:
             log: MessageLog[Message] = MessageLog(max_messages=self._max_messages)
-            state = self._states[key] = ConversationState(key, href, log)
-            self._evict()
+            state = ConversationState(key, href, log)
+            state.claimed = claim
+            self._evict()  # before adding: the new one is never the victim
+            self._states[key] = state
+        elif claim:
+            state.claimed = True
         return state
 
     def claim(self, href: str) -> ConversationState | None:
-        """``track`` and mark it claimed (a public Conversation exists: never evicted)."""
-        state = self.track(href)
-        if state is not None:
-            state.claimed = True
-        return state
+        """``track`` and mark it claimed."""
+        return self.track(href, claim=True)
 
     def forget(self, key: str) -> None:
         self._states.pop(key, None)
@@ -457,7 +461,7 @@ class ConversationBook:
         state.messages.add(mkey, message)
 
     def _evict(self) -> None:
-        while len(self._states) > self._max_conversations:
+        while len(self._states) >= self._max_conversations:
             victim = next((k for k, s in self._states.items() if not s.claimed), None)
             if victim is None:
                 return
