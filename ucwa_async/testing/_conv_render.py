@@ -74,11 +74,18 @@ def conversation_res(conv: Conversation, h: Href) -> Res:
 
 
 def participant_res(conv: Conversation, person: Person, h: Href, key: str | None = None) -> Res:
-    contact = f"{conv.app.path}/people/{person_key(person.uri)}"
+    key_ = person_key(person.uri)
+    contact = f"{conv.app.path}/people/{key_}"
     return Res(
         "participant",
         h(conv.participant_path(person.uri)),
-        [("conversation", h(conv.path)), ("contact", h(contact))],
+        [
+            ("conversation", h(conv.path)),
+            ("contact", h(contact)),
+            # As ReceiveAnIM shows them; the simulator does not serve presence or photos.
+            ("contactPresence", h(contact + "/presence")),
+            ("contactPhoto", h(f"{conv.app.path}/photos/{key_}")),
+        ],
         {
             "sourceNetwork": "SameEnterprise",
             "anonymous": False,
