@@ -82,7 +82,9 @@ class ConversationTable:
         self.ensure_usable = ensure_usable
         self._wire_format = wire_format
         self._invitation_timeout = invitation_timeout
-        self.book = ConversationBook(normalize=application.key, max_messages=max_messages)
+        self.book = ConversationBook(
+            normalize=application.key, resolve=application.resolve, max_messages=max_messages
+        )
         self.sent = SentMessages(application=application, post_payload=post_payload, stats=stats)
         self.inbox = Inbox(inbox_size)
         self._conversations: dict[str, Conversation] = {}

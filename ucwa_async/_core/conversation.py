@@ -170,12 +170,14 @@ class ConversationBook:
         self,
         *,
         normalize: Callable[[str], str],
+        resolve: Callable[[str], str] = str,
         max_conversations: int = 10_000,
         max_messages: int = 1000,
     ) -> None:
         if max_conversations < 1:
             raise ValueError("max_conversations must be >= 1")
         self._key = normalize
+        self._resolve = resolve
         self._max_conversations = max_conversations
         self._max_messages = max_messages
         self._states: collections.OrderedDict[str, ConversationState] = collections.OrderedDict()
@@ -189,6 +191,19 @@ class ConversationBook:
             return self._key(href)
         except ValueError:
             return None
+
+    def absolute(self, href: str) -> str:
+        """``href`` as an absolute URL (as given if it cannot be resolved)."""
+        try:
+            return self._resolve(href)
+        except ValueError:
+            return href
+
+    def _participant_of(self, resource: Resource) -> Participant:
+        participant = participant_from(resource)
+        if participant.href is None:
+            return participant
+        return attrs.evolve(participant, href=self.absolute(participant.href))
 
     def get(self, key: str) -> ConversationState | None:
         return self._states.get(key)
@@ -204,7 +219,7 @@ class ConversationBook:
         state = self._states.get(key)
         if state is None:
             log: MessageLog[Message] = MessageLog(max_messages=self._max_messages)
-            state = ConversationState(key, href, log)
+            state = ConversationState(key, self.absolute(href), log)
             state.claimed = claim
             self._evict()  # before adding: the new one is never the victim
             self._states[key] = state
@@ -249,7 +264,7 @@ class ConversationBook:
             else:
                 self._log_message(state, item, resource, message)
         elif resource is not None and item in state.participants:
-            state.add_participant(item, participant_from(resource))
+            state.add_participant(item, self._participant_of(resource))
         return [Updated(state.key)]
 
     def learn_invitation(self, state: ConversationState, resource: Resource) -> list[Effect]:
@@ -321,7 +336,7 @@ class ConversationBook:
         )
         if event.type == "started" and incoming and key not in self._incoming:
             assert resource is not None
-            view = invitation_view(resource, event.link.href)
+            view = invitation_view(resource, self.absolute(event.link.href))
             if view is not None:
                 self._incoming[key] = view
                 effects.append(Arrived(view))
@@ -347,7 +362,7 @@ class ConversationBook:
             if child.rel in ("participant", "from", "acceptedByParticipant") and child.href:
                 pkey = self.key(child.href)
                 if pkey is not None and pkey != state.local_participant:
-                    state.add_participant(pkey, participant_from(child))
+                    state.add_participant(pkey, self._participant_of(child))
 
     def _apply(self, state: ConversationState, event: Event) -> list[Effect]:
         rel, kind, resource = event.link.rel, event.type, event.resource
@@ -415,10 +430,10 @@ class ConversationBook:
                 state.end(ConversationEndReason.REMOTE_LEFT)
             return []
         if event.resource is not None:
-            state.add_participant(pkey, participant_from(event.resource))
+            state.add_participant(pkey, self._participant_of(event.resource))
             return []
         if pkey not in state.participants:
-            state.add_participant(pkey, Participant(href=event.link.href))
+            state.add_participant(pkey, Participant(href=self.absolute(event.link.href)))
         if state.participants[pkey].uri is None:
             return [Fetch(state.key, "participant", event.link.href)]
         return []
@@ -449,8 +464,11 @@ class ConversationBook:
     ) -> None:
         participant_href = resource.link("participant") if resource is not None else None
         pkey = self.key(participant_href) if participant_href is not None else None
-        sender = state.participant(pkey, participant_href)
-        message = attrs.evolve(message, sender=sender)
+        sender = state.participant(
+            pkey, self.absolute(participant_href) if participant_href is not None else None
+        )
+        href = self.absolute(message.href) if message.href is not None else None
+        message = attrs.evolve(message, sender=sender, href=href)
         if state.skip_text is not None:
             text, state.skip_text = state.skip_text, None
             if message.text == text:
