@@ -154,13 +154,14 @@ class ChatOps:
         )
 
     async def reply(self, conversation: ucwa_async.Conversation, who: str, text: str) -> None:
-        """Send ``text`` in the conversation and wait until it is delivered."""
-        print(f"to {who}: {text}", flush=True)
+        """Send ``text`` in the conversation; log it once the server says it was delivered."""
         try:
             sent = await conversation.send(text)
             await sent
         except ucwa_async.UcwaError as exc:
-            print(f"to {who}: not delivered: {type(exc).__name__}: {exc}", flush=True)
+            print(f"to {who}: not delivered ({type(exc).__name__}: {exc}): {text}", flush=True)
+        else:
+            print(f"to {who}: {text}", flush=True)
 
     # --- shutdown -----------------------------------------------------------------------
 
