@@ -24,8 +24,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal
 
 import ucwa_async
 
@@ -76,7 +76,7 @@ class ChatOps:
         """Take invitations from the session's inbox until cancelled."""
         async with self.session.incoming() as invitations:
             async for invite in invitations:
-                who = invite.sender.uri if invite.sender else "someone"
+                who = invite.sender.uri or invite.sender.name or "someone"
                 if invite.kind != "messaging" or len(self.serving) >= self.max_conversations:
                     why = "not an IM" if invite.kind != "messaging" else "too many conversations"
                     print(f"{who}: declined ({why})", flush=True)
@@ -195,7 +195,7 @@ class ChatOps:
             await conversation.leave()
 
 
-Feeder = Callable[[ChatOps, asyncio.Event], Awaitable[None]]
+Feeder = Callable[[ChatOps, asyncio.Event], Coroutine[Any, Any, None]]
 
 
 async def main(

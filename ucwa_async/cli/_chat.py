@@ -17,12 +17,14 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 import ucwa_async
 from ucwa_async.cli._errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
 from ucwa_async.cli._real import _check_url, _password, _reason_text
+
+T = TypeVar("T")
 
 SIMULATED_PERSON = "sip:lenea@contoso.com"
 """The person ``--simulator`` chats with when no SIP URI is given (an echo person)."""
@@ -34,7 +36,7 @@ _LINGER = 1.0
 """Seconds to wait for replies after the end of piped (not typed) input."""
 
 
-def add_chat_command(commands: Any) -> None:
+def add_chat_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``chat`` on the ``ucwa-async`` sub-command parsers."""
     from ucwa_async.cli._args import _REAL_EPILOG, _RefusePassword, _seconds
 
@@ -209,7 +211,7 @@ async def _converse(
     return EXIT_OK
 
 
-async def _first_of(work: Any, interrupted: asyncio.Event) -> Any:
+async def _first_of(work: Awaitable[T], interrupted: asyncio.Event) -> T | None:
     """The result of ``work``, or ``None`` when Ctrl-C comes first (``work`` is cancelled)."""
     task = asyncio.ensure_future(work)
     stop = asyncio.create_task(interrupted.wait())
@@ -225,7 +227,7 @@ async def _first_of(work: Any, interrupted: asyncio.Event) -> Any:
     return task.result()
 
 
-async def _print_replies(conversation: Any) -> None:
+async def _print_replies(conversation: ucwa_async.Conversation) -> None:
     async with conversation.messages() as messages:
         async for message in messages:
             who = message.sender.name or message.sender.uri if message.sender else "?"
@@ -233,7 +235,7 @@ async def _print_replies(conversation: Any) -> None:
             print(f"{who}: {text}", flush=True)
 
 
-async def _send_lines(conversation: Any, lines: StdinLines) -> None:
+async def _send_lines(conversation: ucwa_async.Conversation, lines: StdinLines) -> None:
     """Send each typed line; say when one was not delivered. Ends at end of input."""
     async for line in lines:
         if not line.strip():

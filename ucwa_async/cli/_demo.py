@@ -334,7 +334,9 @@ async def _echo_handler(
                 break
 
 
-async def _answer(invite: Any, messages: Messages, view: ProgressView) -> None:
+async def _answer(
+    invite: ucwa_async.IncomingInvitation, messages: Messages, view: ProgressView
+) -> None:
     try:
         conversation = await invite.accept()
     except ucwa_async.UcwaError as exc:
@@ -348,7 +350,9 @@ async def _answer(invite: Any, messages: Messages, view: ProgressView) -> None:
         await _leave(conversation, view)
 
 
-async def _send(conversation: Any, text: str, messages: Messages, view: ProgressView) -> bool:
+async def _send(
+    conversation: ucwa_async.Conversation, text: str, messages: Messages, view: ProgressView
+) -> bool:
     """Send ``text`` and wait for its delivery; count it. True when delivered."""
     messages.sent += 1
     try:
@@ -362,7 +366,7 @@ async def _send(conversation: Any, text: str, messages: Messages, view: Progress
     return True
 
 
-async def _leave(conversation: Any, view: ProgressView) -> None:
+async def _leave(conversation: ucwa_async.Conversation, view: ProgressView) -> None:
     try:
         await conversation.leave()
     except ucwa_async.UcwaError as exc:
