@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import types
 from pathlib import Path
 
 import pytest
 
-from ucwa_async.testing import UcwaSimulator
+from ucwa_async.testing import Behaviour, Person, UcwaSimulator
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -46,3 +48,27 @@ async def test_testing_page_fixture_example_passes(ucwa_simulator: UcwaSimulator
     module = as_module(python_blocks("testing.md")[0], "testing.md")
     await module.test_my_bot_follows_up(ucwa_simulator)
     assert ucwa_simulator.counters.invitations_created == 1
+
+
+async def test_conversations_page_echo_bot_answers(ucwa_simulator: UcwaSimulator) -> None:
+    sim = ucwa_simulator
+    sim.add_person(Person(uri="sip:lenea@contoso.com", name="L", behaviour=Behaviour.silent()))
+    module = as_module(python_blocks("conversations.md")[0], "conversations.md")
+    bot = asyncio.create_task(module.echo_bot(sim.discovery_url, sim.username, sim.password))
+    try:
+        for _ in range(200):  # bounded: until the bot's session is available for IMs
+            try:
+                await sim.incoming_message("sip:lenea@contoso.com", "hello bot")
+                break
+            except LookupError:
+                await asyncio.sleep(0.05)
+        for _ in range(200):  # bounded: until the bot answered
+            urls = sim.conversation_urls()
+            if urls and sim.messages_from_client(urls[0]):
+                break
+            await asyncio.sleep(0.05)
+        assert sim.messages_from_client(urls[0]) == ["you said: hello bot"]
+    finally:
+        bot.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await bot
