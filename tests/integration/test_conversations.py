@@ -353,3 +353,26 @@ async def test_request_escape_hatch(sim: UcwaSimulator, make_session: SessionFac
             await session.request("GET", conversation.href + "/nothing-here")
         with pytest.raises(ValueError, match="method"):
             await session.request("PATCH", conversation.href)
+
+
+async def test_application_lost_ends_conversations(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(sim, available_for=("Messaging",)) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        async with conversation.messages() as messages, session.events() as events:
+            assert sim.faults.delete_application() == 1
+            async with asyncio.timeout(STEP):
+                assert [m async for m in messages] == []
+                async for item in events:
+                    if isinstance(item, ucwa_async.ChannelReconnected):
+                        break
+        reason = await conversation.wait_ended(STEP)
+        assert reason is ucwa_async.ConversationEndReason.APPLICATION_LOST
+        # the new application made itself available again: IMs still arrive
+        await session.wait_connected(timeout=STEP)
+        await until(lambda: len([r for r in sim.request_log if r.kind == "makeMeAvailable"]) == 2)
+        async with session.incoming() as invitations:
+            await sim.incoming_message(LENE, "still there?")
+            invite = await next_invitation(invitations)
+        assert invite.message == "still there?"
