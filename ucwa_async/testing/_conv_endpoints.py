@@ -211,7 +211,9 @@ class ConversationEndpoints:
         conv = self._connected_messaging(ctx)
         query = ctx.request.query
         operation_id = query.get("operationId") or query.get("OperationContext")
-        text, html = read_message_body(ctx.request.content_type, await ctx.request.read())
+        # The header itself: request.content_type drops the charset parameter.
+        content_type = ctx.request.headers.get("Content-Type")
+        text, html = read_message_body(content_type, await ctx.request.read())
         self.ep.require_channel(ctx, conv.app)
         failure: Reason | None = None
         if faults.has("message_delivery_failed"):
