@@ -70,7 +70,9 @@ async def test_demo_count_20_ends_every_invitation(wire: str) -> None:
     im_connected = rows["messaging"][0]
     sent, delivered, failed_messages, received = messages(result.stdout)
     assert (sent, delivered, failed_messages) == (im_connected + 20, im_connected + 20, 0)
-    assert received >= im_connected + 20
+    # received: the 20 IMs and the answers to the follow-ups (the echo person may also
+    # answer the opening message of a continue)
+    assert im_connected + 20 <= received <= 2 * im_connected + 20
     assert f"{failed} x RemoteFailure/Declined" in result.stdout
     assert f"(wire format {wire})" in result.stdout
     assert f"Invitations ({wire}," in result.stdout

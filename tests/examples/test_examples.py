@@ -277,6 +277,31 @@ async def test_chatops_daemon_serves_many_conversations_at_once(
     no_leaks(err)
 
 
+async def test_chatops_daemon_declines_beyond_max_conversations(
+    ucwa_simulator: UcwaSimulator,
+) -> None:
+    sim = ucwa_simulator
+    sim.add_person(LENE)
+    sim.add_person(BOB)
+    proc = await _start_daemon(sim, "--max-conversations", "1")
+    try:
+        assert proc.stdout is not None
+        await read_until(proc.stdout, r"^ready: ")
+        await sim.incoming_message(LENE.uri, "status")
+        lene = await _conversation_of(sim, set())
+        await sim.incoming_message(BOB.uri, "help")
+        await read_until(
+            proc.stdout, r"^sip:bob@contoso\.com: declined \(too many conversations\)$"
+        )
+        assert sim.messages_from_client(lene)[0].startswith("up ")
+        out, err = await _stop(proc)
+    finally:
+        await reap(proc)
+    assert left(sim) == [path_of(lene)]
+    assert out[-1] == "stopped cleanly"
+    no_leaks(err)
+
+
 async def test_chatops_daemon_simulator_mode_reads_commands_from_stdin() -> None:
     argv = [sys.executable, str(EXAMPLES / "chatops_daemon.py"), "--simulator"]
     result = await run(

@@ -3,7 +3,7 @@
 The operations start in a steady trickle (so the live view has something to show)
 and end after a random, seeded delay; ``--fail-rate`` of them are declined by the
 simulated peer. Traffic goes both ways: each connected IM conversation gets a follow-up
-message (``Conversation.send``), the demo reads the simulated person's replies
+message (``set_typing``, then ``Conversation.send``), the demo reads the simulated person's replies
 (``Conversation.messages()``) and leaves; and N IMs from a simulated colleague are
 injected into the simulator, accepted from ``session.incoming()`` by an echo handler
 that answers each one and leaves. With ``--faults`` the simulator answers continue
@@ -306,6 +306,7 @@ async def _follow_up(
     text = f"Any news on #{number}?"
     try:
         async with conversation.messages() as replies:
+            await conversation.set_typing()
             if not await _send(conversation, text, messages, view):
                 return
             # The simulated person answers every message (the opening one too): read
@@ -317,6 +318,8 @@ async def _follow_up(
                         break
     except TimeoutError:
         view.note(f"messaging #{number}: no reply within {_REPLY_WAIT:g} s")
+    except ucwa_async.UcwaError as exc:  # set_typing, or the conversation ended
+        view.note(f"messaging #{number}: {type(exc).__name__}: {exc}")
     finally:
         await _leave(conversation, view)
 
