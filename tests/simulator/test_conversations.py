@@ -17,7 +17,8 @@ LENE = "sip:lenea@contoso.com"
 
 def config(**changes: object) -> SimulatorConfig:
     """Short P-GETs; a P-GET ended within 10 s still counts as the channel."""
-    return SimulatorConfig(pget_timeout_cap=0.2, channel_grace=10.0, **changes)  # type: ignore[arg-type]
+    values: dict[str, object] = {"pget_timeout_cap": 0.2, "channel_grace": 10.0, **changes}
+    return SimulatorConfig(**values)  # type: ignore[arg-type]
 
 
 async def _driver(make_client: MakeClient, wire: str, cfg: SimulatorConfig | None = None) -> Driver:
