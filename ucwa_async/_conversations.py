@@ -54,6 +54,7 @@ log = logging.getLogger("ucwa_async.session")
 
 _FETCHERS = 4  # GETs at once of messages / participants announced without a resource
 _MAX_FETCH_QUEUE = 10_000
+_MAX_OPEN_INVITATIONS = 10_000  # incoming invitations the server has not ended yet
 _MODALITY_WAIT = 5.0  # seconds send() waits for a sendMessage link before reading messaging
 
 PostPayload = Callable[[str, bytes | None, str | None], Coroutine[Any, Any, HttpResponse]]
@@ -109,6 +110,7 @@ class ConversationTable:
 
     def _act(self, effects: list[Effect]) -> None:
         touched: set[str] = set()
+        ended: list[Ended] = []
         for effect in effects:
             if isinstance(effect, Arrived):
                 self._arrived(effect)
@@ -119,11 +121,13 @@ class ConversationTable:
             else:
                 touched.add(effect.key)
                 if isinstance(effect, Ended):
-                    self._ended(effect)
+                    ended.append(effect)
         for key in touched:
             conversation = self._conversations.get(key)
             if conversation is not None:
                 conversation._changed()
+        for effect in ended:
+            self._ended(effect)
 
     def _arrived(self, effect: Arrived) -> None:
         view = effect.view
@@ -132,6 +136,9 @@ class ConversationTable:
             return
         invitation = IncomingInvitation(self, view, key)
         self._invitations[key] = invitation
+        while len(self._invitations) > _MAX_OPEN_INVITATIONS:
+            # Never ended by the server (no completed event): forget the oldest.
+            del self._invitations[next(iter(self._invitations))]
         self._stats.incoming_invitations += 1
         if not self.inbox.push(invitation):
             self._stats.incoming_overflowed += 1
@@ -147,15 +154,19 @@ class ConversationTable:
         waiter = self._accepting.pop(effect.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(effect.accepted)
-        if invitation is not None and not effect.accepted and invitation._answered is None:
+        if invitation is not None and waiter is None and invitation._answered is None:
+            # Withdrawn by the caller, or answered by another endpoint of this user.
             invitation.withdrawn = True
             invitation.withdraw_reason = effect.reason
             self.inbox.drop(invitation)
 
     def _ended(self, effect: Ended) -> None:
-        conversation = self._conversations.get(effect.key)
+        """An ended conversation leaves the table (its object keeps its state and ends
+        its streams); its state may be evicted from the book like any unclaimed one."""
+        conversation = self._conversations.pop(effect.key, None)
         if conversation is None:
             return
+        conversation._state.claimed = False
         self.sent.end_conversation(conversation.href, conversation._ended_error())
         self._stats.conversations_ended += 1
 
@@ -227,7 +238,7 @@ class ConversationTable:
         invitation._answered = "accepted"
         try:
             try:
-                await self._transport.send("POST", self._app.resolve(view.accept_href))
+                await self._post_payload(self._app.resolve(view.accept_href), None, None)
             except NotFoundError:
                 invitation._answered = None
                 self._check_not_withdrawn(invitation)
@@ -305,9 +316,11 @@ class ConversationTable:
 
     async def hang_up(self, conversation: Conversation) -> None:
         self.ensure_usable()
+        state = conversation._state
+        if conversation.kind != "phoneAudio" and "stopPhoneAudio" not in state.links:
+            raise ConversationError("this conversation has no phone call", href=conversation.href)
         url = await self._link(conversation, "stopPhoneAudio", "phoneAudio")
         await self._post_payload(url, None, None)
-        state = conversation._state
         if state.links.get("sendMessage") is None:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 

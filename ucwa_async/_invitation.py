@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ucwa_async._core.errors import InvitationTimeoutError, UcwaError
+
+if TYPE_CHECKING:
+    from ucwa_async._conversation import Conversation
 
 __all__ = ["Invitation"]
 
@@ -62,7 +65,7 @@ class Invitation(Generic[T]):
         self._cancel_href: str | None = None
         self._canceller = canceller
         # Set by the session: turns the connected resource into a Conversation.
-        self._conversation_factory: Callable[[Invitation[Any], Any], Any] | None = None
+        self._conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future[T] = loop.create_future()
         # Mark the outcome as retrieved: a bot that never awaits a failed
@@ -105,7 +108,7 @@ class Invitation(Generic[T]):
                 operation_id=self.operation_id,
             ) from None
 
-    async def conversation(self, timeout: float | None = None) -> Any:
+    async def conversation(self, timeout: float | None = None) -> Conversation:
         """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
         ``ucwa_async.Conversation`` it connected (the same object on every call)."""
         resource = await self.result(timeout)

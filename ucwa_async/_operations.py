@@ -64,6 +64,7 @@ from ucwa_async._transport import Transport
 
 if TYPE_CHECKING:
     from ucwa_async._channel import ChannelRunner
+    from ucwa_async._conversation import Conversation
     from ucwa_async._session import SessionStats
 
 __all__ = ["OperationTable"]
@@ -162,7 +163,7 @@ class OperationTable:
         self._wave_timer: asyncio.TimerHandle | None = None
         self._closed = False
         # Set by the session: what Invitation.conversation() calls with the final resource.
-        self.conversation_factory: Callable[[Invitation[Any], Resource], Any] | None = None
+        self.conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
 
     def __len__(self) -> int:
         return len(self._invitations)

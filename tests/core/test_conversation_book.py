@@ -503,3 +503,33 @@ def test_claiming_a_tracked_conversation() -> None:
     assert not state.claimed
     assert book.claim(CONV) is state
     assert state.claimed
+
+
+def test_incoming_invitations_never_ended_are_bounded() -> None:
+    book = new_book(max_conversations=1)
+    feed(book, RECEIVE_STEP_8)
+    other = parse_resource(
+        {
+            "rel": "messagingInvitation",
+            "direction": "Incoming",
+            "_links": {"self": {"href": f"{APP}/communication/messagingInvitations/2"}},
+        }
+    )
+    event = Event(
+        "started",
+        Link("messagingInvitation", f"{APP}/communication/messagingInvitations/2"),
+        Link("communication", f"{APP}/communication"),
+        resource=other,
+    )
+    assert any(isinstance(e, Arrived) for e in book.feed(event))
+    assert not book.is_incoming(INV)
+    assert book.is_incoming(f"{APP}/communication/messagingInvitations/2")
+
+
+def test_absolute_hrefs() -> None:
+    book = ConversationBook(normalize=key, resolve=lambda h: resolve_href(h, base_url=BASE))
+    assert book.absolute("/x") == "https://lyncweb.contoso.com/x"
+    assert book.absolute("javascript:x") == "javascript:x"  # unresolvable: as given
+    state = book.track(CONV)
+    assert state is not None
+    assert state.href == "https://lyncweb.contoso.com" + CONV

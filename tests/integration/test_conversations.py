@@ -376,3 +376,36 @@ async def test_application_lost_ends_conversations(
             await sim.incoming_message(LENE, "still there?")
             invite = await next_invitation(invitations)
         assert invite.message == "still there?"
+
+
+@pytest.mark.parametrize("operation_id_in_events", [False, True])
+async def test_send_resolved_by_events_before_the_201(
+    make_session: SessionFactory, operation_id_in_events: bool
+) -> None:
+    config = SimulatorConfig(
+        completion_delay=0.01,
+        message_operation_id=operation_id_in_events,
+        incoming_message_events=("started", "completed"),
+    )
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        async with conversation.messages() as messages:
+            sim.faults.events_before_201(1, target="sendMessage")
+            sent = await conversation.send("early")
+            await sent.result(STEP)
+            assert sent.href is not None
+            assert (await next_message(messages)).text == "echo: early"
+            await (await conversation.send("again")).result(STEP)
+            assert (await next_message(messages)).text == "echo: again"
+        assert session.stats.messages_delivered == 2
+
+
+async def test_start_messaging_resolved_by_events_before_the_201(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(sim) as session:
+        sim.faults.events_before_201(1, target="startMessaging")
+        inv = await session.start_messaging(LENE, message="early bird")
+        conversation = await inv.conversation(timeout=STEP)
+        async with conversation.messages() as messages:
+            assert (await next_message(messages)).text == "echo: early bird"

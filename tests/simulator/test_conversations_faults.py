@@ -196,3 +196,44 @@ async def test_200_conversations_ten_messages_each_way(make_client: MakeClient) 
         path = url.split(d.sim.base_url, 1)[1]
         assert received[path] == [f"echo: {n}:{k}" for k in range(10)]  # once, in order
     assert elapsed < 30  # generous under load; about 2 s on an idle machine
+
+
+@WIRES
+async def test_events_before_201_on_send_message(make_client: MakeClient, wire: str) -> None:
+    d = await _driver(make_client, wire)
+    _, messaging = await _connected(d, LENE)
+    await d.poll()  # drain the conversation's start
+    d.sim.faults.events_before_201(target="sendMessage")
+    pget = await d.client.start_pget(d.events_href)
+    sent = await d.send(messaging, "early", "op-e")
+    assert sent.status == 201
+    assert pget.done()  # the events were answered before the 201
+    events, _ = read_batch(pget.result())
+    path = sent.headers["Location"].split("/ucwa/", 1)[1]
+    assert any(e.type == "completed" and e.href.endswith(path) for e in events)
+    assert d.sim.counters.faults_injected["events_before_201"] == 1
+
+
+async def test_typing_events_before_a_reply(make_client: MakeClient) -> None:
+    d = await _driver(make_client, "json", config(typing_events=True))
+    _, messaging = await _connected(d, LENE)
+    await d.send(messaging, "x", "op")
+    await _replies(d, 1)
+    typing = [(e.type, e.in_rel) for e in d.seen if e.in_rel == "typingParticipants"]
+    assert typing == [("added", "typingParticipants"), ("deleted", "typingParticipants")]
+    kinds = [(e.type, e.rel, e.in_rel) for e in d.seen]
+    assert ("deleted", "participant", "participants") not in kinds  # typing is not leaving
+
+
+@WIRES
+async def test_incoming_call_declined(make_client: MakeClient, wire: str) -> None:
+    d = await _driver(make_client, wire)
+    await d.make_available("Messaging", "PhoneAudio")
+    url = await d.sim.incoming_call(LENE)
+    invitation = await d.get(url)
+    assert invitation.rel == "phoneAudioInvitation"
+    assert (await d.post(invitation.link("decline"))).status == 204  # no body: reason Local
+    done = await d.until(is_("completed", "phoneAudioInvitation"))
+    assert done.status == "Failure"
+    assert done.reason["subcode"] == "Local"
+    assert d.sim.counters.invitations_by_state["Failed"] == 1

@@ -339,6 +339,8 @@ class ConversationBook:
             view = invitation_view(resource, self.absolute(event.link.href))
             if view is not None:
                 self._incoming[key] = view
+                while len(self._incoming) > self._max_conversations:
+                    del self._incoming[next(iter(self._incoming))]  # never ended: forget
                 effects.append(Arrived(view))
             return effects
         if key in self._incoming and event.type in ("completed", "deleted"):

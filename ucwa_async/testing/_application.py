@@ -275,6 +275,26 @@ class Endpoints:
                 )
             )
 
+    def events_first(self, ctx: Ctx, app: Application) -> asyncio.Future[None] | None:
+        """With ``events_before_201`` armed for this request: a future resolved when the
+        next batch forms (call before emitting the events, then :meth:`hold_201`)."""
+        faults = self.faults
+        armed = (
+            faults.take("events_before_201", ctx.tags) if faults.has("events_before_201") else None
+        )
+        if armed is None:
+            return None
+        ctx.fault = "events_before_201"
+        return app.channel.formed_future()
+
+    async def hold_201(self, formed: asyncio.Future[None] | None) -> None:
+        """Hold the answer until a P-GET carried the events (bounded), then let it flush."""
+        if formed is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(formed, _EVENTS_BEFORE_201_WAIT)
+        await asyncio.sleep(_FLUSH_PAUSE)
+
     async def make_me_available(self, ctx: Ctx) -> web.Response:
         app = self.app(ctx)
         if ctx.request.path != self._make_me_available_path(app):
@@ -417,16 +437,9 @@ class Endpoints:
             log.thread_id,
         )
 
-        before = (
-            faults.take("events_before_201", ctx.tags) if faults.has("events_before_201") else None
-        )
-        formed = app.channel.formed_future() if before is not None else None
+        formed = self.events_first(ctx, app)
         _invitations.start(world, inv, _invitations.decide(cfg, request, world))
-        if formed is not None:
-            ctx.fault = "events_before_201"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(formed, _EVENTS_BEFORE_201_WAIT)
-            await asyncio.sleep(_FLUSH_PAUSE)
+        await self.hold_201(formed)
 
         headers: dict[str, str] = {}
         if cfg.continue_status == 201 or cfg.location_on_200:

@@ -172,6 +172,9 @@ class SimulatorConfig:
     message event (ReceiveAnIM step 16)."""
     message_operation_id: bool = False
     """Sent messages carry ``operationId`` (message_ref); the SendAnIM flow shows none."""
+    typing_events: bool = False
+    """Before each reply the remote person shows as typing: participant ``added`` then
+    ``deleted`` events ``in`` typingParticipants (typingParticipants_ref)."""
     continue_conversation_events: bool = False
     """A continue invitation that connects also emits the conversation's events
     (participant added, messaging/phoneAudio updated, conversation updated) before

@@ -104,10 +104,12 @@ class ConversationEndpoints:
         if conv is None:
             return error(ctx, 409, "Conflict", None, "Too many conversations.")
         conv.reply_first_message = True
+        formed = ep.events_first(ctx, app)
         if known is None:
             _conversations.fail_unknown(world, conv)
         else:
             _conversations.start_outgoing(world, conv)
+        await ep.hold_201(formed)
         assert conv.invitation is not None
         location = styled(conv.invitation.path, world.config.location_style, ctx.origin)
         return web.Response(status=201, headers={"Location": location})
@@ -221,7 +223,9 @@ class ConversationEndpoints:
             if armed is not None:
                 ctx.fault = "message_delivery_failed"
                 failure = armed.reason
+        formed = self.ep.events_first(ctx, conv.app)
         msg = _conversations.send(world, conv, text, html, operation_id, failure)
+        await self.ep.hold_201(formed)
         world.counters.messages_received += 1
         path = f"{conv.messaging_path}/messages/{msg.number}"
         location = styled(path, world.config.location_style, ctx.origin)

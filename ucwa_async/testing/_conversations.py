@@ -136,6 +136,17 @@ class _Events:
             in_link=("participants", conv.path + "/participants"),
         )
 
+    def typing(self, type_: str) -> None:
+        """typingParticipants_ref: the remote participant starts/stops typing."""
+        conv = self.conv
+        self.add(
+            "conversation",
+            type_,
+            "participant",
+            conv.remote_path,
+            in_link=("typingParticipants", conv.messaging_path + "/typingParticipants"),
+        )
+
     def invitation(self, type_: str, status: str | None = None) -> None:
         inv = self.conv.invitation
         assert inv is not None
@@ -484,11 +495,20 @@ def _client_message(world: World, conv: Conversation, text: str) -> None:
     leaves = behaviour.leave_after_messages is not None and count == behaviour.leave_after_messages
     if reply is None and not leaves:
         return
+    typing = reply is not None and cfg.typing_events
+    if typing:
+        ev = _Events(world, conv)
+        ev.typing("added")
+        ev.push()
 
     def act() -> None:
         if conv.deleted or conv.modality_state != "Connected":
             return
         if reply is not None:
+            if typing:
+                ev = _Events(world, conv)
+                ev.typing("deleted")
+                ev.push()
             say(world, conv, conv.person, reply, None)
         if leaves:
             remote_leave(world, conv)

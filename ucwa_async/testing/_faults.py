@@ -215,10 +215,11 @@ class FaultInjector:
         """The next N batches of two events or more carry them in reverse order."""
         self._arm(Armed("reorder_events", next_n, "pget"))
 
-    def events_before_201(self, next_n: int = 1) -> None:
+    def events_before_201(self, next_n: int = 1, *, target: str = "continue") -> None:
         """The next N continue POSTs hold their 201 until a P-GET has carried the
-        invitation's events (bounded to 1 s when no P-GET comes)."""
-        self._arm(Armed("events_before_201", next_n, "continue"))
+        invitation's events (bounded to 1 s when no P-GET comes). ``target="sendMessage"``
+        (the message's events), ``"startMessaging"`` or ``"startPhoneAudio"`` likewise."""
+        self._arm(Armed("events_before_201", next_n, target))
 
     def resync(self, *, discard_events: bool = False) -> None:
         """The next P-GET answers only a ``resync`` link. With ``discard_events`` the

@@ -184,7 +184,6 @@ class UcwaSimulator:
         self,
         uri: str,
         text: str,
-        *,
         subject: str | None = None,
         html: str | None = None,
         app_id: str | None = None,
@@ -195,7 +194,7 @@ class UcwaSimulator:
         for Messaging (else LookupError). Returns the invitation's absolute URL."""
         return self._conversations.incoming(uri, "Messaging", text, html, subject, app_id)
 
-    async def incoming_call(self, uri: str, *, app_id: str | None = None) -> str:
+    async def incoming_call(self, uri: str, app_id: str | None = None) -> str:
         """As :meth:`incoming_message`, a phoneAudioInvitation (available for PhoneAudio)."""
         return self._conversations.incoming(uri, "PhoneAudio", None, None, None, app_id)
 
