@@ -144,6 +144,26 @@ async def test_chat_person_leaves(ucwa_simulator: UcwaSimulator) -> None:
     no_leaks(err.decode())
 
 
+async def test_chat_server_ends_the_conversation(ucwa_simulator: UcwaSimulator) -> None:
+    argv = ["--discovery", ucwa_simulator.discovery_url, "--user", ucwa_simulator.username]
+    proc = await _start(
+        *argv, "sip:lenea@contoso.com", env=child_env(UCWA_PASSWORD=ucwa_simulator.password)
+    )
+    try:
+        assert proc.stdout is not None
+        await _say(proc, "hi")
+        await read_until(proc.stdout, r": echo: hi$")
+        [url] = ucwa_simulator.conversation_urls()
+        await ucwa_simulator.end_conversation(url)
+        await read_until(proc.stdout, r"^the conversation ended \((deleted|disconnected)\)$")
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        await reap(proc)
+    assert proc.returncode == 0, err.decode()
+    assert left(ucwa_simulator) == []  # nothing to leave
+    no_leaks(err.decode())
+
+
 async def test_chat_declined_exits_1(ucwa_simulator: UcwaSimulator) -> None:
     ucwa_simulator.add_person(
         Person(uri="sip:busy@contoso.com", name="Busy", behaviour=Behaviour.decline())

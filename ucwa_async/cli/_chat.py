@@ -192,10 +192,14 @@ async def _converse(
     stop = asyncio.create_task(interrupted.wait(), name="chat-interrupted")
     try:
         await asyncio.wait({sender, ended, stop}, return_when=asyncio.FIRST_COMPLETED)
-        if sender.done() and not lines.is_terminal:  # piped input: give the replies a moment
-            await asyncio.wait({ended, stop}, timeout=_LINGER)
-        if ended.done() and not stop.done():
-            print(f"{to} left the conversation", flush=True)
+        if sender.done() and conversation.ended is None and not lines.is_terminal:
+            await asyncio.wait({ended, stop}, timeout=_LINGER)  # piped input: replies to come
+        reason = conversation.ended
+        if reason is not None and not stop.done():
+            if reason == ucwa_async.ConversationEndReason.REMOTE_LEFT:
+                print(f"{to} left the conversation", flush=True)
+            else:
+                print(f"the conversation ended ({reason})", flush=True)
         else:
             with contextlib.suppress(ucwa_async.UcwaError):
                 await conversation.leave()
@@ -243,10 +247,10 @@ async def _send_lines(conversation: ucwa_async.Conversation, lines: StdinLines) 
         try:
             sent = await conversation.send(line)
             await sent
+        except ucwa_async.ConversationEndedError:
+            return  # the person left: the caller says so
         except ucwa_async.UcwaError as exc:
             print(f"not delivered: {type(exc).__name__}: {exc}", flush=True)
-            if conversation.state == "Disconnected":
-                return
 
 
 class StdinLines:
