@@ -318,8 +318,8 @@ async def stdin_lines() -> AsyncIterator[str]:
         transport.close()
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--discovery", help="autodiscovery URL")
     where.add_argument("--simulator", action="store_true", help="an embedded simulator")
@@ -332,37 +332,41 @@ if __name__ == "__main__":
     parser.add_argument(
         "--max-conversations", type=int, default=100, help="conversations at once (100)"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.max_conversations < 1:
         parser.error("--max-conversations must be at least 1")
+    if not (args.grace >= 0 and args.deploy_seconds >= 0):
+        parser.error("--grace and --deploy-seconds must be 0 or more")
     wire: Literal["json", "xml"] = args.wire
+    options = {"grace": args.grace, "deploy_seconds": args.deploy_seconds}
     if args.simulator:
-        sys.exit(
-            asyncio.run(
-                main_with_simulator(
-                    wire=wire,
-                    grace=args.grace,
-                    deploy_seconds=args.deploy_seconds,
-                    max_conversations=args.max_conversations,
-                )
-            )
+        return asyncio.run(
+            main_with_simulator(wire=wire, max_conversations=args.max_conversations, **options)
         )
     if not args.user:
         parser.error("--discovery needs --user")
     password = os.environ.get("UCWA_PASSWORD")
     if not password:
         print("set UCWA_PASSWORD to the password of --user", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(
-        asyncio.run(
+        return 2
+    try:
+        return asyncio.run(
             main(
                 args.discovery,
                 args.user,
                 password,
                 wire=wire,
-                grace=args.grace,
-                deploy_seconds=args.deploy_seconds,
                 max_conversations=args.max_conversations,
+                **options,
             )
         )
-    )
+    except ucwa_async.AuthenticationError as exc:
+        print(f"sign-in refused: {exc}", file=sys.stderr)
+        return 3
+    except ucwa_async.UcwaError as exc:
+        print(f"stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -323,3 +323,11 @@ async def test_chatops_daemon_without_password_exits_2(ucwa_simulator: UcwaSimul
     assert result.returncode == 2
     assert result.stderr == "set UCWA_PASSWORD to the password of --user\n"
     assert ucwa_simulator.counters.requests == 0
+
+
+async def test_chatops_daemon_wrong_password_exits_3(ucwa_simulator: UcwaSimulator) -> None:
+    env = child_env(UCWA_PASSWORD="not-the-password")
+    result = await run(*example("chatops_daemon.py", ucwa_simulator), env=env)
+    assert result.returncode == 3, result.output
+    assert result.stderr.startswith("sign-in refused: ")
+    no_leaks(result.stderr)
