@@ -1,7 +1,8 @@
 """A chat-ops daemon: people send it commands by IM, it answers in the same conversation.
 
-Every messaging invitation is accepted (phone calls are declined), and each conversation
-is served by its own task, so several people can talk to the daemon at once. Commands:
+The session is reachable by IM only (``available_for=("Messaging",)``); every invitation
+is accepted (up to --max-conversations at once, the others are declined), and each
+conversation is served by its own task, so several people can talk to it at once. Commands:
 
     help            the list of commands
     status          uptime, conversations, commands running
@@ -169,8 +170,7 @@ class ChatOps:
         """Stop accepting, let the commands finish (or cut them), leave every conversation."""
         self.stopping = True
         acceptor.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await acceptor
+        await asyncio.gather(acceptor, return_exceptions=True)
         jobs = set(self.jobs)
         if jobs:
             print(f"waiting up to {grace:g} s for {len(jobs)} command(s)", flush=True)
