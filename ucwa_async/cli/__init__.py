@@ -4,8 +4,8 @@ Commands:
 
 - ``demo``: a live demo against the embedded UCWA simulator (needs ``rich``).
 - ``simulator``: run the UCWA simulator standalone until Ctrl+C / SIGTERM.
-- ``logs``, ``continue-messaging``, ``continue-phone-audio``: a real UCWA server.
 - ``chat``: an interactive chat line with someone (a real server, or ``--simulator``).
+- ``logs``, ``continue-messaging``, ``continue-phone-audio``: a real UCWA server.
   The password comes from an environment variable (``UCWA_PASSWORD`` unless
   ``--password-env`` names another) or a prompt on a terminal; never from argv.
 
