@@ -8,6 +8,7 @@ real-server path: ``--discovery`` / ``--user`` / ``$UCWA_PASSWORD``).
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import urllib.parse
 
@@ -15,6 +16,7 @@ import pytest
 
 from ucwa_async.cli import main
 from ucwa_async.cli._args import build_parser
+from ucwa_async.cli._chat import _LINE_QUEUE, StdinLines
 from ucwa_async.testing import Behaviour, Person, UcwaSimulator
 
 from ._support import CLI, ROOT, child_env, no_leaks, read_until, reap, run
@@ -216,3 +218,33 @@ def test_chat_parser_refuses(
         build_parser().parse_args(["chat", *args])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+async def test_stdin_lines_pauses_when_full_and_keeps_every_line() -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        total = _LINE_QUEUE * 3
+        payload = "".join(f"line {i}\r\n" for i in range(total)).encode() + b"tail"
+        async with StdinLines(read_fd) as lines:
+            writer = asyncio.create_task(asyncio.to_thread(_write_all, write_fd, payload))
+            got: list[str] = []
+            paused = False
+            while (line := await lines.next()) is not None:
+                got.append(line)
+                paused = paused or not lines._watching
+                if len(got) == 1:
+                    await asyncio.sleep(0.2)  # fall behind: the reader must pause, not grow
+            await writer
+        assert got == [f"line {i}" for i in range(total)] + ["tail"]
+        assert paused
+    finally:
+        os.close(read_fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view[:4096]) :]
+    finally:
+        os.close(fd)
