@@ -28,7 +28,14 @@ def as_module(source: str, name: str) -> types.ModuleType:
 
 def test_every_page_exists() -> None:
     pages = {p.name for p in DOCS.glob("*.md")}
-    expected = {"cli.md", "errors.md", "events.md", "invitations.md", "logging.md"}
+    expected = {
+        "cli.md",
+        "errors.md",
+        "events.md",
+        "invitations.md",
+        "logging.md",
+        "conversations.md",
+    }
     assert pages >= expected | {"quickstart.md", "testing.md", "architecture.md"}
 
 
