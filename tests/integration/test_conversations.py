@@ -409,3 +409,36 @@ async def test_start_messaging_resolved_by_events_before_the_201(
         conversation = await inv.conversation(timeout=STEP)
         async with conversation.messages() as messages:
             assert (await next_message(messages)).text == "echo: early bird"
+
+
+async def test_message_buffer_overflow_is_counted(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    limits = ucwa_async.Limits(message_buffer_size=2)
+    sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()))
+    async with make_session(sim, limits=limits) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        for n in range(5):
+            await sim.say(conversation.href, LENE, f"m{n}")
+        await until(lambda: conversation.messages_dropped == 3)
+        async with conversation.messages() as messages:
+            assert [(await next_message(messages)).text for _ in range(2)] == ["m3", "m4"]
+            assert messages.missed == 3
+        # a second stream, opened after the first was closed, starts where it stopped
+        await sim.say(conversation.href, LENE, "m5")
+        async with conversation.messages() as messages:
+            assert (await next_message(messages)).text == "m5"
+
+
+async def test_two_readers_each_see_every_message(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()))
+    async with make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        first, second = conversation.messages(), conversation.messages()
+        for n in range(3):
+            await sim.say(conversation.href, LENE, f"m{n}")
+        async with first, second:
+            for stream in (first, second):
+                assert [(await next_message(stream)).text for _ in range(3)] == ["m0", "m1", "m2"]
