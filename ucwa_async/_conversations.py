@@ -344,34 +344,38 @@ class ConversationTable:
             self._act([Ended(conversation._state.key, reason)])
 
     async def _link(self, conversation: Conversation, rel: str, modality: str) -> str:
-        """The href of an operation link of the conversation, waiting a little for the
-        event that brings it (the modality connecting), then reading the modality."""
+        """The href of an operation link of the conversation.
+
+        Known from the events: at once. Otherwise the modality is read (GET) when its
+        state is unknown or connected; while it is connecting, the event that brings the
+        link is awaited (a few seconds), then the modality is read once more.
+        """
         state = conversation._state
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _MODALITY_WAIT
-        read = False
+        reads = 0
         while True:
             if state.ended is not None:
                 raise conversation._ended_error()
             href = state.links.get(rel)
             if href is not None:
                 return self._app.resolve(href)
+            status = state.messaging_state if modality == "messaging" else state.phone_audio_state
+            connecting = (status or "").lower() == "connecting"
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                if read:
+            if not connecting or remaining <= 0:
+                if reads == 2 or (reads == 1 and not connecting):
                     raise ConversationError(
                         f"the conversation offers no {rel} link (is {modality} connected?)",
                         href=conversation.href,
                     )
-                read = True
+                reads += 1
                 await self._read_link(state, rel, modality)
                 deadline = loop.time() + _MODALITY_WAIT
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await conversation._wait_change()
-            except TimeoutError:
-                pass
 
     async def _read_link(self, state: ConversationState, rel: str, modality: str) -> str | None:
         href = state.links.get(modality)

@@ -442,3 +442,34 @@ async def test_two_readers_each_see_every_message(
         async with first, second:
             for stream in (first, second):
                 assert [(await next_message(stream)).text for _ in range(3)] == ["m0", "m1", "m2"]
+
+
+async def test_typing_events_do_not_end_the_conversation(make_session: SessionFactory) -> None:
+    config = SimulatorConfig(completion_delay=0.01, typing_events=True)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        async with conversation.messages() as messages:
+            for text in ("one", "two"):
+                await (await conversation.send(text)).result(STEP)
+                assert (await next_message(messages)).text == f"echo: {text}"
+        assert conversation.ended is None
+        assert [p.uri for p in conversation.participants] == [LENE]
+        assert conversation.typing == []
+
+
+@pytest.mark.parametrize("conversation_events", [False, True])
+async def test_continue_messaging_gives_a_conversation(
+    make_session: SessionFactory, conversation_events: bool
+) -> None:
+    config = SimulatorConfig(
+        completion_delay=0.01, continue_conversation_events=conversation_events
+    )
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        inv = await session.continue_messaging(logs[0], message="following up")
+        conversation = await inv.conversation(timeout=STEP)
+        assert conversation.href.startswith("http")
+        sent = await conversation.send("and one more thing")
+        await sent.result(STEP)
+        assert sim.messages_from_client(conversation.href)[-1] == "and one more thing"
+        await conversation.leave()
