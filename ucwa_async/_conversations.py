@@ -39,6 +39,7 @@ from ucwa_async._core.errors import (
     UnsupportedModalityError,
 )
 from ucwa_async._core.models import EventBatch, Resource, parse_resource
+from ucwa_async._core.urls import origin_of, same_origin
 from ucwa_async._http import HttpResponse
 from ucwa_async._incoming import Inbox, IncomingInvitation
 from ucwa_async._outgoing import OutgoingMessage, SentMessages
@@ -102,11 +103,13 @@ class ConversationTable:
             if event.link.rel == "message" and self.sent.claims(event):
                 continue
             try:
-                effects = self.book.feed(event)
+                self._act(self.book.feed(event))
             except UcwaError as exc:  # a hostile href or body: drop the event
+                self._stats.events_rejected += 1
                 log.warning("conversation event rejected: %s", exc)
-                continue
-            self._act(effects)
+            except Exception:  # a bug of ours must not stop the event channel
+                self._stats.events_rejected += 1
+                log.exception("conversation event %s %s failed", event.type, event.link.rel)
 
     def _act(self, effects: list[Effect]) -> None:
         touched: set[str] = set()
@@ -408,6 +411,8 @@ class ConversationTable:
                 resource: Resource | None = None
                 try:
                     url = self._app.resolve(fetch.href)
+                    if self._app.url is None or not same_origin(url, self._app.url):
+                        raise UcwaError(f"not the application's origin: {origin_of(url)}")
                     resource = parse_resource(await self._transport.get_json(url))
                 except UcwaError as exc:
                     log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
