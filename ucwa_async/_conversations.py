@@ -157,8 +157,11 @@ class ConversationTable:
         waiter = self._accepting.pop(effect.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(effect.accepted)
-        if invitation is not None and waiter is None and invitation._answered is None:
-            # Withdrawn by the caller, or answered by another endpoint of this user.
+        if invitation is None or (effect.accepted and waiter is not None):
+            return  # our accept connected (or an invitation we no longer track)
+        if waiter is not None or invitation._answered is None:
+            # Withdrawn by the caller, answered by another endpoint of this user, or
+            # our accept failed: it can no longer be accepted.
             invitation.withdrawn = True
             invitation.withdraw_reason = effect.reason
             self.inbox.drop(invitation)
@@ -242,10 +245,15 @@ class ConversationTable:
         try:
             try:
                 await self._post_payload(self._app.resolve(view.accept_href), None, None)
-            except NotFoundError:
+            except NotFoundError as exc:
+                # The invitation is gone (withdrawn; its events may still be on their way).
                 invitation._answered = None
-                self._check_not_withdrawn(invitation)
-                raise
+                invitation.withdrawn = True
+                raise InvitationWithdrawnError(
+                    "the invitation is gone (withdrawn before it was accepted)",
+                    reason=invitation.withdraw_reason,
+                    href=invitation.href,
+                ) from exc
             try:
                 async with asyncio.timeout(timeout or self._invitation_timeout):
                     accepted = await asyncio.shield(waiter)
@@ -282,9 +290,8 @@ class ConversationTable:
         try:
             await self._post_payload(self._app.resolve(decline_href), payload, content_type)
         except NotFoundError:
-            if _withdrawn(invitation):
-                return  # withdrawn while we declined: nothing left to decline
-            raise
+            invitation.withdrawn = True  # gone meanwhile: nothing left to decline
+            return
         invitation._answered = "declined"
         self._stats.incoming_declined += 1
 
@@ -419,7 +426,3 @@ class ConversationTable:
                 self._act(self.book.fetched(fetch, resource))
         finally:
             self._fetchers -= 1
-
-
-def _withdrawn(invitation: IncomingInvitation) -> bool:
-    return invitation.withdrawn

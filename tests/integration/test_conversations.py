@@ -473,3 +473,17 @@ async def test_continue_messaging_gives_a_conversation(
         await sent.result(STEP)
         assert sim.messages_from_client(conversation.href)[-1] == "and one more thing"
         await conversation.leave()
+
+
+async def test_accept_right_after_withdraw_raises_withdrawn(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(sim) as session, session.incoming() as invitations:
+        url = await sim.incoming_message(LENE, "oops")
+        invite = await next_invitation(invitations)
+        await sim.withdraw(url)  # its events may not have reached the session yet
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            async with asyncio.timeout(STEP):
+                await invite.accept()
+        await invite.decline()  # gone: returns quietly
+        assert invite.withdrawn
