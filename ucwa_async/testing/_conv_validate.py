@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from ucwa_async.testing._config import Reason
-from ucwa_async.testing._validate import MAX_OPERATION_ID, BodyError
+from ucwa_async.testing._validate import MAX_OPERATION_ID, TEL_URI, BodyError, message_link
 
 __all__ = ["StartBody", "decode_data_uri", "read_message_body", "validate_start"]
 
@@ -26,7 +26,6 @@ MAX_SUBJECT = 250
 MAX_MESSAGE_BYTES = 64 * 1024
 _IMPORTANCE = frozenset({"Normal", "Urgent", "Emergency"})
 _DATA_URI = re.compile(r"^data:([^,]*),(.*)$", re.S)
-_TEL_URI = re.compile(r"^tel:\+?[0-9][0-9().\- ]{2,30}(;[A-Za-z0-9=\-+.]+)*$")
 _SIP_URI = re.compile(r"^sip:[^@\s]+@[^@\s]+$", re.I)
 
 
@@ -91,18 +90,10 @@ def validate_start(data: dict[str, Any], query_to: str | None, *, phone: bool) -
     importance = _optional_str(fields, "importance") or "Normal"
     if importance not in _IMPORTANCE:
         raise _invalid("importance must be Normal, Urgent or Emergency")
-    message: str | None = None
-    links = fields.get("_links")
-    if links is not None:
-        if not isinstance(links, dict):
-            raise _invalid("_links must be an object")
-        link = links.get("message")
-        if link is not None:
-            if not isinstance(link, dict):
-                raise _invalid("_links.message must be an object with an href")
-            message = decode_data_uri(link.get("href"))
+    link = message_link(fields)
+    message = decode_data_uri(link.get("href")) if link is not None else None
     number = _optional_str(fields, "phoneNumber")
-    if phone and (number is None or _TEL_URI.match(number) is None):
+    if phone and (number is None or TEL_URI.match(number) is None):
         raise _invalid("phoneNumber must be a tel: URI, e.g. tel:+14255551234")
     return StartBody(to.strip(), op, subject, importance, message, number if phone else None)
 

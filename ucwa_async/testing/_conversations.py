@@ -456,6 +456,7 @@ def _incoming(
         conv.new_message_number(), "Incoming", text, html, person, _now_ms(), status="Succeeded"
     )
     conv.add_message(msg, world.config.max_messages_per_conversation)
+    world.counters.messages_sent += 1
     return msg
 
 
