@@ -487,3 +487,20 @@ async def test_accept_right_after_withdraw_raises_withdrawn(
                 await invite.accept()
         await invite.decline()  # gone: returns quietly
         assert invite.withdrawn
+
+
+async def test_html_and_unicode_bodies(sim: UcwaSimulator, make_session: SessionFactory) -> None:
+    sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()))
+    async with make_session(sim) as session, session.incoming() as invitations:
+        await sim.incoming_message(LENE, "Grüße 1+1", html="<p>Grüße <b>1+1</b></p>")
+        invite = await next_invitation(invitations)
+        assert invite.message == "Grüße 1+1"
+        conversation = await invite.accept()
+        async with conversation.messages() as messages:
+            await sim.say(conversation.href, LENE, "plain ✓ 100%", html="<i>plain ✓ 100%</i>")
+            message = await next_message(messages)
+            assert message.text == "plain ✓ 100%"
+            assert message.html == "<i>plain ✓ 100%</i>"
+            sent = await conversation.send("réponse ✓")
+            await sent.result(STEP)
+        assert sim.messages_from_client(conversation.href) == ["réponse ✓"]
