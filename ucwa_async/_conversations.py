@@ -191,11 +191,15 @@ class ConversationTable:
         self._fetch_queue.clear()
 
     def _withdraw_all(self) -> None:
+        """The application (or the session) is gone: no invitation can be accepted."""
+        for invitation in self._invitations.values():
+            invitation.withdrawn = True
+            self.inbox.drop(invitation)
+        self._invitations.clear()
         for key in list(self._accepting):
             waiter = self._accepting.pop(key)
             if not waiter.done():
                 waiter.set_result(False)
-        self._invitations.clear()
 
     # -- conversations -----------------------------------------------------------
 
@@ -247,7 +251,6 @@ class ConversationTable:
                 await self._post_payload(self._app.resolve(view.accept_href), None, None)
             except NotFoundError as exc:
                 # The invitation is gone (withdrawn; its events may still be on their way).
-                invitation._answered = None
                 invitation.withdrawn = True
                 raise InvitationWithdrawnError(
                     "the invitation is gone (withdrawn before it was accepted)",
@@ -261,6 +264,9 @@ class ConversationTable:
                 raise InvitationTimeoutError(
                     "the accepted invitation did not connect in time", href=invitation.href
                 ) from None
+        except BaseException:
+            invitation._answered = None  # not accepted: a later accept() may try again
+            raise
         finally:
             self._accepting.pop(invitation._key, None)
         if not accepted:
