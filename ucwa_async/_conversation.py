@@ -68,6 +68,12 @@ class Conversation:
         return list(self._state.participants.values())
 
     @property
+    def typing(self) -> list[Participant]:
+        """Remote participants typing now (typingParticipants events)."""
+        state = self._state
+        return [state.participants[k] for k in state.typing if k in state.participants]
+
+    @property
     def ended(self) -> ConversationEndReason | None:
         return self._state.ended
 

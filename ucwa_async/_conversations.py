@@ -39,6 +39,7 @@ from ucwa_async._core.errors import (
     UnsupportedModalityError,
 )
 from ucwa_async._core.models import EventBatch, Resource, parse_resource
+from ucwa_async._core.urls import origin_of, same_origin
 from ucwa_async._http import HttpResponse
 from ucwa_async._incoming import Inbox, IncomingInvitation
 from ucwa_async._outgoing import OutgoingMessage, SentMessages
@@ -102,11 +103,13 @@ class ConversationTable:
             if event.link.rel == "message" and self.sent.claims(event):
                 continue
             try:
-                effects = self.book.feed(event)
+                self._act(self.book.feed(event))
             except UcwaError as exc:  # a hostile href or body: drop the event
+                self._stats.events_rejected += 1
                 log.warning("conversation event rejected: %s", exc)
-                continue
-            self._act(effects)
+            except Exception:  # a bug of ours must not stop the event channel
+                self._stats.events_rejected += 1
+                log.exception("conversation event %s %s failed", event.type, event.link.rel)
 
     def _act(self, effects: list[Effect]) -> None:
         touched: set[str] = set()
@@ -154,8 +157,11 @@ class ConversationTable:
         waiter = self._accepting.pop(effect.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(effect.accepted)
-        if invitation is not None and waiter is None and invitation._answered is None:
-            # Withdrawn by the caller, or answered by another endpoint of this user.
+        if invitation is None or (effect.accepted and waiter is not None):
+            return  # our accept connected (or an invitation we no longer track)
+        if waiter is not None or invitation._answered is None:
+            # Withdrawn by the caller, answered by another endpoint of this user, or
+            # our accept failed: it can no longer be accepted.
             invitation.withdrawn = True
             invitation.withdraw_reason = effect.reason
             self.inbox.drop(invitation)
@@ -185,11 +191,15 @@ class ConversationTable:
         self._fetch_queue.clear()
 
     def _withdraw_all(self) -> None:
+        """The application (or the session) is gone: no invitation can be accepted."""
+        for invitation in self._invitations.values():
+            invitation.withdrawn = True
+            self.inbox.drop(invitation)
+        self._invitations.clear()
         for key in list(self._accepting):
             waiter = self._accepting.pop(key)
             if not waiter.done():
                 waiter.set_result(False)
-        self._invitations.clear()
 
     # -- conversations -----------------------------------------------------------
 
@@ -239,10 +249,14 @@ class ConversationTable:
         try:
             try:
                 await self._post_payload(self._app.resolve(view.accept_href), None, None)
-            except NotFoundError:
-                invitation._answered = None
-                self._check_not_withdrawn(invitation)
-                raise
+            except NotFoundError as exc:
+                # The invitation is gone (withdrawn; its events may still be on their way).
+                invitation.withdrawn = True
+                raise InvitationWithdrawnError(
+                    "the invitation is gone (withdrawn before it was accepted)",
+                    reason=invitation.withdraw_reason,
+                    href=invitation.href,
+                ) from exc
             try:
                 async with asyncio.timeout(timeout or self._invitation_timeout):
                     accepted = await asyncio.shield(waiter)
@@ -250,6 +264,9 @@ class ConversationTable:
                 raise InvitationTimeoutError(
                     "the accepted invitation did not connect in time", href=invitation.href
                 ) from None
+        except BaseException:
+            invitation._answered = None  # not accepted: a later accept() may try again
+            raise
         finally:
             self._accepting.pop(invitation._key, None)
         if not accepted:
@@ -279,9 +296,8 @@ class ConversationTable:
         try:
             await self._post_payload(self._app.resolve(decline_href), payload, content_type)
         except NotFoundError:
-            if _withdrawn(invitation):
-                return  # withdrawn while we declined: nothing left to decline
-            raise
+            invitation.withdrawn = True  # gone meanwhile: nothing left to decline
+            return
         invitation._answered = "declined"
         self._stats.incoming_declined += 1
 
@@ -344,34 +360,38 @@ class ConversationTable:
             self._act([Ended(conversation._state.key, reason)])
 
     async def _link(self, conversation: Conversation, rel: str, modality: str) -> str:
-        """The href of an operation link of the conversation, waiting a little for the
-        event that brings it (the modality connecting), then reading the modality."""
+        """The href of an operation link of the conversation.
+
+        Known from the events: at once. Otherwise the modality is read (GET) when its
+        state is unknown or connected; while it is connecting, the event that brings the
+        link is awaited (a few seconds), then the modality is read once more.
+        """
         state = conversation._state
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _MODALITY_WAIT
-        read = False
+        reads = 0
         while True:
             if state.ended is not None:
                 raise conversation._ended_error()
             href = state.links.get(rel)
             if href is not None:
                 return self._app.resolve(href)
+            status = state.messaging_state if modality == "messaging" else state.phone_audio_state
+            connecting = (status or "").lower() == "connecting"
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                if read:
+            if not connecting or remaining <= 0:
+                if reads == 2 or (reads == 1 and not connecting):
                     raise ConversationError(
                         f"the conversation offers no {rel} link (is {modality} connected?)",
                         href=conversation.href,
                     )
-                read = True
+                reads += 1
                 await self._read_link(state, rel, modality)
                 deadline = loop.time() + _MODALITY_WAIT
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await conversation._wait_change()
-            except TimeoutError:
-                pass
 
     async def _read_link(self, state: ConversationState, rel: str, modality: str) -> str | None:
         href = state.links.get(modality)
@@ -404,13 +424,11 @@ class ConversationTable:
                 resource: Resource | None = None
                 try:
                     url = self._app.resolve(fetch.href)
+                    if self._app.url is None or not same_origin(url, self._app.url):
+                        raise UcwaError(f"not the application's origin: {origin_of(url)}")
                     resource = parse_resource(await self._transport.get_json(url))
                 except UcwaError as exc:
                     log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
                 self._act(self.book.fetched(fetch, resource))
         finally:
             self._fetchers -= 1
-
-
-def _withdrawn(invitation: IncomingInvitation) -> bool:
-    return invitation.withdrawn

@@ -110,7 +110,7 @@ class Invitation(Generic[T]):
 
     async def conversation(self, timeout: float | None = None) -> Conversation:
         """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
-        ``ucwa_async.Conversation`` it connected (the same object on every call)."""
+        ``ucwa_async.Conversation`` it connected (the same object while it lasts)."""
         resource = await self.result(timeout)
         factory = self._conversation_factory
         if factory is None:

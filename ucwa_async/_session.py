@@ -134,6 +134,9 @@ class Session:
     - ``timeouts``, ``retries``, ``limits``: grouped tuning (``ucwa_async.Timeouts``,
       ``ucwa_async.Retries``, ``ucwa_async.Limits``; each field documented there).
     - ``user_agent``, ``culture``: sent when the application is created.
+    - ``available_for``: the modalities makeMeAvailable declares, so that people can
+      reach this session (``("Messaging", "PhoneAudio")`` by default; ``()``: never made
+      available, no incoming invitation arrives). Anything else: ``ValueError``.
     - ``allow_insecure_http``: allow the password and tokens over plain http to a
       non-loopback host (default False: refused with ``InsecureTransportError``; a
       downgrade from https is refused either way).

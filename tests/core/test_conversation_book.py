@@ -533,3 +533,34 @@ def test_absolute_hrefs() -> None:
     state = book.track(CONV)
     assert state is not None
     assert state.href == "https://lyncweb.contoso.com" + CONV
+
+
+def test_typing_participants_are_not_membership() -> None:
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    state = book.get(key(CONV))
+    assert state is not None
+    typing_in = {"rel": "typingParticipants", "href": f"{CONV}/participants/typingParticipants"}
+    for kind in ("added", "deleted"):
+        batch = link_only("participant", LENE, kind)
+        batch["sender"][0]["events"][0]["in"] = typing_in
+        effects = feed(book, batch)
+        assert not any(isinstance(e, Ended) for e in effects)
+        assert state.typing == ({key(LENE)} if kind == "added" else set())
+    batch = link_only("participant", LENE, "updated")
+    batch["sender"][0]["events"][0]["in"] = typing_in
+    feed(book, batch)
+    assert state.typing == set()
+    # another collection: ignored
+    batch = link_only("participant", LENE, "deleted")
+    batch["sender"][0]["events"][0]["in"] = {"rel": "audioParticipants", "href": "/a"}
+    feed(book, batch)
+    assert key(LENE) in state.participants
+    assert state.ended is None
+    # typing, then leaving: no longer typing
+    batch = link_only("participant", LENE, "added")
+    batch["sender"][0]["events"][0]["in"] = typing_in
+    feed(book, batch)
+    feed(book, link_only("participant", LENE, "deleted"))
+    assert state.typing == set()
+    assert state.ended is ConversationEndReason.REMOTE_LEFT

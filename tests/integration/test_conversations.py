@@ -409,3 +409,98 @@ async def test_start_messaging_resolved_by_events_before_the_201(
         conversation = await inv.conversation(timeout=STEP)
         async with conversation.messages() as messages:
             assert (await next_message(messages)).text == "echo: early bird"
+
+
+async def test_message_buffer_overflow_is_counted(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    limits = ucwa_async.Limits(message_buffer_size=2)
+    sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()))
+    async with make_session(sim, limits=limits) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        for n in range(5):
+            await sim.say(conversation.href, LENE, f"m{n}")
+        await until(lambda: conversation.messages_dropped == 3)
+        async with conversation.messages() as messages:
+            assert [(await next_message(messages)).text for _ in range(2)] == ["m3", "m4"]
+            assert messages.missed == 3
+        # a second stream, opened after the first was closed, starts where it stopped
+        await sim.say(conversation.href, LENE, "m5")
+        async with conversation.messages() as messages:
+            assert (await next_message(messages)).text == "m5"
+
+
+async def test_two_readers_each_see_every_message(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()))
+    async with make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        first, second = conversation.messages(), conversation.messages()
+        for n in range(3):
+            await sim.say(conversation.href, LENE, f"m{n}")
+        async with first, second:
+            for stream in (first, second):
+                assert [(await next_message(stream)).text for _ in range(3)] == ["m0", "m1", "m2"]
+
+
+async def test_typing_events_do_not_end_the_conversation(make_session: SessionFactory) -> None:
+    config = SimulatorConfig(completion_delay=0.01, typing_events=True)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        async with conversation.messages() as messages:
+            for text in ("one", "two"):
+                await (await conversation.send(text)).result(STEP)
+                assert (await next_message(messages)).text == f"echo: {text}"
+        assert conversation.ended is None
+        assert [p.uri for p in conversation.participants] == [LENE]
+        assert conversation.typing == []
+
+
+@pytest.mark.parametrize("conversation_events", [False, True])
+async def test_continue_messaging_gives_a_conversation(
+    make_session: SessionFactory, conversation_events: bool
+) -> None:
+    config = SimulatorConfig(
+        completion_delay=0.01, continue_conversation_events=conversation_events
+    )
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        inv = await session.continue_messaging(logs[0], message="following up")
+        conversation = await inv.conversation(timeout=STEP)
+        assert conversation.href.startswith("http")
+        sent = await conversation.send("and one more thing")
+        await sent.result(STEP)
+        assert sim.messages_from_client(conversation.href)[-1] == "and one more thing"
+        await conversation.leave()
+
+
+async def test_accept_right_after_withdraw_raises_withdrawn(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(sim) as session, session.incoming() as invitations:
+        url = await sim.incoming_message(LENE, "oops")
+        invite = await next_invitation(invitations)
+        await sim.withdraw(url)  # its events may not have reached the session yet
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            async with asyncio.timeout(STEP):
+                await invite.accept()
+        await invite.decline()  # gone: returns quietly
+        assert invite.withdrawn
+
+
+async def test_html_and_unicode_bodies(sim: UcwaSimulator, make_session: SessionFactory) -> None:
+    sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()))
+    async with make_session(sim) as session, session.incoming() as invitations:
+        await sim.incoming_message(LENE, "Grüße 1+1", html="<p>Grüße <b>1+1</b></p>")
+        invite = await next_invitation(invitations)
+        assert invite.message == "Grüße 1+1"
+        conversation = await invite.accept()
+        async with conversation.messages() as messages:
+            await sim.say(conversation.href, LENE, "plain ✓ 100%", html="<i>plain ✓ 100%</i>")
+            message = await next_message(messages)
+            assert message.text == "plain ✓ 100%"
+            assert message.html == "<i>plain ✓ 100%</i>"
+            sent = await conversation.send("réponse ✓")
+            await sent.result(STEP)
+        assert sim.messages_from_client(conversation.href) == ["réponse ✓"]

@@ -74,7 +74,7 @@ async def test_decline_fails_the_invitation_with_the_reason(
     assert done.reason == {"code": "Forbidden", "subcode": "DeclinedByUser", "message": "No."}
     deleted = await d.until(is_("deleted", "conversation"))
     assert deleted.sender == "communication"
-    assert d.sim.invitation_state(location) is None  # not a continue invitation
+    assert d.sim.invitation_state(location) == "Failed"
     assert (await d.get(location)).props["state"] == "Failed"
     assert d.sim.conversation_state(d.sim.conversation_urls()[-1]) == "Disconnected"
 
@@ -301,6 +301,26 @@ async def test_continue_conversation_is_connected_with_the_recipient(
     messaging = await d.get(conversation.link("messaging"))
     assert (await d.send(messaging, "follow-up", "op-f")).status == 201
     assert await _replies(d, 1) == ["echo: follow-up"]
+    assert d.sim.counters.messages_received == 1
+    assert d.sim.counters.messages_sent == 1
+
+
+@WIRES
+async def test_stop_messaging_cancels_a_ringing_continue_invitation(
+    make_client: MakeClient, wire: str
+) -> None:
+    d = await _driver(make_client, wire, config(completion_delay=30.0))
+    reply = await d.post(await d.client.continue_link(), {"operationId": "op-c"})
+    location = reply.headers["Location"]
+    invitation = await d.get(location)
+    messaging = await d.get(invitation.link("messaging"))
+    assert messaging.props["state"] == "Connecting"
+    assert (await d.post(messaging.link("stopMessaging"))).status == 204
+    done = await d.until(is_("completed", "messagingInvitation"))
+    assert done.status == "Failure"
+    assert done.reason["code"] == "Cancelled"
+    assert d.sim.invitation_state(location) == "Failed"
+    assert (await d.client.request("GET", invitation.link("conversation"))).status == 404
 
 
 @WIRES

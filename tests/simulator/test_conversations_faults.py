@@ -237,3 +237,17 @@ async def test_incoming_call_declined(make_client: MakeClient, wire: str) -> Non
     assert done.status == "Failure"
     assert done.reason["subcode"] == "Local"
     assert d.sim.counters.invitations_by_state["Failed"] == 1
+
+
+async def test_message_status_property_follows_delivery(make_client: MakeClient) -> None:
+    d = await _driver(make_client, "json")
+    _, messaging = await _connected(d, LENE)
+    d.sim.faults.message_delivery_failed()
+    failed = await d.send(messaging, "lost", "op-1")
+    path = failed.headers["Location"].split("/ucwa/", 1)[1]
+    started = await d.until(lambda e: e.type == "started" and e.href.endswith(path))
+    assert started.resource is not None
+    assert started.resource.props["status"] == "Pending"
+    assert (await d.get(failed.headers["Location"])).props["status"] == "Failed"
+    ok = await d.send(messaging, "kept", "op-2")
+    assert (await d.get(ok.headers["Location"])).props["status"] == "Succeeded"

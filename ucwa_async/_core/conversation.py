@@ -124,6 +124,7 @@ class ConversationState:
         self.state: str | None = None
         self.subject: str | None = None
         self.participants: dict[str, Participant] = {}  # remote ones, by href key
+        self.typing: set[str] = set()  # keys of participants typing now
         self.local_participant: str | None = None
         self.links: dict[str, str] = {}  # messaging / phoneAudio operation links
         self.messaging_state: str | None = None
@@ -160,6 +161,7 @@ class ConversationState:
     def remove_participant(self, key: str) -> bool:
         """Remove a remote participant; True if no remote one is left (after some were)."""
         self.participants.pop(key, None)
+        self.typing.discard(key)
         return self._had_remote and not self.participants
 
 
@@ -426,6 +428,17 @@ class ConversationBook:
     def _participant(self, state: ConversationState, event: Event) -> list[Effect]:
         pkey = self.key(event.link.href)
         if pkey is None or pkey == state.local_participant:
+            return []
+        collection = event.in_link.rel if event.in_link is not None else None
+        if collection == "typingParticipants":
+            # Someone started / stopped typing (typingParticipants_ref): not a membership
+            # change; a "deleted" here must not read as "left the conversation".
+            if event.type == "added":
+                state.typing.add(pkey)
+            elif event.type == "deleted":
+                state.typing.discard(pkey)
+            return []
+        if collection not in (None, "participants", "conversation"):
             return []
         if event.type == "deleted":
             if pkey in state.participants and state.remove_participant(pkey):

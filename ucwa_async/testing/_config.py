@@ -161,7 +161,8 @@ class SimulatorConfig:
     recipients, all echoing (:data:`ucwa_async.testing._people.DEFAULT_PEOPLE`)."""
     max_conversations: int = 1000
     """Conversations kept per application (ended ones are forgotten first; beyond it
-    startMessaging/startPhoneAudio answer 409 Conflict)."""
+    startMessaging/startPhoneAudio answer 409 Conflict and a continue POST makes the
+    oldest one forgotten)."""
     max_messages_per_conversation: int = 500
     """Messages kept per conversation (older ones then answer 404)."""
     incoming_message_events: tuple[Literal["started", "completed", "added"], ...] = ("completed",)

@@ -14,7 +14,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from ucwa_async.testing import _conversations
+from ucwa_async.testing import _conversations, _invitations
 from ucwa_async.testing._application import Endpoints
 from ucwa_async.testing._config import Reason
 from ucwa_async.testing._conv_model import Conversation, ConvInvitation, Modality
@@ -151,9 +151,16 @@ class ConversationEndpoints:
         return resource(ctx, conversation_res(self._conversation(ctx), _relative))
 
     async def delete_conversation(self, ctx: Ctx) -> web.Response:
-        conv = self._conversation(ctx, live=False)
-        _conversations.end(self.world, conv)
+        self._end(self._conversation(ctx, live=False))
         return no_content()
+
+    def _end(self, conv: Conversation) -> None:
+        """End a conversation; one still ringing as a continue invitation is cancelled
+        (SendAnIM's invitation ``cancel`` is the messaging ``terminate``)."""
+        continued = conv.app.invitations.get(conv.id) if conv.invitation is None else None
+        if continued is not None and continued.state == "Connecting":
+            _invitations.cancel(self.world, continued)
+        _conversations.end(self.world, conv)  # idempotent: an ended one stays ended
 
     async def get_participants(self, ctx: Ctx) -> web.Response:
         conv = self._conversation(ctx)
@@ -244,5 +251,5 @@ class ConversationEndpoints:
     def _stop(self, ctx: Ctx, modality: Literal["Messaging", "PhoneAudio"]) -> web.Response:
         conv = self._conversation(ctx, live=False)
         if conv.modality == modality:
-            _conversations.end(self.world, conv)  # idempotent: an ended one stays ended
+            self._end(conv)
         return no_content()

@@ -145,6 +145,9 @@ def message_res(conv: Conversation, msg: Message, h: Href, operation_id: bool) -
     links = [("messaging", h(conv.messaging_path))]
     props: dict[str, object] = {
         "direction": msg.direction,
+        # message_ref: the delivery Status (Pending, Succeeded, Failed); the flow samples
+        # leave it out, the ref GET has it.
+        "status": msg.status,
         "timeStamp": f"/Date({msg.time_ms})/",
     }
     if msg.sender is not None:

@@ -156,7 +156,8 @@ class UcwaSimulator:
         """State of the invitation at ``location`` (any href style), or None."""
         number = location.rstrip("/").rsplit("/", 1)[-1]
         for app in self._world.apps.values():
-            inv = app.invitations.get(number)
+            # continue invitations and the others share one numbering
+            inv = app.invitations.get(number) or app.conv_invitations.get(number)
             if inv is not None:
                 return inv.state
         return None
