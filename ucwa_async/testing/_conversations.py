@@ -30,20 +30,10 @@ from typing import Literal
 
 from ucwa_async.testing._channel import Emitted
 from ucwa_async.testing._config import CANCELLED, Reason
+from ucwa_async.testing._conv_events import EventBatch
 from ucwa_async.testing._conv_model import Conversation, ConvInvitation, Message, Modality
-from ucwa_async.testing._conv_render import (
-    Href,
-    conversation_res,
-    invitation_res,
-    local_participant_res,
-    message_res,
-    modality_res,
-    participant_res,
-)
 from ucwa_async.testing._people import Person
-from ucwa_async.testing._render import Ev, Res
 from ucwa_async.testing._state import Application, World
-from ucwa_async.testing._urls import styled
 
 __all__ = [
     "NOT_FOUND",
@@ -62,129 +52,6 @@ __all__ = [
 NOT_FOUND = Reason("NotFound", None, "The target of the invitation does not exist.")
 WITHDRAWN = Reason("Gone", None, "The caller withdrew the invitation.")
 _ORDER_STEP = 1e-6  # keeps one conversation's timers strictly ordered
-
-
-class _Events:
-    """Collects one push: events rendered now (href style, embedding per config)."""
-
-    def __init__(self, world: World, conv: Conversation) -> None:
-        self.world = world
-        self.conv = conv
-        cfg = world.config
-        style, origin = cfg.event_href_style, conv.app.origin
-        self.h: Href = lambda path: styled(path, style, origin)
-        self.embed = cfg.embed_resources
-        self.items: list[Emitted] = []
-        self._communication = ("communication", self.h(conv.app.path + "/communication"))
-        self._conversation = ("conversation", self.h(conv.path))
-
-    def add(
-        self,
-        sender: Literal["communication", "conversation"],
-        type_: str,
-        rel: str,
-        path: str,
-        resource: Res | None = None,
-        *,
-        in_link: tuple[str, str] | None = None,
-        status: str | None = None,
-        reason: Reason | None = None,
-    ) -> None:
-        ev = Ev(
-            type=type_,
-            rel=rel,
-            href=self.h(path),
-            in_link=(in_link[0], self.h(in_link[1])) if in_link else None,
-            status=status,
-            reason=reason,
-            resource=resource if self.embed else None,
-        )
-        src = self._communication if sender == "communication" else self._conversation
-        self.items.append(Emitted(src, ev))
-
-    # --- the recurring events -------------------------------------------------------
-
-    def conversation(self, type_: str) -> None:
-        conv = self.conv
-        res = conversation_res(conv, self.h) if type_ != "deleted" else None
-        self.add("communication", type_, "conversation", conv.path, res)
-
-    def modality(self) -> None:
-        conv = self.conv
-        self.add(
-            "conversation",
-            "updated",
-            conv.modality_rel,
-            conv.modality_path,
-            modality_res(conv, self.h),
-        )
-
-    def local_participant(self, type_: str = "added") -> None:
-        conv = self.conv
-        res = local_participant_res(conv, self.h) if type_ != "deleted" else None
-        self.add("conversation", type_, "localParticipant", conv.local_path, res)
-
-    def participant(self, type_: str) -> None:
-        conv = self.conv
-        res = participant_res(conv, conv.person, self.h) if type_ != "deleted" else None
-        self.add(
-            "conversation",
-            type_,
-            "participant",
-            conv.remote_path,
-            res,
-            in_link=("participants", conv.path + "/participants"),
-        )
-
-    def typing(self, type_: str) -> None:
-        """typingParticipants_ref: the remote participant starts/stops typing."""
-        conv = self.conv
-        self.add(
-            "conversation",
-            type_,
-            "participant",
-            conv.remote_path,
-            in_link=("typingParticipants", conv.messaging_path + "/typingParticipants"),
-        )
-
-    def invitation(self, type_: str, status: str | None = None) -> None:
-        inv = self.conv.invitation
-        assert inv is not None
-        self.add(
-            "communication",
-            type_,
-            inv.rel,
-            inv.path,
-            invitation_res(inv, self.h),
-            status=status,
-            reason=inv.reason if status == "Failure" else None,
-        )
-
-    def message(self, msg: Message, type_: str, status: str | None = None) -> None:
-        conv = self.conv
-        cfg = self.world.config
-        res = message_res(conv, msg, self.h, cfg.message_operation_id)
-        self.add(
-            "conversation",
-            type_,
-            "message",
-            f"{conv.messaging_path}/messages/{msg.number}",
-            res,
-            status=status,
-            reason=msg.reason if status == "Failure" else None,
-        )
-
-    def incoming_message(self, msg: Message) -> None:
-        for type_ in self.world.config.incoming_message_events:
-            self.message(msg, type_, "Success" if type_ == "completed" else None)
-
-    def push(self) -> None:
-        app = self.conv.app
-        if not self.items or self.world.apps.get(app.id) is not app:
-            return
-        self.world.counters.events_emitted += len(self.items)
-        app.channel.push(list(self.items))
-        self.items.clear()
 
 
 # --- creation ------------------------------------------------------------------------
@@ -283,7 +150,7 @@ def _set_invitation(world: World, inv: ConvInvitation, state: str) -> None:
 
 def start_outgoing(world: World, conv: Conversation) -> None:
     """Emit the invitation's start; the remote person's behaviour decides the rest."""
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     ev.invitation("started")
     ev.conversation("added")
     ev.local_participant()
@@ -302,12 +169,12 @@ def start_outgoing(world: World, conv: Conversation) -> None:
 
 
 def _answer_now(world: World, conv: Conversation) -> None:
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     _answer(world, conv, ev)
     ev.push()
 
 
-def _answer(world: World, conv: Conversation, ev: _Events) -> None:
+def _answer(world: World, conv: Conversation, ev: EventBatch) -> None:
     inv = conv.invitation
     if inv is None or inv.state != "Connecting" or conv.deleted:
         return
@@ -322,14 +189,14 @@ def _answer(world: World, conv: Conversation, ev: _Events) -> None:
 
 def fail_unknown(world: World, conv: Conversation) -> None:
     """The ``to`` of an outgoing invitation is not in the directory."""
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     ev.invitation("started")
     ev.conversation("added")
     _fail(world, conv, ev, NOT_FOUND)
     ev.push()
 
 
-def _connect(world: World, conv: Conversation, ev: _Events) -> None:
+def _connect(world: World, conv: Conversation, ev: EventBatch) -> None:
     conv.remote_present = True
     conv.state = conv.modality_state = "Connected"
     ev.participant("added")
@@ -340,7 +207,7 @@ def _connect(world: World, conv: Conversation, ev: _Events) -> None:
         ev.invitation("completed", "Success")
 
 
-def _fail(world: World, conv: Conversation, ev: _Events, reason: Reason) -> None:
+def _fail(world: World, conv: Conversation, ev: EventBatch, reason: Reason) -> None:
     inv = conv.invitation
     assert inv is not None
     inv.reason = reason
@@ -351,7 +218,7 @@ def _fail(world: World, conv: Conversation, ev: _Events, reason: Reason) -> None
     _delete(conv, ev)
 
 
-def _delete(conv: Conversation, ev: _Events) -> None:
+def _delete(conv: Conversation, ev: EventBatch) -> None:
     conv.state = "Disconnected"
     conv.deleted = True
     conv.cancel_timers()
@@ -386,7 +253,7 @@ def continued(
 def continued_outcome(world: World, conv: Conversation, success: bool) -> list[Emitted]:
     """The continue invitation ended: Connected with its recipient, or gone. Its own
     events come only with ``config.continue_conversation_events``."""
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     if success:
         _connect(world, conv, ev)
     else:
@@ -400,7 +267,7 @@ def continued_outcome(world: World, conv: Conversation, success: bool) -> list[E
 
 
 def start_incoming(world: World, conv: Conversation) -> None:
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     conv.remote_present = True
     ev.invitation("started")
     ev.conversation("added")
@@ -412,7 +279,7 @@ def start_incoming(world: World, conv: Conversation) -> None:
 def accept(world: World, conv: Conversation) -> None:
     inv = conv.invitation
     assert inv is not None
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     conv.state = conv.modality_state = "Connected"
     ev.modality()
     ev.conversation("updated")
@@ -437,7 +304,7 @@ def withdraw(world: World, conv: Conversation) -> None:
 
 
 def _end_invitation(world: World, conv: Conversation, reason: Reason) -> None:
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     _fail(world, conv, ev, reason)
     ev.push()
 
@@ -471,7 +338,7 @@ def send(
     """A message from the client: started, then completed (Success or Failure)."""
     msg = Message(conv.new_message_number(), "Outgoing", text, html, None, _now_ms(), operation_id)
     conv.add_message(msg, world.config.max_messages_per_conversation)
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     ev.message(msg, "started")
     if failure is not None:
         msg.status, msg.reason = "Failed", failure
@@ -498,7 +365,7 @@ def _client_message(world: World, conv: Conversation, text: str) -> None:
         return
     typing = reply is not None and cfg.typing_events
     if typing:
-        ev = _Events(world, conv)
+        ev = EventBatch(world, conv)
         ev.typing("added")
         ev.push()
 
@@ -507,7 +374,7 @@ def _client_message(world: World, conv: Conversation, text: str) -> None:
             return
         if reply is not None:
             if typing:
-                ev = _Events(world, conv)
+                ev = EventBatch(world, conv)
                 ev.typing("deleted")
                 ev.push()
             say(world, conv, conv.person, reply, None)
@@ -520,7 +387,7 @@ def _client_message(world: World, conv: Conversation, text: str) -> None:
 def say(
     world: World, conv: Conversation, person: Person, text: str | None, html: str | None
 ) -> None:
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     ev.incoming_message(_incoming(world, conv, person, text, html))
     ev.push()
 
@@ -530,7 +397,7 @@ def say(
 
 def remote_leave(world: World, conv: Conversation) -> None:
     """The remote person leaves: peer-to-peer, so the conversation ends."""
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     conv.remote_present = False
     ev.participant("deleted")
     _close(world, conv, ev)
@@ -541,12 +408,12 @@ def end(world: World, conv: Conversation) -> None:
     """stopMessaging / stopPhoneAudio / DELETE, or the server ending it. Idempotent."""
     if conv.deleted:
         return
-    ev = _Events(world, conv)
+    ev = EventBatch(world, conv)
     _close(world, conv, ev)
     ev.push()
 
 
-def _close(world: World, conv: Conversation, ev: _Events) -> None:
+def _close(world: World, conv: Conversation, ev: EventBatch) -> None:
     inv = conv.invitation
     if inv is not None and inv.state == "Connecting":
         inv.reason = CANCELLED
