@@ -205,7 +205,13 @@ def test_modalities_disconnected_end_the_conversation_when_none_is_left() -> Non
     state = book.get(key(CONV))
     assert state is not None
     assert state.links["stopPhoneAudio"] == "/x/stop"
+    # messaging was never live: its Disconnected says nothing
     assert not any(isinstance(e, Ended) for e in feed(book, messaging_update("Disconnected")))
+    feed(book, messaging_update("Connected"))
+    assert not any(isinstance(e, Ended) for e in feed(book, messaging_update("Disconnected")))
+    stateless = parse_resource({"rel": "phoneAudio", "_links": {"stopPhoneAudio": {"href": "/s"}}})
+    book.read_modality(state, "phoneAudio", stateless)  # no state: nothing decided
+    assert state.ended is None
     effects = feed(book, messaging_update("Disconnected", "phoneAudio"))
     assert "stopPhoneAudio" not in state.links
     assert Ended(key(CONV), ConversationEndReason.DISCONNECTED) in effects

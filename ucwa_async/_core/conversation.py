@@ -128,6 +128,7 @@ class ConversationState:
         self.local_participant: str | None = None
         self.links: dict[str, str] = {}  # messaging / phoneAudio operation links
         self.messaging_state: str | None = None
+        self.live_modalities: set[str] = set()  # seen in a state other than Disconnected
         self.phone_audio_state: str | None = None
         self.messages = log
         self.ended: ConversationEndReason | None = None
@@ -419,11 +420,17 @@ class ConversationBook:
             state.messaging_state = modality_state
         else:
             state.phone_audio_state = modality_state
-        others = state.phone_audio_state if rel == "messaging" else state.messaging_state
-        if (modality_state or "").lower() == _MODALITY_END and (
-            others is None or others.lower() == _MODALITY_END
-        ):
-            state.end(ConversationEndReason.DISCONNECTED)
+        # A modality that was live and is now Disconnected, with no other one live,
+        # ends the conversation; one that was never live (an IM conversation's
+        # phoneAudio, say) says nothing about it.
+        if modality_state is None:
+            return
+        if modality_state.lower() != _MODALITY_END:
+            state.live_modalities.add(rel)
+        elif rel in state.live_modalities:
+            state.live_modalities.discard(rel)
+            if not state.live_modalities:
+                state.end(ConversationEndReason.DISCONNECTED)
 
     def _participant(self, state: ConversationState, event: Event) -> list[Effect]:
         pkey = self.key(event.link.href)
