@@ -570,3 +570,34 @@ def test_typing_participants_are_not_membership() -> None:
     feed(book, link_only("participant", LENE, "deleted"))
     assert state.typing == set()
     assert state.ended is ConversationEndReason.REMOTE_LEFT
+
+
+def test_resync_rereads_claimed_live_conversations() -> None:
+    book = new_book()
+    live = book.claim(CONV)
+    other = book.claim(f"{APP}/communication/conversations/2")
+    book.track(f"{APP}/communication/conversations/3")  # unclaimed: nobody listens
+    assert live is not None
+    assert other is not None
+    other.end(ConversationEndReason.LEFT)
+    [fetch] = book.resynced()
+    assert (fetch.kind, fetch.key) == ("conversation", live.key)
+    # read back still connected: nothing ends
+    connected = parse_resource({"rel": "conversation", "state": "Connected"})
+    assert book.fetched(fetch, connected) == [Updated(live.key)]
+    assert book.fetched(fetch, None) == []
+    # read back disconnected: ended
+    disconnected = parse_resource({"rel": "conversation", "state": "Disconnected"})
+    assert Ended(live.key, ConversationEndReason.DISCONNECTED) in book.fetched(fetch, disconnected)
+    assert book.fetched(fetch, connected) == []  # over: nothing more
+
+
+def test_gone_after_resync() -> None:
+    book = new_book()
+    state = book.claim(CONV)
+    assert state is not None
+    [fetch] = book.resynced()
+    assert book.gone(Fetch(state.key, "message", f"{CONV}/messaging/messages/1")) == []
+    assert book.gone(Fetch("unknown", "conversation", "/x")) == []
+    assert Ended(state.key, ConversationEndReason.DELETED) in book.gone(fetch)
+    assert book.gone(fetch) == [Updated(state.key)]  # already over: no second Ended

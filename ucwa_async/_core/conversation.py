@@ -38,7 +38,7 @@ from ucwa_async._core.chat import (
     participant_from,
 )
 from ucwa_async._core.message_log import MessageLog
-from ucwa_async._core.models import Event, Reason, Resource
+from ucwa_async._core.models import Event, Link, Reason, Resource
 
 __all__ = [
     "Arrived",
@@ -258,6 +258,11 @@ class ConversationBook:
         item = self.key(fetch.href)
         if item is None:  # pragma: no cover - Fetch hrefs come from keyable events
             return []
+        if fetch.kind == "conversation":
+            if resource is None or state.ended is not None:
+                return []
+            event = Event("updated", Link("conversation", state.href), resource=resource)
+            return self._apply(state, event) + _end_effects(state)
         if fetch.kind == "message":
             message = message_from(resource) if resource is not None else None
             if message is None:
@@ -269,6 +274,23 @@ class ConversationBook:
         elif resource is not None and item in state.participants:
             state.add_participant(item, self._participant_of(resource))
         return [Updated(state.key)]
+
+    def resynced(self) -> list[Effect]:
+        """Events may have been lost: read every live claimed conversation again."""
+        return [
+            Fetch(state.key, "conversation", state.href)
+            for state in self._states.values()
+            if state.claimed and state.ended is None
+        ]
+
+    def gone(self, fetch: Fetch) -> list[Effect]:
+        """A conversation read after a resync is not found: it was deleted meanwhile."""
+        state = self._states.get(fetch.key)
+        if fetch.kind != "conversation" or state is None:
+            return []
+        if not state.end(ConversationEndReason.DELETED):
+            return [Updated(state.key)]
+        return [Updated(state.key), Ended(state.key, ConversationEndReason.DELETED)]
 
     def learn_invitation(self, state: ConversationState, resource: Resource) -> list[Effect]:
         """What a (final) invitation resource says about its conversation."""
