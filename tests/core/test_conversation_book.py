@@ -601,3 +601,33 @@ def test_gone_after_resync() -> None:
     assert book.gone(Fetch("unknown", "conversation", "/x")) == []
     assert Ended(state.key, ConversationEndReason.DELETED) in book.gone(fetch)
     assert book.gone(fetch) == [Updated(state.key)]  # already over: no second Ended
+
+
+def test_xml_typing_and_participant_events() -> None:
+    book = new_book()
+    feed(book, RECEIVE_STEP_8_XML)
+    state = book.get(key(CONV))
+    assert state is not None
+    typing = f"""<?xml version="1.0" encoding="utf-8"?>
+<events href="{APP}/events?ack=9" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+  <link rel="next" href="{APP}/events?ack=10" />
+  <sender rel="conversation" href="{CONV}">
+    <added rel="participant" href="{LENE}">
+      <in rel="typingParticipants" href="{CONV}/participants/typingParticipants" />
+    </added>
+    <deleted rel="participant" href="{LENE}">
+      <in rel="typingParticipants" href="{CONV}/participants/typingParticipants" />
+    </deleted>
+  </sender>
+</events>""".encode()
+    feed(book, typing)
+    assert state.ended is None
+    assert key(LENE) in state.participants
+    left = f"""<?xml version="1.0" encoding="utf-8"?>
+<events href="{APP}/events?ack=10" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+  <link rel="next" href="{APP}/events?ack=11" />
+  <sender rel="conversation" href="{CONV}">
+    <deleted rel="participant" href="{LENE}" />
+  </sender>
+</events>""".encode()
+    assert Ended(key(CONV), ConversationEndReason.REMOTE_LEFT) in feed(book, left)
