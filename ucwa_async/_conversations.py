@@ -218,7 +218,10 @@ class ConversationTable:
         conversation = self._conversations.get(state.key)
         if conversation is None:
             conversation = Conversation(self, state, kind)
-            self._conversations[state.key] = conversation
+            if state.ended is None:  # an ended one needs no more events
+                self._conversations[state.key] = conversation
+            else:
+                state.claimed = False
         return conversation
 
     def from_invitation(self, invitation: Invitation[Any], resource: Resource) -> Conversation:
