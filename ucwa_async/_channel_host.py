@@ -76,6 +76,7 @@ class SessionChannelHost:
 
     def resynced(self) -> None:
         self._operations.resynced()
+        self._conversations.resynced()
 
     def emit(self, signal: ChannelSignal) -> None:
         self._publish(signal)

@@ -87,7 +87,11 @@ class Conversation:
     ) -> OutgoingMessage:
         """Send a message (``html=True``: ``text`` is HTML); returns after the server's
         201. Await the result for its delivery (``MessageFailedError``,
-        ``MessageTimeoutError``). Raises ``ConversationEndedError`` once it is over."""
+        ``MessageTimeoutError`` after ``timeout`` seconds from the 201, by default the
+        session's ``invitation_timeout``). Raises ``ConversationEndedError`` once it is
+        over. A CallbackChannelError reconnects the event channel and sends again with
+        the same operationId (bounded by ``Retries.callback_channel``). If the caller is
+        cancelled during the POST, the message may still reach the server, untracked."""
         if not isinstance(text, str):
             raise TypeError("text must be a str")
         return await self._table.send(self, text, html=html, timeout=timeout)

@@ -176,6 +176,12 @@ class ConversationTable:
         self.sent.end_conversation(conversation.href, conversation._ended_error())
         self._stats.conversations_ended += 1
 
+    def resynced(self) -> None:
+        """Events may have been lost: read each live conversation again (a deleted one
+        ends, a disconnected one too)."""
+        if not self._closed:
+            self._act(list(self.book.resynced()))
+
     def application_lost(self) -> None:
         """The application is gone, and with it every conversation the server kept."""
         self._act(self.book.end_all(ConversationEndReason.APPLICATION_LOST))
@@ -212,7 +218,10 @@ class ConversationTable:
         conversation = self._conversations.get(state.key)
         if conversation is None:
             conversation = Conversation(self, state, kind)
-            self._conversations[state.key] = conversation
+            if state.ended is None:  # an ended one needs no more events
+                self._conversations[state.key] = conversation
+            else:
+                state.claimed = False
         return conversation
 
     def from_invitation(self, invitation: Invitation[Any], resource: Resource) -> Conversation:
@@ -427,6 +436,8 @@ class ConversationTable:
                     if self._app.url is None or not same_origin(url, self._app.url):
                         raise UcwaError(f"not the application's origin: {origin_of(url)}")
                     resource = parse_resource(await self._transport.get_json(url))
+                except NotFoundError:
+                    self._act(self.book.gone(fetch))  # a conversation: deleted meanwhile
                 except UcwaError as exc:
                     log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
                 self._act(self.book.fetched(fetch, resource))

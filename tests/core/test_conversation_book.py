@@ -205,7 +205,13 @@ def test_modalities_disconnected_end_the_conversation_when_none_is_left() -> Non
     state = book.get(key(CONV))
     assert state is not None
     assert state.links["stopPhoneAudio"] == "/x/stop"
+    # messaging was never live: its Disconnected says nothing
     assert not any(isinstance(e, Ended) for e in feed(book, messaging_update("Disconnected")))
+    feed(book, messaging_update("Connected"))
+    assert not any(isinstance(e, Ended) for e in feed(book, messaging_update("Disconnected")))
+    stateless = parse_resource({"rel": "phoneAudio", "_links": {"stopPhoneAudio": {"href": "/s"}}})
+    book.read_modality(state, "phoneAudio", stateless)  # no state: nothing decided
+    assert state.ended is None
     effects = feed(book, messaging_update("Disconnected", "phoneAudio"))
     assert "stopPhoneAudio" not in state.links
     assert Ended(key(CONV), ConversationEndReason.DISCONNECTED) in effects
@@ -564,3 +570,64 @@ def test_typing_participants_are_not_membership() -> None:
     feed(book, link_only("participant", LENE, "deleted"))
     assert state.typing == set()
     assert state.ended is ConversationEndReason.REMOTE_LEFT
+
+
+def test_resync_rereads_claimed_live_conversations() -> None:
+    book = new_book()
+    live = book.claim(CONV)
+    other = book.claim(f"{APP}/communication/conversations/2")
+    book.track(f"{APP}/communication/conversations/3")  # unclaimed: nobody listens
+    assert live is not None
+    assert other is not None
+    other.end(ConversationEndReason.LEFT)
+    [fetch] = book.resynced()
+    assert (fetch.kind, fetch.key) == ("conversation", live.key)
+    # read back still connected: nothing ends
+    connected = parse_resource({"rel": "conversation", "state": "Connected"})
+    assert book.fetched(fetch, connected) == [Updated(live.key)]
+    assert book.fetched(fetch, None) == []
+    # read back disconnected: ended
+    disconnected = parse_resource({"rel": "conversation", "state": "Disconnected"})
+    assert Ended(live.key, ConversationEndReason.DISCONNECTED) in book.fetched(fetch, disconnected)
+    assert book.fetched(fetch, connected) == []  # over: nothing more
+
+
+def test_gone_after_resync() -> None:
+    book = new_book()
+    state = book.claim(CONV)
+    assert state is not None
+    [fetch] = book.resynced()
+    assert book.gone(Fetch(state.key, "message", f"{CONV}/messaging/messages/1")) == []
+    assert book.gone(Fetch("unknown", "conversation", "/x")) == []
+    assert Ended(state.key, ConversationEndReason.DELETED) in book.gone(fetch)
+    assert book.gone(fetch) == [Updated(state.key)]  # already over: no second Ended
+
+
+def test_xml_typing_and_participant_events() -> None:
+    book = new_book()
+    feed(book, RECEIVE_STEP_8_XML)
+    state = book.get(key(CONV))
+    assert state is not None
+    typing = f"""<?xml version="1.0" encoding="utf-8"?>
+<events href="{APP}/events?ack=9" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+  <link rel="next" href="{APP}/events?ack=10" />
+  <sender rel="conversation" href="{CONV}">
+    <added rel="participant" href="{LENE}">
+      <in rel="typingParticipants" href="{CONV}/participants/typingParticipants" />
+    </added>
+    <deleted rel="participant" href="{LENE}">
+      <in rel="typingParticipants" href="{CONV}/participants/typingParticipants" />
+    </deleted>
+  </sender>
+</events>""".encode()
+    feed(book, typing)
+    assert state.ended is None
+    assert key(LENE) in state.participants
+    left = f"""<?xml version="1.0" encoding="utf-8"?>
+<events href="{APP}/events?ack=10" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+  <link rel="next" href="{APP}/events?ack=11" />
+  <sender rel="conversation" href="{CONV}">
+    <deleted rel="participant" href="{LENE}" />
+  </sender>
+</events>""".encode()
+    assert Ended(key(CONV), ConversationEndReason.REMOTE_LEFT) in feed(book, left)

@@ -504,3 +504,24 @@ async def test_html_and_unicode_bodies(sim: UcwaSimulator, make_session: Session
             sent = await conversation.send("réponse ✓")
             await sent.result(STEP)
         assert sim.messages_from_client(conversation.href) == ["réponse ✓"]
+
+
+async def test_resync_rereads_conversations(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    async with make_session(sim) as session:
+        kept = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        ended = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
+        await session.wait_connected(timeout=STEP)
+        sim.faults.resync(discard_events=True)
+        await sim.end_conversation(ended.href)
+        reason = await ended.wait_ended(STEP)
+        assert reason in (
+            ucwa_async.ConversationEndReason.DELETED,
+            ucwa_async.ConversationEndReason.DISCONNECTED,
+        )
+        rereads = [r for r in sim.request_log if r.method == "GET" and ended.href.endswith(r.path)]
+        assert sim.counters.faults_injected["resync"] == 1
+        assert len(rereads) == 1  # read again after the resync (its events were discarded)
+        assert kept.ended is None
+        await (await kept.send("still here")).result(STEP)

@@ -38,7 +38,7 @@ from ucwa_async._core.chat import (
     participant_from,
 )
 from ucwa_async._core.message_log import MessageLog
-from ucwa_async._core.models import Event, Reason, Resource
+from ucwa_async._core.models import Event, Link, Reason, Resource
 
 __all__ = [
     "Arrived",
@@ -128,6 +128,7 @@ class ConversationState:
         self.local_participant: str | None = None
         self.links: dict[str, str] = {}  # messaging / phoneAudio operation links
         self.messaging_state: str | None = None
+        self.live_modalities: set[str] = set()  # seen in a state other than Disconnected
         self.phone_audio_state: str | None = None
         self.messages = log
         self.ended: ConversationEndReason | None = None
@@ -257,6 +258,11 @@ class ConversationBook:
         item = self.key(fetch.href)
         if item is None:  # pragma: no cover - Fetch hrefs come from keyable events
             return []
+        if fetch.kind == "conversation":
+            if resource is None or state.ended is not None:
+                return []
+            event = Event("updated", Link("conversation", state.href), resource=resource)
+            return self._apply(state, event) + _end_effects(state)
         if fetch.kind == "message":
             message = message_from(resource) if resource is not None else None
             if message is None:
@@ -268,6 +274,23 @@ class ConversationBook:
         elif resource is not None and item in state.participants:
             state.add_participant(item, self._participant_of(resource))
         return [Updated(state.key)]
+
+    def resynced(self) -> list[Effect]:
+        """Events may have been lost: read every live claimed conversation again."""
+        return [
+            Fetch(state.key, "conversation", state.href)
+            for state in self._states.values()
+            if state.claimed and state.ended is None
+        ]
+
+    def gone(self, fetch: Fetch) -> list[Effect]:
+        """A conversation read after a resync is not found: it was deleted meanwhile."""
+        state = self._states.get(fetch.key)
+        if fetch.kind != "conversation" or state is None:
+            return []
+        if not state.end(ConversationEndReason.DELETED):
+            return [Updated(state.key)]
+        return [Updated(state.key), Ended(state.key, ConversationEndReason.DELETED)]
 
     def learn_invitation(self, state: ConversationState, resource: Resource) -> list[Effect]:
         """What a (final) invitation resource says about its conversation."""
@@ -419,11 +442,17 @@ class ConversationBook:
             state.messaging_state = modality_state
         else:
             state.phone_audio_state = modality_state
-        others = state.phone_audio_state if rel == "messaging" else state.messaging_state
-        if (modality_state or "").lower() == _MODALITY_END and (
-            others is None or others.lower() == _MODALITY_END
-        ):
-            state.end(ConversationEndReason.DISCONNECTED)
+        # A modality that was live and is now Disconnected, with no other one live,
+        # ends the conversation; one that was never live (an IM conversation's
+        # phoneAudio, say) says nothing about it.
+        if modality_state is None:
+            return
+        if modality_state.lower() != _MODALITY_END:
+            state.live_modalities.add(rel)
+        elif rel in state.live_modalities:
+            state.live_modalities.discard(rel)
+            if not state.live_modalities:
+                state.end(ConversationEndReason.DISCONNECTED)
 
     def _participant(self, state: ConversationState, event: Event) -> list[Effect]:
         pkey = self.key(event.link.href)
