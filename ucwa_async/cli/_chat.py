@@ -38,18 +38,20 @@ _LINGER = 1.0
 
 def add_chat_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``chat`` on the ``ucwa-async`` sub-command parsers."""
-    from ucwa_async.cli._args import _REAL_EPILOG, _RefusePassword, _seconds
+    from ucwa_async.cli import _args
 
     chat = commands.add_parser(
         "chat",
         allow_abbrev=False,
+        # the commands' one "(default: X)" style, where _args has it
+        formatter_class=getattr(_args, "HelpFormatter", argparse.HelpFormatter),
         help="chat with someone by instant message (or with --simulator, locally)",
         description=(
             "An interactive chat line: the first line you type starts the conversation, "
             "every line is sent, replies are printed as they arrive. Ctrl-D or Ctrl-C "
             "leaves the conversation."
         ),
-        epilog=_REAL_EPILOG,
+        epilog=_args._REAL_EPILOG,
     )
     chat.add_argument(
         "to",
@@ -75,22 +77,22 @@ def add_chat_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--password-env",
         default="UCWA_PASSWORD",
         metavar="VAR",
-        help="environment variable holding the password (default UCWA_PASSWORD)",
+        help="environment variable holding the password",
     )
-    chat.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
+    chat.add_argument("--password", nargs="?", action=_args._RefusePassword, help=argparse.SUPPRESS)
     chat.add_argument(
         "--connect-timeout",
-        type=_seconds,
+        type=_args._seconds,
         default=30.0,
         metavar="SECONDS",
-        help="time allowed for sign-in and for each request (30)",
+        help="time allowed for sign-in and for each request",
     )
     chat.add_argument(
         "--timeout",
-        type=_seconds,
+        type=_args._seconds,
         default=60.0,
         metavar="SECONDS",
-        help="how long the person has to accept the conversation (60)",
+        help="how long the person has to accept the conversation",
     )
 
 
