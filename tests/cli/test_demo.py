@@ -73,6 +73,7 @@ async def test_demo_count_20_ends_every_invitation(wire: str) -> None:
     # received: the 20 IMs and the answers to the follow-ups (the echo person may also
     # answer the opening message of a continue)
     assert im_connected + 20 <= received <= 2 * im_connected + 20
+    assert f"phone calls hung up: {rows['phoneAudio'][0]}" in result.stdout.splitlines()
     assert f"{failed} x RemoteFailure/Declined" in result.stdout
     assert f"(wire format {wire})" in result.stdout
     assert f"Invitations ({wire}," in result.stdout
@@ -118,6 +119,7 @@ async def test_demo_expected_failures_still_exit_0(rate: str, connected: int, fa
     result = await cli("demo", "--count", "4", "--fail-rate", rate)
     assert result.returncode == 0, result.output
     assert summary(result.stdout)["all"] == (connected, failed, 0, 8)
+    assert f"phone calls hung up: {connected // 2}" in result.stdout.splitlines()
     sent, delivered, failed_messages, received = messages(result.stdout)
     assert (sent, delivered, failed_messages) == (connected // 2 + 4, connected // 2 + 4, 0)
     assert received >= connected // 2 + 4

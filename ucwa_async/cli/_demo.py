@@ -3,12 +3,13 @@
 The operations start in a steady trickle (so the live view has something to show)
 and end after a random, seeded delay; ``--fail-rate`` of them are declined by the
 simulated peer. Traffic goes both ways: each connected IM conversation gets a follow-up
-message (``set_typing``, then ``Conversation.send``), the demo reads the simulated person's replies
-(``Conversation.messages()``) and leaves; and N IMs from a simulated colleague are
-injected into the simulator, accepted from ``session.incoming()`` by an echo handler
-that answers each one and leaves. With ``--faults`` the simulator answers continue
-POSTs with ``500 ServiceFailure/CallbackChannelError``, drops long polls and fails the
-delivery of one message, and the demo prints the session's ``ChannelReconnecting`` /
+message (``set_typing``, then ``Conversation.send``), the demo reads the simulated
+person's replies (``Conversation.messages()``) and leaves; connected phone calls are
+hung up (``Conversation.hang_up()``); and N IMs from a simulated colleague are injected
+into the simulator, accepted from ``session.incoming()`` by an echo handler that answers
+each one and leaves. With ``--faults`` the simulator answers continue POSTs with
+``500 ServiceFailure/CallbackChannelError``, drops long polls and fails the delivery of
+one message, and the demo prints the session's ``ChannelReconnecting`` /
 ``ChannelReconnected`` signals as they arrive.
 
 Exit status: 0 when every invitation ended with an outcome (connected, or failed for
@@ -51,6 +52,8 @@ _DELAY = (0.1, 0.6)
 """Range of the simulated time from ``started`` to ``completed``."""
 _REPLY_WAIT = 10.0
 """Seconds a conversation waits for the simulated person's reply to its follow-up."""
+_ON_THE_LINE = 0.2
+"""Seconds a connected demo phone call stays up before it is hung up."""
 _ANSWER_WAIT = 30.0
 """Seconds the echo handler has, after the continues, to answer the incoming IMs."""
 COLLEAGUE = Person(uri="sip:chris@contoso.com", name="Chris Green", behaviour=Behaviour.silent())
@@ -69,6 +72,8 @@ class Messages:
     received: int = 0
     answered: int = 0
     """Incoming IMs the echo handler answered (delivered or not)."""
+    hung_up: int = 0
+    """Connected phone calls ended with ``Conversation.hang_up()``."""
 
     def line(self) -> str:
         return (
@@ -176,6 +181,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         console.print(f"  {n} x {reason}", soft_wrap=True)
     console.print(_messages_table(messages))
     console.print(messages.line(), soft_wrap=True)
+    console.print(f"phone calls hung up: {messages.hung_up}", soft_wrap=True)
     console.print(
         channel_table(tally, post_retries=post_retries, faults_fired=faults_fired, dropped=dropped)
     )
@@ -258,6 +264,7 @@ async def _run_all(
                     "phoneAudio",
                     tally,
                     view,
+                    then=functools.partial(_hang_up, number=i, messages=messages, view=view),
                 )
             )
             group.create_task(sim.incoming_message(COLLEAGUE.uri, f"ping #{i}"))
@@ -322,6 +329,20 @@ async def _follow_up(
         view.note(f"messaging #{number}: {type(exc).__name__}: {exc}")
     finally:
         await _leave(conversation, view)
+
+
+async def _hang_up(
+    invitation: ucwa_async.Invitation[Any], *, number: int, messages: Messages, view: ProgressView
+) -> None:
+    """A connected phone call: a moment on the line, then hang up (stopPhoneAudio)."""
+    try:
+        conversation = await invitation.conversation()
+        await asyncio.sleep(_ON_THE_LINE)
+        await conversation.hang_up()
+    except ucwa_async.UcwaError as exc:
+        view.note(f"phoneAudio #{number}: not hung up: {type(exc).__name__}: {exc}")
+        return
+    messages.hung_up += 1
 
 
 async def _echo_handler(
