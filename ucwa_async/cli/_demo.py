@@ -5,12 +5,12 @@ and end after a random, seeded delay; ``--fail-rate`` of them are declined by th
 simulated peer. Traffic goes both ways: each connected IM conversation gets a follow-up
 message (``set_typing``, then ``Conversation.send``), the demo reads the simulated
 person's replies (``Conversation.messages()``) and leaves; connected phone calls are
-hung up (``Conversation.hang_up()``); and N IMs from a simulated colleague are injected
-into the simulator, accepted from ``session.incoming()`` by an echo handler that answers
-each one and leaves. With ``--faults`` the simulator answers continue POSTs with
-``500 ServiceFailure/CallbackChannelError``, drops long polls and fails the delivery of
-one message, and the demo prints the session's ``ChannelReconnecting`` /
-``ChannelReconnected`` signals as they arrive.
+hung up (``Conversation.hang_up()``); and with each IM continue an IM from a simulated
+colleague is injected into the simulator, accepted from ``session.incoming()`` by an
+echo handler that answers it and leaves. With ``--faults`` the simulator answers
+continue POSTs with ``500 ServiceFailure/CallbackChannelError``, drops long polls and
+fails the delivery of one message, and the demo prints the session's
+``ChannelReconnecting`` / ``ChannelReconnected`` signals as they arrive.
 
 Exit status: 0 when every invitation ended with an outcome (connected, or failed for
 a reason the server gave) and every incoming IM was answered; 1 otherwise.
