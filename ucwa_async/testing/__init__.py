@@ -15,6 +15,9 @@ Business server::
 - ``sim.faults`` (:class:`FaultInjector`) arms faults; ``sim.counters``
   (:class:`Counters`) and ``sim.request_log`` (:class:`RequestRecord`) show what
   happened.
+- conversations: a directory of :class:`Person` with a :class:`Behaviour` each
+  (echo, scripted, decline, never answer, silent, leave after N); ``sim.incoming_message``,
+  ``sim.say``, ``sim.leave``, ``sim.withdraw``... inject the remote side.
 - :class:`SimulatorConfig` holds every switch; :class:`Outcome` / :class:`Reason`
   describe how invitations end.
 - pytest: the ``ucwa_simulator`` fixture (see :mod:`ucwa_async.testing.plugin`).
@@ -42,6 +45,7 @@ from ucwa_async.testing._faults import (
     FaultInjector,
     FaultKind,
 )
+from ucwa_async.testing._people import Behaviour, Person
 from ucwa_async.testing._records import Counters, RequestRecord
 from ucwa_async.testing._simulator import UcwaSimulator
 
@@ -51,6 +55,7 @@ __all__ = [
     "DECLINED",
     "HOSTILE_FAULT_KINDS",
     "RANDOM_DEFAULT_KINDS",
+    "Behaviour",
     "ConflictRule",
     "Counters",
     "FaultInjector",
@@ -59,6 +64,7 @@ __all__ = [
     "InvitationRequest",
     "Outcome",
     "OutcomeRule",
+    "Person",
     "Reason",
     "RequestRecord",
     "SimulatorConfig",

@@ -10,10 +10,11 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from ucwa_async.testing import _invitations
+from ucwa_async.testing import _conversations, _invitations
 from ucwa_async.testing._config import InvitationRequest
 from ucwa_async.testing._faults import FaultInjector
 from ucwa_async.testing._http import Ctx, Reply, error, error_reason, no_content, resource
+from ucwa_async.testing._people import Person
 from ucwa_async.testing._render import Res
 from ucwa_async.testing._state import Application, ConversationLog, Invitation, World
 from ucwa_async.testing._urls import styled
@@ -98,6 +99,8 @@ class Endpoints:
         links = [
             ("conversationLogs", comm + "/conversationLogs"),
             ("conversations", comm + "/conversations"),
+            ("startMessaging", comm + "/messagingInvitations"),
+            ("startPhoneAudio", comm + "/phoneAudioInvitations"),
         ]
         if self.world.config.make_me_available_link == "communication":
             links.insert(1, ("makeMeAvailable", self._make_me_available_path(app)))
@@ -252,7 +255,7 @@ class Endpoints:
     async def get_communication(self, ctx: Ctx) -> web.Response:
         return resource(ctx, self._communication(self.app(ctx)))
 
-    def _require_channel(self, ctx: Ctx, app: Application) -> None:
+    def require_channel(self, ctx: Ctx, app: Application) -> None:
         world = self.world
         injected = self.faults.take("callback_channel_error", ctx.tags) is not None
         if injected:
@@ -272,14 +275,36 @@ class Endpoints:
                 )
             )
 
+    def events_first(self, ctx: Ctx, app: Application) -> asyncio.Future[None] | None:
+        """With ``events_before_201`` armed for this request: a future resolved when the
+        next batch forms (call before emitting the events, then :meth:`hold_201`)."""
+        faults = self.faults
+        armed = (
+            faults.take("events_before_201", ctx.tags) if faults.has("events_before_201") else None
+        )
+        if armed is None:
+            return None
+        ctx.fault = "events_before_201"
+        return app.channel.formed_future()
+
+    async def hold_201(self, formed: asyncio.Future[None] | None) -> None:
+        """Hold the answer until a P-GET carried the events (bounded), then let it flush."""
+        if formed is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(formed, _EVENTS_BEFORE_201_WAIT)
+        await asyncio.sleep(_FLUSH_PAUSE)
+
     async def make_me_available(self, ctx: Ctx) -> web.Response:
         app = self.app(ctx)
         if ctx.request.path != self._make_me_available_path(app):
             # Served only where the configured link points: a client must follow it.
             return error(ctx, 404, "ResourceNotFound", None, "No such resource.")
         data = decode_body(ctx.request.content_type, await ctx.request.read())
-        self._require_channel(ctx, app)
-        modalities = data.get("supportedModalities", ["Messaging"])
+        self.require_channel(ctx, app)
+        # ReceiveAnIM writes "SupportedModalities": property names are case-insensitive.
+        fields = {k.lower(): v for k, v in data.items()}
+        modalities = fields.get("supportedmodalities", ["Messaging"])
         if isinstance(modalities, str):
             modalities = [modalities]
         if not isinstance(modalities, list) or not set(modalities) <= _MODALITIES:
@@ -293,6 +318,7 @@ class Endpoints:
         if app.available and self.world.config.make_me_available_conflict:
             return error(ctx, 409, "Conflict", "AlreadyExists", "Already available.")
         app.available = True
+        app.available_for = app.available_for | frozenset(modalities)
         return no_content()
 
     async def get_conversation_logs(self, ctx: Ctx) -> web.Response:
@@ -389,7 +415,7 @@ class Endpoints:
                 "AlreadyExists",
                 "An invitation with this operationId is in progress.",
             )
-        self._require_channel(ctx, app)
+        self.require_channel(ctx, app)
 
         world.next_invitation = number
         rel = "messagingInvitation" if modality == "Messaging" else "phoneAudioInvitation"
@@ -400,17 +426,20 @@ class Endpoints:
         app.by_operation[body.operation_id] = inv
         world.counters.invitations_created += 1
         world.counters.invitations_by_state["Connecting"] += 1
-
-        before = (
-            faults.take("events_before_201", ctx.tags) if faults.has("events_before_201") else None
+        name, uri = log.recipients[0] if log.recipients else ("Bob Kelly", "sip:bob@contoso.com")
+        _conversations.continued(
+            world,
+            app,
+            number,
+            world.person(uri) or Person(uri, name),
+            modality,
+            log.subject,
+            log.thread_id,
         )
-        formed = app.channel.formed_future() if before is not None else None
+
+        formed = self.events_first(ctx, app)
         _invitations.start(world, inv, _invitations.decide(cfg, request, world))
-        if formed is not None:
-            ctx.fault = "events_before_201"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(formed, _EVENTS_BEFORE_201_WAIT)
-            await asyncio.sleep(_FLUSH_PAUSE)
+        await self.hold_201(formed)
 
         headers: dict[str, str] = {}
         if cfg.continue_status == 201 or cfg.location_on_200:
@@ -432,21 +461,3 @@ class Endpoints:
         # [our rule] cancelling a finished invitation is a no-op 204.
         _invitations.cancel(self.world, self._invitation(ctx))
         return no_content()
-
-    async def get_conversation(self, ctx: Ctx) -> web.Response:
-        app = self.app(ctx)
-        inv = app.invitations.get(ctx.request.match_info["conv"])
-        if inv is None:
-            raise Reply(error(ctx, 404, "ResourceNotFound", None, "No such conversation."))
-        state = {"Connecting": "Connecting", "Connected": "Connected"}.get(
-            inv.state, "Disconnected"
-        )
-        return resource(
-            ctx,
-            Res(
-                "conversation",
-                inv.conversation_path,
-                [],
-                {"state": state, "subject": inv.log.subject, "threadId": inv.log.thread_id},
-            ),
-        )

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from ucwa_async.testing._render import Ev
     from ucwa_async.testing._state import Invitation
 
-__all__ = ["EventChannel", "SimEvent", "Wake"]
+__all__ = ["ChannelEvent", "Emitted", "EventChannel", "SimEvent", "Wake"]
 
 Wake = Literal["events", "timeout", "replaced", "gone", "shutdown"]
 
@@ -32,6 +33,18 @@ class SimEvent:
     type: str  # started | updated | completed
     invitation: Invitation
     state: str
+
+
+@dataclass(slots=True)
+class Emitted:
+    """An event rendered when emitted (hrefs styled, resource frozen): conversations,
+    participants, messaging, messages. ``sender`` is the (rel, styled href) it comes from."""
+
+    sender: tuple[str, str]
+    event: Ev
+
+
+ChannelEvent = SimEvent | Emitted
 
 
 class EventChannel:
@@ -46,8 +59,8 @@ class EventChannel:
     )
 
     def __init__(self) -> None:
-        self.pending: list[SimEvent] = []
-        self.batches: dict[int, list[SimEvent]] = {}
+        self.pending: list[ChannelEvent] = []
+        self.batches: dict[int, list[ChannelEvent]] = {}
         self.low = 1
         self.next_seq = 1
         self.waiter: asyncio.Future[Wake] | None = None
@@ -73,7 +86,7 @@ class EventChannel:
         if waiter is not None and not waiter.done():
             waiter.set_result(why)
 
-    def push(self, events: list[SimEvent]) -> None:
+    def push(self, events: list[ChannelEvent]) -> None:
         self.pending.extend(events)
         self.wake("events")
 
@@ -86,7 +99,7 @@ class EventChannel:
         self.low = ack
         return "redeliver" if ack in self.batches else "new"
 
-    def form(self, ack: int, limit: int) -> list[SimEvent]:
+    def form(self, ack: int, limit: int) -> list[ChannelEvent]:
         """Move up to ``limit`` pending events into batch ``ack`` (retained until acked)."""
         events = self.pending[:limit]
         del self.pending[:limit]
@@ -99,7 +112,7 @@ class EventChannel:
                     fut.set_result(None)
         return events
 
-    def replace_batch(self, ack: int, events: list[SimEvent]) -> None:
+    def replace_batch(self, ack: int, events: list[ChannelEvent]) -> None:
         """Swap a just-formed batch's events (duplicate/reorder faults): redelivery repeats it."""
         self.batches[ack] = events
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from ucwa_async.testing._people import Person
 
 __all__ = [
     "CANCELLED",
@@ -152,6 +155,32 @@ class SimulatorConfig:
     samples) or ``{app}/me/makeMeAvailable``. A POST to the other path answers 404, so a
     client that builds the URL instead of following the link fails."""
 
+    # --- conversations (issue 12) --------------------------------------------------
+    people: tuple[Person, ...] | None = None
+    """The directory of remote people; None: Lene Aaling and the conversation logs'
+    recipients, all echoing (:data:`ucwa_async.testing._people.DEFAULT_PEOPLE`)."""
+    max_conversations: int = 1000
+    """Conversations kept per application (ended ones are forgotten first; beyond it
+    startMessaging/startPhoneAudio answer 409 Conflict and a continue POST makes the
+    oldest one forgotten)."""
+    max_messages_per_conversation: int = 500
+    """Messages kept per conversation (older ones then answer 404)."""
+    incoming_message_events: tuple[Literal["started", "completed", "added"], ...] = ("completed",)
+    """Event types announcing an incoming message: ReceiveAnIM shows ``completed``
+    (status Success), message_ref ``started``; several exercise de-duplication."""
+    repeat_first_message: bool = True
+    """After accept, the incoming invitation's first message also arrives as a
+    message event (ReceiveAnIM step 16)."""
+    message_operation_id: bool = False
+    """Sent messages carry ``operationId`` (message_ref); the SendAnIM flow shows none."""
+    typing_events: bool = False
+    """Before each reply the remote person shows as typing: participant ``added`` then
+    ``deleted`` events ``in`` typingParticipants (typingParticipants_ref)."""
+    continue_conversation_events: bool = False
+    """A continue invitation that connects also emits the conversation's events
+    (participant added, messaging/phoneAudio updated, conversation updated) before
+    ``completed``, as SendAnIM shows; off by default (the invitation events alone)."""
+
     # --- event channel and application lifetime -----------------------------------
     pget_timeout_cap: float = 1.0
     """Longest a P-GET is held, whatever its ``timeout`` asks (tests want it short)."""
@@ -181,3 +210,7 @@ class SimulatorConfig:
             raise ValueError("redirect_hops and conversation_logs must be >= 0")
         if self.max_events_per_batch < 1:
             raise ValueError("max_events_per_batch must be >= 1")
+        if self.max_conversations < 1 or self.max_messages_per_conversation < 1:
+            raise ValueError("max_conversations and max_messages_per_conversation must be >= 1")
+        if not self.incoming_message_events:
+            raise ValueError("incoming_message_events needs at least one event type")

@@ -8,7 +8,15 @@ assert that its client really met it. Requests are matched by *target* tags:
 - ``pget`` event-channel GETs; ``continue`` continueMessaging/continuePhoneAudio POSTs;
 - ``applications`` application creation; ``application`` GET/DELETE of it;
 - ``token``, ``user``, ``discovery``, ``makeMeAvailable``, ``reportMyActivity``,
-  ``conversationLogs``, ``conversationLog``, ``invitation``, ``cancel``.
+  ``conversationLogs``, ``conversationLog``, ``invitation``, ``cancel``;
+- conversations: ``startMessaging``, ``startPhoneAudio``, ``accept``, ``decline``,
+  ``sendMessage``, ``setIsTyping``, ``stopMessaging``, ``stopPhoneAudio``,
+  ``conversation`` (GET/DELETE) and ``conversationResource`` (its participants,
+  messaging, phoneAudio, messages).
+
+``message_delivery_failed`` is armed like a fault and counted under that name in
+``faults_injected``, but it is not a :data:`FaultKind` (``random()`` and the soak's
+every-kind-fires check are about invitations and the event channel; it needs messages).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args
 
+from ucwa_async.testing._config import Reason
 from ucwa_async.testing._records import Counters
 
 __all__ = [
@@ -125,6 +134,7 @@ class Armed:
     discard: bool = False
     size: int = 0
     malformed: bool = False
+    reason: Reason | None = None
 
 
 @dataclass(slots=True)
@@ -149,8 +159,22 @@ class FaultInjector:
 
     def callback_channel_error(self, next_n: int = 1, *, target: str = "continue") -> None:
         """Answer 500 ServiceFailure/CallbackChannelError to the next N continue POSTs
-        (``target="makeMeAvailable"`` for that POST instead)."""
+        (``target="makeMeAvailable"``, ``"sendMessage"``, ``"startMessaging"``,
+        ``"accept"``... for those POSTs instead)."""
         self._arm(Armed("callback_channel_error", next_n, target))
+
+    def message_delivery_failed(
+        self,
+        next_n: int = 1,
+        *,
+        code: str = "ServiceFailure",
+        subcode: str | None = None,
+        message: str | None = "The message could not be delivered.",
+    ) -> None:
+        """The next N sendMessage POSTs answer 201 as usual, but their message completes
+        with status Failure and this reason (no reply from the remote person)."""
+        reason = Reason(code, subcode, message)
+        self._arm(Armed("message_delivery_failed", next_n, "sendMessage", reason=reason))
 
     def conflict(self, next_n: int = 1, *, subcode: str | None = "AlreadyExists") -> None:
         """Answer 409 Conflict (subcode AlreadyExists, TooManyGroups or None) to continue POSTs."""
@@ -191,10 +215,11 @@ class FaultInjector:
         """The next N batches of two events or more carry them in reverse order."""
         self._arm(Armed("reorder_events", next_n, "pget"))
 
-    def events_before_201(self, next_n: int = 1) -> None:
+    def events_before_201(self, next_n: int = 1, *, target: str = "continue") -> None:
         """The next N continue POSTs hold their 201 until a P-GET has carried the
-        invitation's events (bounded to 1 s when no P-GET comes)."""
-        self._arm(Armed("events_before_201", next_n, "continue"))
+        invitation's events (bounded to 1 s when no P-GET comes). ``target="sendMessage"``
+        (the message's events), ``"startMessaging"`` or ``"startPhoneAudio"`` likewise."""
+        self._arm(Armed("events_before_201", next_n, target))
 
     def resync(self, *, discard_events: bool = False) -> None:
         """The next P-GET answers only a ``resync`` link. With ``discard_events`` the

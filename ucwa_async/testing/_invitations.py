@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ucwa_async.testing._channel import SimEvent
+from ucwa_async.testing import _conversations
+from ucwa_async.testing._channel import ChannelEvent, SimEvent
 from ucwa_async.testing._config import (
     CANCELLED,
     HrefStyle,
@@ -46,21 +47,27 @@ def _set_state(world: World, inv: Invitation, state: str) -> None:
     inv.state = state
 
 
-def _emit(world: World, inv: Invitation, events: list[SimEvent]) -> None:
+def _emit(world: World, inv: Invitation, events: list[ChannelEvent]) -> None:
     if inv.app.id not in world.apps:
         return
     world.counters.events_emitted += len(events)
     inv.app.channel.push(events)
 
 
-def _finish(world: World, inv: Invitation, outcome: Outcome) -> SimEvent:
+def _finish(world: World, inv: Invitation, outcome: Outcome) -> list[ChannelEvent]:
+    """The ``completed`` event, after the conversation's own events (if any)."""
     if outcome.success:
         _set_state(world, inv, "Connected")
     else:
         inv.reason = outcome.reason
         declined = outcome.reason is not None and outcome.reason.subcode == "Declined"
         _set_state(world, inv, "Declined" if declined else _FINAL_FAILED)
-    return SimEvent("completed", inv, inv.state)
+    events: list[ChannelEvent] = []
+    conv = inv.app.conversations.get(str(inv.number))
+    if conv is not None and not conv.deleted:
+        events.extend(_conversations.continued_outcome(world, conv, outcome.success))
+    events.append(SimEvent("completed", inv, inv.state))
+    return events
 
 
 def start(world: World, inv: Invitation, outcome: Outcome) -> None:
@@ -71,7 +78,7 @@ def start(world: World, inv: Invitation, outcome: Outcome) -> None:
         return
     if outcome.delay <= 0 and not outcome.updated:
         # Zero delay: both in one push, so one batch carries the whole life (fast path).
-        _emit(world, inv, [started, _finish(world, inv, outcome)])
+        _emit(world, inv, [started, *_finish(world, inv, outcome)])
         return
     _emit(world, inv, [started])
     loop = asyncio.get_running_loop()
@@ -88,7 +95,7 @@ def _updated(world: World, inv: Invitation) -> None:
 def _complete(world: World, inv: Invitation, outcome: Outcome) -> None:
     inv.timers.clear()
     if inv.state == "Connecting" and not world.closing:
-        _emit(world, inv, [_finish(world, inv, outcome)])
+        _emit(world, inv, _finish(world, inv, outcome))
 
 
 def release_held(world: World, outcome: Outcome) -> int:
@@ -100,10 +107,10 @@ def release_held(world: World, outcome: Outcome) -> int:
             continue
         for inv in held:
             inv.cancel_timers()
-        events = [_finish(world, inv, outcome) for inv in held]
+        events = [e for inv in held for e in _finish(world, inv, outcome)]
         world.counters.events_emitted += len(events)
         app.channel.push(events)
-        released += len(events)
+        released += len(held)
     return released
 
 
@@ -112,7 +119,7 @@ def cancel(world: World, inv: Invitation) -> bool:
     if inv.state != "Connecting":
         return False
     inv.cancel_timers()
-    _emit(world, inv, [_finish(world, inv, Outcome(success=False, reason=CANCELLED))])
+    _emit(world, inv, _finish(world, inv, Outcome(success=False, reason=CANCELLED)))
     return True
 
 

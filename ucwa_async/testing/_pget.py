@@ -15,7 +15,7 @@ import json
 from aiohttp import web
 
 from ucwa_async.testing._application import Endpoints
-from ucwa_async.testing._channel import SimEvent, Wake
+from ucwa_async.testing._channel import ChannelEvent, SimEvent, Wake
 from ucwa_async.testing._faults import Armed
 from ucwa_async.testing._http import Ctx, body, error
 from ucwa_async.testing._invitations import event_view
@@ -147,8 +147,8 @@ async def events(ep: Endpoints, ctx: Ctx) -> web.Response:
 
 
 def _apply_batch_faults(
-    ep: Endpoints, ctx: Ctx, app: Application, ack: int, batch: list[SimEvent]
-) -> list[SimEvent]:
+    ep: Endpoints, ctx: Ctx, app: Application, ack: int, batch: list[ChannelEvent]
+) -> list[ChannelEvent]:
     faults = ep.faults
     changed = batch
     if faults.has("duplicate_events") and faults.take("duplicate_events", ctx.tags):
@@ -175,18 +175,29 @@ def _resync(ep: Endpoints, ctx: Ctx, app: Application) -> web.Response:
 
 
 def _render(
-    ep: Endpoints, ctx: Ctx, app: Application, ack: int, next_ack: int, batch: list[SimEvent]
+    ep: Endpoints,
+    ctx: Ctx,
+    app: Application,
+    ack: int,
+    next_ack: int,
+    batch: list[ChannelEvent],
 ) -> bytes:
     cfg = ep.world.config
     style, embed = cfg.event_href_style, cfg.embed_resources
     origin = app.origin
     senders: list[tuple[str, str, list[Ev]]] = []
-    if batch:
-        # One sender: every event the simulator emits comes from "communication".
-        sender_href = styled(app.path + "/communication", style, origin)
-        senders.append(
-            ("communication", sender_href, [event_view(e, style, origin, embed) for e in batch])
-        )
+    communication = ("communication", styled(app.path + "/communication", style, origin))
+    for e in batch:
+        # Consecutive events of one sender share a block; a sender recurs when the
+        # order requires it (UCWA preserves event order across senders).
+        if isinstance(e, SimEvent):
+            sender, ev = communication, event_view(e, style, origin, embed)
+        else:
+            sender, ev = e.sender, e.event
+        if senders and (senders[-1][0], senders[-1][1]) == sender:
+            senders[-1][2].append(ev)
+        else:
+            senders.append((sender[0], sender[1], [ev]))
     return render_batch(
         self_href=_events_href(app, ack),
         links=[("next", _events_href(app, next_ack))],

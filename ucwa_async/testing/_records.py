@@ -56,5 +56,9 @@ class Counters:
     invitations_created: int = 0
     invitations_by_state: Counter[str] = field(default_factory=Counter)
     """Current state of every invitation: Connecting / Connected / Failed / Declined."""
+    messages_received: int = 0
+    """Messages the client sent (sendMessage POSTs answered 201)."""
+    messages_sent: int = 0
+    """Messages of remote people to the client (replies, ``sim.say``, first messages)."""
     faults_injected: Counter[str] = field(default_factory=Counter)
     """Fault kind -> times it actually fired."""

@@ -43,6 +43,9 @@ class Res:
     links: list[tuple[str, str]] = field(default_factory=list)
     props: dict[str, Any] = field(default_factory=dict)
     embedded: list[Res] = field(default_factory=list)
+    key: str | None = None
+    """Name it is embedded under when that differs from ``rel`` (an invitation's
+    ``from`` is a ``participant``): the JSON key, the XML ``rel`` attribute."""
 
 
 @dataclass(slots=True)
@@ -100,7 +103,7 @@ def resource_json(res: Res) -> dict[str, Any]:
     if res.embedded:
         embedded: dict[str, Any] = {}
         for child in res.embedded:
-            _add_link(embedded, child.rel, resource_json(child))
+            _add_link(embedded, child.key or child.rel, resource_json(child))
         out["_embedded"] = embedded
     for name, value in res.props.items():
         if value is not None:
@@ -138,9 +141,10 @@ def _dumps(obj: Any) -> bytes:
 # --- XML ----------------------------------------------------------------------------
 
 
-def _resource_xml(res: Res, root: bool) -> Iterator[str]:
+def _resource_xml(res: Res, root: bool, key: str | None = None) -> Iterator[str]:
     ns = f' xmlns="{UCWA_NS}"' if root else ""
-    yield f'<resource rel="{xml_attr(res.rel)}" href="{xml_attr(res.href)}"{ns}>'
+    attr = key or res.key or res.rel
+    yield f'<resource rel="{xml_attr(attr)}" href="{xml_attr(res.href)}"{ns}>'
     for rel, href in res.links:
         yield f'<link rel="{xml_attr(rel)}" href="{xml_attr(href)}"/>'
     # Real UCWA repeats the rel as a property beside the attribute.
@@ -182,7 +186,7 @@ def _event_xml(ev: Ev, status_as_attribute: bool) -> Iterator[str]:
     if ev.reason is not None:
         yield from _reason_xml(ev.reason, root=False)
     if ev.resource is not None:
-        yield from _resource_xml(ev.resource, root=False)
+        yield from _resource_xml(ev.resource, root=False, key=ev.rel)
     yield f"</{ev.type}>"
 
 

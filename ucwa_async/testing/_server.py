@@ -19,6 +19,7 @@ from multidict import CIMultiDict
 
 from ucwa_async.testing import _pget, _signin
 from ucwa_async.testing._application import Endpoints
+from ucwa_async.testing._conv_endpoints import ConversationEndpoints
 from ucwa_async.testing._faults import FaultInjector
 from ucwa_async.testing._http import Ctx, Reply, error, error_reason
 from ucwa_async.testing._records import RequestRecord
@@ -204,6 +205,7 @@ def build_app(world: World, faults: FaultInjector, log: deque[RequestRecord]) ->
     """The aiohttp application serving the URL layout of :mod:`ucwa_async.testing._urls`."""
     pipe = _Pipeline(world, faults, log)
     ep = Endpoints(world, faults)
+    cv = ConversationEndpoints(ep)
     app = web.Application(handler_args={"max_field_size": 16384})
     router = app.router
 
@@ -241,7 +243,38 @@ def build_app(world: World, faults: FaultInjector, log: deque[RequestRecord]) ->
             ("POST", logs + "/{log}/{action}", "logAction", ep.log_action, True),
             ("GET", comm + "/invitations/{inv}", "invitation", ep.get_invitation, True),
             ("POST", comm + "/invitations/{inv}/cancel", "cancel", ep.cancel_invitation, True),
-            ("GET", comm + "/conversations/{conv}", "conversation", ep.get_conversation, True),
+        ]
+        conv = comm + "/conversations/{conv}"
+        msg = conv + "/messaging"
+        audio = conv + "/phoneAudio"
+        invs = comm + "/{kind:messagingInvitations|phoneAudioInvitations}"
+        res = "conversationResource"
+        routes += [
+            ("POST", msg + "/messages", "sendMessage", cv.send_message, True),
+            ("POST", comm + "/messagingInvitations", "startMessaging", cv.start_messaging, True),
+            (
+                "POST",
+                comm + "/phoneAudioInvitations",
+                "startPhoneAudio",
+                cv.start_phone_audio,
+                True,
+            ),
+            ("GET", invs + "/{inv}", "invitation", cv.get_invitation, True),
+            ("POST", invs + "/{inv}/accept", "accept", cv.accept, True),
+            ("POST", invs + "/{inv}/decline", "decline", cv.decline, True),
+            ("POST", invs + "/{inv}/cancel", "cancel", cv.cancel, True),
+            ("GET", comm + "/conversations", "conversations", cv.get_conversations, True),
+            ("GET", conv, "conversation", cv.get_conversation, True),
+            ("DELETE", conv, "conversation", cv.delete_conversation, True),
+            ("GET", conv + "/participants", res, cv.get_participants, True),
+            ("GET", conv + "/participants/{who}", res, cv.get_participant, True),
+            ("GET", msg, res, cv.get_messaging, True),
+            ("GET", msg + "/messages/{msg}", res, cv.get_message, True),
+            ("GET", msg + "/typingParticipants", res, cv.get_typing_participants, True),
+            ("POST", msg + "/typing", "setIsTyping", cv.set_is_typing, True),
+            ("POST", msg + "/terminate", "stopMessaging", cv.stop_messaging, True),
+            ("GET", audio, res, cv.get_phone_audio, True),
+            ("POST", audio + "/terminate", "stopPhoneAudio", cv.stop_phone_audio, True),
         ]
         for method, path, kind, handler, auth in routes:
             add(method, path, kind, handler, auth=auth, hop=hop)

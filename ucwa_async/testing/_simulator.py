@@ -11,7 +11,9 @@ from aiohttp import web
 
 from ucwa_async.testing import _invitations
 from ucwa_async.testing._config import Outcome, SimulatorConfig
+from ucwa_async.testing._conv_api import ConversationControl
 from ucwa_async.testing._faults import FaultInjector
+from ucwa_async.testing._people import Person, person_key
 from ucwa_async.testing._records import Counters, RequestRecord
 from ucwa_async.testing._server import build_app
 from ucwa_async.testing._state import World
@@ -48,6 +50,7 @@ class UcwaSimulator:
         self._log: deque[RequestRecord] = deque(maxlen=self.config.request_log_limit)
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._conversations = ConversationControl(self._world, self.username)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -153,7 +156,8 @@ class UcwaSimulator:
         """State of the invitation at ``location`` (any href style), or None."""
         number = location.rstrip("/").rsplit("/", 1)[-1]
         for app in self._world.apps.values():
-            inv = app.invitations.get(number)
+            # continue invitations and the others share one numbering
+            inv = app.invitations.get(number) or app.conv_invitations.get(number)
             if inv is not None:
                 return inv.state
         return None
@@ -170,3 +174,59 @@ class UcwaSimulator:
         """Whether the application has a P-GET held open right now."""
         app = self._world.apps.get(app_id)
         return app is not None and app.channel.pget_pending
+
+    # --- people and conversations (issue 12) -----------------------------------------
+
+    def add_person(self, person: Person) -> None:
+        """Add ``person`` to the directory (replacing one with the same uri)."""
+        self._world.people[person_key(person.uri)] = person
+
+    async def incoming_message(
+        self,
+        uri: str,
+        text: str,
+        subject: str | None = None,
+        html: str | None = None,
+        app_id: str | None = None,
+    ) -> str:
+        """``uri`` (someone in the directory) sends an IM to the signed-in user: a
+        messagingInvitation starts in the application (the newest live one of
+        ``sim.username`` unless ``app_id``), which must have made itself available
+        for Messaging (else LookupError). Returns the invitation's absolute URL."""
+        return self._conversations.incoming(uri, "Messaging", text, html, subject, app_id)
+
+    async def incoming_call(self, uri: str, app_id: str | None = None) -> str:
+        """As :meth:`incoming_message`, a phoneAudioInvitation (available for PhoneAudio)."""
+        return self._conversations.incoming(uri, "PhoneAudio", None, None, None, app_id)
+
+    async def withdraw(self, url: str) -> None:
+        """The caller gives up an incoming invitation before it is accepted: it
+        completes with Failure (reason ``Gone``), its conversation is deleted and the
+        invitation is forgotten (a later accept answers 404 NotFound)."""
+        self._conversations.withdraw(url)
+
+    async def say(
+        self, conversation_url: str, uri: str, text: str, html: str | None = None
+    ) -> None:
+        """The remote participant ``uri`` sends a message in the conversation."""
+        self._conversations.say(conversation_url, uri, text, html)
+
+    async def leave(self, conversation_url: str, uri: str) -> None:
+        """The remote participant leaves: participant deleted, the conversation ends."""
+        self._conversations.leave(conversation_url, uri)
+
+    async def end_conversation(self, conversation_url: str) -> None:
+        """The server ends the conversation (modality Disconnected, conversation deleted)."""
+        self._conversations.end(conversation_url)
+
+    def conversation_urls(self) -> list[str]:
+        """Absolute URLs of the conversations kept (live and ended), in creation order."""
+        return self._conversations.urls()
+
+    def messages_from_client(self, conversation_url: str) -> list[str]:
+        """Texts (or HTML) of the messages the client sent that were delivered, in order."""
+        return self._conversations.client_texts(conversation_url)
+
+    def conversation_state(self, conversation_url: str) -> str | None:
+        """Incoming / Connecting / Connected / Disconnected, or None if unknown."""
+        return self._conversations.state(conversation_url)

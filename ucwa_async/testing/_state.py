@@ -10,11 +10,16 @@ import asyncio
 import random
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ucwa_async.testing._channel import EventChannel
 from ucwa_async.testing._config import InvitationRequest, Reason, SimulatorConfig
+from ucwa_async.testing._people import DEFAULT_PEOPLE, Person, person_key
 from ucwa_async.testing._records import Counters
 from ucwa_async.testing._urls import app_path
+
+if TYPE_CHECKING:
+    from ucwa_async.testing._conv_model import Conversation, ConvInvitation
 
 __all__ = ["Application", "ConversationLog", "Invitation", "World"]
 
@@ -69,6 +74,11 @@ class Application:
     invitations: dict[str, Invitation] = field(default_factory=dict)
     by_operation: dict[str, Invitation] = field(default_factory=dict)
     available: bool = False
+    available_for: frozenset[str] = frozenset()
+    """The modalities makeMeAvailable declared."""
+    conversations: dict[str, Conversation] = field(default_factory=dict)
+    conv_invitations: dict[str, ConvInvitation] = field(default_factory=dict)
+    """startMessaging/startPhoneAudio and incoming invitations, by number."""
 
     @property
     def path(self) -> str:
@@ -101,6 +111,11 @@ class World:
         self.logs = [self._make_log(i) for i in range(1, config.conversation_logs + 1)]
         self.logs_by_id = {log.id: log for log in self.logs}
         self.closing = False
+        people = DEFAULT_PEOPLE if config.people is None else config.people
+        self.people: dict[str, Person] = {person_key(p.uri): p for p in people}
+
+    def person(self, uri: str) -> Person | None:
+        return self.people.get(person_key(uri))
 
     def _make_log(self, n: int) -> ConversationLog:
         rng = self.rng
@@ -156,6 +171,10 @@ class World:
         app.channel.close("gone")
         for inv in app.invitations.values():
             inv.cancel_timers()
+        for conv in app.conversations.values():
+            conv.cancel_timers()
+        app.conversations.clear()  # everything of a deleted application goes with it
+        app.conv_invitations.clear()
 
     def delete_applications(self, app_id: str | None) -> int:
         targets = list(self.apps.values()) if app_id is None else [self.apps[app_id]]
@@ -182,3 +201,5 @@ class World:
             app.channel.close("shutdown")
             for inv in app.invitations.values():
                 inv.cancel_timers()
+            for conv in app.conversations.values():
+                conv.cancel_timers()

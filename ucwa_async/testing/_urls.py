@@ -14,8 +14,10 @@ Layout (``{pool}`` is empty, or ``/pool1``, ``/pool2``... after redirect hops)::
     {app}/communication
     {app}/communication/conversationLogs?limit=N
     {app}/communication/conversationLogs/{log}[/continueMessaging|/continuePhoneAudio|...]
-    {app}/communication/invitations/{n}[/cancel]
-    {app}/communication/conversations/{n}
+    {app}/communication/invitations/{n}[/cancel]                    continue invitations
+    {app}/communication/messagingInvitations[/{n}[/accept|/decline|/cancel]]   (POST: start)
+    {app}/communication/phoneAudioInvitations[/{n}[/accept|/decline|/cancel]]  (POST: start)
+    {app}/communication/conversations[/{n}]      conversation layout: _conv_model
 """
 
 from __future__ import annotations

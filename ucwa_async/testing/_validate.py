@@ -17,11 +17,18 @@ from ucwa_async.testing._config import Reason
 from ucwa_async.testing._render import JSON_TYPES, XML_TYPES
 from ucwa_async.testing._xml import XmlInputError, parse_input
 
-__all__ = ["BodyError", "ContinueBody", "decode_body", "validate_continue"]
+__all__ = [
+    "TEL_URI",
+    "BodyError",
+    "ContinueBody",
+    "decode_body",
+    "message_link",
+    "validate_continue",
+]
 
 MAX_OPERATION_ID = 50
 _DATA_URI = re.compile(r"^data:([\w.+-]+/[\w.+-]+)((?:;[\w.+-]+=[\w.+-]+)*);base64,(.*)$", re.S)
-_TEL_URI = re.compile(r"^tel:\+?[0-9][0-9().\- ]{2,30}(;[A-Za-z0-9=\-+.]+)*$")
+TEL_URI = re.compile(r"^tel:\+?[0-9][0-9().\- ]{2,30}(;[A-Za-z0-9=\-+.]+)*$")
 
 
 class BodyError(Exception):
@@ -82,25 +89,30 @@ def _data_uri_text(href: Any) -> str:
     return raw.decode("utf-8", errors="replace")
 
 
+def message_link(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``_links.message`` object of a request body, or None; 400 if malformed."""
+    links = data.get("_links")
+    if links is None:
+        return None
+    if not isinstance(links, dict):
+        raise _invalid("_links must be an object")
+    link = links.get("message")
+    if link is not None and not isinstance(link, dict):
+        raise _invalid("_links.message must be an object with an href")
+    return link
+
+
 def validate_continue(data: dict[str, Any], *, phone: bool) -> ContinueBody:
     op = data.get("operationId")
     if not isinstance(op, str) or not op.strip():
         raise _invalid("operationId is required")
     if len(op) > MAX_OPERATION_ID:
         raise _invalid(f"operationId is longer than {MAX_OPERATION_ID} characters")
-    message: str | None = None
-    links = data.get("_links")
-    if links is not None:
-        if not isinstance(links, dict):
-            raise _invalid("_links must be an object")
-        link = links.get("message")
-        if link is not None:
-            if not isinstance(link, dict):
-                raise _invalid("_links.message must be an object with an href")
-            message = _data_uri_text(link.get("href"))
+    link = message_link(data)
+    message = _data_uri_text(link.get("href")) if link is not None else None
     number: str | None = None
     if phone:
         number = data.get("phoneNumber")
-        if not isinstance(number, str) or _TEL_URI.match(number) is None:
+        if not isinstance(number, str) or TEL_URI.match(number) is None:
             raise _invalid("phoneNumber must be a tel: URI, e.g. tel:+14255551234")
     return ContinueBody(op, message, number)
