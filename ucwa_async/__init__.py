@@ -11,7 +11,10 @@ message or phone audio, many at once, and know for certain how each ended::
 """
 
 from ucwa_async._auth import PasswordAuth, TokenAuth
+from ucwa_async._conversation import Conversation, MessageStream
 from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.chat import Message, Participant
+from ucwa_async._core.conversation import ConversationEndReason
 from ucwa_async._core.errors import (
     AlreadyExistsError,
     ApplicationNotFoundError,
@@ -21,6 +24,8 @@ from ucwa_async._core.errors import (
     CallbackChannelError,
     ChannelFailedError,
     ConflictError,
+    ConversationEndedError,
+    ConversationError,
     DecodeError,
     ForbiddenError,
     InactiveApplicationExpiredError,
@@ -29,6 +34,10 @@ from ucwa_async._core.errors import (
     InvitationFailedError,
     InvitationLostError,
     InvitationTimeoutError,
+    InvitationWithdrawnError,
+    MessageError,
+    MessageFailedError,
+    MessageTimeoutError,
     NotFoundError,
     ParameterValidationError,
     PGetReplacedError,
@@ -45,6 +54,7 @@ from ucwa_async._core.errors import (
     UcwaError,
     UnexpectedRedirectError,
     UnsafeHrefError,
+    UnsupportedModalityError,
 )
 from ucwa_async._core.models import (
     ConversationLog,
@@ -68,8 +78,10 @@ from ucwa_async._events import (
     ChannelStatus,
     SessionState,
 )
+from ucwa_async._incoming import IncomingInvitation, InvitationStream
 from ucwa_async._invitation import Invitation
 from ucwa_async._options import Limits, Retries, Timeouts
+from ucwa_async._outgoing import OutgoingMessage
 from ucwa_async._session import Session, SessionStats
 from ucwa_async._stream import EventStream
 
@@ -92,6 +104,10 @@ __all__ = [
     "ChannelReconnecting",
     "ChannelStatus",
     "ConflictError",
+    "Conversation",
+    "ConversationEndReason",
+    "ConversationEndedError",
+    "ConversationError",
     "ConversationLog",
     "DecodeError",
     "Event",
@@ -99,18 +115,28 @@ __all__ = [
     "EventStream",
     "ForbiddenError",
     "InactiveApplicationExpiredError",
+    "IncomingInvitation",
     "InsecureTransportError",
     "Invitation",
     "InvitationError",
     "InvitationFailedError",
     "InvitationLostError",
+    "InvitationStream",
     "InvitationTimeoutError",
+    "InvitationWithdrawnError",
     "Limits",
     "Link",
+    "Message",
+    "MessageError",
+    "MessageFailedError",
+    "MessageStream",
+    "MessageTimeoutError",
     "MessagingInvitation",
     "NotFoundError",
+    "OutgoingMessage",
     "PGetReplacedError",
     "ParameterValidationError",
+    "Participant",
     "PasswordAuth",
     "PhoneAudioInvitation",
     "ProxyResponseError",
@@ -136,5 +162,6 @@ __all__ = [
     "UnknownEvent",
     "UnknownResource",
     "UnsafeHrefError",
+    "UnsupportedModalityError",
     "__version__",
 ]

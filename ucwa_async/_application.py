@@ -63,8 +63,10 @@ class Application:
         max_body: int,
         backoff: Backoff,
         delete_timeout: float,
+        available_for: tuple[str, ...] = ("Messaging", "PhoneAudio"),
     ) -> None:
         self._transport = transport
+        self._available_for = available_for
         self._discovery_url = discovery_url
         self._wire_format = wire_format
         self._user_agent = user_agent
@@ -196,13 +198,16 @@ class Application:
         ``/me/``. A server that links it from ``communication`` instead is still
         followed (harmless, keeps such servers working); none at all: skipped.
         """
+        if not self._available_for:
+            log.info("available_for is empty: not making the session available")
+            return
         href = self.make_me_available_href()
         if href is None:
             log.info("no makeMeAvailable link on me; skipping (already available?)")
             return
         body = {
-            "supportedModalities": ["Messaging", "PhoneAudio"],
-            "supportedMessageFormats": ["Plain"],
+            "supportedModalities": list(self._available_for),
+            "supportedMessageFormats": ["Plain", "Html"],
         }
         try:
             await post(self.resolve(href), body)

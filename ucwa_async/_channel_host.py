@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ucwa_async._application import Application
+from ucwa_async._conversations import ConversationTable
 from ucwa_async._core.errors import ChannelFailedError, UcwaError
 from ucwa_async._core.models import EventBatch
 from ucwa_async._events import ApplicationRecreated, ChannelFailed, ChannelSignal
@@ -39,6 +40,7 @@ class SessionChannelHost:
         transport: Transport,
         application: Application,
         operations: OperationTable,
+        conversations: ConversationTable,
         channel: Callable[[], ChannelRunner],
         stats: SessionStats,
         publish: Callable[[object], None],
@@ -47,6 +49,7 @@ class SessionChannelHost:
         self._transport = transport
         self._app = application
         self._operations = operations
+        self._conversations = conversations
         self._channel = channel
         self._stats = stats
         self._publish = publish
@@ -69,9 +72,11 @@ class SessionChannelHost:
         for event in batch.events:
             self._publish(event)
         self._operations.deliver(batch)
+        self._conversations.deliver(batch)
 
     def resynced(self) -> None:
         self._operations.resynced()
+        self._conversations.resynced()
 
     def emit(self, signal: ChannelSignal) -> None:
         self._publish(signal)
@@ -86,6 +91,7 @@ class SessionChannelHost:
             self._lost_invitations = self._operations.lose_bound(
                 f"the application was lost ({error}); outcome unknown"
             )
+            self._conversations.application_lost()
 
     async def recreate_application(self, error: UcwaError) -> str:
         self.application_lost(error)

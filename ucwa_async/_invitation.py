@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ucwa_async._core.errors import InvitationTimeoutError
+from ucwa_async._core.errors import InvitationTimeoutError, UcwaError
+
+if TYPE_CHECKING:
+    from ucwa_async._conversation import Conversation
 
 __all__ = ["Invitation"]
 
@@ -36,6 +39,7 @@ class Invitation(Generic[T]):
     __slots__ = (
         "_cancel_href",
         "_canceller",
+        "_conversation_factory",
         "_future",
         "_timer",
         "href",
@@ -60,6 +64,8 @@ class Invitation(Generic[T]):
         self.resource: T | None = None
         self._cancel_href: str | None = None
         self._canceller = canceller
+        # Set by the session: turns the connected resource into a Conversation.
+        self._conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._future: asyncio.Future[T] = loop.create_future()
         # Mark the outcome as retrieved: a bot that never awaits a failed
@@ -101,6 +107,15 @@ class Invitation(Generic[T]):
                 href=self.href,
                 operation_id=self.operation_id,
             ) from None
+
+    async def conversation(self, timeout: float | None = None) -> Conversation:
+        """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
+        ``ucwa_async.Conversation`` it connected (the same object while it lasts)."""
+        resource = await self.result(timeout)
+        factory = self._conversation_factory
+        if factory is None:
+            raise UcwaError("this invitation is not attached to a session's conversations")
+        return factory(self, resource)
 
     async def cancel(self) -> bool:
         """Cancel the invitation on the server (POST its ``cancel`` link).

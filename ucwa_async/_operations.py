@@ -64,6 +64,7 @@ from ucwa_async._transport import Transport
 
 if TYPE_CHECKING:
     from ucwa_async._channel import ChannelRunner
+    from ucwa_async._conversation import Conversation
     from ucwa_async._session import SessionStats
 
 __all__ = ["OperationTable"]
@@ -161,6 +162,8 @@ class OperationTable:
         self._wave: set[str] = set()  # operations the running wave has still to read
         self._wave_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        # Set by the session: what Invitation.conversation() calls with the final resource.
+        self.conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
 
     def __len__(self) -> int:
         return len(self._invitations)
@@ -194,6 +197,7 @@ class OperationTable:
         invitation: Invitation[_InvT] = Invitation(
             operation_id=operation_id, kind=rel, loop=loop, canceller=self.cancel
         )
+        invitation._conversation_factory = self.conversation_factory
         self._correlator.expect(operation_id)
         self._invitations[operation_id] = invitation
         posted: asyncio.Future[None] = loop.create_future()
@@ -338,6 +342,14 @@ class OperationTable:
     async def post_operation(self, url: str, body: Mapping[str, Any]) -> HttpResponse:
         """POST an operation; CallbackChannelError: reconnect the channel, then retry."""
         payload, content_type = _wire.encode_input(body, self._wire_format)
+        return await self.post_payload(url, payload, content_type)
+
+    async def post_payload(
+        self, url: str, payload: bytes | None, content_type: str | None
+    ) -> HttpResponse:
+        """POST an encoded body (a sent message's text, say), with the retry of
+        ``post_operation``: CallbackChannelError reconnects the channel, then the same
+        request (same operationId) is sent again, at most ``max_callback_retries`` times."""
         attempt = 0
         while True:
             channel = self._channel()
@@ -395,6 +407,7 @@ class OperationTable:
             loop=loop,
             canceller=self.cancel,
         )
+        invitation._conversation_factory = self.conversation_factory
         invitation.href = url
         verdict = _verdict(resource)
         state = _state_of(resource)
@@ -553,7 +566,7 @@ class OperationTable:
     def deliver(self, batch: EventBatch) -> None:
         """Feed the operation events of a batch to the correlator, in order."""
         for event in batch.events:
-            if not event.is_operation_event:
+            if not event.is_operation_event or _not_ours(event):
                 continue
             try:
                 resolutions = self._correlator.feed(event)
@@ -838,6 +851,31 @@ class OperationTable:
         delay = self._waves.finished(asyncio.get_running_loop().time())
         if delay is not None:
             self._schedule_wave(delay)
+
+
+# Conversation resources (messages, modalities, participants...): never an invitation
+# of ours; kept out of the correlator, whose orphan buffer they would only crowd.
+_CONVERSATION_RELS = frozenset(
+    {
+        "conversation",
+        "localParticipant",
+        "message",
+        "messaging",
+        "participant",
+        "participantAudio",
+        "participantMessaging",
+        "phoneAudio",
+        "typingParticipants",
+    }
+)
+
+
+def _not_ours(event: Any) -> bool:
+    """A conversation event, or an invitation someone sent to us (direction Incoming)."""
+    if event.link.rel in _CONVERSATION_RELS:
+        return True
+    resource = event.resource
+    return resource is not None and getattr(resource, "direction", None) == "Incoming"
 
 
 def _cancel_link(resource: Resource | None) -> str | None:

@@ -101,7 +101,13 @@ class Limits:
     - ``event_queue_size``: items each ``events()`` subscriber may hold (the oldest is
       dropped beyond it).
     - ``max_body_size``: bytes of one response; a larger one is refused.
+    - ``incoming_queue_size``: incoming invitations waiting for ``incoming()``; one more
+      is declined (reason Local), counted in ``SessionStats.incoming_overflowed``.
+    - ``message_buffer_size``: incoming messages each conversation keeps for its
+      ``messages()`` streams; beyond it the oldest is dropped (counted, see MessageStream).
     """
 
     event_queue_size: int = attrs.field(default=1000, validator=_at_least_one)
     max_body_size: int = attrs.field(default=DEFAULT_MAX_BODY, validator=_at_least_one)
+    incoming_queue_size: int = attrs.field(default=100, validator=_at_least_one)
+    message_buffer_size: int = attrs.field(default=1000, validator=_at_least_one)

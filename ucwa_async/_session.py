@@ -21,7 +21,7 @@ import enum
 import logging
 import urllib.parse
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
@@ -32,6 +32,7 @@ from ucwa_async._application import Application
 from ucwa_async._auth import Auth, PasswordAuth, TokenAuth
 from ucwa_async._channel import ChannelRunner
 from ucwa_async._channel_host import SessionChannelHost
+from ucwa_async._conversations import ConversationTable
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.correlate import check_operation_id
@@ -51,6 +52,7 @@ from ucwa_async._core.models import (
 from ucwa_async._core.urls import normalize, origin_of, with_query
 from ucwa_async._events import ChannelClosed, ChannelStatus, SessionState
 from ucwa_async._http import HttpClient
+from ucwa_async._incoming import InvitationStream
 from ucwa_async._invitation import Invitation
 from ucwa_async._operations import OperationTable
 from ucwa_async._options import Limits, Retries, Timeouts
@@ -99,6 +101,16 @@ class SessionStats:
     callback_channel_retries: int = 0
     applications_created: int = 0
     reauthentications: int = 0
+    incoming_invitations: int = 0
+    incoming_accepted: int = 0
+    incoming_declined: int = 0
+    incoming_overflowed: int = 0
+    """Declined (reason Local) because the inbox was full."""
+    messages_sent: int = 0
+    messages_delivered: int = 0
+    messages_failed: int = 0
+    messages_timed_out: int = 0
+    conversations_ended: int = 0
 
 
 class Session:
@@ -122,6 +134,9 @@ class Session:
     - ``timeouts``, ``retries``, ``limits``: grouped tuning (``ucwa_async.Timeouts``,
       ``ucwa_async.Retries``, ``ucwa_async.Limits``; each field documented there).
     - ``user_agent``, ``culture``: sent when the application is created.
+    - ``available_for``: the modalities makeMeAvailable declares, so that people can
+      reach this session (``("Messaging", "PhoneAudio")`` by default; ``()``: never made
+      available, no incoming invitation arrives). Anything else: ``ValueError``.
     - ``allow_insecure_http``: allow the password and tokens over plain http to a
       non-loopback host (default False: refused with ``InsecureTransportError``; a
       downgrade from https is refused either way).
@@ -162,7 +177,9 @@ class Session:
         app_create_retries: int | None = None,
         backoff: Backoff | None = None,
         allow_insecure_http: bool = False,
+        available_for: tuple[str, ...] | list[str] = ("Messaging", "PhoneAudio"),
     ) -> None:
+        available_for = _check_available_for(available_for)
         try:
             parsed = urllib.parse.urlsplit(discovery_url)
         except (TypeError, ValueError, AttributeError) as exc:
@@ -230,6 +247,7 @@ class Session:
         self._max_body = limits.max_body_size
         self._allow_insecure_http = allow_insecure_http
         self._accept = _wire.media_type(wire_format)
+        self.available_for = available_for
 
         self._client: aiohttp.ClientSession | None = None
         self._client_transport: Transport | None = None
@@ -237,6 +255,7 @@ class Session:
         # operations table, the event channel and its host-side adapter.
         self._app: Application | None = None
         self._ops: OperationTable | None = None
+        self._conversations: ConversationTable | None = None
         self._channel: ChannelRunner | None = None
         self._host: SessionChannelHost | None = None
         self._streams: list[EventStream] = []
@@ -350,6 +369,7 @@ class Session:
             max_body=self._max_body,
             backoff=self._backoff,
             delete_timeout=self._close_timeout,
+            available_for=self.available_for,
         )
         ops = self._ops = OperationTable(
             transport=self._client_transport,
@@ -363,10 +383,24 @@ class Session:
             max_callback_retries=self._max_callback_retries,
             connect_timeout=self._connect_timeout,
         )
+        conversations = self._conversations = ConversationTable(
+            transport=self._client_transport,
+            application=app,
+            post_payload=ops.post_payload,
+            stats=self.stats,
+            spawn=self._spawn,
+            ensure_usable=self._ensure_usable,
+            wire_format=self.wire_format,
+            invitation_timeout=self.invitation_timeout,
+            inbox_size=self.limits.incoming_queue_size,
+            max_messages=self.limits.message_buffer_size,
+        )
+        ops.conversation_factory = conversations.from_invitation
         self._host = SessionChannelHost(
             transport=self._client_transport,
             application=app,
             operations=ops,
+            conversations=conversations,
             channel=self._running_channel,
             stats=self.stats,
             publish=self._publish,
@@ -568,11 +602,7 @@ class Session:
         ``timeout`` and ``operation_id``: as for ``continue_messaging``.
         """
         self._ensure_usable()
-        if not isinstance(phone_number, str) or not phone_number.strip():
-            raise ValueError("phone_number must be a non-empty str such as 'tel:+14255551234'")
-        phone_number = phone_number.strip()
-        if not phone_number.lower().startswith("tel:"):
-            phone_number = f"tel:{phone_number}"
+        phone_number = _phone_number(phone_number)
         operation_id = _operation_id(operation_id)
         url = await self._continue_url(log, "continuePhoneAudio")
         body = {"operationId": operation_id, "phoneNumber": phone_number}
@@ -596,6 +626,140 @@ class Session:
         if timeout is not None:
             _require_positive("timeout", timeout)
         return await self._operations.attach(href, timeout)
+
+    # -- conversations -----------------------------------------------------------------
+
+    def incoming(self) -> InvitationStream:
+        """Incoming invitations: ``async with session.incoming() as invitations:
+        async for invite in invitations`` (``ucwa_async.IncomingInvitation``).
+
+        They are queued from the moment the session is open (``Limits.incoming_queue_size``;
+        beyond it an invitation is declined, reason Local, and counted in
+        ``stats.incoming_overflowed``). Several streams share one inbox: each invitation
+        goes to exactly one of them.
+        """
+        self._ensure_usable()
+        return InvitationStream(self._conversation_table.inbox)
+
+    async def start_messaging(
+        self,
+        to: str,
+        message: str | None = None,
+        subject: str | None = None,
+        *,
+        content_type: Literal["text/plain", "text/html"] = "text/plain",
+        importance: Literal["Normal", "Urgent", "Emergency"] | None = None,
+        timeout: float | None = None,
+        operation_id: str | None = None,
+    ) -> Invitation[MessagingInvitation]:
+        """Start a new conversation with ``to`` (``sip:...``) by instant message.
+
+        Returns an ``Invitation`` as ``continue_messaging`` does (after the 201);
+        ``await inv.conversation()`` for the ``Conversation`` once connected.
+        """
+        self._ensure_usable()
+        body = self._start_body(to, subject, importance, operation_id)
+        if message is not None:
+            if not isinstance(message, str):
+                raise TypeError("message must be a str or None")
+            if content_type not in ("text/plain", "text/html"):
+                raise ValueError("content_type must be 'text/plain' or 'text/html'")
+            body["_links"] = {"message": {"href": _wire.data_uri(message, content_type)}}
+        if timeout is not None:
+            _require_positive("timeout", timeout)
+        url = self._communication_link("startMessaging")
+        return await self._operations.start(
+            "messagingInvitation", url, body, body["operationId"], timeout, MessagingInvitation
+        )
+
+    async def start_phone_audio(
+        self,
+        to: str,
+        phone_number: str,
+        subject: str | None = None,
+        *,
+        importance: Literal["Normal", "Urgent", "Emergency"] | None = None,
+        timeout: float | None = None,
+        operation_id: str | None = None,
+    ) -> Invitation[PhoneAudioInvitation]:
+        """Call ``to`` (``sip:...``) by phone audio: the server rings ``phone_number``
+        (``tel:+1...``, this user's own phone) and connects it. Returns an ``Invitation``."""
+        self._ensure_usable()
+        body = self._start_body(to, subject, importance, operation_id)
+        body["phoneNumber"] = _phone_number(phone_number)
+        if timeout is not None:
+            _require_positive("timeout", timeout)
+        url = self._communication_link("startPhoneAudio")
+        return await self._operations.start(
+            "phoneAudioInvitation", url, body, body["operationId"], timeout, PhoneAudioInvitation
+        )
+
+    async def request(
+        self, method: str, href: str, body: Mapping[str, Any] | None = None
+    ) -> Resource | None:
+        """Escape hatch for what is not wrapped yet (presence, markAsRead, ...).
+
+        ``href`` as the server gave it (relative or absolute); ``body`` in canonical
+        shape (properties, ``"_links": {rel: {"href": ...}}``), encoded in the session's
+        wire. The session's authentication, origin, https and error rules apply; a
+        CallbackChannelError on a POST reconnects and retries as for invitations.
+        Returns the response's resource, or None for an empty answer (204).
+        """
+        self._ensure_usable()
+        if not isinstance(method, str) or method.upper() not in _REQUEST_METHODS:
+            raise ValueError(f"method must be one of {sorted(_REQUEST_METHODS)}, got {method!r}")
+        if not isinstance(href, str) or not href.strip():
+            raise ValueError("href must be a non-empty str")
+        method = method.upper()
+        url = self._application.rebase(self._resolve(href))
+        payload: bytes | None = None
+        content_type: str | None = None
+        if body is not None:
+            payload, content_type = _wire.encode_input(body, self.wire_format)
+        if method == "POST":
+            response = await self._operations.post_payload(url, payload, content_type)
+        else:
+            response = await self._transport.send(
+                method, url, data=payload, content_type=content_type
+            )
+        if not response.body:
+            return None
+        return parse_resource(
+            _wire.decode(response.body, response.content_type, max_size=self._max_body)
+        )
+
+    @property
+    def _conversation_table(self) -> ConversationTable:
+        if self._conversations is None:
+            raise SessionClosedError("the session is not open: use 'async with Session(...)'")
+        return self._conversations
+
+    def _communication_link(self, rel: str) -> str:
+        href = self._application.communication().link(rel)
+        if href is None:
+            raise UcwaError(f"the application's communication resource has no {rel} link")
+        return self._resolve(href)
+
+    def _start_body(
+        self, to: str, subject: str | None, importance: str | None, operation_id: str | None
+    ) -> dict[str, Any]:
+        if not isinstance(to, str) or not to.strip():
+            raise ValueError("to must be a non-empty str such as 'sip:someone@contoso.com'")
+        to = to.strip()
+        if ":" not in to:
+            to = f"sip:{to}"
+        body: dict[str, Any] = {"operationId": _operation_id(operation_id), "to": to}
+        if subject is not None:
+            if not isinstance(subject, str):
+                raise TypeError("subject must be a str or None")
+            if len(subject) > 250:
+                raise ValueError("subject is at most 250 characters (UCWA's limit)")
+            body["subject"] = subject
+        if importance is not None:
+            if importance not in ("Normal", "Urgent", "Emergency"):
+                raise ValueError("importance must be 'Normal', 'Urgent' or 'Emergency'")
+            body["importance"] = importance
+        return body
 
     def events(self, maxsize: int | None = None) -> EventStream:
         """Subscribe to the event channel: UCWA events and channel signals, in order.
@@ -763,6 +927,8 @@ class Session:
             self._keepalive_task = None
         if self._ops is not None:
             self._ops.close_all()
+        if self._conversations is not None:
+            self._conversations.close()
         if interrupted is not None:
             raise interrupted
 
@@ -797,6 +963,36 @@ def _with_shorthands(group: _GroupT, **fields: tuple[str, Any]) -> _GroupT:
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{shorthand}: {exc}") from None
     return attrs.evolve(group, **changes) if changes else group
+
+
+_REQUEST_METHODS = frozenset({"GET", "POST", "PUT", "DELETE"})
+_MODALITIES = frozenset({"Messaging", "PhoneAudio"})
+
+
+def _check_available_for(value: object) -> tuple[str, ...]:
+    """``available_for`` as a tuple of distinct modalities makeMeAvailable accepts."""
+    if isinstance(value, str) or not isinstance(value, tuple | list):
+        raise ValueError(
+            "available_for must be a tuple of 'Messaging' and/or 'PhoneAudio' "
+            f"(or () for never available), got {value!r}"
+        )
+    modalities = tuple(value)
+    for modality in modalities:
+        if modality not in _MODALITIES:
+            raise ValueError(
+                f"available_for: {modality!r} is not 'Messaging' or 'PhoneAudio' "
+                "(the only modalities UCWA's makeMeAvailable accepts)"
+            )
+    if len(set(modalities)) != len(modalities):
+        raise ValueError(f"available_for lists a modality twice: {value!r}")
+    return modalities
+
+
+def _phone_number(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("phone_number must be a non-empty str such as 'tel:+14255551234'")
+    value = value.strip()
+    return value if value.lower().startswith("tel:") else f"tel:{value}"
 
 
 def _operation_id(value: str | None) -> str:

@@ -36,7 +36,14 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     ├── InvitationError                an invitation did not connect (.href .operation_id)
     │   ├── InvitationFailedError      completed with Failure (.reason)
     │   ├── InvitationTimeoutError     no outcome in time (also a builtins.TimeoutError)
-    │   └── InvitationLostError        its application vanished; outcome unknown
+    │   ├── InvitationLostError        its application vanished; outcome unknown
+    │   └── InvitationWithdrawnError   an incoming invitation ended before accept (.reason)
+    ├── UnsupportedModalityError       accepting a phone call: the API carries no audio
+    ├── ConversationError              a conversation request could not be done (.href)
+    │   └── ConversationEndedError     the conversation is over (.reason)
+    ├── MessageError                   a sent message was not delivered (.href .operation_id)
+    │   ├── MessageFailedError         completed with Failure (.reason)
+    │   └── MessageTimeoutError        no outcome in time (also a builtins.TimeoutError)
     └── SessionClosedError             the session closed (or was never open)
 
 ``code`` and ``subcode`` are open strings: an unknown value maps to the nearest
@@ -57,6 +64,8 @@ __all__ = [
     "CallbackChannelError",
     "ChannelFailedError",
     "ConflictError",
+    "ConversationEndedError",
+    "ConversationError",
     "DecodeError",
     "ForbiddenError",
     "InactiveApplicationExpiredError",
@@ -65,6 +74,10 @@ __all__ = [
     "InvitationFailedError",
     "InvitationLostError",
     "InvitationTimeoutError",
+    "InvitationWithdrawnError",
+    "MessageError",
+    "MessageFailedError",
+    "MessageTimeoutError",
     "NotFoundError",
     "PGetReplacedError",
     "ParameterValidationError",
@@ -81,6 +94,7 @@ __all__ = [
     "UcwaError",
     "UnexpectedRedirectError",
     "UnsafeHrefError",
+    "UnsupportedModalityError",
     "error_class_for",
 ]
 
@@ -322,6 +336,66 @@ class InvitationLostError(InvitationError):
 
 class SessionClosedError(UcwaError):
     """The session is closed (or not open yet); pending invitations end with this."""
+
+
+class InvitationWithdrawnError(InvitationError):
+    """An incoming invitation ended before it could be accepted (the caller gave up,
+    or it was answered elsewhere); ``reason`` is the server's reason, if it gave one."""
+
+    def __init__(self, message: str, *, reason: Any = None, href: str | None = None) -> None:
+        super().__init__(message, href=href)
+        self.reason = reason
+
+
+class UnsupportedModalityError(UcwaError):
+    """The request needs a media path this library cannot carry (accepting an incoming
+    phone call: UCWA's phoneAudio rings a phone, it carries no audio to the API)."""
+
+
+class ConversationError(UcwaError):
+    """An operation on a conversation could not be done."""
+
+    def __init__(self, message: str, *, href: str | None = None) -> None:
+        super().__init__(message)
+        self.href = href
+
+
+class ConversationEndedError(ConversationError):
+    """The conversation is over; ``reason`` says why (a ``ConversationEndReason`` value)."""
+
+    def __init__(self, message: str, *, reason: str, href: str | None = None) -> None:
+        super().__init__(message, href=href)
+        self.reason = reason
+
+
+class MessageError(UcwaError):
+    """A sent message was not delivered."""
+
+    def __init__(
+        self, message: str, *, href: str | None = None, operation_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.href = href
+        self.operation_id = operation_id
+
+
+class MessageFailedError(MessageError):
+    """The message completed with Failure; ``reason`` is the server's reason (or None)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Any = None,
+        href: str | None = None,
+        operation_id: str | None = None,
+    ) -> None:
+        super().__init__(message, href=href, operation_id=operation_id)
+        self.reason = reason
+
+
+class MessageTimeoutError(MessageError, TimeoutError):
+    """No delivery outcome arrived for the message within its timeout."""
 
 
 # Most specific key first: (status, code, subcode), then (status, code), then (status,).

@@ -1,0 +1,167 @@
+"""Conversation values from reference samples: messages, participants, incoming invitations."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from ucwa_async._core import wire
+from ucwa_async._core.chat import (
+    Participant,
+    invitation_view,
+    message_from,
+    message_text,
+    parse_time_stamp,
+    participant_from,
+)
+from ucwa_async._core.errors import DecodeError
+from ucwa_async._core.models import parse_resource
+
+APP = "/ucwa/oauth/v1/applications/104"
+CONV = f"{APP}/communication/conversations/eee0"
+
+# ReceiveAnIM.md step 8: the incoming messagingInvitation, as embedded in its started event.
+INCOMING_INVITATION = {
+    "direction": "Incoming",
+    "importance": "Normal",
+    "threadId": "Ac7bUftwUcVMzgTzRl+OQchCsUn35Q==",
+    "state": "Connecting",
+    "subject": "",
+    "_links": {
+        "self": {"href": f"{APP}/communication/messagingInvitations/6408"},
+        "to": {"href": f"{APP}/people/toshm@contoso.com"},
+        "conversation": {"href": CONV},
+        "accept": {"href": f"{APP}/communication/messagingInvitations/6408/accept"},
+        "decline": {"href": f"{APP}/communication/messagingInvitations/6408/decline"},
+        "messaging": {"href": f"{CONV}/messaging"},
+        "message": {"href": "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"},
+    },
+    "_embedded": {
+        "from": {
+            "sourceNetwork": "SameEnterprise",
+            "anonymous": False,
+            "name": "Lene Aaling",
+            "uri": "sip:lenea@contoso.com",
+            "_links": {
+                "self": {"href": f"{CONV}/participants/lenea@contoso.com"},
+                "conversation": {"href": CONV},
+                "contact": {"href": f"{APP}/people/lenea@contoso.com"},
+            },
+            "rel": "participant",
+        }
+    },
+    "rel": "messagingInvitation",
+}
+
+# message_ref.md, XML response sample (trimmed to its links and properties).
+C137 = "/ucwa/v1/applications/192/communication/conversations/137"
+MESSAGE_XML = """<?xml version="1.0" encoding="utf-8"?>
+<resource rel="message" href="{C}/messaging/messages/165"
+  xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+  <link rel="htmlMessage" href="data:text/html;base64,PGI+aGk8L2I+" />
+  <link rel="plainMessage" href="data:text/plain;charset=utf8,hi%20there" />
+  <link rel="participant" href="{C}/participants/196" />
+  <property name="direction">Incoming</property>
+  <property name="timeStamp">2016-09-26T16:20:27.6158253-07:00</property>
+</resource>""".replace("{C}", C137).encode()
+
+
+def test_message_text_reference_sample_plus_is_a_space() -> None:
+    assert message_text("data:text/plain;charset=utf-8,Hi+Tosh%0d%0a") == "Hi Tosh\r\n"
+
+
+def test_message_text_base64_and_charset() -> None:
+    assert message_text(wire.data_uri("1 + 1 = 2 ✓")) == "1 + 1 = 2 ✓"
+    assert message_text("data:text/plain;charset=iso-8859-1,caf%E9") == "café"
+    assert message_text("data:text/plain,a%2Bb") == "a+b"
+    with pytest.raises(DecodeError):
+        message_text("data:text/plain;charset=nope,x")
+
+
+def test_time_stamps_of_both_wires() -> None:
+    utc = datetime.UTC
+    assert parse_time_stamp("\\/Date(1383784870271)\\/") == datetime.datetime(
+        2013, 11, 7, 0, 41, 10, 271000, tzinfo=utc
+    )
+    assert parse_time_stamp("/Date(1383784870271)/") is not None
+    assert parse_time_stamp("2016-09-26T16:20:27.6158253-07:00") == datetime.datetime(
+        2016, 9, 26, 23, 20, 27, 615825, tzinfo=utc
+    )
+    assert parse_time_stamp("2016-09-26T16:20:27") == datetime.datetime(
+        2016, 9, 26, 16, 20, 27, tzinfo=utc
+    )
+    assert parse_time_stamp("2016-09-26T16:20:27Z") is not None
+    assert parse_time_stamp("yesterday") is None
+    assert parse_time_stamp(None) is None
+    assert parse_time_stamp("/Date(99999999999999999999)/") is None
+
+
+def test_participant_from_resource() -> None:
+    resource = parse_resource(INCOMING_INVITATION).embedded_one("participant")
+    assert resource is not None
+    participant = participant_from(resource)
+    assert participant == Participant(uri="sip:lenea@contoso.com", name="Lene Aaling")
+    assert participant.href == f"{CONV}/participants/lenea@contoso.com"
+
+
+def test_message_from_xml_sample_has_both_bodies() -> None:
+    resource = parse_resource(wire.decode(MESSAGE_XML, "application/vnd.microsoft.com.ucwa+xml"))
+    message = message_from(resource)
+    assert message is not None
+    assert message.text == "hi there"
+    assert message.html == "<b>hi</b>"
+    assert message.direction == "Incoming"
+    assert message.sender is not None
+    assert message.sender.href is not None
+    assert message.sender.href.endswith("/participants/196")
+    assert message.time is not None
+    assert message.time.tzinfo is datetime.UTC
+    assert message.href is not None
+    assert message.href.endswith("/messages/165")
+
+
+def test_message_from_html_only_and_without_body() -> None:
+    html_only = parse_resource(
+        {
+            "rel": "message",
+            "_links": {"htmlMessage": {"href": wire.data_uri("<i>x</i>", "text/html")}},
+        }
+    )
+    message = message_from(html_only, sender=Participant(uri="sip:a@b"))
+    assert message is not None
+    assert (message.text, message.html) == ("<i>x</i>", "<i>x</i>")
+    assert message.sender == Participant(uri="sip:a@b")
+    assert message.time is None
+    bodiless = parse_resource(
+        {"rel": "message", "_links": {"plainMessage": {"href": "data:,%ZZ%"}}}
+    )
+    assert message_from(parse_resource({"rel": "message"})) is None
+    broken = parse_resource({"rel": "message", "_links": {"plainMessage": {"href": "http://x"}}})
+    assert message_from(broken) is None
+    assert bodiless is not None
+
+
+def test_invitation_view_of_the_reference_sample() -> None:
+    resource = parse_resource(INCOMING_INVITATION)
+    view = invitation_view(resource, "https://h/inv")
+    assert view is not None
+    assert view.kind == "messaging"
+    assert view.href == "https://h/inv"
+    assert view.sender == Participant(uri="sip:lenea@contoso.com", name="Lene Aaling")
+    assert view.subject is None  # "" in the sample: no subject
+    assert view.message == "Hi Tosh\r\n"
+    assert view.conversation_href == CONV
+    assert view.accept_href is not None
+    assert view.accept_href.endswith("/accept")
+    assert view.decline_href is not None
+    assert view.decline_href.endswith("/decline")
+
+
+def test_invitation_view_phone_audio_without_caller_and_not_an_invitation() -> None:
+    phone = parse_resource({"rel": "phoneAudioInvitation", "subject": "Call"})
+    view = invitation_view(phone, "https://h/p")
+    assert view is not None
+    assert (view.kind, view.subject, view.message) == ("phoneAudio", "Call", None)
+    assert view.sender == Participant()
+    assert invitation_view(parse_resource({"rel": "conversation"}), "https://h/c") is None

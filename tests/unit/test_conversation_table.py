@@ -1,0 +1,129 @@
+"""ConversationTable's IO paths the simulator does not take: link-only events fetched
+by GET (in order, same origin only), a bug in an event not stopping the channel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from ucwa_async._conversations import ConversationTable
+from ucwa_async._core.models import parse_event_batch
+from ucwa_async._core.urls import normalize, resolve_href
+from ucwa_async._session import SessionStats
+
+APP = "https://fe1.contoso.com/ucwa/v1/applications/192"
+CONV = f"{APP}/communication/conversations/137"
+
+
+class FakeApplication:
+    url = APP
+
+    def resolve(self, href: str) -> str:
+        return resolve_href(href, base_url=APP)
+
+    def safe_resolve(self, href: str | None) -> str | None:
+        return self.resolve(href) if href else None
+
+    def key(self, href: str) -> str:
+        return normalize(self.resolve(href))
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.gets: list[str] = []
+        self.release = asyncio.Event()
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        self.gets.append(url)
+        await self.release.wait()
+        n = url.rsplit("/", 1)[-1]
+        if n == "404":
+            from ucwa_async import NotFoundError
+
+            raise NotFoundError(status=404, code="NotFound")
+        return {
+            "rel": "message",
+            "direction": "Incoming",
+            "_links": {"self": {"href": url}, "plainMessage": {"href": f"data:,fetched{n}"}},
+        }
+
+
+def batch(*events: dict[str, Any]) -> Any:
+    return parse_event_batch(
+        {"sender": [{"rel": "conversation", "href": CONV, "events": list(events)}]}
+    )
+
+
+def message(n: int | str, *, body: bool) -> dict[str, Any]:
+    href = f"{CONV}/messaging/messages/{n}" if isinstance(n, int) or n == "404" else n
+    event: dict[str, Any] = {"link": {"rel": "message", "href": href}, "type": "started"}
+    if body:
+        event["type"] = "completed"
+        event["_embedded"] = {
+            "message": {
+                "rel": "message",
+                "direction": "Incoming",
+                "_links": {"self": {"href": href}, "plainMessage": {"href": f"data:,inline{n}"}},
+            }
+        }
+    return event
+
+
+async def test_link_only_messages_are_fetched_in_order() -> None:
+    transport = FakeTransport()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+        tasks.add(asyncio.create_task(coroutine))
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    stats = SessionStats()
+    table = ConversationTable(
+        transport=transport,  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=stats,
+        spawn=spawn,
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+    conversation = table.conversation_for(CONV, "messaging")
+    stream = conversation.messages()
+    table.deliver(
+        batch(
+            message(1, body=False),
+            message("https://evil.example/x/messages/9", body=False),
+            message("404", body=False),
+            message(2, body=True),
+        )
+    )
+    transport.release.set()
+    async with asyncio.timeout(5):
+        texts = [(await anext(stream)).text for _ in range(2)]
+    assert texts == ["fetched1", "inline2"]  # 9 (other origin) and 404 given up
+    assert all(url.startswith(APP) for url in transport.gets)
+    assert conversation.messages_dropped == 2
+    await asyncio.gather(*tasks)
+
+    # a bug of ours in one event: logged and counted, the rest still delivered
+    def boom(event: Any) -> Any:
+        raise RuntimeError("bug")
+
+    feed = table.book.feed
+    table.book.feed = boom  # type: ignore[method-assign]
+    table.deliver(batch(message(3, body=True)))
+    table.book.feed = feed  # type: ignore[method-assign]
+    assert stats.events_rejected == 1
+    table.close()
+    async with asyncio.timeout(5):
+        assert [m async for m in stream] == []
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)

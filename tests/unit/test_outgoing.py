@@ -1,0 +1,171 @@
+"""SentMessages: events before the 201, outcomes, timeout, conversation end, close."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import ucwa_async
+from ucwa_async._core.models import parse_event_batch
+from ucwa_async._core.urls import normalize, resolve_href
+from ucwa_async._http import HttpResponse
+from ucwa_async._outgoing import SentMessages
+from ucwa_async._session import SessionStats
+
+BASE = "https://fe1.contoso.com/ucwa/v1/applications/192"
+CONV = f"{BASE}/communication/conversations/137"
+SEND = f"{CONV}/messaging/messages"
+
+
+class FakeApplication:
+    def resolve(self, href: str) -> str:
+        return resolve_href(href, base_url=BASE)
+
+    def safe_resolve(self, href: str | None) -> str | None:
+        return self.resolve(href) if href else None
+
+    def key(self, href: str) -> str:
+        return normalize(self.resolve(href))
+
+
+def message_event(
+    n: int, status: str | None, *, direction: str = "Outgoing", reason: Any = None
+) -> Any:
+    event: dict[str, Any] = {
+        "link": {"rel": "message", "href": f"{SEND}/{n}"},
+        "type": "completed" if status is not None else "started",
+        "_embedded": {
+            "message": {
+                "rel": "message",
+                "direction": direction,
+                "_links": {"self": {"href": f"{SEND}/{n}"}},
+            }
+        },
+    }
+    if status is not None:
+        event["status"] = status
+    if reason is not None:
+        event["reason"] = reason
+    batch = {"sender": [{"rel": "conversation", "href": CONV, "events": [event]}]}
+    return parse_event_batch(batch).events[0]
+
+
+def table(post: Any) -> tuple[SentMessages, SessionStats]:
+    stats = SessionStats()
+    return SentMessages(application=FakeApplication(), post_payload=post, stats=stats), stats  # type: ignore[arg-type]
+
+
+async def test_events_before_the_201_resolve_the_message() -> None:
+    sent: SentMessages
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        assert "operationId=" in url
+        assert payload == "héllo".encode()
+        assert content_type == "text/plain; charset=utf-8"
+        # the channel delivers the outcome before the POST returns
+        assert not sent.claims(message_event(1, None))
+        assert not sent.claims(message_event(1, "Success"))
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/1")
+
+    sent, stats = table(post)
+    message = await sent.send(SEND, "héllo", html=False, conversation_href=CONV, timeout=5)
+    assert message.done()
+    assert message.delivered
+    await message
+    assert message.href == f"{SEND}/1"
+    assert (stats.messages_sent, stats.messages_delivered) == (1, 1)
+    assert len(sent) == 0
+    assert sent.claims(message_event(1, "Success")) is False  # finished: dropped quietly
+
+
+async def test_failure_with_reason_and_incoming_events_are_not_claimed() -> None:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        assert content_type == "text/html; charset=utf-8"
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/2")
+
+    sent, stats = table(post)
+    message = await sent.send(SEND, "<b>x</b>", html=True, conversation_href=CONV, timeout=5)
+    assert not sent.claims(message_event(2, "Success", direction="Incoming"))
+    assert sent.claims(message_event(2, None))  # progress of ours
+    reason = {"code": "ServiceFailure", "subcode": "Unreachable", "message": "gone"}
+    assert sent.claims(message_event(2, "Failure", reason=reason))
+    with pytest.raises(
+        ucwa_async.MessageFailedError, match="ServiceFailure/Unreachable: gone"
+    ) as caught:
+        await message
+    assert caught.value.reason.subcode == "Unreachable"
+    assert not message.delivered
+    assert stats.messages_failed == 1
+
+
+async def test_completed_without_status_reads_the_resource_status() -> None:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/3")
+
+    sent, _ = table(post)
+    failed = await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    event = message_event(3, None)
+    batch = {
+        "sender": [
+            {
+                "rel": "conversation",
+                "href": CONV,
+                "events": [
+                    {
+                        "link": {"rel": "message", "href": f"{SEND}/3"},
+                        "type": "completed",
+                        "_embedded": {"message": {"rel": "message", "status": "Failed"}},
+                    }
+                ],
+            }
+        ]
+    }
+    assert event.type == "started"
+    sent.claims(parse_event_batch(batch).events[0])
+    with pytest.raises(ucwa_async.MessageFailedError, match="no reason"):
+        await failed
+
+
+async def test_timeout_end_of_conversation_and_close() -> None:
+    count = 0
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        nonlocal count
+        count += 1
+        location = None if count == 2 else f"{SEND}/{10 + count}"
+        return HttpResponse("POST", url, 201, None, b"", location=location)
+
+    sent, stats = table(post)
+    slow = await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=0.05)
+    with pytest.raises(ucwa_async.MessageTimeoutError):
+        await slow.result(0.01)  # this wait only
+    with pytest.raises(ucwa_async.MessageTimeoutError):
+        await slow
+    assert stats.messages_timed_out == 1
+    no_location = await sent.send(SEND, "b", html=False, conversation_href=CONV, timeout=5)
+    assert no_location.href is None
+    ended = ucwa_async.ConversationEndedError("over", reason="left", href=CONV)
+    sent.end_conversation(CONV, ended)
+    with pytest.raises(ucwa_async.ConversationEndedError):
+        await no_location
+    pending = await sent.send(SEND, "c", html=False, conversation_href=CONV, timeout=5)
+    sent.close_all(ucwa_async.SessionClosedError("closed"))
+    with pytest.raises(ucwa_async.SessionClosedError):
+        await pending
+    with pytest.raises(ucwa_async.SessionClosedError):
+        await sent.send(SEND, "d", html=False, conversation_href=CONV, timeout=5)
+    assert "OutgoingMessage" in repr(pending)
+
+
+async def test_a_failed_post_forgets_the_message() -> None:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        raise ucwa_async.CallbackChannelError(status=500, code="ServiceFailure")
+
+    sent, stats = table(post)
+    with pytest.raises(ucwa_async.CallbackChannelError):
+        await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert len(sent) == 0
+    assert stats.messages_sent == 0
+    await asyncio.sleep(0)

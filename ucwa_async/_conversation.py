@@ -1,0 +1,214 @@
+"""``Conversation``: a live conversation of the session, and ``MessageStream``.
+
+A thin shell over ``_core.conversation.ConversationState`` (what the events said)
+and the session's ``ConversationTable`` (which does the requests). Incoming messages
+are logged by the state from the moment it exists (``MessageLog``: exactly once, in
+server order, bounded); each ``messages()`` stream is a reader of that log, so several
+streams each see every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ucwa_async._core.chat import Message, Participant
+from ucwa_async._core.conversation import ConversationEndReason, ConversationState
+from ucwa_async._core.errors import ConversationEndedError
+from ucwa_async._core.message_log import Reader
+from ucwa_async._outgoing import OutgoingMessage
+
+if TYPE_CHECKING:
+    from ucwa_async._conversations import ConversationTable
+
+__all__ = ["Conversation", "MessageStream"]
+
+
+class Conversation:
+    """A conversation this session takes part in.
+
+    ``href``, ``subject``, ``state`` (``"Connecting"``, ``"Connected"``,
+    ``"Disconnected"``...), ``participants`` (the remote ones, kept up to date by the
+    event channel), ``ended`` (None, or why it ended).
+    """
+
+    def __init__(self, table: ConversationTable, state: ConversationState, kind: str) -> None:
+        self._table = table
+        self._state = state
+        self.kind = kind
+        """``"messaging"`` or ``"phoneAudio"``: how the conversation was joined."""
+        self._waiters: set[asyncio.Future[None]] = set()
+        self._ended: asyncio.Future[ConversationEndReason] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._leave_lock = asyncio.Lock()
+        if state.ended is not None:
+            self._ended.set_result(state.ended)
+
+    def __repr__(self) -> str:
+        return f"<Conversation {self.href!r} state={self.state!r} ended={self.ended}>"
+
+    @property
+    def href(self) -> str:
+        return self._state.href
+
+    @property
+    def subject(self) -> str | None:
+        return self._state.subject
+
+    @property
+    def state(self) -> str | None:
+        if self._state.ended is not None and self._state.state != "Disconnected":
+            return "Disconnected"
+        return self._state.state
+
+    @property
+    def participants(self) -> list[Participant]:
+        return list(self._state.participants.values())
+
+    @property
+    def typing(self) -> list[Participant]:
+        """Remote participants typing now (typingParticipants events)."""
+        state = self._state
+        return [state.participants[k] for k in state.typing if k in state.participants]
+
+    @property
+    def ended(self) -> ConversationEndReason | None:
+        return self._state.ended
+
+    @property
+    def messages_dropped(self) -> int:
+        """Incoming messages lost to the buffer's bound (see ``MessageStream``)."""
+        return self._state.messages.dropped
+
+    async def send(
+        self, text: str, html: bool = False, *, timeout: float | None = None
+    ) -> OutgoingMessage:
+        """Send a message (``html=True``: ``text`` is HTML); returns after the server's
+        201. Await the result for its delivery (``MessageFailedError``,
+        ``MessageTimeoutError`` after ``timeout`` seconds from the 201, by default the
+        session's ``invitation_timeout``). Raises ``ConversationEndedError`` once it is
+        over. A CallbackChannelError reconnects the event channel and sends again with
+        the same operationId (bounded by ``Retries.callback_channel``). If the caller is
+        cancelled during the POST, the message may still reach the server, untracked."""
+        if not isinstance(text, str):
+            raise TypeError("text must be a str")
+        return await self._table.send(self, text, html=html, timeout=timeout)
+
+    def messages(self) -> MessageStream:
+        """Incoming messages, in server order, each once: an async iterator and async
+        context manager that ends when the conversation ends."""
+        self._raise_if_unusable()
+        return MessageStream(self)
+
+    async def set_typing(self) -> None:
+        """Tell the others that this user is typing (setIsTyping)."""
+        await self._table.post_link(self, "setIsTyping")
+
+    async def hang_up(self) -> None:
+        """End the phone call (stopPhoneAudio)."""
+        await self._table.hang_up(self)
+
+    async def leave(self) -> None:
+        """Leave the conversation (stopMessaging, stopPhoneAudio); idempotent."""
+        async with self._leave_lock:
+            if self._state.ended is None:
+                await self._table.leave(self)
+
+    async def wait_ended(self, timeout: float | None = None) -> ConversationEndReason:
+        """Wait until the conversation is over; returns why."""
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(self._ended)
+
+    # -- used by the session only -------------------------------------------------
+
+    def _raise_if_unusable(self) -> None:
+        self._table.ensure_usable()
+
+    def _changed(self) -> None:
+        for waiter in tuple(self._waiters):
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        if self._state.ended is not None and not self._ended.done():
+            self._ended.set_result(self._state.ended)
+
+    async def _wait_change(self) -> None:
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
+
+    def _ended_error(self) -> ConversationEndedError:
+        reason = self._state.ended or ConversationEndReason.DISCONNECTED
+        return ConversationEndedError(
+            f"the conversation is over ({reason.value})", reason=reason.value, href=self.href
+        )
+
+
+class MessageStream:
+    """``async with conversation.messages() as messages: async for message in messages``.
+
+    Yields :class:`ucwa_async.Message` in server order, each once; ends when the
+    conversation ends (remote left, deleted, ``leave()``, application lost, session
+    closed). The conversation buffers what arrives from the moment it exists, bounded:
+    past ``Limits``' message buffer, the oldest is dropped and counted (``missed`` on
+    the stream, ``messages_dropped`` on the conversation). A stream opened after
+    another one was closed starts where the closed one stopped.
+    """
+
+    def __init__(self, conversation: Conversation) -> None:
+        self._conversation = conversation
+        self._log = conversation._state.messages
+        self._reader: Reader = self._log.open_reader()
+        self._ready: list[Message] = []
+        self._reading = False
+
+    async def __aenter__(self) -> MessageStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> MessageStream:
+        return self
+
+    @property
+    def missed(self) -> int:
+        """Messages this stream skipped because the buffer had dropped them."""
+        return self._reader.missed
+
+    async def __anext__(self) -> Message:
+        if self._reading:
+            raise RuntimeError("this MessageStream is already being read by another task")
+        self._reading = True
+        try:
+            while not self._ready:
+                if self._reader.closed:
+                    raise StopAsyncIteration
+                self._ready = self._log.read(self._reader)
+                if self._ready:
+                    break
+                if self._conversation._state.ended is not None:
+                    self.close()
+                    raise StopAsyncIteration
+                await self._conversation._wait_change()
+            return self._ready.pop(0)
+        finally:
+            self._reading = False
+
+    def close(self) -> None:
+        """Stop reading; iteration ends (what it had not yielded is left for the next
+        stream)."""
+        if not self._reader.closed:
+            self._reader.next_seq -= len(self._ready)
+        self._log.close_reader(self._reader)
+        self._ready.clear()

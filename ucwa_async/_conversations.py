@@ -1,0 +1,445 @@
+"""``ConversationTable``: the session's conversations, inbox and sent messages.
+
+The IO side of ``_core.conversation.ConversationBook``: the channel host hands it each
+event batch; it feeds the book and the sent-message table, and acts on the effects
+(wake streams, queue incoming invitations, GET what an event announced without its
+resource, end conversations). It also does the conversation requests: accept, decline,
+sendMessage, setIsTyping, stopMessaging, stopPhoneAudio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal
+
+from ucwa_async._application import Application
+from ucwa_async._conversation import Conversation
+from ucwa_async._core import wire as _wire
+from ucwa_async._core.conversation import (
+    Arrived,
+    ConversationBook,
+    ConversationEndReason,
+    ConversationState,
+    Effect,
+    Ended,
+    Fetch,
+    InvitationEnded,
+)
+from ucwa_async._core.errors import (
+    ConversationError,
+    InvitationTimeoutError,
+    InvitationWithdrawnError,
+    NotFoundError,
+    SessionClosedError,
+    UcwaError,
+    UnsupportedModalityError,
+)
+from ucwa_async._core.models import EventBatch, Resource, parse_resource
+from ucwa_async._core.urls import origin_of, same_origin
+from ucwa_async._http import HttpResponse
+from ucwa_async._incoming import Inbox, IncomingInvitation
+from ucwa_async._outgoing import OutgoingMessage, SentMessages
+from ucwa_async._transport import Transport
+
+if TYPE_CHECKING:
+    from ucwa_async._invitation import Invitation
+    from ucwa_async._session import SessionStats
+
+__all__ = ["ConversationTable"]
+
+log = logging.getLogger("ucwa_async.session")
+
+_FETCHERS = 4  # GETs at once of messages / participants announced without a resource
+_MAX_FETCH_QUEUE = 10_000
+_MAX_OPEN_INVITATIONS = 10_000  # incoming invitations the server has not ended yet
+_MODALITY_WAIT = 5.0  # seconds send() waits for a sendMessage link before reading messaging
+
+PostPayload = Callable[[str, bytes | None, str | None], Coroutine[Any, Any, HttpResponse]]
+
+
+class ConversationTable:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        application: Application,
+        post_payload: PostPayload,
+        stats: SessionStats,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        ensure_usable: Callable[[], None],
+        wire_format: Literal["json", "xml"],
+        invitation_timeout: float,
+        inbox_size: int,
+        max_messages: int,
+    ) -> None:
+        self._transport = transport
+        self._app = application
+        self._post_payload = post_payload
+        self._stats = stats
+        self._spawn = spawn
+        self.ensure_usable = ensure_usable
+        self._wire_format = wire_format
+        self._invitation_timeout = invitation_timeout
+        self.book = ConversationBook(
+            normalize=application.key, resolve=application.resolve, max_messages=max_messages
+        )
+        self.sent = SentMessages(application=application, post_payload=post_payload, stats=stats)
+        self.inbox = Inbox(inbox_size)
+        self._conversations: dict[str, Conversation] = {}
+        self._invitations: dict[str, IncomingInvitation] = {}  # not yet ended, by key
+        self._accepting: dict[str, asyncio.Future[bool]] = {}
+        self._fetch_queue: collections.deque[Fetch] = collections.deque()
+        self._fetchers = 0
+        self._closed = False
+
+    # -- what the channel says ---------------------------------------------------
+
+    def deliver(self, batch: EventBatch) -> None:
+        for event in batch.events:
+            if event.link.rel == "message" and self.sent.claims(event):
+                continue
+            try:
+                self._act(self.book.feed(event))
+            except UcwaError as exc:  # a hostile href or body: drop the event
+                self._stats.events_rejected += 1
+                log.warning("conversation event rejected: %s", exc)
+            except Exception:  # a bug of ours must not stop the event channel
+                self._stats.events_rejected += 1
+                log.exception("conversation event %s %s failed", event.type, event.link.rel)
+
+    def _act(self, effects: list[Effect]) -> None:
+        touched: set[str] = set()
+        ended: list[Ended] = []
+        for effect in effects:
+            if isinstance(effect, Arrived):
+                self._arrived(effect)
+            elif isinstance(effect, InvitationEnded):
+                self._invitation_ended(effect)
+            elif isinstance(effect, Fetch):
+                self._enqueue_fetch(effect)
+            else:
+                touched.add(effect.key)
+                if isinstance(effect, Ended):
+                    ended.append(effect)
+        for key in touched:
+            conversation = self._conversations.get(key)
+            if conversation is not None:
+                conversation._changed()
+        for effect in ended:
+            self._ended(effect)
+
+    def _arrived(self, effect: Arrived) -> None:
+        view = effect.view
+        key = self.book.key(view.href)
+        if key is None:  # pragma: no cover - the book keyed it already
+            return
+        invitation = IncomingInvitation(self, view, key)
+        self._invitations[key] = invitation
+        while len(self._invitations) > _MAX_OPEN_INVITATIONS:
+            # Never ended by the server (no completed event): forget the oldest.
+            del self._invitations[next(iter(self._invitations))]
+        self._stats.incoming_invitations += 1
+        if not self.inbox.push(invitation):
+            self._stats.incoming_overflowed += 1
+            log.warning(
+                "incoming %s invitation from %s declined: the inbox is full",
+                view.kind,
+                view.sender.uri,
+            )
+            self._spawn(self._decline_quietly(invitation))
+
+    def _invitation_ended(self, effect: InvitationEnded) -> None:
+        invitation = self._invitations.pop(effect.key, None)
+        waiter = self._accepting.pop(effect.key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(effect.accepted)
+        if invitation is None or (effect.accepted and waiter is not None):
+            return  # our accept connected (or an invitation we no longer track)
+        if waiter is not None or invitation._answered is None:
+            # Withdrawn by the caller, answered by another endpoint of this user, or
+            # our accept failed: it can no longer be accepted.
+            invitation.withdrawn = True
+            invitation.withdraw_reason = effect.reason
+            self.inbox.drop(invitation)
+
+    def _ended(self, effect: Ended) -> None:
+        """An ended conversation leaves the table (its object keeps its state and ends
+        its streams); its state may be evicted from the book like any unclaimed one."""
+        conversation = self._conversations.pop(effect.key, None)
+        if conversation is None:
+            return
+        conversation._state.claimed = False
+        self.sent.end_conversation(conversation.href, conversation._ended_error())
+        self._stats.conversations_ended += 1
+
+    def resynced(self) -> None:
+        """Events may have been lost: read each live conversation again (a deleted one
+        ends, a disconnected one too)."""
+        if not self._closed:
+            self._act(list(self.book.resynced()))
+
+    def application_lost(self) -> None:
+        """The application is gone, and with it every conversation the server kept."""
+        self._act(self.book.end_all(ConversationEndReason.APPLICATION_LOST))
+        self._withdraw_all()
+
+    def close(self) -> None:
+        """The session closes: every stream ends, every waiter learns it."""
+        self._closed = True
+        self._act(self.book.end_all(ConversationEndReason.SESSION_CLOSED))
+        self._withdraw_all()
+        self.sent.close_all(SessionClosedError("the session closed"))
+        self.inbox.end()
+        self._fetch_queue.clear()
+
+    def _withdraw_all(self) -> None:
+        """The application (or the session) is gone: no invitation can be accepted."""
+        for invitation in self._invitations.values():
+            invitation.withdrawn = True
+            self.inbox.drop(invitation)
+        self._invitations.clear()
+        for key in list(self._accepting):
+            waiter = self._accepting.pop(key)
+            if not waiter.done():
+                waiter.set_result(False)
+
+    # -- conversations -----------------------------------------------------------
+
+    def conversation_for(self, href: str, kind: str) -> Conversation:
+        """The one Conversation of ``href`` (created, and its state claimed, if new)."""
+        url = self._app.resolve(href)
+        state = self.book.claim(url)
+        if state is None:
+            raise UcwaError(f"not a usable conversation href: {href!r}")
+        conversation = self._conversations.get(state.key)
+        if conversation is None:
+            conversation = Conversation(self, state, kind)
+            if state.ended is None:  # an ended one needs no more events
+                self._conversations[state.key] = conversation
+            else:
+                state.claimed = False
+        return conversation
+
+    def from_invitation(self, invitation: Invitation[Any], resource: Resource) -> Conversation:
+        """``Invitation.conversation()``: the conversation a connected invitation joined."""
+        href = resource.link("conversation")
+        if href is None:
+            raise UcwaError("the invitation names no conversation")
+        kind = "phoneAudio" if invitation.kind == "phoneAudioInvitation" else "messaging"
+        conversation = self.conversation_for(href, kind)
+        if resource.rel:  # what the final invitation says (participants, modality links)
+            self._act(self.book.learn_invitation(conversation._state, resource))
+        return conversation
+
+    # -- incoming ----------------------------------------------------------------
+
+    async def accept(self, invitation: IncomingInvitation, timeout: float | None) -> Conversation:
+        self.ensure_usable()
+        view = invitation._view
+        if invitation.kind == "phoneAudio":
+            raise UnsupportedModalityError(
+                "cannot accept a phoneAudio invitation: UCWA's phone audio rings a phone "
+                "and carries no audio to this API (decline it, or answer on a phone)"
+            )
+        if invitation._answered == "accepted" and view.conversation_href is not None:
+            return self.conversation_for(view.conversation_href, "messaging")
+        self._check_not_withdrawn(invitation)
+        if view.accept_href is None or view.conversation_href is None:
+            raise UcwaError("this invitation offers no accept link")
+        conversation = self.conversation_for(view.conversation_href, "messaging")
+        conversation._state.skip_text = view.message
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._accepting[invitation._key] = waiter
+        invitation._answered = "accepted"
+        try:
+            try:
+                await self._post_payload(self._app.resolve(view.accept_href), None, None)
+            except NotFoundError as exc:
+                # The invitation is gone (withdrawn; its events may still be on their way).
+                invitation.withdrawn = True
+                raise InvitationWithdrawnError(
+                    "the invitation is gone (withdrawn before it was accepted)",
+                    reason=invitation.withdraw_reason,
+                    href=invitation.href,
+                ) from exc
+            try:
+                async with asyncio.timeout(timeout or self._invitation_timeout):
+                    accepted = await asyncio.shield(waiter)
+            except TimeoutError:
+                raise InvitationTimeoutError(
+                    "the accepted invitation did not connect in time", href=invitation.href
+                ) from None
+        except BaseException:
+            invitation._answered = None  # not accepted: a later accept() may try again
+            raise
+        finally:
+            self._accepting.pop(invitation._key, None)
+        if not accepted:
+            invitation._answered = None
+            invitation.withdrawn = True
+            self.ensure_usable()
+            self._check_not_withdrawn(invitation)
+        self._stats.incoming_accepted += 1
+        return conversation
+
+    def _check_not_withdrawn(self, invitation: IncomingInvitation) -> None:
+        if invitation.withdrawn:
+            raise InvitationWithdrawnError(
+                "the invitation was withdrawn before it was accepted",
+                reason=invitation.withdraw_reason,
+                href=invitation.href,
+            )
+
+    async def decline(self, invitation: IncomingInvitation) -> None:
+        self.ensure_usable()
+        if invitation.withdrawn or invitation._answered is not None:
+            return
+        decline_href = invitation._view.decline_href
+        if decline_href is None:
+            raise UcwaError("this invitation offers no decline link")
+        payload, content_type = _wire.encode_input({"reason": "Local"}, self._wire_format)
+        try:
+            await self._post_payload(self._app.resolve(decline_href), payload, content_type)
+        except NotFoundError:
+            invitation.withdrawn = True  # gone meanwhile: nothing left to decline
+            return
+        invitation._answered = "declined"
+        self._stats.incoming_declined += 1
+
+    async def _decline_quietly(self, invitation: IncomingInvitation) -> None:
+        try:
+            await self.decline(invitation)
+        except UcwaError as exc:
+            log.warning("could not decline the overflowing invitation: %s", exc)
+
+    # -- requests in a conversation ----------------------------------------------
+
+    async def send(
+        self, conversation: Conversation, text: str, *, html: bool, timeout: float | None
+    ) -> OutgoingMessage:
+        self.ensure_usable()
+        url = await self._link(conversation, "sendMessage", "messaging")
+        message = await self.sent.send(
+            url,
+            text,
+            html=html,
+            conversation_href=conversation.href,
+            timeout=timeout or self._invitation_timeout,
+        )
+        if conversation.ended is not None:
+            self.sent.end_conversation(conversation.href, conversation._ended_error())
+        return message
+
+    async def post_link(self, conversation: Conversation, rel: str) -> None:
+        self.ensure_usable()
+        url = await self._link(conversation, rel, "messaging")
+        await self._post_payload(url, None, None)
+
+    async def hang_up(self, conversation: Conversation) -> None:
+        self.ensure_usable()
+        state = conversation._state
+        if conversation.kind != "phoneAudio" and "stopPhoneAudio" not in state.links:
+            raise ConversationError("this conversation has no phone call", href=conversation.href)
+        url = await self._link(conversation, "stopPhoneAudio", "phoneAudio")
+        await self._post_payload(url, None, None)
+        if state.links.get("sendMessage") is None:
+            self._end_locally(conversation, ConversationEndReason.LEFT)
+
+    async def leave(self, conversation: Conversation) -> None:
+        """POST the stop links there are (best effort), then end the conversation here."""
+        state = conversation._state
+        try:
+            self.ensure_usable()
+            for rel in ("stopMessaging", "stopPhoneAudio"):
+                href = state.links.get(rel)
+                if href is None and rel == "stopMessaging" and "phoneAudio" not in state.links:
+                    href = await self._read_link(state, rel, "messaging")
+                if href is not None:
+                    with contextlib.suppress(NotFoundError):  # already gone on the server
+                        await self._post_payload(self._app.resolve(href), None, None)
+        finally:
+            self._end_locally(conversation, ConversationEndReason.LEFT)
+
+    def _end_locally(self, conversation: Conversation, reason: ConversationEndReason) -> None:
+        if conversation._state.end(reason):
+            self._act([Ended(conversation._state.key, reason)])
+
+    async def _link(self, conversation: Conversation, rel: str, modality: str) -> str:
+        """The href of an operation link of the conversation.
+
+        Known from the events: at once. Otherwise the modality is read (GET) when its
+        state is unknown or connected; while it is connecting, the event that brings the
+        link is awaited (a few seconds), then the modality is read once more.
+        """
+        state = conversation._state
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _MODALITY_WAIT
+        reads = 0
+        while True:
+            if state.ended is not None:
+                raise conversation._ended_error()
+            href = state.links.get(rel)
+            if href is not None:
+                return self._app.resolve(href)
+            status = state.messaging_state if modality == "messaging" else state.phone_audio_state
+            connecting = (status or "").lower() == "connecting"
+            remaining = deadline - loop.time()
+            if not connecting or remaining <= 0:
+                if reads == 2 or (reads == 1 and not connecting):
+                    raise ConversationError(
+                        f"the conversation offers no {rel} link (is {modality} connected?)",
+                        href=conversation.href,
+                    )
+                reads += 1
+                await self._read_link(state, rel, modality)
+                deadline = loop.time() + _MODALITY_WAIT
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await conversation._wait_change()
+
+    async def _read_link(self, state: ConversationState, rel: str, modality: str) -> str | None:
+        href = state.links.get(modality)
+        if href is None:
+            return None
+        try:
+            resource = parse_resource(await self._transport.get_json(self._app.resolve(href)))
+        except NotFoundError:
+            return None
+        self._act(self.book.read_modality(state, modality, resource))
+        return state.links.get(rel)
+
+    # -- GETs of what events announced without a resource -------------------------
+
+    def _enqueue_fetch(self, fetch: Fetch) -> None:
+        if self._closed:
+            return
+        if len(self._fetch_queue) >= _MAX_FETCH_QUEUE:
+            dropped = self._fetch_queue.popleft()
+            self._act(self.book.fetched(dropped, None))
+        self._fetch_queue.append(fetch)
+        while self._fetchers < min(_FETCHERS, len(self._fetch_queue)):
+            self._fetchers += 1
+            self._spawn(self._fetcher())
+
+    async def _fetcher(self) -> None:
+        try:
+            while self._fetch_queue:
+                fetch = self._fetch_queue.popleft()
+                resource: Resource | None = None
+                try:
+                    url = self._app.resolve(fetch.href)
+                    if self._app.url is None or not same_origin(url, self._app.url):
+                        raise UcwaError(f"not the application's origin: {origin_of(url)}")
+                    resource = parse_resource(await self._transport.get_json(url))
+                except NotFoundError:
+                    self._act(self.book.gone(fetch))  # a conversation: deleted meanwhile
+                except UcwaError as exc:
+                    log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
+                self._act(self.book.fetched(fetch, resource))
+        finally:
+            self._fetchers -= 1

@@ -1,0 +1,176 @@
+"""Conversation values: participants, messages, incoming invitations (sans-IO).
+
+Built from the reference samples (ReceiveAnIM.md, SendAnIM.md, message_ref.md,
+participant_ref.md, messagingInvitation_ref.md): a message carries its body as a
+``plainMessage`` or ``htmlMessage`` link whose href is a ``data:`` URI; its sender is
+its ``participant`` link; its time is ``timeStamp`` (``/Date(ms)/`` in JSON samples,
+ISO 8601 in XML samples). An incoming invitation embeds its caller as ``from`` and its
+first message as a ``message`` link.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Literal
+
+import attrs
+
+from ucwa_async._core.errors import DecodeError
+from ucwa_async._core.models import Resource
+from ucwa_async._core.wire import parse_data_uri
+
+__all__ = [
+    "IncomingInvitationView",
+    "Message",
+    "Participant",
+    "invitation_view",
+    "message_from",
+    "message_text",
+    "parse_time_stamp",
+    "participant_from",
+]
+
+INVITATION_KINDS: dict[str, Literal["messaging", "phoneAudio"]] = {
+    "messagingInvitation": "messaging",
+    "phoneAudioInvitation": "phoneAudio",
+}
+_MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+@attrs.frozen
+class Participant:
+    """Someone in a conversation: ``uri`` (``sip:...``), display ``name``, and the
+    participant resource's ``href`` (None when not known)."""
+
+    uri: str | None = None
+    name: str | None = None
+    href: str | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen
+class Message:
+    """An instant message of a conversation.
+
+    ``text`` is the plain body (or the HTML body when only that was sent), ``html`` the
+    HTML body or None; ``direction`` is ``"Incoming"`` or ``"Outgoing"``; ``time`` is the
+    server's time stamp (UTC) or None.
+    """
+
+    text: str
+    html: str | None = None
+    sender: Participant | None = None
+    time: datetime.datetime | None = None
+    href: str | None = None
+    direction: str | None = None
+
+
+@attrs.frozen
+class IncomingInvitationView:
+    """What an incoming ``started`` invitation event says (sans-IO part of
+    ``IncomingInvitation``)."""
+
+    kind: Literal["messaging", "phoneAudio"]
+    href: str
+    sender: Participant
+    subject: str | None
+    message: str | None
+    conversation_href: str | None
+    accept_href: str | None
+    decline_href: str | None
+
+
+def message_text(uri: str) -> str:
+    """The text of a ``data:`` URI message body.
+
+    Charset honoured, base64 or percent-encoded. In a percent-encoded body ``+`` stands
+    for a space: the reference's own sample is ``data:text/plain;charset=utf-8,Hi+Tosh%0d%0a``
+    ("Hi Tosh"); a literal plus is sent as ``%2B``.
+    """
+    header = uri.partition(",")[0].lower()
+    if "base64" not in header.split(";"):
+        head, sep, payload = uri.partition(",")
+        uri = head + sep + payload.replace("+", "%20")
+    return parse_data_uri(uri)[1]
+
+
+def parse_time_stamp(value: object) -> datetime.datetime | None:
+    """``/Date(1383784870271)/`` (JSON samples) or ISO 8601 (XML samples) -> aware UTC
+    datetime; anything else -> None (a time stamp is informative, never fatal)."""
+    if not isinstance(value, str):
+        return None
+    text = value.replace("\\/", "/").strip()
+    match = _MS_DATE.match(text)
+    try:
+        if match is not None:
+            seconds = int(match.group(1)) / 1000
+            return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+        parsed = datetime.datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return parsed.astimezone(datetime.UTC)
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def participant_from(resource: Resource) -> Participant:
+    """A participant (or contact) resource as a :class:`Participant`."""
+    props = resource.properties
+    return Participant(uri=_str(props.get("uri")), name=_str(props.get("name")), href=resource.href)
+
+
+def _body(resource: Resource, rel: str) -> str | None:
+    href = resource.link(rel)
+    if href is None:
+        return None
+    try:
+        return message_text(href)
+    except DecodeError:
+        return None
+
+
+def message_from(resource: Resource, sender: Participant | None = None) -> Message | None:
+    """A message resource as a :class:`Message`; None if it carries no readable body."""
+    plain = _body(resource, "plainMessage")
+    html = _body(resource, "htmlMessage")
+    text = plain if plain is not None else html
+    if text is None:
+        return None
+    if sender is None:
+        participant = resource.link("participant")
+        sender = Participant(href=participant) if participant is not None else None
+    return Message(
+        text=text,
+        html=html,
+        sender=sender,
+        time=parse_time_stamp(resource.properties.get("timeStamp")),
+        href=resource.href,
+        direction=_str(resource.properties.get("direction")),
+    )
+
+
+def invitation_view(resource: Resource, href: str) -> IncomingInvitationView | None:
+    """An incoming invitation resource as a view; None if it is not one."""
+    kind = INVITATION_KINDS.get(resource.rel or "")
+    if kind is None:
+        return None
+    # JSON embeds the caller under "from", but its own rel ("participant") names it,
+    # and XML has only that: the invitation's embedded participant is its caller.
+    caller = resource.embedded_one("from") or resource.embedded_one("participant")
+    sender = participant_from(caller) if caller is not None else Participant()
+    subject = _str(resource.properties.get("subject")) or None
+    return IncomingInvitationView(
+        kind=kind,
+        href=href,
+        sender=sender,
+        subject=subject,
+        message=_body(resource, "message"),
+        conversation_href=resource.link("conversation"),
+        accept_href=resource.link("accept"),
+        decline_href=resource.link("decline"),
+    )

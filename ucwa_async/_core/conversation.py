@@ -1,0 +1,537 @@
+"""Conversations from the event channel: routing and per-conversation state (sans-IO).
+
+``ConversationBook.feed(event)`` says what one event means for conversations and for
+incoming invitations, as a list of effects the IO shell acts on:
+
+- which conversation an event belongs to: the sender's href when the sender is a
+  ``conversation`` (ReceiveAnIM step 8: participants, messaging, messages), the link's
+  href when the target *is* a conversation (``communication`` sender: added, updated,
+  deleted), the embedded resource's ``conversation`` link, else the longest known
+  conversation href that prefixes the target's href;
+- an incoming ``messagingInvitation`` / ``phoneAudioInvitation`` ``started`` with
+  direction Incoming -> :class:`Arrived` (once per invitation);
+- its ``completed`` / ``deleted`` -> :class:`InvitationEnded` (Success: accepted;
+  otherwise the caller withdrew it, or the accept failed);
+- per conversation: state, subject, remote participants (added / updated / deleted),
+  the messaging and phoneAudio links, incoming messages (exactly once, in order, see
+  ``MessageLog``), and how it ended (:class:`ConversationEndReason`).
+
+States are bounded (``max_conversations``): past it, the oldest conversation nobody
+claimed (no public ``Conversation`` for it) is forgotten, counted in ``evicted``.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+from collections.abc import Callable
+
+import attrs
+
+from ucwa_async._core.chat import (
+    INVITATION_KINDS,
+    IncomingInvitationView,
+    Message,
+    Participant,
+    invitation_view,
+    message_from,
+    participant_from,
+)
+from ucwa_async._core.message_log import MessageLog
+from ucwa_async._core.models import Event, Link, Reason, Resource
+
+__all__ = [
+    "Arrived",
+    "ConversationBook",
+    "ConversationEndReason",
+    "ConversationState",
+    "Effect",
+    "Ended",
+    "Fetch",
+    "InvitationEnded",
+    "Updated",
+]
+
+
+class ConversationEndReason(enum.StrEnum):
+    """Why a conversation ended (``Conversation.wait_ended()``)."""
+
+    LEFT = "left"
+    """This session left it (``leave()`` / ``hang_up()``)."""
+    REMOTE_LEFT = "remote_left"
+    """Every remote participant left."""
+    DISCONNECTED = "disconnected"
+    """The server says the conversation (or its only modality) is disconnected."""
+    DELETED = "deleted"
+    """The server deleted the conversation."""
+    APPLICATION_LOST = "application_lost"
+    """The session's UCWA application was lost (the server forgot its conversations)."""
+    SESSION_CLOSED = "session_closed"
+    """The session closed."""
+
+
+@attrs.frozen
+class Arrived:
+    """A new incoming invitation."""
+
+    view: IncomingInvitationView
+
+
+@attrs.frozen
+class InvitationEnded:
+    """An incoming invitation completed (``accepted`` True: Success) or was deleted."""
+
+    key: str
+    accepted: bool
+    reason: Reason | None
+
+
+@attrs.frozen
+class Updated:
+    """Something of conversation ``key`` changed (state, links, participants, messages)."""
+
+    key: str
+
+
+@attrs.frozen
+class Ended:
+    key: str
+    reason: ConversationEndReason
+
+
+@attrs.frozen
+class Fetch:
+    """GET ``href`` (a ``message`` or ``participant`` announced without its resource)
+    and hand the result to ``ConversationBook.fetched`` (None if it could not be read)."""
+
+    key: str
+    kind: str
+    href: str
+
+
+Effect = Arrived | InvitationEnded | Updated | Ended | Fetch
+
+_REMOTE_PARTICIPANT = "participant"
+_MODALITY_END = "disconnected"
+
+
+class ConversationState:
+    """What the events said about one conversation."""
+
+    def __init__(self, key: str, href: str, log: MessageLog[Message]) -> None:
+        self.key = key
+        self.href = href
+        self.state: str | None = None
+        self.subject: str | None = None
+        self.participants: dict[str, Participant] = {}  # remote ones, by href key
+        self.typing: set[str] = set()  # keys of participants typing now
+        self.local_participant: str | None = None
+        self.links: dict[str, str] = {}  # messaging / phoneAudio operation links
+        self.messaging_state: str | None = None
+        self.live_modalities: set[str] = set()  # seen in a state other than Disconnected
+        self.phone_audio_state: str | None = None
+        self.messages = log
+        self.ended: ConversationEndReason | None = None
+        self.skip_text: str | None = None  # an accepted invitation's first message
+        self.claimed = False
+        self._had_remote = False
+
+    def end(self, reason: ConversationEndReason) -> bool:
+        """First reason wins; True if this call ended it."""
+        if self.ended is not None:
+            return False
+        self.ended = reason
+        return True
+
+    def participant(self, key: str | None, href: str | None) -> Participant | None:
+        if key is not None and key in self.participants:
+            return self.participants[key]
+        return Participant(href=href) if href is not None else None
+
+    def add_participant(self, key: str, participant: Participant) -> None:
+        known = self.participants.get(key)
+        if known is not None:
+            participant = Participant(
+                uri=participant.uri or known.uri,
+                name=participant.name or known.name,
+                href=participant.href or known.href,
+            )
+        self.participants[key] = participant
+        self._had_remote = True
+
+    def remove_participant(self, key: str) -> bool:
+        """Remove a remote participant; True if no remote one is left (after some were)."""
+        self.participants.pop(key, None)
+        self.typing.discard(key)
+        return self._had_remote and not self.participants
+
+
+class ConversationBook:
+    """Every conversation and incoming invitation the events told us about."""
+
+    def __init__(
+        self,
+        *,
+        normalize: Callable[[str], str],
+        resolve: Callable[[str], str] = str,
+        max_conversations: int = 10_000,
+        max_messages: int = 1000,
+    ) -> None:
+        if max_conversations < 1:
+            raise ValueError("max_conversations must be >= 1")
+        self._key = normalize
+        self._resolve = resolve
+        self._max_conversations = max_conversations
+        self._max_messages = max_messages
+        self._states: collections.OrderedDict[str, ConversationState] = collections.OrderedDict()
+        self._incoming: dict[str, IncomingInvitationView] = {}
+        self.evicted = 0
+
+    # -- queries and commands ------------------------------------------------------
+
+    def key(self, href: str) -> str | None:
+        try:
+            return self._key(href)
+        except ValueError:
+            return None
+
+    def absolute(self, href: str) -> str:
+        """``href`` as an absolute URL (as given if it cannot be resolved)."""
+        try:
+            return self._resolve(href)
+        except ValueError:
+            return href
+
+    def _participant_of(self, resource: Resource) -> Participant:
+        participant = participant_from(resource)
+        if participant.href is None:
+            return participant
+        return attrs.evolve(participant, href=self.absolute(participant.href))
+
+    def get(self, key: str) -> ConversationState | None:
+        return self._states.get(key)
+
+    def track(self, href: str, *, claim: bool = False) -> ConversationState | None:
+        """The state of the conversation at ``href``, created if new (None: bad href).
+
+        ``claim``: a public Conversation exists for it: never evicted.
+        """
+        key = self.key(href)
+        if key is None:
+            return None
+        state = self._states.get(key)
+        if state is None:
+            log: MessageLog[Message] = MessageLog(max_messages=self._max_messages)
+            state = ConversationState(key, self.absolute(href), log)
+            state.claimed = claim
+            self._evict()  # before adding: the new one is never the victim
+            self._states[key] = state
+        elif claim:
+            state.claimed = True
+        return state
+
+    def claim(self, href: str) -> ConversationState | None:
+        """``track`` and mark it claimed."""
+        return self.track(href, claim=True)
+
+    def forget(self, key: str) -> None:
+        self._states.pop(key, None)
+
+    def is_incoming(self, href: str) -> bool:
+        key = self.key(href)
+        return key is not None and key in self._incoming
+
+    def end_all(self, reason: ConversationEndReason) -> list[Effect]:
+        """End every conversation (application lost, session closed)."""
+        effects: list[Effect] = []
+        for state in self._states.values():
+            if state.end(reason):
+                effects.append(Ended(state.key, reason))
+        self._incoming.clear()
+        return effects
+
+    def fetched(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
+        """The outcome of a :class:`Fetch`."""
+        state = self._states.get(fetch.key)
+        if state is None:
+            return []
+        item = self.key(fetch.href)
+        if item is None:  # pragma: no cover - Fetch hrefs come from keyable events
+            return []
+        if fetch.kind == "conversation":
+            if resource is None or state.ended is not None:
+                return []
+            event = Event("updated", Link("conversation", state.href), resource=resource)
+            return self._apply(state, event) + _end_effects(state)
+        if fetch.kind == "message":
+            message = message_from(resource) if resource is not None else None
+            if message is None:
+                state.messages.give_up(item)
+            elif (message.direction or "").lower() == "outgoing":
+                state.messages.ignore(item)
+            else:
+                self._log_message(state, item, resource, message)
+        elif resource is not None and item in state.participants:
+            state.add_participant(item, self._participant_of(resource))
+        return [Updated(state.key)]
+
+    def resynced(self) -> list[Effect]:
+        """Events may have been lost: read every live claimed conversation again."""
+        return [
+            Fetch(state.key, "conversation", state.href)
+            for state in self._states.values()
+            if state.claimed and state.ended is None
+        ]
+
+    def gone(self, fetch: Fetch) -> list[Effect]:
+        """A conversation read after a resync is not found: it was deleted meanwhile."""
+        state = self._states.get(fetch.key)
+        if fetch.kind != "conversation" or state is None:
+            return []
+        if not state.end(ConversationEndReason.DELETED):
+            return [Updated(state.key)]
+        return [Updated(state.key), Ended(state.key, ConversationEndReason.DELETED)]
+
+    def learn_invitation(self, state: ConversationState, resource: Resource) -> list[Effect]:
+        """What a (final) invitation resource says about its conversation."""
+        if state.ended is not None:
+            return []
+        self._learn_from_invitation(state, resource)
+        return [Updated(state.key)]
+
+    def read_modality(self, state: ConversationState, rel: str, resource: Resource) -> list[Effect]:
+        """A messaging / phoneAudio resource read with a GET."""
+        if state.ended is not None:
+            return []
+        self._modality(state, rel, resource)
+        return [Updated(state.key), *_end_effects(state)]
+
+    # -- events ------------------------------------------------------------------
+
+    def feed(self, event: Event) -> list[Effect]:
+        """What ``event`` means for conversations and incoming invitations."""
+        rel = event.link.rel
+        if rel in INVITATION_KINDS:
+            return self._invitation_event(event)
+        key = self._conversation_of(event)
+        if key is None:
+            return []
+        state = self._states.get(key)
+        if state is None:
+            if rel != "conversation" or event.type == "deleted":
+                return []
+            state = self.track(event.link.href)
+            assert state is not None  # _conversation_of gave a key for it
+        if state.ended is not None:
+            return []
+        return self._apply(state, event) + _end_effects(state)
+
+    def _conversation_of(self, event: Event) -> str | None:
+        sender = event.sender
+        if sender is not None and sender.rel == "conversation":
+            return self.key(sender.href)
+        if event.link.rel == "conversation":
+            return self.key(event.link.href)
+        resource = event.resource
+        if resource is not None:
+            href = resource.link("conversation")
+            if href is not None:
+                return self.key(href)
+        target = self.key(event.link.href)
+        while target is not None and "/" in target:
+            target = target.rsplit("/", 1)[0]
+            if target in self._states:
+                return target
+        return None
+
+    def _invitation_event(self, event: Event) -> list[Effect]:
+        key = self.key(event.link.href)
+        if key is None:
+            return []
+        resource = event.resource
+        effects: list[Effect] = []
+        if resource is not None:
+            conversation = resource.link("conversation")
+            state = self.track(conversation) if conversation is not None else None
+            if state is not None and state.ended is None:
+                self._learn_from_invitation(state, resource)
+                effects.append(Updated(state.key))
+        incoming = resource is not None and (
+            str(resource.properties.get("direction", "")).lower() == "incoming"
+        )
+        if event.type == "started" and incoming and key not in self._incoming:
+            assert resource is not None
+            view = invitation_view(resource, self.absolute(event.link.href))
+            if view is not None:
+                self._incoming[key] = view
+                while len(self._incoming) > self._max_conversations:
+                    del self._incoming[next(iter(self._incoming))]  # never ended: forget
+                effects.append(Arrived(view))
+            return effects
+        if key in self._incoming and event.type in ("completed", "deleted"):
+            del self._incoming[key]
+            accepted = event.type == "completed" and (event.status or "").lower() == "success"
+            effects.append(InvitationEnded(key, accepted, event.reason))
+        return effects
+
+    def _learn_from_invitation(self, state: ConversationState, resource: Resource) -> None:
+        for rel in ("messaging", "phoneAudio"):
+            href = resource.link(rel)
+            if href is not None:
+                state.links.setdefault(rel, href)
+        subject = resource.properties.get("subject")
+        if isinstance(subject, str) and subject and state.subject is None:
+            state.subject = subject
+        # Embedded participants of an invitation are remote ones: its caller (``from``,
+        # incoming) or who accepted it (``acceptedByParticipant``, outgoing; SendAnIM
+        # step 6); ours is only ever a link.
+        for child in resource.embedded:
+            if child.rel in ("participant", "from", "acceptedByParticipant") and child.href:
+                pkey = self.key(child.href)
+                if pkey is not None and pkey != state.local_participant:
+                    state.add_participant(pkey, self._participant_of(child))
+
+    def _apply(self, state: ConversationState, event: Event) -> list[Effect]:
+        rel, kind, resource = event.link.rel, event.type, event.resource
+        effects: list[Effect] = [Updated(state.key)]
+        if rel == "conversation":
+            if kind == "deleted":
+                state.end(ConversationEndReason.DELETED)
+            elif resource is not None:
+                props = resource.properties
+                if isinstance(props.get("state"), str):
+                    state.state = props["state"]
+                if isinstance(props.get("subject"), str) and props["subject"]:
+                    state.subject = props["subject"]
+                local = resource.link("localParticipant")
+                if local is not None:
+                    state.local_participant = self.key(local)
+                for modality in ("messaging", "phoneAudio"):
+                    href = resource.link(modality)
+                    if href is not None:
+                        state.links.setdefault(modality, href)
+                if (state.state or "").lower() == _MODALITY_END:
+                    state.end(ConversationEndReason.DISCONNECTED)
+        elif rel in ("messaging", "phoneAudio"):
+            state.links[rel] = event.link.href
+            if resource is not None:
+                self._modality(state, rel, resource)
+        elif rel == "localParticipant":
+            state.local_participant = self.key(event.link.href)
+        elif rel == _REMOTE_PARTICIPANT:
+            effects.extend(self._participant(state, event))
+        elif rel == "message":
+            effects.extend(self._message(state, event))
+        return effects
+
+    def _modality(self, state: ConversationState, rel: str, resource: Resource) -> None:
+        names = (
+            ("stopMessaging", "sendMessage", "setIsTyping")
+            if rel == "messaging"
+            else ("stopPhoneAudio",)
+        )
+        for name in names:
+            href = resource.link(name)
+            if href is not None:
+                state.links[name] = href
+            else:
+                state.links.pop(name, None)
+        value = resource.properties.get("state")
+        modality_state = value if isinstance(value, str) else None
+        if rel == "messaging":
+            state.messaging_state = modality_state
+        else:
+            state.phone_audio_state = modality_state
+        # A modality that was live and is now Disconnected, with no other one live,
+        # ends the conversation; one that was never live (an IM conversation's
+        # phoneAudio, say) says nothing about it.
+        if modality_state is None:
+            return
+        if modality_state.lower() != _MODALITY_END:
+            state.live_modalities.add(rel)
+        elif rel in state.live_modalities:
+            state.live_modalities.discard(rel)
+            if not state.live_modalities:
+                state.end(ConversationEndReason.DISCONNECTED)
+
+    def _participant(self, state: ConversationState, event: Event) -> list[Effect]:
+        pkey = self.key(event.link.href)
+        if pkey is None or pkey == state.local_participant:
+            return []
+        collection = event.in_link.rel if event.in_link is not None else None
+        if collection == "typingParticipants":
+            # Someone started / stopped typing (typingParticipants_ref): not a membership
+            # change; a "deleted" here must not read as "left the conversation".
+            if event.type == "added":
+                state.typing.add(pkey)
+            elif event.type == "deleted":
+                state.typing.discard(pkey)
+            return []
+        if collection not in (None, "participants", "conversation"):
+            return []
+        if event.type == "deleted":
+            if pkey in state.participants and state.remove_participant(pkey):
+                state.end(ConversationEndReason.REMOTE_LEFT)
+            return []
+        if event.resource is not None:
+            state.add_participant(pkey, self._participant_of(event.resource))
+            return []
+        if pkey not in state.participants:
+            state.add_participant(pkey, Participant(href=self.absolute(event.link.href)))
+        if state.participants[pkey].uri is None:
+            return [Fetch(state.key, "participant", event.link.href)]
+        return []
+
+    def _message(self, state: ConversationState, event: Event) -> list[Effect]:
+        mkey = self.key(event.link.href)
+        resource = event.resource
+        if mkey is None or event.type == "deleted":
+            return []
+        if resource is None:
+            if state.messages.reserve(mkey):
+                return [Fetch(state.key, "message", event.link.href)]
+            return []
+        direction = str(resource.properties.get("direction", "")).lower()
+        if direction == "outgoing":
+            state.messages.ignore(mkey)
+            return []
+        message = message_from(resource)
+        if message is None:
+            if state.messages.reserve(mkey):  # the body may come with a later event
+                return [Fetch(state.key, "message", event.link.href)]
+            return []
+        self._log_message(state, mkey, resource, message)
+        return []
+
+    def _log_message(
+        self, state: ConversationState, mkey: str, resource: Resource | None, message: Message
+    ) -> None:
+        participant_href = resource.link("participant") if resource is not None else None
+        pkey = self.key(participant_href) if participant_href is not None else None
+        sender = state.participant(
+            pkey, self.absolute(participant_href) if participant_href is not None else None
+        )
+        href = self.absolute(message.href) if message.href is not None else None
+        message = attrs.evolve(message, sender=sender, href=href)
+        if state.skip_text is not None:
+            text, state.skip_text = state.skip_text, None
+            if message.text == text:
+                # The invitation's first message, delivered again once accepted
+                # (ReceiveAnIM step 16): it is ``invite.message``, not a new one.
+                state.messages.ignore(mkey)
+                return
+        state.messages.add(mkey, message)
+
+    def _evict(self) -> None:
+        while len(self._states) >= self._max_conversations:
+            victim = next((k for k, s in self._states.items() if not s.claimed), None)
+            if victim is None:
+                return
+            del self._states[victim]
+            self.evicted += 1
+
+
+def _end_effects(state: ConversationState) -> list[Effect]:
+    """``[Ended]`` if ``state`` has ended (a separate function: callers check ``ended``
+    before the change, and a type checker would take that for the value after it)."""
+    return [Ended(state.key, state.ended)] if state.ended is not None else []

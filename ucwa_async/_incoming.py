@@ -1,0 +1,173 @@
+"""Incoming invitations: ``IncomingInvitation``, the session's ``Inbox`` and its streams.
+
+The inbox exists from the moment the session is open (none lost before the first
+``incoming()``) and is bounded: an invitation arriving when it is full is declined
+(reason ``Local``), counted in ``SessionStats.incoming_overflowed`` and logged. Several
+``incoming()`` streams share it: each invitation goes to exactly one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
+
+from ucwa_async._core.chat import IncomingInvitationView, Participant
+from ucwa_async._core.models import Reason
+
+if TYPE_CHECKING:
+    from ucwa_async._conversation import Conversation
+    from ucwa_async._conversations import ConversationTable
+
+__all__ = ["Inbox", "IncomingInvitation", "InvitationStream"]
+
+
+class IncomingInvitation:
+    """Someone invites this session: ``kind`` (``"messaging"`` or ``"phoneAudio"``),
+    ``href``, ``sender`` (a ``Participant``), ``subject`` and ``message`` (the text of
+    the first message, or None).
+
+    ``await accept()`` returns the ``Conversation`` (messaging; a phoneAudio invitation
+    raises ``UnsupportedModalityError``: the API cannot carry the audio); ``await
+    decline()`` declines it (reason ``Local``). If the caller withdrew it first, both
+    know at once: ``accept()`` raises ``InvitationWithdrawnError``, ``decline()`` returns.
+    """
+
+    def __init__(self, table: ConversationTable, view: IncomingInvitationView, key: str) -> None:
+        self._table = table
+        self._view = view
+        self._key = key
+        self.href = view.href
+        self.withdrawn = False
+        """True once the caller withdrew it (or it ended elsewhere) before an accept."""
+        self.withdraw_reason: Reason | None = None
+        self._answered: Literal["accepted", "declined"] | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"<IncomingInvitation {self.kind} from {self.sender.uri!r} href={self.href!r}>"
+
+    @property
+    def kind(self) -> Literal["messaging", "phoneAudio"]:
+        return self._view.kind
+
+    @property
+    def sender(self) -> Participant:
+        return self._view.sender
+
+    @property
+    def subject(self) -> str | None:
+        return self._view.subject
+
+    @property
+    def message(self) -> str | None:
+        return self._view.message
+
+    async def accept(self, timeout: float | None = None) -> Conversation:
+        """Accept; returns the conversation once the server says it connected
+        (``timeout``: the session's ``invitation_timeout`` by default)."""
+        async with self._lock:
+            return await self._table.accept(self, timeout)
+
+    async def decline(self) -> None:
+        """Decline (reason ``Local``: this application only)."""
+        async with self._lock:
+            await self._table.decline(self)
+
+
+class Inbox:
+    """Invitations not yet taken by a stream; bounded; handed out first come, first served."""
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("the inbox size must be at least 1")
+        self._items: collections.deque[IncomingInvitation] = collections.deque()
+        self._maxsize = maxsize
+        self._getters: collections.deque[asyncio.Future[IncomingInvitation | None]] = (
+            collections.deque()
+        )
+        self._ended = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, invitation: IncomingInvitation) -> bool:
+        """Hand ``invitation`` to a waiting stream or queue it; False when full."""
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(invitation)
+                return True
+        if len(self._items) >= self._maxsize:
+            return False
+        self._items.append(invitation)
+        return True
+
+    def drop(self, invitation: IncomingInvitation) -> None:
+        """Remove a queued invitation (it was withdrawn before anyone took it)."""
+        with contextlib.suppress(ValueError):
+            self._items.remove(invitation)
+
+    async def get(self) -> IncomingInvitation | None:
+        """The next invitation; None once the inbox has ended."""
+        if self._items:
+            return self._items.popleft()
+        if self._ended:
+            return None
+        getter: asyncio.Future[IncomingInvitation | None] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._getters.append(getter)
+        try:
+            return await getter
+        except asyncio.CancelledError:
+            if getter.done() and not getter.cancelled():
+                handed = getter.result()
+                if handed is not None:
+                    self._items.appendleft(handed)  # not lost: the next reader gets it
+            raise
+
+    def end(self) -> None:
+        self._ended = True
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+
+
+class InvitationStream:
+    """``async with session.incoming() as invitations: async for invite in invitations``."""
+
+    def __init__(self, inbox: Inbox) -> None:
+        self._inbox = inbox
+        self._closed = False
+
+    async def __aenter__(self) -> InvitationStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> InvitationStream:
+        return self
+
+    async def __anext__(self) -> IncomingInvitation:
+        while not self._closed:
+            invitation = await self._inbox.get()
+            if invitation is None:
+                break
+            if invitation.withdrawn:
+                continue  # withdrawn while queued: nothing to answer
+            return invitation
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Stop taking invitations (those queued stay for other streams)."""
+        self._closed = True

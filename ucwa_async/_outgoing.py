@@ -1,0 +1,276 @@
+"""Sent messages: ``OutgoingMessage`` and the table that resolves each one exactly once.
+
+A sent message is an operation like an invitation (sendMessage_ref.md, SendAnIM.md):
+an ``operationId`` registered with a ``Correlator`` *before* the POST (query parameter:
+the body is the text itself), the 201's Location bound as its second key (SendAnIM's
+``completed`` message event carries no operationId, only the href), and the outcome
+from the event channel (event-level ``status``: Success, or Failure with a reason).
+Events that beat the 201 wait in the correlator's orphan buffer. A CallbackChannelError
+reconnects the channel and retries with the same operationId (``post_payload``, bounded
+like continue_*). No outcome within the timeout: ``MessageTimeoutError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from ucwa_async._application import Application
+from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
+from ucwa_async._core.errors import (
+    MessageError,
+    MessageFailedError,
+    MessageTimeoutError,
+    SessionClosedError,
+    UcwaError,
+)
+from ucwa_async._core.models import Event
+from ucwa_async._core.urls import with_query
+from ucwa_async._http import HttpResponse
+
+if TYPE_CHECKING:
+    from ucwa_async._session import SessionStats
+
+__all__ = ["OutgoingMessage", "SentMessages"]
+
+log = logging.getLogger("ucwa_async.session")
+
+PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
+
+
+class OutgoingMessage:
+    """A message this session sent, after the server accepted it (201).
+
+    ``await message`` returns once it is delivered, or raises ``MessageFailedError``
+    (``.reason`` is the server's), ``MessageTimeoutError``, ``ConversationEndedError``
+    or ``SessionClosedError``. Awaiting is shielded: cancelling the awaiting task leaves
+    the outcome for a later ``await``.
+    """
+
+    __slots__ = ("_future", "_timer", "conversation_href", "href", "html", "operation_id", "text")
+
+    def __init__(
+        self,
+        *,
+        operation_id: str,
+        text: str,
+        html: bool,
+        conversation_href: str,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.operation_id = operation_id
+        self.text = text
+        self.html = html
+        self.conversation_href = conversation_href
+        self.href: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._future: asyncio.Future[None] = loop.create_future()
+        self._future.add_done_callback(_consume_exception)
+
+    def __repr__(self) -> str:
+        return (
+            f"<OutgoingMessage operation_id={self.operation_id!r} href={self.href!r} "
+            f"done={self.done()}>"
+        )
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.result().__await__()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    @property
+    def delivered(self) -> bool:
+        """True once the server said the message was delivered."""
+        return self._future.done() and self._future.exception() is None
+
+    async def result(self, timeout: float | None = None) -> None:
+        """Wait for the delivery outcome; ``timeout`` bounds this wait only
+        (``MessageTimeoutError``; the message's own timeout still runs)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._future)
+        except TimeoutError:
+            if self._future.done():
+                return self._future.result()
+            raise MessageTimeoutError(
+                f"no delivery outcome for message {self.operation_id} within {timeout:g} s",
+                href=self.href,
+                operation_id=self.operation_id,
+            ) from None
+
+    # -- used by the session only -------------------------------------------------
+
+    def _settle(self, error: BaseException | None) -> bool:
+        if self._future.done():
+            return False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if error is None:
+            self._future.set_result(None)
+        else:
+            self._future.set_exception(error)
+        return True
+
+
+class SentMessages:
+    """Messages sent and not yet resolved, and their correlation."""
+
+    def __init__(
+        self,
+        *,
+        application: Application,
+        post_payload: PostPayload,
+        stats: SessionStats,
+    ) -> None:
+        self._app = application
+        self._post = post_payload
+        self._stats = stats
+        self._correlator = Correlator(normalize=application.key)
+        self._pending: dict[str, OutgoingMessage] = {}
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    async def send(
+        self,
+        url: str,
+        text: str,
+        *,
+        html: bool,
+        conversation_href: str,
+        timeout: float,
+    ) -> OutgoingMessage:
+        """POST the message to a sendMessage link; returns after the 201."""
+        if self._closed:
+            raise SessionClosedError("the session is closed")
+        operation_id = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        message = OutgoingMessage(
+            operation_id=operation_id,
+            text=text,
+            html=html,
+            conversation_href=conversation_href,
+            loop=loop,
+        )
+        self._correlator.expect(operation_id)
+        self._pending[operation_id] = message
+        content_type = ("text/html" if html else "text/plain") + "; charset=utf-8"
+        try:
+            response = await self._post(
+                with_query(url, operationId=operation_id), text.encode("utf-8"), content_type
+            )
+        except BaseException:
+            self._pending.pop(operation_id, None)
+            self._correlator.forget(operation_id)
+            raise
+        self._stats.messages_sent += 1
+        if self._pending.get(operation_id) is message:
+            message._timer = loop.call_later(timeout, self._expire, operation_id)
+        href = self._app.safe_resolve(response.location)
+        if href is None:
+            log.info("sendMessage answered %d without a usable Location", response.status)
+            return message
+        message.href = href
+        try:
+            resolutions = self._correlator.bind(operation_id, href)
+        except (ValueError, KeyError) as exc:
+            log.warning("cannot correlate message %s by href: %s", operation_id, exc)
+            return message
+        for resolution in resolutions:
+            self._apply(resolution)
+        return message
+
+    def claims(self, event: Event) -> bool:
+        """Feed a ``message`` event; True if it is about a message this session sent."""
+        resource = event.resource
+        if resource is not None and str(resource.properties.get("direction", "")).lower() == (
+            "incoming"
+        ):
+            return False
+        owned = self._correlator.owner(event.link.href) is not None
+        try:
+            resolutions = self._correlator.feed(event)
+        except UcwaError:
+            return owned
+        for resolution in resolutions:
+            self._apply(resolution)
+        return owned or bool(resolutions)
+
+    def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:
+        message = self._pending.get(resolution.operation_id)
+        if message is None or isinstance(resolution, Progress):
+            return
+        del self._pending[resolution.operation_id]
+        if message.href is None and resolution.event.link.href:
+            message.href = self._app.safe_resolve(resolution.event.link.href)
+        failed = isinstance(resolution, Failed) or (
+            isinstance(resolution, NeedsLookup)
+            and str(_status_of(resolution.event)).lower() in ("failed", "failure")
+        )
+        if failed:
+            reason = resolution.reason if isinstance(resolution, Failed) else None
+            if message._settle(
+                MessageFailedError(
+                    _failure_text(reason),
+                    reason=reason,
+                    href=message.href,
+                    operation_id=message.operation_id,
+                )
+            ):
+                self._stats.messages_failed += 1
+        elif message._settle(None):
+            self._stats.messages_delivered += 1
+
+    def _expire(self, operation_id: str) -> None:
+        message = self._pending.pop(operation_id, None)
+        if message is None:
+            return
+        self._correlator.finish(operation_id)
+        if message._settle(
+            MessageTimeoutError(
+                f"message {operation_id} had no delivery outcome within its timeout",
+                href=message.href,
+                operation_id=operation_id,
+            )
+        ):
+            self._stats.messages_timed_out += 1
+
+    def end_conversation(self, conversation_href: str, error: MessageError | UcwaError) -> None:
+        """The conversation ended: its messages still pending end with ``error``."""
+        for operation_id, message in list(self._pending.items()):
+            if message.conversation_href == conversation_href:
+                del self._pending[operation_id]
+                self._correlator.finish(operation_id)
+                message._settle(error)
+
+    def close_all(self, error: UcwaError) -> None:
+        self._closed = True
+        for message in self._pending.values():
+            message._settle(error)
+        self._pending.clear()
+        self._correlator.clear()
+
+
+def _status_of(event: Any) -> object:
+    resource = event.resource
+    return resource.properties.get("status") if resource is not None else None
+
+
+def _failure_text(reason: Any) -> str:
+    if reason is None:
+        return "message not delivered (the server gave no reason)"
+    parts = [p for p in (getattr(reason, "code", None), getattr(reason, "subcode", None)) if p]
+    text = "/".join(parts) or "failure"
+    detail = getattr(reason, "message", None)
+    return f"message not delivered: {text}" + (f": {detail}" if detail else "")
+
+
+def _consume_exception(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
