@@ -1,10 +1,9 @@
 """Shared test configuration.
 
-Our own pytest plugin (the ``ucwa_simulator`` fixture) is registered for users
-through the ``pytest11`` entry point. Entry-point plugins load before pytest-cov
-starts measuring, which would hide the import-time lines of the package from
-coverage; so this suite disables the entry point (``-p no:ucwa_async`` in
-pyproject) and loads the same module here, after coverage has started.
+The ``ucwa_simulator`` fixture is our own pytest plugin, which users opt into the same
+way: ``pytest_plugins = ["ucwa_async.testing.plugin"]`` in their top-level conftest.py
+(it is not an auto-loaded ``pytest11`` entry point, so it costs nothing to projects
+that do not ask for it).
 """
 
 pytest_plugins = ["ucwa_async.testing.plugin"]
