@@ -1,0 +1,63 @@
+"""The test suite against the built wheel, once per supported Python (run by .ci/run).
+
+``nox`` (all three) or ``nox -s tests-3.12``. Each session installs ``dist/*.whl`` (built
+first if missing) with its ``test`` extra in a fresh venv, copies what the tests read
+(tests/, examples/, benchmarks/, docs/, README.md, pyproject.toml: never ucwa_async/) to
+a scratch directory, proves that ``import ucwa_async`` there finds the installed wheel,
+and runs the README's test command from there.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+DIST = ROOT / "dist"
+COPIED = ["tests", "examples", "benchmarks", "docs", "README.md", "pyproject.toml"]
+# Reads the source tree on purpose (the console script's declaration in ucwa_async/).
+SOURCE_ONLY = ["tests/cli/test_demo.py::test_console_script_is_declared"]
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+def _wheel(session: nox.Session) -> Path:
+    wheels = sorted(DIST.glob("ucwa_async-*.whl"))
+    if not wheels:
+        session.install("build")
+        session.run("python", "-m", "build", "--wheel", "--outdir", str(DIST), str(ROOT))
+        wheels = sorted(DIST.glob("ucwa_async-*.whl"))
+    if len(wheels) != 1:
+        session.error(f"expected one wheel in {DIST}, found {[w.name for w in wheels]}")
+    return wheels[0]
+
+
+@nox.session(python=["3.11", "3.12", "3.13"])
+def tests(session: nox.Session) -> None:
+    """The fast suite against the installed wheel (not the source tree)."""
+    session.install(f"{_wheel(session)}[test]")
+    scratch = Path(session.create_tmp()) / "project"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    for name in COPIED:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(
+                source, scratch / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            )
+        else:
+            shutil.copy2(source, scratch / name)
+    session.chdir(scratch)
+    session.run(
+        "python",
+        "-c",
+        "import sys, ucwa_async; f = ucwa_async.__file__; print('ucwa_async from', f); "
+        "sys.exit(0 if 'site-packages' in f else 'not the installed wheel: ' + f)",
+    )
+    deselect = [arg for test in SOURCE_ONLY for arg in ("--deselect", test)]
+    session.run(
+        "python", "-m", "pytest", "-n", "4", "-p", "no:cacheprovider", *deselect, *session.posargs
+    )
