@@ -2,7 +2,7 @@
 
 ``nox`` (all three) or ``nox -s tests-3.12``. Each session installs ``dist/*.whl`` (built
 first if missing) with its ``test`` extra in a fresh venv, copies what the tests read
-(tests/, examples/, benchmarks/, docs/, README.md, pyproject.toml: never ucwa_async/) to
+(tests/, examples/, benchmarks/, docs/, .ci/, README.md, pyproject.toml: never ucwa_async/) to
 a scratch directory, proves that ``import ucwa_async`` there finds the installed wheel,
 and runs the README's test command from there.
 """
@@ -16,11 +16,11 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 DIST = ROOT / "dist"
-COPIED = ["tests", "examples", "benchmarks", "docs", "README.md", "pyproject.toml"]
+COPIED = ["tests", "examples", "benchmarks", "docs", ".ci", "README.md", "pyproject.toml"]
 # Reads the source tree on purpose (the console script's declaration in ucwa_async/).
 SOURCE_ONLY = ["tests/cli/test_demo.py::test_console_script_is_declared"]
 
-nox.options.sessions = ["tests"]
+nox.options.sessions = ["bare", "tests"]
 nox.options.reuse_existing_virtualenvs = False
 
 
@@ -60,4 +60,20 @@ def tests(session: nox.Session) -> None:
     deselect = [arg for test in SOURCE_ONLY for arg in ("--deselect", test)]
     session.run(
         "python", "-m", "pytest", "-n", "4", "-p", "no:cacheprovider", *deselect, *session.posargs
+    )
+
+
+@nox.session(python="3.11")
+def bare(session: nox.Session) -> None:
+    """The wheel without extras: the client imports, the simulator's dependencies are absent."""
+    session.install(str(_wheel(session)))
+    session.chdir(session.create_tmp())
+    session.run(
+        "python",
+        "-c",
+        "import importlib.metadata as md, importlib.util as u, ucwa_async; "
+        "assert 'site-packages' in ucwa_async.__file__, ucwa_async.__file__; "
+        "assert u.find_spec('xmltodict') is None, 'xmltodict installed without an extra'; "
+        "assert not [e for e in md.entry_points(group='pytest11') if 'ucwa' in e.value]; "
+        "print('bare wheel: client only, ok')",
     )

@@ -168,13 +168,15 @@ def test_scratch_project_of_the_page_passes_in_strict_mode(page: str, tmp_path: 
     assert "conftest.py" in files
     for name, code in files.items():
         (tmp_path / name).write_text(code, encoding="utf-8")
+    # An empty config: the project's root (the scratch dir may sit inside another project,
+    # e.g. under nox's TMPDIR in this repository) and pytest-asyncio's defaults.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     tests = sum(len(re.findall(r"^(?:async )?def test_", c, re.M)) for c in files.values())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_CORE"))}
     # The ucwa_async under test (source tree or installed wheel), not another install.
     package_home = str(Path(ucwa_async.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_home, env.get("PYTHONPATH")]))
     proc = subprocess.run(
-        # No ini file: pytest-asyncio's defaults (strict mode), as in a new project.
         # -p no:ucwa_async: an older install may still auto-load the plugin (0.1).
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:ucwa_async"],
         cwd=tmp_path,
