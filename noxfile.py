@@ -1,10 +1,11 @@
-"""The test suite against the built wheel, once per supported Python (run by .ci/run).
+"""The test suite against the built wheel, per supported Python (run by .ci/run).
 
-``nox`` (all three) or ``nox -s tests-3.12``. Each session installs ``dist/*.whl`` (built
-first if missing) with its ``test`` extra in a fresh venv, copies what the tests read
-(tests/, examples/, benchmarks/, docs/, .ci/, README.md, pyproject.toml: never ucwa_async/) to
-a scratch directory, proves that ``import ucwa_async`` there finds the installed wheel,
-and runs the README's test command from there.
+``nox`` (the wheel alone, then the suite on 3.12 and 3.13) or ``nox -s tests-3.11``.
+Each ``tests`` session installs ``dist/*.whl`` (built first if missing) with its ``test``
+extra in a fresh venv, copies what the tests read (tests/, examples/, benchmarks/, docs/,
+.ci/, README.md, pyproject.toml: never ucwa_async/) to a scratch directory, proves that
+``import ucwa_async`` there finds the installed wheel, and runs the README's test command
+from there.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ COPIED = ["tests", "examples", "benchmarks", "docs", ".ci", "README.md", "pyproj
 # Reads the source tree on purpose (the console script's declaration in ucwa_async/).
 SOURCE_ONLY = ["tests/cli/test_demo.py::test_console_script_is_declared"]
 
-nox.options.sessions = ["bare", "tests"]
+# .ci/run: the README command already runs the suite on 3.11 from the source tree; the
+# wheel (pure Python: the same file on every version) is proven on 3.12 and 3.13, one
+# after the other (two suites at once on 2 cores only slow each other down).
+# `nox -s tests-3.11` runs it on 3.11 too.
+nox.options.sessions = ["bare", "tests-3.12", "tests-3.13"]
 nox.options.reuse_existing_virtualenvs = False
 
 

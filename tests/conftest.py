@@ -17,3 +17,10 @@ def pytest_addoption(parser):  # type: ignore[no-untyped-def]  # (append-only fi
         default=False,
         help="run the fault soak with 1 500 operations per wire (default: the CI bound of 200)",
     )
+
+
+def pytest_report_header() -> str:  # (append-only file: no import at the top)
+    """Which ucwa_async this run tests: the source tree, or an installed wheel (noxfile.py)."""
+    import ucwa_async
+
+    return f"ucwa_async: {ucwa_async.__file__}"
