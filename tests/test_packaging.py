@@ -3,6 +3,7 @@ only with the ``testing`` extra (or ``cli``), and the plugin only when a project
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -36,3 +37,25 @@ def test_the_pytest_plugin_is_opt_in() -> None:
     assert "pytest11" not in PROJECT.get("entry-points", {})
     conftest = (ROOT / "tests" / "conftest.py").read_text(encoding="utf-8")
     assert 'pytest_plugins = ["ucwa_async.testing.plugin"]' in conftest
+
+
+def test_a_subset_run_has_no_coverage_gate_the_ci_has_it() -> None:
+    pytest_config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    addopts = pytest_config["tool"]["pytest"]["ini_options"]["addopts"]
+    assert "--cov" not in addopts
+    assert "--cov-fail-under=95" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_plain_pytest_collects_the_integration_tests() -> None:
+    # The console script, not `python -m pytest`: the repository root is not on sys.path.
+    script = Path(sys.executable).with_name("pytest")
+    proc = subprocess.run(
+        [str(script), "--collect-only", "-q", "-p", "no:cacheprovider", "tests/integration"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"^\d{3,} tests collected", proc.stdout, re.M), proc.stdout[-3000:]
