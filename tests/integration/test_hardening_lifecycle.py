@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 
 import ucwa_async
-from tests.integration.conftest import SessionFactory, assert_no_leftover_tasks
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+
+from ._support import SessionFactory, assert_no_leftover_tasks
 
 State = ucwa_async.SessionState
 
