@@ -15,10 +15,7 @@ import ucwa_async
 from ucwa_async import Backoff
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-# Re-exported for the tests that import them from here (new code: import ._support).
-from ._support import SessionFactory, _is_server_task, assert_no_leftover_tasks
-
-__all__ = ["SessionFactory", "_is_server_task", "assert_no_leftover_tasks"]
+from ._support import SessionFactory
 
 
 @pytest.fixture(params=["json", "xml"])

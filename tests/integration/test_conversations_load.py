@@ -8,7 +8,7 @@ import asyncio
 from ucwa_async import IncomingInvitation
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 LENE = "sip:lenea@contoso.com"
 CONVERSATIONS = 200

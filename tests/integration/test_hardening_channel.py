@@ -25,7 +25,7 @@ from ucwa_async import _application, _channel
 from ucwa_async._core.budget import RecreationBudget
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory, _is_server_task
+from ._support import SessionFactory, _is_server_task
 
 WINDOW = 2.0  # seconds of pathological server per measurement
 MAX_RATE = 20.0  # requests per second, the bound

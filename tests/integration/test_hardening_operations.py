@@ -24,7 +24,7 @@ from ucwa_async.testing import (
     UcwaSimulator,
 )
 
-from .conftest import SessionFactory, assert_no_leftover_tasks
+from ._support import SessionFactory, assert_no_leftover_tasks
 
 PHONE = "tel:+14255551234"
 

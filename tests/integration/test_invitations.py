@@ -23,7 +23,7 @@ from ucwa_async.testing import (
 )
 from ucwa_async.testing._urls import DISCOVERY_PATH
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 PHONE = "tel:+14255551234"
 
