@@ -285,7 +285,7 @@ async def test_aclose_cancelled_during_delete_ends_streams_and_invitations(
             items = await asyncio.wait_for(consumer, 2)
             assert isinstance(items[-1], ucwa_async.ChannelClosed)
         with pytest.raises(ucwa_async.SessionClosedError):
-            await asyncio.wait_for(pending.result(), 2)
+            await asyncio.wait_for(pending.wait(), 2)
         assert session._client is not None
         assert session._client.closed
         await asyncio.wait_for(session.aclose(), 2)

@@ -110,7 +110,7 @@ async def _continue(session: ucwa_async.Session, args: argparse.Namespace, timeo
     )
     print(f"waiting up to {timeout:g} s for the outcome...", flush=True)
     try:
-        await invitation.result(timeout=timeout)
+        await invitation.wait(timeout=timeout)
     except ucwa_async.InvitationFailedError as exc:
         print(f"not connected: {_reason_text(exc)}", flush=True)
         return EXIT_FAILED
