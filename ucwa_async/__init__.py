@@ -10,7 +10,9 @@ message or phone audio, many at once, and know for certain how each ended::
         result = await im   # MessagingInvitation, or raises InvitationFailedError
 """
 
-from ucwa_async._auth import PasswordAuth, TokenAuth
+import logging as _logging
+
+from ucwa_async._auth import Auth, PasswordAuth, TokenAuth, TokenProvider
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     AlreadyExistsError,
@@ -25,6 +27,7 @@ from ucwa_async._core.errors import (
     ForbiddenError,
     InactiveApplicationExpiredError,
     InsecureTransportError,
+    InvalidPhoneNumberError,
     InvitationError,
     InvitationFailedError,
     InvitationLostError,
@@ -49,7 +52,7 @@ from ucwa_async._core.errors import (
 from ucwa_async._core.models import (
     ConversationLog,
     Event,
-    EventBatch,
+    InvitationResource,
     Link,
     MessagingInvitation,
     PhoneAudioInvitation,
@@ -58,6 +61,9 @@ from ucwa_async._core.models import (
     UnknownEvent,
     UnknownResource,
 )
+from ucwa_async._core.models import (
+    EventBatch as EventBatch,  # importable, not in __all__: only the channel sees batches
+)
 from ucwa_async._events import (
     ApplicationRecreated,
     ChannelClosed,
@@ -65,6 +71,7 @@ from ucwa_async._events import (
     ChannelFailed,
     ChannelReconnected,
     ChannelReconnecting,
+    ChannelSignal,
     ChannelStatus,
     SessionState,
 )
@@ -79,6 +86,7 @@ __all__ = [
     "AlreadyExistsError",
     "ApplicationNotFoundError",
     "ApplicationRecreated",
+    "Auth",
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
@@ -90,20 +98,22 @@ __all__ = [
     "ChannelFailedError",
     "ChannelReconnected",
     "ChannelReconnecting",
+    "ChannelSignal",
     "ChannelStatus",
     "ConflictError",
     "ConversationLog",
     "DecodeError",
     "Event",
-    "EventBatch",
     "EventStream",
     "ForbiddenError",
     "InactiveApplicationExpiredError",
     "InsecureTransportError",
+    "InvalidPhoneNumberError",
     "Invitation",
     "InvitationError",
     "InvitationFailedError",
     "InvitationLostError",
+    "InvitationResource",
     "InvitationTimeoutError",
     "Limits",
     "Link",
@@ -128,6 +138,7 @@ __all__ = [
     "SessionStats",
     "Timeouts",
     "TokenAuth",
+    "TokenProvider",
     "TooManyGroupsError",
     "TooManyRequestsError",
     "TransportError",
@@ -138,3 +149,16 @@ __all__ = [
     "UnsafeHrefError",
     "__version__",
 ]
+
+# Users see (and pickle, and read in tracebacks) the public names as ucwa_async.X, not as
+# the private module that defines them: ucwa_async.AuthenticationError, not
+# ucwa_async._core.errors.AuthenticationError.
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type):
+        _public.__module__ = __name__
+del _name, _public
+
+# A library does not print its warnings to the stderr of a program that configured no
+# logging (Python's "last resort" handler): the application decides where they go.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

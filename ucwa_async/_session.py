@@ -48,6 +48,7 @@ from ucwa_async._core.models import (
     Resource,
     parse_resource,
 )
+from ucwa_async._core.phone import phone_uri
 from ucwa_async._core.urls import normalize, origin_of, with_query
 from ucwa_async._events import ChannelClosed, ChannelStatus, SessionState
 from ucwa_async._http import HttpClient
@@ -440,10 +441,12 @@ class Session:
 
     @property
     def application_url(self) -> str | None:
+        """The absolute URL of the current UCWA application (None before sign-in)."""
         return self._app.url if self._app is not None else None
 
     @property
     def pending_invitations(self) -> int:
+        """How many invitations have no outcome yet."""
         return len(self._ops) if self._ops is not None else 0
 
     # -- public operations -----------------------------------------------------------
@@ -475,7 +478,7 @@ class Session:
         for index, log_url in enumerate(hrefs):
             known = embedded.get(normalize(log_url))
             if known is not None and known.link("continueMessaging"):
-                logs.append(known)
+                logs.append(self._as_log(known, log_url))
             else:
                 logs.append(None)
                 to_fetch.append((index, log_url))
@@ -563,16 +566,14 @@ class Session:
         timeout: float | None = None,
         operation_id: str | None = None,
     ) -> Invitation[PhoneAudioInvitation]:
-        """Continue a past conversation by phone audio, calling ``phone_number`` (``tel:+1...``).
+        """Continue a past conversation by phone audio, calling ``phone_number``.
 
-        ``timeout`` and ``operation_id``: as for ``continue_messaging``.
+        ``phone_number`` is a global number, ``tel:+14255551234`` or ``+1 425 555 1234``
+        (sent as ``tel:+14255551234``); anything else raises ``InvalidPhoneNumberError``
+        (a ``ValueError``). ``timeout`` and ``operation_id``: as for ``continue_messaging``.
         """
         self._ensure_usable()
-        if not isinstance(phone_number, str) or not phone_number.strip():
-            raise ValueError("phone_number must be a non-empty str such as 'tel:+14255551234'")
-        phone_number = phone_number.strip()
-        if not phone_number.lower().startswith("tel:"):
-            phone_number = f"tel:{phone_number}"
+        phone_number = phone_uri(phone_number)  # the CLI's check too
         operation_id = _operation_id(operation_id)
         url = await self._continue_url(log, "continuePhoneAudio")
         body = {"operationId": operation_id, "phoneNumber": phone_number}
@@ -666,8 +667,9 @@ class Session:
         return self._application.rebase(self._resolve(href))
 
     def _as_log(self, resource: Resource, url: str) -> ConversationLog:
+        # The user sees absolute hrefs, as for invitations: the URL the log was read from.
         if isinstance(resource, ConversationLog):
-            return resource
+            return resource if resource.href == url else attrs.evolve(resource, href=url)
         raise UcwaError(f"{url} is not a conversationLog (rel {resource.rel!r})")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

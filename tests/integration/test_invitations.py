@@ -534,3 +534,40 @@ async def test_a_failed_background_cancel_is_logged(
             assert invitation.cancel() is True  # nobody awaits the cancel's outcome
             assert (await invitation.wait(timeout=8)).state == "Connected"
         assert any("could not cancel invitation" in r.getMessage() for r in caplog.records)
+
+
+async def test_log_hrefs_are_absolute_like_invitation_hrefs(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with (
+        UcwaSimulator(SimulatorConfig(completion_delay=0.01)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=3)
+        assert logs
+        for log in logs:
+            assert log.href.startswith(sim.base_url + "/"), log.href
+        relative = logs[0].href[len(sim.base_url) :]
+        again = await session.conversation_log(relative)
+        assert again.href == logs[0].href
+        invitation = await session.continue_messaging(logs[0])
+        assert invitation.href is not None
+        assert invitation.href.startswith(sim.base_url + "/")
+        await invitation.wait(timeout=8)
+
+
+async def test_phone_numbers_are_checked_as_the_cli_does(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    recorder = Recorder()
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=recorder)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        for local in ("12345", "tel:12345", "4255551234"):
+            with pytest.raises(ucwa_async.InvalidPhoneNumberError, match="tel:\\+14255551234"):
+                await session.continue_phone_audio(logs[0], phone_number=local)
+        call = await session.continue_phone_audio(logs[0], phone_number="+1 (425) 555-1234")
+        await call.wait(timeout=8)
+        assert [r.phone_number for r in recorder.requests] == ["tel:+14255551234"]

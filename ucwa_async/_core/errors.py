@@ -37,6 +37,7 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     │   ├── InvitationFailedError      completed with Failure (.reason)
     │   ├── InvitationTimeoutError     no outcome in time (also a builtins.TimeoutError)
     │   └── InvitationLostError        its application vanished; outcome unknown
+    ├── InvalidPhoneNumberError        phone number not like tel:+14255551234 (also a ValueError)
     └── SessionClosedError             the session closed (or was never open)
 
 ``code`` and ``subcode`` are open strings: an unknown value maps to the nearest
@@ -61,6 +62,7 @@ __all__ = [
     "ForbiddenError",
     "InactiveApplicationExpiredError",
     "InsecureTransportError",
+    "InvalidPhoneNumberError",
     "InvitationError",
     "InvitationFailedError",
     "InvitationLostError",
@@ -318,6 +320,10 @@ class InvitationTimeoutError(InvitationError, TimeoutError):
 
 class InvitationLostError(InvitationError):
     """The invitation's application disappeared before its outcome could be read."""
+
+
+class InvalidPhoneNumberError(UcwaError, ValueError):
+    """A phone number to call that is not a global number such as ``tel:+14255551234``."""
 
 
 class SessionClosedError(UcwaError):

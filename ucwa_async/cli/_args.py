@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ucwa_async import __version__
+from ucwa_async._core.errors import InvalidPhoneNumberError
+from ucwa_async._core.phone import phone_uri
 
 _REAL_EPILOG = (
     "The password is read from the environment variable named by --password-env "
@@ -73,10 +75,10 @@ def _port(text: str) -> int:
 
 
 def _phone(text: str) -> str:
-    digits = text[5:].replace(" ", "").replace("-", "")
-    if not text.startswith("tel:+") or not digits.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: phone numbers look like tel:+14255551234")
-    return text
+    try:
+        return phone_uri(text)  # the library's own check
+    except InvalidPhoneNumberError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _RefusePassword(argparse.Action):
