@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ucwa_async.testing._announce import connection_lines, stopped_line
 from ucwa_async.testing._config import SimulatorConfig
 from ucwa_async.testing._simulator import UcwaSimulator
 
@@ -23,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ucwa_async.testing", description=__doc__)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (0: a free one)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated data (default 0)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--pget-timeout-cap", type=float, default=30.0)
     p.add_argument("--completion-delay", type=float, default=0.0)
@@ -57,17 +58,10 @@ async def _serve(args: argparse.Namespace) -> None:
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
     async with UcwaSimulator(config=config, seed=args.seed) as sim:
-        print(f"discovery_url: {sim.discovery_url}", flush=True)
-        print(f"username: {sim.username}", flush=True)
-        print(f"password: {sim.password}", flush=True)
+        print("\n".join(connection_lines(sim)), flush=True)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), args.duration)
-        c = sim.counters
-        print(
-            f"stopping: {c.requests} requests, {c.invitations_created} invitations",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(stopped_line(sim), file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
