@@ -510,6 +510,15 @@ class OperationTable:
             return None
         raise UcwaError("the server offers no cancel link for this invitation")
 
+    async def finish_cancels(self, timeout: float) -> None:
+        """The session is closing: let the cancel POSTs under way (``cancel()`` returns
+        at once; abandoned calls) reach the server, for up to ``timeout`` seconds. A
+        call left ringing on the server is worse than a slower close."""
+        pending = [entry.done for entry in self._cancels.values()]
+        pending += self._abandoning.values()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
     def _expire(self, operation_id: str) -> None:
         invitation = self._invitations.pop(operation_id, None)
         if invitation is None:

@@ -718,6 +718,9 @@ class Session:
             try:
                 if opener is not None and opener is not current:
                     await asyncio.gather(opener, return_exceptions=True)
+                if self._ops is not None:
+                    # Bounded by close_timeout, skipped (as the DELETE) if we are cancelled.
+                    await self._ops.finish_cancels(self._close_timeout)
                 await self._stop_local(already)
                 if self._app is not None and self._app.url is not None:
                     # Best effort, bounded by close_timeout: errors are logged, not raised.

@@ -571,3 +571,22 @@ async def test_phone_numbers_are_checked_as_the_cli_does(
         call = await session.continue_phone_audio(logs[0], phone_number="+1 (425) 555-1234")
         await call.wait(timeout=8)
         assert [r.phone_number for r in recorder.requests] == ["tel:+14255551234"]
+
+
+async def test_a_cancel_requested_just_before_close_reaches_the_server(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # cancel() returns at once; leaving the session right after must not leave the call
+    # ringing: the close lets the cancel POST finish (bounded by close_timeout).
+    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(complete=False))
+    async with UcwaSimulator(config) as sim:
+        async with make_session(sim) as session:
+            logs = await session.conversation_logs(limit=1)
+            invitation = await session.continue_messaging(logs[0])
+            await asyncio.sleep(0.1)  # the started event gave the cancel link
+            sim.faults.latency(0.3, target="cancel")
+            assert invitation.cancel() is True
+        assert invitation.cancelled()
+        assert sim.counters.invitations_by_state == {"Failed": 1}  # cancelled on the server
+        assert [r.status for r in sim.request_log if r.kind == "cancel"] == [204]
+        assert session.stats.invitations_cancelled == 1
