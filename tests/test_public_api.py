@@ -6,6 +6,9 @@ import logging
 import pickle
 import subprocess
 import sys
+import typing
+
+import attrs
 
 import ucwa_async
 
@@ -73,6 +76,16 @@ def test_public_classes_report_the_package_as_their_module() -> None:
     wrong = [c.__qualname__ for c in _public_classes() if c.__module__ != "ucwa_async"]
     assert wrong == []
     assert repr(ucwa_async.AuthenticationError) == "<class 'ucwa_async.AuthenticationError'>"
+
+
+def test_public_annotations_still_resolve() -> None:
+    # typing.get_type_hints (cattrs, pydantic, IDEs...) resolves a class's annotations in
+    # the namespace of its __module__, now ucwa_async: they must not break.
+    for cls in _public_classes():
+        typing.get_type_hints(cls)
+    log = ucwa_async.ConversationLog(href="https://x.example/log/1", subject="s")
+    assert typing.get_type_hints(ucwa_async.ConversationLog)["href"] is str
+    assert attrs.evolve(log, subject="t").href == log.href
 
 
 def _example(cls: type[BaseException]) -> BaseException:

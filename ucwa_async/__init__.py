@@ -10,7 +10,9 @@ message or phone audio, many at once, and know for certain how each ended::
         result = await im   # MessagingInvitation, or raises InvitationFailedError
 """
 
+import inspect as _inspect
 import logging as _logging
+import typing as _typing
 
 from ucwa_async._auth import Auth, PasswordAuth, TokenAuth, TokenProvider
 from ucwa_async._core.backoff import Backoff
@@ -150,14 +152,30 @@ __all__ = [
     "__version__",
 ]
 
-# Users see (and pickle, and read in tracebacks) the public names as ucwa_async.X, not as
-# the private module that defines them: ucwa_async.AuthenticationError, not
-# ucwa_async._core.errors.AuthenticationError.
-for _name in __all__:
-    _public = globals()[_name]
-    if isinstance(_public, type):
-        _public.__module__ = __name__
-del _name, _public
+
+def _present_as_public(names: list[str]) -> None:
+    """Users see (and pickle, and read in tracebacks) the public classes as ucwa_async.X,
+    not as the private module that defines them: ucwa_async.AuthenticationError, not
+    ucwa_async._core.errors.AuthenticationError.
+
+    A class's string annotations are resolved in the namespace of its ``__module__``
+    (typing.get_type_hints, as cattrs does): they are evaluated first, while that is
+    still the defining module, and kept evaluated."""
+    classes = [obj for name in names if isinstance(obj := globals()[name], type)]
+    hints: dict[type, dict[str, object]] = {}
+    for cls in classes:
+        try:
+            hints[cls] = _typing.get_type_hints(cls, include_extras=True)
+        except Exception:  # unresolvable already (a TYPE_CHECKING name): a test reports it
+            continue
+    for cls in classes:
+        own = _inspect.get_annotations(cls)
+        if own and cls in hints:
+            cls.__annotations__ = {key: hints[cls][key] for key in own}
+        cls.__module__ = __name__
+
+
+_present_as_public(__all__)
 
 # A library does not print its warnings to the stderr of a program that configured no
 # logging (Python's "last resort" handler): the application decides where they go.
