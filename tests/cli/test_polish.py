@@ -22,8 +22,10 @@ _COLOUR = re.compile(r"\x1b\[[0-9;]*3[0-7]m")  # a foreground colour
 
 
 def _parsers() -> dict[str, argparse.ArgumentParser]:
+    from ucwa_async.testing.__main__ import _parser as standalone_simulator
+
     parser = build_parser()
-    found = {"ucwa-async": parser}
+    found = {"ucwa-async": parser, "python -m ucwa_async.testing": standalone_simulator()}
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             found.update(action.choices)

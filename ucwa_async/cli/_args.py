@@ -81,7 +81,7 @@ def _phone(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """One style for defaults in every ``--help``: ``(default: X)``, added by argparse;
     nothing for options without a meaningful default (None, a flag's False)."""
 
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ucwa-async",
         allow_abbrev=False,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
         description=(
             "asyncio UCWA 2.0 client: continue past conversations by IM or phone audio. "
             "Start with 'ucwa-async demo'."
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         allow_abbrev=False,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
         help="run a live demo against the embedded UCWA simulator",
         description=(
             "Start the embedded UCWA simulator, sign in, list conversation logs, and continue "
@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser(
         "simulator",
         allow_abbrev=False,
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
         help="run the UCWA simulator standalone",
         description=(
             "Serve the UCWA simulator (JSON and XML) until Ctrl+C or SIGTERM; prints its "
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=helptext,
             epilog=_REAL_EPILOG,
             allow_abbrev=False,
-            formatter_class=_HelpFormatter,
+            formatter_class=HelpFormatter,
         )
         cmd.add_argument(
             "--discovery",
