@@ -583,7 +583,9 @@ class Session:
             "phoneAudioInvitation", url, body, operation_id, timeout, PhoneAudioInvitation
         )
 
-    async def invitation(self, href: str, *, timeout: float | None = None) -> Invitation[Any]:
+    async def invitation(
+        self, href: str, *, timeout: float | None = None
+    ) -> Invitation[MessagingInvitation | PhoneAudioInvitation]:
         """Re-attach to an invitation by its href (``Invitation.href``).
 
         Returns the tracked handle if there is one; else GETs the invitation: a final

@@ -83,6 +83,11 @@ async def main() -> None:
                 await (await session.continue_messaging(logs[0])).wait(timeout=10)
         except (TimeoutError, ucwa_async.InvitationError) as exc:
             print("no luck:", exc)
+        href = logs[0].href
+        again = await session.invitation(href) if href.endswith("/invitations/1") else None
+        if again is not None and again.done() and not again.cancelled() and not again.exception():
+            final: MessagingInvitation | PhoneAudioInvitation = again.result()
+            print(final.state)
         watcher.cancel()
 
 
