@@ -48,6 +48,10 @@ _STRUCTURAL = frozenset({"_links", "_embedded"})
 _REASON_KEYS = frozenset({"code", "subcode", "message", "debugInfo"})
 
 
+def _text(value: str | None) -> str:
+    return value or ""
+
+
 @attrs.frozen
 class Link:
     """A link: its relation name and its href, as the server wrote it."""
@@ -134,7 +138,12 @@ class PhoneAudioInvitation(InvitationResource):
 
 @attrs.frozen
 class ConversationLog(Resource):
-    """A past conversation; ``status`` and ``type`` are UCWA's own property names."""
+    """A past conversation; ``status`` and ``type`` are UCWA's own property names.
+
+    ``href`` is always a string: the session makes it the log's absolute URL (a log
+    parsed without a ``self`` link has ``""`` until then)."""
+
+    href: str = attrs.field(default="", converter=_text)
 
     creation_time: str | None = None
     direction: str | None = None

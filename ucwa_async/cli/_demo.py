@@ -1,4 +1,7 @@
-"""``ucwa-async demo``: the embedded simulator, one session, N IM + N phone-audio continues.
+"""``ucwa-async demo``: the embedded simulator, one session, N continues in total.
+
+``--count N`` invitations in all, alternately by IM and by phone audio (IM gets the odd
+one).
 
 The operations start in a steady trickle (so the live view has something to show)
 and end after a random, seeded delay; ``--fail-rate`` of them are declined by the
@@ -21,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ucwa_async
+from ucwa_async.cli._console import OK, PROBLEM
 from ucwa_async.cli._progress import (
     ProgressView,
     Tally,
@@ -77,7 +81,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         conversation_logs=min(max(args.count, 2), 20),
     )
     console = make_console()
-    tally = Tally(total=2 * args.count)
+    tally = Tally(total=args.count)
+    by_im, by_phone = _split(args.count)
     async with UcwaSimulator(config=config, seed=args.seed) as sim:
         view = ProgressView(tally, console)
         console.print(
@@ -93,8 +98,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         ) as session:
             logs = await session.conversation_logs(limit=20)
             console.print(
-                f"{len(logs)} conversation logs; continuing {args.count} by IM and "
-                f"{args.count} by phone audio, concurrently",
+                f"{len(logs)} conversation logs; continuing {by_im} by IM and "
+                f"{by_phone} by phone audio, concurrently",
                 soft_wrap=True,
             )
             plan = _fault_plan(sim, args.count) if args.faults else {}
@@ -124,11 +129,13 @@ async def run_demo(args: argparse.Namespace) -> int:
         console.print(
             f"all {tally.total} invitations ended: {tally.count('connected')} connected, "
             f"{tally.count('failed')} failed",
+            style=OK,
             soft_wrap=True,
         )
         return 0
     console.print(
         f"{tally.count('error')} of {tally.total} invitations ended with an error",
+        style=PROBLEM,
         soft_wrap=True,
     )
     return 1
@@ -149,30 +156,25 @@ async def _run_all(
                 text, arm = plan[i]
                 arm()
                 view.note(text)
-            log = logs[i % len(logs)]
-            group.create_task(
-                _one(
-                    functools.partial(
-                        session.continue_messaging, log, message=f"Following up #{i}"
-                    ),
-                    "messaging",
-                    tally,
-                    view,
+            log = logs[(i // 2) % len(logs)]
+            if i % 2 == 0:  # alternately: IM, phone audio, IM...
+                start = functools.partial(
+                    session.continue_messaging, log, message=f"Following up #{i}"
                 )
-            )
-            group.create_task(
-                _one(
-                    functools.partial(
-                        session.continue_phone_audio,
-                        log,
-                        phone_number=f"tel:+1425555{i % 10000:04d}",
-                    ),
-                    "phoneAudio",
-                    tally,
-                    view,
+                group.create_task(_one(start, "messaging", tally, view))
+            else:
+                call = functools.partial(
+                    session.continue_phone_audio,
+                    log,
+                    phone_number=f"tel:+1425555{i % 10000:04d}",
                 )
-            )
+                group.create_task(_one(call, "phoneAudio", tally, view))
             await asyncio.sleep(gap)
+
+
+def _split(count: int) -> tuple[int, int]:
+    """``--count`` invitations in total: how many by IM and by phone audio."""
+    return (count + 1) // 2, count // 2
 
 
 async def _one(
@@ -194,7 +196,7 @@ async def _one(
         tally.record(modality, "failed", label or "no reason given", was_accepted=accepted)
     except ucwa_async.UcwaError as exc:
         tally.record(modality, "error", type(exc).__name__, was_accepted=accepted)
-        view.note(f"{modality}: {type(exc).__name__}: {exc}")
+        view.note(f"{modality}: {type(exc).__name__}: {exc}", style=PROBLEM)
     else:
         tally.record(modality, "connected", was_accepted=accepted)
     view.changed()
@@ -211,7 +213,8 @@ async def _watch(events: ucwa_async.EventStream, tally: Tally, view: ProgressVie
             tally.channel = "connected"
             view.note(
                 f"channel reconnected after {event.attempts} attempt(s), "
-                f"{event.downtime * 1000:.0f} ms down"
+                f"{event.downtime * 1000:.0f} ms down",
+                style=OK,
             )
         elif isinstance(event, ucwa_async.ApplicationRecreated):
             view.note(
@@ -219,4 +222,4 @@ async def _watch(events: ucwa_async.EventStream, tally: Tally, view: ProgressVie
             )
         elif isinstance(event, ucwa_async.ChannelFailed):
             tally.channel = "failed"
-            view.note(f"channel failed: {event.error}")
+            view.note(f"channel failed: {event.error}", style=PROBLEM)
