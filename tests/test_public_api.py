@@ -93,6 +93,8 @@ def _example(cls: type[BaseException]) -> BaseException:
         return cls(status=302, location="https://elsewhere.example/")  # type: ignore[call-arg]
     if issubclass(cls, ucwa_async.ResponseError):
         return cls(status=500, code="ServiceFailure", message="boom")  # type: ignore[call-arg]
+    if issubclass(cls, ucwa_async.ConversationEndedError):
+        return cls("boom", reason="remote_left", href="https://x.example/c/1")
     return cls("boom")
 
 
@@ -105,6 +107,7 @@ def test_every_public_error_pickles_under_its_public_name() -> None:
         assert type(clone) is cls
         assert str(clone) == str(error)
         assert repr(clone) == repr(error)
+        assert vars(clone) == vars(error)
 
 
 def test_public_values_pickle() -> None:

@@ -104,6 +104,19 @@ __all__ = [
 class UcwaError(Exception):
     """Base of every error raised by ucwa_async."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments (reason=, href=...) are not in ``args``:
+        # rebuild from args and attributes without calling __init__, so every error
+        # pickles (multiprocessing, logging handlers) whatever its signature.
+        return (_rebuild_error, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild_error(cls: type[UcwaError], args: tuple[Any, ...], state: dict[str, Any]) -> UcwaError:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class TransportError(UcwaError):
     """The request never got an HTTP answer (connection refused, reset, DNS...)."""
