@@ -56,6 +56,9 @@ log = logging.getLogger("ucwa_async.session")
 _FETCHERS = 4  # GETs at once of messages / participants announced without a resource
 _MAX_FETCH_QUEUE = 10_000
 _MAX_OPEN_INVITATIONS = 10_000  # incoming invitations the server has not ended yet
+# Resources an event may announce again and again (link-only ``updated``): a GET still
+# queued for one stands for the later announcements too.
+_READ_AGAIN = frozenset({"conversation", "messaging", "phoneAudio", "participant"})
 _MODALITY_WAIT = 5.0  # seconds send() waits for a sendMessage link before reading messaging
 
 PostPayload = Callable[[str, bytes | None, str | None], Coroutine[Any, Any, HttpResponse]]
@@ -93,6 +96,7 @@ class ConversationTable:
         self._invitations: dict[str, IncomingInvitation] = {}  # not yet ended, by key
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
+        self._queued: set[tuple[str, str]] = set()  # (kind, href) in the queue
         self._fetchers = 0
         self._closed = False
 
@@ -195,6 +199,7 @@ class ConversationTable:
         self.sent.close_all(SessionClosedError("the session closed"))
         self.inbox.end()
         self._fetch_queue.clear()
+        self._queued.clear()
 
     def _withdraw_all(self) -> None:
         """The application (or the session) is gone: no invitation can be accepted."""
@@ -418,10 +423,14 @@ class ConversationTable:
     def _enqueue_fetch(self, fetch: Fetch) -> None:
         if self._closed:
             return
+        if fetch.kind in _READ_AGAIN and (fetch.kind, fetch.href) in self._queued:
+            return  # already to be read: one GET says the latest
         if len(self._fetch_queue) >= _MAX_FETCH_QUEUE:
             dropped = self._fetch_queue.popleft()
+            self._queued.discard((dropped.kind, dropped.href))
             self._act(self.book.fetched(dropped, None))
         self._fetch_queue.append(fetch)
+        self._queued.add((fetch.kind, fetch.href))
         while self._fetchers < min(_FETCHERS, len(self._fetch_queue)):
             self._fetchers += 1
             self._spawn(self._fetcher())
@@ -430,6 +439,7 @@ class ConversationTable:
         try:
             while self._fetch_queue:
                 fetch = self._fetch_queue.popleft()
+                self._queued.discard((fetch.kind, fetch.href))
                 resource: Resource | None = None
                 try:
                     url = self._app.resolve(fetch.href)

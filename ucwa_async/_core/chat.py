@@ -154,9 +154,12 @@ def message_from(resource: Resource, sender: Participant | None = None) -> Messa
     )
 
 
-def invitation_view(resource: Resource, href: str) -> IncomingInvitationView | None:
-    """An incoming invitation resource as a view; None if it is not one."""
-    kind = INVITATION_KINDS.get(resource.rel or "")
+def invitation_view(
+    resource: Resource, href: str, rel: str | None = None
+) -> IncomingInvitationView | None:
+    """An incoming invitation resource as a view (``rel``: the event link's, for a
+    resource that names none); None if it is not one."""
+    kind = INVITATION_KINDS.get(resource.rel or rel or "")
     if kind is None:
         return None
     # JSON embeds the caller under "from", but its own rel ("participant") names it,

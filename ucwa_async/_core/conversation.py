@@ -101,8 +101,10 @@ class Ended:
 
 @attrs.frozen
 class Fetch:
-    """GET ``href`` (a ``message`` or ``participant`` announced without its resource)
-    and hand the result to ``ConversationBook.fetched`` (None if it could not be read)."""
+    """GET ``href`` (something an event announced without its resource: a message, a
+    participant, the conversation, a modality, an invitation) and hand the result to
+    ``ConversationBook.fetched`` (None if it could not be read). ``kind`` is the link's
+    rel; ``key`` the conversation's (the invitation's own for an invitation)."""
 
     key: str
     kind: str
@@ -112,6 +114,7 @@ class Fetch:
 Effect = Arrived | InvitationEnded | Updated | Ended | Fetch
 
 _REMOTE_PARTICIPANT = "participant"
+_MODALITIES = ("messaging", "phoneAudio")
 _MODALITY_END = "disconnected"
 
 
@@ -185,6 +188,8 @@ class ConversationBook:
         self._max_messages = max_messages
         self._states: collections.OrderedDict[str, ConversationState] = collections.OrderedDict()
         self._incoming: dict[str, IncomingInvitationView] = {}
+        # Invitations announced by a link-only ``started`` and being read (GET).
+        self._reading_invitations: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.evicted = 0
 
     # -- queries and commands ------------------------------------------------------
@@ -248,10 +253,13 @@ class ConversationBook:
             if state.end(reason):
                 effects.append(Ended(state.key, reason))
         self._incoming.clear()
+        self._reading_invitations.clear()
         return effects
 
     def fetched(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
         """The outcome of a :class:`Fetch`."""
+        if fetch.kind in INVITATION_KINDS:
+            return self._invitation_read(fetch, resource)
         state = self._states.get(fetch.key)
         if state is None:
             return []
@@ -263,6 +271,8 @@ class ConversationBook:
                 return []
             event = Event("updated", Link("conversation", state.href), resource=resource)
             return self._apply(state, event) + _end_effects(state)
+        if fetch.kind in _MODALITIES:
+            return self.read_modality(state, fetch.kind, resource) if resource is not None else []
         if fetch.kind == "message":
             message = message_from(resource) if resource is not None else None
             if message is None:
@@ -274,6 +284,20 @@ class ConversationBook:
         elif resource is not None and item in state.participants:
             state.add_participant(item, self._participant_of(resource))
         return [Updated(state.key)]
+
+    def _invitation_read(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
+        """A link-only ``started`` invitation, read: an incoming one arrives now, unless
+        it ended meanwhile or is no longer waiting for an answer."""
+        if fetch.key not in self._reading_invitations:
+            return []  # completed / deleted while it was being read
+        del self._reading_invitations[fetch.key]
+        if resource is None:
+            return []
+        state = resource.properties.get("state")
+        if isinstance(state, str) and state.lower() != "connecting":
+            return []
+        event = Event("started", Link(fetch.kind, fetch.href), resource=resource)
+        return self._invitation_event(event)
 
     def resynced(self) -> list[Effect]:
         """Events may have been lost: read every live claimed conversation again."""
@@ -350,6 +374,17 @@ class ConversationBook:
             return []
         resource = event.resource
         effects: list[Effect] = []
+        if resource is None and event.type == "started" and key not in self._incoming:
+            # A link-only ``started``: read the invitation to know whether it is an
+            # incoming one (our own outgoing ones are the operations table's business).
+            if key not in self._reading_invitations:
+                self._reading_invitations[key] = None
+                while len(self._reading_invitations) > self._max_conversations:
+                    self._reading_invitations.popitem(last=False)
+                effects.append(Fetch(key, event.link.rel, event.link.href))
+            return effects
+        if event.type in ("completed", "deleted"):
+            self._reading_invitations.pop(key, None)  # over before it was read: ignore it
         if resource is not None:
             conversation = resource.link("conversation")
             state = self.track(conversation) if conversation is not None else None
@@ -361,7 +396,7 @@ class ConversationBook:
         )
         if event.type == "started" and incoming and key not in self._incoming:
             assert resource is not None
-            view = invitation_view(resource, self.absolute(event.link.href))
+            view = invitation_view(resource, self.absolute(event.link.href), event.link.rel)
             if view is not None:
                 self._incoming[key] = view
                 while len(self._incoming) > self._max_conversations:
@@ -397,7 +432,9 @@ class ConversationBook:
         if rel == "conversation":
             if kind == "deleted":
                 state.end(ConversationEndReason.DELETED)
-            elif resource is not None:
+            elif resource is None:
+                effects.append(Fetch(state.key, "conversation", state.href))  # link-only
+            else:
                 props = resource.properties
                 if isinstance(props.get("state"), str):
                     state.state = props["state"]
@@ -416,6 +453,8 @@ class ConversationBook:
             state.links[rel] = event.link.href
             if resource is not None:
                 self._modality(state, rel, resource)
+            elif kind != "deleted":
+                effects.append(Fetch(state.key, rel, event.link.href))  # link-only
         elif rel == "localParticipant":
             state.local_participant = self.key(event.link.href)
         elif rel == _REMOTE_PARTICIPANT:
