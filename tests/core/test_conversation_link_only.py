@@ -5,10 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from conversation_batches import APP, CONV, INV, LENE, _conversation, _invitation, link_only
-from test_conversation_book import feed, key, new_book
+from conversation_batches import (
+    APP,
+    CONV,
+    INV,
+    LENE,
+    RECEIVE_STEP_9,
+    RECEIVE_STEP_16,
+    _conversation,
+    _invitation,
+    incoming_message,
+    link_only,
+)
+from test_conversation_book import XML, feed, key, new_book
 
-from ucwa_async._core.chat import Participant
+from ucwa_async._core import wire
+from ucwa_async._core.chat import Participant, link_of
 from ucwa_async._core.conversation import (
     Arrived,
     ConversationBook,
@@ -18,7 +30,7 @@ from ucwa_async._core.conversation import (
     Fetch,
     InvitationEnded,
 )
-from ucwa_async._core.models import parse_resource
+from ucwa_async._core.models import Link, parse_event_batch, parse_resource
 
 
 def invitation_started(book: ConversationBook) -> Fetch:
@@ -132,3 +144,77 @@ def test_link_only_modality_is_read() -> None:
     assert fetches(feed(book, link_only("messaging", messaging, "deleted"))) == []
     # a participant announced by link only, as ReceiveAnIM step 9
     assert fetches(feed(book, link_only("participant", LENE, "added")))
+
+
+# -- link titles: a participant's display name (participant_ref's web link) ----------
+
+STEP_9_XML = f"""<?xml version="1.0" encoding="utf-8"?>
+<events href="{APP}/events?ack=3" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+  <sender rel="conversation" href="{CONV}">
+    <added rel="participant" href="{CONV}/participants/adrianag@contoso.com"
+        title="Adriana Giorgi">
+      <in rel="participants" href="{CONV}/participants" title="Participants"/>
+    </added>
+  </sender>
+</events>""".encode()
+
+
+def test_link_titles_are_kept_in_both_wires() -> None:
+    [event] = parse_event_batch(RECEIVE_STEP_9).events
+    assert event.link.title == "Lene Aaling"
+    assert event.link == Link("participant", event.link.href)  # the title is not identity
+    [event] = parse_event_batch(wire.decode(STEP_9_XML, XML)).events
+    assert event.link.title == "Adriana Giorgi"
+    assert event.in_link is not None
+    assert event.in_link.title == "Participants"
+    [event] = parse_event_batch(RECEIVE_STEP_16).events
+    assert event.resource is not None
+    assert link_of(event.resource, "participant") == Link("participant", LENE)
+    assert link_of(event.resource, "participant").title == "Lene Aaling"  # type: ignore[union-attr]
+    assert link_of(event.resource, "nope") is None
+    resource = wire.decode(
+        f'<resource rel="message" href="/m" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">'
+        f'<link rel="participant" href="{LENE}" title="Lene Aaling"/>'
+        f'<link rel="contact" href="/c" title=""/></resource>'.encode(),
+        XML,
+    )
+    parsed = parse_resource(resource)
+    assert [link.title for link in parsed.links] == [None, "Lene Aaling", None]  # self first
+
+
+def test_link_only_participant_is_named_by_its_title() -> None:
+    book = new_book()
+    feed(book, conversation_event("added"))
+    effects = feed(book, RECEIVE_STEP_9)
+    [fetch] = fetches(effects)  # the uri still needs a GET
+    state = book.get(key(CONV))
+    assert state is not None
+    [participant] = state.participants.values()
+    assert participant.name == "Lene Aaling"
+    assert participant.uri is None
+    book.fetched(fetch, parse_resource({"rel": "participant", "uri": "sip:lenea@metio.ms"}))
+    assert state.participants[key(fetch.href)] == Participant("sip:lenea@metio.ms", "Lene Aaling")
+
+
+def test_message_sender_named_by_the_participant_link_title() -> None:
+    book = new_book()
+    feed(book, conversation_event("added"))
+    feed(book, RECEIVE_STEP_16)  # from a participant no event announced
+    state = book.get(key(CONV))
+    assert state is not None
+    [message] = state.messages.read(state.messages.open_reader())
+    assert message.sender is not None
+    assert message.sender.name == "Lene Aaling"
+    # a participant known without a name gets the link's title
+    feed(book, link_only("participant", LENE, "added"))
+    later = titled_message()
+    feed(book, later)
+    [message] = state.messages.read(state.messages.open_reader())[1:]
+    assert message.sender == Participant(None, "Lene Aaling")
+
+
+def titled_message() -> dict[str, Any]:
+    batch = incoming_message(7, "data:,again")
+    links = batch["sender"][0]["events"][0]["_embedded"]["message"]["_links"]
+    links["participant"]["title"] = "Lene Aaling"
+    return batch

@@ -17,7 +17,7 @@ from typing import Literal
 import attrs
 
 from ucwa_async._core.errors import DecodeError
-from ucwa_async._core.models import Resource
+from ucwa_async._core.models import Link, Resource
 from ucwa_async._core.wire import parse_data_uri
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Message",
     "Participant",
     "invitation_view",
+    "link_of",
     "message_from",
     "message_text",
     "parse_time_stamp",
@@ -114,6 +115,14 @@ def parse_time_stamp(value: object) -> datetime.datetime | None:
     return parsed.astimezone(datetime.UTC)
 
 
+def link_of(resource: Resource, rel: str) -> Link | None:
+    """The first link of ``resource`` with this rel (its title too), or None."""
+    for link in resource.links:
+        if link.rel == rel:
+            return link
+    return None
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -142,8 +151,10 @@ def message_from(resource: Resource, sender: Participant | None = None) -> Messa
     if text is None:
         return None
     if sender is None:
-        participant = resource.link("participant")
-        sender = Participant(href=participant) if participant is not None else None
+        participant = link_of(resource, "participant")
+        if participant is not None:
+            # The link's title is the participant's display name (participant_ref).
+            sender = Participant(name=participant.title, href=participant.href)
     return Message(
         text=text,
         html=html,

@@ -34,6 +34,7 @@ from ucwa_async._core.chat import (
     Message,
     Participant,
     invitation_view,
+    link_of,
     message_from,
     participant_from,
 )
@@ -146,10 +147,16 @@ class ConversationState:
         self.ended = reason
         return True
 
-    def participant(self, key: str | None, href: str | None) -> Participant | None:
+    def participant(
+        self, key: str | None, href: str | None, title: str | None = None
+    ) -> Participant | None:
+        """A message's sender: the known participant, else what its link says."""
         if key is not None and key in self.participants:
-            return self.participants[key]
-        return Participant(href=href) if href is not None else None
+            known = self.participants[key]
+            if known.name is None and title is not None:
+                known = attrs.evolve(known, name=title)
+            return known
+        return Participant(name=title, href=href) if href is not None else None
 
     def add_participant(self, key: str, participant: Participant) -> None:
         known = self.participants.get(key)
@@ -515,8 +522,12 @@ class ConversationBook:
         if event.resource is not None:
             state.add_participant(pkey, self._participant_of(event.resource))
             return []
-        if pkey not in state.participants:
-            state.add_participant(pkey, Participant(href=self.absolute(event.link.href)))
+        # A link-only participant: its link's title is its display name (ReceiveAnIM
+        # step 9); its uri needs a GET.
+        title = event.link.title
+        if pkey not in state.participants or title is not None:
+            link_only = Participant(name=title, href=self.absolute(event.link.href))
+            state.add_participant(pkey, link_only)
         if state.participants[pkey].uri is None:
             return [Fetch(state.key, "participant", event.link.href)]
         return []
@@ -545,10 +556,12 @@ class ConversationBook:
     def _log_message(
         self, state: ConversationState, mkey: str, resource: Resource | None, message: Message
     ) -> None:
-        participant_href = resource.link("participant") if resource is not None else None
-        pkey = self.key(participant_href) if participant_href is not None else None
+        link = link_of(resource, "participant") if resource is not None else None
+        pkey = self.key(link.href) if link is not None else None
         sender = state.participant(
-            pkey, self.absolute(participant_href) if participant_href is not None else None
+            pkey,
+            self.absolute(link.href) if link is not None else None,
+            link.title if link is not None else None,
         )
         href = self.absolute(message.href) if message.href is not None else None
         message = attrs.evolve(message, sender=sender, href=href)

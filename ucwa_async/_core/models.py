@@ -50,10 +50,12 @@ _REASON_KEYS = frozenset({"code", "subcode", "message", "debugInfo"})
 
 @attrs.frozen
 class Link:
-    """A link: its relation name and its href, as the server wrote it."""
+    """A link: its relation name and its href, as the server wrote it, and its
+    ``title`` (a participant's display name, participant_ref) when it has one."""
 
     rel: str
     href: str
+    title: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -235,14 +237,19 @@ def _href(value: Any, what: str) -> str:
     return href
 
 
-def _link_href(value: Any, rel: str) -> str:
+def _title(value: Any) -> str | None:
+    title = value.get("title")
+    return title if isinstance(title, str) and title else None
+
+
+def _link(value: Any, rel: str) -> Link:
     # Hot path (every link of every event): a plain dict with a str href skips the ABC
     # isinstance checks and the error text; anything else gets _href's full checks.
     if type(value) is dict:
         href = value.get("href")
         if type(href) is str:
-            return href
-    return _href(value, f"link {rel!r}")
+            return Link(rel, href, _title(value)) if "title" in value else Link(rel, href)
+    return Link(rel, _href(value, f"link {rel!r}"), _title(value))
 
 
 def _links(raw: Any) -> tuple[Link, ...]:
@@ -255,9 +262,9 @@ def _links(raw: Any) -> tuple[Link, ...]:
         if type(rel) is not str and not isinstance(rel, str):
             raise DecodeError("a link rel is not a string")
         if isinstance(value, list):
-            out.extend(Link(rel, _link_href(item, rel)) for item in value)
+            out.extend(_link(item, rel) for item in value)
         else:
-            out.append(Link(rel, _link_href(value, rel)))
+            out.append(_link(value, rel))
     return tuple(out)
 
 
@@ -354,7 +361,7 @@ def _event_link(value: Any, what: str) -> Link:
     rel = value.get("rel", "")
     if not isinstance(rel, str):
         raise DecodeError(f"{what} has a rel that is not a string")
-    return Link(rel, href)
+    return Link(rel, href, _title(value))
 
 
 def _batch_href(links: Mapping[str, Any], rel: str) -> str | None:
