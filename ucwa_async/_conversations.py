@@ -257,6 +257,7 @@ class ConversationTable:
             raise UcwaError("this invitation offers no accept link")
         conversation = self.conversation_for(view.conversation_href, "messaging")
         conversation._state.skip_text = view.message
+        conversation._state.skip_key = None
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._accepting[invitation._key] = waiter
         invitation._answered = "accepted"

@@ -17,7 +17,7 @@ from conversation_batches import (
     incoming_message,
     link_only,
 )
-from test_conversation_book import XML, feed, key, new_book
+from test_conversation_book import XML, feed, key, new_book, read_all
 
 from ucwa_async._core import wire
 from ucwa_async._core.chat import Participant, link_of
@@ -218,3 +218,65 @@ def titled_message() -> dict[str, Any]:
     links = batch["sender"][0]["events"][0]["_embedded"]["message"]["_links"]
     links["participant"]["title"] = "Lene Aaling"
     return batch
+
+
+# -- the accepted invitation's first message, repeated (ReceiveAnIM step 16) ----------
+
+
+def accepted(book: ConversationBook, text: str | None = "Hi Tosh\r\n") -> Any:
+    feed(book, conversation_event("added"))
+    state = book.get(key(CONV))
+    assert state is not None
+    state.skip_text = text
+    return state
+
+
+def message_resource(n: int, text_uri: str, **extra: Any) -> Any:
+    batch = incoming_message(n, text_uri)
+    raw = batch["sender"][0]["events"][0]["_embedded"]["message"]
+    raw.update(extra)
+    return parse_resource(raw)
+
+
+def test_repeat_is_skipped_whatever_body_is_read_first() -> None:
+    book = new_book()
+    state = accepted(book)
+    repeat, new = (f"{CONV}/messaging/messages/{n}" for n in (2, 3))
+    [first] = fetches(feed(book, link_only("message", repeat, "started")))
+    [second] = fetches(feed(book, link_only("message", new, "started")))
+    book.fetched(second, message_resource(3, "data:,Hi+Tosh%0d%0a"))  # same text, later
+    book.fetched(first, message_resource(2, "data:,Hi+Tosh%0d%0a"))
+    [message] = state.messages.read(state.messages.open_reader())
+    assert message.href == new  # the later one, not the repeat
+    assert state.skip_text is None
+
+
+def test_repeat_after_an_outgoing_or_unreadable_link_only_message() -> None:
+    for outcome in ("outgoing", "unreadable"):
+        book = new_book()
+        state = accepted(book)
+        [first] = fetches(
+            feed(book, link_only("message", f"{CONV}/messaging/messages/1", "started"))
+        )
+        if outcome == "outgoing":
+            book.fetched(first, message_resource(1, "data:,mine", direction="Outgoing"))
+        else:
+            book.fetched(first, None)
+        feed(book, incoming_message(2, "data:,Hi+Tosh%0d%0a"))  # the repeat: skipped
+        feed(book, incoming_message(3, "data:,Hi+Tosh%0d%0a"))  # said again: kept
+        assert read_all(book) == ["Hi Tosh\r\n"], outcome
+        assert state.skip_text is None
+
+
+def test_repeat_of_an_html_invitation_and_an_empty_one() -> None:
+    book = new_book()
+    accepted(book, "<b>Hi</b>")
+    batch = incoming_message(2, "data:text/plain,Hi")
+    links = batch["sender"][0]["events"][0]["_embedded"]["message"]["_links"]
+    links["htmlMessage"] = {"href": "data:text/html,%3Cb%3EHi%3C%2Fb%3E"}
+    feed(book, batch)
+    assert read_all(book) == []
+    book = new_book()
+    accepted(book, " ")
+    feed(book, incoming_message(2, "data:,Hi"))
+    assert read_all(book) == ["Hi"]

@@ -137,6 +137,7 @@ class ConversationState:
         self.messages = log
         self.ended: ConversationEndReason | None = None
         self.skip_text: str | None = None  # an accepted invitation's first message
+        self.skip_key: str | None = None  # the message that may repeat it (see _message)
         self.claimed = False
         self._had_remote = False
 
@@ -282,10 +283,13 @@ class ConversationBook:
             return self.read_modality(state, fetch.kind, resource) if resource is not None else []
         if fetch.kind == "message":
             message = message_from(resource) if resource is not None else None
-            if message is None:
-                state.messages.give_up(item)
-            elif (message.direction or "").lower() == "outgoing":
-                state.messages.ignore(item)
+            if message is None or (message.direction or "").lower() == "outgoing":
+                if state.skip_key == item:
+                    state.skip_key = None  # not the repeat: the next message may be
+                if message is None:
+                    state.messages.give_up(item)
+                else:
+                    state.messages.ignore(item)
             else:
                 self._log_message(state, item, resource, message)
         elif resource is not None and item in state.participants:
@@ -537,12 +541,23 @@ class ConversationBook:
         resource = event.resource
         if mkey is None or event.type == "deleted":
             return []
+        outgoing = resource is not None and (
+            str(resource.properties.get("direction", "")).lower() == "outgoing"
+        )
+        if (
+            state.skip_text is not None
+            and state.skip_key is None
+            and not outgoing
+            and not state.messages.seen(mkey)
+        ):
+            # The first message announced after the accept is the one that may repeat
+            # the invitation's (ReceiveAnIM step 16), whichever body arrives first.
+            state.skip_key = mkey
         if resource is None:
             if state.messages.reserve(mkey):
                 return [Fetch(state.key, "message", event.link.href)]
             return []
-        direction = str(resource.properties.get("direction", "")).lower()
-        if direction == "outgoing":
+        if outgoing:
             state.messages.ignore(mkey)
             return []
         message = message_from(resource)
@@ -565,9 +580,10 @@ class ConversationBook:
         )
         href = self.absolute(message.href) if message.href is not None else None
         message = attrs.evolve(message, sender=sender, href=href)
-        if state.skip_text is not None:
-            text, state.skip_text = state.skip_text, None
-            if message.text == text:
+        if state.skip_text is not None and state.skip_key in (None, mkey):
+            text, state.skip_text, state.skip_key = state.skip_text, None, None
+            bodies = (message.text, message.html or message.text)
+            if text.strip() and text.strip() in (body.strip() for body in bodies):
                 # The invitation's first message, delivered again once accepted
                 # (ReceiveAnIM step 16): it is ``invite.message``, not a new one.
                 state.messages.ignore(mkey)
