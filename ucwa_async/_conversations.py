@@ -451,6 +451,8 @@ class ConversationTable:
                     self._act(self.book.gone(fetch))  # a conversation: deleted meanwhile
                 except UcwaError as exc:
                     log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
+                except Exception:  # a bug must not leave a message's place held forever
+                    log.exception("reading %s %s failed", fetch.kind, fetch.href)
                 self._act(self.book.fetched(fetch, resource))
         finally:
             self._fetchers -= 1

@@ -44,6 +44,8 @@ class FakeTransport:
             from ucwa_async import NotFoundError
 
             raise NotFoundError(status=404, code="NotFound")
+        if n == "boom":
+            raise RuntimeError("a bug while reading")
         return {
             "rel": "message",
             "direction": "Incoming",
@@ -102,15 +104,17 @@ async def test_link_only_messages_are_fetched_in_order() -> None:
             message(1, body=False),
             message("https://evil.example/x/messages/9", body=False),
             message("404", body=False),
+            message(f"{CONV}/messaging/messages/boom", body=False),
             message(2, body=True),
         )
     )
     transport.release.set()
     async with asyncio.timeout(5):
         texts = [(await anext(stream)).text for _ in range(2)]
-    assert texts == ["fetched1", "inline2"]  # 9 (other origin) and 404 given up
+    # 9 (other origin), 404 and boom (an unexpected error) given up
+    assert texts == ["fetched1", "inline2"]
     assert all(url.startswith(APP) for url in transport.gets)
-    assert conversation.messages_dropped == 2
+    assert conversation.messages_dropped == 3
     await asyncio.gather(*tasks)
 
     # a bug of ours in one event: logged and counted, the rest still delivered
