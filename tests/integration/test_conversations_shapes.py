@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import ucwa_async
-from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
 from .conftest import SessionFactory
 
@@ -32,6 +32,10 @@ SHAPES: dict[str, dict[str, Any]] = {
         "embed_resources": False,
         "incoming_message_events": ("started", "completed"),
     },
+    "absolute": {"event_href_style": "absolute", "location_style": "absolute"},
+    "v1-hrefs": {"event_href_style": "v1"},
+    "xml-status-attribute": {"xml_status_as_attribute": True, "typing_events": True},
+    "message-operation-id": {"message_operation_id": True},
     "no-repeat": {"repeat_first_message": False},
     "no-repeat-link-only": {"repeat_first_message": False, "embed_resources": False},
 }
@@ -102,3 +106,38 @@ async def test_outgoing_conversation_in_every_shape(
         assert [p.uri for p in conversation.participants] == [LENE]
         await conversation.leave()
         assert await conversation.wait_ended(STEP) is ucwa_async.ConversationEndReason.LEFT
+
+
+async def test_link_only_bursts_keep_order_and_deliveries(make_session: SessionFactory) -> None:
+    """Messages announced by link only are read by several GETs at once: a burst still
+    comes out once each and in order, and the many unknown message events do not
+    crowd out the events of what the session sends."""
+    people = (Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()),)
+    config = SimulatorConfig(
+        completion_delay=0.01,
+        embed_resources=False,
+        incoming_message_events=("started", "completed"),
+        people=people,
+    )
+    conversations, burst = 30, 10
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim, invitation_timeout=60.0, request_timeout=30.0) as session,
+    ):
+
+        async def one(index: int) -> list[str]:
+            conversation = await (await session.start_messaging(LENE)).conversation(60.0)
+            async with conversation.messages() as messages:
+                for n in range(burst):
+                    await sim.say(conversation.href, LENE, f"c{index}-m{n}")
+                sent = [await conversation.send(f"re {index}-{n}") for n in range(burst)]
+                await asyncio.gather(*(message.result(60.0) for message in sent))
+                received = [(await anext(messages)).text for _ in range(burst)]
+            await conversation.leave()
+            return received
+
+        async with asyncio.timeout(120.0):
+            results = await asyncio.gather(*(one(i) for i in range(conversations)))
+        for index, received in enumerate(results):
+            assert received == [f"c{index}-m{n}" for n in range(burst)]
+        assert session.stats.messages_delivered == conversations * burst
