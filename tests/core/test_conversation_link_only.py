@@ -30,6 +30,7 @@ from ucwa_async._core.conversation import (
     Fetch,
     InvitationEnded,
 )
+from ucwa_async._core.converter import CONVERTER
 from ucwa_async._core.models import Link, parse_event_batch, parse_resource
 
 
@@ -280,3 +281,91 @@ def test_repeat_of_an_html_invitation_and_an_empty_one() -> None:
     accepted(book, " ")
     feed(book, incoming_message(2, "data:,Hi"))
     assert read_all(book) == ["Hi"]
+
+
+# -- messagingInvitation_ref embeds both ``acceptedByParticipant`` and ``from`` ---------
+
+REF_INVITATION: dict[str, Any] = {
+    "rel": "messagingInvitation",
+    "direction": "Incoming",
+    "state": "Connecting",
+    "subject": "Strategy for next quarter",
+    "_links": {
+        "self": {"href": INV},
+        "message": {"href": "data:text/plain;base64,SGkgSm9l"},
+        "from": {"href": LENE},
+        "accept": {"href": f"{INV}/accept"},
+        "decline": {"href": f"{INV}/decline"},
+        "conversation": {"href": CONV},
+    },
+    "_embedded": {
+        "acceptedByParticipant": [
+            {
+                "rel": "participant",
+                "name": "Tosh Meston",
+                "uri": "sip:toshm@contoso.com",
+                "_links": {"self": {"href": f"{CONV}/participants/toshm@contoso.com"}},
+            }
+        ],
+        "from": {
+            "rel": "participant",
+            "name": "Lene Aaling",
+            "uri": "sip:lenea@contoso.com",
+            "_links": {"self": {"href": LENE, "title": "Lene Aaling"}},
+        },
+    },
+}
+
+REF_INVITATION_XML = f"""<?xml version="1.0" encoding="utf-8"?>
+<events href="{APP}/events?ack=2" xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">
+  <sender rel="communication" href="{APP}/communication">
+    <started rel="messagingInvitation" href="{INV}">
+      <resource rel="messagingInvitation" href="{INV}">
+        <link rel="message" href="data:text/plain;base64,SGkgSm9l" />
+        <link rel="from" href="{LENE}" />
+        <link rel="accept" href="{INV}/accept" />
+        <link rel="conversation" href="{CONV}" />
+        <property name="rel">messagingInvitation</property>
+        <property name="direction">Incoming</property>
+        <property name="state">Connecting</property>
+        <resource rel="acceptedByParticipant" href="{CONV}/participants/toshm@contoso.com">
+          <property name="rel">participant</property>
+          <property name="name">Tosh Meston</property>
+          <property name="uri">sip:toshm@contoso.com</property>
+        </resource>
+        <resource rel="from" href="{LENE}">
+          <property name="rel">participant</property>
+          <property name="name">Lene Aaling</property>
+          <property name="uri">sip:lenea@contoso.com</property>
+        </resource>
+      </resource>
+    </started>
+  </sender>
+</events>""".encode()
+
+
+def test_the_caller_is_from_not_accepted_by_participant_in_both_wires() -> None:
+    json_batch = link_only("messagingInvitation", INV, "started", sender_rel="communication")
+    json_batch["sender"][0]["events"][0]["_embedded"] = {"messagingInvitation": REF_INVITATION}
+    for batch in (json_batch, REF_INVITATION_XML):
+        book = new_book()
+        [arrived] = [e for e in feed(book, batch) if isinstance(e, Arrived)]
+        assert arrived.view.sender == Participant("sip:lenea@contoso.com", "Lene Aaling")
+        assert arrived.view.message == "Hi Joe"
+        state = book.get(key(CONV))
+        assert state is not None
+        # the local one (acceptedByParticipant of an incoming invitation) is not remote
+        assert [p.uri for p in state.participants.values()] == ["sip:lenea@contoso.com"]
+
+
+def test_embedded_name_and_link_title_round_trip() -> None:
+    resource = parse_resource(REF_INVITATION)
+    [accepted, caller] = resource.embedded
+    assert (accepted.rel, accepted.embedded_as) == ("participant", "acceptedByParticipant")
+    assert (caller.rel, caller.embedded_as) == ("participant", "from")
+    assert resource.embedded_one("from") is caller
+    assert resource.embedded_as is None
+    out = CONVERTER.unstructure(resource)
+    assert set(out["_embedded"]) == {"acceptedByParticipant", "from"}
+    assert out["_embedded"]["from"]["_links"]["self"] == {"href": LENE, "title": "Lene Aaling"}
+    assert parse_resource(out) == resource

@@ -402,9 +402,7 @@ class ConversationBook:
             if state is not None and state.ended is None:
                 self._learn_from_invitation(state, resource)
                 effects.append(Updated(state.key))
-        incoming = resource is not None and (
-            str(resource.properties.get("direction", "")).lower() == "incoming"
-        )
+        incoming = resource is not None and _is_incoming(resource)
         if event.type == "started" and incoming and key not in self._incoming:
             assert resource is not None
             view = invitation_view(resource, self.absolute(event.link.href), event.link.rel)
@@ -428,10 +426,14 @@ class ConversationBook:
         subject = resource.properties.get("subject")
         if isinstance(subject, str) and subject and state.subject is None:
             state.subject = subject
-        # Embedded participants of an invitation are remote ones: its caller (``from``,
-        # incoming) or who accepted it (``acceptedByParticipant``, outgoing; SendAnIM
-        # step 6); ours is only ever a link.
+        # Embedded participants of an invitation: its caller (``from``) is the remote
+        # one of an incoming invitation, who accepted it (``acceptedByParticipant``,
+        # SendAnIM step 6) of an outgoing one; the other one, if embedded, is us
+        # (messagingInvitation_ref embeds both).
+        ours = "acceptedByParticipant" if _is_incoming(resource) else "from"
         for child in resource.embedded:
+            if (child.embedded_as or child.rel) == ours:
+                continue
             if child.rel in ("participant", "from", "acceptedByParticipant") and child.href:
                 pkey = self.key(child.href)
                 if pkey is not None and pkey != state.local_participant:
@@ -597,6 +599,10 @@ class ConversationBook:
                 return
             del self._states[victim]
             self.evicted += 1
+
+
+def _is_incoming(resource: Resource) -> bool:
+    return str(resource.properties.get("direction", "")).lower() == "incoming"
 
 
 def _end_effects(state: ConversationState) -> list[Effect]:
