@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ucwa_async._application import Application
 from ucwa_async._conversation import Conversation
 from ucwa_async._core import wire as _wire
+from ucwa_async._core.chat import INVITATION_KINDS
 from ucwa_async._core.conversation import (
     Arrived,
     ConversationBook,
@@ -78,6 +79,7 @@ class ConversationTable:
         invitation_timeout: float,
         inbox_size: int,
         max_messages: int,
+        owns_invitation: Callable[[str], bool] = lambda href: False,
     ) -> None:
         self._transport = transport
         self._app = application
@@ -87,6 +89,7 @@ class ConversationTable:
         self.ensure_usable = ensure_usable
         self._wire_format = wire_format
         self._invitation_timeout = invitation_timeout
+        self._owns_invitation = owns_invitation  # one this session started (no GET)
         self.book = ConversationBook(
             normalize=application.key, resolve=application.resolve, max_messages=max_messages
         )
@@ -442,6 +445,11 @@ class ConversationTable:
                 fetch = self._fetch_queue.popleft()
                 self._queued.discard((fetch.kind, fetch.href))
                 resource: Resource | None = None
+                if fetch.kind in INVITATION_KINDS and self._owns_invitation(fetch.href):
+                    # A link-only started of an invitation of ours (its 201 came
+                    # meanwhile): the operations table has it, nothing is incoming.
+                    self._act(self.book.fetched(fetch, None))
+                    continue
                 try:
                     url = self._app.resolve(fetch.href)
                     if self._app.url is None or not same_origin(url, self._app.url):

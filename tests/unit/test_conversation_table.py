@@ -131,3 +131,53 @@ async def test_link_only_messages_are_fetched_in_order() -> None:
         assert [m async for m in stream] == []
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
+
+
+async def test_link_only_started_invitation_of_ours_is_not_read() -> None:
+    transport = FakeTransport()
+    transport.release.set()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+        tasks.add(asyncio.create_task(coroutine))
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    ours = f"{APP}/communication/messagingInvitations/1"
+    theirs = f"{APP}/communication/messagingInvitations/2"
+    table = ConversationTable(
+        transport=transport,  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=spawn,
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+        owns_invitation=lambda href: href == ours,
+    )
+    for href in (ours, theirs):
+        table.deliver(
+            parse_event_batch(
+                {
+                    "sender": [
+                        {
+                            "rel": "communication",
+                            "href": f"{APP}/communication",
+                            "events": [
+                                {
+                                    "link": {"rel": "messagingInvitation", "href": href},
+                                    "type": "started",
+                                }
+                            ],
+                        }
+                    ]
+                }
+            )
+        )
+    await asyncio.gather(*tasks)
+    assert transport.gets == [theirs]  # only the one that may be incoming is read
+    table.close()
