@@ -369,3 +369,15 @@ def test_embedded_name_and_link_title_round_trip() -> None:
     assert set(out["_embedded"]) == {"acceptedByParticipant", "from"}
     assert out["_embedded"]["from"]["_links"]["self"] == {"href": LENE, "title": "Lene Aaling"}
     assert parse_resource(out) == resource
+
+
+def test_completed_without_status_is_judged_by_the_invitation_state() -> None:
+    for state, accepted in (("Connected", True), ("Failed", False)):
+        book = new_book()
+        json_batch = link_only("messagingInvitation", INV, "started", sender_rel="communication")
+        json_batch["sender"][0]["events"][0]["_embedded"] = {"messagingInvitation": REF_INVITATION}
+        feed(book, json_batch)
+        done = link_only("messagingInvitation", INV, "completed", sender_rel="communication")
+        invitation = dict(REF_INVITATION, state=state)
+        done["sender"][0]["events"][0]["_embedded"] = {"messagingInvitation": invitation}
+        assert InvitationEnded(key(INV), accepted, None) in feed(book, done)

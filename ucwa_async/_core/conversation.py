@@ -414,7 +414,12 @@ class ConversationBook:
             return effects
         if key in self._incoming and event.type in ("completed", "deleted"):
             del self._incoming[key]
-            accepted = event.type == "completed" and (event.status or "").lower() == "success"
+            status = (event.status or "").lower()
+            state = str(resource.properties.get("state", "")) if resource is not None else ""
+            # Success, or (a server that gives no status) the invitation now Connected.
+            accepted = event.type == "completed" and (
+                status == "success" or (not status and state.lower() == "connected")
+            )
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
 
