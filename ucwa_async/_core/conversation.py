@@ -415,10 +415,10 @@ class ConversationBook:
         if key in self._incoming and event.type in ("completed", "deleted"):
             del self._incoming[key]
             status = (event.status or "").lower()
-            state = str(resource.properties.get("state", "")) if resource is not None else ""
+            now = str(resource.properties.get("state", "")) if resource is not None else ""
             # Success, or (a server that gives no status) the invitation now Connected.
             accepted = event.type == "completed" and (
-                status == "success" or (not status and state.lower() == "connected")
+                status == "success" or (not status and now.lower() == "connected")
             )
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
