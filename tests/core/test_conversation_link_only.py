@@ -20,7 +20,7 @@ from conversation_batches import (
 from test_conversation_book import XML, feed, key, new_book, read_all
 
 from ucwa_async._core import wire
-from ucwa_async._core.chat import Participant, link_of
+from ucwa_async._core.chat import Participant, invitation_view, link_of
 from ucwa_async._core.conversation import (
     Arrived,
     ConversationBook,
@@ -381,3 +381,16 @@ def test_completed_without_status_is_judged_by_the_invitation_state() -> None:
         invitation = dict(REF_INVITATION, state=state)
         done["sender"][0]["events"][0]["_embedded"] = {"messagingInvitation": invitation}
         assert InvitationEnded(key(INV), accepted, None) in feed(book, done)
+
+
+def test_caller_known_only_by_its_from_link() -> None:
+    invitation = {k: v for k, v in REF_INVITATION.items() if k != "_embedded"}
+    invitation["_links"] = dict(invitation["_links"], **{"from": {"href": LENE, "title": "Lene"}})
+    view = invitation_view(parse_resource(invitation), INV)
+    assert view is not None
+    assert view.sender == Participant(None, "Lene")
+    assert view.sender.href == LENE
+    del invitation["_links"]["from"]
+    view = invitation_view(parse_resource(invitation), INV)
+    assert view is not None
+    assert view.sender == Participant()

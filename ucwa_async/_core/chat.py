@@ -176,7 +176,11 @@ def invitation_view(
     # JSON embeds the caller under "from", but its own rel ("participant") names it,
     # and XML has only that: the invitation's embedded participant is its caller.
     caller = resource.embedded_one("from") or resource.embedded_one("participant")
-    sender = participant_from(caller) if caller is not None else Participant()
+    if caller is not None:
+        sender = participant_from(caller)
+    else:  # only a link (messagingInvitation_ref): its title, if any, names the caller
+        link = link_of(resource, "from")
+        sender = Participant(name=link.title, href=link.href) if link else Participant()
     subject = _str(resource.properties.get("subject")) or None
     return IncomingInvitationView(
         kind=kind,
