@@ -141,3 +141,28 @@ async def test_link_only_bursts_keep_order_and_deliveries(make_session: SessionF
         for index, received in enumerate(results):
             assert received == [f"c{index}-m{n}" for n in range(burst)]
         assert session.stats.messages_delivered == conversations * burst
+
+
+async def test_participants_named_by_link_titles(make_session: SessionFactory) -> None:
+    """ReceiveAnIM step 9: a participant added by link only, its display name as the
+    link's title. The title reaches the session in both wires and names the participant."""
+    config = SimulatorConfig(completion_delay=0.01, embed_resources=False, link_titles=True)
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.events() as events,
+    ):
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        titles: dict[str, str | None] = {}
+        async with asyncio.timeout(STEP):
+            async for event in events:
+                if isinstance(event, ucwa_async.Event) and event.link.rel in (
+                    "participant",
+                    "localParticipant",
+                ):
+                    titles[event.link.rel] = event.link.title
+                    if len(titles) == 2:
+                        break
+        me = sim.username.split("@", 1)[0].title()
+        assert titles == {"participant": "Lene Aaling", "localParticipant": me}
+        assert [(p.uri, p.name) for p in conversation.participants] == [(LENE, "Lene Aaling")]
