@@ -111,7 +111,11 @@ class Conversation:
         await self._table.hang_up(self)
 
     async def leave(self) -> None:
-        """Leave the conversation (stopMessaging, stopPhoneAudio); idempotent."""
+        """Leave the conversation (stopMessaging, stopPhoneAudio); idempotent.
+
+        The conversation is over here once this returns or raises: if the server does not
+        answer in time (the session's request timeout) or refuses, the typed error is
+        raised, and its streams have ended all the same."""
         async with self._leave_lock:
             if self._state.ended is None:
                 await self._table.leave(self)
