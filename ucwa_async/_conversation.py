@@ -216,3 +216,5 @@ class MessageStream:
             self._reader.next_seq -= len(self._ready)
         self._log.close_reader(self._reader)
         self._ready.clear()
+        if self._reading:
+            self._conversation._changed()  # a reader in another task stops at once

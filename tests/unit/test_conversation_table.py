@@ -181,3 +181,34 @@ async def test_link_only_started_invitation_of_ours_is_not_read() -> None:
     await asyncio.gather(*tasks)
     assert transport.gets == [theirs]  # only the one that may be incoming is read
     table.close()
+
+
+async def test_a_message_stream_closed_from_another_task_stops_its_reader() -> None:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = ConversationTable(
+        transport=FakeTransport(),  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=lambda coroutine: coroutine.close(),
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+    conversation = table.conversation_for(CONV, "messaging")
+    stream, other = conversation.messages(), conversation.messages()
+    reader = asyncio.create_task(anext(stream))
+    other_reader = asyncio.create_task(anext(other))
+    await asyncio.sleep(0)
+    stream.close()
+    with pytest.raises(StopAsyncIteration):
+        async with asyncio.timeout(1.0):
+            await reader
+    table.deliver(batch(message(1, body=True)))
+    async with asyncio.timeout(1.0):
+        assert (await other_reader).text == "inline1"  # the other stream still reads
+    table.close()
