@@ -219,6 +219,8 @@ class ConversationTable:
 
     def conversation_for(self, href: str, kind: str) -> Conversation:
         """The one Conversation of ``href`` (created, and its state claimed, if new)."""
+        if self._closed:  # nothing would ever end it
+            raise SessionClosedError("the session is closed")
         url = self._app.resolve(href)
         state = self.book.claim(url)
         if state is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import ucwa_async
 from ucwa_async._conversations import ConversationTable
 from ucwa_async._core.models import parse_event_batch
 from ucwa_async._core.urls import normalize, resolve_href
@@ -212,3 +213,6 @@ async def test_a_message_stream_closed_from_another_task_stops_its_reader() -> N
     async with asyncio.timeout(1.0):
         assert (await other_reader).text == "inline1"  # the other stream still reads
     table.close()
+    # a conversation asked for once the session is closed: an error, not a never-ending one
+    with pytest.raises(ucwa_async.SessionClosedError):
+        table.conversation_for(f"{APP}/communication/conversations/138", "messaging")
