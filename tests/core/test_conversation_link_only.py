@@ -10,6 +10,7 @@ from conversation_batches import (
     CONV,
     INV,
     LENE,
+    RECEIVE_STEP_8,
     RECEIVE_STEP_9,
     RECEIVE_STEP_16,
     _conversation,
@@ -394,3 +395,39 @@ def test_caller_known_only_by_its_from_link() -> None:
     view = invitation_view(parse_resource(invitation), INV)
     assert view is not None
     assert view.sender == Participant()
+
+
+# -- one person under two participant hrefs (ReceiveAnIM: contoso.com and metio.ms) ----
+
+
+def test_one_person_under_two_hrefs_is_one_participant() -> None:
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)  # Lene from the invitation: .../participants/lenea@contoso.com
+    state = book.get(key(CONV))
+    assert state is not None
+    [fetch] = fetches(feed(book, RECEIVE_STEP_9))  # .../participants/lenea@metio.ms, by link
+    assert len(state.participants) == 2  # not known to be the same yet
+    typing = link_only("participant", fetch.href, "added")
+    typing["sender"][0]["events"][0]["in"] = {"rel": "typingParticipants", "href": "/t"}
+    feed(book, typing)
+    book.fetched(fetch, parse_resource({"rel": "participant", "uri": "sip:lenea@contoso.com"}))
+    assert list(state.participants.values()) == [
+        Participant("sip:lenea@contoso.com", "Lene Aaling")
+    ]
+    assert list(state.typing) == [key(LENE)]
+    # events under the other href reach the same participant
+    book.fetched(fetch, parse_resource({"rel": "participant", "uri": "sip:LeneA@contoso.com"}))
+    assert len(state.participants) == 1
+    effects = feed(book, link_only("participant", fetch.href, "deleted"))
+    assert Ended(key(CONV), ConversationEndReason.REMOTE_LEFT) in effects
+
+
+def test_participant_aliases_are_bounded() -> None:
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    state = book.get(key(CONV))
+    assert state is not None
+    for n in range(70):
+        state.add_participant(f"alias{n}", Participant("sip:lenea@contoso.com"))
+    assert len(state.participants) == 1
+    assert len(state._aliases) == 64

@@ -116,6 +116,7 @@ Effect = Arrived | InvitationEnded | Updated | Ended | Fetch
 
 _REMOTE_PARTICIPANT = "participant"
 _MODALITIES = ("messaging", "phoneAudio")
+_MAX_ALIASES = 64
 _MODALITY_END = "disconnected"
 
 
@@ -140,6 +141,7 @@ class ConversationState:
         self.skip_key: str | None = None  # the message that may repeat it (see _message)
         self.claimed = False
         self._had_remote = False
+        self._aliases: dict[str, str] = {}  # participant key -> the key it is kept under
 
     def end(self, reason: ConversationEndReason) -> bool:
         """First reason wins; True if this call ended it."""
@@ -152,6 +154,7 @@ class ConversationState:
         self, key: str | None, href: str | None, title: str | None = None
     ) -> Participant | None:
         """A message's sender: the known participant, else what its link says."""
+        key = self.canonical(key) if key is not None else None
         if key is not None and key in self.participants:
             known = self.participants[key]
             if known.name is None and title is not None:
@@ -159,7 +162,32 @@ class ConversationState:
             return known
         return Participant(name=title, href=href) if href is not None else None
 
+    def canonical(self, key: str) -> str:
+        """The key a participant is kept under (see ``add_participant``)."""
+        return self._aliases.get(key, key)
+
     def add_participant(self, key: str, participant: Participant) -> None:
+        key = self.canonical(key)
+        if participant.uri is not None:
+            # One person under two hrefs (ReceiveAnIM's own samples name Lene's participant
+            # .../lenea@contoso.com and .../lenea@metio.ms) is one participant, kept under
+            # the first key; events for the other key reach it through an alias.
+            uri = participant.uri.lower()
+            for other, person in self.participants.items():
+                if other != key and (person.uri or "").lower() == uri:
+                    self._aliases[key] = other
+                    while len(self._aliases) > _MAX_ALIASES:
+                        del self._aliases[next(iter(self._aliases))]
+                    if key in self.participants:
+                        dropped = self.participants.pop(key)
+                        participant = attrs.evolve(
+                            participant, name=participant.name or dropped.name
+                        )
+                    if key in self.typing:
+                        self.typing.discard(key)
+                        self.typing.add(other)
+                    key = other
+                    break
         known = self.participants.get(key)
         if known is not None:
             participant = Participant(
@@ -172,6 +200,7 @@ class ConversationState:
 
     def remove_participant(self, key: str) -> bool:
         """Remove a remote participant; True if no remote one is left (after some were)."""
+        key = self.canonical(key)
         self.participants.pop(key, None)
         self.typing.discard(key)
         return self._had_remote and not self.participants
@@ -292,7 +321,7 @@ class ConversationBook:
                     state.messages.ignore(item)
             else:
                 self._log_message(state, item, resource, message)
-        elif resource is not None and item in state.participants:
+        elif resource is not None and state.canonical(item) in state.participants:
             state.add_participant(item, self._participant_of(resource))
         return [Updated(state.key)]
 
@@ -515,6 +544,7 @@ class ConversationBook:
         pkey = self.key(event.link.href)
         if pkey is None or pkey == state.local_participant:
             return []
+        pkey = state.canonical(pkey)
         collection = event.in_link.rel if event.in_link is not None else None
         if collection == "typingParticipants":
             # Someone started / stopped typing (typingParticipants_ref): not a membership
