@@ -43,6 +43,7 @@ class Conversation:
             asyncio.get_running_loop().create_future()
         )
         self._leave_lock = asyncio.Lock()
+        self._abandoned = False
         if state.ended is not None:
             self._ended.set_result(state.ended)
 
@@ -146,6 +147,20 @@ class Conversation:
         finally:
             self._waiters.discard(waiter)
 
+    def _drained(self) -> bool:
+        """Over, and no message announced before the end still being read (a link-only
+        message's GET): the streams may end. A closed session or a lost application
+        ends them at once (nothing more will be read)."""
+        abrupt = (ConversationEndReason.SESSION_CLOSED, ConversationEndReason.APPLICATION_LOST)
+        if self._abandoned or self._state.ended in abrupt:
+            return True
+        return not self._state.messages.holding
+
+    def _abandon(self) -> None:
+        """The session closed: nothing more will be read; the streams end now."""
+        self._abandoned = True
+        self._changed()
+
     def _ended_error(self) -> ConversationEndedError:
         reason = self._state.ended or ConversationEndReason.DISCONNECTED
         return ConversationEndedError(
@@ -201,7 +216,7 @@ class MessageStream:
                 self._ready = self._log.read(self._reader)
                 if self._ready:
                     break
-                if self._conversation._state.ended is not None:
+                if self._conversation._state.ended is not None and self._conversation._drained():
                     self.close()
                     raise StopAsyncIteration
                 await self._conversation._wait_change()

@@ -96,6 +96,8 @@ class ConversationTable:
         self.sent = SentMessages(application=application, post_payload=post_payload, stats=stats)
         self.inbox = Inbox(inbox_size)
         self._conversations: dict[str, Conversation] = {}
+        # Ended ones whose streams still wait for a message being read (link-only).
+        self._draining: dict[str, Conversation] = {}
         self._invitations: dict[str, IncomingInvitation] = {}  # not yet ended, by key
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
@@ -133,9 +135,11 @@ class ConversationTable:
                 if isinstance(effect, Ended):
                     ended.append(effect)
         for key in touched:
-            conversation = self._conversations.get(key)
+            conversation = self._conversations.get(key) or self._draining.get(key)
             if conversation is not None:
                 conversation._changed()
+                if key in self._draining and conversation._drained():
+                    del self._draining[key]
         for effect in ended:
             self._ended(effect)
 
@@ -179,6 +183,8 @@ class ConversationTable:
         conversation = self._conversations.pop(effect.key, None)
         if conversation is None:
             return
+        if not conversation._drained():
+            self._draining[effect.key] = conversation
         conversation._state.claimed = False
         self.sent.end_conversation(conversation.href, conversation._ended_error())
         self._stats.conversations_ended += 1
@@ -203,6 +209,9 @@ class ConversationTable:
         self.inbox.end()
         self._fetch_queue.clear()
         self._queued.clear()
+        for conversation in self._draining.values():
+            conversation._abandon()
+        self._draining.clear()
 
     def _withdraw_all(self) -> None:
         """The application (or the session) is gone: no invitation can be accepted."""

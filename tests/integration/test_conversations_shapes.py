@@ -166,3 +166,30 @@ async def test_participants_named_by_link_titles(make_session: SessionFactory) -
         me = sim.username.split("@", 1)[0].title()
         assert titles == {"participant": "Lene Aaling", "localParticipant": me}
         assert [(p.uri, p.name) for p in conversation.participants] == [(LENE, "Lene Aaling")]
+
+
+@pytest.mark.parametrize("shape", ["link-only-absolute", "message-operation-id"])
+async def test_send_failed_retried_and_remote_leaving_in_other_shapes(
+    shape: str, make_session: SessionFactory
+) -> None:
+    people = (Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.leave_after(2)),)
+    config = SimulatorConfig(completion_delay=0.01, people=people, **SHAPES[shape])
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.message_delivery_failed(1, code="ServiceFailure", subcode="Unreachable")
+        with pytest.raises(ucwa_async.MessageFailedError) as caught:
+            await (await conversation.send("lost")).result(STEP)
+        assert caught.value.reason is not None
+        assert caught.value.reason.subcode == "Unreachable"
+        sim.faults.callback_channel_error(1, target="sendMessage")
+        async with conversation.messages() as messages:
+            await (await conversation.send("one")).result(STEP)
+            await (await conversation.send("two")).result(STEP)
+            async with asyncio.timeout(STEP):
+                texts = [m.text async for m in messages]  # ends when Lene leaves
+        assert texts == ["echo: one", "echo: two"]
+        assert session.stats.callback_channel_retries == 1
+        assert await conversation.wait_ended(STEP) is ucwa_async.ConversationEndReason.REMOTE_LEFT
+        assert conversation.participants == []
+        with pytest.raises(ucwa_async.ConversationEndedError):
+            await conversation.send("gone?")

@@ -216,3 +216,64 @@ async def test_a_message_stream_closed_from_another_task_stops_its_reader() -> N
     # a conversation asked for once the session is closed: an error, not a never-ending one
     with pytest.raises(ucwa_async.SessionClosedError):
         table.conversation_for(f"{APP}/communication/conversations/138", "messaging")
+
+
+def make_table(transport: FakeTransport, spawn: Any) -> ConversationTable:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    return ConversationTable(
+        transport=transport,  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=spawn,
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+
+
+def deleted() -> Any:
+    return parse_event_batch(
+        {
+            "sender": [
+                {
+                    "rel": "communication",
+                    "href": f"{APP}/communication",
+                    "events": [{"link": {"rel": "conversation", "href": CONV}, "type": "deleted"}],
+                }
+            ]
+        }
+    )
+
+
+@pytest.mark.parametrize("close_first", [False, True])
+async def test_a_message_announced_before_the_end_is_still_yielded(close_first: bool) -> None:
+    """Link-only: the last message's GET finishes after the conversation ended."""
+    transport = FakeTransport()
+    tasks: set[asyncio.Task[None]] = set()
+    table = make_table(transport, lambda c: tasks.add(asyncio.create_task(c)))
+    conversation = table.conversation_for(CONV, "messaging")
+    stream = conversation.messages()
+    table.deliver(batch(message(1, body=False)))  # its GET waits for release
+    table.deliver(deleted())
+    assert conversation.ended is not None
+    reader = asyncio.create_task(anext(stream))
+    await asyncio.sleep(0.01)
+    assert not reader.done()  # waits for the message being read
+    if close_first:
+        table.close()  # nothing more will be read: the stream ends
+        with pytest.raises(StopAsyncIteration):
+            async with asyncio.timeout(1.0):
+                await reader
+    else:
+        transport.release.set()
+        async with asyncio.timeout(1.0):
+            assert (await reader).text == "fetched1"
+            assert [m async for m in stream] == []
+        table.close()
+    transport.release.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
