@@ -595,6 +595,10 @@ class OperationTable:
                 self._stats.invitations_closed += 1
         self._correlator.clear()
 
+    def owns(self, href: str) -> bool:
+        """True if ``href`` is an invitation this session started and still tracks."""
+        return self._correlator.owner(href) is not None
+
     # -- what the channel says ---------------------------------------------------------
 
     def deliver(self, batch: EventBatch) -> None:

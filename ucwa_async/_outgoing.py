@@ -132,6 +132,7 @@ class SentMessages:
         self._stats = stats
         self._correlator = Correlator(normalize=application.key)
         self._pending: dict[str, OutgoingMessage] = {}
+        self._posting = 0  # sendMessage POSTs without their 201 yet
         self._closed = False
 
     def __len__(self) -> int:
@@ -161,6 +162,7 @@ class SentMessages:
         self._correlator.expect(operation_id)
         self._pending[operation_id] = message
         content_type = ("text/html" if html else "text/plain") + "; charset=utf-8"
+        self._posting += 1
         try:
             response = await self._post(
                 with_query(url, operationId=operation_id), text.encode("utf-8"), content_type
@@ -169,6 +171,8 @@ class SentMessages:
             self._pending.pop(operation_id, None)
             self._correlator.forget(operation_id)
             raise
+        finally:
+            self._posting -= 1
         self._stats.messages_sent += 1
         if self._pending.get(operation_id) is message:
             message._timer = loop.call_later(timeout, self._expire, operation_id)
@@ -194,6 +198,12 @@ class SentMessages:
         ):
             return False
         owned = self._correlator.owner(event.link.href) is not None
+        if not owned and not self._posting:
+            # Not a message of ours: those whose 201 came are known by href, and an
+            # unknown one can be ours only while a POST awaits its 201. Kept out of the
+            # correlator, incoming messages (link-only ones above all) cannot crowd out
+            # the events that wait there for a 201.
+            return False
         try:
             resolutions = self._correlator.feed(event)
         except UcwaError:

@@ -395,6 +395,7 @@ class Session:
             invitation_timeout=self.invitation_timeout,
             inbox_size=self.limits.incoming_queue_size,
             max_messages=self.limits.message_buffer_size,
+            owns_invitation=ops.owns,
         )
         ops.conversation_factory = conversations.from_invitation
         self._host = SessionChannelHost(

@@ -95,6 +95,7 @@ def test_typed_fields_are_optional() -> None:
         "links": (),
         "embedded": (),
         "properties": {"rel": "conversationLog"},
+        "embedded_as": None,
         "creation_time": None,
         "direction": None,
         "importance": None,

@@ -169,3 +169,35 @@ async def test_a_failed_post_forgets_the_message() -> None:
     assert len(sent) == 0
     assert stats.messages_sent == 0
     await asyncio.sleep(0)
+
+
+async def test_unknown_message_events_wait_for_a_201_only_while_a_post_is_in_flight() -> None:
+    sent: SentMessages
+    orphans_during_post: list[int] = []
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        sent.claims(message_event(7, None))  # may be ours: kept until the 201
+        orphans_during_post.append(sent._correlator.orphan_count)
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/7")
+
+    sent, _stats = table(post)
+    for n in range(2000):  # link-only events of incoming messages: not kept
+        link_only = parse_event_batch(
+            {
+                "sender": [
+                    {
+                        "rel": "conversation",
+                        "href": CONV,
+                        "events": [
+                            {"link": {"rel": "message", "href": f"{SEND}/x{n}"}, "type": "started"}
+                        ],
+                    }
+                ]
+            }
+        ).events[0]
+        assert sent.claims(link_only) is False
+    assert sent._correlator.orphan_count == 0
+    message = await sent.send(SEND, "hi", html=False, conversation_href=CONV, timeout=5)
+    assert orphans_during_post == [1]
+    assert sent.claims(message_event(7, "Success")) is True
+    assert message.delivered
