@@ -54,7 +54,7 @@ async def test_send_when_the_server_never_answers(make_session: SessionFactory) 
         sim.faults.latency(0, target="sendMessage")
         # a later message goes through
         async with asyncio.timeout(STEP):
-            await (await conversation.send("still here")).result()
+            await (await conversation.send("still here")).wait()
 
 
 async def test_accept_when_the_server_never_answers(make_session: SessionFactory) -> None:
