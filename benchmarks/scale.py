@@ -114,7 +114,7 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
 
         host.deliver = deliver  # type: ignore[method-assign]
         for handle in handles:
-            handle._future.add_done_callback(
+            handle.add_done_callback(
                 lambda _f, op=handle.operation_id: done_at.__setitem__(op, time.perf_counter())
             )
         answer = await sim.acommand("release")

@@ -1,10 +1,9 @@
 """Shared test configuration.
 
-Our own pytest plugin (the ``ucwa_simulator`` fixture) is registered for users
-through the ``pytest11`` entry point. Entry-point plugins load before pytest-cov
-starts measuring, which would hide the import-time lines of the package from
-coverage; so this suite disables the entry point (``-p no:ucwa_async`` in
-pyproject) and loads the same module here, after coverage has started.
+The ``ucwa_simulator`` fixture is our own pytest plugin, which users opt into the same
+way: ``pytest_plugins = ["ucwa_async.testing.plugin"]`` in their top-level conftest.py
+(it is not an auto-loaded ``pytest11`` entry point, so it costs nothing to projects
+that do not ask for it).
 """
 
 pytest_plugins = ["ucwa_async.testing.plugin"]
@@ -18,3 +17,10 @@ def pytest_addoption(parser):  # type: ignore[no-untyped-def]  # (append-only fi
         default=False,
         help="run the fault soak with 1 500 operations per wire (default: the CI bound of 200)",
     )
+
+
+def pytest_report_header() -> str:  # (append-only file: no import at the top)
+    """Which ucwa_async this run tests: the source tree, or an installed wheel (noxfile.py)."""
+    import ucwa_async
+
+    return f"ucwa_async: {ucwa_async.__file__}"

@@ -10,7 +10,11 @@ message or phone audio, many at once, and know for certain how each ended::
         result = await im   # MessagingInvitation, or raises InvitationFailedError
 """
 
-from ucwa_async._auth import PasswordAuth, TokenAuth
+import inspect as _inspect
+import logging as _logging
+import typing as _typing
+
+from ucwa_async._auth import Auth, PasswordAuth, TokenAuth, TokenProvider
 from ucwa_async._conversation import Conversation, MessageStream
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.chat import Message, Participant
@@ -30,6 +34,7 @@ from ucwa_async._core.errors import (
     ForbiddenError,
     InactiveApplicationExpiredError,
     InsecureTransportError,
+    InvalidPhoneNumberError,
     InvitationError,
     InvitationFailedError,
     InvitationLostError,
@@ -59,7 +64,7 @@ from ucwa_async._core.errors import (
 from ucwa_async._core.models import (
     ConversationLog,
     Event,
-    EventBatch,
+    InvitationResource,
     Link,
     MessagingInvitation,
     PhoneAudioInvitation,
@@ -68,6 +73,9 @@ from ucwa_async._core.models import (
     UnknownEvent,
     UnknownResource,
 )
+from ucwa_async._core.models import (
+    EventBatch as EventBatch,  # importable, not in __all__: only the channel sees batches
+)
 from ucwa_async._events import (
     ApplicationRecreated,
     ChannelClosed,
@@ -75,6 +83,7 @@ from ucwa_async._events import (
     ChannelFailed,
     ChannelReconnected,
     ChannelReconnecting,
+    ChannelSignal,
     ChannelStatus,
     SessionState,
 )
@@ -91,6 +100,7 @@ __all__ = [
     "AlreadyExistsError",
     "ApplicationNotFoundError",
     "ApplicationRecreated",
+    "Auth",
     "AuthenticationError",
     "Backoff",
     "BadRequestError",
@@ -102,6 +112,7 @@ __all__ = [
     "ChannelFailedError",
     "ChannelReconnected",
     "ChannelReconnecting",
+    "ChannelSignal",
     "ChannelStatus",
     "ConflictError",
     "Conversation",
@@ -111,16 +122,17 @@ __all__ = [
     "ConversationLog",
     "DecodeError",
     "Event",
-    "EventBatch",
     "EventStream",
     "ForbiddenError",
     "InactiveApplicationExpiredError",
     "IncomingInvitation",
     "InsecureTransportError",
+    "InvalidPhoneNumberError",
     "Invitation",
     "InvitationError",
     "InvitationFailedError",
     "InvitationLostError",
+    "InvitationResource",
     "InvitationStream",
     "InvitationTimeoutError",
     "InvitationWithdrawnError",
@@ -154,6 +166,7 @@ __all__ = [
     "SessionStats",
     "Timeouts",
     "TokenAuth",
+    "TokenProvider",
     "TooManyGroupsError",
     "TooManyRequestsError",
     "TransportError",
@@ -165,3 +178,32 @@ __all__ = [
     "UnsupportedModalityError",
     "__version__",
 ]
+
+
+def _present_as_public(names: list[str]) -> None:
+    """Users see (and pickle, and read in tracebacks) the public classes as ucwa_async.X,
+    not as the private module that defines them: ucwa_async.AuthenticationError, not
+    ucwa_async._core.errors.AuthenticationError.
+
+    A class's string annotations are resolved in the namespace of its ``__module__``
+    (typing.get_type_hints, as cattrs does): they are evaluated first, while that is
+    still the defining module, and kept evaluated."""
+    classes = [obj for name in names if isinstance(obj := globals()[name], type)]
+    hints: dict[type, dict[str, object]] = {}
+    for cls in classes:
+        try:
+            hints[cls] = _typing.get_type_hints(cls, include_extras=True)
+        except Exception:  # unresolvable already (a TYPE_CHECKING name): a test reports it
+            continue
+    for cls in classes:
+        own = _inspect.get_annotations(cls)
+        if own and cls in hints:
+            cls.__annotations__ = {key: hints[cls][key] for key in own}
+        cls.__module__ = __name__
+
+
+_present_as_public(__all__)
+
+# A library does not print its warnings to the stderr of a program that configured no
+# logging (Python's "last resort" handler): the application decides where they go.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())

@@ -43,6 +43,7 @@ class Conversation:
             asyncio.get_running_loop().create_future()
         )
         self._leave_lock = asyncio.Lock()
+        self._abandoned = False
         if state.ended is not None:
             self._ended.set_result(state.ended)
 
@@ -111,7 +112,11 @@ class Conversation:
         await self._table.hang_up(self)
 
     async def leave(self) -> None:
-        """Leave the conversation (stopMessaging, stopPhoneAudio); idempotent."""
+        """Leave the conversation (stopMessaging, stopPhoneAudio); idempotent.
+
+        The conversation is over here once this returns or raises: if the server does not
+        answer in time (the session's request timeout) or refuses, the typed error is
+        raised, and its streams have ended all the same."""
         async with self._leave_lock:
             if self._state.ended is None:
                 await self._table.leave(self)
@@ -141,6 +146,20 @@ class Conversation:
             await waiter
         finally:
             self._waiters.discard(waiter)
+
+    def _drained(self) -> bool:
+        """Over, and no message announced before the end still being read (a link-only
+        message's GET): the streams may end. A closed session or a lost application
+        ends them at once (nothing more will be read)."""
+        abrupt = (ConversationEndReason.SESSION_CLOSED, ConversationEndReason.APPLICATION_LOST)
+        if self._abandoned or self._state.ended in abrupt:
+            return True
+        return not self._state.messages.holding
+
+    def _abandon(self) -> None:
+        """The session closed: nothing more will be read; the streams end now."""
+        self._abandoned = True
+        self._changed()
 
     def _ended_error(self) -> ConversationEndedError:
         reason = self._state.ended or ConversationEndReason.DISCONNECTED
@@ -197,7 +216,7 @@ class MessageStream:
                 self._ready = self._log.read(self._reader)
                 if self._ready:
                     break
-                if self._conversation._state.ended is not None:
+                if self._conversation._state.ended is not None and self._conversation._drained():
                     self.close()
                     raise StopAsyncIteration
                 await self._conversation._wait_change()
@@ -212,3 +231,5 @@ class MessageStream:
             self._reader.next_seq -= len(self._ready)
         self._log.close_reader(self._reader)
         self._ready.clear()
+        if self._reading:
+            self._conversation._changed()  # a reader in another task stops at once

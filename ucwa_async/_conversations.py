@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ucwa_async._application import Application
 from ucwa_async._conversation import Conversation
 from ucwa_async._core import wire as _wire
+from ucwa_async._core.chat import INVITATION_KINDS
 from ucwa_async._core.conversation import (
     Arrived,
     ConversationBook,
@@ -56,6 +57,9 @@ log = logging.getLogger("ucwa_async.session")
 _FETCHERS = 4  # GETs at once of messages / participants announced without a resource
 _MAX_FETCH_QUEUE = 10_000
 _MAX_OPEN_INVITATIONS = 10_000  # incoming invitations the server has not ended yet
+# Resources an event may announce again and again (link-only ``updated``): a GET still
+# queued for one stands for the later announcements too.
+_READ_AGAIN = frozenset({"conversation", "messaging", "phoneAudio", "participant"})
 _MODALITY_WAIT = 5.0  # seconds send() waits for a sendMessage link before reading messaging
 
 PostPayload = Callable[[str, bytes | None, str | None], Coroutine[Any, Any, HttpResponse]]
@@ -75,6 +79,7 @@ class ConversationTable:
         invitation_timeout: float,
         inbox_size: int,
         max_messages: int,
+        owns_invitation: Callable[[str], bool] = lambda href: False,
     ) -> None:
         self._transport = transport
         self._app = application
@@ -84,15 +89,19 @@ class ConversationTable:
         self.ensure_usable = ensure_usable
         self._wire_format = wire_format
         self._invitation_timeout = invitation_timeout
+        self._owns_invitation = owns_invitation  # one this session started (no GET)
         self.book = ConversationBook(
             normalize=application.key, resolve=application.resolve, max_messages=max_messages
         )
         self.sent = SentMessages(application=application, post_payload=post_payload, stats=stats)
         self.inbox = Inbox(inbox_size)
         self._conversations: dict[str, Conversation] = {}
+        # Ended ones whose streams still wait for a message being read (link-only).
+        self._draining: dict[str, Conversation] = {}
         self._invitations: dict[str, IncomingInvitation] = {}  # not yet ended, by key
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
+        self._queued: set[tuple[str, str]] = set()  # (kind, href) in the queue
         self._fetchers = 0
         self._closed = False
 
@@ -126,9 +135,11 @@ class ConversationTable:
                 if isinstance(effect, Ended):
                     ended.append(effect)
         for key in touched:
-            conversation = self._conversations.get(key)
+            conversation = self._conversations.get(key) or self._draining.get(key)
             if conversation is not None:
                 conversation._changed()
+                if key in self._draining and conversation._drained():
+                    del self._draining[key]
         for effect in ended:
             self._ended(effect)
 
@@ -172,6 +183,8 @@ class ConversationTable:
         conversation = self._conversations.pop(effect.key, None)
         if conversation is None:
             return
+        if not conversation._drained():
+            self._draining[effect.key] = conversation
         conversation._state.claimed = False
         self.sent.end_conversation(conversation.href, conversation._ended_error())
         self._stats.conversations_ended += 1
@@ -195,6 +208,10 @@ class ConversationTable:
         self.sent.close_all(SessionClosedError("the session closed"))
         self.inbox.end()
         self._fetch_queue.clear()
+        self._queued.clear()
+        for conversation in self._draining.values():
+            conversation._abandon()
+        self._draining.clear()
 
     def _withdraw_all(self) -> None:
         """The application (or the session) is gone: no invitation can be accepted."""
@@ -211,6 +228,8 @@ class ConversationTable:
 
     def conversation_for(self, href: str, kind: str) -> Conversation:
         """The one Conversation of ``href`` (created, and its state claimed, if new)."""
+        if self._closed:  # nothing would ever end it
+            raise SessionClosedError("the session is closed")
         url = self._app.resolve(href)
         state = self.book.claim(url)
         if state is None:
@@ -252,6 +271,7 @@ class ConversationTable:
             raise UcwaError("this invitation offers no accept link")
         conversation = self.conversation_for(view.conversation_href, "messaging")
         conversation._state.skip_text = view.message
+        conversation._state.skip_key = None
         waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._accepting[invitation._key] = waiter
         invitation._answered = "accepted"
@@ -418,10 +438,14 @@ class ConversationTable:
     def _enqueue_fetch(self, fetch: Fetch) -> None:
         if self._closed:
             return
+        if fetch.kind in _READ_AGAIN and (fetch.kind, fetch.href) in self._queued:
+            return  # already to be read: one GET says the latest
         if len(self._fetch_queue) >= _MAX_FETCH_QUEUE:
             dropped = self._fetch_queue.popleft()
+            self._queued.discard((dropped.kind, dropped.href))
             self._act(self.book.fetched(dropped, None))
         self._fetch_queue.append(fetch)
+        self._queued.add((fetch.kind, fetch.href))
         while self._fetchers < min(_FETCHERS, len(self._fetch_queue)):
             self._fetchers += 1
             self._spawn(self._fetcher())
@@ -430,7 +454,13 @@ class ConversationTable:
         try:
             while self._fetch_queue:
                 fetch = self._fetch_queue.popleft()
+                self._queued.discard((fetch.kind, fetch.href))
                 resource: Resource | None = None
+                if fetch.kind in INVITATION_KINDS and self._owns_invitation(fetch.href):
+                    # A link-only started of an invitation of ours (its 201 came
+                    # meanwhile): the operations table has it, nothing is incoming.
+                    self._act(self.book.fetched(fetch, None))
+                    continue
                 try:
                     url = self._app.resolve(fetch.href)
                     if self._app.url is None or not same_origin(url, self._app.url):
@@ -440,6 +470,8 @@ class ConversationTable:
                     self._act(self.book.gone(fetch))  # a conversation: deleted meanwhile
                 except UcwaError as exc:
                     log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
+                except Exception:  # a bug must not leave a message's place held forever
+                    log.exception("reading %s %s failed", fetch.kind, fetch.href)
                 self._act(self.book.fetched(fetch, resource))
         finally:
             self._fetchers -= 1

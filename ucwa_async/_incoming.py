@@ -90,16 +90,22 @@ class Inbox:
         )
         self._ended = False
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def push(self, invitation: IncomingInvitation) -> bool:
-        """Hand ``invitation`` to a waiting stream or queue it; False when full."""
+    def _hand(self, invitation: IncomingInvitation) -> bool:
+        """Give ``invitation`` to the first waiting reader; False if none waits."""
         while self._getters:
             getter = self._getters.popleft()
             if not getter.done():
                 getter.set_result(invitation)
                 return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, invitation: IncomingInvitation) -> bool:
+        """Hand ``invitation`` to a waiting stream or queue it; False when full."""
+        if self._hand(invitation):
+            return True
         if len(self._items) >= self._maxsize:
             return False
         self._items.append(invitation)
@@ -110,8 +116,17 @@ class Inbox:
         with contextlib.suppress(ValueError):
             self._items.remove(invitation)
 
-    async def get(self) -> IncomingInvitation | None:
-        """The next invitation; None once the inbox has ended."""
+    def give_back(self, invitation: IncomingInvitation) -> None:
+        """An invitation taken but not used (its reader went away): the next reader
+        gets it first."""
+        if not self._hand(invitation):
+            self._items.appendleft(invitation)
+
+    async def get(
+        self, waiting: set[asyncio.Future[IncomingInvitation | None]] | None = None
+    ) -> IncomingInvitation | None:
+        """The next invitation; None once the inbox has ended (or the wait was woken,
+        see ``wake``). ``waiting`` holds the wait while it lasts, for ``wake``."""
         if self._items:
             return self._items.popleft()
         if self._ended:
@@ -120,14 +135,26 @@ class Inbox:
             asyncio.get_running_loop().create_future()
         )
         self._getters.append(getter)
+        if waiting is not None:
+            waiting.add(getter)
         try:
             return await getter
         except asyncio.CancelledError:
             if getter.done() and not getter.cancelled():
                 handed = getter.result()
                 if handed is not None:
-                    self._items.appendleft(handed)  # not lost: the next reader gets it
+                    self.give_back(handed)  # not lost: the next reader gets it
             raise
+        finally:
+            if waiting is not None:
+                waiting.discard(getter)
+
+    @staticmethod
+    def wake(waiting: set[asyncio.Future[IncomingInvitation | None]]) -> None:
+        """End these waits with None (their stream closed)."""
+        for getter in waiting:
+            if not getter.done():
+                getter.set_result(None)
 
     def end(self) -> None:
         self._ended = True
@@ -143,6 +170,7 @@ class InvitationStream:
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._closed = False
+        self._waiting: set[asyncio.Future[IncomingInvitation | None]] = set()
 
     async def __aenter__(self) -> InvitationStream:
         return self
@@ -160,14 +188,23 @@ class InvitationStream:
 
     async def __anext__(self) -> IncomingInvitation:
         while not self._closed:
-            invitation = await self._inbox.get()
+            invitation = await self._inbox.get(self._waiting)
             if invitation is None:
+                break
+            if self.closed:  # closed meanwhile (another task): another stream takes it
+                self._inbox.give_back(invitation)
                 break
             if invitation.withdrawn:
                 continue  # withdrawn while queued: nothing to answer
             return invitation
         raise StopAsyncIteration
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
-        """Stop taking invitations (those queued stay for other streams)."""
+        """Stop taking invitations (those queued stay for other streams); a reader
+        waiting on this stream (in another task) stops at once."""
         self._closed = True
+        self._inbox.wake(self._waiting)

@@ -1,17 +1,24 @@
-"""``Invitation``: the awaitable handle a continue POST returns.
+"""``Invitation``: the handle a continue POST returns, an ``asyncio.Future``.
 
-One ``asyncio.Future`` per invitation, resolved exactly once by the session
-(event channel, timeout, cancel or close). Awaiting is shielded: cancelling the
-task that awaits does not cancel the invitation itself, so another task (or a
-later ``await``) still gets the outcome. ``cancel()`` is the explicit way to
-end it, on the server too.
+An ``asyncio.Future`` subclass, resolved exactly once by the session (event channel,
+timeout, cancel or close), so ``asyncio.wait``, ``as_completed``, ``gather``, ``shield``
+and ``wait_for`` take it as it is.
+
+Two deliberate differences from a plain future:
+
+- awaiting is shielded: cancelling the task that awaits (an ``asyncio.timeout`` around
+  ``await invitation``) does not cancel the invitation, so another task or a later
+  ``await`` still gets the outcome; ``cancel()`` is the explicit way to end it;
+- ``cancel()`` behaves like ``Task.cancel()``: it *requests* the cancel (the session POSTs
+  the invitation's ``cancel`` link in the background) and the invitation ends when the
+  server has answered — cancelled, or with the outcome the server reported meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ucwa_async._core.errors import InvitationTimeoutError, UcwaError
 
@@ -22,25 +29,29 @@ __all__ = ["Invitation"]
 
 T = TypeVar("T")
 
+_NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
 
-class Invitation(Generic[T]):
-    """A pending ``messagingInvitation`` or ``phoneAudioInvitation``.
+
+class Invitation(asyncio.Future[T]):
+    """A pending ``messagingInvitation`` or ``phoneAudioInvitation``: an ``asyncio.Future``.
 
     ``resource`` is the final invitation resource once connected (None until then);
     ``state`` follows the events while it is pending.
 
-    ``await invitation`` (same as ``await invitation.result()``) returns the
-    final invitation resource when it connected, or raises
-    ``InvitationFailedError`` (``.reason`` is the server's reason),
-    ``InvitationTimeoutError``, ``InvitationLostError``, ``SessionClosedError``,
-    or ``asyncio.CancelledError`` after ``cancel()``.
+    ``await invitation`` (same as ``await invitation.wait()``) returns the final
+    invitation resource when it connected, or raises ``InvitationFailedError``
+    (``.reason`` is the server's reason), ``InvitationTimeoutError``,
+    ``InvitationLostError``, ``SessionClosedError``, ``ChannelFailedError``, or
+    ``asyncio.CancelledError`` once cancelled. ``done()``, ``result()``, ``exception()``,
+    ``cancelled()`` and the done callbacks are the ``asyncio.Future`` ones; only the
+    session sets the outcome (``set_result``/``set_exception`` raise, as on a Task).
     """
 
     __slots__ = (
         "_cancel_href",
+        "_cancel_request",
         "_canceller",
         "_conversation_factory",
-        "_future",
         "_timer",
         "href",
         "kind",
@@ -55,8 +66,9 @@ class Invitation(Generic[T]):
         operation_id: str,
         kind: str,
         loop: asyncio.AbstractEventLoop,
-        canceller: Callable[[Invitation[Any]], Awaitable[object]],
+        canceller: Callable[[Invitation[Any], str | None], asyncio.Future[None] | None],
     ) -> None:
+        super().__init__(loop=loop)
         self.operation_id = operation_id
         self.kind = kind
         self.href: str | None = None
@@ -66,11 +78,11 @@ class Invitation(Generic[T]):
         self._canceller = canceller
         # Set by the session: turns the connected resource into a Conversation.
         self._conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
+        self._cancel_request: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._future: asyncio.Future[T] = loop.create_future()
         # Mark the outcome as retrieved: a bot that never awaits a failed
         # invitation must not get "exception was never retrieved" noise.
-        self._future.add_done_callback(_consume_exception)
+        self.add_done_callback(_consume_exception)
 
     def __repr__(self) -> str:
         return (
@@ -79,29 +91,82 @@ class Invitation(Generic[T]):
         )
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self.result().__await__()
+        # Shielded: the awaiting task never holds the invitation itself, so cancelling
+        # that task (asyncio.timeout around the await) does not cancel the invitation.
+        return self.wait().__await__()
 
-    def done(self) -> bool:
-        """True once the invitation has an outcome (of any kind)."""
-        return self._future.done()
+    __iter__ = __await__
 
-    def cancelled(self) -> bool:
-        return self._future.cancelled()
+    @overload
+    def result(self) -> T: ...
 
-    async def result(self, timeout: float | None = None) -> T:
+    @overload
+    def result(self, timeout: float | None) -> Coroutine[Any, Any, T]: ...
+
+    def result(self, timeout: float | None = _NO_TIMEOUT) -> T | Coroutine[Any, Any, T]:
+        """The outcome, now (``Future.result()``): the final resource, or raises the
+        invitation's error, ``asyncio.CancelledError``, or ``asyncio.InvalidStateError``
+        while it is pending.
+
+        ``result(timeout)`` *with* an argument is the awaitable of earlier versions, kept
+        for compatibility: ``await invitation.result(timeout=5)`` is
+        ``await invitation.wait(timeout=5)``.
+        """
+        if timeout is _NO_TIMEOUT:
+            return super().result()
+        return self.wait(timeout)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        """Request the cancel of the invitation, on the server too. Synchronous.
+
+        Returns False if the invitation already has an outcome (or the session can no
+        longer send the cancel), True if a cancel is under way. Like ``Task.cancel()``,
+        the invitation ends when the server has answered: ``cancelled()`` is then True
+        and awaiting raises ``asyncio.CancelledError`` — unless the server reported
+        another outcome meanwhile (``Declined``, ``Connected``...), which is kept. If the
+        cancel request fails, the invitation stays pending and a warning is logged;
+        ``await cancel_outcome()`` tells which of these happened. Concurrent calls share
+        one request.
+        """
+        if self.done():
+            return False
+        request = self._canceller(self, None if msg is None else str(msg))
+        if request is None:
+            return False
+        self._cancel_request = request
+        return True
+
+    async def cancel_outcome(self) -> bool:
+        """Wait for the cancel that ``cancel()`` requested: True if the invitation ended
+        cancelled, False if it ended otherwise (or no cancel was requested while it was
+        pending). Raises the error the cancel request failed with (a ``UcwaError``) if
+        the invitation is still pending because of it."""
+        request = self._cancel_request
+        if request is not None:
+            try:
+                await asyncio.shield(request)
+            except Exception:
+                if not self.done():
+                    raise
+        return self.cancelled()
+
+    async def wait(self, timeout: float | None = None) -> T:
         """Wait for the outcome; ``timeout`` bounds this wait only.
 
-        If ``timeout`` passes first, ``InvitationTimeoutError`` is raised and
-        the invitation stays pending (its own ``invitation_timeout`` still runs).
+        If ``timeout`` passes first, ``InvitationTimeoutError`` is raised and the
+        invitation stays pending (its own ``invitation_timeout`` still runs). Cancelling
+        the waiting task does not cancel the invitation.
         """
+        if self.done():
+            return super().result()
         if timeout is None:
-            return await asyncio.shield(self._future)
+            return await asyncio.shield(self)
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.shield(self._future)
+                return await asyncio.shield(self)
         except TimeoutError:
-            if self._future.done():
-                return self._future.result()
+            if self.done():
+                return super().result()
             raise InvitationTimeoutError(
                 f"no outcome for invitation {self.operation_id} within {timeout:g} s",
                 href=self.href,
@@ -111,27 +176,19 @@ class Invitation(Generic[T]):
     async def conversation(self, timeout: float | None = None) -> Conversation:
         """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
         ``ucwa_async.Conversation`` it connected (the same object while it lasts)."""
-        resource = await self.result(timeout)
+        resource = await self.wait(timeout)
         factory = self._conversation_factory
         if factory is None:
             raise UcwaError("this invitation is not attached to a session's conversations")
         return factory(self, resource)
 
-    async def cancel(self) -> bool:
-        """Cancel the invitation on the server (POST its ``cancel`` link).
+    def set_result(self, result: T, /) -> None:
+        raise RuntimeError("an invitation's outcome is set by its session only")
 
-        Returns False if it had already ended (or the server's own outcome arrived
-        before the cancel took effect: that outcome is kept). After a successful
-        cancel, awaiting the invitation raises ``asyncio.CancelledError``. Concurrent
-        calls share one cancel request and return the same answer.
-        """
-        if self._future.done():
-            return False
-        await self._canceller(self)
-        # The session may have ended it already (a cancel shared by several callers).
-        return self._cancel_local() or self._future.cancelled()
+    def set_exception(self, exception: type | BaseException, /) -> None:
+        raise RuntimeError("an invitation's outcome is set by its session only")
 
-    # -- used by the session only -------------------------------------------------
+    # -- used by the session only ----------------------------------------------------
 
     def _set_timer(self, handle: asyncio.TimerHandle) -> None:
         self._timer = handle
@@ -139,7 +196,7 @@ class Invitation(Generic[T]):
     def _progress(self, state: str | None, cancel_href: str | None = None) -> None:
         # Only the state and the cancel link are kept while pending, not the whole
         # resource: with 10 000 invitations in flight that is most of their memory.
-        if self._future.done():
+        if self.done():
             return
         if state:
             self.state = state
@@ -147,29 +204,29 @@ class Invitation(Generic[T]):
             self._cancel_href = cancel_href
 
     def _succeed(self, resource: T, state: str | None) -> bool:
-        if self._future.done():
+        if self.done():
             return False
         self.resource = resource
         self.state = state or self.state
         self._stop_timer()
-        self._future.set_result(resource)
+        super().set_result(resource)
         return True
 
     def _fail(self, error: BaseException, state: str | None = None) -> bool:
-        if self._future.done():
+        if self.done():
             return False
         if state:
             self.state = state
         self._stop_timer()
-        self._future.set_exception(error)
+        super().set_exception(error)
         return True
 
-    def _cancel_local(self) -> bool:
-        if self._future.done():
+    def _cancel_local(self, msg: str | None = None) -> bool:
+        if self.done():
             return False
         self.state = "Cancelled"
         self._stop_timer()
-        return self._future.cancel()
+        return super().cancel(msg)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:

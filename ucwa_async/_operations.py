@@ -103,10 +103,11 @@ class _Cancel:
     """A cancel POST in flight; ``deferred`` ends the invitation the way the server
     reported meanwhile, should the cancel fail."""
 
-    __slots__ = ("deferred", "done")
+    __slots__ = ("deferred", "done", "msg")
 
-    def __init__(self, done: asyncio.Future[None]) -> None:
+    def __init__(self, done: asyncio.Future[None], msg: str | None) -> None:
         self.done = done
+        self.msg = msg  # Invitation.cancel(msg): the CancelledError's message
         self.deferred: Callable[[], None] | None = None
 
 
@@ -195,7 +196,7 @@ class OperationTable:
             return known if entry is None else await self._join(entry)
         loop = asyncio.get_running_loop()
         invitation: Invitation[_InvT] = Invitation(
-            operation_id=operation_id, kind=rel, loop=loop, canceller=self.cancel
+            operation_id=operation_id, kind=rel, loop=loop, canceller=self.request_cancel
         )
         invitation._conversation_factory = self.conversation_factory
         self._correlator.expect(operation_id)
@@ -405,7 +406,7 @@ class OperationTable:
             operation_id=operation_id,
             kind=resource.rel or "messagingInvitation",
             loop=loop,
-            canceller=self.cancel,
+            canceller=self.request_cancel,
         )
         invitation._conversation_factory = self.conversation_factory
         invitation.href = url
@@ -437,25 +438,43 @@ class OperationTable:
 
     # -- cancel, expire, lose ----------------------------------------------------------
 
-    async def cancel(self, invitation: Invitation[Any]) -> bool:
-        self._ensure_usable()
-        return await self._cancel(invitation)
+    def request_cancel(
+        self, invitation: Invitation[Any], msg: str | None = None
+    ) -> asyncio.Future[None] | None:
+        """``Invitation.cancel()``: start the cancel POST in a task the session owns
+        (awaited at close), or join the one under way. Returns the future of that request
+        (its error if it fails), or None when there is nothing to cancel: the invitation
+        has ended (or its outcome is being read back), or the session is not usable."""
+        try:
+            self._ensure_usable()
+        except UcwaError:
+            return None
+        return self._start_cancel(invitation, msg)
 
-    async def _cancel(self, invitation: Invitation[Any]) -> bool:
-        """Cancel on the server; concurrent callers share one cancel POST, which the
-        session runs (a caller that gives up does not abandon it halfway)."""
+    def _start_cancel(
+        self, invitation: Invitation[Any], msg: str | None = None
+    ) -> asyncio.Future[None] | None:
         operation_id = invitation.operation_id
         entry = self._cancels.get(operation_id)
-        if entry is None:
-            if self._invitations.get(operation_id) is not invitation or invitation.done():
-                return False  # it ended already (or its outcome is being read back)
-            if self._closed:
-                raise SessionClosedError("the session is closed")
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.add_done_callback(_consume_exception)
-            entry = self._cancels[operation_id] = _Cancel(done)
-            self._spawn(self._run_cancel(invitation, entry))
-        await asyncio.shield(entry.done)
+        if entry is not None:
+            return entry.done
+        if self._closed or invitation.done():
+            return None
+        if self._invitations.get(operation_id) is not invitation:
+            return None  # its outcome is being read back
+        done: asyncio.Future[None] = invitation.get_loop().create_future()
+        done.add_done_callback(_consume_exception)
+        entry = self._cancels[operation_id] = _Cancel(done, msg)
+        self._spawn(self._run_cancel(invitation, entry))
+        return done
+
+    async def _cancel(self, invitation: Invitation[Any]) -> bool:
+        """Cancel on the server and wait for the answer (an abandoned call); concurrent
+        callers share one cancel POST, which the session runs."""
+        done = self._start_cancel(invitation)
+        if done is None:
+            return False
+        await asyncio.shield(done)
         return invitation.cancelled()
 
     async def _run_cancel(self, invitation: Invitation[Any], entry: _Cancel) -> None:
@@ -474,13 +493,19 @@ class OperationTable:
             self._cancels.pop(operation_id, None)
             if entry.deferred is not None:
                 entry.deferred()  # not cancelled after all: what the server said stands
+            else:
+                log.warning(
+                    "could not cancel invitation %s: %s; it stays pending",
+                    invitation.href or operation_id,
+                    exc,
+                )
             _settle(entry.done, exc)
             return
         self._cancels.pop(operation_id, None)
         if cancel_href is not None and self._invitations.get(operation_id) is invitation:
             del self._invitations[operation_id]
             self._correlator.finish(operation_id)
-            if invitation._cancel_local():
+            if invitation._cancel_local(entry.msg):
                 self._stats.invitations_cancelled += 1
         _settle(entry.done, None)
 
@@ -497,6 +522,15 @@ class OperationTable:
             self._end_as_read(invitation, resource, invitation.href, defer=False)
             return None
         raise UcwaError("the server offers no cancel link for this invitation")
+
+    async def finish_cancels(self, timeout: float) -> None:
+        """The session is closing: let the cancel POSTs under way (``cancel()`` returns
+        at once; abandoned calls) reach the server, for up to ``timeout`` seconds. A
+        call left ringing on the server is worse than a slower close."""
+        pending = [entry.done for entry in self._cancels.values()]
+        pending += self._abandoning.values()
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     def _expire(self, operation_id: str) -> None:
         invitation = self._invitations.pop(operation_id, None)
@@ -560,6 +594,10 @@ class OperationTable:
             if invitation._fail(closed):
                 self._stats.invitations_closed += 1
         self._correlator.clear()
+
+    def owns(self, href: str) -> bool:
+        """True if ``href`` is an invitation this session started and still tracks."""
+        return self._correlator.owner(href) is not None
 
     # -- what the channel says ---------------------------------------------------------
 

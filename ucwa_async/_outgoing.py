@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import TYPE_CHECKING, Any, overload
 
 from ucwa_async._application import Application
 from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
@@ -38,19 +38,25 @@ __all__ = ["OutgoingMessage", "SentMessages"]
 
 log = logging.getLogger("ucwa_async.session")
 
+_NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
+
 PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
 
 
-class OutgoingMessage:
-    """A message this session sent, after the server accepted it (201).
+class OutgoingMessage(asyncio.Future[None]):
+    """A message this session sent, after the server accepted it (201): an
+    ``asyncio.Future`` resolved once by the session, as ``Invitation`` is.
 
-    ``await message`` returns once it is delivered, or raises ``MessageFailedError``
-    (``.reason`` is the server's), ``MessageTimeoutError``, ``ConversationEndedError``
-    or ``SessionClosedError``. Awaiting is shielded: cancelling the awaiting task leaves
-    the outcome for a later ``await``.
+    ``await message`` (same as ``await message.wait()``) returns once it is delivered, or
+    raises ``MessageFailedError`` (``.reason`` is the server's), ``MessageTimeoutError``,
+    ``ConversationEndedError`` or ``SessionClosedError``. Awaiting is shielded: cancelling
+    the awaiting task leaves the outcome for a later ``await``. ``asyncio.wait``,
+    ``as_completed`` and ``gather`` take it as it is; ``result()``, ``exception()`` and the
+    done callbacks are the ``Future`` ones. A sent message cannot be taken back:
+    ``cancel()`` returns False and changes nothing.
     """
 
-    __slots__ = ("_future", "_timer", "conversation_href", "href", "html", "operation_id", "text")
+    __slots__ = ("_timer", "conversation_href", "href", "html", "operation_id", "text")
 
     def __init__(
         self,
@@ -61,14 +67,15 @@ class OutgoingMessage:
         conversation_href: str,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
+        super().__init__(loop=loop)
         self.operation_id = operation_id
         self.text = text
         self.html = html
         self.conversation_href = conversation_href
         self.href: str | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._future: asyncio.Future[None] = loop.create_future()
-        self._future.add_done_callback(_consume_exception)
+        # A bot that never awaits a failed message gets no "never retrieved" noise.
+        self.add_done_callback(_consume_exception)
 
     def __repr__(self) -> str:
         return (
@@ -77,43 +84,68 @@ class OutgoingMessage:
         )
 
     def __await__(self) -> Generator[Any, None, None]:
-        return self.result().__await__()
+        return self.wait().__await__()
 
-    def done(self) -> bool:
-        return self._future.done()
+    __iter__ = __await__
 
     @property
     def delivered(self) -> bool:
         """True once the server said the message was delivered."""
-        return self._future.done() and self._future.exception() is None
+        return self.done() and not self.cancelled() and self.exception() is None
 
-    async def result(self, timeout: float | None = None) -> None:
+    @overload
+    def result(self) -> None: ...
+
+    @overload
+    def result(self, timeout: float | None) -> Coroutine[Any, Any, None]: ...
+
+    def result(self, timeout: float | None = _NO_TIMEOUT) -> Coroutine[Any, Any, None] | None:
+        """The outcome, now (``Future.result()``): None once delivered, or raises the
+        message's error, or ``asyncio.InvalidStateError`` while pending. ``result(timeout)``
+        with an argument is ``wait(timeout)``, as on ``Invitation``."""
+        if timeout is _NO_TIMEOUT:
+            return super().result()
+        return self.wait(timeout)
+
+    async def wait(self, timeout: float | None = None) -> None:
         """Wait for the delivery outcome; ``timeout`` bounds this wait only
         (``MessageTimeoutError``; the message's own timeout still runs)."""
+        if self.done():
+            return super().result()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(self._future)
+                await asyncio.shield(self)
         except TimeoutError:
-            if self._future.done():
-                return self._future.result()
+            if self.done():
+                return super().result()
             raise MessageTimeoutError(
                 f"no delivery outcome for message {self.operation_id} within {timeout:g} s",
                 href=self.href,
                 operation_id=self.operation_id,
             ) from None
 
+    def cancel(self, msg: Any | None = None) -> bool:
+        """A sent message cannot be taken back (UCWA has no such request): False."""
+        return False
+
+    def set_result(self, result: None, /) -> None:
+        raise RuntimeError("a message's outcome is set by its session only")
+
+    def set_exception(self, exception: type | BaseException, /) -> None:
+        raise RuntimeError("a message's outcome is set by its session only")
+
     # -- used by the session only -------------------------------------------------
 
     def _settle(self, error: BaseException | None) -> bool:
-        if self._future.done():
+        if self.done():
             return False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if error is None:
-            self._future.set_result(None)
+            super().set_result(None)
         else:
-            self._future.set_exception(error)
+            super().set_exception(error)
         return True
 
 
@@ -132,6 +164,7 @@ class SentMessages:
         self._stats = stats
         self._correlator = Correlator(normalize=application.key)
         self._pending: dict[str, OutgoingMessage] = {}
+        self._posting = 0  # sendMessage POSTs without their 201 yet
         self._closed = False
 
     def __len__(self) -> int:
@@ -161,6 +194,7 @@ class SentMessages:
         self._correlator.expect(operation_id)
         self._pending[operation_id] = message
         content_type = ("text/html" if html else "text/plain") + "; charset=utf-8"
+        self._posting += 1
         try:
             response = await self._post(
                 with_query(url, operationId=operation_id), text.encode("utf-8"), content_type
@@ -169,6 +203,8 @@ class SentMessages:
             self._pending.pop(operation_id, None)
             self._correlator.forget(operation_id)
             raise
+        finally:
+            self._posting -= 1
         self._stats.messages_sent += 1
         if self._pending.get(operation_id) is message:
             message._timer = loop.call_later(timeout, self._expire, operation_id)
@@ -194,6 +230,12 @@ class SentMessages:
         ):
             return False
         owned = self._correlator.owner(event.link.href) is not None
+        if not owned and not self._posting:
+            # Not a message of ours: those whose 201 came are known by href, and an
+            # unknown one can be ours only while a POST awaits its 201. Kept out of the
+            # correlator, incoming messages (link-only ones above all) cannot crowd out
+            # the events that wait there for a 201.
+            return False
         try:
             resolutions = self._correlator.feed(event)
         except UcwaError:

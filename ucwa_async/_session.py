@@ -49,6 +49,7 @@ from ucwa_async._core.models import (
     Resource,
     parse_resource,
 )
+from ucwa_async._core.phone import phone_uri
 from ucwa_async._core.urls import normalize, origin_of, with_query
 from ucwa_async._events import ChannelClosed, ChannelStatus, SessionState
 from ucwa_async._http import HttpClient
@@ -394,6 +395,7 @@ class Session:
             invitation_timeout=self.invitation_timeout,
             inbox_size=self.limits.incoming_queue_size,
             max_messages=self.limits.message_buffer_size,
+            owns_invitation=ops.owns,
         )
         ops.conversation_factory = conversations.from_invitation
         self._host = SessionChannelHost(
@@ -474,10 +476,12 @@ class Session:
 
     @property
     def application_url(self) -> str | None:
+        """The absolute URL of the current UCWA application (None before sign-in)."""
         return self._app.url if self._app is not None else None
 
     @property
     def pending_invitations(self) -> int:
+        """How many invitations have no outcome yet."""
         return len(self._ops) if self._ops is not None else 0
 
     # -- public operations -----------------------------------------------------------
@@ -509,7 +513,7 @@ class Session:
         for index, log_url in enumerate(hrefs):
             known = embedded.get(normalize(log_url))
             if known is not None and known.link("continueMessaging"):
-                logs.append(known)
+                logs.append(self._as_log(known, log_url))
             else:
                 logs.append(None)
                 to_fetch.append((index, log_url))
@@ -597,12 +601,14 @@ class Session:
         timeout: float | None = None,
         operation_id: str | None = None,
     ) -> Invitation[PhoneAudioInvitation]:
-        """Continue a past conversation by phone audio, calling ``phone_number`` (``tel:+1...``).
+        """Continue a past conversation by phone audio, calling ``phone_number``.
 
-        ``timeout`` and ``operation_id``: as for ``continue_messaging``.
+        ``phone_number`` is a global number, ``tel:+14255551234`` or ``+1 425 555 1234``
+        (sent as ``tel:+14255551234``); anything else raises ``InvalidPhoneNumberError``
+        (a ``ValueError``). ``timeout`` and ``operation_id``: as for ``continue_messaging``.
         """
         self._ensure_usable()
-        phone_number = _phone_number(phone_number)
+        phone_number = phone_uri(phone_number)  # the CLI's check too
         operation_id = _operation_id(operation_id)
         url = await self._continue_url(log, "continuePhoneAudio")
         body = {"operationId": operation_id, "phoneNumber": phone_number}
@@ -612,7 +618,9 @@ class Session:
             "phoneAudioInvitation", url, body, operation_id, timeout, PhoneAudioInvitation
         )
 
-    async def invitation(self, href: str, *, timeout: float | None = None) -> Invitation[Any]:
+    async def invitation(
+        self, href: str, *, timeout: float | None = None
+    ) -> Invitation[MessagingInvitation | PhoneAudioInvitation]:
         """Re-attach to an invitation by its href (``Invitation.href``).
 
         Returns the tracked handle if there is one; else GETs the invitation: a final
@@ -686,7 +694,7 @@ class Session:
         (``tel:+1...``, this user's own phone) and connects it. Returns an ``Invitation``."""
         self._ensure_usable()
         body = self._start_body(to, subject, importance, operation_id)
-        body["phoneNumber"] = _phone_number(phone_number)
+        body["phoneNumber"] = phone_uri(phone_number)
         if timeout is not None:
             _require_positive("timeout", timeout)
         url = self._communication_link("startPhoneAudio")
@@ -830,8 +838,9 @@ class Session:
         return self._application.rebase(self._resolve(href))
 
     def _as_log(self, resource: Resource, url: str) -> ConversationLog:
+        # The user sees absolute hrefs, as for invitations: the URL the log was read from.
         if isinstance(resource, ConversationLog):
-            return resource
+            return resource if resource.href == url else attrs.evolve(resource, href=url)
         raise UcwaError(f"{url} is not a conversationLog (rel {resource.rel!r})")
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -880,6 +889,9 @@ class Session:
             try:
                 if opener is not None and opener is not current:
                     await asyncio.gather(opener, return_exceptions=True)
+                if self._ops is not None:
+                    # Bounded by close_timeout, skipped (as the DELETE) if we are cancelled.
+                    await self._ops.finish_cancels(self._close_timeout)
                 await self._stop_local(already)
                 if self._app is not None and self._app.url is not None:
                     # Best effort, bounded by close_timeout: errors are logged, not raised.
@@ -986,13 +998,6 @@ def _check_available_for(value: object) -> tuple[str, ...]:
     if len(set(modalities)) != len(modalities):
         raise ValueError(f"available_for lists a modality twice: {value!r}")
     return modalities
-
-
-def _phone_number(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("phone_number must be a non-empty str such as 'tel:+14255551234'")
-    value = value.strip()
-    return value if value.lower().startswith("tel:") else f"tel:{value}"
 
 
 def _operation_id(value: str | None) -> str:

@@ -47,7 +47,8 @@ async def test_logs_lists_the_logs(ucwa_simulator: UcwaSimulator, wire: str) -> 
         r"^\s+(\d+)\s+\S+\s+\S+\s+.+\s(\S+/conversationLogs/\S+)$", result.stdout, re.M
     )
     assert [int(i) for i, _ in rows] == [0, 1, 2, 3]
-    assert all(href.startswith("/ucwa/oauth/v1/applications/") for _, href in rows)
+    # Absolute, as the library gives them (and as invitation hrefs are).
+    assert all(href.startswith(f"{ucwa_simulator.base_url}/ucwa/oauth/v1/") for _, href in rows)
     assert ucwa_simulator.password not in result.output
     no_leaks(result.stderr)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 
 import aiohttp
 import pytest
@@ -24,10 +26,10 @@ async def test_simulator_prints_a_discovery_url_and_stops_on_sigterm() -> None:
     try:
         assert proc.stdout is not None
         found, _ = await read_until(
-            proc.stdout, r"^discovery URL: (http://127\.0\.0\.1:(\d+)/\S+)$"
+            proc.stdout, r"^discovery_url: (http://127\.0\.0\.1:(\d+)/\S+)$"
         )
         url, port = found[1], int(found[2])
-        user, _ = await read_until(proc.stdout, r"^user: (\S+)$")
+        user, _ = await read_until(proc.stdout, r"^username: (\S+)$")
         password, _ = await read_until(proc.stdout, r"^password: (\S+)$")
         await read_until(proc.stdout, r"^serving; press Ctrl\+C to stop$")
         async with aiohttp.ClientSession() as http, http.get(url) as resp:
@@ -80,3 +82,15 @@ async def test_simulator_in_process_leaves_no_task_behind(
     assert await asyncio.wait_for(task, 10) == 0
     assert asyncio.all_tasks() == before
     assert "simulator stopped (" in capsys.readouterr().err
+
+
+def test_both_simulator_runners_print_the_same_keys() -> None:
+    # ``python -m ucwa_async.testing`` and ``ucwa-async simulator`` (checked above) start
+    # with the same ``key: value`` lines.
+    completed = subprocess.run(
+        [sys.executable, "-m", "ucwa_async.testing", "--port", "0", "--duration", "0.2"],
+        capture_output=True, text=True, timeout=60, env=child_env(), cwd=ROOT, check=True,
+    )  # fmt: skip
+    keys = [line.split(": ", 1)[0] for line in completed.stdout.splitlines()[:3]]
+    assert keys == ["discovery_url", "username", "password"]
+    assert "simulator stopped (" in completed.stderr

@@ -166,3 +166,22 @@ def test_docstring_tree_matches_the_classes() -> None:
 
 def test_all_is_sorted() -> None:
     assert errors.__all__ == sorted(errors.__all__)
+
+
+def test_conversation_errors_carry_their_context() -> None:
+    withdrawn = errors.InvitationWithdrawnError("gone", reason="Gone", href="/inv/1")
+    assert (withdrawn.reason, withdrawn.href, withdrawn.operation_id) == ("Gone", "/inv/1", None)
+    assert isinstance(withdrawn, errors.InvitationError)
+    ended = errors.ConversationEndedError("over", reason="left", href="/c/1")
+    assert (ended.reason, ended.href) == ("left", "/c/1")
+    assert isinstance(ended, errors.ConversationError)
+    failed = errors.MessageFailedError("no", reason="R", href="/m/1", operation_id="op")
+    assert (failed.reason, failed.href, failed.operation_id) == ("R", "/m/1", "op")
+    timed_out = errors.MessageTimeoutError("late", operation_id="op")
+    assert isinstance(timed_out, TimeoutError)
+    assert isinstance(timed_out, errors.MessageError)
+    assert timed_out.href is None
+    channel = errors.ChannelFailedError("down", cause=ValueError("x"))
+    again = channel.renewed()
+    assert again is not channel
+    assert (str(again), again.cause) == ("down", channel.cause)

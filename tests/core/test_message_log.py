@@ -109,3 +109,13 @@ def test_seen_memory_is_bounded() -> None:
 def test_bad_sizes() -> None:
     with pytest.raises(ValueError, match="max_messages"):
         MessageLog(max_messages=0)
+
+
+def test_holding_while_a_placeholder_waits() -> None:
+    log: MessageLog[str] = MessageLog()
+    assert not log.holding
+    log.reserve("a")
+    log.add("b", "B")
+    assert log.holding
+    log.add("a", "A")
+    assert not log.holding

@@ -1,66 +1,206 @@
-"""The code in docs/ runs: the quickstart script and the fixture example of testing.md."""
+"""The docs run as written: every Python block of README.md and docs/*.md (see _doc_blocks).
+
+- ``session`` blocks run against the embedded simulator with a real open session;
+- ``script`` blocks (the quickstarts) have their ``main`` run against it;
+- ``file`` blocks make a scratch project (conftest.py + test files, as a user would write
+  them), run by a child pytest with pytest-asyncio's default (strict) mode;
+- ``compile`` blocks (a real server needed) are compiled.
+"""
 
 from __future__ import annotations
 
+import ast
 import asyncio
-import contextlib
+import logging
+import os
 import re
+import subprocess
+import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from ucwa_async.testing import Behaviour, Person, UcwaSimulator
+import ucwa_async
+from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+from ._doc_blocks import MODES, ROOT, DocBlock, all_blocks
 
-
-def python_blocks(page: str) -> list[str]:
-    text = (DOCS / page).read_text(encoding="utf-8")
-    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+BLOCKS = all_blocks()
 
 
-def as_module(source: str, name: str) -> types.ModuleType:
-    module = types.ModuleType(name)  # imported, not run: __main__ guards stay shut
-    exec(compile(source, str(DOCS / name), "exec"), module.__dict__)
-    return module
+def of_mode(mode: str) -> list[Any]:
+    return [pytest.param(b, id=b.id) for b in BLOCKS if b.mode == mode]
+
+
+def compiled(block: DocBlock) -> types.CodeType:
+    # Leading newlines: a traceback points at the block's line in the page.
+    source = "\n" * block.line + block.code
+    code: types.CodeType = compile(
+        source, str(ROOT / block.page), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    )
+    return code
 
 
 def test_every_page_exists() -> None:
-    pages = {p.name for p in DOCS.glob("*.md")}
-    expected = {
-        "cli.md",
-        "errors.md",
-        "events.md",
-        "invitations.md",
-        "logging.md",
-        "conversations.md",
-    }
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")}
+    expected = {"cli.md", "errors.md", "events.md", "invitations.md", "logging.md"}
+    expected |= {"conversations.md"}
     assert pages >= expected | {"quickstart.md", "testing.md", "architecture.md"}
 
 
-@pytest.mark.ucwa_simulator(completion_delay=0.05)
-async def test_quickstart_script_runs(
-    ucwa_simulator: UcwaSimulator, capsys: pytest.CaptureFixture[str]
-) -> None:
-    module = as_module(python_blocks("quickstart.md")[0], "quickstart.md")
-    await module.main(
-        ucwa_simulator.discovery_url, ucwa_simulator.username, ucwa_simulator.password
+def test_every_block_has_a_known_mode() -> None:
+    assert len(BLOCKS) >= 12
+    unknown = [b.id for b in BLOCKS if b.mode not in MODES or (b.mode == "file") != bool(b.arg)]
+    assert unknown == []
+    # Every fence opened as python was found (a stray mark would hide a block).
+    fences = sum(
+        page.read_text(encoding="utf-8").count("\n```python\n")
+        for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
     )
+    assert fences == len(BLOCKS)
+
+
+def test_the_readme_test_command_is_the_one_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^# set-up \+ the test suite.*\n(.+)\n", readme, re.M)
+    assert match is not None
+    command = match[1]
+    assert "pytest" in command
+    assert "'.[test]'" in command
+    assert command in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    demo = re.search(r"^# set-up \+ the main job.*\n(.+)\n", readme, re.M)
+    assert demo is not None
+    assert "'.[cli]'" in demo[1]
+    assert demo[1].endswith("ucwa-async demo")
+
+
+def test_every_block_compiles() -> None:
+    """All of them; for a ``compile`` block (a real server needed) that is the test."""
+    for block in BLOCKS:
+        compiled(block)
+
+
+@pytest.mark.parametrize("block", of_mode("script"))
+@pytest.mark.ucwa_simulator(completion_delay=0.05)
+async def test_script_block_runs(
+    block: DocBlock, ucwa_simulator: UcwaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = types.ModuleType(block.id)  # imported, not run: __main__ guards stay shut
+    exec(compiled(block), module.__dict__)
+    sim = ucwa_simulator
+    await module.main(sim.discovery_url, sim.username, sim.password)
     out = capsys.readouterr().out
-    assert re.fullmatch(r"connected: http://127\.0\.0\.1:\d+/\S+/invitations/1 Connected\n", out)
+    assert re.match(r"connected: \S+/invitations/\d+ Connected\n", out)
+    for failure in ("not connected", "did not connect", "no outcome", "declined"):
+        assert failure not in out
 
 
-async def test_testing_page_fixture_example_passes(ucwa_simulator: UcwaSimulator) -> None:
-    module = as_module(python_blocks("testing.md")[0], "testing.md")
-    await module.test_my_bot_follows_up(ucwa_simulator)
-    assert ucwa_simulator.counters.invitations_created == 1
+@pytest.fixture
+def logging_restored() -> Any:
+    """A block may configure logging (docs/logging.md): undo it after the test."""
+    root, package = logging.getLogger(), logging.getLogger("ucwa_async")
+    saved = (root.level, list(root.handlers), package.level)
+    yield
+    root.setLevel(saved[0])
+    root.handlers[:] = saved[1]
+    package.setLevel(saved[2])
+
+
+@pytest.mark.parametrize("block", of_mode("session"))
+@pytest.mark.ucwa_simulator(completion_delay=0.05)
+@pytest.mark.usefixtures("logging_restored")
+async def test_session_block_runs(block: DocBlock, ucwa_simulator: UcwaSimulator) -> None:
+    sim = ucwa_simulator
+    async with ucwa_async.Session(
+        sim.discovery_url,
+        auth=ucwa_async.PasswordAuth(sim.username, sim.password),
+        invitation_timeout=10.0,
+    ) as session:
+        logs = await session.conversation_logs()
+        namespace: dict[str, Any] = {
+            "__name__": block.id,
+            "asyncio": asyncio,
+            "logging": logging,
+            "pytest": pytest,
+            "ucwa_async": ucwa_async,
+            "SimulatorConfig": SimulatorConfig,
+            "UcwaSimulator": UcwaSimulator,
+            "log": logging.getLogger("docs"),
+            "sim": sim,
+            "discovery_url": sim.discovery_url,
+            "user": sim.username,
+            "password": sim.password,
+            "session": session,
+            "invitation": await session.continue_messaging(logs[0], message="from the docs"),
+        }
+        code = compiled(block)
+        run = asyncio.ensure_future(_execute(code, namespace))
+        done, _ = await asyncio.wait({run}, timeout=0.2)
+        if not done:
+            # A block that reads the event stream: give it events, then end the stream
+            # the documented way (the session closes).
+            await (await session.continue_messaging(logs[1], message="more from the docs"))
+            await asyncio.sleep(0.1)
+            await session.aclose()
+        await asyncio.wait_for(run, timeout=10)
+
+
+async def _execute(code: types.CodeType, namespace: dict[str, Any]) -> None:
+    result = eval(code, namespace)  # top-level await: a coroutine to await
+    if asyncio.iscoroutine(result):
+        await result
+
+
+def _project_files(page: str) -> dict[str, str]:
+    files: dict[str, str] = {}
+    for block in BLOCKS:
+        if block.page == page and block.mode == "file":
+            assert block.arg is not None
+            files[block.arg] = files.get(block.arg, "") + ("\n\n" if block.arg in files else "")
+            files[block.arg] += block.code
+    return files
+
+
+@pytest.mark.parametrize("page", sorted({b.page for b in BLOCKS if b.mode == "file"}))
+def test_scratch_project_of_the_page_passes_in_strict_mode(page: str, tmp_path: Path) -> None:
+    files = _project_files(page)
+    assert "conftest.py" in files
+    for name, code in files.items():
+        (tmp_path / name).write_text(code, encoding="utf-8")
+    # An empty config: the project's root (the scratch dir may sit inside another project,
+    # e.g. under nox's TMPDIR in this repository) and pytest-asyncio's defaults.
+    (tmp_path / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    tests = sum(len(re.findall(r"^(?:async )?def test_", c, re.M)) for c in files.values())
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_CORE"))}
+    # The ucwa_async under test (source tree or installed wheel), not another install.
+    package_home = str(Path(ucwa_async.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_home, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        # -p no:ucwa_async: an older install may still auto-load the plugin (0.1).
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:ucwa_async"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-4000:]
+    # pytest-asyncio's header line: "asyncio: mode=Mode.STRICT, ..." (or "mode=strict")
+    assert re.search(r"asyncio: mode=(Mode\.)?strict", proc.stdout, re.I), output[-4000:]
+    assert re.search(rf"\b{tests} passed", proc.stdout), output[-4000:]
 
 
 async def test_conversations_page_echo_bot_answers(ucwa_simulator: UcwaSimulator) -> None:
+    """docs/conversations.md's first block (compiled by the generic tests) answers an IM."""
+    [block] = [b for b in BLOCKS if b.page == "docs/conversations.md" and "echo_bot" in b.code]
+    module = types.ModuleType(block.id)  # imported, not run: __main__ guards stay shut
+    exec(compiled(block), module.__dict__)
     sim = ucwa_simulator
     sim.add_person(Person(uri="sip:lenea@contoso.com", name="L", behaviour=Behaviour.silent()))
-    module = as_module(python_blocks("conversations.md")[0], "conversations.md")
     bot = asyncio.create_task(module.echo_bot(sim.discovery_url, sim.username, sim.password))
     try:
         for _ in range(200):  # bounded: until the bot's session is available for IMs
@@ -69,6 +209,7 @@ async def test_conversations_page_echo_bot_answers(ucwa_simulator: UcwaSimulator
                 break
             except LookupError:
                 await asyncio.sleep(0.05)
+        urls: list[str] = []
         for _ in range(200):  # bounded: until the bot answered
             urls = sim.conversation_urls()
             if urls and sim.messages_from_client(urls[0]):
@@ -77,5 +218,4 @@ async def test_conversations_page_echo_bot_answers(ucwa_simulator: UcwaSimulator
         assert sim.messages_from_client(urls[0]) == ["you said: hello bot"]
     finally:
         bot.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await bot
+        await asyncio.gather(bot, return_exceptions=True)

@@ -98,15 +98,18 @@ async def test_followup_bot_reports_every_outcome(ucwa_simulator: UcwaSimulator,
     no_leaks(result.stderr)
 
 
-async def test_followup_bot_skips_read_logs(ucwa_simulator: UcwaSimulator) -> None:
-    # The simulator's logs are all "Read": without --all there is nothing to do.
+async def test_followup_bot_follows_up_unread_logs_by_default(
+    ucwa_simulator: UcwaSimulator,
+) -> None:
+    # The simulator's logs are mixed: one in three is Unread (the first of three here).
     result = await run(*example("followup_bot.py", ucwa_simulator), env=env_for(ucwa_simulator))
     assert result.returncode == 0, result.output
-    assert result.stdout.splitlines() == [
-        "0 of 3 conversation logs to follow up",
-        "summary: nothing",
-    ]
-    assert ucwa_simulator.counters.invitations_created == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "1 of 3 conversation logs to follow up"
+    assert len(lines) == 3, lines
+    assert lines[1].split()[0] in ("connected", "declined"), lines
+    assert lines[2].startswith("summary: "), lines
+    assert ucwa_simulator.counters.invitations_created == 1
 
 
 # --- chatops_daemon.py -------------------------------------------------------------------

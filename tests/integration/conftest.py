@@ -15,13 +15,12 @@ import ucwa_async
 from ucwa_async import Backoff
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
+from ._support import SessionFactory
+
 
 @pytest.fixture(params=["json", "xml"])
 def wire_format(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-SessionFactory = Callable[..., ucwa_async.Session]
 
 
 @pytest.fixture
@@ -64,27 +63,3 @@ def no_leftover_tasks() -> Callable[[], None]:
         assert others == [], f"tasks left behind: {others}"
 
     return check
-
-
-def _is_server_task(task: asyncio.Task[Any]) -> bool:
-    code = getattr(task.get_coro(), "cr_code", None)
-    return code is not None and "aiohttp" in code.co_filename and "web_" in code.co_filename
-
-
-async def assert_no_leftover_tasks(check: Callable[[], None]) -> None:
-    """Run ``no_leftover_tasks`` once the simulator's connection handlers have wound down.
-
-    The simulator runs in the test's loop: a connection the client just closed leaves
-    an aiohttp *server* task finishing its cancellation for a tick or two. Only those
-    are waited for (bounded); any client task still alive fails the check.
-    """
-    for _ in range(100):
-        current = asyncio.current_task()
-        if not [
-            t
-            for t in asyncio.all_tasks()
-            if t is not current and not t.done() and _is_server_task(t)
-        ]:
-            break
-        await asyncio.sleep(0.01)
-    check()

@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 
 import ucwa_async
-from tests.integration.conftest import assert_no_leftover_tasks
 from ucwa_async._core.backoff import Backoff
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+
+from ._support import assert_no_leftover_tasks
 
 SessionFactory = Callable[..., ucwa_async.Session]
 TOKEN_PATH = "/WebTicket/oauthtoken"

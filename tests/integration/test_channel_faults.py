@@ -14,7 +14,7 @@ import ucwa_async
 from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
 from ucwa_async.testing._urls import TOKEN_PATH
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 PHONE = "tel:+14255551234"
 

@@ -10,9 +10,10 @@ import asyncio
 
 import aiohttp
 
-from tests.integration.conftest import SessionFactory
 from ucwa_async._http import _ordinary_slots
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+
+from ._support import SessionFactory
 
 
 async def test_burst_larger_than_pool_never_starves_the_channel(

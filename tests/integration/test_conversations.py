@@ -11,7 +11,7 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory, assert_no_leftover_tasks
+from ._support import SessionFactory, assert_no_leftover_tasks
 
 LENE = "sip:lenea@contoso.com"
 STEP = 10.0  # generous: the machine is shared

@@ -8,7 +8,7 @@ import asyncio
 from ucwa_async import IncomingInvitation
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 LENE = "sip:lenea@contoso.com"
 CONVERSATIONS = 200
@@ -32,7 +32,7 @@ async def test_200_conversations_exchange_10_messages_each_way(
             texts = [f"c{index}-m{n}" for n in range(MESSAGES)]
             async with conversation.messages() as messages:
                 sent = [await conversation.send(text, timeout=120.0) for text in texts]
-                await asyncio.gather(*(message.result() for message in sent))
+                await asyncio.gather(*sent)  # OutgoingMessage is a Future
                 received: list[str] = []
                 async for message in messages:
                     received.append(message.text)

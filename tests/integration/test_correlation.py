@@ -18,7 +18,7 @@ from ucwa_async.testing import (
     UcwaSimulator,
 )
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 PHONE = "tel:+14255551234"
 
@@ -289,7 +289,8 @@ async def test_cancel_link_in_every_href_style(
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_messaging(logs[0])
         await asyncio.sleep(0.1)  # the started event (with or without the resource) is in
-        assert await invitation.cancel() is True
+        assert invitation.cancel() is True
+        assert await invitation.cancel_outcome() is True
         with pytest.raises(asyncio.CancelledError):
             await invitation
         cancels = [r for r in sim.request_log if r.kind == "cancel"]

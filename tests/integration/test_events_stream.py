@@ -11,7 +11,7 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 PHONE = "tel:+14255551234"
 

@@ -23,7 +23,7 @@ from ucwa_async._core.errors import RequestTimeoutError
 from ucwa_async._http import HttpClient
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 MAX_RATE = 20.0  # requests/s from the client, under any pathological server
 

@@ -25,7 +25,7 @@ from ucwa_async import _application, _channel
 from ucwa_async._core.budget import RecreationBudget
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory, _is_server_task
+from ._support import SessionFactory, _is_server_task
 
 WINDOW = 2.0  # seconds of pathological server per measurement
 MAX_RATE = 20.0  # requests per second, the bound
@@ -300,6 +300,10 @@ async def _heartbeat() -> AsyncIterator[_Heartbeat]:
 
 
 MIB = 1024 * 1024
+# The regressions froze the loop 3-12 s; a quiet machine measures 10-15 ms. The bound leaves
+# room for the suite's 4 xdist workers on 2 busy cores (measured up to ~0.26 s there; the
+# simulator renders the giant body in the same loop).
+STALL_BOUND = 0.6
 
 
 async def test_giant_batch_of_valid_events_keeps_the_loop_breathing(
@@ -320,7 +324,7 @@ async def test_giant_batch_of_valid_events_keeps_the_loop_breathing(
         assert sim.counters.faults_injected["giant_batch"] == 1
         assert session.stats.events_received == received + count
         assert beat.beats > 10
-        assert beat.max_late <= 0.2, f"the loop stalled {beat.max_late * 1000:.0f} ms"
+        assert beat.max_late <= STALL_BOUND, f"the loop stalled {beat.max_late * 1000:.0f} ms"
         assert beat.rss_growth < 150 * MIB, f"RSS grew {beat.rss_growth / MIB:.0f} MiB"
         invitation = await session.continue_messaging(logs[0], message="after the flood")
         assert (await invitation.result(timeout=8)).state == "Connected"
@@ -343,7 +347,7 @@ async def test_giant_batch_of_malformed_events_is_counted_and_bounded(
             await _until(lambda: session.stats.events_rejected >= count, 90, 0.05)
         assert sim.counters.faults_injected["giant_batch"] == 1
         assert session.stats.events_rejected == count
-        assert beat.max_late <= 0.2, f"the loop stalled {beat.max_late * 1000:.0f} ms"
+        assert beat.max_late <= STALL_BOUND, f"the loop stalled {beat.max_late * 1000:.0f} ms"
         assert beat.rss_growth < 150 * MIB, f"RSS grew {beat.rss_growth / MIB:.0f} MiB"
         invitation = await session.continue_messaging(logs[0], message="after the garbage")
         assert (await invitation.result(timeout=8)).state == "Connected"

@@ -24,7 +24,7 @@ from ucwa_async.testing import (
     UcwaSimulator,
 )
 
-from .conftest import SessionFactory, assert_no_leftover_tasks
+from ._support import SessionFactory, assert_no_leftover_tasks
 
 PHONE = "tel:+14255551234"
 
@@ -432,7 +432,8 @@ async def test_invitation_by_href_can_be_cancelled_and_times_out_from_now(
         assert first.href is not None
         assert second.href is not None
         attached = await session.invitation(first.href)
-        assert await attached.cancel() is True
+        assert attached.cancel() is True
+        assert await attached.cancel_outcome() is True
         assert sim.invitation_state(first.href) == "Failed"
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -566,13 +567,14 @@ async def test_concurrent_cancels_share_one_post(
         invitation = await session.continue_messaging(logs[0])
         await _connecting(invitation)
         sim.faults.latency(0.2, target="cancel")
-        results = await asyncio.gather(*(invitation.cancel() for _ in range(3)))
+        assert [invitation.cancel() for _ in range(3)] == [True, True, True]
+        results = await asyncio.gather(*(invitation.cancel_outcome() for _ in range(3)))
         assert results == [True, True, True]
         assert len(_requests(sim, "cancel")) == 1
         with pytest.raises(asyncio.CancelledError):
             await invitation
         assert session.stats.invitations_cancelled == 1
-        assert await invitation.cancel() is False
+        assert invitation.cancel() is False
 
 
 @pytest.mark.parametrize("callers", [1, 2])
@@ -591,7 +593,8 @@ async def test_declined_while_the_cancel_is_in_flight_is_kept(
         invitation = await session.continue_phone_audio(logs[0], PHONE)
         await _connecting(invitation)
         sim.faults.latency(0.8, target="cancel")
-        results = await asyncio.gather(*(invitation.cancel() for _ in range(callers)))
+        assert [invitation.cancel() for _ in range(callers)] == [True] * callers
+        results = await asyncio.gather(*(invitation.cancel_outcome() for _ in range(callers)))
         assert results == [False] * callers
         with pytest.raises(ucwa_async.InvitationFailedError) as info:
             await invitation

@@ -23,7 +23,7 @@ from ucwa_async.testing import (
 )
 from ucwa_async.testing._urls import DISCOVERY_PATH
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 PHONE = "tel:+14255551234"
 
@@ -145,8 +145,9 @@ async def test_continue_messaging_returns_at_201_then_connects(
         assert invitation.done()
         assert invitation.state == "Connected"
         assert sim.invitation_state(invitation.href) == "Connected"
-        # awaiting again gives the same result
-        assert await invitation.result() is result
+        # awaiting again gives the same result, and so does Future-style result()
+        assert await invitation is result
+        assert invitation.result() is result
         # what the simulator saw: the operation id and the message (data: URI, decoded)
         assert len(recorder.requests) == 1
         seen = recorder.requests[0]
@@ -298,7 +299,9 @@ async def test_cancel_posts_the_cancel_link(make_session: SessionFactory, wire_f
                 break
             await asyncio.sleep(0.02)
         assert invitation.state == "Connecting"
-        assert await invitation.cancel() is True
+        assert invitation.cancel() is True
+        assert not invitation.done()  # requested: the server has not answered yet
+        assert await invitation.cancel_outcome() is True
         with pytest.raises(asyncio.CancelledError):
             await invitation
         assert invitation.cancelled()
@@ -311,7 +314,7 @@ async def test_cancel_posts_the_cancel_link(make_session: SessionFactory, wire_f
         assert session.stats.invitations_cancelled == 1
         assert session.pending_invitations == 0
         # cancelling again is a no-op
-        assert await invitation.cancel() is False
+        assert invitation.cancel() is False
         # the completed/Failure (Cancelled) event the server sends later is not an
         # outcome of its own: nothing else is counted
         await asyncio.sleep(0.2)
@@ -325,9 +328,9 @@ async def test_cancel_right_after_201_before_any_event(
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_phone_audio(logs[0], phone_number=PHONE)
-        assert await invitation.cancel() is True
+        assert invitation.cancel() is True
         with pytest.raises(asyncio.CancelledError):
-            await invitation.result(timeout=2)
+            await invitation.wait(timeout=2)
         assert sim.invitation_state(invitation.href or "") == "Failed"
         assert sim.counters.invitations_by_state == {"Failed": 1}
 
@@ -339,7 +342,7 @@ async def test_awaiting_task_cancelled_does_not_cancel_the_invitation(
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_messaging(logs[0])
-        waiter = asyncio.create_task(invitation.result())
+        waiter = asyncio.create_task(invitation.wait())
         await asyncio.sleep(0.02)
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -409,7 +412,8 @@ async def test_cancel_when_the_cancelled_event_beats_the_204(
         invitations = [await session.continue_messaging(logs[0]) for _ in range(3)]
         await asyncio.sleep(0.1)
         async with session.events() as stream:
-            results = await asyncio.gather(*(inv.cancel() for inv in invitations))
+            assert [inv.cancel() for inv in invitations] == [True, True, True]
+            results = await asyncio.gather(*(inv.cancel_outcome() for inv in invitations))
             # the server's completed events did arrive before the 204s
             seen = []
             for _ in range(3):
@@ -434,8 +438,9 @@ async def test_cancel_refused_by_the_server_keeps_the_invitation(
         invitation = await session.continue_messaging(logs[0])
         await asyncio.sleep(0.05)
         sim.faults.service_unavailable(next_n=4, retry_after=None, target="cancel")
+        assert invitation.cancel() is True
         with pytest.raises(ucwa_async.ServiceUnavailableError):
-            await invitation.cancel()
+            await invitation.cancel_outcome()
         # the cancel failed: the invitation is still pending and ends normally
         assert not invitation.done()
         assert (await invitation.result(timeout=8)).state == "Connected"
@@ -465,8 +470,9 @@ async def test_cancel_post_fails_after_the_server_ended_it(
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_phone_audio(logs[0], phone_number=PHONE)
         await asyncio.sleep(0.1)
-        with pytest.raises(ucwa_async.ProxyResponseError):
-            await invitation.cancel()
+        assert invitation.cancel() is True
+        # the cancel POST failed, but the invitation ended (as the server reported)
+        assert await invitation.cancel_outcome() is False
         with pytest.raises(ucwa_async.InvitationFailedError) as info:
             await invitation.result(timeout=2)
         assert info.value.reason is not None
@@ -474,3 +480,113 @@ async def test_cancel_post_fails_after_the_server_ended_it(
         assert session.stats.invitations_failed == 1
         assert session.stats.invitations_cancelled == 0
         assert session.pending_invitations == 0
+
+
+async def test_invitations_work_with_the_asyncio_helpers(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # Invitation is an asyncio.Future: wait, as_completed, gather, wait_for, shield and
+    # done callbacks take real invitations as they are.
+    def rule(request: InvitationRequest, rng: random.Random) -> Outcome:
+        if request.modality == "PhoneAudio":
+            return Outcome(success=False, reason=DECLINED, delay=0.05)
+        return Outcome(success=True, delay=0.05)
+
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=rule)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=2)
+        im = await session.continue_messaging(logs[0])
+        call = await session.continue_phone_audio(logs[1], phone_number=PHONE)
+        finished: list[ucwa_async.Invitation[Any]] = []
+        im.add_done_callback(finished.append)
+        done, pending = await asyncio.wait([im, call], timeout=8)
+        assert done == {im, call}
+        assert pending == set()
+        assert im.result().state == "Connected"
+        assert isinstance(call.exception(), ucwa_async.InvitationFailedError)
+        await asyncio.sleep(0)
+        assert finished == [im]
+        results = await asyncio.gather(im, call, return_exceptions=True)
+        assert isinstance(results[1], ucwa_async.InvitationFailedError)
+        outcomes = []
+        for next_done in asyncio.as_completed([im, call], timeout=8):
+            try:
+                outcomes.append((await next_done).state)
+            except ucwa_async.InvitationFailedError as exc:
+                outcomes.append(exc.reason.subcode if exc.reason else None)
+        assert sorted(outcomes) == ["Connected", "Declined"]
+        fresh = await session.continue_messaging(logs[0])
+        assert (await asyncio.wait_for(asyncio.shield(fresh), 8)).state == "Connected"
+
+
+async def test_a_failed_background_cancel_is_logged(
+    make_session: SessionFactory, wire_format: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(success=True, delay=0.4))
+    async with UcwaSimulator(config) as sim, make_session(sim, retry_after_cap=0.01) as session:
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_messaging(logs[0])
+        await asyncio.sleep(0.05)
+        sim.faults.service_unavailable(next_n=4, retry_after=None, target="cancel")
+        with caplog.at_level("WARNING", logger="ucwa_async"):
+            assert invitation.cancel() is True  # nobody awaits the cancel's outcome
+            assert (await invitation.wait(timeout=8)).state == "Connected"
+        assert any("could not cancel invitation" in r.getMessage() for r in caplog.records)
+
+
+async def test_log_hrefs_are_absolute_like_invitation_hrefs(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with (
+        UcwaSimulator(SimulatorConfig(completion_delay=0.01)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=3)
+        assert logs
+        for log in logs:
+            assert log.href.startswith(sim.base_url + "/"), log.href
+        relative = logs[0].href[len(sim.base_url) :]
+        again = await session.conversation_log(relative)
+        assert again.href == logs[0].href
+        invitation = await session.continue_messaging(logs[0])
+        assert invitation.href is not None
+        assert invitation.href.startswith(sim.base_url + "/")
+        await invitation.wait(timeout=8)
+
+
+async def test_phone_numbers_are_checked_as_the_cli_does(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    recorder = Recorder()
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=recorder)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        for local in ("12345", "tel:12345", "4255551234"):
+            with pytest.raises(ucwa_async.InvalidPhoneNumberError, match="tel:\\+14255551234"):
+                await session.continue_phone_audio(logs[0], phone_number=local)
+        call = await session.continue_phone_audio(logs[0], phone_number="+1 (425) 555-1234")
+        await call.wait(timeout=8)
+        assert [r.phone_number for r in recorder.requests] == ["tel:+14255551234"]
+
+
+async def test_a_cancel_requested_just_before_close_reaches_the_server(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # cancel() returns at once; leaving the session right after must not leave the call
+    # ringing: the close lets the cancel POST finish (bounded by close_timeout).
+    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(complete=False))
+    async with UcwaSimulator(config) as sim:
+        async with make_session(sim) as session:
+            logs = await session.conversation_logs(limit=1)
+            invitation = await session.continue_messaging(logs[0])
+            await asyncio.sleep(0.1)  # the started event gave the cancel link
+            sim.faults.latency(0.3, target="cancel")
+            assert invitation.cancel() is True
+        assert invitation.cancelled()
+        assert sim.counters.invitations_by_state == {"Failed": 1}  # cancelled on the server
+        assert [r.status for r in sim.request_log if r.kind == "cancel"] == [204]
+        assert session.stats.invitations_cancelled == 1

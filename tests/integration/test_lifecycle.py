@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 
 import ucwa_async
-from tests.integration.conftest import assert_no_leftover_tasks
 from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
+
+from ._support import assert_no_leftover_tasks
 
 SessionFactory = Callable[..., ucwa_async.Session]
 

@@ -10,7 +10,7 @@ from typing import Any
 import ucwa_async
 from ucwa_async.testing import DECLINED, InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 COUNT = 1000
 PHONE = "tel:+14255551234"

@@ -20,7 +20,7 @@ from ucwa_async.testing import (
     UcwaSimulator,
 )
 
-from .conftest import SessionFactory
+from ._support import SessionFactory
 
 PHONE = "tel:+14255551234"
 

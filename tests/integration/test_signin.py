@@ -12,9 +12,10 @@ from typing import Any, Literal
 import pytest
 
 import ucwa_async
-from tests.integration.conftest import assert_no_leftover_tasks
 from ucwa_async._http import HttpClient, HttpResponse
 from ucwa_async.testing import RequestRecord, SimulatorConfig, UcwaSimulator
+
+from ._support import assert_no_leftover_tasks
 
 SessionFactory = Callable[..., ucwa_async.Session]
 

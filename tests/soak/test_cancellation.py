@@ -54,14 +54,14 @@ async def test_caller_cancelling_await_leaves_invitation_and_session_intact(wire
         async with _session(sim, wire_format=wire) as session:
             log = (await session.conversation_logs(limit=1))[0]
             invitation = await session.continue_messaging(log, "cancel my wait")
-            waiter = asyncio.create_task(invitation.result())
+            waiter = asyncio.create_task(invitation.wait())
             await asyncio.sleep(0.05)
             waiter.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await waiter
             assert not invitation.done()  # the wait was cancelled, not the invitation
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(invitation.result(), 0.01)
+                await asyncio.wait_for(invitation.wait(), 0.01)
             result = await invitation  # still resolves, once
             assert result.state == "Connected"
             assert session.pending_invitations == 0

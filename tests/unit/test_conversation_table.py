@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import ucwa_async
 from ucwa_async._conversations import ConversationTable
 from ucwa_async._core.models import parse_event_batch
 from ucwa_async._core.urls import normalize, resolve_href
@@ -44,6 +45,8 @@ class FakeTransport:
             from ucwa_async import NotFoundError
 
             raise NotFoundError(status=404, code="NotFound")
+        if n == "boom":
+            raise RuntimeError("a bug while reading")
         return {
             "rel": "message",
             "direction": "Incoming",
@@ -102,15 +105,17 @@ async def test_link_only_messages_are_fetched_in_order() -> None:
             message(1, body=False),
             message("https://evil.example/x/messages/9", body=False),
             message("404", body=False),
+            message(f"{CONV}/messaging/messages/boom", body=False),
             message(2, body=True),
         )
     )
     transport.release.set()
     async with asyncio.timeout(5):
         texts = [(await anext(stream)).text for _ in range(2)]
-    assert texts == ["fetched1", "inline2"]  # 9 (other origin) and 404 given up
+    # 9 (other origin), 404 and boom (an unexpected error) given up
+    assert texts == ["fetched1", "inline2"]
     assert all(url.startswith(APP) for url in transport.gets)
-    assert conversation.messages_dropped == 2
+    assert conversation.messages_dropped == 3
     await asyncio.gather(*tasks)
 
     # a bug of ours in one event: logged and counted, the rest still delivered
@@ -127,3 +132,148 @@ async def test_link_only_messages_are_fetched_in_order() -> None:
         assert [m async for m in stream] == []
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
+
+
+async def test_link_only_started_invitation_of_ours_is_not_read() -> None:
+    transport = FakeTransport()
+    transport.release.set()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+        tasks.add(asyncio.create_task(coroutine))
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    ours = f"{APP}/communication/messagingInvitations/1"
+    theirs = f"{APP}/communication/messagingInvitations/2"
+    table = ConversationTable(
+        transport=transport,  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=spawn,
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+        owns_invitation=lambda href: href == ours,
+    )
+    for href in (ours, theirs):
+        table.deliver(
+            parse_event_batch(
+                {
+                    "sender": [
+                        {
+                            "rel": "communication",
+                            "href": f"{APP}/communication",
+                            "events": [
+                                {
+                                    "link": {"rel": "messagingInvitation", "href": href},
+                                    "type": "started",
+                                }
+                            ],
+                        }
+                    ]
+                }
+            )
+        )
+    await asyncio.gather(*tasks)
+    assert transport.gets == [theirs]  # only the one that may be incoming is read
+    table.close()
+
+
+async def test_a_message_stream_closed_from_another_task_stops_its_reader() -> None:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = ConversationTable(
+        transport=FakeTransport(),  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=lambda coroutine: coroutine.close(),
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+    conversation = table.conversation_for(CONV, "messaging")
+    stream, other = conversation.messages(), conversation.messages()
+    reader = asyncio.create_task(anext(stream))
+    other_reader = asyncio.create_task(anext(other))
+    await asyncio.sleep(0)
+    stream.close()
+    with pytest.raises(StopAsyncIteration):
+        async with asyncio.timeout(1.0):
+            await reader
+    table.deliver(batch(message(1, body=True)))
+    async with asyncio.timeout(1.0):
+        assert (await other_reader).text == "inline1"  # the other stream still reads
+    table.close()
+    # a conversation asked for once the session is closed: an error, not a never-ending one
+    with pytest.raises(ucwa_async.SessionClosedError):
+        table.conversation_for(f"{APP}/communication/conversations/138", "messaging")
+
+
+def make_table(transport: FakeTransport, spawn: Any) -> ConversationTable:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    return ConversationTable(
+        transport=transport,  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=spawn,
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+
+
+def deleted() -> Any:
+    return parse_event_batch(
+        {
+            "sender": [
+                {
+                    "rel": "communication",
+                    "href": f"{APP}/communication",
+                    "events": [{"link": {"rel": "conversation", "href": CONV}, "type": "deleted"}],
+                }
+            ]
+        }
+    )
+
+
+@pytest.mark.parametrize("close_first", [False, True])
+async def test_a_message_announced_before_the_end_is_still_yielded(close_first: bool) -> None:
+    """Link-only: the last message's GET finishes after the conversation ended."""
+    transport = FakeTransport()
+    tasks: set[asyncio.Task[None]] = set()
+    table = make_table(transport, lambda c: tasks.add(asyncio.create_task(c)))
+    conversation = table.conversation_for(CONV, "messaging")
+    stream = conversation.messages()
+    table.deliver(batch(message(1, body=False)))  # its GET waits for release
+    table.deliver(deleted())
+    assert conversation.ended is not None
+    reader = asyncio.create_task(anext(stream))
+    await asyncio.sleep(0.01)
+    assert not reader.done()  # waits for the message being read
+    if close_first:
+        table.close()  # nothing more will be read: the stream ends
+        with pytest.raises(StopAsyncIteration):
+            async with asyncio.timeout(1.0):
+                await reader
+    else:
+        transport.release.set()
+        async with asyncio.timeout(1.0):
+            assert (await reader).text == "fetched1"
+            assert [m async for m in stream] == []
+        table.close()
+    transport.release.set()
+    await asyncio.gather(*tasks, return_exceptions=True)

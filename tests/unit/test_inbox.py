@@ -83,3 +83,33 @@ async def test_stream_skips_withdrawn_and_closes() -> None:
     other: Any = InvitationStream(box)
     box.end()
     assert [i async for i in other] == []
+
+
+async def test_close_from_another_task_stops_a_waiting_reader() -> None:
+    box = inbox(2)
+    closing, other = InvitationStream(box), InvitationStream(box)
+    reader = asyncio.create_task(anext(closing))
+    other_reader = asyncio.create_task(anext(other))
+    await asyncio.sleep(0)
+    closing.close()
+    with pytest.raises(StopAsyncIteration):
+        async with asyncio.timeout(1.0):
+            await reader
+    a = Item("a")
+    assert box.push(a)  # type: ignore[arg-type]
+    async with asyncio.timeout(1.0):
+        assert await other_reader is a  # the other stream still reads
+
+
+async def test_an_invitation_handed_to_a_stream_closing_goes_to_the_next() -> None:
+    box = inbox(2)
+    closing = InvitationStream(box)
+    reader = asyncio.create_task(anext(closing))
+    await asyncio.sleep(0)
+    a = Item("a")
+    assert box.push(a)  # type: ignore[arg-type]  # handed to the waiting reader...
+    closing.close()  # ...whose stream closes before it runs
+    with pytest.raises(StopAsyncIteration):
+        await reader
+    async with asyncio.timeout(1.0):
+        assert await anext(InvitationStream(box)) is a

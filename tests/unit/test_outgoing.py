@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 import ucwa_async
+from ucwa_async import MessageFailedError, MessageTimeoutError
 from ucwa_async._core.models import parse_event_batch
 from ucwa_async._core.urls import normalize, resolve_href
 from ucwa_async._http import HttpResponse
-from ucwa_async._outgoing import SentMessages
+from ucwa_async._outgoing import OutgoingMessage, SentMessages
 from ucwa_async._session import SessionStats
 
 BASE = "https://fe1.contoso.com/ucwa/v1/applications/192"
@@ -169,3 +170,94 @@ async def test_a_failed_post_forgets_the_message() -> None:
     assert len(sent) == 0
     assert stats.messages_sent == 0
     await asyncio.sleep(0)
+
+
+async def test_unknown_message_events_wait_for_a_201_only_while_a_post_is_in_flight() -> None:
+    sent: SentMessages
+    orphans_during_post: list[int] = []
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        sent.claims(message_event(7, None))  # may be ours: kept until the 201
+        orphans_during_post.append(sent._correlator.orphan_count)
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/7")
+
+    sent, _stats = table(post)
+    for n in range(2000):  # link-only events of incoming messages: not kept
+        link_only = parse_event_batch(
+            {
+                "sender": [
+                    {
+                        "rel": "conversation",
+                        "href": CONV,
+                        "events": [
+                            {"link": {"rel": "message", "href": f"{SEND}/x{n}"}, "type": "started"}
+                        ],
+                    }
+                ]
+            }
+        ).events[0]
+        assert sent.claims(link_only) is False
+    assert sent._correlator.orphan_count == 0
+    message = await sent.send(SEND, "hi", html=False, conversation_href=CONV, timeout=5)
+    assert orphans_during_post == [1]
+    assert sent.claims(message_event(7, "Success")) is True
+    assert message.delivered
+
+
+def _message(operation_id: str = "op-1") -> OutgoingMessage:
+    return OutgoingMessage(
+        operation_id=operation_id,
+        text="hi",
+        html=False,
+        conversation_href="https://x.example/c/1",
+        loop=asyncio.get_running_loop(),
+    )
+
+
+async def test_outgoing_message_is_a_future_for_asyncio_helpers() -> None:
+    delivered, failed = _message("a"), _message("b")
+    assert asyncio.isfuture(delivered)
+    seen: list[str] = []
+    delivered.add_done_callback(lambda m: seen.append("done"))
+    with pytest.raises(asyncio.InvalidStateError):
+        delivered.result()
+    asyncio.get_running_loop().call_soon(delivered._settle, None)
+    asyncio.get_running_loop().call_soon(failed._settle, MessageFailedError("no"))
+    done, pending = await asyncio.wait({delivered, failed}, timeout=5)
+    assert done == {delivered, failed}
+    assert not pending
+    assert seen == ["done"]
+    assert delivered.result() is None
+    assert delivered.delivered
+    assert isinstance(failed.exception(), MessageFailedError)
+    assert not failed.delivered
+    outcomes = await asyncio.gather(delivered, failed, return_exceptions=True)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], MessageFailedError)
+    assert [m async for m in _as_completed_ok(delivered)] == [None]
+    assert await delivered.result(1) is None  # the awaitable form, as on Invitation
+
+
+async def _as_completed_ok(message: OutgoingMessage) -> Any:
+    for next_done in asyncio.as_completed([message]):
+        yield await next_done
+
+
+async def test_outgoing_message_cannot_be_cancelled_and_await_is_shielded() -> None:
+    message = _message()
+    assert message.cancel() is False
+    assert not message.cancelled()
+    with pytest.raises(MessageTimeoutError):
+        await message.wait(0.01)
+    waiter = asyncio.create_task(message.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    await asyncio.gather(waiter, return_exceptions=True)
+    assert not message.done()  # the waiting task's cancel did not reach the message
+    with pytest.raises(RuntimeError):
+        message.set_result(None)
+    with pytest.raises(RuntimeError):
+        message.set_exception(ValueError())
+    message._settle(None)
+    assert message._settle(None) is False  # never resolved twice
+    await message

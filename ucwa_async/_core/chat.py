@@ -17,7 +17,7 @@ from typing import Literal
 import attrs
 
 from ucwa_async._core.errors import DecodeError
-from ucwa_async._core.models import Resource
+from ucwa_async._core.models import Link, Resource
 from ucwa_async._core.wire import parse_data_uri
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "Message",
     "Participant",
     "invitation_view",
+    "link_of",
     "message_from",
     "message_text",
     "parse_time_stamp",
@@ -114,6 +115,14 @@ def parse_time_stamp(value: object) -> datetime.datetime | None:
     return parsed.astimezone(datetime.UTC)
 
 
+def link_of(resource: Resource, rel: str) -> Link | None:
+    """The first link of ``resource`` with this rel (its title too), or None."""
+    for link in resource.links:
+        if link.rel == rel:
+            return link
+    return None
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
@@ -142,8 +151,10 @@ def message_from(resource: Resource, sender: Participant | None = None) -> Messa
     if text is None:
         return None
     if sender is None:
-        participant = resource.link("participant")
-        sender = Participant(href=participant) if participant is not None else None
+        participant = link_of(resource, "participant")
+        if participant is not None:
+            # The link's title is the participant's display name (participant_ref).
+            sender = Participant(name=participant.title, href=participant.href)
     return Message(
         text=text,
         html=html,
@@ -154,15 +165,22 @@ def message_from(resource: Resource, sender: Participant | None = None) -> Messa
     )
 
 
-def invitation_view(resource: Resource, href: str) -> IncomingInvitationView | None:
-    """An incoming invitation resource as a view; None if it is not one."""
-    kind = INVITATION_KINDS.get(resource.rel or "")
+def invitation_view(
+    resource: Resource, href: str, rel: str | None = None
+) -> IncomingInvitationView | None:
+    """An incoming invitation resource as a view (``rel``: the event link's, for a
+    resource that names none); None if it is not one."""
+    kind = INVITATION_KINDS.get(resource.rel or rel or "")
     if kind is None:
         return None
     # JSON embeds the caller under "from", but its own rel ("participant") names it,
     # and XML has only that: the invitation's embedded participant is its caller.
     caller = resource.embedded_one("from") or resource.embedded_one("participant")
-    sender = participant_from(caller) if caller is not None else Participant()
+    if caller is not None:
+        sender = participant_from(caller)
+    else:  # only a link (messagingInvitation_ref): its title, if any, names the caller
+        link = link_of(resource, "from")
+        sender = Participant(name=link.title, href=link.href) if link else Participant()
     subject = _str(resource.properties.get("subject")) or None
     return IncomingInvitationView(
         kind=kind,

@@ -34,6 +34,7 @@ from ucwa_async._core.chat import (
     Message,
     Participant,
     invitation_view,
+    link_of,
     message_from,
     participant_from,
 )
@@ -101,8 +102,10 @@ class Ended:
 
 @attrs.frozen
 class Fetch:
-    """GET ``href`` (a ``message`` or ``participant`` announced without its resource)
-    and hand the result to ``ConversationBook.fetched`` (None if it could not be read)."""
+    """GET ``href`` (something an event announced without its resource: a message, a
+    participant, the conversation, a modality, an invitation) and hand the result to
+    ``ConversationBook.fetched`` (None if it could not be read). ``kind`` is the link's
+    rel; ``key`` the conversation's (the invitation's own for an invitation)."""
 
     key: str
     kind: str
@@ -112,6 +115,8 @@ class Fetch:
 Effect = Arrived | InvitationEnded | Updated | Ended | Fetch
 
 _REMOTE_PARTICIPANT = "participant"
+_MODALITIES = ("messaging", "phoneAudio")
+_MAX_ALIASES = 64
 _MODALITY_END = "disconnected"
 
 
@@ -133,8 +138,10 @@ class ConversationState:
         self.messages = log
         self.ended: ConversationEndReason | None = None
         self.skip_text: str | None = None  # an accepted invitation's first message
+        self.skip_key: str | None = None  # the message that may repeat it (see _message)
         self.claimed = False
         self._had_remote = False
+        self._aliases: dict[str, str] = {}  # participant key -> the key it is kept under
 
     def end(self, reason: ConversationEndReason) -> bool:
         """First reason wins; True if this call ended it."""
@@ -143,12 +150,44 @@ class ConversationState:
         self.ended = reason
         return True
 
-    def participant(self, key: str | None, href: str | None) -> Participant | None:
+    def participant(
+        self, key: str | None, href: str | None, title: str | None = None
+    ) -> Participant | None:
+        """A message's sender: the known participant, else what its link says."""
+        key = self.canonical(key) if key is not None else None
         if key is not None and key in self.participants:
-            return self.participants[key]
-        return Participant(href=href) if href is not None else None
+            known = self.participants[key]
+            if known.name is None and title is not None:
+                known = attrs.evolve(known, name=title)
+            return known
+        return Participant(name=title, href=href) if href is not None else None
+
+    def canonical(self, key: str) -> str:
+        """The key a participant is kept under (see ``add_participant``)."""
+        return self._aliases.get(key, key)
 
     def add_participant(self, key: str, participant: Participant) -> None:
+        key = self.canonical(key)
+        if participant.uri is not None:
+            # One person under two hrefs (ReceiveAnIM's own samples name Lene's participant
+            # .../lenea@contoso.com and .../lenea@metio.ms) is one participant, kept under
+            # the first key; events for the other key reach it through an alias.
+            uri = participant.uri.lower()
+            for other, person in self.participants.items():
+                if other != key and (person.uri or "").lower() == uri:
+                    self._aliases[key] = other
+                    while len(self._aliases) > _MAX_ALIASES:
+                        del self._aliases[next(iter(self._aliases))]
+                    if key in self.participants:
+                        dropped = self.participants.pop(key)
+                        participant = attrs.evolve(
+                            participant, name=participant.name or dropped.name
+                        )
+                    if key in self.typing:
+                        self.typing.discard(key)
+                        self.typing.add(other)
+                    key = other
+                    break
         known = self.participants.get(key)
         if known is not None:
             participant = Participant(
@@ -161,6 +200,7 @@ class ConversationState:
 
     def remove_participant(self, key: str) -> bool:
         """Remove a remote participant; True if no remote one is left (after some were)."""
+        key = self.canonical(key)
         self.participants.pop(key, None)
         self.typing.discard(key)
         return self._had_remote and not self.participants
@@ -185,6 +225,8 @@ class ConversationBook:
         self._max_messages = max_messages
         self._states: collections.OrderedDict[str, ConversationState] = collections.OrderedDict()
         self._incoming: dict[str, IncomingInvitationView] = {}
+        # Invitations announced by a link-only ``started`` and being read (GET).
+        self._reading_invitations: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.evicted = 0
 
     # -- queries and commands ------------------------------------------------------
@@ -248,10 +290,13 @@ class ConversationBook:
             if state.end(reason):
                 effects.append(Ended(state.key, reason))
         self._incoming.clear()
+        self._reading_invitations.clear()
         return effects
 
     def fetched(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
         """The outcome of a :class:`Fetch`."""
+        if fetch.kind in INVITATION_KINDS:
+            return self._invitation_read(fetch, resource)
         state = self._states.get(fetch.key)
         if state is None:
             return []
@@ -263,17 +308,36 @@ class ConversationBook:
                 return []
             event = Event("updated", Link("conversation", state.href), resource=resource)
             return self._apply(state, event) + _end_effects(state)
+        if fetch.kind in _MODALITIES:
+            return self.read_modality(state, fetch.kind, resource) if resource is not None else []
         if fetch.kind == "message":
             message = message_from(resource) if resource is not None else None
-            if message is None:
-                state.messages.give_up(item)
-            elif (message.direction or "").lower() == "outgoing":
-                state.messages.ignore(item)
+            if message is None or (message.direction or "").lower() == "outgoing":
+                if state.skip_key == item:
+                    state.skip_key = None  # not the repeat: the next message may be
+                if message is None:
+                    state.messages.give_up(item)
+                else:
+                    state.messages.ignore(item)
             else:
                 self._log_message(state, item, resource, message)
-        elif resource is not None and item in state.participants:
+        elif resource is not None and state.canonical(item) in state.participants:
             state.add_participant(item, self._participant_of(resource))
         return [Updated(state.key)]
+
+    def _invitation_read(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
+        """A link-only ``started`` invitation, read: an incoming one arrives now, unless
+        it ended meanwhile or is no longer waiting for an answer."""
+        if fetch.key not in self._reading_invitations:
+            return []  # completed / deleted while it was being read
+        del self._reading_invitations[fetch.key]
+        if resource is None:
+            return []
+        state = resource.properties.get("state")
+        if isinstance(state, str) and state.lower() != "connecting":
+            return []
+        event = Event("started", Link(fetch.kind, fetch.href), resource=resource)
+        return self._invitation_event(event)
 
     def resynced(self) -> list[Effect]:
         """Events may have been lost: read every live claimed conversation again."""
@@ -350,18 +414,27 @@ class ConversationBook:
             return []
         resource = event.resource
         effects: list[Effect] = []
+        if resource is None and event.type == "started" and key not in self._incoming:
+            # A link-only ``started``: read the invitation to know whether it is an
+            # incoming one (our own outgoing ones are the operations table's business).
+            if key not in self._reading_invitations:
+                self._reading_invitations[key] = None
+                while len(self._reading_invitations) > self._max_conversations:
+                    self._reading_invitations.popitem(last=False)
+                effects.append(Fetch(key, event.link.rel, event.link.href))
+            return effects
+        if event.type in ("completed", "deleted"):
+            self._reading_invitations.pop(key, None)  # over before it was read: ignore it
         if resource is not None:
             conversation = resource.link("conversation")
             state = self.track(conversation) if conversation is not None else None
             if state is not None and state.ended is None:
                 self._learn_from_invitation(state, resource)
                 effects.append(Updated(state.key))
-        incoming = resource is not None and (
-            str(resource.properties.get("direction", "")).lower() == "incoming"
-        )
+        incoming = resource is not None and _is_incoming(resource)
         if event.type == "started" and incoming and key not in self._incoming:
             assert resource is not None
-            view = invitation_view(resource, self.absolute(event.link.href))
+            view = invitation_view(resource, self.absolute(event.link.href), event.link.rel)
             if view is not None:
                 self._incoming[key] = view
                 while len(self._incoming) > self._max_conversations:
@@ -370,7 +443,12 @@ class ConversationBook:
             return effects
         if key in self._incoming and event.type in ("completed", "deleted"):
             del self._incoming[key]
-            accepted = event.type == "completed" and (event.status or "").lower() == "success"
+            status = (event.status or "").lower()
+            now = str(resource.properties.get("state", "")) if resource is not None else ""
+            # Success, or (a server that gives no status) the invitation now Connected.
+            accepted = event.type == "completed" and (
+                status == "success" or (not status and now.lower() == "connected")
+            )
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
 
@@ -382,10 +460,14 @@ class ConversationBook:
         subject = resource.properties.get("subject")
         if isinstance(subject, str) and subject and state.subject is None:
             state.subject = subject
-        # Embedded participants of an invitation are remote ones: its caller (``from``,
-        # incoming) or who accepted it (``acceptedByParticipant``, outgoing; SendAnIM
-        # step 6); ours is only ever a link.
+        # Embedded participants of an invitation: its caller (``from``) is the remote
+        # one of an incoming invitation, who accepted it (``acceptedByParticipant``,
+        # SendAnIM step 6) of an outgoing one; the other one, if embedded, is us
+        # (messagingInvitation_ref embeds both).
+        ours = "acceptedByParticipant" if _is_incoming(resource) else "from"
         for child in resource.embedded:
+            if (child.embedded_as or child.rel) == ours:
+                continue
             if child.rel in ("participant", "from", "acceptedByParticipant") and child.href:
                 pkey = self.key(child.href)
                 if pkey is not None and pkey != state.local_participant:
@@ -397,7 +479,9 @@ class ConversationBook:
         if rel == "conversation":
             if kind == "deleted":
                 state.end(ConversationEndReason.DELETED)
-            elif resource is not None:
+            elif resource is None:
+                effects.append(Fetch(state.key, "conversation", state.href))  # link-only
+            else:
                 props = resource.properties
                 if isinstance(props.get("state"), str):
                     state.state = props["state"]
@@ -416,6 +500,8 @@ class ConversationBook:
             state.links[rel] = event.link.href
             if resource is not None:
                 self._modality(state, rel, resource)
+            elif kind != "deleted":
+                effects.append(Fetch(state.key, rel, event.link.href))  # link-only
         elif rel == "localParticipant":
             state.local_participant = self.key(event.link.href)
         elif rel == _REMOTE_PARTICIPANT:
@@ -458,6 +544,7 @@ class ConversationBook:
         pkey = self.key(event.link.href)
         if pkey is None or pkey == state.local_participant:
             return []
+        pkey = state.canonical(pkey)
         collection = event.in_link.rel if event.in_link is not None else None
         if collection == "typingParticipants":
             # Someone started / stopped typing (typingParticipants_ref): not a membership
@@ -476,8 +563,12 @@ class ConversationBook:
         if event.resource is not None:
             state.add_participant(pkey, self._participant_of(event.resource))
             return []
-        if pkey not in state.participants:
-            state.add_participant(pkey, Participant(href=self.absolute(event.link.href)))
+        # A link-only participant: its link's title is its display name (ReceiveAnIM
+        # step 9); its uri needs a GET.
+        title = event.link.title
+        if pkey not in state.participants or title is not None:
+            link_only = Participant(name=title, href=self.absolute(event.link.href))
+            state.add_participant(pkey, link_only)
         if state.participants[pkey].uri is None:
             return [Fetch(state.key, "participant", event.link.href)]
         return []
@@ -487,12 +578,23 @@ class ConversationBook:
         resource = event.resource
         if mkey is None or event.type == "deleted":
             return []
+        outgoing = resource is not None and (
+            str(resource.properties.get("direction", "")).lower() == "outgoing"
+        )
+        if (
+            state.skip_text is not None
+            and state.skip_key is None
+            and not outgoing
+            and not state.messages.seen(mkey)
+        ):
+            # The first message announced after the accept is the one that may repeat
+            # the invitation's (ReceiveAnIM step 16), whichever body arrives first.
+            state.skip_key = mkey
         if resource is None:
             if state.messages.reserve(mkey):
                 return [Fetch(state.key, "message", event.link.href)]
             return []
-        direction = str(resource.properties.get("direction", "")).lower()
-        if direction == "outgoing":
+        if outgoing:
             state.messages.ignore(mkey)
             return []
         message = message_from(resource)
@@ -506,16 +608,19 @@ class ConversationBook:
     def _log_message(
         self, state: ConversationState, mkey: str, resource: Resource | None, message: Message
     ) -> None:
-        participant_href = resource.link("participant") if resource is not None else None
-        pkey = self.key(participant_href) if participant_href is not None else None
+        link = link_of(resource, "participant") if resource is not None else None
+        pkey = self.key(link.href) if link is not None else None
         sender = state.participant(
-            pkey, self.absolute(participant_href) if participant_href is not None else None
+            pkey,
+            self.absolute(link.href) if link is not None else None,
+            link.title if link is not None else None,
         )
         href = self.absolute(message.href) if message.href is not None else None
         message = attrs.evolve(message, sender=sender, href=href)
-        if state.skip_text is not None:
-            text, state.skip_text = state.skip_text, None
-            if message.text == text:
+        if state.skip_text is not None and state.skip_key in (None, mkey):
+            text, state.skip_text, state.skip_key = state.skip_text, None, None
+            bodies = (message.text, message.html or message.text)
+            if text.strip() and text.strip() in (body.strip() for body in bodies):
                 # The invitation's first message, delivered again once accepted
                 # (ReceiveAnIM step 16): it is ``invite.message``, not a new one.
                 state.messages.ignore(mkey)
@@ -529,6 +634,10 @@ class ConversationBook:
                 return
             del self._states[victim]
             self.evicted += 1
+
+
+def _is_incoming(resource: Resource) -> bool:
+    return str(resource.properties.get("direction", "")).lower() == "incoming"
 
 
 def _end_effects(state: ConversationState) -> list[Effect]:

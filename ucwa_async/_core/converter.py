@@ -28,7 +28,7 @@ from ucwa_async._core.errors import DecodeError
 __all__ = ["BASE_FIELDS", "CONVERTER", "base_key", "camel_case", "make_converter"]
 
 # The Resource base class's fields: filled by the model parser, not by camelCase lookup.
-BASE_FIELDS = frozenset({"rel", "href", "links", "embedded", "properties"})
+BASE_FIELDS = frozenset({"rel", "href", "links", "embedded", "properties", "embedded_as"})
 
 
 def base_key(name: str) -> str:
@@ -146,6 +146,8 @@ def make_converter() -> cattrs.Converter:
             for link in obj.links:
                 old = links.get(link.rel)
                 entry = {"href": link.href}
+                if link.title is not None:
+                    entry["title"] = link.title
                 if old is None:
                     links[link.rel] = entry
                 elif isinstance(old, list):
@@ -158,7 +160,7 @@ def make_converter() -> cattrs.Converter:
                 out["_links"] = links
             embedded: dict[str, Any] = {}
             for child in obj.embedded:
-                key = child.rel or ""
+                key = child.embedded_as or child.rel or ""
                 old = embedded.get(key)
                 value = conv.unstructure(child)
                 if old is None:

@@ -44,6 +44,7 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     ├── MessageError                   a sent message was not delivered (.href .operation_id)
     │   ├── MessageFailedError         completed with Failure (.reason)
     │   └── MessageTimeoutError        no outcome in time (also a builtins.TimeoutError)
+    ├── InvalidPhoneNumberError        phone number not like tel:+14255551234 (also a ValueError)
     └── SessionClosedError             the session closed (or was never open)
 
 ``code`` and ``subcode`` are open strings: an unknown value maps to the nearest
@@ -70,6 +71,7 @@ __all__ = [
     "ForbiddenError",
     "InactiveApplicationExpiredError",
     "InsecureTransportError",
+    "InvalidPhoneNumberError",
     "InvitationError",
     "InvitationFailedError",
     "InvitationLostError",
@@ -101,6 +103,19 @@ __all__ = [
 
 class UcwaError(Exception):
     """Base of every error raised by ucwa_async."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor arguments (reason=, href=...) are not in ``args``:
+        # rebuild from args and attributes without calling __init__, so every error
+        # pickles (multiprocessing, logging handlers) whatever its signature.
+        return (_rebuild_error, (type(self), self.args, self.__dict__.copy()))
+
+
+def _rebuild_error(cls: type[UcwaError], args: tuple[Any, ...], state: dict[str, Any]) -> UcwaError:
+    error = cls.__new__(cls, *args)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class TransportError(UcwaError):
@@ -332,6 +347,10 @@ class InvitationTimeoutError(InvitationError, TimeoutError):
 
 class InvitationLostError(InvitationError):
     """The invitation's application disappeared before its outcome could be read."""
+
+
+class InvalidPhoneNumberError(UcwaError, ValueError):
+    """A phone number to call that is not a global number such as ``tel:+14255551234``."""
 
 
 class SessionClosedError(UcwaError):

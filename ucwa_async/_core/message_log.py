@@ -64,6 +64,11 @@ class MessageLog(Generic[T]):
     def __len__(self) -> int:
         return len(self._released)
 
+    @property
+    def holding(self) -> bool:
+        """True while a placeholder waits for its body (and holds what came after it)."""
+        return bool(self._pending)
+
     def seen(self, key: str) -> bool:
         """True if ``key`` was logged, reserved or given up."""
         return key in self._seen

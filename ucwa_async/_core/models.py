@@ -48,12 +48,18 @@ _STRUCTURAL = frozenset({"_links", "_embedded"})
 _REASON_KEYS = frozenset({"code", "subcode", "message", "debugInfo"})
 
 
+def _text(value: str | None) -> str:
+    return value or ""
+
+
 @attrs.frozen
 class Link:
-    """A link: its relation name and its href, as the server wrote it."""
+    """A link: its relation name and its href, as the server wrote it, and its
+    ``title`` (a participant's display name, participant_ref) when it has one."""
 
     rel: str
     href: str
+    title: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -83,6 +89,9 @@ class Resource:
     links: tuple[Link, ...] = ()
     embedded: tuple[Resource, ...] = ()
     properties: Mapping[str, Any] = attrs.field(default=_EMPTY, hash=False)
+    embedded_as: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    """The name it was embedded under when that is not its ``rel`` (an invitation's
+    ``from`` and ``acceptedByParticipant`` are both ``participant`` resources)."""
 
     def link(self, rel: str) -> str | None:
         """The href of the first link with this rel, or None."""
@@ -96,9 +105,10 @@ class Resource:
         return tuple(link.href for link in self.links if link.rel == rel)
 
     def embedded_one(self, rel: str) -> Resource | None:
-        """The first embedded resource with this rel, or None."""
+        """The first embedded resource with this rel, or embedded under this name, or
+        None."""
         for child in self.embedded:
-            if child.rel == rel:
+            if child.rel == rel or child.embedded_as == rel:
                 return child
         return None
 
@@ -134,7 +144,12 @@ class PhoneAudioInvitation(InvitationResource):
 
 @attrs.frozen
 class ConversationLog(Resource):
-    """A past conversation; ``status`` and ``type`` are UCWA's own property names."""
+    """A past conversation; ``status`` and ``type`` are UCWA's own property names.
+
+    ``href`` is always a string: the session makes it the log's absolute URL (a log
+    parsed without a ``self`` link has ``""`` until then)."""
+
+    href: str = attrs.field(default="", converter=_text)
 
     creation_time: str | None = None
     direction: str | None = None
@@ -235,14 +250,19 @@ def _href(value: Any, what: str) -> str:
     return href
 
 
-def _link_href(value: Any, rel: str) -> str:
+def _title(value: Any) -> str | None:
+    title = value.get("title")
+    return title if isinstance(title, str) and title else None
+
+
+def _link(value: Any, rel: str) -> Link:
     # Hot path (every link of every event): a plain dict with a str href skips the ABC
     # isinstance checks and the error text; anything else gets _href's full checks.
     if type(value) is dict:
         href = value.get("href")
         if type(href) is str:
-            return href
-    return _href(value, f"link {rel!r}")
+            return Link(rel, href, _title(value)) if "title" in value else Link(rel, href)
+    return Link(rel, _href(value, f"link {rel!r}"), _title(value))
 
 
 def _links(raw: Any) -> tuple[Link, ...]:
@@ -255,16 +275,18 @@ def _links(raw: Any) -> tuple[Link, ...]:
         if type(rel) is not str and not isinstance(rel, str):
             raise DecodeError("a link rel is not a string")
         if isinstance(value, list):
-            out.extend(Link(rel, _link_href(item, rel)) for item in value)
+            out.extend(_link(item, rel) for item in value)
         else:
-            out.append(Link(rel, _link_href(value, rel)))
+            out.append(_link(value, rel))
     return tuple(out)
 
 
-def _parse_resource(d: Any, rel: str | None) -> Resource:
+def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource:
+    # ``rel``: the name the resource is embedded under (``embedded``), else a fallback.
     if type(d) is not dict and not isinstance(d, Mapping):
         raise DecodeError(f"a resource is a {type(d).__name__}, not an object")
     own_rel = d.get("rel", rel)
+    embedded_as = rel if embedded and rel != own_rel else None
     if own_rel is not None and not isinstance(own_rel, str):
         raise DecodeError("a resource rel is not a string")
     links = _links(d.get("_links"))
@@ -274,7 +296,7 @@ def _parse_resource(d: Any, rel: str | None) -> Resource:
             href = link.href
             break
     raw_embedded = d.get("_embedded")
-    embedded: tuple[Resource, ...] = ()
+    children_of: tuple[Resource, ...] = ()
     if raw_embedded is not None:
         if type(raw_embedded) is not dict and not isinstance(raw_embedded, Mapping):
             raise DecodeError("_embedded is not an object")
@@ -283,23 +305,26 @@ def _parse_resource(d: Any, rel: str | None) -> Resource:
             if not isinstance(key, str):
                 raise DecodeError("an embedded rel is not a string")
             if isinstance(value, list):
-                children.extend(_parse_resource(item, key) for item in value)
+                children.extend(_parse_resource(item, key, True) for item in value)
             else:
-                children.append(_parse_resource(value, key))
-        embedded = tuple(children)
+                children.append(_parse_resource(value, key, True))
+        children_of = tuple(children)
     raw = {k: v for k, v in d.items() if k not in _STRUCTURAL}
     properties = MappingProxyType(raw)
     typed = _TYPED.get(own_rel) if own_rel is not None else None
     if typed is None:
-        return UnknownResource(own_rel, href, links, embedded, properties)
+        return UnknownResource(
+            own_rel, href, links, children_of, properties, embedded_as=embedded_as
+        )
     cls, structure = typed
     source = dict(raw)
     # Set last so that a property spelled like a base key cannot displace them.
     source["@rel"] = own_rel
     source["@href"] = href
     source["@links"] = links
-    source["@embedded"] = embedded
+    source["@embedded"] = children_of
     source["@properties"] = properties
+    source["@embedded_as"] = embedded_as
     resource: Resource = structure(source, cls)
     return resource
 
@@ -354,7 +379,7 @@ def _event_link(value: Any, what: str) -> Link:
     rel = value.get("rel", "")
     if not isinstance(rel, str):
         raise DecodeError(f"{what} has a rel that is not a string")
-    return Link(rel, href)
+    return Link(rel, href, _title(value))
 
 
 def _batch_href(links: Mapping[str, Any], rel: str) -> str | None:
@@ -383,7 +408,7 @@ def _parse_event(e: Mapping[str, Any], sender: Link | None) -> Event:
         key = link.rel if link.rel in raw_embedded else next(iter(raw_embedded))
         if not isinstance(key, str):
             raise DecodeError("an embedded rel is not a string")
-        resource = _parse_resource(_one(raw_embedded[key]), key)
+        resource = _parse_resource(_one(raw_embedded[key]), key, True)
     cls = Event if etype in KNOWN_EVENT_TYPES else UnknownEvent
     return cls(etype, link, sender, in_link, _opt_str(e.get("status")), reason, resource)
 

@@ -352,7 +352,7 @@ def _decode_xml(body: bytes, content_type: str) -> dict[str, Any]:
                 frame = (_SKIP, None, None)
         elif kind == _SENDER:
             event: dict[str, Any] = {"type": name}
-            link = {k: attrs[k] for k in ("rel", "href") if k in attrs}
+            link = {k: attrs[k] for k in ("rel", "href", "title") if k in attrs}
             if link:
                 event["link"] = link
             if "status" in attrs:
@@ -366,7 +366,7 @@ def _decode_xml(body: bytes, content_type: str) -> dict[str, Any]:
             if name == "resource":
                 frame = start_resource_child(name, attrs, target)
             elif name == "in":
-                target["in"] = {k: attrs[k] for k in ("rel", "href") if k in attrs}
+                target["in"] = {k: attrs[k] for k in ("rel", "href", "title") if k in attrs}
                 frame = (_SKIP, None, None)
             elif name == "link":
                 rel = attrs.pop("rel", None)

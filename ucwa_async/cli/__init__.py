@@ -21,6 +21,9 @@ Exit codes:
 - 5: the server answered something unexpected (a protocol or server error).
 - 130: interrupted (Ctrl+C).
 
+A closed stdout (``ucwa-async demo | head``) is not an error: output stops, the status
+is the command's own (0 when nothing failed).
+
 Errors are one ``ucwa-async: ...`` line on stderr, never a traceback (``-v`` / ``-vv``
 turn on the library's logging).
 """
@@ -34,6 +37,7 @@ import sys
 from collections.abc import Sequence
 
 from ucwa_async.cli._args import build_parser
+from ucwa_async.cli._console import silence_stdout
 from ucwa_async.cli._errors import EXIT_USAGE, CliError, exit_code_for
 
 __all__ = ["main"]
@@ -53,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ucwa-async: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `ucwa-async logs | head`: the reader has what it wanted; that is no failure.
+        silence_stdout()
+        return 0
     except CliError as exc:
         print(f"ucwa-async: {exc}", file=sys.stderr)
         return exc.code

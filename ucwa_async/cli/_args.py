@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from ucwa_async import __version__
+from ucwa_async._core.errors import InvalidPhoneNumberError
+from ucwa_async._core.phone import phone_uri
 
 _REAL_EPILOG = (
     "The password is read from the environment variable named by --password-env "
-    "(default UCWA_PASSWORD), or prompted for on a terminal. It is never an argument."
+    "(default: UCWA_PASSWORD), or prompted for on a terminal. It is never an argument."
 )
 
 
@@ -73,10 +75,20 @@ def _port(text: str) -> int:
 
 
 def _phone(text: str) -> str:
-    digits = text[5:].replace(" ", "").replace("-", "")
-    if not text.startswith("tel:+") or not digits.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: phone numbers look like tel:+14255551234")
-    return text
+    try:
+        return phone_uri(text)  # the library's own check
+    except InvalidPhoneNumberError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """One style for defaults in every ``--help``: ``(default: X)``, added by argparse;
+    nothing for options without a meaningful default (None, a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 class _RefusePassword(argparse.Action):
@@ -99,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ucwa-async",
         allow_abbrev=False,
+        formatter_class=HelpFormatter,
         description=(
             "asyncio UCWA 2.0 client: continue past conversations by IM or phone audio. "
             "Start with 'ucwa-async demo'."
@@ -106,70 +119,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "-v", "--verbose", action="count", default=0, help="show the library's log (-vv: debug)"
+        "-v", "--verbose", action="count", default=0, help="show the library's log; -vv for debug"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo",
         allow_abbrev=False,
+        formatter_class=HelpFormatter,
         help="run a live demo against the embedded UCWA simulator",
         description=(
             "Start the embedded UCWA simulator, sign in, list conversation logs, and continue "
-            "N of them by IM and N by phone audio, concurrently, with live progress and a "
-            "summary. Exit status 0 when every invitation ended."
+            "them: N invitations in total, alternately by IM and by phone audio, "
+            "concurrently, with live progress and a summary. Exit status 0 when every "
+            "invitation ended."
         ),
     )
     demo.add_argument("--wire", choices=("json", "xml"), default="json", help="wire format")
     demo.add_argument(
         "--count",
         type=_positive_int,
-        default=10,
-        help="continue-messaging and continue-phone-audio operations, N of each (default 10)",
+        default=20,
+        metavar="N",
+        help="invitations in total, alternately by IM and by phone audio",
     )
     demo.add_argument(
         "--fail-rate",
         type=_rate,
         default=0.1,
-        help="share of invitations the simulated peer declines, 0..1 (default 0.1)",
+        help="share of invitations the simulated peer declines, 0..1",
     )
     demo.add_argument(
         "--faults",
         action="store_true",
         help="inject CallbackChannelError and dropped long polls, to show reconnects",
     )
-    demo.add_argument("--seed", type=int, default=1, help="seed of the simulator (default 1)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the simulator")
     demo.add_argument(
-        "--timeout", type=_seconds, default=30.0, help="invitation timeout in seconds (30)"
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="invitation timeout",
     )
 
     sim = commands.add_parser(
         "simulator",
         allow_abbrev=False,
+        formatter_class=HelpFormatter,
         help="run the UCWA simulator standalone",
         description=(
             "Serve the UCWA simulator (JSON and XML) until Ctrl+C or SIGTERM; prints its "
             "discovery URL and credentials."
         ),
     )
-    sim.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    sim.add_argument("--port", type=_port, default=0, help="port (default 0: a free one)")
+    sim.add_argument("--host", default="127.0.0.1", help="address to bind")
+    sim.add_argument("--port", type=_port, default=0, help="port to listen on; 0 picks a free one")
     sim.add_argument(
         "--wire",
         choices=("json", "xml"),
         default="json",
-        help="wire format used in the printed example command (the server speaks both)",
+        help="wire format of the printed example command; the server speaks both",
     )
     sim.add_argument(
-        "--fail-rate", type=_rate, default=0.0, help="share of invitations declined (0..1)"
+        "--fail-rate", type=_rate, default=0.0, help="share of invitations declined, 0..1"
     )
     sim.add_argument(
         "--completion-delay",
         type=_delay,
         default=0.2,
-        help="seconds from an invitation's start to its outcome (0.2)",
+        metavar="SECONDS",
+        help="time from an invitation's start to its outcome",
     )
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the simulated data (logs, outcomes): the same seed, the same run",
+    )
 
     for name, helptext in (
         ("logs", "list conversation logs on a UCWA server"),
@@ -177,7 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
         ("continue-phone-audio", "continue a conversation by phone audio"),
     ):
         cmd = commands.add_parser(
-            name, help=helptext, description=helptext, epilog=_REAL_EPILOG, allow_abbrev=False
+            name,
+            help=helptext,
+            description=helptext,
+            epilog=_REAL_EPILOG,
+            allow_abbrev=False,
+            formatter_class=HelpFormatter,
         )
         cmd.add_argument(
             "--discovery",
@@ -191,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--password-env",
             default="UCWA_PASSWORD",
             metavar="VAR",
-            help="environment variable holding the password (default UCWA_PASSWORD)",
+            help="environment variable holding the password",
         )
         cmd.add_argument("--password", nargs="?", action=_RefusePassword, help=argparse.SUPPRESS)
         cmd.add_argument(
@@ -199,11 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
             type=_seconds,
             default=30.0,
             metavar="SECONDS",
-            help="time allowed for sign-in and for each request (30)",
+            help="time allowed for sign-in and for each request",
         )
         if name == "logs":
+            cmd.add_argument("--limit", type=_positive_int, default=20, help="most logs to list")
             cmd.add_argument(
-                "--limit", type=_positive_int, default=20, help="most logs to list (20)"
+                "--json",
+                action="store_true",
+                help="print the logs as one JSON array (index, href, status, subject...)",
             )
             continue
         target = cmd.add_mutually_exclusive_group(required=True)
@@ -219,13 +254,16 @@ def build_parser() -> argparse.ArgumentParser:
             type=_seconds,
             default=60.0,
             metavar="SECONDS",
-            help="how long to wait for the outcome (60)",
+            help="how long to wait for the outcome",
         )
         if name == "continue-messaging":
             cmd.add_argument("--message", required=True, help="the first message to send")
         else:
             cmd.add_argument(
-                "--phone", required=True, type=_phone, help="number to call, tel:+14255551234"
+                "--phone",
+                required=True,
+                type=_phone,
+                help="global number to call, e.g. tel:+14255551234 or +1 425 555 1234",
             )
     from ucwa_async.cli._chat import add_chat_command  # its options live with the command
 

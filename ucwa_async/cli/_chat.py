@@ -183,8 +183,9 @@ async def _converse(
         print(f"not connected: {type(exc).__name__}: {exc}", flush=True)
         return EXIT_FAILED
     if conversation is None:  # Ctrl-C while the person had not answered yet
-        with contextlib.suppress(ucwa_async.UcwaError):
-            await invitation.cancel()
+        if invitation.cancel():
+            with contextlib.suppress(ucwa_async.UcwaError):
+                await invitation.cancel_outcome()
         print("cancelled", flush=True)
         return EXIT_OK
     print(f"connected with {to}", flush=True)

@@ -1,4 +1,7 @@
-"""``ucwa-async demo``: the embedded simulator, one session, N IM + N phone-audio continues.
+"""``ucwa-async demo``: the embedded simulator, one session, N continues in total.
+
+``--count N`` invitations in all, alternately by IM and by phone audio (IM gets the odd
+one).
 
 The operations start in a steady trickle (so the live view has something to show)
 and end after a random, seeded delay; ``--fail-rate`` of them are declined by the
@@ -29,6 +32,7 @@ from typing import Any
 from rich.table import Table
 
 import ucwa_async
+from ucwa_async.cli._console import OK, PROBLEM
 from ucwa_async.cli._progress import (
     ProgressView,
     Tally,
@@ -131,8 +135,9 @@ async def run_demo(args: argparse.Namespace) -> int:
         continue_conversation_events=True,
     )
     console = make_console()
-    tally = Tally(total=2 * args.count)
+    tally = Tally(total=args.count)
     messages = Messages()
+    by_im, by_phone = _split(args.count)
     async with UcwaSimulator(config=config, seed=args.seed) as sim:
         sim.add_person(COLLEAGUE)
         view = ProgressView(tally, console)
@@ -149,8 +154,8 @@ async def run_demo(args: argparse.Namespace) -> int:
         ) as session:
             logs = await session.conversation_logs(limit=20)
             console.print(
-                f"{len(logs)} conversation logs; continuing {args.count} by IM and "
-                f"{args.count} by phone audio, concurrently; {args.count} IMs from "
+                f"{len(logs)} conversation logs; continuing {by_im} by IM and "
+                f"{by_phone} by phone audio, concurrently; {by_im} IMs from "
                 f"{COLLEAGUE.uri} answered by an echo handler",
                 soft_wrap=True,
             )
@@ -161,7 +166,7 @@ async def run_demo(args: argparse.Namespace) -> int:
                     with view:
                         async with asyncio.TaskGroup() as group:
                             echo = group.create_task(
-                                _echo_handler(session, args.count, messages, view),
+                                _echo_handler(session, by_im, messages, view),
                                 name="demo-echo",
                             )
                             await _run_all(
@@ -188,9 +193,9 @@ async def run_demo(args: argparse.Namespace) -> int:
     states = ", ".join(f"{k} {v}" for k, v in sorted(by_state.items()))
     console.print(f"invitations on the server by final state: {states}", soft_wrap=True)
     ok = tally.count("error") == 0 and tally.ended == tally.total
-    if messages.answered != args.count:
+    if messages.answered != by_im:
         console.print(
-            f"the echo handler answered {messages.answered} of {args.count} incoming IMs",
+            f"the echo handler answered {messages.answered} of {by_im} incoming IMs",
             soft_wrap=True,
         )
         ok = False
@@ -198,11 +203,13 @@ async def run_demo(args: argparse.Namespace) -> int:
         console.print(
             f"all {tally.total} invitations ended: {tally.count('connected')} connected, "
             f"{tally.count('failed')} failed",
+            style=OK,
             soft_wrap=True,
         )
         return 0
     console.print(
         f"{tally.count('error')} of {tally.total} invitations ended with an error",
+        style=PROBLEM,
         soft_wrap=True,
     )
     return 1
@@ -242,33 +249,28 @@ async def _run_all(
             for text, arm in plan.get(i, ()):
                 arm()
                 view.note(text)
-            log = logs[i % len(logs)]
-            group.create_task(
-                _one(
-                    functools.partial(
-                        session.continue_messaging, log, message=f"Following up #{i}"
-                    ),
-                    "messaging",
-                    tally,
-                    view,
-                    then=functools.partial(_follow_up, number=i, messages=messages, view=view),
+            log = logs[(i // 2) % len(logs)]
+            if i % 2 == 0:  # alternately: IM (and an incoming IM), phone audio, IM...
+                start = functools.partial(
+                    session.continue_messaging, log, message=f"Following up #{i}"
                 )
-            )
-            group.create_task(
-                _one(
-                    functools.partial(
-                        session.continue_phone_audio,
-                        log,
-                        phone_number=f"tel:+1425555{i % 10000:04d}",
-                    ),
-                    "phoneAudio",
-                    tally,
-                    view,
-                    then=functools.partial(_hang_up, number=i, messages=messages, view=view),
+                follow_up = functools.partial(_follow_up, number=i, messages=messages, view=view)
+                group.create_task(_one(start, "messaging", tally, view, then=follow_up))
+                group.create_task(sim.incoming_message(COLLEAGUE.uri, f"ping #{i}"))
+            else:
+                call = functools.partial(
+                    session.continue_phone_audio,
+                    log,
+                    phone_number=f"tel:+1425555{i % 10000:04d}",
                 )
-            )
-            group.create_task(sim.incoming_message(COLLEAGUE.uri, f"ping #{i}"))
+                hang_up = functools.partial(_hang_up, number=i, messages=messages, view=view)
+                group.create_task(_one(call, "phoneAudio", tally, view, then=hang_up))
             await asyncio.sleep(gap)
+
+
+def _split(count: int) -> tuple[int, int]:
+    """``--count`` invitations in total: how many by IM and by phone audio."""
+    return (count + 1) // 2, count // 2
 
 
 async def _one(
@@ -292,7 +294,7 @@ async def _one(
         tally.record(modality, "failed", label or "no reason given", was_accepted=accepted)
     except ucwa_async.UcwaError as exc:
         tally.record(modality, "error", type(exc).__name__, was_accepted=accepted)
-        view.note(f"{modality}: {type(exc).__name__}: {exc}")
+        view.note(f"{modality}: {type(exc).__name__}: {exc}", style=PROBLEM)
     else:
         tally.record(modality, "connected", was_accepted=accepted)
         if then is not None:
@@ -408,7 +410,8 @@ async def _watch(events: ucwa_async.EventStream, tally: Tally, view: ProgressVie
             tally.channel = "connected"
             view.note(
                 f"channel reconnected after {event.attempts} attempt(s), "
-                f"{event.downtime * 1000:.0f} ms down"
+                f"{event.downtime * 1000:.0f} ms down",
+                style=OK,
             )
         elif isinstance(event, ucwa_async.ApplicationRecreated):
             view.note(
@@ -416,4 +419,4 @@ async def _watch(events: ucwa_async.EventStream, tally: Tally, view: ProgressVie
             )
         elif isinstance(event, ucwa_async.ChannelFailed):
             tally.channel = "failed"
-            view.note(f"channel failed: {event.error}")
+            view.note(f"channel failed: {event.error}", style=PROBLEM)

@@ -6,16 +6,18 @@ terminal (a pipe, a file, CI). Nothing here touches the network.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TextIO
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+
+from ucwa_async.cli._console import OK, PROBLEM, WARN, make_console
+
+__all__ = ["ProgressView", "Tally", "channel_table", "make_console", "summary_table"]
 
 MODALITIES = ("messaging", "phoneAudio")
 OUTCOMES = ("connected", "failed", "error")
@@ -74,12 +76,6 @@ class Tally:
         )
 
 
-def make_console(stream: TextIO | None = None) -> Console:
-    """A console that prints text as it is: no markup, no highlighting, no wrapping of
-    plain lines (``[messaging]`` must not be eaten as a style tag)."""
-    return Console(file=stream or sys.stdout, markup=False, highlight=False, emoji=False)
-
-
 class ProgressView:
     """A context manager that keeps the user informed while the demo runs.
 
@@ -120,9 +116,9 @@ class ProgressView:
         elif self._dirty:
             self._plain_line()
 
-    def note(self, text: str) -> None:
+    def note(self, text: str, style: str | None = WARN) -> None:
         """A one-off message (a fault armed, a channel reconnect) above the live view."""
-        self.console.print(text, soft_wrap=True)
+        self.console.print(text, style=style, soft_wrap=True)
         self.changed()
 
     def changed(self, *, force: bool = False) -> None:
@@ -141,9 +137,10 @@ class ProgressView:
     def _render(self) -> Table:
         t = self.tally
         table = Table(title=f"ucwa-async demo — {t.elapsed:.1f} s", expand=False)
+        styles = {"connected": OK, "failed": WARN, "errors": PROBLEM}
         columns = ("queued", "in progress", "connected", "failed", "errors", "channel")
         for column in (*columns, "reconnects"):
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", style=styles.get(column))
         table.add_row(
             str(t.waiting),
             str(t.in_flight),
@@ -160,8 +157,9 @@ def summary_table(tally: Tally, *, wire: str) -> Table:
     """Invitations by modality and outcome; the ``all`` row adds up to ``total``."""
     table = Table(title=f"Invitations ({wire}, {tally.elapsed:.2f} s)")
     table.add_column("modality")
+    styles = {"connected": OK, "failed": WARN, "errors": PROBLEM}
     for column in ("connected", "failed", "errors", "total"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", style=styles.get(column))
     for modality in MODALITIES:
         row = [tally.outcomes[(modality, o)] for o in OUTCOMES]
         table.add_row(modality, *(str(n) for n in row), str(sum(row)))

@@ -1,14 +1,16 @@
 """Commands against a real UCWA server: ``logs``, ``continue-messaging``, ``continue-phone-audio``.
 
 The password comes from an environment variable or a prompt, never from argv.
-Output is plain text (no ``rich`` needed): one line per log, or the invitation's
-href and then its outcome.
+Output is text (coloured outcomes when ``rich`` is installed and stdout is a terminal;
+plain otherwise): one line per log (or one JSON array with ``logs --json``), or the
+invitation's href and then its outcome.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import re
 import sys
@@ -16,6 +18,7 @@ import urllib.parse
 from typing import Any
 
 import ucwa_async
+from ucwa_async.cli._console import OK, PROBLEM, WARN, say
 from ucwa_async.cli._errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError
 
 
@@ -68,23 +71,41 @@ async def run_real(args: argparse.Namespace) -> int:
         request_timeout=args.connect_timeout,
     ) as session:
         if args.command == "logs":
-            return await _logs(session, args.limit)
+            return await _logs(session, args.limit, as_json=args.json)
         return await _continue(session, args, timeout)
 
 
-async def _logs(session: ucwa_async.Session, limit: int) -> int:
+async def _logs(session: ucwa_async.Session, limit: int, *, as_json: bool = False) -> int:
     logs = await session.conversation_logs(limit=limit)
+    if as_json:
+        print(json.dumps([_log_record(i, log) for i, log in enumerate(logs)], indent=2))
+        return EXIT_OK
     if not logs:
         print("no conversation logs")
         return EXIT_OK
     print(f"{'#':>3}  {'created':<28}  {'status':<7}  {'subject':<30}  href")
     for index, log in enumerate(logs):
-        print(
+        say(
             f"{index:>3}  {log.creation_time or '-':<28}  {log.status or '-':<7}  "
             f"{log.subject or '-':<30}  {log.href}",
-            flush=True,
+            style="bold" if (log.status or "").lower() == "unread" else None,
         )
     return EXIT_OK
+
+
+def _log_record(index: int, log: ucwa_async.ConversationLog) -> dict[str, Any]:
+    """One log for ``logs --json``: UCWA's property names, the absolute href."""
+    return {
+        "index": index,
+        "href": log.href,
+        "creationTime": log.creation_time,
+        "status": log.status,
+        "subject": log.subject,
+        "direction": log.direction,
+        "modalities": list(log.modalities),
+        "previewMessage": log.preview_message,
+        "type": log.type,
+    }
 
 
 async def _continue(session: ucwa_async.Session, args: argparse.Namespace, timeout: float) -> int:
@@ -110,17 +131,17 @@ async def _continue(session: ucwa_async.Session, args: argparse.Namespace, timeo
     )
     print(f"waiting up to {timeout:g} s for the outcome...", flush=True)
     try:
-        await invitation.result(timeout=timeout)
+        await invitation.wait(timeout=timeout)
     except ucwa_async.InvitationFailedError as exc:
-        print(f"not connected: {_reason_text(exc)}", flush=True)
+        say(f"not connected: {_reason_text(exc)}", PROBLEM)
         return EXIT_FAILED
     except ucwa_async.InvitationTimeoutError:
-        print(f"no outcome within {timeout:g} s; stopped waiting", flush=True)
+        say(f"no outcome within {timeout:g} s; stopped waiting", WARN)
         return EXIT_FAILED
     except ucwa_async.InvitationError as exc:
-        print(f"no outcome: {type(exc).__name__}: {exc}", flush=True)
+        say(f"no outcome: {type(exc).__name__}: {exc}", PROBLEM)
         return EXIT_FAILED
-    print(f"connected (state {invitation.state})", flush=True)
+    say(f"connected (state {invitation.state})", OK)
     return EXIT_OK
 
 

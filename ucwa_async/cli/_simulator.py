@@ -15,6 +15,7 @@ from contextlib import suppress
 
 from ucwa_async.cli._errors import EXIT_OK, EXIT_UNREACHABLE, CliError
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+from ucwa_async.testing._announce import connection_lines, stopped_line
 
 
 async def run_simulator(args: argparse.Namespace) -> int:
@@ -40,9 +41,7 @@ async def run_simulator(args: argparse.Namespace) -> int:
         ) from None
     try:
         password = shlex.quote(sim.password)
-        print(f"discovery URL: {sim.discovery_url}")
-        print(f"user: {sim.username}")
-        print(f"password: {sim.password}")
+        print("\n".join(connection_lines(sim)))
         print("try, in another terminal:")
         print(
             f"  UCWA_PASSWORD={password} ucwa-async logs --wire {args.wire} "
@@ -54,11 +53,5 @@ async def run_simulator(args: argparse.Namespace) -> int:
         for sig in handled:
             loop.remove_signal_handler(sig)
         await sim.stop()
-    counters = sim.counters
-    print(
-        f"simulator stopped ({counters.requests} requests, "
-        f"{counters.invitations_created} invitations)",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(stopped_line(sim), file=sys.stderr, flush=True)
     return EXIT_OK

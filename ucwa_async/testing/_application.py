@@ -172,7 +172,7 @@ class Endpoints:
                 "importance": "Normal",
                 "modalities": list(log.modalities),
                 "previewMessage": log.preview,
-                "status": "Read",
+                "status": log.status,
                 "subject": log.subject,
                 "threadId": log.thread_id,
                 "totalRecipientsCount": len(log.recipients),

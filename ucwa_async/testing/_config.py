@@ -121,6 +121,9 @@ class SimulatorConfig:
     embed_resources: bool = True
     """Embed the invitation resource in its events (False: link-only events)."""
     xml_status_as_attribute: bool = False
+    link_titles: bool = False
+    """Participant event links carry the display name as ``title`` (ReceiveAnIM step 9);
+    with ``embed_resources=False`` it is all a client has until it reads the participant."""
     """XML ``completed`` events carry ``status`` as an attribute instead of a child."""
     conversation_logs: int = 3
     log_href_query: str | None = None

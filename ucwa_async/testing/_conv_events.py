@@ -35,6 +35,7 @@ class EventBatch:
         style, origin = cfg.event_href_style, conv.app.origin
         self.h: Href = lambda path: styled(path, style, origin)
         self.embed = cfg.embed_resources
+        self.titles = cfg.link_titles
         self.items: list[Emitted] = []
         self._communication = ("communication", self.h(conv.app.path + "/communication"))
         self._conversation = ("conversation", self.h(conv.path))
@@ -50,6 +51,7 @@ class EventBatch:
         in_link: tuple[str, str] | None = None,
         status: str | None = None,
         reason: Reason | None = None,
+        title: str | None = None,
     ) -> None:
         ev = Ev(
             type=type_,
@@ -59,6 +61,7 @@ class EventBatch:
             status=status,
             reason=reason,
             resource=resource if self.embed else None,
+            title=title if self.titles else None,
         )
         src = self._communication if sender == "communication" else self._conversation
         self.items.append(Emitted(src, ev))
@@ -83,7 +86,8 @@ class EventBatch:
     def local_participant(self, type_: str = "added") -> None:
         conv = self.conv
         res = local_participant_res(conv, self.h) if type_ != "deleted" else None
-        self.add("conversation", type_, "localParticipant", conv.local_path, res)
+        name = res.props["name"] if res is not None else None
+        self.add("conversation", type_, "localParticipant", conv.local_path, res, title=name)
 
     def participant(self, type_: str) -> None:
         conv = self.conv
@@ -95,6 +99,7 @@ class EventBatch:
             conv.remote_path,
             res,
             in_link=("participants", conv.path + "/participants"),
+            title=conv.person.name,
         )
 
     def typing(self, type_: str) -> None:

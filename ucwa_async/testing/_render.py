@@ -59,6 +59,8 @@ class Ev:
     status: str | None = None
     reason: Reason | None = None
     resource: Res | None = None
+    title: str | None = None
+    """The link's ``title`` (a participant's display name, ReceiveAnIM step 9)."""
 
 
 def response_wire(accept: str | None) -> tuple[Wire, str]:
@@ -122,6 +124,8 @@ def _reason_json(reason: Reason) -> dict[str, Any]:
 
 def _event_json(ev: Ev) -> dict[str, Any]:
     out: dict[str, Any] = {"link": {"rel": ev.rel, "href": ev.href}}
+    if ev.title is not None:
+        out["link"]["title"] = ev.title
     if ev.in_link is not None:
         out["in"] = {"rel": ev.in_link[0], "href": ev.in_link[1]}
     if ev.status is not None:
@@ -178,7 +182,10 @@ def _event_xml(ev: Ev, status_as_attribute: bool) -> Iterator[str]:
     status_attr = ""
     if ev.status is not None and status_as_attribute:
         status_attr = f' status="{xml_attr(ev.status)}"'
-    yield f'<{ev.type} rel="{xml_attr(ev.rel)}" href="{xml_attr(ev.href)}"{status_attr}>'
+    title_attr = f' title="{xml_attr(ev.title)}"' if ev.title is not None else ""
+    yield (
+        f'<{ev.type} rel="{xml_attr(ev.rel)}" href="{xml_attr(ev.href)}"{title_attr}{status_attr}>'
+    )
     if ev.in_link is not None:
         yield f'<in rel="{xml_attr(ev.in_link[0])}" href="{xml_attr(ev.in_link[1])}"/>'
     if ev.status is not None and not status_as_attribute:

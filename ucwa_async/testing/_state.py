@@ -34,6 +34,7 @@ class ConversationLog:
     modalities: tuple[str, ...]
     preview: str
     recipients: tuple[tuple[str, str], ...]
+    status: str = "Read"  # UCWA's conversationLog status: Read | Unread
 
 
 @dataclass(slots=True, eq=False)
@@ -129,6 +130,8 @@ class World:
             modalities=("Messaging",) if n % 2 else ("Messaging", "PhoneAudio"),
             preview=f"Message {n} of the past conversation",
             recipients=recipients,
+            # Mixed, as a real mailbox: one log in three is Unread (followup_bot's default).
+            status="Unread" if n % 3 == 1 else "Read",
         )
 
     # --- tokens ---------------------------------------------------------------------

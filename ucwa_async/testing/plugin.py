@@ -1,7 +1,11 @@
-"""pytest plugin (entry point ``pytest11``): the ``ucwa_simulator`` fixture.
+"""pytest plugin: the ``ucwa_simulator`` fixture.
 
-Installed with ucwa_async, so any project testing a bot built on UCWA can use it
-with no import (pytest-asyncio required; any asyncio mode)::
+Opt in from a project's top-level conftest.py (with the ``testing`` extra installed;
+pytest-asyncio required, any asyncio mode; in strict mode mark the tests ``asyncio``)::
+
+    pytest_plugins = ["ucwa_async.testing.plugin"]
+
+then::
 
     async def test_my_bot_follows_up(ucwa_simulator):
         bot = MyBot(ucwa_simulator.discovery_url,

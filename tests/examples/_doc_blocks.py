@@ -1,0 +1,67 @@
+"""The Python code blocks of README.md and docs/*.md, and how each one is run.
+
+A block says how it runs with an HTML comment (invisible on the rendered page) on the
+line before its fence::
+
+    <!-- doc-test: session -->      (the default, no comment needed)
+    <!-- doc-test: script -->       a whole script: main(discovery_url, user, password)
+    <!-- doc-test: file NAME -->    a file of the page's scratch pytest project
+    <!-- doc-test: compile -->      cannot run here (a real server): compiled only
+
+``session`` runs the block with top-level ``await`` in a namespace where ``sim`` (a
+running simulator), ``discovery_url``, ``user``, ``password``, an open ``session``, a
+pending ``invitation``, ``log``, ``ucwa_async``, ``asyncio``, ``logging`` and ``pytest``
+are defined. Fenced blocks of other languages (``sh``, ``text``) are not Python.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MODES = ("session", "script", "file", "compile")
+
+_BLOCK = re.compile(
+    r"(?:^<!-- doc-test: (?P<mode>[\w-]+)(?: (?P<arg>\S+))? -->\n)?^```python\n(?P<code>.*?)^```",
+    re.S | re.M,
+)
+
+
+@dataclass(frozen=True)
+class DocBlock:
+    page: str  # relative to the repository root
+    line: int  # of the opening fence
+    mode: str
+    arg: str | None
+    code: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.page}:{self.line}"
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def blocks(page: Path) -> list[DocBlock]:
+    text = page.read_text(encoding="utf-8")
+    found = []
+    for match in _BLOCK.finditer(text):
+        fence = match.start("code") - len("```python\n")
+        found.append(
+            DocBlock(
+                page=page.relative_to(ROOT).as_posix(),
+                line=text.count("\n", 0, fence) + 1,
+                mode=match["mode"] or "session",
+                arg=match["arg"],
+                code=match["code"],
+            )
+        )
+    return found
+
+
+def all_blocks() -> list[DocBlock]:
+    return [block for page in pages() for block in blocks(page)]
