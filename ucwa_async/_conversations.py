@@ -60,7 +60,12 @@ _MAX_OPEN_INVITATIONS = 10_000  # incoming invitations the server has not ended 
 # Resources an event may announce again and again (link-only ``updated``): a GET still
 # queued for one stands for the later announcements too.
 _READ_AGAIN = frozenset({"conversation", "messaging", "phoneAudio", "participant"})
-_MODALITY_WAIT = 5.0  # seconds send() waits for a sendMessage link before reading messaging
+# How long send() waits for events to bring a sendMessage link before it reads the
+# messaging resource itself: briefly at first (a server that announces nothing for a
+# continued conversation must not cost every first send seconds), longer after a read
+# that still said Connecting.
+_FIRST_READ_AFTER = 0.5
+_MODALITY_WAIT = 5.0
 
 PostPayload = Callable[[str, bytes | None, str | None], Coroutine[Any, Any, HttpResponse]]
 
@@ -397,7 +402,7 @@ class ConversationTable:
         """
         state = conversation._state
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + _MODALITY_WAIT
+        deadline = loop.time() + _FIRST_READ_AFTER
         reads = 0
         while True:
             if state.ended is not None:
