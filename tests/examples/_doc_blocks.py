@@ -3,15 +3,27 @@
 A block says how it runs with an HTML comment (invisible on the rendered page) on the
 line before its fence::
 
-    <!-- doc-test: session -->      (the default, no comment needed)
-    <!-- doc-test: script -->       a whole script: main(discovery_url, user, password)
-    <!-- doc-test: file NAME -->    a file of the page's scratch pytest project
-    <!-- doc-test: compile -->      cannot run here (a real server): compiled only
+    <!-- doc-test: session -->        (the default, no comment needed)
+    <!-- doc-test: session SETUP -->  the same, with more in the namespace (below)
+    <!-- doc-test: script -->         a whole script: main(discovery_url, user, password)
+    <!-- doc-test: file NAME -->      a file of the page's scratch pytest project
+    <!-- doc-test: bot [NAME] -->     a bot that echoes IMs, run as a task (below)
+    <!-- doc-test: compile -->        cannot run here (a real server): compiled only
 
 ``session`` runs the block with top-level ``await`` in a namespace where ``sim`` (a
 running simulator), ``discovery_url``, ``user``, ``password``, an open ``session``, a
 pending ``invitation``, ``log``, ``ucwa_async``, ``asyncio``, ``logging`` and ``pytest``
-are defined. Fenced blocks of other languages (``sh``, ``text``) are not Python.
+are defined. Its SETUPs, each with an IM that Lene Aaling (``sip:lenea@contoso.com``,
+who echoes) sent to the session:
+
+- ``incoming``: the IM waits in the session's inbox; the block reads it as ``invite``;
+- ``invite``: ``invite`` is that IM's ``IncomingInvitation``, not yet answered;
+- ``conversation``: ``conversation`` is the accepted, live ``Conversation``.
+
+``bot`` runs a block that serves IMs forever: ``NAME(discovery_url, user, password)`` of
+the block, or the block itself with ``url`` and ``auth`` defined. The test sends it an IM
+and waits for the echo, cancels it and checks that it stopped cleanly.
+Fenced blocks of other languages (``sh``, ``text``) are not Python.
 """
 
 from __future__ import annotations
@@ -21,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("session", "script", "file", "compile")
+MODES = ("session", "script", "file", "bot", "compile")
+SESSION_SETUPS = ("incoming", "invite", "conversation")
 
 _BLOCK = re.compile(
     r"(?:^<!-- doc-test: (?P<mode>[\w-]+)(?: (?P<arg>\S+))? -->\n)?^```python\n(?P<code>.*?)^```",

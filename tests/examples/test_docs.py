@@ -25,7 +25,7 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from ._doc_blocks import MODES, ROOT, DocBlock, all_blocks
+from ._doc_blocks import MODES, ROOT, SESSION_SETUPS, DocBlock, all_blocks
 
 BLOCKS = all_blocks()
 
@@ -52,7 +52,7 @@ def test_every_page_exists() -> None:
 
 def test_every_block_has_a_known_mode() -> None:
     assert len(BLOCKS) >= 12
-    unknown = [b.id for b in BLOCKS if b.mode not in MODES or (b.mode == "file") != bool(b.arg)]
+    unknown = [b.id for b in BLOCKS if not _known(b)]
     assert unknown == []
     # Every fence opened as python was found (a stray mark would hide a block).
     fences = sum(
@@ -60,6 +60,14 @@ def test_every_block_has_a_known_mode() -> None:
         for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
     )
     assert fences == len(BLOCKS)
+
+
+def _known(block: DocBlock) -> bool:
+    if block.mode == "file":
+        return block.arg is not None
+    if block.mode == "session":
+        return block.arg is None or block.arg in SESSION_SETUPS
+    return block.mode in MODES and (block.arg is None or block.mode == "bot")
 
 
 def test_the_readme_test_command_is_the_one_ci_runs() -> None:
@@ -108,10 +116,15 @@ def logging_restored() -> Any:
     package.setLevel(saved[2])
 
 
+LENE = "sip:lenea@contoso.com"  # in the simulator's directory; echoes by default
+
+
 @pytest.mark.parametrize("block", of_mode("session"))
 @pytest.mark.ucwa_simulator(completion_delay=0.05)
 @pytest.mark.usefixtures("logging_restored")
-async def test_session_block_runs(block: DocBlock, ucwa_simulator: UcwaSimulator) -> None:
+async def test_session_block_runs(
+    block: DocBlock, ucwa_simulator: UcwaSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
     sim = ucwa_simulator
     async with ucwa_async.Session(
         sim.discovery_url,
@@ -135,16 +148,128 @@ async def test_session_block_runs(block: DocBlock, ucwa_simulator: UcwaSimulator
             "session": session,
             "invitation": await session.continue_messaging(logs[0], message="from the docs"),
         }
-        code = compiled(block)
-        run = asyncio.ensure_future(_execute(code, namespace))
-        done, _ = await asyncio.wait({run}, timeout=0.2)
-        if not done:
-            # A block that reads the event stream: give it events, then end the stream
-            # the documented way (the session closes).
-            await (await session.continue_messaging(logs[1], message="more from the docs"))
-            await asyncio.sleep(0.1)
-            await session.aclose()
+        if block.arg is None:
+            await _run_reading_the_event_stream(block, namespace, session, logs[1])
+        else:
+            await _run_with_an_incoming_im(block, namespace, session, sim, capsys)
+
+
+async def _run_reading_the_event_stream(
+    block: DocBlock, namespace: dict[str, Any], session: ucwa_async.Session, other: Any
+) -> None:
+    run = asyncio.ensure_future(_execute(compiled(block), namespace))
+    done, _ = await asyncio.wait({run}, timeout=0.2)
+    if not done:
+        # A block that reads the event stream: give it events, then end the stream
+        # the documented way (the session closes).
+        await (await session.continue_messaging(other, message="more from the docs"))
+        await asyncio.sleep(0.1)
+        await session.aclose()
+    await asyncio.wait_for(run, timeout=10)
+
+
+async def _run_with_an_incoming_im(
+    block: DocBlock,
+    namespace: dict[str, Any],
+    session: ucwa_async.Session,
+    sim: UcwaSimulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The SETUPs of ``session`` (see _doc_blocks): Lene's IM, then the block."""
+    assert block.arg in SESSION_SETUPS, block.arg
+    text = "deploy web"
+    invitation_url = await _send_im(sim, text)
+    if block.arg == "incoming":
+        run = asyncio.ensure_future(_execute(compiled(block), namespace))
+        # The block loops over session.incoming(): once it holds the IM, the session
+        # closes (the documented end of that loop).
+        await _until(lambda: "invite" in namespace, run)
+        await session.aclose()
         await asyncio.wait_for(run, timeout=10)
+        invite = namespace["invite"]  # what the block's comments say it is
+        assert invite.kind == "messaging"
+        assert invite.href == invitation_url
+        assert invite.sender == ucwa_async.Participant(uri=LENE, name="Lene Aaling")
+        assert invite.message == text
+        return
+    async with session.incoming() as invitations:
+        invite = await asyncio.wait_for(anext(invitations), timeout=10)
+    namespace["invite"] = invite
+    if block.arg == "conversation":
+        namespace["conversation"] = await invite.accept()
+    await asyncio.wait_for(_execute(compiled(block), namespace), timeout=10)
+    conversation = namespace.get("conversation")
+    if block.arg == "invite":
+        # Answered once, as the block did: accepted (Connected on both sides) or declined.
+        stats = session.stats
+        if conversation is None:
+            assert (stats.incoming_accepted, stats.incoming_declined) == (0, 1)
+        else:
+            assert (stats.incoming_accepted, stats.incoming_declined) == (1, 0)
+            assert conversation.state == "Connected"
+            assert sim.conversation_state(conversation.href) == "Connected"
+    else:
+        # What the block printed are Lene's echoes of what it sent.
+        sent = sim.messages_from_client(conversation.href)
+        printed = capsys.readouterr().out.splitlines()
+        assert sent
+        assert printed
+        assert set(printed) <= {f"echo: {message}" for message in sent}
+
+
+async def _send_im(sim: UcwaSimulator, text: str) -> str:
+    """Lene sends ``text`` to the newest session, once it is available for IMs."""
+    for _ in range(200):  # bounded: about 10 s
+        try:
+            return await sim.incoming_message(LENE, text)
+        except LookupError:  # its application is not available for Messaging yet
+            await asyncio.sleep(0.05)
+    raise AssertionError("the session never became available for IMs")
+
+
+async def _until(condition: Any, task: asyncio.Future[Any], seconds: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (bounded); a ``task`` that failed first says why."""
+    async with asyncio.timeout(seconds):
+        while not condition():
+            if task.done():
+                task.result()  # its exception, if any
+                raise AssertionError("the block ended before the condition held")
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("block", of_mode("bot"))
+async def test_bot_block_answers_an_im(block: DocBlock, ucwa_simulator: UcwaSimulator) -> None:
+    sim = ucwa_simulator
+    # A silent Lene: an echoing one and an echoing bot would talk forever.
+    sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.silent()))
+    auth = ucwa_async.PasswordAuth(sim.username, sim.password)
+    namespace: dict[str, Any] = {"__name__": block.id, "url": sim.discovery_url, "auth": auth}
+    namespace["ucwa_async"] = ucwa_async
+    code = compiled(block)
+    if block.arg is None:
+        bot = asyncio.ensure_future(_execute(code, namespace))
+    else:
+        module = types.ModuleType(block.id)  # imported, not run: __main__ guards stay shut
+        exec(code, module.__dict__)
+        serve = getattr(module, block.arg)
+        bot = asyncio.ensure_future(serve(sim.discovery_url, sim.username, sim.password))
+    try:
+        await _send_im(sim, "hello bot")
+        urls = sim.conversation_urls
+        await _until(lambda: bool(urls() and sim.messages_from_client(urls()[0])), bot)
+        [url] = urls()
+        [reply] = sim.messages_from_client(url)
+        assert reply.endswith("hello bot")
+        if ".leave()" in block.code:  # the bot leaves once it answered
+            await _until(lambda: sim.conversation_state(url) == "Disconnected", bot)
+        else:  # it answers each message of the conversation
+            await sim.say(url, LENE, "and again")
+            await _until(lambda: len(sim.messages_from_client(url)) == 2, bot)
+            assert sim.messages_from_client(url)[1].endswith("and again")
+    finally:
+        bot.cancel()
+        await asyncio.gather(bot, return_exceptions=True)
+    assert bot.cancelled()  # it served until stopped, and closed its session on the way out
 
 
 async def _execute(code: types.CodeType, namespace: dict[str, Any]) -> None:
@@ -192,30 +317,3 @@ def test_scratch_project_of_the_page_passes_in_strict_mode(page: str, tmp_path: 
     # pytest-asyncio's header line: "asyncio: mode=Mode.STRICT, ..." (or "mode=strict")
     assert re.search(r"asyncio: mode=(Mode\.)?strict", proc.stdout, re.I), output[-4000:]
     assert re.search(rf"\b{tests} passed", proc.stdout), output[-4000:]
-
-
-async def test_conversations_page_echo_bot_answers(ucwa_simulator: UcwaSimulator) -> None:
-    """docs/conversations.md's first block (compiled by the generic tests) answers an IM."""
-    [block] = [b for b in BLOCKS if b.page == "docs/conversations.md" and "echo_bot" in b.code]
-    module = types.ModuleType(block.id)  # imported, not run: __main__ guards stay shut
-    exec(compiled(block), module.__dict__)
-    sim = ucwa_simulator
-    sim.add_person(Person(uri="sip:lenea@contoso.com", name="L", behaviour=Behaviour.silent()))
-    bot = asyncio.create_task(module.echo_bot(sim.discovery_url, sim.username, sim.password))
-    try:
-        for _ in range(200):  # bounded: until the bot's session is available for IMs
-            try:
-                await sim.incoming_message("sip:lenea@contoso.com", "hello bot")
-                break
-            except LookupError:
-                await asyncio.sleep(0.05)
-        urls: list[str] = []
-        for _ in range(200):  # bounded: until the bot answered
-            urls = sim.conversation_urls()
-            if urls and sim.messages_from_client(urls[0]):
-                break
-            await asyncio.sleep(0.05)
-        assert sim.messages_from_client(urls[0]) == ["you said: hello bot"]
-    finally:
-        bot.cancel()
-        await asyncio.gather(bot, return_exceptions=True)
