@@ -8,7 +8,6 @@ line before its fence::
     <!-- doc-test: script -->         a whole script: main(discovery_url, user, password)
     <!-- doc-test: file NAME -->      a file of the page's scratch pytest project
     <!-- doc-test: bot [NAME] -->     a bot that echoes IMs, run as a task (below)
-    <!-- doc-test: compile -->        cannot run here (a real server): compiled only
 
 ``session`` runs the block with top-level ``await`` in a namespace where ``sim`` (a
 running simulator), ``discovery_url``, ``user``, ``password``, an open ``session``, a
@@ -22,7 +21,10 @@ who echoes) sent to the session:
 
 ``bot`` runs a block that serves IMs forever: ``NAME(discovery_url, user, password)`` of
 the block, or the block itself with ``url`` and ``auth`` defined. The test sends it an IM
-and waits for the echo, cancels it and checks that it stopped cleanly.
+and waits for the echo; then a bot whose code calls ``.leave()`` must leave the
+conversation, any other must echo a second message in it. Then it is cancelled and must
+stop cleanly (its ``async with Session`` closes everything).
+There is no compile-only mode: every Python block runs against the simulator.
 Fenced blocks of other languages (``sh``, ``text``) are not Python.
 """
 
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODES = ("session", "script", "file", "bot", "compile")
+MODES = ("session", "script", "file", "bot")
 SESSION_SETUPS = ("incoming", "invite", "conversation")
 
 _BLOCK = re.compile(

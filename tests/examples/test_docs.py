@@ -4,7 +4,11 @@
 - ``script`` blocks (the quickstarts) have their ``main`` run against it;
 - ``file`` blocks make a scratch project (conftest.py + test files, as a user would write
   them), run by a child pytest with pytest-asyncio's default (strict) mode;
-- ``compile`` blocks (a real server needed) are compiled.
+- ``session SETUP`` blocks also get an IM that Lene sent: waiting in the inbox, as an
+  ``invite`` or as an accepted ``conversation``; the test checks what the block shows;
+- ``bot`` blocks serve IMs as a task: the test sends one, waits for the echo, and stops it.
+
+There is no compile-only mode: every block runs.
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ def test_the_readme_test_command_is_the_one_ci_runs() -> None:
 
 
 def test_every_block_compiles() -> None:
-    """All of them; for a ``compile`` block (a real server needed) that is the test."""
+    """All of them, before any runs: a syntax error names its page and line."""
     for block in BLOCKS:
         compiled(block)
 
@@ -198,12 +202,14 @@ async def _run_with_an_incoming_im(
     if block.arg == "conversation":
         namespace["conversation"] = await invite.accept()
     await asyncio.wait_for(_execute(compiled(block), namespace), timeout=10)
-    conversation = namespace.get("conversation")
+    conversation: Any = namespace.get("conversation")  # the block may have made one
     if block.arg == "invite":
         # Answered once, as the block did: accepted (Connected on both sides) or declined.
         stats = session.stats
         if conversation is None:
             assert (stats.incoming_accepted, stats.incoming_declined) == (0, 1)
+            declines = [r for r in sim.request_log if r.path.endswith("/decline")]
+            assert [(r.method, r.status) for r in declines] == [("POST", 204)]
         else:
             assert (stats.incoming_accepted, stats.incoming_declined) == (1, 0)
             assert conversation.state == "Connected"
