@@ -103,6 +103,7 @@ async def test_script_block_runs(
     exec(compiled(block), module.__dict__)
     sim = ucwa_simulator
     await module.main(sim.discovery_url, sim.username, sim.password)
+    await _no_client_task_left()
     out = capsys.readouterr().out
     assert re.match(r"connected: \S+/invitations/\d+ Connected\n", out)
     for failure in ("not connected", "did not connect", "no outcome", "declined"):
@@ -156,6 +157,7 @@ async def test_session_block_runs(
             await _run_reading_the_event_stream(block, namespace, session, logs[1])
         else:
             await _run_with_an_incoming_im(block, namespace, session, sim, capsys)
+    await _no_client_task_left()
 
 
 async def _run_reading_the_event_stream(
@@ -276,6 +278,23 @@ async def test_bot_block_answers_an_im(block: DocBlock, ucwa_simulator: UcwaSimu
         bot.cancel()
         await asyncio.gather(bot, return_exceptions=True)
     assert bot.cancelled()  # it served until stopped, and closed its session on the way out
+    await _no_client_task_left()
+
+
+async def _no_client_task_left() -> None:
+    """Every task of the client is gone (bounded wait: a closed connection leaves the
+    simulator's aiohttp handler a tick or two to wind down; those are not the client's)."""
+    current = asyncio.current_task()
+
+    def client_tasks() -> list[asyncio.Task[Any]]:
+        alive = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        return [t for t in alive if "aiohttp/web_" not in repr(t)]
+
+    for _ in range(100):
+        if not client_tasks():
+            return
+        await asyncio.sleep(0.01)
+    assert client_tasks() == []
 
 
 async def _execute(code: types.CodeType, namespace: dict[str, Any]) -> None:
