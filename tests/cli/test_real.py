@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
 import pytest
 
-import ucwa_async.cli as cli_module
 from ucwa_async.cli import main
 from ucwa_async.testing import UcwaSimulator
 
-from ._support import child_env, cli, closed_port, no_leaks
+from ._support import child_env, cli, no_leaks, refused_port
 
 WIRES = pytest.mark.parametrize("wire", ["json", "xml"])
 Main = Callable[..., int]
@@ -19,8 +19,7 @@ Main = Callable[..., int]
 
 @pytest.fixture
 def quiet_main(monkeypatch: pytest.MonkeyPatch) -> Main:
-    """``main(argv, **env)`` in this process, without touching the logging set-up."""
-    monkeypatch.setattr(cli_module, "_configure_logging", lambda *a, **k: None)
+    """``main(argv, **env)`` in this process (main() puts the logging set-up back)."""
 
     def call(argv: list[str], **env: str) -> int:
         for key, value in env.items():
@@ -154,10 +153,12 @@ async def test_wrong_password_exits_3(ucwa_simulator: UcwaSimulator) -> None:
 
 
 async def test_unreachable_server_exits_4() -> None:
-    url = f"http://127.0.0.1:{closed_port()}/autodiscover/autodiscoverservice.svc/root"
-    result = await cli(
-        "logs", "--discovery", url, "--user", "alice@contoso.com", env=child_env(UCWA_PASSWORD="x")
-    )
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/autodiscover/autodiscoverservice.svc/root"
+        result = await cli(
+            "logs", "--discovery", url, "--user", "alice@contoso.com",
+            env=child_env(UCWA_PASSWORD="x"),
+        )  # fmt: skip
     assert result.returncode == 4, result.output
     assert result.stderr.startswith("ucwa-async: cannot reach the server")
     assert result.stderr.count("\n") == 1  # one line, no traceback
@@ -241,3 +242,20 @@ def test_bad_arguments_exit_2(
         main(args)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_main_called_in_process_leaves_logging_as_it_found_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CLI silences the library logger's propagation for its own stderr lines; a
+    # program (or a test) calling main() must get its logging back as it was.
+    monkeypatch.setenv("UCWA_PASSWORD", "x")
+    root, library = logging.getLogger(), logging.getLogger("ucwa_async")
+    before = (root.handlers[:], root.level, library.handlers[:], library.level, library.propagate)
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/autodiscover/autodiscoverservice.svc/root"
+        for verbose in ([], ["-vv"]):
+            assert main([*verbose, "logs", "--discovery", url, "--user", "a@contoso.com"]) == 4
+    after = (root.handlers[:], root.level, library.handlers[:], library.level, library.propagate)
+    assert after == before
+    assert "cannot reach the server" in capsys.readouterr().err

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ucwa_async.cli._args import build_parser
 from ucwa_async.cli._console import silence_stdout
@@ -51,7 +52,11 @@ RICH_MISSING = (
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _configure_logging(args.verbose, quiet_channel=args.command == "demo")
+    with _cli_logging(args.verbose, quiet_channel=args.command == "demo"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_dispatch(args))
     except KeyboardInterrupt:
@@ -72,23 +77,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
-def _configure_logging(verbose: int, *, quiet_channel: bool) -> None:
+@contextlib.contextmanager
+def _cli_logging(verbose: int, *, quiet_channel: bool) -> Iterator[None]:
     """Warnings of the library on stderr as ``ucwa-async: warning: ...`` lines; more with -v.
 
     The demo prints channel signals itself, so its library warnings are shown only with -v.
+    Everything is put back afterwards: ``main()`` called from a program (or a test) must
+    not leave the ``ucwa_async`` logger silenced for the rest of the process.
     """
-    if verbose:
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ucwa-async: %(levelname)s: %(message)s"))
+    root = logging.getLogger()
     library = logging.getLogger("ucwa_async")
-    library.addHandler(handler)
-    library.setLevel(logging.ERROR if quiet_channel else logging.WARNING)
-    library.propagate = False
+    saved = (root.handlers[:], root.level, library.handlers[:], library.level, library.propagate)
+    if verbose:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("ucwa-async: %(levelname)s: %(message)s"))
+        library.addHandler(handler)
+        library.setLevel(logging.ERROR if quiet_channel else logging.WARNING)
+        library.propagate = False
+    try:
+        yield
+    finally:
+        root.handlers[:], library.handlers[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
+        library.setLevel(saved[3])
+        library.propagate = saved[4]
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
