@@ -11,6 +11,8 @@ Like ``python -m ucwa_async.testing`` (it prints ``discovery_url:``, ``username:
                                    (Success) in ONE push, so they leave in full batches;
   ``callback_channel_error N``  -> ``armed``: the next N continue POSTs answer 500
                                    ServiceFailure/CallbackChannelError;
+  ``giant_batch N``             -> ``armed``: the next P-GET answers one batch of N
+                                   valid events (the ``giant_batch`` fault);
   ``counters``                  -> one JSON line of ``sim.counters``;
   ``quit``                      -> ``bye``, and the server stops.
 
@@ -46,6 +48,9 @@ def _answer(sim: UcwaSimulator, line: str) -> str:
         return f"released {sim.release_held()}"
     if words[0] == "callback_channel_error":
         sim.faults.callback_channel_error(int(words[1]) if len(words) > 1 else 1)
+        return "armed"
+    if words[0] == "giant_batch":
+        sim.faults.giant_batch(int(words[1]) if len(words) > 1 else 60_000)
         return "armed"
     if words[0] == "counters":
         counters = dataclasses.asdict(sim.counters)

@@ -16,8 +16,10 @@ Rules it keeps:
 - a lost application is re-created within a ``RecreationBudget`` (a pause that
   grows while new applications keep getting lost, a count per window), then the
   channel fails with ``ChannelFailedError``;
-- a large body is decoded in a worker thread, and a large batch is handed to the
-  session in slices with a yield to the loop between them;
+- the loop is never held long: a large body is decoded a step at a time, and a
+  batch's events are parsed and handed to the session a slice at a time, with a
+  turn for the loop after every ``WORK_SLICE`` seconds of it (so invitations resolve
+  as their events are processed, not after the whole batch);
 - a fresh P-GET that the server is still holding after ``settle`` seconds
   counts as connected: UCWA gives no other sign that it has registered it;
 - bad input never kills the task: only a ``Fatal`` action or the owner's
@@ -29,14 +31,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
-
-import attrs
+from collections.abc import Generator
+from typing import Protocol, TypeVar
 
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.budget import RecreationBudget
 from ucwa_async._core.channel import (
-    LARGE_BODY,
     ChannelAction,
     ChannelState,
     Deliver,
@@ -55,7 +55,7 @@ from ucwa_async._core.errors import (
     SessionClosedError,
     UcwaError,
 )
-from ucwa_async._core.models import EventBatch
+from ucwa_async._core.models import EventBatch, EventReader
 from ucwa_async._events import (
     ChannelConnected,
     ChannelReconnected,
@@ -72,9 +72,27 @@ log = logging.getLogger("ucwa_async.channel")
 # After this many PGetReplaced answers in a row, back off instead of re-polling at once:
 # someone else is polling our application and we must not fight it in a tight loop.
 _MAX_IMMEDIATE_REPLACED = 3
-# Events handed to the session per step; the loop gets a turn between steps, so a batch
-# of 60 000 events does not freeze it and invitations resolve as their events come.
-DELIVERY_SLICE = 200
+# Events parsed and handed to the session per step; after WORK_SLICE seconds of steps
+# the loop gets a turn, so a batch of 60 000 events does not freeze it and invitations
+# resolve as their events come (their futures' callbacks run in that turn).
+DELIVERY_SLICE = 8
+WORK_SLICE = 0.001
+
+T = TypeVar("T")
+
+
+async def run_steps(steps: Generator[None, None, T]) -> T:
+    """Run a step generator to its end, giving the loop a turn every ``WORK_SLICE``."""
+    clock = time.perf_counter
+    until = clock() + WORK_SLICE
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        if clock() >= until:
+            await asyncio.sleep(0)
+            until = clock() + WORK_SLICE
 
 
 class ChannelHost(Protocol):
@@ -264,35 +282,27 @@ class ChannelRunner:
         except UcwaError as exc:
             log.info("event channel poll failed: %s", exc)
             return self._state.on_transport_error(exc, elapsed=elapsed)
-        if len(response.body) > LARGE_BODY:
-            # Decoding megabytes takes seconds of CPU: off the loop (the state decodes such
-            # bodies interruptibly, and nothing else touches it meanwhile).
-            return await asyncio.to_thread(
-                self._state.on_response,
+        # Decoding megabytes takes seconds of CPU: a large body is decoded in steps.
+        return await run_steps(
+            self._state.on_response_steps(
                 response.status,
                 response.content_type,
                 response.body,
                 retry_after=response.retry_after,
                 elapsed=elapsed,
             )
-        return self._state.on_response(
-            response.status,
-            response.content_type,
-            response.body,
-            retry_after=response.retry_after,
-            elapsed=elapsed,
         )
 
     async def _perform(self, action: ChannelAction) -> bool:
         """Carry out one action; False ends the loop."""
         if isinstance(action, Deliver):
             self._replaced_in_row = 0
-            if action.batch.events:
+            if action.events.may_hold_events:
                 self._recreations.proven()
             if action.wait <= 0:
                 self._inflight = self._start_poll()  # next P-GET first, then process
             self._mark_connected()
-            await self._deliver(action.batch)
+            await self._deliver(action.events)
             if self._inflight is None:
                 await self._sleep(action.wait)
                 self._inflight = self._start_poll()
@@ -344,23 +354,15 @@ class ChannelRunner:
             raise AssertionError(f"unknown channel action {action!r}")
         return True
 
-    async def _deliver(self, batch: EventBatch) -> None:
-        """Hand a batch to the session, a slice at a time, yielding to the loop between."""
-        events = batch.events
-        if len(events) <= DELIVERY_SLICE:
-            self._deliver_part(batch)
-            return
-        for start in range(0, len(events), DELIVERY_SLICE):
-            first = start == 0
-            self._deliver_part(
-                attrs.evolve(
-                    batch,
-                    events=events[start : start + DELIVERY_SLICE],
-                    rejected=batch.rejected if first else (),
-                    rejected_count=batch.rejected_count if first else 0,
-                )
-            )
-            await asyncio.sleep(0)
+    async def _deliver(self, events: EventReader) -> None:
+        """Parse and hand a batch's events to the session a slice at a time, giving the
+        loop a turn every ``WORK_SLICE`` seconds."""
+        await run_steps(self._deliver_steps(events))
+
+    def _deliver_steps(self, events: EventReader) -> Generator[None, None, None]:
+        while events.items:
+            self._deliver_part(events.take(DELIVERY_SLICE))
+            yield
 
     def _deliver_part(self, batch: EventBatch) -> None:
         try:

@@ -63,11 +63,12 @@ class SessionChannelHost:
     def deliver(self, batch: EventBatch) -> None:
         if batch.rejected_count:
             self._stats.events_rejected += batch.rejected_count
-            log.warning(
-                "skipped %d malformed event(s) in a batch: %s",
-                batch.rejected_count,
-                "; ".join(batch.rejected[:3]),
-            )
+            if batch.rejected:  # a batch comes in slices: only those with reports log
+                log.warning(
+                    "skipped %d malformed event(s) in a batch: %s",
+                    batch.rejected_count,
+                    "; ".join(batch.rejected[:3]),
+                )
         self._stats.events_received += len(batch.events)
         for event in batch.events:
             self._publish(event)
