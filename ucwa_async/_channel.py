@@ -20,8 +20,11 @@ Rules it keeps:
   batch's events are parsed and handed to the session a slice at a time, with a
   turn for the loop after every ``WORK_SLICE`` seconds of it (so invitations resolve
   as their events are processed, not after the whole batch);
-- a fresh P-GET that the server is still holding after ``settle`` seconds
-  counts as connected: UCWA gives no other sign that it has registered it;
+- a fresh P-GET counts as connected once the server has held it for ``settle``
+  seconds (UCWA gives no other sign that it has registered it) or, for a reconnect
+  requested with ``fast=True`` (a POST's first CallbackChannelError), as soon as it
+  is on the wire (its headers sent, when the HTTP client can tell): the POST's retry
+  then costs milliseconds, not ``settle``; a retry refused again asks for a held one;
 - bad input never kills the task: only a ``Fatal`` action or the owner's
   cancellation ends it.
 """
@@ -32,7 +35,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Generator
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.budget import RecreationBudget
@@ -98,7 +101,8 @@ async def run_steps(steps: Generator[None, None, T]) -> T:
 class ChannelHost(Protocol):
     """What the runner needs from its session."""
 
-    async def poll(self, url: str) -> HttpResponse: ...
+    async def poll(self, url: str, sent: asyncio.Future[None] | None = None) -> HttpResponse:
+        """One P-GET; ``sent`` is resolved once it is on the wire (if the host can tell)."""
 
     def deliver(self, batch: EventBatch) -> None: ...
 
@@ -144,8 +148,11 @@ class ChannelRunner:
         self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Task[HttpResponse] | None = None
+        self._sent: asyncio.Future[None] | None = None  # the in-flight P-GET is on the wire
         self._wake: asyncio.Future[None] | None = None
         self._pending_reason: tuple[str, BaseException | None] | None = None
+        self._pending_fast = False  # the pending reconnect trusts a P-GET on the wire
+        self._fast_next = False  # the next P-GET counts as connected once on the wire
         self._generation_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._down_since = 0.0
         self._attempts = 0
@@ -179,8 +186,14 @@ class ChannelRunner:
     def current_url(self) -> str:
         return self._state.current_url
 
-    def request_reconnect(self, reason: str, error: BaseException | None, seen: int) -> None:
+    def request_reconnect(
+        self, reason: str, error: BaseException | None, seen: int, *, fast: bool = False
+    ) -> None:
         """Abandon the current P-GET and start a fresh one.
+
+        ``fast``: the fresh P-GET counts as connected as soon as it is on the wire,
+        not after ``settle`` seconds held (a first CallbackChannelError: the POST that
+        got it retries at once; a later one should not trust that again).
 
         ``seen`` is the generation the caller observed when its request failed:
         if the channel has reconnected since, nothing is forced again, so a
@@ -195,6 +208,10 @@ class ChannelRunner:
             return
         if self.status is not ChannelStatus.CONNECTED and not self._sleeping:
             return
+        if self._pending_reason is None:
+            self._pending_fast = fast
+        else:  # several requests before the loop woke: fast only if all of them are
+            self._pending_fast = self._pending_fast and fast
         self._pending_reason = (reason, error)
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
@@ -244,7 +261,12 @@ class ChannelRunner:
     def _start_poll(self) -> asyncio.Task[HttpResponse]:
         url = self._state.poll_url()
         self._poll_started = time.monotonic()
-        return asyncio.create_task(self._host.poll(url), name="ucwa_async.pget")
+        sent: asyncio.Future[None] | None = None
+        if self._fast_next:
+            self._fast_next = False
+            sent = asyncio.get_running_loop().create_future()
+        self._sent = sent
+        return asyncio.create_task(self._host.poll(url, sent), name="ucwa_async.pget")
 
     async def _wait_for_poll(self) -> None:
         """Return when the in-flight poll has finished; handle wake-ups meanwhile."""
@@ -252,8 +274,12 @@ class ChannelRunner:
             assert self._inflight is not None
             assert self._wake is not None
             connected = self.status is ChannelStatus.CONNECTED
+            waits: set[asyncio.Future[Any]] = {self._inflight, self._wake}
+            sent = self._sent
+            if not connected and sent is not None:
+                waits.add(sent)
             done, _ = await asyncio.wait(
-                (self._inflight, self._wake),
+                waits,
                 timeout=None if connected else self._settle,
                 return_when=asyncio.FIRST_COMPLETED,
             )
@@ -265,8 +291,10 @@ class ChannelRunner:
                 self._enter_reconnecting(reason, error)
                 self._inflight = self._start_poll()
                 continue
-            # The server is holding our fresh P-GET: the channel is registered.
-            self._recreations.proven()
+            # The server has held our fresh P-GET for ``settle`` seconds (or, for a fast
+            # reconnect, it is on the wire): the channel is registered.
+            if sent is None or sent not in done:
+                self._recreations.proven()
             self._mark_connected()
 
     async def _abandon_poll(self) -> None:
@@ -404,6 +432,7 @@ class ChannelRunner:
             budget.created(time.monotonic())
             self._state.reset(events_url)
             self._take_wake()  # a request for the old application's channel is moot
+            self._fast_next = False
             self._inflight = self._start_poll()
             return True
         self._fail(ChannelFailedError(f"could not re-create the application: {error}", cause=error))
@@ -429,9 +458,12 @@ class ChannelRunner:
         self._enter_reconnecting(reason, error)
 
     def _take_wake(self) -> tuple[str, BaseException | None]:
-        """Consume a pending reconnect request (if any); its reason."""
+        """Consume a pending reconnect request (if any); its reason. The next P-GET is
+        trusted once on the wire if the request said ``fast``."""
         if self._wake is not None and self._wake.done():
             self._wake = asyncio.get_running_loop().create_future()
+        self._fast_next = self._pending_reason is not None and self._pending_fast
+        self._pending_fast = False
         pending, self._pending_reason = self._pending_reason, None
         return pending or ("reconnect requested", None)
 

@@ -57,8 +57,8 @@ class SessionChannelHost:
         self._make_me_available: asyncio.Task[None] | None = None
         self._lost_invitations = 0  # ended when the application was last lost
 
-    async def poll(self, url: str) -> HttpResponse:
-        return await self._transport.poll(url, self._pget_read_timeout)
+    async def poll(self, url: str, sent: asyncio.Future[None] | None = None) -> HttpResponse:
+        return await self._transport.poll(url, self._pget_read_timeout, sent)
 
     def deliver(self, batch: EventBatch) -> None:
         if batch.rejected_count:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import attrs
@@ -21,7 +22,43 @@ from ucwa_async._core.errors import (
     UcwaError,
 )
 
-__all__ = ["HttpClient", "HttpResponse"]
+__all__ = ["HttpClient", "HttpResponse", "sent_signal_trace"]
+
+
+class _SentSignal:
+    """A request's ``trace_request_ctx``: resolves ``future`` once its headers are sent."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+
+
+async def _on_headers_sent(
+    _session: aiohttp.ClientSession, context: Any, _params: aiohttp.TraceRequestHeadersSentParams
+) -> None:
+    signal = context.trace_request_ctx
+    if isinstance(signal, _SentSignal) and not signal.future.done():
+        signal.future.set_result(None)
+
+
+def _make_sent_trace() -> aiohttp.TraceConfig:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_on_headers_sent)
+    trace.freeze()
+    return trace
+
+
+_SENT_TRACE = _make_sent_trace()
+
+
+def sent_signal_trace() -> aiohttp.TraceConfig:
+    """The ``TraceConfig`` that tells the event channel its fresh P-GET is on the wire.
+
+    A session's own ``ClientSession`` has it; a borrowed one created with it in its
+    ``trace_configs`` gets the same fast reconnects (without it, a fresh P-GET counts as
+    registered only after ``Timeouts.reconnect_settle``)."""
+    return _SENT_TRACE
 
 
 @attrs.frozen
@@ -45,6 +82,8 @@ class HttpClient:
         self._session = session
         self._max_body = max_body
         self._ordinary = _ordinary_slots(session)
+        self.signals_sent = any(t is _SENT_TRACE for t in session.trace_configs)
+        """Whether ``request(sent=...)`` resolves ``sent`` (the session has the trace)."""
 
     async def request(
         self,
@@ -55,8 +94,12 @@ class HttpClient:
         data: bytes | None = None,
         timeout: float,
         reserved: bool = False,
+        sent: asyncio.Future[None] | None = None,
     ) -> HttpResponse:
         """Send one request and read its body, all within ``timeout`` seconds.
+
+        ``sent`` is resolved once the request's headers are written, if
+        :attr:`signals_sent` (else it is left alone).
 
         ``reserved`` requests (the event channel's P-GET) bypass the bound on
         ordinary requests, so a burst of POSTs can never queue the P-GET behind
@@ -74,10 +117,11 @@ class HttpClient:
         error: TransportError
         try:
             async with asyncio.timeout(timeout):
+                signal = _SentSignal(sent) if sent is not None else None
                 if reserved or self._ordinary is None:
-                    return await self._request(method, url, headers, data, timeout)
+                    return await self._request(method, url, headers, data, timeout, signal)
                 async with self._ordinary:
-                    return await self._request(method, url, headers, data, timeout)
+                    return await self._request(method, url, headers, data, timeout, signal)
         except TimeoutError as exc:
             if isinstance(exc, UcwaError):
                 raise
@@ -95,6 +139,7 @@ class HttpClient:
         headers: Mapping[str, str],
         data: bytes | None,
         timeout: float,
+        signal: _SentSignal | None = None,
     ) -> HttpResponse:
         client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 30.0))
         async with self._session.request(
@@ -104,6 +149,7 @@ class HttpClient:
             data=data,
             allow_redirects=False,
             timeout=client_timeout,
+            trace_request_ctx=signal,
         ) as response:
             body = await self._read_capped(response)
             return HttpResponse(

@@ -367,7 +367,12 @@ class OperationTable:
                 self._stats.callback_channel_retries += 1
                 log.info("CallbackChannelError on POST; re-establishing the event channel")
                 channel.request_reconnect(
-                    "CallbackChannelError: the remote event channel is not reachable", exc, seen
+                    "CallbackChannelError: the remote event channel is not reachable",
+                    exc,
+                    seen,
+                    # The first retry goes once the fresh P-GET is on the wire; if the server
+                    # refuses again, the next waits until it holds one (reconnect_settle).
+                    fast=attempt == 1,
                 )
                 try:
                     async with asyncio.timeout(self._connect_timeout):

@@ -52,7 +52,7 @@ from ucwa_async._core.models import (
 from ucwa_async._core.phone import phone_uri
 from ucwa_async._core.urls import normalize, origin_of, with_query
 from ucwa_async._events import ChannelClosed, ChannelStatus, SessionState
-from ucwa_async._http import HttpClient
+from ucwa_async._http import HttpClient, sent_signal_trace
 from ucwa_async._incoming import InvitationStream
 from ucwa_async._invitation import Invitation
 from ucwa_async._operations import OperationTable
@@ -342,7 +342,8 @@ class Session:
         if self._borrowed is not None:
             self._client = self._borrowed
         else:
-            self._client = aiohttp.ClientSession()
+            # The trace tells the channel when a fresh P-GET is on the wire (reconnects).
+            self._client = aiohttp.ClientSession(trace_configs=[sent_signal_trace()])
         self._client_transport = Transport(
             HttpClient(self._client, max_body=self._max_body),
             auth=self._auth,
