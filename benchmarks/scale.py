@@ -69,8 +69,8 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
         assert host is not None
         orig_poll = host.poll
 
-        async def poll(url: str) -> Any:
-            response = await orig_poll(url)
+        async def poll(url: str, sent: Any = None) -> Any:
+            response = await orig_poll(url, sent)
             received[0] = time.perf_counter()
             return response
 
