@@ -20,6 +20,7 @@ DELETE on close, the token grant), so the rules live in one place:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import time
@@ -435,6 +436,7 @@ def _short(url: str) -> str:
     return url if len(url) <= 120 else url[:117] + "..."
 
 
+@functools.lru_cache(maxsize=256)  # every request over plain http asks (a profile hot spot)
 def is_loopback(url: str) -> bool:
     """True for a URL on this machine: ``localhost``, 127.0.0.0/8, ``::1``."""
     host = urllib.parse.urlsplit(url).hostname

@@ -263,6 +263,7 @@ def make_normalizer(*, base_url: str, app_base_path: str | None = None) -> Calla
     return key
 
 
+@functools.lru_cache(maxsize=256)  # twice per request: a profile hot spot
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` of an absolute URL (default port dropped)."""
     parsed = URL(url.strip())

@@ -318,6 +318,8 @@ def _json_value(
             return _json_scan(text, idx)  # type: ignore[no-any-return]
         except StopIteration as stop:
             raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+    if first == "[" and depth + 1 >= _JSON_WALK_DEPTH:
+        return (yield from _json_leaf_items(text, idx))
     closing = "}" if first == "{" else "]"
     obj: dict[str, Any] = {}
     items: list[Any] = []
@@ -350,6 +352,34 @@ def _json_value(
         if separator != ",":
             raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
         idx = _json_space(text, idx + 1).end()
+
+
+_JSON_ITEMS_PER_STEP = 8
+
+
+def _json_leaf_items(text: str, idx: int) -> Generator[None, None, tuple[list[Any], int]]:
+    """The array at ``text[idx]`` whose items are decoded whole (a batch's events): a
+    loop here, a step every few items (not a generator frame per item)."""
+    items: list[Any] = []
+    append, scan, space = items.append, _json_scan, _json_space
+    idx = space(text, idx + 1).end()
+    if text[idx : idx + 1] == "]":
+        return items, idx + 1
+    while True:
+        for _ in range(_JSON_ITEMS_PER_STEP):
+            try:
+                value, end = scan(text, idx)
+            except StopIteration as stop:
+                raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+            append(value)
+            idx = space(text, end).end()
+            separator = text[idx : idx + 1]
+            if separator == "]":
+                return items, idx + 1
+            if separator != ",":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
+            idx = space(text, idx + 1).end()
+        yield
 
 
 def _json_lazy_items(text: str, idx: int) -> Generator[None, None, tuple[LazyItems, int]]:
