@@ -17,9 +17,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import reconnect, report, responsiveness, scale, throughput, wirecost
+from benchmarks import (
+    reconnect,
+    report,
+    responsiveness,
+    scale,
+    scaleout,
+    throughput,
+    wirecost,
+)
 
-SECTIONS = ("throughput", "scale", "responsiveness", "wire", "reconnect")
+SECTIONS = ("throughput", "scale", "responsiveness", "wire", "reconnect", "scaleout")
 _ROOT = Path(__file__).resolve().parent.parent
 _NOTES = Path(__file__).resolve().parent / "notes.md"
 
@@ -35,6 +43,7 @@ FULL = {
     "wire_number": 20,
     "reconnect_rounds": 20,
     "giant_events": 60_000,
+    "sessions": 100,
 }
 QUICK = {
     "total": 200,
@@ -48,6 +57,7 @@ QUICK = {
     "wire_number": 3,
     "reconnect_rounds": 2,
     "giant_events": 5_000,
+    "sessions": 5,
 }
 
 
@@ -139,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     if "reconnect" in args.only:
         print(f"reconnect: {cfg['reconnect_rounds']} CallbackChannelErrors", flush=True)
         figures["reconnect"] = reconnect.measure(rounds=cfg["reconnect_rounds"])
+    if "scaleout" in args.only:
+        print(f"scale-out: {cfg['sessions']} sessions in one process", flush=True)
+        figures["scaleout"] = scaleout.measure(sessions=cfg["sessions"])
+        print(f"  {figures['scaleout']}", flush=True)
     figures["elapsed_s"] = time.perf_counter() - started
     figures["load_end"] = _loadavg()
     report.print_summary(figures)

@@ -133,6 +133,33 @@ def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 "<= 2x" if gated else "-",
                 ratio <= TARGETS["xml_json"] if gated else None,
             )
+    out_ = figures.get("scaleout")
+    if out_:
+        n = out_["sessions"]
+        add(
+            f"scale-out: {n} sessions in one process, memory per session (bytes)",
+            f"{out_['bytes_per_session']:.0f}",
+            f"{out_['connected']}/{n} connected",
+            None,
+            "-",
+            None,
+        )
+        add(
+            f"scale-out: idle CPU per session, {out_['idle_window_s']:.0f} s window (% of a core)",
+            f"{out_['idle_cpu_percent_per_session']:.4f}",
+            "-",
+            None,
+            "-",
+            None,
+        )
+        add(
+            f"scale-out: one continue on each of the {n} sessions at once (s, all)",
+            f"{out_['continue_all_seconds']:.2f}",
+            f"{out_['continues_connected']}/{n} Connected",
+            None,
+            "-",
+            None,
+        )
     rec = figures.get("reconnect")
     if rec:
         add(

@@ -81,11 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-events-per-batch", type=int, default=500)
     p.add_argument("--duration", type=float, default=900.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--users", type=int, default=1, help="accounts: the default one and benchN@<its domain>"
+    )
     return p
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    first = SimulatorConfig()
+    users = dict(first.users)
+    domain = next(iter(users)).partition("@")[2]
+    for n in range(1, args.users):
+        users[f"bench{n}@{domain}"] = f"bench-{n}"
     config = SimulatorConfig(
+        users=users,
         latency=args.latency,
         outcome_rule=_hold if args.hold else None,
         require_channel=not args.no_require_channel,
