@@ -119,6 +119,17 @@ def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
         _heartbeat_rows(add, giant.get("heartbeat"), f"one {giant['events']}-event batch")
     wire = figures.get("wire")
     if wire:
+        per_event = wire["json"]["decode_parse_s"] / wire["events"] * 1e6
+        floor_event = wire["json"]["decode_s"] / wire["events"] * 1e6
+        add(
+            "per-event client cost, JSON: decode + parse vs the floor's json.loads (us/event;"
+            " dispatch not included)",
+            f"{per_event:.1f}",
+            f"{floor_event:.1f}",
+            per_event / floor_event,
+            "<= 2x",
+            per_event / floor_event <= 2.0,
+        )
         for key, label in (
             ("decode_parse_s", "decode + parse_event_batch"),
             ("decode_s", "decode only"),
