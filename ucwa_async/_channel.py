@@ -79,7 +79,7 @@ _MAX_IMMEDIATE_REPLACED = 3
 # the loop gets a turn, so a batch of 60 000 events does not freeze it and invitations
 # resolve as their events come (their futures' callbacks run in that turn).
 DELIVERY_SLICE = 8
-WORK_SLICE = 0.001
+WORK_SLICE = 0.0005
 
 T = TypeVar("T")
 
