@@ -17,6 +17,7 @@ Two deliberate differences from a plain future:
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -199,7 +200,7 @@ class Invitation(asyncio.Future[T]):
         if self.done():
             return
         if state:
-            self.state = state
+            self.state = sys.intern(state)  # a handful of values, 10 000 invitations
         if cancel_href is not None:
             self._cancel_href = cancel_href
 
