@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import reconnect, report, scale, throughput, wirecost
+from benchmarks import (
+    reconnect,
+    report,
+    responsiveness,
+    scale,
+    scaleout,
+    throughput,
+    wirecost,
+)
 
-SECTIONS = ("throughput", "scale", "wire", "reconnect")
+SECTIONS = ("throughput", "scale", "responsiveness", "wire", "reconnect", "scaleout")
 _ROOT = Path(__file__).resolve().parent.parent
 _NOTES = Path(__file__).resolve().parent / "notes.md"
 
@@ -33,6 +42,8 @@ FULL = {
     "wire_repeat": 7,
     "wire_number": 20,
     "reconnect_rounds": 20,
+    "giant_events": 60_000,
+    "sessions": 100,
 }
 QUICK = {
     "total": 200,
@@ -45,6 +56,8 @@ QUICK = {
     "wire_repeat": 3,
     "wire_number": 3,
     "reconnect_rounds": 2,
+    "giant_events": 5_000,
+    "sessions": 5,
 }
 
 
@@ -75,6 +88,13 @@ def _output_dir(requested: Path | None, *, quick: bool) -> Path:
     return _ROOT
 
 
+def _loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on this platform
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     output = _output_dir(args.output, quick=args.quick)
@@ -88,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if value is not None:
             cfg[key] = value
-    figures: dict[str, Any] = {"quick": args.quick, "config": cfg}
+    figures: dict[str, Any] = {"quick": args.quick, "config": cfg, "load_start": _loadavg()}
     started = time.perf_counter()
     if "throughput" in args.only:
         figures["throughput"] = []
@@ -119,13 +139,22 @@ def main(argv: list[str] | None = None) -> int:
             f" dispatch from receipt {s['dispatch_ms_from_receipt']}",
             flush=True,
         )
+    if "responsiveness" in args.only:
+        print(f"responsiveness: one batch of {cfg['giant_events']} events", flush=True)
+        figures["responsiveness"] = responsiveness.measure(events=cfg["giant_events"])
+        print(f"  heartbeat {figures['responsiveness']['heartbeat']}", flush=True)
     if "wire" in args.only:
         print("wire: one 500-event batch, JSON vs XML", flush=True)
         figures["wire"] = wirecost.measure(repeat=cfg["wire_repeat"], number=cfg["wire_number"])
     if "reconnect" in args.only:
         print(f"reconnect: {cfg['reconnect_rounds']} CallbackChannelErrors", flush=True)
         figures["reconnect"] = reconnect.measure(rounds=cfg["reconnect_rounds"])
+    if "scaleout" in args.only:
+        print(f"scale-out: {cfg['sessions']} sessions in one process", flush=True)
+        figures["scaleout"] = scaleout.measure(sessions=cfg["sessions"])
+        print(f"  {figures['scaleout']}", flush=True)
     figures["elapsed_s"] = time.perf_counter() - started
+    figures["load_end"] = _loadavg()
     report.print_summary(figures)
     notes = _NOTES.read_text() if _NOTES.exists() else ""
     md, js = report.write(figures, output, notes)

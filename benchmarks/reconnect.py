@@ -2,10 +2,12 @@
 
 The simulator is told to answer the next continue POST with 500
 ServiceFailure/CallbackChannelError; the session then abandons its P-GET, opens a
-fresh one, waits ``reconnect_settle`` (default 0.1 s: UCWA gives no other sign that the
-new P-GET is registered) and re-POSTs. Timestamps come from aiohttp's public
-``TraceConfig`` hooks on a borrowed ``ClientSession`` (response headers received), so
-the library is not touched. The peer figure is a plain continue POST's round trip.
+fresh one and re-POSTs as soon as that P-GET is on the wire (its headers sent: the
+library's ``TraceConfig``, which a session's own ``ClientSession`` has; without it,
+after ``reconnect_settle``, 0.1 s by default). Timestamps come from aiohttp's public
+``TraceConfig`` hooks on a borrowed ``ClientSession`` created with ours and the
+library's trace configs, so the library is not touched. The peer figure is a plain
+continue POST's round trip.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import aiohttp
 
 from benchmarks.ours import open_session, pick_logs
 from benchmarks.sim import SimProcess
+from ucwa_async._http import sent_signal_trace
 
 
 async def _run(sim: SimProcess, rounds: int) -> dict[str, Any]:
@@ -38,7 +41,7 @@ async def _run(sim: SimProcess, rounds: int) -> dict[str, Any]:
     costs: list[float] = []
     plain: list[float] = []
     async with (
-        aiohttp.ClientSession(trace_configs=[trace]) as http,
+        aiohttp.ClientSession(trace_configs=[trace, sent_signal_trace()]) as http,
         open_session(sim.discovery_url, sim.username, sim.password, http_session=http) as session,
     ):
         im_log, _phone = await pick_logs(session)

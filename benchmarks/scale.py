@@ -26,6 +26,7 @@ from typing import Any
 
 import ucwa_async
 from benchmarks.floor import PHONE_NUMBER
+from benchmarks.heartbeat import Heartbeat
 from benchmarks.ours import open_session, pick_logs
 from benchmarks.sim import SimProcess
 
@@ -68,8 +69,8 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
         assert host is not None
         orig_poll = host.poll
 
-        async def poll(url: str) -> Any:
-            response = await orig_poll(url)
+        async def poll(url: str, sent: Any = None) -> Any:
+            response = await orig_poll(url, sent)
             received[0] = time.perf_counter()
             return response
 
@@ -117,10 +118,11 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
             handle.add_done_callback(
                 lambda _f, op=handle.operation_id: done_at.__setitem__(op, time.perf_counter())
             )
-        answer = await sim.acommand("release")
-        if answer != f"released {total}":
-            raise RuntimeError(f"simulator answered {answer!r} to release")
-        await _wait_until(lambda: len(done_at) >= total, 300, "the released invitations")
+        async with Heartbeat() as beat:
+            answer = await sim.acommand("release")
+            if answer != f"released {total}":
+                raise RuntimeError(f"simulator answered {answer!r} to release")
+            await _wait_until(lambda: len(done_at) >= total, 300, "the released invitations")
         ok = sum(1 for h in handles if not h.cancelled() and h.state == "Connected")
         from_receipt = [
             (done_at[op] - arrival[op][0]) * 1000
@@ -141,6 +143,7 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
         "batches": batches,
         "dispatch_ms_from_receipt": _summary(from_receipt),
         "dispatch_ms_from_deliver": _summary(from_deliver),
+        "heartbeat": beat.summary(),
     }
 
 

@@ -29,6 +29,7 @@ class SimProcess:
         hold: bool = False,
         require_channel: bool = True,
         max_events_per_batch: int = 500,
+        users: int = 1,
     ) -> None:
         self.args = [
             "--latency",
@@ -38,12 +39,15 @@ class SimProcess:
         ]
         if hold:
             self.args.append("--hold")
+        if users > 1:
+            self.args += ["--users", str(users)]
         if not require_channel:
             self.args.append("--no-require-channel")
         self.latency = latency
         self.discovery_url = ""
         self.username = ""
         self.password = ""
+        self.users = users
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
@@ -86,6 +90,12 @@ class SimProcess:
         if not result or not result[0]:
             raise RuntimeError(f"simulator process gave no answer (exit code {proc.poll()})")
         return result[0].strip()
+
+    def accounts(self) -> list[tuple[str, str]]:
+        """(username, password) of every account (``users=N``; the first is the default)."""
+        domain = self.username.partition("@")[2]
+        extra = [(f"bench{n}@{domain}", f"bench-{n}") for n in range(1, self.users)]
+        return [(self.username, self.password), *extra]
 
     def command(self, line: str) -> str:
         """Send one control command, return its one-line answer (blocking)."""

@@ -11,6 +11,8 @@ Like ``python -m ucwa_async.testing`` (it prints ``discovery_url:``, ``username:
                                    (Success) in ONE push, so they leave in full batches;
   ``callback_channel_error N``  -> ``armed``: the next N continue POSTs answer 500
                                    ServiceFailure/CallbackChannelError;
+  ``giant_batch N``             -> ``armed``: the next P-GET answers one batch of N
+                                   valid events (the ``giant_batch`` fault);
   ``counters``                  -> one JSON line of ``sim.counters``;
   ``quit``                      -> ``bye``, and the server stops.
 
@@ -47,6 +49,9 @@ def _answer(sim: UcwaSimulator, line: str) -> str:
     if words[0] == "callback_channel_error":
         sim.faults.callback_channel_error(int(words[1]) if len(words) > 1 else 1)
         return "armed"
+    if words[0] == "giant_batch":
+        sim.faults.giant_batch(int(words[1]) if len(words) > 1 else 60_000)
+        return "armed"
     if words[0] == "counters":
         counters = dataclasses.asdict(sim.counters)
         return json.dumps(counters, default=dict)
@@ -76,11 +81,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-events-per-batch", type=int, default=500)
     p.add_argument("--duration", type=float, default=900.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--users", type=int, default=1, help="accounts: the default one and benchN@<its domain>"
+    )
     return p
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    first = SimulatorConfig()
+    users = dict(first.users)
+    domain = next(iter(users)).partition("@")[2]
+    for n in range(1, args.users):
+        users[f"bench{n}@{domain}"] = f"bench-{n}"
     config = SimulatorConfig(
+        users=users,
         latency=args.latency,
         outcome_rule=_hold if args.hold else None,
         require_channel=not args.no_require_channel,

@@ -86,8 +86,12 @@ class Application:
         # caller still holds) are moved onto the current application.
         self.old_urls: collections.deque[str] = collections.deque(maxlen=_OLD_APPLICATIONS_KEPT)
         self._origin: str | None = None
-        self._resolved: dict[tuple[str, str, str | None], str] = {}
-        self._normalized: dict[str, str] = {}
+        # OrderedDicts: dropping the oldest is O(1) (a dict's next(iter()) after many
+        # deletions at its front scans every dead slot: it showed in profiles).
+        self._resolved: collections.OrderedDict[tuple[str, str, str | None], str] = (
+            collections.OrderedDict()
+        )
+        self._normalized: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     # -- sign-in and creation ----------------------------------------------------------
 
@@ -289,8 +293,8 @@ class Application:
         return url
 
 
-def _memo(memo: dict[Any, str], key: Any, value: str) -> None:
+def _memo(memo: collections.OrderedDict[Any, str], key: Any, value: str) -> None:
     """Remember ``key -> value``, dropping the oldest entry beyond ``_HREF_MEMO_SIZE``."""
     if len(memo) >= _HREF_MEMO_SIZE:
-        del memo[next(iter(memo))]
+        memo.popitem(last=False)
     memo[key] = value

@@ -16,10 +16,15 @@ Rules it keeps:
 - a lost application is re-created within a ``RecreationBudget`` (a pause that
   grows while new applications keep getting lost, a count per window), then the
   channel fails with ``ChannelFailedError``;
-- a large body is decoded in a worker thread, and a large batch is handed to the
-  session in slices with a yield to the loop between them;
-- a fresh P-GET that the server is still holding after ``settle`` seconds
-  counts as connected: UCWA gives no other sign that it has registered it;
+- the loop is never held long: a large body is decoded a step at a time, and a
+  batch's events are parsed and handed to the session a slice at a time, with a
+  turn for the loop after every ``WORK_SLICE`` seconds of it (so invitations resolve
+  as their events are processed, not after the whole batch);
+- a fresh P-GET counts as connected once the server has held it for ``settle``
+  seconds (UCWA gives no other sign that it has registered it) or, for a reconnect
+  requested with ``fast=True`` (a POST's first CallbackChannelError), as soon as it
+  is on the wire (its headers sent, when the HTTP client can tell): the POST's retry
+  then costs milliseconds, not ``settle``; a retry refused again asks for a held one;
 - bad input never kills the task: only a ``Fatal`` action or the owner's
   cancellation ends it.
 """
@@ -29,14 +34,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
-
-import attrs
+from collections.abc import Generator
+from typing import Any, Protocol, TypeVar
 
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.budget import RecreationBudget
 from ucwa_async._core.channel import (
-    LARGE_BODY,
     ChannelAction,
     ChannelState,
     Deliver,
@@ -55,7 +58,7 @@ from ucwa_async._core.errors import (
     SessionClosedError,
     UcwaError,
 )
-from ucwa_async._core.models import EventBatch
+from ucwa_async._core.models import EventBatch, EventReader
 from ucwa_async._events import (
     ChannelConnected,
     ChannelReconnected,
@@ -72,15 +75,34 @@ log = logging.getLogger("ucwa_async.channel")
 # After this many PGetReplaced answers in a row, back off instead of re-polling at once:
 # someone else is polling our application and we must not fight it in a tight loop.
 _MAX_IMMEDIATE_REPLACED = 3
-# Events handed to the session per step; the loop gets a turn between steps, so a batch
-# of 60 000 events does not freeze it and invitations resolve as their events come.
-DELIVERY_SLICE = 200
+# Events parsed and handed to the session per step; after WORK_SLICE seconds of steps
+# the loop gets a turn, so a batch of 60 000 events does not freeze it and invitations
+# resolve as their events come (their futures' callbacks run in that turn).
+DELIVERY_SLICE = 8
+WORK_SLICE = 0.0005
+
+T = TypeVar("T")
+
+
+async def run_steps(steps: Generator[None, None, T]) -> T:
+    """Run a step generator to its end, giving the loop a turn every ``WORK_SLICE``."""
+    clock = time.perf_counter
+    until = clock() + WORK_SLICE
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        if clock() >= until:
+            await asyncio.sleep(0)
+            until = clock() + WORK_SLICE
 
 
 class ChannelHost(Protocol):
     """What the runner needs from its session."""
 
-    async def poll(self, url: str) -> HttpResponse: ...
+    async def poll(self, url: str, sent: asyncio.Future[None] | None = None) -> HttpResponse:
+        """One P-GET; ``sent`` is resolved once it is on the wire (if the host can tell)."""
 
     def deliver(self, batch: EventBatch) -> None: ...
 
@@ -126,8 +148,11 @@ class ChannelRunner:
         self.reconnects = 0
         self._task: asyncio.Task[None] | None = None
         self._inflight: asyncio.Task[HttpResponse] | None = None
+        self._sent: asyncio.Future[None] | None = None  # the in-flight P-GET is on the wire
         self._wake: asyncio.Future[None] | None = None
         self._pending_reason: tuple[str, BaseException | None] | None = None
+        self._pending_fast = False  # the pending reconnect trusts a P-GET on the wire
+        self._fast_next = False  # the next P-GET counts as connected once on the wire
         self._generation_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._down_since = 0.0
         self._attempts = 0
@@ -161,8 +186,14 @@ class ChannelRunner:
     def current_url(self) -> str:
         return self._state.current_url
 
-    def request_reconnect(self, reason: str, error: BaseException | None, seen: int) -> None:
+    def request_reconnect(
+        self, reason: str, error: BaseException | None, seen: int, *, fast: bool = False
+    ) -> None:
         """Abandon the current P-GET and start a fresh one.
+
+        ``fast``: the fresh P-GET counts as connected as soon as it is on the wire,
+        not after ``settle`` seconds held (a first CallbackChannelError: the POST that
+        got it retries at once; a later one should not trust that again).
 
         ``seen`` is the generation the caller observed when its request failed:
         if the channel has reconnected since, nothing is forced again, so a
@@ -177,6 +208,10 @@ class ChannelRunner:
             return
         if self.status is not ChannelStatus.CONNECTED and not self._sleeping:
             return
+        if self._pending_reason is None:
+            self._pending_fast = fast
+        else:  # several requests before the loop woke: fast only if all of them are
+            self._pending_fast = self._pending_fast and fast
         self._pending_reason = (reason, error)
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
@@ -226,7 +261,12 @@ class ChannelRunner:
     def _start_poll(self) -> asyncio.Task[HttpResponse]:
         url = self._state.poll_url()
         self._poll_started = time.monotonic()
-        return asyncio.create_task(self._host.poll(url), name="ucwa_async.pget")
+        sent: asyncio.Future[None] | None = None
+        if self._fast_next:
+            self._fast_next = False
+            sent = asyncio.get_running_loop().create_future()
+        self._sent = sent
+        return asyncio.create_task(self._host.poll(url, sent), name="ucwa_async.pget")
 
     async def _wait_for_poll(self) -> None:
         """Return when the in-flight poll has finished; handle wake-ups meanwhile."""
@@ -234,8 +274,12 @@ class ChannelRunner:
             assert self._inflight is not None
             assert self._wake is not None
             connected = self.status is ChannelStatus.CONNECTED
+            waits: set[asyncio.Future[Any]] = {self._inflight, self._wake}
+            sent = self._sent
+            if not connected and sent is not None:
+                waits.add(sent)
             done, _ = await asyncio.wait(
-                (self._inflight, self._wake),
+                waits,
                 timeout=None if connected else self._settle,
                 return_when=asyncio.FIRST_COMPLETED,
             )
@@ -247,8 +291,10 @@ class ChannelRunner:
                 self._enter_reconnecting(reason, error)
                 self._inflight = self._start_poll()
                 continue
-            # The server is holding our fresh P-GET: the channel is registered.
-            self._recreations.proven()
+            # The server has held our fresh P-GET for ``settle`` seconds (or, for a fast
+            # reconnect, it is on the wire): the channel is registered.
+            if sent is None or sent not in done:
+                self._recreations.proven()
             self._mark_connected()
 
     async def _abandon_poll(self) -> None:
@@ -264,35 +310,27 @@ class ChannelRunner:
         except UcwaError as exc:
             log.info("event channel poll failed: %s", exc)
             return self._state.on_transport_error(exc, elapsed=elapsed)
-        if len(response.body) > LARGE_BODY:
-            # Decoding megabytes takes seconds of CPU: off the loop (the state decodes such
-            # bodies interruptibly, and nothing else touches it meanwhile).
-            return await asyncio.to_thread(
-                self._state.on_response,
+        # Decoding megabytes takes seconds of CPU: a large body is decoded in steps.
+        return await run_steps(
+            self._state.on_response_steps(
                 response.status,
                 response.content_type,
                 response.body,
                 retry_after=response.retry_after,
                 elapsed=elapsed,
             )
-        return self._state.on_response(
-            response.status,
-            response.content_type,
-            response.body,
-            retry_after=response.retry_after,
-            elapsed=elapsed,
         )
 
     async def _perform(self, action: ChannelAction) -> bool:
         """Carry out one action; False ends the loop."""
         if isinstance(action, Deliver):
             self._replaced_in_row = 0
-            if action.batch.events:
+            if action.events.may_hold_events:
                 self._recreations.proven()
             if action.wait <= 0:
                 self._inflight = self._start_poll()  # next P-GET first, then process
             self._mark_connected()
-            await self._deliver(action.batch)
+            await self._deliver(action.events)
             if self._inflight is None:
                 await self._sleep(action.wait)
                 self._inflight = self._start_poll()
@@ -344,23 +382,15 @@ class ChannelRunner:
             raise AssertionError(f"unknown channel action {action!r}")
         return True
 
-    async def _deliver(self, batch: EventBatch) -> None:
-        """Hand a batch to the session, a slice at a time, yielding to the loop between."""
-        events = batch.events
-        if len(events) <= DELIVERY_SLICE:
-            self._deliver_part(batch)
-            return
-        for start in range(0, len(events), DELIVERY_SLICE):
-            first = start == 0
-            self._deliver_part(
-                attrs.evolve(
-                    batch,
-                    events=events[start : start + DELIVERY_SLICE],
-                    rejected=batch.rejected if first else (),
-                    rejected_count=batch.rejected_count if first else 0,
-                )
-            )
-            await asyncio.sleep(0)
+    async def _deliver(self, events: EventReader) -> None:
+        """Parse and hand a batch's events to the session a slice at a time, giving the
+        loop a turn every ``WORK_SLICE`` seconds."""
+        await run_steps(self._deliver_steps(events))
+
+    def _deliver_steps(self, events: EventReader) -> Generator[None, None, None]:
+        while events.items:
+            self._deliver_part(events.take(DELIVERY_SLICE))
+            yield
 
     def _deliver_part(self, batch: EventBatch) -> None:
         try:
@@ -402,6 +432,7 @@ class ChannelRunner:
             budget.created(time.monotonic())
             self._state.reset(events_url)
             self._take_wake()  # a request for the old application's channel is moot
+            self._fast_next = False
             self._inflight = self._start_poll()
             return True
         self._fail(ChannelFailedError(f"could not re-create the application: {error}", cause=error))
@@ -427,9 +458,12 @@ class ChannelRunner:
         self._enter_reconnecting(reason, error)
 
     def _take_wake(self) -> tuple[str, BaseException | None]:
-        """Consume a pending reconnect request (if any); its reason."""
+        """Consume a pending reconnect request (if any); its reason. The next P-GET is
+        trusted once on the wire if the request said ``fast``."""
         if self._wake is not None and self._wake.done():
             self._wake = asyncio.get_running_loop().create_future()
+        self._fast_next = self._pending_reason is not None and self._pending_fast
+        self._pending_fast = False
         pending, self._pending_reason = self._pending_reason, None
         return pending or ("reconnect requested", None)
 

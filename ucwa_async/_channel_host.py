@@ -57,17 +57,18 @@ class SessionChannelHost:
         self._make_me_available: asyncio.Task[None] | None = None
         self._lost_invitations = 0  # ended when the application was last lost
 
-    async def poll(self, url: str) -> HttpResponse:
-        return await self._transport.poll(url, self._pget_read_timeout)
+    async def poll(self, url: str, sent: asyncio.Future[None] | None = None) -> HttpResponse:
+        return await self._transport.poll(url, self._pget_read_timeout, sent)
 
     def deliver(self, batch: EventBatch) -> None:
         if batch.rejected_count:
             self._stats.events_rejected += batch.rejected_count
-            log.warning(
-                "skipped %d malformed event(s) in a batch: %s",
-                batch.rejected_count,
-                "; ".join(batch.rejected[:3]),
-            )
+            if batch.rejected:  # a batch comes in slices: only those with reports log
+                log.warning(
+                    "skipped %d malformed event(s) in a batch: %s",
+                    batch.rejected_count,
+                    "; ".join(batch.rejected[:3]),
+                )
         self._stats.events_received += len(batch.events)
         for event in batch.events:
             self._publish(event)

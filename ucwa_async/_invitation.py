@@ -17,6 +17,7 @@ Two deliberate differences from a plain future:
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -52,7 +53,7 @@ class Invitation(asyncio.Future[T]):
         "_cancel_request",
         "_canceller",
         "_conversation_factory",
-        "_timer",
+        "_deadline",
         "href",
         "kind",
         "operation_id",
@@ -79,7 +80,7 @@ class Invitation(asyncio.Future[T]):
         # Set by the session: turns the connected resource into a Conversation.
         self._conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
         self._cancel_request: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # loop time of its timeout (the session's heap)
         # Mark the outcome as retrieved: a bot that never awaits a failed
         # invitation must not get "exception was never retrieved" noise.
         self.add_done_callback(_consume_exception)
@@ -190,8 +191,8 @@ class Invitation(asyncio.Future[T]):
 
     # -- used by the session only ----------------------------------------------------
 
-    def _set_timer(self, handle: asyncio.TimerHandle) -> None:
-        self._timer = handle
+    def _set_deadline(self, when: float) -> None:
+        self._deadline = when
 
     def _progress(self, state: str | None, cancel_href: str | None = None) -> None:
         # Only the state and the cancel link are kept while pending, not the whole
@@ -199,7 +200,7 @@ class Invitation(asyncio.Future[T]):
         if self.done():
             return
         if state:
-            self.state = state
+            self.state = sys.intern(state)  # a handful of values, 10 000 invitations
         if cancel_href is not None:
             self._cancel_href = cancel_href
 
@@ -229,9 +230,7 @@ class Invitation(asyncio.Future[T]):
         return super().cancel(msg)
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -58,6 +58,7 @@ from ucwa_async._core.models import (
     parse_resource,
 )
 from ucwa_async._core.rereads import RereadWaves
+from ucwa_async._deadlines import Deadlines
 from ucwa_async._http import HttpResponse
 from ucwa_async._invitation import Invitation
 from ucwa_async._transport import Transport
@@ -162,6 +163,8 @@ class OperationTable:
         self._waves = RereadWaves(_RESYNC_WAVE_INTERVAL)
         self._wave: set[str] = set()  # operations the running wave has still to read
         self._wave_timer: asyncio.TimerHandle | None = None
+        # Invitation timeouts: one heap and one loop timer, not a call_later each.
+        self._deadlines = Deadlines(self._deadline_passed, self._deadline_live)
         self._closed = False
         # Set by the session: what Invitation.conversation() calls with the final resource.
         self.conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
@@ -273,8 +276,7 @@ class OperationTable:
         if self._invitations.get(operation_id) is invitation:
             # The timeout counts from the 201: a POST slower than the timeout must not
             # end an invitation the server has just started ringing.
-            loop = asyncio.get_running_loop()
-            invitation._set_timer(loop.call_later(entry.timeout, self._expire, operation_id))
+            self._arm_timeout(invitation, entry.timeout)
         # An unsafe or malformed Location is treated as none: operationId still correlates.
         href = self._app.safe_resolve(response.location)
         if href is None:
@@ -367,7 +369,12 @@ class OperationTable:
                 self._stats.callback_channel_retries += 1
                 log.info("CallbackChannelError on POST; re-establishing the event channel")
                 channel.request_reconnect(
-                    "CallbackChannelError: the remote event channel is not reachable", exc, seen
+                    "CallbackChannelError: the remote event channel is not reachable",
+                    exc,
+                    seen,
+                    # The first retry goes once the fresh P-GET is on the wire; if the server
+                    # refuses again, the next waits until it holds one (reconnect_settle).
+                    fast=attempt == 1,
                 )
                 try:
                     async with asyncio.timeout(self._connect_timeout):
@@ -426,9 +433,7 @@ class OperationTable:
         self._correlator.expect(operation_id)
         self._invitations[operation_id] = invitation
         invitation._progress(state, _cancel_link(resource))
-        invitation._set_timer(
-            loop.call_later(timeout or self._invitation_timeout, self._expire, operation_id)
-        )
+        self._arm_timeout(invitation, timeout or self._invitation_timeout)
         self._bind(operation_id, url)
         return invitation
 
@@ -532,6 +537,18 @@ class OperationTable:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
+    def _arm_timeout(self, invitation: Invitation[Any], timeout: float) -> None:
+        when = asyncio.get_running_loop().time() + timeout
+        invitation._set_deadline(when)
+        self._deadlines.add(invitation.operation_id, when)
+
+    def _deadline_live(self, operation_id: str, when: float) -> bool:
+        invitation = self._invitations.get(operation_id)
+        return invitation is not None and invitation._deadline == when
+
+    def _deadline_passed(self, operation_id: str, _when: float) -> None:
+        self._expire(operation_id)
+
     def _expire(self, operation_id: str) -> None:
         invitation = self._invitations.pop(operation_id, None)
         if invitation is None:
@@ -572,6 +589,7 @@ class OperationTable:
         """The session closed: every pending invitation ends with SessionClosedError."""
         self._closed = True
         self._waves.reset()
+        self._deadlines.close()
         if self._wave_timer is not None:
             self._wave_timer.cancel()
             self._wave_timer = None

@@ -59,7 +59,10 @@ class Timeouts:
       the P-GET's read timeout is 30 s above it.
     - ``keepalive``: the ``reportMyActivity`` period; ``None`` turns it off.
     - ``reconnect_settle``: a fresh P-GET the server still holds after this long counts
-      as registered (UCWA gives no other sign).
+      as registered (UCWA gives no other sign). The first retry after a POST's
+      CallbackChannelError does not wait for it: it goes as soon as the fresh P-GET is
+      on the wire (a session's own ``ClientSession`` tells; a borrowed one does not, and
+      waits this long); a retry refused again waits it.
     """
 
     request: float = attrs.field(default=30.0, validator=_positive)

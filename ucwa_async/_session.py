@@ -52,7 +52,7 @@ from ucwa_async._core.models import (
 from ucwa_async._core.phone import phone_uri
 from ucwa_async._core.urls import normalize, origin_of, with_query
 from ucwa_async._events import ChannelClosed, ChannelStatus, SessionState
-from ucwa_async._http import HttpClient
+from ucwa_async._http import HttpClient, sent_signal_trace
 from ucwa_async._incoming import InvitationStream
 from ucwa_async._invitation import Invitation
 from ucwa_async._operations import OperationTable
@@ -251,6 +251,7 @@ class Session:
         self.available_for = available_for
 
         self._client: aiohttp.ClientSession | None = None
+        self._pget_client: aiohttp.ClientSession | None = None  # owned only
         self._client_transport: Transport | None = None
         # The parts a session is made of, built by open(): the application's life, the
         # operations table, the event channel and its host-side adapter.
@@ -341,10 +342,19 @@ class Session:
         """The parts a session is made of (no I/O yet)."""
         if self._borrowed is not None:
             self._client = self._borrowed
+            self._pget_client = None
         else:
             self._client = aiohttp.ClientSession()
+            # The P-GET's own: same connector and cookies, plus the trace that tells the
+            # channel when a fresh P-GET is on the wire (fast reconnects).
+            self._pget_client = aiohttp.ClientSession(
+                connector=self._client.connector,
+                connector_owner=False,
+                cookie_jar=self._client.cookie_jar,
+                trace_configs=[sent_signal_trace()],
+            )
         self._client_transport = Transport(
-            HttpClient(self._client, max_body=self._max_body),
+            HttpClient(self._client, max_body=self._max_body, reserved_session=self._pget_client),
             auth=self._auth,
             trusted_origins={origin_of(self.discovery_url)},
             accept=self._accept,
@@ -945,6 +955,9 @@ class Session:
             raise interrupted
 
     async def _close_client(self) -> None:
+        pget_client = self._pget_client
+        if pget_client is not None and not pget_client.closed:
+            await pget_client.close()  # not the connector: the main client owns it
         client = self._client
         if client is not None and self._borrowed is None and not client.closed:
             await client.close()

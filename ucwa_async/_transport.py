@@ -20,6 +20,7 @@ DELETE on close, the token grant), so the rules live in one place:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import time
@@ -229,11 +230,14 @@ class Transport:
         response = await self.send("GET", url, authorize=authorize)
         return _wire.decode(response.body, response.content_type, max_size=self._max_body)
 
-    async def poll(self, url: str, timeout: float) -> HttpResponse:
+    async def poll(
+        self, url: str, timeout: float, sent: asyncio.Future[None] | None = None
+    ) -> HttpResponse:
         """One event-channel GET, with the headers and URL rules of :meth:`send`.
 
         Reserved in the connection pool; no 401 or error handling here: the
         channel's state machine reads the answer (and calls :meth:`reauthenticate`).
+        ``sent``: resolved once the GET is on the wire (when the HTTP client can tell).
         """
         if self._is_closed():
             raise SessionClosedError("the session is closed")
@@ -242,7 +246,7 @@ class Transport:
         headers = self.headers_for(url)
         self._polled_versions[origin] = version
         response = await self.http.request(
-            "GET", url, headers=headers, timeout=timeout, reserved=True
+            "GET", url, headers=headers, timeout=timeout, reserved=True, sent=sent
         )
         if "Authorization" in headers and response.status != 401:
             self._mark_accepted(origin, "poll", version)
@@ -432,6 +436,7 @@ def _short(url: str) -> str:
     return url if len(url) <= 120 else url[:117] + "..."
 
 
+@functools.lru_cache(maxsize=256)  # every request over plain http asks (a profile hot spot)
 def is_loopback(url: str) -> bool:
     """True for a URL on this machine: ``localhost``, 127.0.0.0/8, ``::1``."""
     host = urllib.parse.urlsplit(url).hostname

@@ -232,7 +232,7 @@ def test_parser_bug_does_not_escape(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(_: object) -> object:
         raise KeyError("bug")
 
-    monkeypatch.setattr(channel_module._models, "parse_event_batch", broken)
+    monkeypatch.setattr(channel_module._models, "read_event_batch", broken)
     action = state().on_response(200, JSON, batch_json({"next": "events?ack=2"}))
     assert isinstance(action, Retry)
     assert isinstance(action.error, DecodeError)

@@ -320,23 +320,26 @@ def test_interruptible_json_decoding_refuses_the_same(body: bytes) -> None:
         wire.decode(body, JSON, interruptible=True)
 
 
-def test_large_batches_decode_interruptibly(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[bool] = []
-    real = wire.decode
-
-    def spy(body: bytes, content_type: str | None, **kwargs: Any) -> dict[str, Any]:
-        seen.append(kwargs.get("interruptible", False))
-        return real(body, content_type, **kwargs)
-
-    from ucwa_async._core import channel as channel_module
-
-    monkeypatch.setattr(channel_module._wire, "decode", spy)
+def test_large_batches_decode_in_steps() -> None:
     small = batch({"next": "events?ack=2"}, [EVENT])
     large = batch({"next": "events?ack=3"}, [EVENT] * (LARGE_BODY // 80))
     assert len(large) > LARGE_BODY
     channel = state()
-    assert isinstance(channel.on_response(200, JSON, small), Deliver)
-    action = channel.on_response(200, JSON, large)
+    assert list(channel.on_response_steps(200, JSON, small)) == []  # at once
+    steps = channel.on_response_steps(200, JSON, large)
+    taken = 0
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            action = stop.value
+            break
+        taken += 1
+    assert taken >= LARGE_BODY // 80 // 8  # a step per 8 events at least
     assert isinstance(action, Deliver)
     assert len(action.batch.events) == LARGE_BODY // 80
-    assert seen == [False, True]
+    assert action.events.items == LARGE_BODY // 80  # .batch does not take them
+    first = action.events.take(10)
+    assert len(first.events) == 10
+    assert first.next_href == "events?ack=3"
+    assert action.events.items == LARGE_BODY // 80 - 10

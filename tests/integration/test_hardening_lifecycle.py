@@ -343,10 +343,11 @@ async def test_calls_in_flight_at_close_get_session_closed(
     session = make_session(simulator)
     await session.open()
     logs = await session.conversation_logs(limit=1)
-    # The continue POST answers CallbackChannelError; the re-established channel then
-    # meets 503 + Retry-After 30: the POST waits for a reconnect that does not come.
+    # The continue POST answers CallbackChannelError (twice: the first retry goes as soon
+    # as the fresh P-GET is sent, issue 13); the re-established channel then meets 503 +
+    # Retry-After 30: the second retry waits for a reconnect that does not come.
     simulator.faults.service_unavailable(next_n=1000, retry_after=30, target="pget")
-    simulator.faults.callback_channel_error(next_n=1)
+    simulator.faults.callback_channel_error(next_n=2)
     posting = asyncio.create_task(session.continue_messaging(logs[0], message="in flight"))
     await _until(lambda: simulator.counters.faults_injected["service_unavailable"] >= 1)
     await _until(lambda: session.channel_state is ucwa_async.ChannelStatus.RECONNECTING)

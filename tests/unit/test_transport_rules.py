@@ -7,6 +7,7 @@ need non-loopback hosts, hence mocked ones here.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -134,6 +135,7 @@ class StubHttp:
         data: bytes | None = None,
         timeout: float,
         reserved: bool = False,
+        sent: asyncio.Future[None] | None = None,
     ) -> HttpResponse:
         self.sent.append((method, url, dict(headers)))
         if self._responses:

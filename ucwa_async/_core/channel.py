@@ -29,9 +29,10 @@ minimum interval that grows while such answers come in a row (:class:`PollPacer`
 ``Deliver``/``Empty``/``Resume``/``Resync`` carry it as ``wait``; it is folded into
 ``Retry.after``. A batch with events is never delayed.
 
-A body above :data:`LARGE_BODY` is decoded with the interruptible (pure-Python) JSON
-scanner, so that the shell can run :meth:`ChannelState.on_response` in a worker thread
-without the C decoder holding the GIL for the whole body.
+A body above :data:`LARGE_BODY` (XML: :data:`LARGE_XML_BODY`) is decoded a step at a time
+(:meth:`ChannelState.on_response_steps`, ``wire.decode_steps``) so that the shell can
+let its event loop run between steps; the events of a batch are parsed when the shell
+takes them (``Deliver.events``), a slice at a time.
 
 Nothing here raises on bad input; every outcome is an action.
 """
@@ -39,6 +40,7 @@ Nothing here raises on bad input; every outcome is an action.
 from __future__ import annotations
 
 import math
+from collections.abc import Generator
 from typing import TypeAlias
 
 import attrs
@@ -61,6 +63,8 @@ from ucwa_async._core.responses import classify
 
 __all__ = [
     "LARGE_BODY",
+    "LARGE_XML_BODY",
+    "LAZY_BODY",
     "MAX_TIMEOUT",
     "MIN_TIMEOUT",
     "ChannelAction",
@@ -79,18 +83,33 @@ __all__ = [
 MIN_TIMEOUT = 180
 MAX_TIMEOUT = 1800
 LARGE_BODY = 256 * 1024
-"""Bodies above this size are decoded interruptibly (and, by the shell, off the loop)."""
+"""JSON bodies above this size are decoded a step at a time
+(:meth:`ChannelState.on_response_steps`); below, ``json.loads`` takes ~1-2 ms."""
+LARGE_XML_BODY = 32 * 1024
+"""The same for XML, whose decoding calls back into Python for every element (a
+500-event batch: ~18 ms at once)."""
+LAZY_BODY = 1024 * 1024
+"""JSON bodies above this size keep their events undecoded until taken (``wire.LazyItems``:
+each event is decoded twice, but 60 000 events' objects are never alive at once)."""
 
 
 @attrs.frozen
 class Deliver:
-    """A batch with events; the cursor already moved to ``next_url``."""
+    """A batch with events; the cursor already moved to ``next_url``.
 
-    batch: _models.EventBatch
+    ``events`` parses them a slice at a time (the shell hands each slice on and lets
+    the loop run between slices); :attr:`batch` parses all of them at once."""
+
+    events: _models.EventReader = attrs.field(eq=False)
     next_url: str
     wait: float = 0.0
-    """Seconds before the next P-GET: non-zero only for a batch of no valid event
+    """Seconds before the next P-GET: non-zero only for a batch with no event object
     answered without being held (nothing but malformed events, say)."""
+
+    @property
+    def batch(self) -> _models.EventBatch:
+        """Every event not taken from :attr:`events` yet, parsed now (not taken)."""
+        return self.events.copy().read_all()
 
 
 @attrs.frozen
@@ -272,13 +291,33 @@ class ChannelState:
         ``elapsed``: seconds from sending the P-GET to this answer; it decides the pacing
         (None: unknown, no pacing).
         """
-        return self._paced(self._decide(status, content_type, body, retry_after), elapsed)
+        return _wire.complete(
+            self.on_response_steps(
+                status, content_type, body, retry_after=retry_after, elapsed=elapsed
+            )
+        )
+
+    def on_response_steps(
+        self,
+        status: int,
+        content_type: str | None,
+        body: bytes,
+        *,
+        retry_after: str | None = None,
+        elapsed: float | None = None,
+    ) -> Generator[None, None, ChannelAction]:
+        """:meth:`on_response`, a step at a time: a body above :data:`LARGE_BODY` is
+        decoded with ``wire.decode_steps``, and the generator yields between its steps;
+        it returns the action."""
+        if 200 <= status < 300:
+            action = yield from self._on_success(status, content_type, body)
+        else:
+            action = self._decide(status, content_type, body, retry_after)
+        return self._paced(action, elapsed)
 
     def _decide(
         self, status: int, content_type: str | None, body: bytes, retry_after: str | None
     ) -> ChannelAction:
-        if 200 <= status < 300:
-            return self._on_success(status, content_type, body)
         error = classify(
             status,
             content_type,
@@ -304,7 +343,7 @@ class ChannelState:
     def _paced(self, action: ChannelAction, elapsed: float | None) -> ChannelAction:
         """Add the pacing delay to an answer that moves on to another P-GET."""
         if isinstance(action, Deliver):
-            wait = self._pacer.after_answer(elapsed, delivered=bool(action.batch.events))
+            wait = self._pacer.after_answer(elapsed, delivered=action.events.may_hold_events)
         elif isinstance(action, Empty | Resume | Resync | Retry):
             wait = self._pacer.after_answer(elapsed, delivered=False)
         else:  # 401/404/409 and fatal answers have their own budgets
@@ -313,16 +352,25 @@ class ChannelState:
             return action if wait <= action.after else attrs.evolve(action, after=wait)
         return attrs.evolve(action, wait=wait) if wait > 0 else action
 
-    def _on_success(self, status: int, content_type: str | None, body: bytes) -> ChannelAction:
+    def _on_success(
+        self, status: int, content_type: str | None, body: bytes
+    ) -> Generator[None, None, ChannelAction]:
         try:
-            decoded = _wire.decode(body, content_type, interruptible=len(body) > LARGE_BODY)
-            batch = _models.parse_event_batch(decoded)
+            large = LARGE_XML_BODY if _wire.wire_of(content_type) == "xml" else LARGE_BODY
+            if len(body) > large:
+                decoded = yield from _wire.decode_steps(
+                    body, content_type, lazy_events=len(body) > LAZY_BODY
+                )
+            else:
+                decoded = _wire.decode(body, content_type)
+            reader = _models.read_event_batch(decoded)
         except (ValueError, TypeError, KeyError, RecursionError) as exc:
             # DecodeError is the contract; the others would be a parser bug, and a parser
             # bug must not kill the channel either: the same URL is re-delivered later.
             error = exc if isinstance(exc, DecodeError) else DecodeError(str(exc))
             return self._retry(error)
 
+        batch = reader.envelope
         try:
             if batch.resync_href:
                 self._current = self._resolve(batch.resync_href)
@@ -331,9 +379,9 @@ class ChannelState:
             if batch.next_href:
                 self._current = self._resolve(batch.next_href)
                 self._attempt = 0
-                if batch.events or batch.rejected_count:
+                if reader.items:
                     # Only malformed events still go to the host: it counts them.
-                    return Deliver(batch, self._current)
+                    return Deliver(reader, self._current)
                 return Empty(self._current)
             if batch.resume_href:
                 self._current = self._resolve(batch.resume_href)

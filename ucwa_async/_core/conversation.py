@@ -121,27 +121,76 @@ _MODALITY_END = "disconnected"
 
 
 class ConversationState:
-    """What the events said about one conversation."""
+    """What the events said about one conversation.
 
-    def __init__(self, key: str, href: str, log: MessageLog[Message]) -> None:
+    Slotted, and its message log and sets are made on first use: every outgoing
+    invitation gets one (10 000 pending invitations, 10 000 of these), and most never
+    see a message or a typing participant."""
+
+    __slots__ = (
+        "_had_remote",
+        "_live_modalities",
+        "_messages",
+        "_new_log",
+        "_typing",
+        "claimed",
+        "ended",
+        "href",
+        "key",
+        "links",
+        "local_participant",
+        "messaging_state",
+        "participants",
+        "phone_audio_state",
+        "skip_text",
+        "state",
+        "subject",
+    )
+
+    def __init__(
+        self, key: str, href: str, log: MessageLog[Message] | Callable[[], MessageLog[Message]]
+    ) -> None:
         self.key = key
         self.href = href
         self.state: str | None = None
         self.subject: str | None = None
         self.participants: dict[str, Participant] = {}  # remote ones, by href key
-        self.typing: set[str] = set()  # keys of participants typing now
+        self._typing: set[str] | None = None
         self.local_participant: str | None = None
         self.links: dict[str, str] = {}  # messaging / phoneAudio operation links
         self.messaging_state: str | None = None
-        self.live_modalities: set[str] = set()  # seen in a state other than Disconnected
+        self._live_modalities: set[str] | None = None
         self.phone_audio_state: str | None = None
-        self.messages = log
+        self._messages = log if isinstance(log, MessageLog) else None
+        self._new_log = None if isinstance(log, MessageLog) else log
         self.ended: ConversationEndReason | None = None
         self.skip_text: str | None = None  # an accepted invitation's first message
         self.skip_key: str | None = None  # the message that may repeat it (see _message)
         self.claimed = False
         self._had_remote = False
         self._aliases: dict[str, str] = {}  # participant key -> the key it is kept under
+
+    @property
+    def typing(self) -> set[str]:
+        """Keys of the participants typing now."""
+        if self._typing is None:
+            self._typing = set()
+        return self._typing
+
+    @property
+    def live_modalities(self) -> set[str]:
+        """Modalities seen in a state other than Disconnected."""
+        if self._live_modalities is None:
+            self._live_modalities = set()
+        return self._live_modalities
+
+    @property
+    def messages(self) -> MessageLog[Message]:
+        """The conversation's message log (made on first use)."""
+        if self._messages is None:
+            assert self._new_log is not None
+            self._messages, self._new_log = self._new_log(), None
+        return self._messages
 
     def end(self, reason: ConversationEndReason) -> bool:
         """First reason wins; True if this call ended it."""
@@ -202,7 +251,8 @@ class ConversationState:
         """Remove a remote participant; True if no remote one is left (after some were)."""
         key = self.canonical(key)
         self.participants.pop(key, None)
-        self.typing.discard(key)
+        if self._typing:
+            self._typing.discard(key)
         return self._had_remote and not self.participants
 
 
@@ -263,14 +313,16 @@ class ConversationBook:
             return None
         state = self._states.get(key)
         if state is None:
-            log: MessageLog[Message] = MessageLog(max_messages=self._max_messages)
-            state = ConversationState(key, self.absolute(href), log)
+            state = ConversationState(key, self.absolute(href), self._new_log)
             state.claimed = claim
             self._evict()  # before adding: the new one is never the victim
             self._states[key] = state
         elif claim:
             state.claimed = True
         return state
+
+    def _new_log(self) -> MessageLog[Message]:
+        return MessageLog(max_messages=self._max_messages)
 
     def claim(self, href: str) -> ConversationState | None:
         """``track`` and mark it claimed."""

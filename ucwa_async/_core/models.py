@@ -19,6 +19,7 @@ import attrs
 
 from ucwa_async._core.converter import CONVERTER, _opt_str
 from ucwa_async._core.errors import DecodeError
+from ucwa_async._core.wire import LazyItems
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -27,6 +28,7 @@ __all__ = [
     "ConversationLog",
     "Event",
     "EventBatch",
+    "EventReader",
     "InvitationResource",
     "Link",
     "MessagingInvitation",
@@ -38,6 +40,7 @@ __all__ = [
     "parse_event_batch",
     "parse_reason",
     "parse_resource",
+    "read_event_batch",
 ]
 
 KNOWN_EVENT_TYPES = frozenset({"added", "updated", "deleted", "started", "completed"})
@@ -413,10 +416,10 @@ def _parse_event(e: Mapping[str, Any], sender: Link | None) -> Event:
     return cls(etype, link, sender, in_link, _opt_str(e.get("status")), reason, resource)
 
 
-def _as_list(value: Any, what: str) -> list[Any]:
+def _as_list(value: Any, what: str) -> list[Any] | LazyItems:
     if value is None:
         return []
-    if isinstance(value, list):
+    if isinstance(value, list | LazyItems):
         return value
     if isinstance(value, Mapping):
         return [value]
@@ -434,6 +437,15 @@ def parse_event_batch(d: Any) -> EventBatch:
     Unknown event types become :class:`UnknownEvent`; a malformed sender or event is
     skipped and described in ``EventBatch.rejected`` (too-deep nesting included).
     """
+    return read_event_batch(d).read_all()
+
+
+def read_event_batch(d: Any) -> EventReader:
+    """An :class:`EventReader` on a decoded event-channel response: its links are read
+    (and checked) now, its events when they are taken.
+
+    Raises :class:`DecodeError` if the batch itself (not one sender or event) is malformed.
+    """
     if not isinstance(d, Mapping):
         raise DecodeError(f"an event batch is a {type(d).__name__}, not an object")
     links = d.get("_links")
@@ -441,46 +453,138 @@ def parse_event_batch(d: Any) -> EventBatch:
         links = _EMPTY
     elif not isinstance(links, Mapping):
         raise DecodeError("_links is not an object")
-    events: list[Event] = []
-    rejected: list[str] = []
-    rejected_count = 0
-
-    def reject(why: str) -> None:
-        nonlocal rejected_count
-        rejected_count += 1
-        if len(rejected) < MAX_REJECTED_REPORTS:
-            rejected.append(why)
-
+    envelope = EventBatch(
+        self_href=_batch_href(links, "self"),
+        next_href=_batch_href(links, "next"),
+        resync_href=_batch_href(links, "resync"),
+        resume_href=_batch_href(links, "resume"),
+    )
     # One malformed sender or event is skipped, not fatal to the batch: the batch
     # is acknowledged by following ``next``, and a batch refused as a whole would
     # be re-delivered forever, wedging the channel.
+    senders: list[tuple[Link | None, list[Any] | LazyItems] | str] = []
     for sender in _as_list(d.get("sender"), "sender"):
         try:
             if not isinstance(sender, Mapping):
                 raise DecodeError("a sender is not an object")
             sender_link = _event_link(sender, "sender") if "href" in sender else None
-            raw_events = _as_list(sender.get("events"), "events")
+            senders.append((sender_link, _as_list(sender.get("events"), "events")))
         except DecodeError as exc:
-            reject(str(exc))
-            continue
-        for raw in raw_events:
-            if type(raw) is not dict and not isinstance(raw, Mapping):
-                # The cheap check first: a hostile batch may hold millions of these, and
-                # raising an exception for each one would take seconds.
-                reject(f"an event is a {type(raw).__name__}, not an object")
+            senders.append(str(exc))
+    return EventReader(envelope, senders)
+
+
+_OBJECT_COST = 16  # EventReader.take: an event object costs 16 times a non-object item
+
+
+class EventReader:
+    """The events of one batch, parsed a slice at a time (:meth:`take`), in order.
+
+    A batch of 60 000 events parsed at once holds the loop for seconds and creates
+    hundreds of thousands of objects at once (and the garbage collector's full passes
+    that follow); taken a slice at a time, each slice's events are parsed, handed on
+    and dropped before the next slice is parsed.
+    """
+
+    __slots__ = ("_event", "_reports", "_sender", "_senders", "envelope", "items")
+
+    def __init__(
+        self,
+        envelope: EventBatch,
+        senders: list[tuple[Link | None, list[Any] | LazyItems] | str],
+    ) -> None:
+        self.envelope = envelope
+        """The batch's links (its ``events`` are empty)."""
+        self._senders = senders
+        self._sender = 0
+        self._event = 0
+        self._reports = MAX_REJECTED_REPORTS
+        self.items = sum(1 if type(s) is str else len(s[1]) for s in senders)
+        """Raw senders and events not taken yet (malformed ones included)."""
+
+    @property
+    def may_hold_events(self) -> bool:
+        """Whether an event object remains to be taken (without parsing it: a malformed
+        one counts). False for a batch of nothing but non-objects and malformed senders.
+        (The decoders make dicts: ``dict in map(type, ...)`` runs in C.)"""
+        for sender in self._senders[self._sender :]:
+            if isinstance(sender, str):
                 continue
-            try:
-                events.append(_parse_event(raw, sender_link))
-            except DecodeError as exc:
-                reject(str(exc))
-            except RecursionError:
-                reject("event nested too deeply")
-    return EventBatch(
-        self_href=_batch_href(links, "self"),
-        next_href=_batch_href(links, "next"),
-        resync_href=_batch_href(links, "resync"),
-        resume_href=_batch_href(links, "resume"),
-        events=tuple(events),
-        rejected=tuple(rejected),
-        rejected_count=rejected_count,
-    )
+            events = sender[1]
+            if events.objects if type(events) is LazyItems else dict in map(type, events):
+                return True
+        return False
+
+    def take(self, limit: int) -> EventBatch:
+        """The next events (at most ``limit`` event objects; each non-object item or
+        malformed sender costs a sixteenth of one) as a batch with the envelope's links;
+        its ``rejected`` reports count toward the batch's :data:`MAX_REJECTED_REPORTS`."""
+        events: list[Event] = []
+        rejected: list[str] = []
+        count = 0
+        budget = limit * _OBJECT_COST
+        senders = self._senders
+        while budget > 0 and self._sender < len(senders):
+            sender = senders[self._sender]
+            if isinstance(sender, str):
+                self._sender += 1
+                self.items -= 1
+                budget -= 1
+                count += 1
+                if self._reports > 0:
+                    self._reports -= 1
+                    rejected.append(sender)
+                continue
+            sender_link, raw_events = sender
+            index, end = self._event, len(raw_events)
+            # As many items as the budget allows if all are objects; cheap rejects leave
+            # budget over for another pass.
+            stop = min(end, index + max(1, budget // _OBJECT_COST))
+            for raw in raw_events[index:stop]:
+                if type(raw) is not dict and not isinstance(raw, Mapping):
+                    # The cheap check first: a hostile batch may hold millions of these,
+                    # and raising an exception for each one would take seconds.
+                    budget -= 1
+                    why = f"an event is a {type(raw).__name__}, not an object"
+                else:
+                    budget -= _OBJECT_COST
+                    try:
+                        events.append(_parse_event(raw, sender_link))
+                        continue
+                    except DecodeError as exc:
+                        why = str(exc)
+                    except RecursionError:
+                        why = "event nested too deeply"
+                    except (ValueError, TypeError, KeyError) as exc:  # a parser bug
+                        why = f"event not parsed: {exc!r}"
+                count += 1
+                if self._reports > 0:
+                    self._reports -= 1
+                    rejected.append(why)
+            self.items -= stop - index
+            if stop >= end:
+                self._sender += 1
+                self._event = 0
+            else:
+                self._event = stop
+        envelope = self.envelope  # not attrs.evolve: it costs ~40 us a call
+        return EventBatch(
+            envelope.self_href,
+            envelope.next_href,
+            envelope.resync_href,
+            envelope.resume_href,
+            tuple(events),
+            tuple(rejected),
+            count,
+        )
+
+    def copy(self) -> EventReader:
+        """A reader at the same point that this one's takes do not move."""
+        other = EventReader(self.envelope, self._senders)
+        other._sender, other._event, other._reports = self._sender, self._event, self._reports
+        other.items = self.items
+        return other
+
+    def read_all(self) -> EventBatch:
+        """Every event not taken yet, in one batch."""
+        return self.take(self.items)

@@ -20,12 +20,15 @@ is refused, and nesting is bounded without recursion.
 
 from __future__ import annotations
 
+import array
 import base64
 import binascii
 import json
+import json.decoder
 import json.scanner
-from collections.abc import Mapping
-from typing import Any, Literal, NoReturn
+import re
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any, Literal, NoReturn, TypeVar, overload
 from urllib.parse import unquote_to_bytes
 from xml.parsers import expat
 
@@ -41,9 +44,11 @@ __all__ = [
     "UCWA_NS_HTTPS",
     "UCWA_XML_MEDIA_TYPE",
     "XML_MEDIA_TYPE",
+    "LazyItems",
     "WireFormat",
     "data_uri",
     "decode",
+    "decode_steps",
     "encode_input",
     "media_type",
     "parse_data_uri",
@@ -147,9 +152,64 @@ def decode(
         raise DecodeError("body without a content type", content_type=content_type)
     mt, charset = _split_content_type(content_type)
     if mt in _JSON_TYPES or mt.endswith("+json"):
-        return _decode_json(body, charset, content_type, interruptible)
+        if interruptible:
+            return complete(_json_steps(body, charset, content_type))
+        return _decode_json(body, charset, content_type)
     if mt in _XML_TYPES or mt.endswith("+xml"):
-        return _decode_xml(body, content_type)
+        return complete(_decode_xml(body, content_type, None))
+    raise DecodeError(f"not a UCWA body type: {content_type!r}", content_type=content_type)
+
+
+T = TypeVar("T")
+
+
+def complete(steps: Generator[None, None, T]) -> T:
+    """Run a step generator (:func:`decode_steps`, say) to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+XML_STEP_BYTES = 8 * 1024
+""":func:`decode_steps` feeds XML to expat in pieces of this size, a step each."""
+
+
+def decode_steps(
+    body: bytes,
+    content_type: str | None,
+    *,
+    max_size: int = DEFAULT_MAX_BODY,
+    lazy_events: bool = False,
+) -> Generator[None, None, dict[str, Any]]:
+    """:func:`decode`, a step at a time: the generator yields between small steps (one
+    JSON array item or object member of the outer levels, ``XML_STEP_BYTES`` of XML) and
+    returns what :func:`decode` returns (or raises what it raises).
+
+    The caller decides how many steps to run before letting other work in: a large
+    event batch is decoded on the event loop without freezing it, and without the
+    thread (and GIL contention) that decoding it elsewhere would need.
+
+    ``lazy_events``: a JSON event batch's ``sender[].events`` arrays come back as
+    :class:`LazyItems`, whose items are checked now but built only when read: the
+    objects of 60 000 events are then never alive at once (nor the garbage collector's
+    full passes over them).
+    """
+    if len(body) > max_size:
+        raise BodyTooLargeError(
+            f"body of {len(body)} bytes exceeds the {max_size}-byte limit",
+            content_type=content_type,
+        )
+    if not body or body.isspace():
+        return {}
+    if not content_type:
+        raise DecodeError("body without a content type", content_type=content_type)
+    mt, charset = _split_content_type(content_type)
+    if mt in _JSON_TYPES or mt.endswith("+json"):
+        return (yield from _json_steps(body, charset, content_type, lazy_events))
+    if mt in _XML_TYPES or mt.endswith("+xml"):
+        return (yield from _decode_xml(body, content_type, XML_STEP_BYTES))
     raise DecodeError(f"not a UCWA body type: {content_type!r}", content_type=content_type)
 
 
@@ -158,23 +218,9 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"invalid JSON constant {name}")
 
 
-def _python_json_loads(text: str) -> Any:
-    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
-    decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
-    return decoder.decode(text)
-
-
-def _decode_json(
-    body: bytes, charset: str | None, content_type: str, interruptible: bool = False
-) -> dict[str, Any]:
+def _decode_json(body: bytes, charset: str | None, content_type: str) -> dict[str, Any]:
     try:
-        if interruptible:
-            # What json.loads does with bytes (UTF-8/16/32 and a UTF-8 BOM detected).
-            encoding: str = json.detect_encoding(body)
-            if charset is not None and charset not in ("utf-8", "utf8"):
-                encoding = charset
-            value = _python_json_loads(body.decode(encoding, "surrogatepass"))
-        elif charset is None or charset in ("utf-8", "utf8"):
+        if charset is None or charset in ("utf-8", "utf8"):
             # bytes input: json detects UTF-8/16/32 and a UTF-8 BOM by itself.
             value = json.loads(body, parse_constant=_refuse_constant)
         else:
@@ -187,6 +233,178 @@ def _decode_json(
             f"JSON body is a {type(value).__name__}, not an object", content_type=content_type
         )
     return value
+
+
+# The outer levels of a JSON body (the batch object, its sender list, a sender, its event
+# list) are walked here, a step per member or item; anything deeper (one event, say) is
+# one call of the C scanner.
+_JSON_WALK_DEPTH = 4
+_JSON_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_json_scan: Any = getattr(_JSON_DECODER, "scan_once")  # noqa: B009 - the C scanner
+_json_string: Any = getattr(json.decoder, "scanstring")  # noqa: B009 - untyped in typeshed
+_json_space: Any = re.compile(r"[ \t\n\r]*").match  # JSON whitespace (always matches)
+
+
+class LazyItems(Sequence[Any]):
+    """The items of a JSON array, decoded when read (each read decodes anew)."""
+
+    __slots__ = ("_starts", "_text", "objects")
+
+    def __init__(self, text: str, starts: array.array[int], objects: bool) -> None:
+        self._text = text
+        self._starts = starts
+        self.objects = objects
+        """Whether any item is a JSON object."""
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        text, scan = self._text, _json_scan
+        if isinstance(index, slice):
+            return [scan(text, start)[0] for start in self._starts[index]]
+        return scan(text, self._starts[index])[0]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyItems | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<LazyItems of {len(self._starts)} JSON values>"
+
+
+def _json_steps(
+    body: bytes, charset: str | None, content_type: str, lazy_events: bool = False
+) -> Generator[None, None, dict[str, Any]]:
+    try:
+        if charset is None or charset in ("utf-8", "utf8"):
+            # What json.loads does with bytes (UTF-8/16/32 and a UTF-8 BOM detected).
+            text = body.decode(json.detect_encoding(body), "surrogatepass")
+        else:
+            text = body.decode(charset)
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value, end = yield from _json_value(text, _json_space(text, 0).end(), 0, lazy_events)
+        end = _json_space(text, end).end()
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+    except (ValueError, LookupError, RecursionError) as exc:
+        raise DecodeError(f"malformed JSON body: {exc}", content_type=content_type) from exc
+    if not isinstance(value, dict):
+        raise DecodeError(
+            f"JSON body is a {type(value).__name__}, not an object", content_type=content_type
+        )
+    return value
+
+
+def _json_value(
+    text: str, idx: int, depth: int, lazy: bool = False
+) -> Generator[None, None, tuple[Any, int]]:
+    """The JSON value at ``text[idx]`` (no leading space) and the index after it.
+
+    ``lazy``: an event batch's ``sender[].events`` arrays become :class:`LazyItems`."""
+    first = text[idx : idx + 1]
+    if depth >= _JSON_WALK_DEPTH or (first != "{" and first != "["):
+        try:
+            return _json_scan(text, idx)  # type: ignore[no-any-return]
+        except StopIteration as stop:
+            raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+    if first == "[" and depth + 1 >= _JSON_WALK_DEPTH:
+        return (yield from _json_leaf_items(text, idx))
+    closing = "}" if first == "{" else "]"
+    obj: dict[str, Any] = {}
+    items: list[Any] = []
+    idx = _json_space(text, idx + 1).end()
+    if text[idx : idx + 1] == closing:
+        return (obj if first == "{" else items), idx + 1
+    while True:
+        if first == "{":
+            if text[idx : idx + 1] != '"':
+                raise json.JSONDecodeError(
+                    "Expecting property name enclosed in double quotes", text, idx
+                )
+            key, idx = _json_string(text, idx + 1, True)
+            idx = _json_space(text, idx).end()
+            if text[idx : idx + 1] != ":":
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, idx)
+            idx = _json_space(text, idx + 1).end()
+            if lazy and depth == 2 and key == "events" and text[idx : idx + 1] == "[":
+                obj[key], idx = yield from _json_lazy_items(text, idx)
+            else:
+                obj[key], idx = yield from _json_value(text, idx, depth + 1, lazy)
+        else:
+            value, idx = yield from _json_value(text, idx, depth + 1, lazy)
+            items.append(value)
+        yield
+        idx = _json_space(text, idx).end()
+        separator = text[idx : idx + 1]
+        if separator == closing:
+            return (obj if first == "{" else items), idx + 1
+        if separator != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
+        idx = _json_space(text, idx + 1).end()
+
+
+_JSON_ITEMS_PER_STEP = 8
+
+
+def _json_leaf_items(text: str, idx: int) -> Generator[None, None, tuple[list[Any], int]]:
+    """The array at ``text[idx]`` whose items are decoded whole (a batch's events): a
+    loop here, a step every few items (not a generator frame per item)."""
+    items: list[Any] = []
+    append, scan, space = items.append, _json_scan, _json_space
+    idx = space(text, idx + 1).end()
+    if text[idx : idx + 1] == "]":
+        return items, idx + 1
+    while True:
+        for _ in range(_JSON_ITEMS_PER_STEP):
+            try:
+                value, end = scan(text, idx)
+            except StopIteration as stop:
+                raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+            append(value)
+            idx = space(text, end).end()
+            separator = text[idx : idx + 1]
+            if separator == "]":
+                return items, idx + 1
+            if separator != ",":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
+            idx = space(text, idx + 1).end()
+        yield
+
+
+def _json_lazy_items(text: str, idx: int) -> Generator[None, None, tuple[LazyItems, int]]:
+    """The array at ``text[idx]`` as :class:`LazyItems`: each item is decoded (checked)
+    and dropped at once, only where it starts is kept."""
+    starts = array.array("q")  # 8 bytes an item: a hostile batch may hold millions
+    objects = False
+    idx = _json_space(text, idx + 1).end()
+    if text[idx : idx + 1] == "]":
+        return LazyItems(text, starts, objects), idx + 1
+    while True:
+        try:
+            _, end = _json_scan(text, idx)
+        except StopIteration as stop:
+            raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+        starts.append(idx)
+        objects = objects or text[idx] == "{"
+        yield
+        idx = _json_space(text, end).end()
+        separator = text[idx : idx + 1]
+        if separator == "]":
+            return LazyItems(text, starts, objects), idx + 1
+        if separator != ",":
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
+        idx = _json_space(text, idx + 1).end()
 
 
 # XML element kinds of the fold's stack frames (_RES and _ITEM first: see `kind <= _ITEM`).
@@ -251,7 +469,11 @@ def _reason_from_attrs(attrs: dict[str, str]) -> dict[str, Any]:
     return {k: attrs[k] for k in ("code", "subcode", "message") if k in attrs}
 
 
-def _decode_xml(body: bytes, content_type: str) -> dict[str, Any]:
+def _decode_xml(
+    body: bytes, content_type: str, step: int | None
+) -> Generator[None, None, dict[str, Any]]:
+    """The XML fold; with ``step``, expat gets the body in pieces of that size and the
+    generator yields after each (without, it never yields)."""
     # Each frame: (kind, target, key). target is the dict/list the element writes into.
     stack: list[tuple[int, Any, Any]] = []
     text: list[str] = []
@@ -456,7 +678,13 @@ def _decode_xml(body: bytes, content_type: str) -> dict[str, Any]:
     parser.EndElementHandler = end
     parser.CharacterDataHandler = text.append
     try:
-        parser.Parse(body, True)
+        if step is None or len(body) <= step:
+            parser.Parse(body, True)
+        else:
+            for offset in range(0, len(body), step):
+                parser.Parse(body[offset : offset + step], False)
+                yield
+            parser.Parse(b"", True)
     except DecodeError as exc:
         exc.content_type = content_type
         raise
