@@ -128,6 +128,7 @@ class ConversationState:
     see a message or a typing participant."""
 
     __slots__ = (
+        "_aliases",
         "_had_remote",
         "_live_modalities",
         "_messages",
@@ -142,6 +143,7 @@ class ConversationState:
         "messaging_state",
         "participants",
         "phone_audio_state",
+        "skip_key",
         "skip_text",
         "state",
         "subject",
