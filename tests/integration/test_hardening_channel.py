@@ -108,7 +108,9 @@ async def test_events_are_not_delayed_by_instant_empty_polls(
         await asyncio.sleep(0.6)  # a few instant answers: the pacing streak has grown
         invitation = await session.continue_messaging(logs[0], message="through the pathology")
         assert (await invitation.result(timeout=8)).state == "Connected"
-        assert sim.counters.faults_injected["instant_empty_polls"] >= 1
+        # The P-GET that brought the outcome may be the last one before the next instant
+        # empty answer: under load that answer can come after the outcome.
+        await _until(lambda: sim.counters.faults_injected["instant_empty_polls"] >= 1, 5.0)
 
 
 # --- a CallbackChannelError cuts a backoff sleep short ---------------------------------------
