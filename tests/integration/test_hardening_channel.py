@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -271,6 +272,7 @@ class _Heartbeat:
 
     def __init__(self) -> None:
         self.max_late = 0.0
+        self.max_busy = 0.0  # CPU time of this thread between two beats: our own stalls
         self.beats = 0
         self.rss_base = _rss()
         self.rss_peak = self.rss_base
@@ -278,9 +280,10 @@ class _Heartbeat:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(1_000_000):
-            before = loop.time()
+            before, cpu_before = loop.time(), time.thread_time()
             await asyncio.sleep(0.005)
             self.max_late = max(self.max_late, loop.time() - before - 0.005)
+            self.max_busy = max(self.max_busy, time.thread_time() - cpu_before)
             self.beats += 1
             if self.beats % 10 == 0:
                 self.rss_peak = max(self.rss_peak, _rss())
@@ -305,7 +308,11 @@ MIB = 1024 * 1024
 # The regressions froze the loop 3-12 s; a quiet machine measures 10-15 ms. The bound leaves
 # room for the suite's 4 xdist workers on 2 busy cores (measured up to ~0.26 s there; the
 # simulator renders the giant body in the same loop).
+# A stall is measured in CPU time of the loop's thread between two beats, so that another
+# process taking the core (xdist workers on 2 cores) is not counted as ours; the wall-clock
+# lateness gets only a loose bound. Batch-at-once processing stalled 3-12 s.
 STALL_BOUND = 0.6
+WALL_BOUND = 2.0
 
 
 async def test_giant_batch_of_valid_events_keeps_the_loop_breathing(
@@ -326,7 +333,8 @@ async def test_giant_batch_of_valid_events_keeps_the_loop_breathing(
         assert sim.counters.faults_injected["giant_batch"] == 1
         assert session.stats.events_received == received + count
         assert beat.beats > 10
-        assert beat.max_late <= STALL_BOUND, f"the loop stalled {beat.max_late * 1000:.0f} ms"
+        assert beat.max_busy <= STALL_BOUND, f"the loop stalled {beat.max_busy * 1000:.0f} ms"
+        assert beat.max_late <= WALL_BOUND, f"a beat was {beat.max_late * 1000:.0f} ms late"
         assert beat.rss_growth < 150 * MIB, f"RSS grew {beat.rss_growth / MIB:.0f} MiB"
         invitation = await session.continue_messaging(logs[0], message="after the flood")
         assert (await invitation.result(timeout=8)).state == "Connected"
@@ -349,7 +357,8 @@ async def test_giant_batch_of_malformed_events_is_counted_and_bounded(
             await _until(lambda: session.stats.events_rejected >= count, 90, 0.05)
         assert sim.counters.faults_injected["giant_batch"] == 1
         assert session.stats.events_rejected == count
-        assert beat.max_late <= STALL_BOUND, f"the loop stalled {beat.max_late * 1000:.0f} ms"
+        assert beat.max_busy <= STALL_BOUND, f"the loop stalled {beat.max_busy * 1000:.0f} ms"
+        assert beat.max_late <= WALL_BOUND, f"a beat was {beat.max_late * 1000:.0f} ms late"
         assert beat.rss_growth < 150 * MIB, f"RSS grew {beat.rss_growth / MIB:.0f} MiB"
         invitation = await session.continue_messaging(logs[0], message="after the garbage")
         assert (await invitation.result(timeout=8)).state == "Connected"

@@ -22,19 +22,24 @@ from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, Ucwa
 
 from ._support import SessionFactory
 
-MAX_LATENESS = 0.2  # seconds; measured on a quiet machine: ~10 ms
+# A stall is CPU time of the loop's thread between two beats (another process taking the
+# core is not ours: xdist workers share 2 cores); wall-clock lateness gets a loose bound.
+MAX_STALL = 0.2  # seconds; measured on a quiet machine: ~10 ms
+MAX_LATENESS = 2.0
 
 
 class _Heartbeat:
     def __init__(self) -> None:
         self.beats = 0
         self.max_late = 0.0
+        self.max_busy = 0.0
 
     async def run(self) -> None:
         for _ in range(1_000_000):  # bounded: ~20 min at most
-            before = time.perf_counter()
+            before, cpu_before = time.perf_counter(), time.thread_time()
             await asyncio.sleep(0.001)
             self.max_late = max(self.max_late, time.perf_counter() - before - 0.001)
+            self.max_busy = max(self.max_busy, time.thread_time() - cpu_before)
             self.beats += 1
 
 
@@ -73,7 +78,8 @@ async def test_a_giant_batch_does_not_hold_the_loop(
             invitation = await session.continue_messaging(logs[0], message="wake")
             await _until(lambda: session.stats.events_received >= received + count, 60)
         assert (await invitation.wait(timeout=8)).state == "Connected"
-    assert beat.max_late <= MAX_LATENESS, f"the loop stalled {beat.max_late * 1000:.0f} ms"
+    assert beat.max_busy <= MAX_STALL, f"the loop stalled {beat.max_busy * 1000:.0f} ms"
+    assert beat.max_late <= MAX_LATENESS, f"a beat was {beat.max_late * 1000:.0f} ms late"
     assert beat.beats > 10
 
 
@@ -108,4 +114,5 @@ async def test_futures_resolve_while_their_batch_is_processed(
     # still being dispatched: a batch handed over at once would have counted all 500.
     assert seen_at_first
     assert seen_at_first[0] < 500, seen_at_first
-    assert beat.max_late <= MAX_LATENESS, f"the loop stalled {beat.max_late * 1000:.0f} ms"
+    assert beat.max_busy <= MAX_STALL, f"the loop stalled {beat.max_busy * 1000:.0f} ms"
+    assert beat.max_late <= MAX_LATENESS, f"a beat was {beat.max_late * 1000:.0f} ms late"
