@@ -64,8 +64,9 @@ def tests(session: nox.Session) -> None:
     )
     deselect = [arg for test in SOURCE_ONLY for arg in ("--deselect", test)]
     session.run(
-        "python", "-m", "pytest", "-n", "4", "-p", "no:cacheprovider", *deselect, *session.posargs
-    )
+        "python", "-m", "pytest", "-n", "6", "--dist", "worksteal", "-p", "no:cacheprovider",
+        *deselect, *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session(python="3.11")
