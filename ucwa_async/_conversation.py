@@ -10,7 +10,6 @@ streams each see every message.
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ucwa_async._core.chat import Message, Participant
@@ -18,6 +17,7 @@ from ucwa_async._core.conversation import ConversationEndReason, ConversationSta
 from ucwa_async._core.errors import ConversationEndedError
 from ucwa_async._core.message_log import Reader
 from ucwa_async._outgoing import OutgoingMessage
+from ucwa_async._stream import ClosingStream
 
 if TYPE_CHECKING:
     from ucwa_async._conversations import ConversationTable
@@ -168,7 +168,7 @@ class Conversation:
         )
 
 
-class MessageStream:
+class MessageStream(ClosingStream):
     """``async with conversation.messages() as messages: async for message in messages``.
 
     Yields :class:`ucwa_async.Message` in server order, each once; ends when the
@@ -185,20 +185,6 @@ class MessageStream:
         self._reader: Reader = self._log.open_reader()
         self._ready: list[Message] = []
         self._reading = False
-
-    async def __aenter__(self) -> MessageStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __aiter__(self) -> MessageStream:
-        return self
 
     @property
     def missed(self) -> int:

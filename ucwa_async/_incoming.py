@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 from ucwa_async._core.chat import IncomingInvitationView, Participant
 from ucwa_async._core.models import Reason
+from ucwa_async._stream import ClosingStream
 
 if TYPE_CHECKING:
     from ucwa_async._conversation import Conversation
@@ -164,27 +164,13 @@ class Inbox:
                 getter.set_result(None)
 
 
-class InvitationStream:
+class InvitationStream(ClosingStream):
     """``async with session.incoming() as invitations: async for invite in invitations``."""
 
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox
         self._closed = False
         self._waiting: set[asyncio.Future[IncomingInvitation | None]] = set()
-
-    async def __aenter__(self) -> InvitationStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __aiter__(self) -> InvitationStream:
-        return self
 
     async def __anext__(self) -> IncomingInvitation:
         while not self._closed:

@@ -18,14 +18,36 @@ import asyncio
 import collections
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["EventStream"]
+__all__ = ["ClosingStream", "EventStream"]
 
 _END = object()
 
 
-class EventStream:
+class ClosingStream:
+    """What every stream of the session shares: it is its own async iterator, and an
+    ``async with`` block closes it (``close()``, each stream's own) on the way out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+
+class EventStream(ClosingStream):
     """Async iterator and async context manager over session events.
 
     Yields ``ucwa_async.Event`` items (what the server sent) and channel
@@ -45,20 +67,6 @@ class EventStream:
         self._ended = False
         self._closed = False
         self.dropped = 0
-
-    async def __aenter__(self) -> EventStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __aiter__(self) -> EventStream:
-        return self
 
     async def __anext__(self) -> Any:
         if self._waiter is not None:
