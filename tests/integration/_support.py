@@ -7,7 +7,10 @@ only works when the repository root happens to be on ``sys.path`` (``python -m p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import ucwa_async
@@ -37,3 +40,52 @@ async def assert_no_leftover_tasks(check: Callable[[], None]) -> None:
             break
         await asyncio.sleep(0.01)
     check()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class Heartbeat:
+    """A task that sleeps ``period`` again and again and measures the loop's stalls.
+
+    ``max_busy`` is the CPU time of the loop's thread between two beats: a stall of ours,
+    which another process taking the core (xdist workers on 2 cores) does not inflate;
+    ``max_late`` is the wall-clock lateness of a wake-up; ``rss_growth`` the peak RSS
+    over the one at the start.
+    """
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.max_late = 0.0
+        self.max_busy = 0.0
+        self.beats = 0
+        self.rss_base = _rss()
+        self.rss_peak = self.rss_base
+
+    async def run(self) -> None:
+        for _ in range(1_000_000):  # bounded: minutes at most
+            before, cpu_before = time.perf_counter(), time.thread_time()
+            await asyncio.sleep(self.period)
+            self.max_late = max(self.max_late, time.perf_counter() - before - self.period)
+            self.max_busy = max(self.max_busy, time.thread_time() - cpu_before)
+            self.beats += 1
+            if self.beats % 10 == 0:
+                self.rss_peak = max(self.rss_peak, _rss())
+
+    @property
+    def rss_growth(self) -> int:
+        return self.rss_peak - self.rss_base
+
+
+@asynccontextmanager
+async def heartbeat(period: float) -> AsyncIterator[Heartbeat]:
+    """A ``Heartbeat`` running for the block (cancelled and awaited at its end)."""
+    beat = Heartbeat(period)
+    task = asyncio.create_task(beat.run())
+    try:
+        yield beat
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
-import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,7 +23,7 @@ from ucwa_async import _application, _channel
 from ucwa_async._core.budget import RecreationBudget
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory, _is_server_task
+from ._support import SessionFactory, _is_server_task, heartbeat
 
 WINDOW = 2.0  # seconds of pathological server per measurement
 MAX_RATE = 20.0  # requests per second, the issue's bound
@@ -262,55 +259,10 @@ async def test_recreation_budget_spent_fails_the_channel(
 # --- giant batches -----------------------------------------------------------------------------
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class _Heartbeat:
-    """Measures how late a 5 ms sleep wakes (the loop's stalls) and the peak RSS."""
-
-    def __init__(self) -> None:
-        self.max_late = 0.0
-        self.max_busy = 0.0  # CPU time of this thread between two beats: our own stalls
-        self.beats = 0
-        self.rss_base = _rss()
-        self.rss_peak = self.rss_base
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        for _ in range(1_000_000):
-            before, cpu_before = loop.time(), time.thread_time()
-            await asyncio.sleep(0.005)
-            self.max_late = max(self.max_late, loop.time() - before - 0.005)
-            self.max_busy = max(self.max_busy, time.thread_time() - cpu_before)
-            self.beats += 1
-            if self.beats % 10 == 0:
-                self.rss_peak = max(self.rss_peak, _rss())
-
-    @property
-    def rss_growth(self) -> int:
-        return self.rss_peak - self.rss_base
-
-
-@asynccontextmanager
-async def _heartbeat() -> AsyncIterator[_Heartbeat]:
-    beat = _Heartbeat()
-    task = asyncio.create_task(beat.run())
-    try:
-        yield beat
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-
 MIB = 1024 * 1024
-# The regressions froze the loop 3-12 s; a quiet machine measures 10-15 ms. The bound leaves
-# room for the suite's 4 xdist workers on 2 busy cores (measured up to ~0.26 s there; the
-# simulator renders the giant body in the same loop).
-# A stall is measured in CPU time of the loop's thread between two beats, so that another
-# process taking the core (xdist workers on 2 cores) is not counted as ours; the wall-clock
-# lateness gets only a loose bound. Batch-at-once processing stalled 3-12 s.
+# The regressions froze the loop 3-12 s; a quiet machine measures 10-15 ms. A stall is
+# counted in CPU time of the loop's thread (Heartbeat.max_busy; the simulator renders the
+# giant body in the same loop); the wall-clock lateness gets only a loose bound.
 STALL_BOUND = 0.6
 WALL_BOUND = 2.0
 
@@ -327,7 +279,7 @@ async def test_giant_batch_of_valid_events_keeps_the_loop_breathing(
     ):
         logs = await session.conversation_logs(limit=1)
         received = session.stats.events_received
-        async with _heartbeat() as beat:
+        async with heartbeat(0.005) as beat:
             sim.faults.giant_batch(count)
             await _until(lambda: session.stats.events_received >= received + count, 60, 0.05)
         assert sim.counters.faults_injected["giant_batch"] == 1
@@ -352,7 +304,7 @@ async def test_giant_batch_of_malformed_events_is_counted_and_bounded(
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
-        async with _heartbeat() as beat:
+        async with heartbeat(0.005) as beat:
             sim.faults.giant_batch(count, malformed=True)
             await _until(lambda: session.stats.events_rejected >= count, 90, 0.05)
         assert sim.counters.faults_injected["giant_batch"] == 1

@@ -14,44 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory
+from ._support import SessionFactory, heartbeat
 
-# A stall is CPU time of the loop's thread between two beats (another process taking the
-# core is not ours: xdist workers share 2 cores); wall-clock lateness gets a loose bound.
+# A stall is CPU time of the loop's thread between two beats (Heartbeat.max_busy); the
+# wall-clock lateness gets a loose bound.
 MAX_STALL = 0.2  # seconds; measured on a quiet machine: ~10 ms
 MAX_LATENESS = 2.0
-
-
-class _Heartbeat:
-    def __init__(self) -> None:
-        self.beats = 0
-        self.max_late = 0.0
-        self.max_busy = 0.0
-
-    async def run(self) -> None:
-        for _ in range(1_000_000):  # bounded: ~20 min at most
-            before, cpu_before = time.perf_counter(), time.thread_time()
-            await asyncio.sleep(0.001)
-            self.max_late = max(self.max_late, time.perf_counter() - before - 0.001)
-            self.max_busy = max(self.max_busy, time.thread_time() - cpu_before)
-            self.beats += 1
-
-
-@asynccontextmanager
-async def _heartbeat() -> AsyncIterator[_Heartbeat]:
-    beat = _Heartbeat()
-    task = asyncio.create_task(beat.run())
-    try:
-        yield beat
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _until(predicate: object, limit: float) -> None:
@@ -73,7 +44,7 @@ async def test_a_giant_batch_does_not_hold_the_loop(
         logs = await session.conversation_logs(limit=1)
         received = session.stats.events_received
         sim.faults.giant_batch(count)
-        async with _heartbeat() as beat:
+        async with heartbeat(0.001) as beat:
             # The held P-GET takes the fault once it is answered: an invitation ends it.
             invitation = await session.continue_messaging(logs[0], message="wake")
             await _until(lambda: session.stats.events_received >= received + count, 60)
@@ -107,7 +78,7 @@ async def test_futures_resolve_while_their_batch_is_processed(
         invitations[0].add_done_callback(
             lambda _f: seen_at_first.append(session.stats.events_received - received)
         )
-        async with _heartbeat() as beat:
+        async with heartbeat(0.001) as beat:
             assert sim.release_held() == total
             await asyncio.wait_for(asyncio.gather(*invitations), 60)
     # The first invitation's callback ran while its batch (500 completed events) was
