@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ucwa_async._core.errors import InvitationTimeoutError, UcwaError
+from ucwa_async._outcome import OutcomeFuture
 
 if TYPE_CHECKING:
     from ucwa_async._conversation import Conversation
@@ -30,10 +31,8 @@ __all__ = ["Invitation"]
 
 T = TypeVar("T")
 
-_NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
 
-
-class Invitation(asyncio.Future[T]):
+class Invitation(OutcomeFuture[T]):
     """A pending ``messagingInvitation`` or ``phoneAudioInvitation``: an ``asyncio.Future``.
 
     ``resource`` is the final invitation resource once connected (None until then);
@@ -81,41 +80,12 @@ class Invitation(asyncio.Future[T]):
         self._conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
         self._cancel_request: asyncio.Future[None] | None = None
         self._deadline: float | None = None  # loop time of its timeout (the session's heap)
-        # Mark the outcome as retrieved: a bot that never awaits a failed
-        # invitation must not get "exception was never retrieved" noise.
-        self.add_done_callback(_consume_exception)
 
     def __repr__(self) -> str:
         return (
             f"<Invitation {self.kind} operation_id={self.operation_id!r} "
             f"href={self.href!r} state={self.state!r} done={self.done()}>"
         )
-
-    def __await__(self) -> Generator[Any, None, T]:
-        # Shielded: the awaiting task never holds the invitation itself, so cancelling
-        # that task (asyncio.timeout around the await) does not cancel the invitation.
-        return self.wait().__await__()
-
-    __iter__ = __await__
-
-    @overload
-    def result(self) -> T: ...
-
-    @overload
-    def result(self, timeout: float | None) -> Coroutine[Any, Any, T]: ...
-
-    def result(self, timeout: float | None = _NO_TIMEOUT) -> T | Coroutine[Any, Any, T]:
-        """The outcome, now (``Future.result()``): the final resource, or raises the
-        invitation's error, ``asyncio.CancelledError``, or ``asyncio.InvalidStateError``
-        while it is pending.
-
-        ``result(timeout)`` *with* an argument is the awaitable of earlier versions, kept
-        for compatibility: ``await invitation.result(timeout=5)`` is
-        ``await invitation.wait(timeout=5)``.
-        """
-        if timeout is _NO_TIMEOUT:
-            return super().result()
-        return self.wait(timeout)
 
     def cancel(self, msg: Any | None = None) -> bool:
         """Request the cancel of the invitation, on the server too. Synchronous.
@@ -151,28 +121,12 @@ class Invitation(asyncio.Future[T]):
                     raise
         return self.cancelled()
 
-    async def wait(self, timeout: float | None = None) -> T:
-        """Wait for the outcome; ``timeout`` bounds this wait only.
-
-        If ``timeout`` passes first, ``InvitationTimeoutError`` is raised and the
-        invitation stays pending (its own ``invitation_timeout`` still runs). Cancelling
-        the waiting task does not cancel the invitation.
-        """
-        if self.done():
-            return super().result()
-        if timeout is None:
-            return await asyncio.shield(self)
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(self)
-        except TimeoutError:
-            if self.done():
-                return super().result()
-            raise InvitationTimeoutError(
-                f"no outcome for invitation {self.operation_id} within {timeout:g} s",
-                href=self.href,
-                operation_id=self.operation_id,
-            ) from None
+    def _wait_timed_out(self, timeout: float) -> BaseException:
+        return InvitationTimeoutError(
+            f"no outcome for invitation {self.operation_id} within {timeout:g} s",
+            href=self.href,
+            operation_id=self.operation_id,
+        )
 
     async def conversation(self, timeout: float | None = None) -> Conversation:
         """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
@@ -182,12 +136,6 @@ class Invitation(asyncio.Future[T]):
         if factory is None:
             raise UcwaError("this invitation is not attached to a session's conversations")
         return factory(self, resource)
-
-    def set_result(self, result: T, /) -> None:
-        raise RuntimeError("an invitation's outcome is set by its session only")
-
-    def set_exception(self, exception: type | BaseException, /) -> None:
-        raise RuntimeError("an invitation's outcome is set by its session only")
 
     # -- used by the session only ----------------------------------------------------
 
@@ -210,7 +158,7 @@ class Invitation(asyncio.Future[T]):
         self.resource = resource
         self.state = state or self.state
         self._stop_timer()
-        super().set_result(resource)
+        self._resolve(resource)
         return True
 
     def _fail(self, error: BaseException, state: str | None = None) -> bool:
@@ -219,7 +167,7 @@ class Invitation(asyncio.Future[T]):
         if state:
             self.state = state
         self._stop_timer()
-        super().set_exception(error)
+        self._reject(error)
         return True
 
     def _cancel_local(self, msg: str | None = None) -> bool:
@@ -231,8 +179,3 @@ class Invitation(asyncio.Future[T]):
 
     def _stop_timer(self) -> None:
         self._deadline = None
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

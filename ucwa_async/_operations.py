@@ -61,6 +61,7 @@ from ucwa_async._core.rereads import RereadWaves
 from ucwa_async._deadlines import Deadlines
 from ucwa_async._http import HttpResponse
 from ucwa_async._invitation import Invitation
+from ucwa_async._outcome import consume_exception
 from ucwa_async._transport import Transport
 
 if TYPE_CHECKING:
@@ -205,7 +206,7 @@ class OperationTable:
         self._correlator.expect(operation_id)
         self._invitations[operation_id] = invitation
         posted: asyncio.Future[None] = loop.create_future()
-        posted.add_done_callback(_consume_exception)
+        posted.add_done_callback(consume_exception)
         entry = _Start(invitation, posted, timeout or self._invitation_timeout)
         self._starting[operation_id] = entry
         self._spawn(self._run_start(entry, url, body))
@@ -468,7 +469,7 @@ class OperationTable:
         if self._invitations.get(operation_id) is not invitation:
             return None  # its outcome is being read back
         done: asyncio.Future[None] = invitation.get_loop().create_future()
-        done.add_done_callback(_consume_exception)
+        done.add_done_callback(consume_exception)
         entry = self._cancels[operation_id] = _Cancel(done, msg)
         self._spawn(self._run_cancel(invitation, entry))
         return done
@@ -962,12 +963,6 @@ def _synthesise(invitation: Invitation[Any], state: str) -> Resource:
             "state": state,
         }
     )
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    # A start or cancel nobody waits for any more must not log "never retrieved".
-    if not future.cancelled():
-        future.exception()
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

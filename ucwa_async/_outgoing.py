@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from ucwa_async._application import Application
 from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
@@ -30,6 +30,7 @@ from ucwa_async._core.errors import (
 from ucwa_async._core.models import Event
 from ucwa_async._core.urls import with_query
 from ucwa_async._http import HttpResponse
+from ucwa_async._outcome import OutcomeFuture
 
 if TYPE_CHECKING:
     from ucwa_async._session import SessionStats
@@ -38,12 +39,10 @@ __all__ = ["OutgoingMessage", "SentMessages"]
 
 log = logging.getLogger("ucwa_async.session")
 
-_NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
-
 PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
 
 
-class OutgoingMessage(asyncio.Future[None]):
+class OutgoingMessage(OutcomeFuture[None]):
     """A message this session sent, after the server accepted it (201): an
     ``asyncio.Future`` resolved once by the session, as ``Invitation`` is.
 
@@ -74,8 +73,6 @@ class OutgoingMessage(asyncio.Future[None]):
         self.conversation_href = conversation_href
         self.href: str | None = None
         self._timer: asyncio.TimerHandle | None = None
-        # A bot that never awaits a failed message gets no "never retrieved" noise.
-        self.add_done_callback(_consume_exception)
 
     def __repr__(self) -> str:
         return (
@@ -83,56 +80,21 @@ class OutgoingMessage(asyncio.Future[None]):
             f"done={self.done()}>"
         )
 
-    def __await__(self) -> Generator[Any, None, None]:
-        return self.wait().__await__()
-
-    __iter__ = __await__
-
     @property
     def delivered(self) -> bool:
         """True once the server said the message was delivered."""
         return self.done() and not self.cancelled() and self.exception() is None
 
-    @overload
-    def result(self) -> None: ...
-
-    @overload
-    def result(self, timeout: float | None) -> Coroutine[Any, Any, None]: ...
-
-    def result(self, timeout: float | None = _NO_TIMEOUT) -> Coroutine[Any, Any, None] | None:
-        """The outcome, now (``Future.result()``): None once delivered, or raises the
-        message's error, or ``asyncio.InvalidStateError`` while pending. ``result(timeout)``
-        with an argument is ``wait(timeout)``, as on ``Invitation``."""
-        if timeout is _NO_TIMEOUT:
-            return super().result()
-        return self.wait(timeout)
-
-    async def wait(self, timeout: float | None = None) -> None:
-        """Wait for the delivery outcome; ``timeout`` bounds this wait only
-        (``MessageTimeoutError``; the message's own timeout still runs)."""
-        if self.done():
-            return super().result()
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(self)
-        except TimeoutError:
-            if self.done():
-                return super().result()
-            raise MessageTimeoutError(
-                f"no delivery outcome for message {self.operation_id} within {timeout:g} s",
-                href=self.href,
-                operation_id=self.operation_id,
-            ) from None
+    def _wait_timed_out(self, timeout: float) -> BaseException:
+        return MessageTimeoutError(
+            f"no delivery outcome for message {self.operation_id} within {timeout:g} s",
+            href=self.href,
+            operation_id=self.operation_id,
+        )
 
     def cancel(self, msg: Any | None = None) -> bool:
         """A sent message cannot be taken back (UCWA has no such request): False."""
         return False
-
-    def set_result(self, result: None, /) -> None:
-        raise RuntimeError("a message's outcome is set by its session only")
-
-    def set_exception(self, exception: type | BaseException, /) -> None:
-        raise RuntimeError("a message's outcome is set by its session only")
 
     # -- used by the session only -------------------------------------------------
 
@@ -143,9 +105,9 @@ class OutgoingMessage(asyncio.Future[None]):
             self._timer.cancel()
             self._timer = None
         if error is None:
-            super().set_result(None)
+            self._resolve(None)
         else:
-            super().set_exception(error)
+            self._reject(error)
         return True
 
 
@@ -311,8 +273,3 @@ def _failure_text(reason: Any) -> str:
     text = "/".join(parts) or "failure"
     detail = getattr(reason, "message", None)
     return f"message not delivered: {text}" + (f": {detail}" if detail else "")
-
-
-def _consume_exception(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

@@ -1,0 +1,96 @@
+"""``OutcomeFuture``: what an invitation and a sent message share as handles.
+
+An ``asyncio.Future`` resolved exactly once by the session, so ``asyncio.wait``,
+``as_completed``, ``gather`` and ``shield`` take it as it is; awaiting it is shielded (the
+awaiting task's cancellation never reaches the operation); ``result()`` without an
+argument is ``Future.result()``; only the session sets the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar, overload
+
+__all__ = ["OutcomeFuture", "consume_exception"]
+
+T = TypeVar("T")
+
+_NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
+
+
+def consume_exception(future: asyncio.Future[Any]) -> None:
+    """Mark an outcome as retrieved: a future nobody awaits must not log "never retrieved"."""
+    if not future.cancelled():
+        future.exception()
+
+
+class OutcomeFuture(asyncio.Future[T]):
+    """Base of ``Invitation`` and ``OutgoingMessage`` (see the module docstring)."""
+
+    __slots__ = ()
+
+    def __init__(self, *, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self.add_done_callback(consume_exception)
+
+    def __await__(self) -> Generator[Any, None, T]:
+        # Shielded: the awaiting task never holds the future itself, so cancelling that
+        # task (asyncio.timeout around the await) does not cancel the operation.
+        return self.wait().__await__()
+
+    __iter__ = __await__
+
+    @overload
+    def result(self) -> T: ...
+
+    @overload
+    def result(self, timeout: float | None) -> Coroutine[Any, Any, T]: ...
+
+    def result(self, timeout: float | None = _NO_TIMEOUT) -> T | Coroutine[Any, Any, T]:
+        """The outcome, now (``Future.result()``), or raises the operation's error,
+        ``asyncio.CancelledError``, or ``asyncio.InvalidStateError`` while it is pending.
+
+        ``result(timeout)`` *with* an argument is the awaitable of earlier versions, kept
+        for compatibility: ``await handle.result(timeout=5)`` is ``await handle.wait(5)``.
+        """
+        if timeout is _NO_TIMEOUT:
+            return super().result()
+        return self.wait(timeout)
+
+    async def wait(self, timeout: float | None = None) -> T:
+        """Wait for the outcome; ``timeout`` bounds this wait only.
+
+        If ``timeout`` passes first, the handle's timeout error is raised and the operation
+        stays pending (its own timeout still runs). Cancelling the waiting task does not
+        cancel the operation.
+        """
+        if self.done():
+            return super().result()
+        if timeout is None:
+            return await asyncio.shield(self)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self)
+        except TimeoutError:
+            if self.done():
+                return super().result()
+            raise self._wait_timed_out(timeout) from None
+
+    def set_result(self, result: T, /) -> None:
+        raise RuntimeError(f"the outcome of {type(self).__name__} is set by its session only")
+
+    def set_exception(self, exception: type | BaseException, /) -> None:
+        raise RuntimeError(f"the outcome of {type(self).__name__} is set by its session only")
+
+    # -- used by the session only ----------------------------------------------------
+
+    def _resolve(self, result: T) -> None:
+        asyncio.Future.set_result(self, result)
+
+    def _reject(self, error: BaseException) -> None:
+        asyncio.Future.set_exception(self, error)
+
+    def _wait_timed_out(self, timeout: float) -> BaseException:
+        """The error ``wait(timeout)`` raises when ``timeout`` passes first."""
+        raise NotImplementedError
