@@ -142,6 +142,12 @@ class Invitation(OutcomeFuture[T]):
     def _set_deadline(self, when: float) -> None:
         self._deadline = when
 
+    def _cancel_target(self) -> str | None:
+        """The cancel link an event gave ("" in ``_cancel_href``: this href + /cancel)."""
+        if self._cancel_href == "" and self.href is not None:
+            return self.href + "/cancel"
+        return self._cancel_href or None
+
     def _progress(self, state: str | None, cancel_href: str | None = None) -> None:
         # Only the state and the cancel link are kept while pending, not the whole
         # resource: with 10 000 invitations in flight that is most of their memory.

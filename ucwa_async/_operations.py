@@ -169,6 +169,9 @@ class OperationTable:
         self._closed = False
         # Set by the session: what Invitation.conversation() calls with the final resource.
         self.conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
+        # One bound method for every invitation (``self.request_cancel`` makes a new one
+        # on each access: 64 bytes per pending invitation).
+        self._canceller = self.request_cancel
 
     def __len__(self) -> int:
         return len(self._invitations)
@@ -200,7 +203,7 @@ class OperationTable:
             return known if entry is None else await self._join(entry)
         loop = asyncio.get_running_loop()
         invitation: Invitation[_InvT] = Invitation(
-            operation_id=operation_id, kind=rel, loop=loop, canceller=self.request_cancel
+            operation_id=operation_id, kind=rel, loop=loop, canceller=self._canceller
         )
         invitation._conversation_factory = self.conversation_factory
         self._correlator.expect(operation_id)
@@ -414,7 +417,7 @@ class OperationTable:
             operation_id=operation_id,
             kind=resource.rel or "messagingInvitation",
             loop=loop,
-            canceller=self.request_cancel,
+            canceller=self._canceller,
         )
         invitation._conversation_factory = self.conversation_factory
         invitation.href = url
@@ -433,7 +436,7 @@ class OperationTable:
             return invitation
         self._correlator.expect(operation_id)
         self._invitations[operation_id] = invitation
-        invitation._progress(state, _cancel_link(resource))
+        self._progress(invitation, state, resource)
         self._arm_timeout(invitation, timeout or self._invitation_timeout)
         self._bind(operation_id, url)
         return invitation
@@ -486,7 +489,7 @@ class OperationTable:
     async def _run_cancel(self, invitation: Invitation[Any], entry: _Cancel) -> None:
         operation_id = invitation.operation_id
         try:
-            cancel_href = invitation._cancel_href
+            cancel_href = invitation._cancel_target()
             if cancel_href is None:
                 cancel_href = await self._find_cancel_link(invitation)
             if cancel_href is not None:
@@ -643,6 +646,18 @@ class OperationTable:
         if delay is not None:
             self._schedule_wave(delay)
 
+    def _progress(
+        self, invitation: Invitation[Any], state: str | None, resource: Resource | None
+    ) -> None:
+        cancel = _cancel_link(resource)
+        if cancel is not None and invitation.href is not None:
+            # Kept as "" when it is the invitation's own href + /cancel (as servers
+            # write it): one string less per pending invitation. A hostile href stays
+            # as it is, to be refused if the cancel is sent.
+            if self._app.safe_resolve(cancel) == invitation.href + "/cancel":
+                cancel = ""
+        invitation._progress(state, cancel)
+
     def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:
         operation_id = resolution.operation_id
         invitation = self._invitations.get(operation_id)
@@ -650,7 +665,7 @@ class OperationTable:
             return
         if isinstance(resolution, Progress):
             resource = resolution.event.resource
-            invitation._progress(resolution.state, _cancel_link(resource))
+            self._progress(invitation, resolution.state, resource)
             if invitation.href is None and resolution.event.link.href:
                 self._bind_late(invitation, resolution.event.link.href)
             return
@@ -804,7 +819,7 @@ class OperationTable:
                 return  # it ended while we read (its completion queued a read of its own)
             if resource is None or verdict in ("pending", "unknown"):
                 if resource is not None:
-                    invitation._progress(_state_of(resource), _cancel_link(resource))
+                    self._progress(invitation, _state_of(resource), resource)
                 return
             self._end_as_read(invitation, resource, read.href, defer=True)
         elif mode == "success":

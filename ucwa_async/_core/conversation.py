@@ -279,6 +279,12 @@ class ConversationBook:
         self._incoming: dict[str, IncomingInvitationView] = {}
         # Invitations announced by a link-only ``started`` and being read (GET).
         self._reading_invitations: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Conversations of our own outgoing invitations still pending, by the hash of
+        # their key: their state is made when an event for them (or the completion)
+        # arrives, not at ``started``. 10 000 pending invitations would otherwise keep
+        # 10 000 states that mostly never see an event; a hash (not the key string)
+        # keeps each entry small, and a collision only makes a state early.
+        self._announced: dict[int, None] = {}
         self.evicted = 0
 
     # -- queries and commands ------------------------------------------------------
@@ -315,12 +321,18 @@ class ConversationBook:
             return None
         state = self._states.get(key)
         if state is None:
-            state = ConversationState(key, self.absolute(href), self._new_log)
+            self._announced.pop(hash(key), None)
+            state = self._track_key(key, self.absolute(href))
             state.claimed = claim
-            self._evict()  # before adding: the new one is never the victim
-            self._states[key] = state
         elif claim:
             state.claimed = True
+        return state
+
+    def _track_key(self, key: str, href: str) -> ConversationState:
+        """A new state for the conversation ``key`` at ``href`` (absolute)."""
+        state = ConversationState(key, href, self._new_log)
+        self._evict()  # before adding: the new one is never the victim
+        self._states[key] = state
         return state
 
     def _new_log(self) -> MessageLog[Message]:
@@ -436,13 +448,22 @@ class ConversationBook:
             return []
         state = self._states.get(key)
         if state is None:
-            if rel != "conversation" or event.type == "deleted":
+            announced = self._announced.pop(hash(key), 0) is None
+            if event.type == "deleted" or (rel != "conversation" and not announced):
                 return []
-            state = self.track(event.link.href)
-            assert state is not None  # _conversation_of gave a key for it
+            state = self._track_key(key, self._href_of(key, event))
         if state.ended is not None:
             return []
         return self._apply(state, event) + _end_effects(state)
+
+    def _href_of(self, key: str, event: Event) -> str:
+        """The absolute href of conversation ``key``, which ``event`` belongs to."""
+        if event.link.rel == "conversation":
+            return self.absolute(event.link.href)
+        sender = event.sender
+        if sender is not None and sender.rel == "conversation":
+            return self.absolute(sender.href)
+        return key  # found by its prefix: keys are absolute hrefs
 
     def _conversation_of(self, event: Event) -> str | None:
         sender = event.sender
@@ -458,7 +479,7 @@ class ConversationBook:
         target = self.key(event.link.href)
         while target is not None and "/" in target:
             target = target.rsplit("/", 1)[0]
-            if target in self._states:
+            if target in self._states or hash(target) in self._announced:
                 return target
         return None
 
@@ -479,13 +500,13 @@ class ConversationBook:
             return effects
         if event.type in ("completed", "deleted"):
             self._reading_invitations.pop(key, None)  # over before it was read: ignore it
+        incoming = resource is not None and _is_incoming(resource)
         if resource is not None:
             conversation = resource.link("conversation")
-            state = self.track(conversation) if conversation is not None else None
+            state = self._invitation_conversation(conversation, event.type, incoming)
             if state is not None and state.ended is None:
                 self._learn_from_invitation(state, resource)
                 effects.append(Updated(state.key))
-        incoming = resource is not None and _is_incoming(resource)
         if event.type == "started" and incoming and key not in self._incoming:
             assert resource is not None
             view = invitation_view(resource, self.absolute(event.link.href), event.link.rel)
@@ -505,6 +526,25 @@ class ConversationBook:
             )
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
+
+    def _invitation_conversation(
+        self, href: str | None, event_type: str, incoming: bool
+    ) -> ConversationState | None:
+        """The state of an invitation's conversation; for our own invitation still
+        pending, only noted (see ``_announced``) unless its state already exists."""
+        if href is None:
+            return None
+        key = self.key(href)
+        if key is None:
+            return None
+        state = self._states.get(key)
+        if state is not None or incoming or event_type in ("completed", "deleted"):
+            self._announced.pop(hash(key), None)
+            return self._track_key(key, self.absolute(href)) if state is None else state
+        self._announced[hash(key)] = None
+        while len(self._announced) > self._max_conversations:
+            del self._announced[next(iter(self._announced))]
+        return None
 
     def _learn_from_invitation(self, state: ConversationState, resource: Resource) -> None:
         for rel in ("messaging", "phoneAudio"):
