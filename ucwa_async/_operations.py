@@ -650,12 +650,12 @@ class OperationTable:
         self, invitation: Invitation[Any], state: str | None, resource: Resource | None
     ) -> None:
         cancel = _cancel_link(resource)
-        if cancel is not None and invitation.href is not None:
-            # Kept as "" when it is the invitation's own href + /cancel (as servers
-            # write it): one string less per pending invitation. A hostile href stays
-            # as it is, to be refused if the cancel is sent.
-            if self._app.safe_resolve(cancel) == invitation.href + "/cancel":
-                cancel = ""
+        # Kept as "" when it is the invitation's own href + /cancel (as servers write
+        # it): one string less per pending invitation. A hostile href stays as it is,
+        # to be refused if the cancel is sent.
+        href = invitation.href
+        if cancel and href is not None and self._app.safe_resolve(cancel) == href + "/cancel":
+            cancel = ""
         invitation._progress(state, cancel)
 
     def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:

@@ -399,20 +399,109 @@ def test_outgoing_invitation_teaches_its_conversation() -> None:
         status="Success",
         resource=parse_resource(completed),
     )
-    effects = book.feed(event)
-    assert effects == [Updated(key(conv))]  # not an incoming invitation
-    state = book.get(key(conv))
+    # Our own invitation: its conversation is only noted (no state for every outgoing
+    # invitation); Invitation.conversation() claims it and learns the final resource.
+    assert book.feed(event) == []
+    assert book.get(key(conv)) is None
+    state = book.claim(conv)
     assert state is not None
+    assert state.subject is None
+    assert book.learn_invitation(state, parse_resource(completed)) == [Updated(state.key)]
     assert state.subject == "Task Sample"
     assert state.links["messaging"] == f"{conv}/messaging"
     assert [p.uri for p in state.participants.values()] == ["sip:lenea@contoso.com"]
-    assert book.learn_invitation(state, parse_resource(completed)) == [Updated(state.key)]
+    assert book.feed(event) == [Updated(state.key)]  # its state exists now: learnt
     state.end(ConversationEndReason.LEFT)
     assert book.learn_invitation(state, parse_resource(completed)) == []
     assert book.feed(event) == []  # ended: nothing learnt
     # an invitation event without a resource, or with a bad href
     assert book.feed(Event("updated", Link("messagingInvitation", f"{APP}/x"))) == []
     assert book.feed(Event("updated", Link("messagingInvitation", "javascript:x"))) == []
+
+
+def _outgoing_started(conv: str, n: int) -> Event:
+    return Event(
+        "started",
+        Link("messagingInvitation", f"{APP}/communication/messagingInvitations/{n}"),
+        Link("communication", f"{APP}/communication"),
+        resource=parse_resource(
+            {
+                "rel": "messagingInvitation",
+                "direction": "Outgoing",
+                "state": "Connecting",
+                "_links": {"conversation": {"href": conv}, "messaging": {"href": f"{conv}/m"}},
+            }
+        ),
+    )
+
+
+def test_outgoing_invitations_conversation_made_by_its_first_event() -> None:
+    book = new_book()
+    conv = f"{APP}/communication/conversations/7"
+    assert book.feed(_outgoing_started(conv, 1)) == []
+    assert book.get(key(conv)) is None  # noted only
+    # a modality event of that conversation (sender: the conversation) makes its state
+    messaging = Event(
+        "updated",
+        Link("messaging", f"{conv}/messaging"),
+        Link("conversation", conv),
+        resource=parse_resource({"rel": "messaging", "state": "Connected"}),
+    )
+    assert book.feed(messaging) == [Updated(key(conv))]
+    state = book.get(key(conv))
+    assert state is not None
+    assert state.href == conv
+    assert state.messaging_state == "Connected"
+    # an event found by its href's prefix (no conversation sender) makes one too
+    other = f"{APP}/communication/conversations/8"
+    book.feed(_outgoing_started(other, 2))
+    message = Event("added", Link("participant", f"{other}/participants/x"))
+    assert book.feed(message)[0] == Updated(key(other))  # then a Fetch of the participant
+    made = book.get(key(other))
+    assert made is not None
+    assert made.href == key(other)
+    # an invitation naming a conversation href that is not usable: nothing noted
+    assert book.feed(_outgoing_started("javascript:alert(1)", 3)) == []
+    # a conversation nobody announced: its events are still ignored
+    stray = f"{APP}/communication/conversations/9"
+    assert (
+        book.feed(Event("added", Link("participant", f"{stray}/p"), Link("conversation", stray)))
+        == []
+    )
+
+
+def test_outgoing_invitations_conversation_deleted_before_claimed() -> None:
+    book = new_book()
+    conv = f"{APP}/communication/conversations/7"
+    book.feed(_outgoing_started(conv, 1))
+    deleted = Event("deleted", Link("conversation", conv), Link("communication", f"{APP}/c"))
+    assert book.feed(deleted) == [
+        Updated(key(conv)),
+        Ended(key(conv), ConversationEndReason.DELETED),
+    ]
+    state = book.claim(conv)
+    assert state is not None
+    assert state.ended is ConversationEndReason.DELETED
+    # unannounced: a deleted conversation is not tracked
+    other = f"{APP}/communication/conversations/8"
+    assert book.feed(Event("deleted", Link("conversation", other))) == []
+    assert book.get(key(other)) is None
+
+
+def test_outgoing_invitations_notes_are_bounded() -> None:
+    book = new_book(max_conversations=2)
+    convs = [f"{APP}/communication/conversations/{n}" for n in range(3)]
+    for n, conv in enumerate(convs):
+        book.feed(_outgoing_started(conv, n))
+    # the oldest note was dropped: its conversation's events are ignored
+    first = Event(
+        "updated", Link("messaging", f"{convs[0]}/messaging"), Link("conversation", convs[0])
+    )
+    assert book.feed(first) == []
+    last = Event(
+        "updated", Link("messaging", f"{convs[2]}/messaging"), Link("conversation", convs[2])
+    )
+    assert book.feed(last) != []
 
 
 def test_end_all_claim_forget_and_eviction() -> None:

@@ -279,11 +279,11 @@ class ConversationBook:
         self._incoming: dict[str, IncomingInvitationView] = {}
         # Invitations announced by a link-only ``started`` and being read (GET).
         self._reading_invitations: collections.OrderedDict[str, None] = collections.OrderedDict()
-        # Conversations of our own outgoing invitations still pending, by the hash of
-        # their key: their state is made when an event for them (or the completion)
-        # arrives, not at ``started``. 10 000 pending invitations would otherwise keep
-        # 10 000 states that mostly never see an event; a hash (not the key string)
-        # keeps each entry small, and a collision only makes a state early.
+        # Conversations of our own outgoing invitations, by the hash of their key: a
+        # state is made when an event for them arrives (or ``claim``), not for every
+        # invitation event. 10 000 pending invitations would otherwise keep 10 000
+        # states that mostly never see an event; a hash (not the key string) keeps each
+        # entry small, and a collision only makes a state early. Bounded like states.
         self._announced: dict[int, None] = {}
         self.evicted = 0
 
@@ -449,7 +449,7 @@ class ConversationBook:
         state = self._states.get(key)
         if state is None:
             announced = self._announced.pop(hash(key), 0) is None
-            if event.type == "deleted" or (rel != "conversation" and not announced):
+            if not announced and (rel != "conversation" or event.type == "deleted"):
                 return []
             state = self._track_key(key, self._href_of(key, event))
         if state.ended is not None:
@@ -530,15 +530,16 @@ class ConversationBook:
     def _invitation_conversation(
         self, href: str | None, event_type: str, incoming: bool
     ) -> ConversationState | None:
-        """The state of an invitation's conversation; for our own invitation still
-        pending, only noted (see ``_announced``) unless its state already exists."""
+        """The state of an invitation's conversation; for our own (outgoing) invitation,
+        only noted (see ``_announced``) unless its state already exists: the final
+        resource is learnt when ``Invitation.conversation()`` asks for it."""
         if href is None:
             return None
         key = self.key(href)
         if key is None:
             return None
         state = self._states.get(key)
-        if state is not None or incoming or event_type in ("completed", "deleted"):
+        if state is not None or incoming:
             self._announced.pop(hash(key), None)
             return self._track_key(key, self.absolute(href)) if state is None else state
         self._announced[hash(key)] = None
