@@ -649,7 +649,7 @@ class OperationTable:
     def _progress(
         self, invitation: Invitation[Any], state: str | None, resource: Resource | None
     ) -> None:
-        cancel = _cancel_link(resource)
+        cancel = _cancel_link(resource) or None  # an empty href is no link
         # Kept as "" when it is the invitation's own href + /cancel (as servers write
         # it): one string less per pending invitation. A hostile href stays as it is,
         # to be refused if the cancel is sent.
