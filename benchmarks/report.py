@@ -171,6 +171,18 @@ def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "-",
             None,
         )
+    conv = figures.get("conversations")
+    if conv:
+        ps = conv["per_second"]
+        add(
+            f"conversations: {conv['conversations']} x {conv['messages_each_way']} messages"
+            " each way (messages/s)",
+            f"{ps['ours']:.0f}",
+            f"{ps['floor']:.0f}",
+            conv["ratio_ours_floor"],
+            "-",  # issue 13 asks for the figure and sets no number
+            None,
+        )
     rec = figures.get("reconnect")
     if rec:
         add(
