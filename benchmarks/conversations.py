@@ -57,7 +57,9 @@ async def run(
                     received.append(message.text)
                     if len(received) == messages:
                         break
-            await conversation.leave()
+                await conversation.leave()
+                # The stream ends with the conversation: anything more is a duplicate.
+                received += [message.text async for message in stream]
             return texts, received
 
         check(list(await asyncio.gather(*(one(-1 - i) for i in range(WARM_UP)))), "ucwa_async")
