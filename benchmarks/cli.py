@@ -55,7 +55,7 @@ FULL = {
     "sessions": 100,
     "conversations": 200,
     "conversation_messages": 10,
-    "conversation_rounds": 7,
+    "conversation_rounds": 11,
 }
 QUICK = {
     "total": 200,

@@ -64,16 +64,17 @@ async def run(
 
         check(list(await asyncio.gather(*(one(-1 - i) for i in range(WARM_UP)))), "ucwa_async")
         before = await probe() if probe else {}
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), time.process_time()
         results = await asyncio.gather(*(one(i) for i in range(conversations)))
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
         after = await probe() if probe else {}
         delivered = session.stats.messages_delivered
     check(list(results), "ucwa_async")
     expected = (conversations + WARM_UP) * messages
     if delivered != expected:
         raise RuntimeError(f"ucwa_async: {delivered} of {expected} messages delivered")
-    return figures(conversations, messages, elapsed, before, after)
+    return figures(conversations, messages, elapsed, cpu, before, after)
 
 
 Runner = Callable[[SimProcess, int, int], dict[str, Any]]
@@ -119,7 +120,8 @@ def measure(
     rounds: int,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Per contender the median messages/s and every round; ours / floor."""
+    """Per contender the median messages/s (and its spread), the median client CPU per
+    message, and every round; ours / floor."""
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in CONTENDERS}
     for round_no in range(rounds):
         for name, runner in CONTENDERS.items():
@@ -133,14 +135,24 @@ def measure(
             )
             log(
                 f"  round {round_no + 1}/{rounds}: {name:5s} {result['per_second']:8.1f}"
-                f" messages/s ({result['messages']} in {result['seconds']:.2f} s{wire})"
+                f" messages/s ({result['messages']} in {result['seconds']:.2f} s,"
+                f" {result['cpu_us_per_message']:.0f} us CPU/message{wire})"
             )
     medians = {name: statistics.median(r["per_second"] for r in rs) for name, rs in runs.items()}
+    cpu = {
+        name: statistics.median(r["cpu_us_per_message"] for r in rs) for name, rs in runs.items()
+    }
     return {
         "conversations": conversations,
         "messages_each_way": messages,
         "rounds": rounds,
         "per_second": medians,
         "ratio_ours_floor": medians["ours"] / medians["floor"],
+        "spread": {
+            name: (min(r["per_second"] for r in rs), max(r["per_second"] for r in rs))
+            for name, rs in runs.items()
+        },
+        "cpu_us_per_message": cpu,
+        "cpu_ratio_ours_floor": cpu["ours"] / cpu["floor"],
         "runs": runs,
     }

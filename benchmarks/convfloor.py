@@ -130,15 +130,16 @@ async def run(
             warm_up = await asyncio.gather(*(one(-1 - i) for i in range(WARM_UP)))
             check(list(warm_up), "floor")
             before = await probe() if probe else {}
-            started = time.perf_counter()
+            started, cpu0 = time.perf_counter(), time.process_time()
             results = await asyncio.gather(*(one(i) for i in range(conversations)))
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu0
             after = await probe() if probe else {}
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
     check(list(results), "floor")
-    return figures(conversations, messages, elapsed, before, after)
+    return figures(conversations, messages, elapsed, cpu, before, after)
 
 
 def check(results: list[tuple[list[str], list[str]]], who: str) -> None:
@@ -152,16 +153,21 @@ def figures(
     conversations: int,
     messages: int,
     elapsed: float,
+    cpu: float,
     before: dict[str, Any],
     after: dict[str, Any],
 ) -> dict[str, Any]:
-    """Messages/s of a timed run (both directions); the wire work the simulator counted."""
+    """Messages/s of a timed run (both directions), the client process's CPU time per
+    message (less hurt than wall time when other processes take the cores), and the wire
+    work the simulator counted."""
     total = 2 * conversations * messages
     out: dict[str, Any] = {
         "conversations": conversations,
         "messages": total,
         "seconds": elapsed,
         "per_second": total / elapsed,
+        "cpu_seconds": cpu,
+        "cpu_us_per_message": cpu / total * 1e6,
     }
     if before and after:
         out["requests"] = after["requests"] - before["requests"]

@@ -183,6 +183,17 @@ def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "-",  # issue 13 asks for the figure and sets no number
             None,
         )
+        cpu = conv.get("cpu_us_per_message")
+        if cpu:
+            add(
+                f"conversations: client CPU per message, {conv['conversations']} x"
+                f" {conv['messages_each_way']} (us)",
+                f"{cpu['ours']:.0f}",
+                f"{cpu['floor']:.0f}",
+                conv["cpu_ratio_ours_floor"],
+                "-",
+                None,
+            )
     rec = figures.get("reconnect")
     if rec:
         add(
