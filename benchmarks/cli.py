@@ -180,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
             rounds=cfg["conversation_rounds"],
             log=lambda line: print(line, flush=True),
         )
+        c = figures["conversations"]
+        print(
+            f"  ours / floor: {c['ratio_ours_floor']:.2f}x (ratio of medians),"
+            f" {c['ratio_paired_median']:.2f}x (median of the rounds' ratios);"
+            f" CPU per message {c['cpu_ratio_ours_floor']:.2f}x",
+            flush=True,
+        )
     figures["elapsed_s"] = time.perf_counter() - started
     figures["load_end"] = _loadavg()
     report.print_summary(figures)

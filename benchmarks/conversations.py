@@ -148,6 +148,12 @@ def measure(
         "rounds": rounds,
         "per_second": medians,
         "ratio_ours_floor": medians["ours"] / medians["floor"],
+        # Each round's ours / floor (run back to back, so alike in machine noise): a check
+        # on the ratio of medians when other processes disturb some rounds.
+        "ratio_paired_median": statistics.median(
+            o["per_second"] / f["per_second"]
+            for o, f in zip(runs["ours"], runs["floor"], strict=True)
+        ),
         "spread": {
             name: (min(r["per_second"] for r in rs), max(r["per_second"] for r in rs))
             for name, rs in runs.items()
