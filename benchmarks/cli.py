@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    conversations,
     reconnect,
     report,
     responsiveness,
@@ -27,7 +28,15 @@ from benchmarks import (
     wirecost,
 )
 
-SECTIONS = ("throughput", "scale", "responsiveness", "wire", "reconnect", "scaleout")
+SECTIONS = (
+    "throughput",
+    "scale",
+    "responsiveness",
+    "wire",
+    "reconnect",
+    "scaleout",
+    "conversations",
+)
 _ROOT = Path(__file__).resolve().parent.parent
 _NOTES = Path(__file__).resolve().parent / "notes.md"
 
@@ -44,6 +53,9 @@ FULL = {
     "reconnect_rounds": 20,
     "giant_events": 60_000,
     "sessions": 100,
+    "conversations": 200,
+    "conversation_messages": 10,
+    "conversation_rounds": 11,
 }
 QUICK = {
     "total": 200,
@@ -58,6 +70,9 @@ QUICK = {
     "reconnect_rounds": 2,
     "giant_events": 5_000,
     "sessions": 5,
+    "conversations": 40,
+    "conversation_messages": 3,
+    "conversation_rounds": 1,
 }
 
 
@@ -153,6 +168,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scale-out: {cfg['sessions']} sessions in one process", flush=True)
         figures["scaleout"] = scaleout.measure(sessions=cfg["sessions"])
         print(f"  {figures['scaleout']}", flush=True)
+    if "conversations" in args.only:
+        print(
+            f"conversations: {cfg['conversations']} at once,"
+            f" {cfg['conversation_messages']} messages each way",
+            flush=True,
+        )
+        figures["conversations"] = conversations.measure(
+            conversations=cfg["conversations"],
+            messages=cfg["conversation_messages"],
+            rounds=cfg["conversation_rounds"],
+            log=lambda line: print(line, flush=True),
+        )
+        c = figures["conversations"]
+        print(
+            f"  ours / floor: {c['ratio_ours_floor']:.2f}x (ratio of medians),"
+            f" {c['ratio_paired_median']:.2f}x (median of the rounds' ratios);"
+            f" CPU per message {c['cpu_ratio_ours_floor']:.2f}x",
+            flush=True,
+        )
     figures["elapsed_s"] = time.perf_counter() - started
     figures["load_end"] = _loadavg()
     report.print_summary(figures)

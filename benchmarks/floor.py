@@ -62,6 +62,7 @@ async def sign_in(
         "pget_headers": {**auth, "Accept": accept},
         "events": origin + app["_links"]["events"]["href"],
         "targets": targets,
+        "communication": {rel: origin + _one(link)["href"] for rel, link in comm.items()},
     }
 
 

@@ -171,6 +171,29 @@ def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
             "-",
             None,
         )
+    conv = figures.get("conversations")
+    if conv:
+        ps = conv["per_second"]
+        add(
+            f"conversations: {conv['conversations']} x {conv['messages_each_way']} messages"
+            " each way (messages/s)",
+            f"{ps['ours']:.0f}",
+            f"{ps['floor']:.0f}",
+            conv["ratio_ours_floor"],
+            "-",  # issue 13 asks for the figure and sets no number
+            None,
+        )
+        cpu = conv.get("cpu_us_per_message")
+        if cpu:
+            add(
+                f"conversations: client CPU per message, {conv['conversations']} x"
+                f" {conv['messages_each_way']} (us)",
+                f"{cpu['ours']:.0f}",
+                f"{cpu['floor']:.0f}",
+                conv["cpu_ratio_ours_floor"],
+                "-",
+                None,
+            )
     rec = figures.get("reconnect")
     if rec:
         add(

@@ -53,8 +53,10 @@ def _answer(sim: UcwaSimulator, line: str) -> str:
         sim.faults.giant_batch(int(words[1]) if len(words) > 1 else 60_000)
         return "armed"
     if words[0] == "counters":
-        counters = dataclasses.asdict(sim.counters)
-        return json.dumps(counters, default=dict)
+        # Not dataclasses.asdict: it rebuilds a Counter from (key, value) pairs, which
+        # counts the pairs (tuple keys, and json.dumps fails) once a Counter is non-empty.
+        counters = {f.name: getattr(sim.counters, f.name) for f in dataclasses.fields(sim.counters)}
+        return json.dumps(counters)
     return f"error unknown command {words[0]!r}"
 
 
@@ -68,7 +70,11 @@ async def _commands(sim: UcwaSimulator, stop: asyncio.Event) -> None:
         if not raw or line == "quit":
             print("bye", flush=True)
             break
-        print(_answer(sim, line), flush=True)
+        try:
+            answer = _answer(sim, line)
+        except Exception as exc:  # one bad command must not end the loop
+            answer = f"error {exc!r}"
+        print(answer, flush=True)
     stop.set()
 
 
