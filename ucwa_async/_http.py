@@ -9,6 +9,7 @@ must not carry our Authorization header there.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -152,7 +153,7 @@ class HttpClient:
         timeout: float,
         signal: _SentSignal | None = None,
     ) -> HttpResponse:
-        client_timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 30.0))
+        client_timeout = _client_timeout(min(timeout, 30.0))
         async with session.request(
             method,
             url,
@@ -181,6 +182,10 @@ class HttpClient:
                 f"response body of {declared} bytes exceeds the {self._max_body}-byte cap",
                 content_type=response.headers.get("Content-Type"),
             )
+        if declared is not None and "Content-Encoding" not in response.headers:
+            # Within the cap already: one read, no chunk loop (aiohttp stops at the
+            # declared length). A compressed body is counted as it is inflated, below.
+            return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(65536):
@@ -192,6 +197,12 @@ class HttpClient:
                 )
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(sock_connect: float) -> aiohttp.ClientTimeout:
+    """aiohttp's timeout object for a connect bound (one per value: it is immutable)."""
+    return aiohttp.ClientTimeout(total=None, sock_connect=sock_connect)
 
 
 def _describe(exc: aiohttp.ClientError) -> str:

@@ -25,7 +25,6 @@ import asyncio
 import collections
 import functools
 import logging
-import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -38,6 +37,7 @@ from ucwa_async._core.correlate import (
     Progress,
     Succeeded,
     check_operation_id,
+    new_operation_id,
 )
 from ucwa_async._core.errors import (
     ApplicationNotFoundError,
@@ -411,7 +411,7 @@ class OperationTable:
                     self._bind_late(known, url)
                 return known
         if operation_id is None or self._correlator.is_pending(operation_id):
-            operation_id = uuid.uuid4().hex
+            operation_id = new_operation_id()
         loop = asyncio.get_running_loop()
         invitation: Invitation[Any] = Invitation(
             operation_id=operation_id,

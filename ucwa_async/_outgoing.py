@@ -14,12 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ucwa_async._application import Application
-from ucwa_async._core.correlate import Correlator, Failed, NeedsLookup, Progress, Succeeded
+from ucwa_async._core.correlate import (
+    Correlator,
+    Failed,
+    NeedsLookup,
+    Progress,
+    Succeeded,
+    new_operation_id,
+)
 from ucwa_async._core.errors import (
     MessageError,
     MessageFailedError,
@@ -126,6 +132,10 @@ class SentMessages:
         self._stats = stats
         self._correlator = Correlator(normalize=application.key)
         self._pending: dict[str, OutgoingMessage] = {}
+        # Pending operation ids by conversation: a conversation that ends settles its
+        # own messages without a scan of every pending one (200 conversations leaving
+        # with 2 000 messages pending: 400 000 comparisons).
+        self._by_conversation: dict[str, dict[str, None]] = {}
         self._posting = 0  # sendMessage POSTs without their 201 yet
         self._closed = False
 
@@ -144,7 +154,7 @@ class SentMessages:
         """POST the message to a sendMessage link; returns after the 201."""
         if self._closed:
             raise SessionClosedError("the session is closed")
-        operation_id = uuid.uuid4().hex
+        operation_id = new_operation_id()
         loop = asyncio.get_running_loop()
         message = OutgoingMessage(
             operation_id=operation_id,
@@ -154,7 +164,7 @@ class SentMessages:
             loop=loop,
         )
         self._correlator.expect(operation_id)
-        self._pending[operation_id] = message
+        self._add(message)
         content_type = ("text/html" if html else "text/plain") + "; charset=utf-8"
         self._posting += 1
         try:
@@ -162,7 +172,7 @@ class SentMessages:
                 with_query(url, operationId=operation_id), text.encode("utf-8"), content_type
             )
         except BaseException:
-            self._pending.pop(operation_id, None)
+            self._remove(operation_id)
             self._correlator.forget(operation_id)
             raise
         finally:
@@ -210,7 +220,7 @@ class SentMessages:
         message = self._pending.get(resolution.operation_id)
         if message is None or isinstance(resolution, Progress):
             return
-        del self._pending[resolution.operation_id]
+        self._remove(resolution.operation_id)
         if message.href is None and resolution.event.link.href:
             message.href = self._app.safe_resolve(resolution.event.link.href)
         failed = isinstance(resolution, Failed) or (
@@ -232,7 +242,7 @@ class SentMessages:
             self._stats.messages_delivered += 1
 
     def _expire(self, operation_id: str) -> None:
-        message = self._pending.pop(operation_id, None)
+        message = self._remove(operation_id)
         if message is None:
             return
         self._correlator.finish(operation_id)
@@ -247,9 +257,9 @@ class SentMessages:
 
     def end_conversation(self, conversation_href: str, error: MessageError | UcwaError) -> None:
         """The conversation ended: its messages still pending end with ``error``."""
-        for operation_id, message in list(self._pending.items()):
-            if message.conversation_href == conversation_href:
-                del self._pending[operation_id]
+        for operation_id in list(self._by_conversation.get(conversation_href, ())):
+            message = self._remove(operation_id)
+            if message is not None:
                 self._correlator.finish(operation_id)
                 message._settle(error)
 
@@ -258,7 +268,23 @@ class SentMessages:
         for message in self._pending.values():
             message._settle(error)
         self._pending.clear()
+        self._by_conversation.clear()
         self._correlator.clear()
+
+    def _add(self, message: OutgoingMessage) -> None:
+        self._pending[message.operation_id] = message
+        ops = self._by_conversation.setdefault(message.conversation_href, {})
+        ops[message.operation_id] = None
+
+    def _remove(self, operation_id: str) -> OutgoingMessage | None:
+        message = self._pending.pop(operation_id, None)
+        if message is not None:
+            ops = self._by_conversation.get(message.conversation_href)
+            if ops is not None:
+                ops.pop(operation_id, None)
+                if not ops:
+                    del self._by_conversation[message.conversation_href]
+        return message
 
 
 def _status_of(event: Any) -> object:

@@ -20,7 +20,6 @@ import asyncio
 import enum
 import logging
 import urllib.parse
-import uuid
 from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -35,7 +34,7 @@ from ucwa_async._channel_host import SessionChannelHost
 from ucwa_async._conversations import ConversationTable
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
-from ucwa_async._core.correlate import check_operation_id
+from ucwa_async._core.correlate import check_operation_id, new_operation_id
 from ucwa_async._core.errors import (
     ChannelFailedError,
     RequestTimeoutError,
@@ -1015,7 +1014,7 @@ def _check_available_for(value: object) -> tuple[str, ...]:
 
 def _operation_id(value: str | None) -> str:
     """The caller's operationId, validated, or a fresh one."""
-    return uuid.uuid4().hex if value is None else check_operation_id(value)
+    return new_operation_id() if value is None else check_operation_id(value)
 
 
 def _require_positive(name: str, value: float) -> None:

@@ -436,9 +436,17 @@ def _short(url: str) -> str:
     return url if len(url) <= 120 else url[:117] + "..."
 
 
-@functools.lru_cache(maxsize=256)  # every request over plain http asks (a profile hot spot)
 def is_loopback(url: str) -> bool:
     """True for a URL on this machine: ``localhost``, 127.0.0.0/8, ``::1``."""
+    # Asked for every request over plain http: cached by the URL up to its path, as
+    # URLs with an operationId query are all different.
+    start = url.find("//")
+    end = url.find("/", start + 2) if start >= 0 else -1
+    return _is_loopback_prefix(url if end < 0 else url[:end])
+
+
+@functools.lru_cache(maxsize=256)
+def _is_loopback_prefix(url: str) -> bool:
     host = urllib.parse.urlsplit(url).hostname
     if not host:
         return False

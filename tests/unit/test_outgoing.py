@@ -160,6 +160,36 @@ async def test_timeout_end_of_conversation_and_close() -> None:
     assert "OutgoingMessage" in repr(pending)
 
 
+async def test_ending_a_conversation_settles_only_its_own_messages() -> None:
+    count = 0
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        nonlocal count
+        count += 1
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/{20 + count}")
+
+    sent, _stats = table(post)
+    other = CONV + "-other"
+    mine = [
+        await sent.send(SEND, str(n), html=False, conversation_href=CONV, timeout=5)
+        for n in range(3)
+    ]
+    theirs = await sent.send(SEND, "x", html=False, conversation_href=other, timeout=5)
+    assert len(sent) == 4
+    sent.end_conversation(CONV, ucwa_async.ConversationEndedError("over", reason="left", href=CONV))
+    for message in mine:
+        with pytest.raises(ucwa_async.ConversationEndedError):
+            await message
+    assert not theirs.done()
+    assert len(sent) == 1
+    sent.end_conversation(CONV, ucwa_async.ConversationEndedError("again", reason="left"))
+    assert len(sent) == 1  # nothing left of the first one
+    sent.end_conversation(other, ucwa_async.ConversationEndedError("over", reason="left"))
+    with pytest.raises(ucwa_async.ConversationEndedError):
+        await theirs
+    assert len(sent) == 0
+
+
 async def test_a_failed_post_forgets_the_message() -> None:
     async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
         raise ucwa_async.CallbackChannelError(status=500, code="ServiceFailure")

@@ -8,12 +8,15 @@ need non-loopback hosts, hence mocked ones here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gzip
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aioresponses import aioresponses
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
@@ -407,3 +410,63 @@ async def test_a_granted_token_with_illegal_characters_is_typed(token: str) -> N
     assert not isinstance(caught.value, ValueError)
     assert token not in str(caught.value) + repr(caught.value)
     assert t.tokens == {}
+
+
+# -- the body cap: declared, inflated, chunked ------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _bodies_server() -> AsyncIterator[str]:
+    """Loopback server: /small (declared 10 B), /declared (declared 4 KiB), /gzip
+    (a 4 KiB body sent gzip-compressed, declared as its compressed size), /chunked."""
+
+    async def small(_request: web.Request) -> web.Response:
+        return web.Response(body=b"0123456789", content_type="application/json")
+
+    async def declared(_request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 4096, content_type="application/json")
+
+    async def inflating(_request: web.Request) -> web.Response:
+        packed = gzip.compress(b" " * 4096)
+        return web.Response(
+            body=packed,
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(4):
+            await response.write(b"y" * 1024)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/small", small)
+    app.router.add_get("/declared", declared)
+    app.router.add_get("/gzip", inflating)
+    app.router.add_get("/chunked", chunked)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_body_cap_holds_for_declared_inflated_and_chunked_bodies() -> None:
+    async with _bodies_server() as base, aiohttp.ClientSession() as http:
+        client = HttpClient(http, max_body=1024)
+        small = await client.request("GET", f"{base}/small", headers={}, timeout=5.0)
+        assert small.body == b"0123456789"
+        for path in ("/declared", "/gzip", "/chunked"):
+            with pytest.raises(ucwa_async.BodyTooLargeError):
+                await client.request("GET", base + path, headers={}, timeout=5.0)
+        # a compressed body within the cap once inflated is read whole
+        roomy = HttpClient(http, max_body=8192)
+        inflated = await roomy.request("GET", f"{base}/gzip", headers={}, timeout=5.0)
+        assert inflated.body == b" " * 4096
