@@ -222,6 +222,17 @@ def _heartbeat_rows(add: Any, beat: dict[str, Any] | None, during: str) -> None:
             f"<= {TARGETS[target]:g} ms",
             beat[key] <= TARGETS[target],
         )
+    if "busy_max_ms" in beat:
+        # The same beats in CPU time of the loop's thread: the loop's own work, without
+        # the time another process held the core (the lateness above includes it).
+        add(
+            f"loop busy p99 / max between two beats (CPU time), {during} (ms)",
+            f"{beat['busy_p99_ms']:.1f} / {beat['busy_max_ms']:.1f}",
+            f"{beat['beats']} beats",
+            None,
+            "-",
+            None,
+        )
 
 
 def _met(value: bool | None) -> str:
