@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ucwa_async._core.correlate import Correlator, check_operation_id
+from ucwa_async._core.correlate import Correlator, check_operation_id, new_operation_id
 from ucwa_async._core.rereads import RereadWaves
 
 
@@ -117,3 +117,12 @@ def test_a_reused_operation_id_ignores_the_earlier_operations_events() -> None:
     done = _Event("completed", "https://h/inv/2", "order-42", "Connected")
     assert [type(r).__name__ for r in correlator.feed(done)] == ["Succeeded"]
     assert not correlator.is_pending("order-42")
+
+
+def test_new_operation_ids_are_valid_random_hex() -> None:
+    ids = {new_operation_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for value in ids:
+        assert len(value) == 32
+        assert int(value, 16) >= 0  # hex digits only
+        assert check_operation_id(value) == value

@@ -484,10 +484,19 @@ class ConversationBook:
         return None
 
     def _invitation_event(self, event: Event) -> list[Effect]:
+        resource = event.resource
+        if (
+            resource is not None
+            and not self._incoming
+            and not self._reading_invitations
+            and not _is_incoming(resource)
+        ):
+            # Our own invitation, and no incoming one to tell it from: only its
+            # conversation matters (the common case: every continue and start).
+            return self._own_invitation_event(event, resource)
         key = self.key(event.link.href)
         if key is None:
             return []
-        resource = event.resource
         effects: list[Effect] = []
         if resource is None and event.type == "started" and key not in self._incoming:
             # A link-only ``started``: read the invitation to know whether it is an
@@ -526,6 +535,13 @@ class ConversationBook:
             )
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
+
+    def _own_invitation_event(self, event: Event, resource: Resource) -> list[Effect]:
+        state = self._invitation_conversation(resource.link("conversation"), event.type, False)
+        if state is None or state.ended is not None:
+            return []
+        self._learn_from_invitation(state, resource)
+        return [Updated(state.key)]
 
     def _invitation_conversation(
         self, href: str | None, event_type: str, incoming: bool
