@@ -86,12 +86,11 @@ class Application:
         # caller still holds) are moved onto the current application.
         self.old_urls: collections.deque[str] = collections.deque(maxlen=_OLD_APPLICATIONS_KEPT)
         self._origin: str | None = None
-        # OrderedDicts: dropping the oldest is O(1) (a dict's next(iter()) after many
-        # deletions at its front scans every dead slot: it showed in profiles).
-        self._resolved: collections.OrderedDict[tuple[str, str, str | None], str] = (
-            collections.OrderedDict()
-        )
-        self._normalized: collections.OrderedDict[str, str] = collections.OrderedDict()
+        # href -> absolute URL and URL -> key, for the base below (several lookups per
+        # event: a profile hot spot). Emptied when full or when the base changes.
+        self._resolved: dict[str, str] = {}
+        self._normalized: dict[str, str] = {}
+        self._memo_base: tuple[str | None, str | None] = (None, None)
 
     # -- sign-in and creation ----------------------------------------------------------
 
@@ -256,12 +255,19 @@ class Application:
 
     def resolve(self, href: str) -> str:
         """An href of this application's resources as an absolute URL (memoised)."""
+        url = self._resolved.get(href)
         base_url = self.url or self._origin or self._discovery_url
-        memo_key = (href, base_url, self.base_path)
-        url = self._resolved.get(memo_key)
+        base = self._memo_base
+        if base[0] is not base_url or base[1] is not self.base_path:
+            # Another application or origin (identity: the base strings are replaced,
+            # never mutated): what was resolved against the old one is forgotten.
+            self._memo_base = (base_url, self.base_path)
+            self._resolved.clear()
+            self._normalized.clear()
+            url = None
         if url is None:  # errors are raised, never memoised
             url = resolve_href(href, base_url=base_url, app_base_path=self.base_path)
-            _memo(self._resolved, memo_key, url)
+            _memo(self._resolved, href, url)
         return url
 
     def safe_resolve(self, href: str | None) -> str | None:
@@ -293,8 +299,9 @@ class Application:
         return url
 
 
-def _memo(memo: collections.OrderedDict[Any, str], key: Any, value: str) -> None:
-    """Remember ``key -> value``, dropping the oldest entry beyond ``_HREF_MEMO_SIZE``."""
+def _memo(memo: dict[str, str], key: str, value: str) -> None:
+    """Remember ``key -> value``; a full memo starts afresh (O(1) amortised, and no
+    dict's scan over the dead slots that deleting its oldest entries leaves)."""
     if len(memo) >= _HREF_MEMO_SIZE:
-        memo.popitem(last=False)
+        memo.clear()
     memo[key] = value
