@@ -102,7 +102,8 @@ async def run(
             else:
                 target = targets["continuePhoneAudio"]
                 body = {"operationId": operation_id, "phoneNumber": PHONE_NUMBER}
-            future = waiting[operation_id] = loop.create_future()
+            future: asyncio.Future[str] = loop.create_future()
+            waiting[operation_id] = future
             async with http.post(target, json=body, headers=auth) as resp:
                 assert resp.status == 201, resp.status
             return await future

@@ -38,6 +38,7 @@ async def run(
         im_log, phone_log = await pick_logs(session)
 
         async def one(n: int) -> str:
+            done: ucwa_async.MessagingInvitation | ucwa_async.PhoneAudioInvitation
             if n % 2 == 0:
                 done = await (await session.continue_messaging(im_log, message="benchmark"))
             else:

@@ -114,10 +114,12 @@ async def _run(sim: SimProcess, total: int, concurrency: int) -> dict[str, Any]:
             orig_deliver(batch)
 
         host.deliver = deliver  # type: ignore[method-assign]
+
+        def finished(operation_id: str) -> Any:
+            return lambda _future: done_at.__setitem__(operation_id, time.perf_counter())
+
         for handle in handles:
-            handle.add_done_callback(
-                lambda _f, op=handle.operation_id: done_at.__setitem__(op, time.perf_counter())
-            )
+            handle.add_done_callback(finished(handle.operation_id))
         async with Heartbeat() as beat:
             answer = await sim.acommand("release")
             if answer != f"released {total}":

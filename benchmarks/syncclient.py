@@ -113,7 +113,9 @@ def run(
                 events[0] = origin + batch["_links"]["next"]["href"]
                 for sender in batch.get("sender", ()):
                     for event in sender["events"]:
-                        resource = next(iter(event.get("_embedded", {}).values()), {})
+                        resource: dict[str, Any] = next(
+                            iter(event.get("_embedded", {}).values()), {}
+                        )
                         if (
                             event["type"] == "completed"
                             and resource.get("operationId") == operation_id
