@@ -268,9 +268,10 @@ def _link(value: Any, rel: str) -> Link:
     return _init_link(rel, _href(value, f"link {rel!r}"), _title(value))
 
 
-def _links(raw: Any) -> tuple[Link, ...]:
+def _links(raw: Any) -> tuple[tuple[Link, ...], str | None]:
+    """The links in document order, and the href of the first ``self`` one."""
     if raw is None:
-        return ()
+        return (), None
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise DecodeError("_links is not an object")
     out: list[Link] = []
@@ -278,9 +279,9 @@ def _links(raw: Any) -> tuple[Link, ...]:
     for rel, value in raw.items():
         # Hot path (every link of every event): a plain {"href": str} under a str rel
         # is built inline; anything else gets the full checks below.
-        if value.__class__ is dict and len(value) == 1 and rel.__class__ is str:
+        if value.__class__ is dict and rel.__class__ is str:
             href = value.get("href")
-            if href.__class__ is str:
+            if href.__class__ is str and "title" not in value:
                 link = _new(Link)
                 _set_link_rel(link, rel)
                 _set_link_href(link, href)
@@ -293,7 +294,12 @@ def _links(raw: Any) -> tuple[Link, ...]:
             out.extend(_link(item, rel) for item in value)
         else:
             append(_link(value, rel))
-    return tuple(out)
+    links = tuple(out)
+    if "self" in raw:
+        for link in links:
+            if link.rel == "self":
+                return links, link.href
+    return links, None
 
 
 def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource:
@@ -304,12 +310,7 @@ def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource
     embedded_as = rel if embedded and rel != own_rel else None
     if own_rel is not None and own_rel.__class__ is not str and not isinstance(own_rel, str):
         raise DecodeError("a resource rel is not a string")
-    links = _links(d.get("_links"))
-    href = None
-    for link in links:
-        if link.rel == "self":
-            href = link.href
-            break
+    links, href = _links(d.get("_links"))
     raw_embedded = d.get("_embedded")
     children_of: tuple[Resource, ...] = ()
     if raw_embedded is not None:
@@ -430,7 +431,10 @@ def _parse_event(e: Mapping[str, Any], sender: Link | None) -> Event:
         key = link.rel if link.rel in raw_embedded else next(iter(raw_embedded))
         if not isinstance(key, str):
             raise DecodeError("an embedded rel is not a string")
-        resource = _parse_resource(_one(raw_embedded[key]), key, True)
+        raw_resource = raw_embedded[key]
+        if raw_resource.__class__ is not dict:
+            raw_resource = _one(raw_resource)
+        resource = _parse_resource(raw_resource, key, True)
     status = e.get("status")
     if status is not None and status.__class__ is not str:
         status = _opt_str(status)
