@@ -216,96 +216,99 @@ def slot_setters(cls: type, names: typing.Iterable[str]) -> tuple[Callable[[Any,
     return tuple(out)
 
 
-def _check_slots(cls: type) -> list[str]:
-    """The field names of ``cls``, after checking that they are all of its slots: an
-    instance built slot by slot must be complete (an attrs change adding a hidden slot,
-    a cached hash say, would otherwise leave it unset)."""
+def _check_slots(cls: Any) -> list[attrs.Attribute[Any]]:
+    """The fields of ``cls``, after checking that they are all of its slots (an instance
+    built slot by slot must be complete: an attrs change adding a hidden slot, a cached
+    hash say, would otherwise leave it unset) and that none has a validator."""
     if not attrs.has(cls) or "__slots__" not in cls.__dict__:
         raise TypeError(f"{cls.__name__} is not an attrs slotted class")
-    names = [a.name for a in attrs.fields(cls)]
+    fields = list(attrs.fields(cls))
     slots = {s for k in cls.__mro__ for s in k.__dict__.get("__slots__", ())}
     slots.discard("__weakref__")
-    if slots != set(names):
-        raise TypeError(f"{cls.__name__}'s slots {sorted(slots)} are not its fields {names}")
-    return names
+    if slots != {a.name for a in fields}:
+        raise TypeError(f"{cls.__name__}'s slots {sorted(slots)} are not its fields")
+    for field in fields:
+        if field.validator is not None:
+            raise TypeError(f"{cls.__name__}.{field.name} has a validator: not supported")
+    return fields
 
 
 def _generate(name: str, params: list[str], body: list[str], env: dict[str, Any]) -> Any:
     source = f"def {name}({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
     namespace: dict[str, Any] = {}
-    exec(compile(source, f"<ucwa_async generated {name}>", "exec"), env, namespace)  # noqa: S102
+    exec(compile(source, f"<ucwa_async generated {name}>", "exec"), env, namespace)
     return namespace[name]
+
+
+def _set_slots(
+    cls: Any, fields: list[attrs.Attribute[Any]], values: list[str], env: dict[str, Any]
+) -> list[str]:
+    """Lines setting each field's slot of ``o`` to the expression in ``values``, through
+    the field's converter if it has one."""
+    lines = []
+    setters = slot_setters(cls, [a.name for a in fields])
+    for i, (field, setter, value) in enumerate(zip(fields, setters, values, strict=True)):
+        env[f"_s{i}"] = setter
+        if field.converter is not None:
+            env[f"_c{i}"] = field.converter
+            value = f"_c{i}({value})"
+        lines.append(f"_s{i}(o, {value})")
+    return lines
 
 
 def slot_init(cls: type[T]) -> Callable[..., T]:
     """``cls(*values)`` for every field in ``attrs.fields`` order, no defaults: the
     instance is made with ``object.__new__`` and each slot set through its descriptor,
-    field converters applied, validators none (the classes here have none)."""
-    names = _check_slots(cls)
+    field converters applied (validators: none allowed)."""
+    fields = _check_slots(cls)
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    body = ["o = _new(_cls)"]
-    for i, (field, setter) in enumerate(zip(attrs.fields(cls), slot_setters(cls, names))):
-        if field.validator is not None:
-            raise TypeError(f"{cls.__name__}.{field.name} has a validator: not supported")
-        env[f"_s{i}"] = setter
-        value = f"v{i}"
-        if field.converter is not None:
-            env[f"_c{i}"] = field.converter
-            value = f"_c{i}({value})"
-        body.append(f"_s{i}(o, {value})")
-    body.append("return o")
-    params = [f"v{i}" for i in range(len(names))]
+    params = [f"v{i}" for i in range(len(fields))]
+    body = ["o = _new(_cls)", *_set_slots(cls, fields, params, env), "return o"]
     built: Callable[..., T] = _generate(f"init_{cls.__name__}", params, body, env)
     return built
 
 
-# A typed field's hook for a raw value that is not already of the type (None included).
-_FAST_HOOKS: tuple[tuple[Callable[[Any], bool], Callable[[Any], Any], str | None], ...] = (
-    (_is_opt_str, _opt_str, "str"),
-    (_is_opt_int, _opt_int, "int"),
-    (_is_str_tuple, _str_tuple, None),  # a list to make a tuple of: always the hook
-)
+def _fast_hook(t: Any) -> tuple[Callable[[Any], Any], str | None]:
+    """A typed field's hook, and the class of a raw value taken as it is (None: always
+    the hook)."""
+    if _is_opt_str(t):
+        return _opt_str, "str"
+    if _is_opt_int(t):
+        # bool is an int subclass: the class test sends True to the hook, which refuses it.
+        return _opt_int, "int"
+    if _is_str_tuple(t):
+        return _str_tuple, None  # a list to make a tuple of
+    raise TypeError(f"no fast hook for {t!r}")
 
 
 def make_builder(cls: type[T]) -> Callable[..., T]:
     """``build(rel, href, links, embedded, properties, embedded_as, raw)``: what
-    ``CONVERTER.structure`` makes of ``raw`` with the base fields given (the ``"@..."``
+    ``CONVERTER.structure`` makes of ``raw`` with the base fields given (its ``"@..."``
     keys), without the dict copy: typed fields read from their camelCase keys in ``raw``
-    through the same hooks, a value already of its type (a str for ``str | None``) taken
-    as it is."""
-    names = _check_slots(cls)
-    attrs.resolve_types(cls)
+    through the same hooks, a value already of its class (a str for ``str | None``)
+    taken as it is."""
+    fields = _check_slots(cls)
+    attrs.resolve_types(cls)  # type: ignore[type-var]
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "str": str, "int": int}
     body = ["o = _new(_cls)", "get = raw.get"]
-    for i, (field, setter) in enumerate(zip(attrs.fields(cls), slot_setters(cls, names))):
-        if field.validator is not None:
-            raise TypeError(f"{cls.__name__}.{field.name} has a validator: not supported")
-        env[f"_s{i}"] = setter
+    values = []
+    for i, field in enumerate(attrs.fields(cls)):  # type: ignore[arg-type]
         if field.name in BASE_FIELDS:
-            value = field.name
+            values.append(field.name)
+            continue
+        hook, exact = _fast_hook(field.type)
+        if isinstance(field.default, attrs.Factory) or hook(None) != field.default:  # type: ignore[arg-type]
+            # A missing key would give the default in cattrs, hook(None) here.
+            raise TypeError(f"{cls.__name__}.{field.name}: its default is not hook(None)")
+        env[f"_h{i}"] = hook
+        body.append(f"v{i} = get({camel_case(field.name)!r})")
+        if exact is None:
+            body.append(f"v{i} = _h{i}(v{i})")
         else:
-            for matches, hook, exact in _FAST_HOOKS:
-                if matches(field.type):
-                    break
-            else:
-                raise TypeError(f"{cls.__name__}.{field.name}: no fast hook for {field.type!r}")
-            default = field.default
-            if isinstance(default, attrs.Factory) or hook(None) != default:  # type: ignore[arg-type]
-                raise TypeError(f"{cls.__name__}.{field.name}: default is not hook(None)")
-            env[f"_h{i}"] = hook
-            body.append(f"v = get({camel_case(field.name)!r})")
-            if exact is None:
-                body.append(f"v = _h{i}(v)")
-            else:
-                # bool is an int subclass: the class test sends True to the hook (refused).
-                body.append(f"if v is not None and v.__class__ is not {exact}:")
-                body.append(f"    v = _h{i}(v)")
-            value = "v"
-        if field.converter is not None:
-            env[f"_c{i}"] = field.converter
-            value = f"_c{i}({value})"
-        body.append(f"_s{i}(o, {value})")
-    body.append("return o")
+            body.append(f"if v{i} is not None and v{i}.__class__ is not {exact}:")
+            body.append(f"    v{i} = _h{i}(v{i})")
+        values.append(f"v{i}")
+    body += [*_set_slots(cls, fields, values, env), "return o"]
     params = ["rel", "href", "links", "embedded", "properties", "embedded_as", "raw"]
     built: Callable[..., T] = _generate(f"build_{cls.__name__}", params, body, env)
     return built

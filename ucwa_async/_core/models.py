@@ -325,13 +325,11 @@ def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource
             else:
                 children.append(_parse_resource(value, key, True))
         children_of = tuple(children)
-    # Every property but the structural two (a copy and two deletes cost less than a
+    # Every property but the structural two (a copy and two pops cost less than a
     # filtering comprehension).
     raw = dict(d)
-    if "_links" in raw:
-        del raw["_links"]
-    if "_embedded" in raw:
-        del raw["_embedded"]
+    raw.pop("_links", None)
+    raw.pop("_embedded", None)
     properties = MappingProxyType(raw)
     build = _BUILDERS.get(own_rel)
     if build is None:
