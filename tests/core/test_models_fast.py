@@ -185,9 +185,8 @@ def _deep(value: Any) -> Any:
     """A model as nested plain values: its type and every field, those outside
     equality (``Link.title``, ``Resource.embedded_as``) included."""
     if attrs.has(type(value)):
-        return (type(value).__name__,) + tuple(
-            (a.name, _deep(getattr(value, a.name))) for a in attrs.fields(type(value))
-        )
+        fields = attrs.fields(type(value))
+        return (type(value).__name__, *((a.name, _deep(getattr(value, a.name))) for a in fields))
     if isinstance(value, tuple):
         return tuple(_deep(v) for v in value)
     if isinstance(value, MappingProxyType):
@@ -214,18 +213,27 @@ SCALARS = st.one_of(
 RELS = st.sampled_from(
     ["self", "cancel", "from", "to", "conversation", "title", "", *TYPED, "contact"]
 )
+# Valid shapes are drawn more often than broken ones: a model is built only when every
+# part of it is valid, and the fast paths are for the valid ones.
+HREFS = st.one_of(st.sampled_from(["/a", "/b/1", ""]), st.sampled_from(["/c"]), SCALARS)
 LINK_OBJECTS = st.fixed_dictionaries(
-    {"href": st.one_of(st.sampled_from(["/a", "/b/1", ""]), SCALARS)},
+    {"href": HREFS},
     optional={
         "title": st.one_of(st.sampled_from(["Alex", ""]), SCALARS),
         "rel": st.one_of(RELS, SCALARS),
         "extra": SCALARS,
     },
 )
+PLAIN_LINKS = st.fixed_dictionaries({"href": st.sampled_from(["/a", "/b/1", ""])})
 LINKS = st.one_of(
-    LINK_OBJECTS, st.lists(LINK_OBJECTS, max_size=2), SCALARS, st.lists(SCALARS, max_size=1)
+    PLAIN_LINKS,
+    LINK_OBJECTS,
+    st.lists(LINK_OBJECTS, max_size=2),
+    SCALARS,
+    st.lists(SCALARS, max_size=1),
 )
 LINKS_DICTS = st.one_of(
+    st.dictionaries(RELS, st.one_of(PLAIN_LINKS, LINK_OBJECTS), max_size=4),
     st.dictionaries(st.one_of(RELS, st.integers(0, 1)), LINKS, max_size=4),
     SCALARS,
     st.lists(SCALARS, max_size=1),
@@ -250,6 +258,7 @@ PROPERTY_KEYS = st.sampled_from(
     ]
 )
 PROPERTY_VALUES = st.one_of(
+    st.sampled_from(["Connected", "op-1", "sip:a@b"]),
     SCALARS,
     RELS,
     st.lists(st.one_of(SCALARS, st.lists(SCALARS, max_size=1)), max_size=3),
@@ -268,6 +277,7 @@ def _resource_with(children: Any) -> Any:
         st.one_of(st.none(), LINKS_DICTS),
         st.one_of(
             st.none(),
+            st.dictionaries(RELS, children, max_size=2),
             st.dictionaries(
                 st.one_of(RELS, st.integers(0, 1)),
                 st.one_of(children, st.lists(children, max_size=2)),
@@ -279,30 +289,44 @@ def _resource_with(children: Any) -> Any:
 
 
 RESOURCES = st.recursive(
-    st.one_of(_resource_with(SCALARS), SCALARS),
+    st.one_of(_resource_with(st.just({})), _resource_with(SCALARS), SCALARS),
     _resource_with,
     max_leaves=6,
 )
-EVENTS = st.fixed_dictionaries(
-    {},
-    optional={
-        "type": st.one_of(st.sampled_from(["started", "completed", "added", "odd"]), SCALARS),
-        "link": LINKS,
-        "in": LINKS,
-        "status": st.one_of(SCALARS, st.lists(SCALARS, max_size=1)),
-        "reason": st.one_of(
-            st.dictionaries(st.sampled_from(["code", "message", "x"]), SCALARS, max_size=2),
-            SCALARS,
+EVENT_LINKS = st.fixed_dictionaries(
+    {"rel": RELS, "href": st.sampled_from(["/a", "/b/1"])},
+    optional={"title": st.one_of(st.sampled_from(["Alex", ""]), SCALARS)},
+)
+_EVENT_PARTS: dict[str, Any] = {
+    "type": st.one_of(st.sampled_from(["started", "completed", "added", "odd"]), SCALARS),
+    "link": st.one_of(EVENT_LINKS, LINKS),
+    "in": st.one_of(EVENT_LINKS, LINKS),
+    "status": st.one_of(st.just("Success"), SCALARS, st.lists(SCALARS, max_size=1)),
+    "reason": st.one_of(
+        st.dictionaries(st.sampled_from(["code", "message", "x"]), SCALARS, max_size=2),
+        SCALARS,
+    ),
+    "_embedded": st.one_of(
+        st.dictionaries(RELS, RESOURCES, max_size=2),
+        st.dictionaries(
+            st.one_of(RELS, st.integers(0, 1)),
+            st.one_of(RESOURCES, st.lists(RESOURCES, max_size=2)),
+            max_size=2,
         ),
-        "_embedded": st.one_of(
-            st.dictionaries(
-                st.one_of(RELS, st.integers(0, 1)),
-                st.one_of(RESOURCES, st.lists(RESOURCES, max_size=2)),
-                max_size=2,
-            ),
-            SCALARS,
-        ),
-    },
+        SCALARS,
+    ),
+}
+EVENTS = st.one_of(
+    # Mostly events with a valid type and link, so that the rest gets parsed.
+    st.fixed_dictionaries(
+        {
+            "type": st.sampled_from(["started", "completed", "odd"]),
+            "link": EVENT_LINKS,
+            "_embedded": st.dictionaries(RELS, RESOURCES, max_size=2),
+        },
+        optional={k: v for k, v in _EVENT_PARTS.items() if k not in ("type", "link", "_embedded")},
+    ),
+    st.fixed_dictionaries({}, optional=_EVENT_PARTS),
 )
 
 
@@ -360,7 +384,7 @@ def test_slot_init_builds_what_the_attrs_init_builds(cls: type[Any]) -> None:
 def test_slot_init_applies_converters() -> None:
     init = slot_init(ConversationLog)
     names = [a.name for a in attrs.fields(ConversationLog)]
-    values = {name: None for name in names} | {"links": (), "embedded": (), "modalities": ()}
+    values = dict.fromkeys(names) | {"links": (), "embedded": (), "modalities": ()}
     log = init(*(values[name] for name in names))
     assert log.href == ""  # ConversationLog's converter: a str even without a self link
     assert log == ConversationLog(
