@@ -229,14 +229,13 @@ class EventBatch:
     the reports were cut short)."""
 
 
-# rel -> its model's builder (converter.make_builder); fixed at import, never mutated.
-_BUILDERS: Mapping[str | None, Callable[..., Resource]] = MappingProxyType(
-    {
-        "messagingInvitation": make_builder(MessagingInvitation),
-        "phoneAudioInvitation": make_builder(PhoneAudioInvitation),
-        "conversationLog": make_builder(ConversationLog),
-    }
-)
+# rel -> its model's builder (converter.make_builder); fixed at import, never mutated
+# (a dict, not a MappingProxyType: the proxy's get costs a second call, once per resource).
+_BUILDERS: dict[str | None, Callable[..., Resource]] = {
+    "messagingInvitation": make_builder(MessagingInvitation),
+    "phoneAudioInvitation": make_builder(PhoneAudioInvitation),
+    "conversationLog": make_builder(ConversationLog),
+}
 
 # The parsers build models slot by slot (converter.slot_init, or inline for Link): the
 # attrs __init__ of a frozen class sets each field with object.__setattr__, which was
