@@ -17,10 +17,16 @@ from typing import Any
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from ucwa_async._core.converter import CONVERTER, _opt_str, make_builder, slot_init
+from ucwa_async._core.converter import (
+    CONVERTER,
+    _opt_str,
+    make_builder,
+    slot_init,
+    slot_setters,
+)
 from ucwa_async._core.errors import DecodeError
 from ucwa_async._core.models import (
     KNOWN_EVENT_TYPES,
@@ -399,6 +405,15 @@ def test_slot_init_builds_what_the_attrs_init_builds(cls: type[Any]) -> None:
         built.x = 1
 
 
+def test_slot_init_takes_the_fields_in_the_order_named() -> None:
+    init = slot_init(Link, "href", "title", "rel")
+    assert _deep(init("/h", "T", "r")) == _deep(Link("r", "/h", "T"))
+    with pytest.raises(TypeError, match="not its fields"):
+        slot_init(Link, "rel", "href")
+    with pytest.raises(TypeError, match="not its fields"):
+        slot_init(Link, "rel", "href", "title", "extra")
+
+
 def test_slot_init_applies_converters() -> None:
     init = slot_init(ConversationLog)
     names = [a.name for a in attrs.fields(ConversationLog)]
@@ -411,6 +426,9 @@ def test_slot_init_applies_converters() -> None:
 
 
 @FUZZ
+@example("conversationLog", {"totalRecipientsCount": 7, "modalities": ["a"]}, None)
+@example("conversationLog", {"totalRecipientsCount": True}, None)
+@example("messagingInvitation", {"subject": 7, "to": None}, "/self")
 @given(
     st.sampled_from(sorted(TYPED)),
     st.dictionaries(PROPERTY_KEYS, PROPERTY_VALUES, max_size=8),
@@ -443,8 +461,22 @@ def test_builders_refuse_what_they_cannot_build() -> None:
     class NoSlots:
         x: int
 
+    @attrs.frozen(cache_hash=True)
+    class HiddenSlot:  # attrs adds a slot for the hash: an instance built by slots lacks it
+        x: int
+
+    @attrs.frozen
+    class OddDefault(Resource):
+        x: str | None = "not None"  # a missing key would give None, not this
+
+    with pytest.raises(TypeError, match="default"):
+        make_builder(OddDefault)
     with pytest.raises(TypeError, match="validator"):
         slot_init(Validated)
+    with pytest.raises(TypeError, match="not its fields"):
+        slot_init(HiddenSlot)
+    with pytest.raises(TypeError, match="not a slot"):
+        slot_setters(Resource, ["link"])
     with pytest.raises(TypeError, match="no fast hook"):
         make_builder(Odd)
     with pytest.raises(TypeError, match="slotted"):
@@ -482,3 +514,8 @@ def test_a_plain_batch_takes_the_fast_paths_and_keeps_titles() -> None:
     assert event.resource is not None
     assert [link.title for link in event.resource.links] == [None, "Alex A."]
     assert event.resource.href == "/p"
+
+
+def test_a_self_link_list_may_be_empty() -> None:
+    assert parse_resource({"_links": {"self": [], "x": {"href": "/x"}}}).href is None
+    assert parse_resource({"_links": {"self": [{"href": "/a"}, {"href": "/b"}]}}).href == "/a"

@@ -256,13 +256,20 @@ def _set_slots(
     return lines
 
 
-def slot_init(cls: type[T]) -> Callable[..., T]:
-    """``cls(*values)`` for every field in ``attrs.fields`` order, no defaults: the
-    instance is made with ``object.__new__`` and each slot set through its descriptor,
-    field converters applied (validators: none allowed)."""
+def slot_init(cls: type[T], *names: str) -> Callable[..., T]:
+    """``cls(*values)`` with the values of the fields ``names`` (every field, in this
+    order: naming them keeps the call sites right if the class's field order changes;
+    none given: ``attrs.fields`` order), no defaults. The instance is made with
+    ``object.__new__`` and each slot set through its descriptor, field converters
+    applied (validators: none allowed)."""
     fields = _check_slots(cls)
+    by_name = {a.name: a for a in fields}
+    if names:
+        if sorted(names) != sorted(by_name):
+            raise TypeError(f"{cls.__name__}: {names} are not its fields {sorted(by_name)}")
+        fields = [by_name[name] for name in names]
     env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    params = [f"v{i}" for i in range(len(fields))]
+    params = [f"f_{a.name}" for a in fields]
     body = ["o = _new(_cls)", *_set_slots(cls, fields, params, env), "return o"]
     built: Callable[..., T] = _generate(f"init_{cls.__name__}", params, body, env)
     return built

@@ -242,11 +242,22 @@ _BUILDERS: dict[str | None, Callable[..., Resource]] = {
 # a third of the parse of a 500-event batch. Arguments: every field, in attrs order.
 _new = object.__new__
 _set_link_rel, _set_link_href, _set_link_title = slot_setters(Link, ("rel", "href", "title"))
-_init_link = slot_init(Link)
-_init_unknown_resource = slot_init(UnknownResource)
-_init_event = slot_init(Event)
-_init_unknown_event = slot_init(UnknownEvent)
-_init_batch = slot_init(EventBatch)
+_init_link = slot_init(Link, "rel", "href", "title")
+_RESOURCE = ("rel", "href", "links", "embedded", "properties", "embedded_as")
+_init_unknown_resource = slot_init(UnknownResource, *_RESOURCE)
+_EVENT = ("type", "link", "sender", "in_link", "status", "reason", "resource")
+_init_event = slot_init(Event, *_EVENT)
+_init_unknown_event = slot_init(UnknownEvent, *_EVENT)
+_init_batch = slot_init(
+    EventBatch,
+    "self_href",
+    "next_href",
+    "resync_href",
+    "resume_href",
+    "events",
+    "rejected",
+    "rejected_count",
+)
 
 
 def _href(value: Any, what: str) -> str:
