@@ -5,8 +5,11 @@ in ``properties`` (read-only), so a property the typed fields do not name is nev
 lost; typed fields are optional because the server may omit anything.
 
 The parsers fold ``_links`` / ``_embedded`` by hand (they are on the event channel's hot
-path) and use the converter only for the typed properties. Malformed shapes raise
-:class:`DecodeError`; hrefs are kept exactly as given (resolution is ``_core.urls``'s job).
+path) and build the models without their attrs ``__init__``: typed resources through
+builders generated from the converter's hooks (``converter.make_builder``), the others
+slot by slot (``converter.slot_init``, or inline for plain links). The models are the
+same attrs classes either way. Malformed shapes raise :class:`DecodeError`; hrefs are
+kept exactly as given (resolution is ``_core.urls``'s job).
 """
 
 from __future__ import annotations
