@@ -319,12 +319,16 @@ def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource
     # ``rel``: the name the resource is embedded under (``embedded``), else a fallback.
     if d.__class__ is not dict and not isinstance(d, Mapping):
         raise DecodeError(f"a resource is a {type(d).__name__}, not an object")
-    own_rel = d.get("rel", rel)
+    # Every property but the structural two: a copy and two pops (which give the
+    # structural two) cost less than a filtering comprehension and two gets.
+    raw = dict(d)
+    raw_links = raw.pop("_links", None)
+    raw_embedded = raw.pop("_embedded", None)
+    own_rel = raw.get("rel", rel)
     embedded_as = rel if embedded and rel != own_rel else None
     if own_rel is not None and own_rel.__class__ is not str and not isinstance(own_rel, str):
         raise DecodeError("a resource rel is not a string")
-    links, href = _links(d.get("_links"))
-    raw_embedded = d.get("_embedded")
+    links, href = _links(raw_links)
     children_of: tuple[Resource, ...] = ()
     if raw_embedded is not None:
         if type(raw_embedded) is not dict and not isinstance(raw_embedded, Mapping):
@@ -338,11 +342,6 @@ def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource
             else:
                 children.append(_parse_resource(value, key, True))
         children_of = tuple(children)
-    # Every property but the structural two (a copy and two pops cost less than a
-    # filtering comprehension).
-    raw = dict(d)
-    raw.pop("_links", None)
-    raw.pop("_embedded", None)
     properties = MappingProxyType(raw)
     build = _BUILDERS.get(own_rel)
     if build is None:
