@@ -11,13 +11,21 @@ The factory is generic over attrs classes so that this module does not import th
 models (which import it): fields named in :data:`BASE_FIELDS` are not read from camelCase
 keys but from ``"@<name>"`` keys that the model parser fills in itself.
 
+The event channel's parser does not go through cattrs: :func:`make_builder` generates,
+per model class, a function that builds an instance straight from a raw property dict with
+the same hooks and names (cattrs' structure costs a copy of the dict with the base keys
+added, then the attrs ``__init__``; on a 500-event batch that was a third of the parse).
+:func:`slot_init` is the attrs ``__init__`` without its per-field ``object.__setattr__``.
+
 ``CONVERTER`` is the single module-level instance; nothing else here is mutable.
 """
 
 from __future__ import annotations
 
+import types
 import typing
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import attrs
 import cattrs
@@ -25,7 +33,18 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 
 from ucwa_async._core.errors import DecodeError
 
-__all__ = ["BASE_FIELDS", "CONVERTER", "base_key", "camel_case", "make_converter"]
+T = TypeVar("T")
+
+__all__ = [
+    "BASE_FIELDS",
+    "CONVERTER",
+    "base_key",
+    "camel_case",
+    "make_builder",
+    "make_converter",
+    "slot_init",
+    "slot_setters",
+]
 
 # The Resource base class's fields: filled by the model parser, not by camelCase lookup.
 BASE_FIELDS = frozenset({"rel", "href", "links", "embedded", "properties", "embedded_as"})
@@ -181,3 +200,122 @@ def make_converter() -> cattrs.Converter:
 
 
 CONVERTER: cattrs.Converter = make_converter()
+
+
+# -- fast construction ------------------------------------------------------------------
+
+
+def slot_setters(cls: type, names: typing.Iterable[str]) -> tuple[Callable[[Any, Any], None], ...]:
+    """The ``__set__`` of each named slot of an attrs slotted class (frozen or not)."""
+    out = []
+    for name in names:
+        descriptor = getattr(cls, name, None)
+        if not isinstance(descriptor, types.MemberDescriptorType):
+            raise TypeError(f"{cls.__name__}.{name} is not a slot")
+        out.append(descriptor.__set__)
+    return tuple(out)
+
+
+def _check_slots(cls: Any) -> list[attrs.Attribute[Any]]:
+    """The fields of ``cls``, after checking that they are all of its slots (an instance
+    built slot by slot must be complete: an attrs change adding a hidden slot, a cached
+    hash say, would otherwise leave it unset) and that none has a validator."""
+    if not attrs.has(cls) or "__slots__" not in cls.__dict__:
+        raise TypeError(f"{cls.__name__} is not an attrs slotted class")
+    fields = list(attrs.fields(cls))
+    slots = {s for k in cls.__mro__ for s in k.__dict__.get("__slots__", ())}
+    slots.discard("__weakref__")
+    if slots != {a.name for a in fields}:
+        raise TypeError(f"{cls.__name__}'s slots {sorted(slots)} are not its fields")
+    for field in fields:
+        if field.validator is not None:
+            raise TypeError(f"{cls.__name__}.{field.name} has a validator: not supported")
+    return fields
+
+
+def _generate(name: str, params: list[str], body: list[str], env: dict[str, Any]) -> Any:
+    source = f"def {name}({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<ucwa_async generated {name}>", "exec"), env, namespace)
+    return namespace[name]
+
+
+def _set_slots(
+    cls: Any, fields: list[attrs.Attribute[Any]], values: list[str], env: dict[str, Any]
+) -> list[str]:
+    """Lines setting each field's slot of ``o`` to the expression in ``values``, through
+    the field's converter if it has one."""
+    lines = []
+    setters = slot_setters(cls, [a.name for a in fields])
+    for i, (field, setter, value) in enumerate(zip(fields, setters, values, strict=True)):
+        env[f"_s{i}"] = setter
+        if field.converter is not None:
+            env[f"_c{i}"] = field.converter
+            value = f"_c{i}({value})"
+        lines.append(f"_s{i}(o, {value})")
+    return lines
+
+
+def slot_init(cls: type[T], *names: str) -> Callable[..., T]:
+    """``cls(*values)`` with the values of the fields ``names`` (every field, in this
+    order: naming them keeps the call sites right if the class's field order changes;
+    none given: ``attrs.fields`` order), no defaults. The instance is made with
+    ``object.__new__`` and each slot set through its descriptor, field converters
+    applied (validators: none allowed)."""
+    fields = _check_slots(cls)
+    by_name = {a.name: a for a in fields}
+    if names:
+        if sorted(names) != sorted(by_name):
+            raise TypeError(f"{cls.__name__}: {names} are not its fields {sorted(by_name)}")
+        fields = [by_name[name] for name in names]
+    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    params = [f"f_{a.name}" for a in fields]
+    body = ["o = _new(_cls)", *_set_slots(cls, fields, params, env), "return o"]
+    built: Callable[..., T] = _generate(f"init_{cls.__name__}", params, body, env)
+    return built
+
+
+def _fast_hook(t: Any) -> tuple[Callable[[Any], Any], str | None]:
+    """A typed field's hook, and the class of a raw value taken as it is (None: always
+    the hook)."""
+    if _is_opt_str(t):
+        return _opt_str, "str"
+    if _is_opt_int(t):
+        # bool is an int subclass: the class test sends True to the hook, which refuses it.
+        return _opt_int, "int"
+    if _is_str_tuple(t):
+        return _str_tuple, None  # a list to make a tuple of
+    raise TypeError(f"no fast hook for {t!r}")
+
+
+def make_builder(cls: type[T]) -> Callable[..., T]:
+    """``build(rel, href, links, embedded, properties, embedded_as, raw)``: what
+    ``CONVERTER.structure`` makes of ``raw`` with the base fields given (its ``"@..."``
+    keys), without the dict copy: typed fields read from their camelCase keys in ``raw``
+    through the same hooks, a value already of its class (a str for ``str | None``)
+    taken as it is."""
+    fields = _check_slots(cls)
+    attrs.resolve_types(cls)  # type: ignore[type-var]
+    env: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "str": str, "int": int}
+    body = ["o = _new(_cls)", "get = raw.get"]
+    values = []
+    for i, field in enumerate(attrs.fields(cls)):  # type: ignore[arg-type]
+        if field.name in BASE_FIELDS:
+            values.append(field.name)
+            continue
+        hook, exact = _fast_hook(field.type)
+        if isinstance(field.default, attrs.Factory) or hook(None) != field.default:  # type: ignore[arg-type]
+            # A missing key would give the default in cattrs, hook(None) here.
+            raise TypeError(f"{cls.__name__}.{field.name}: its default is not hook(None)")
+        env[f"_h{i}"] = hook
+        body.append(f"v{i} = get({camel_case(field.name)!r})")
+        if exact is None:
+            body.append(f"v{i} = _h{i}(v{i})")
+        else:
+            body.append(f"if v{i} is not None and v{i}.__class__ is not {exact}:")
+            body.append(f"    v{i} = _h{i}(v{i})")
+        values.append(f"v{i}")
+    body += [*_set_slots(cls, fields, values, env), "return o"]
+    params = ["rel", "href", "links", "embedded", "properties", "embedded_as", "raw"]
+    built: Callable[..., T] = _generate(f"build_{cls.__name__}", params, body, env)
+    return built

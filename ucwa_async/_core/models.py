@@ -5,8 +5,11 @@ in ``properties`` (read-only), so a property the typed fields do not name is nev
 lost; typed fields are optional because the server may omit anything.
 
 The parsers fold ``_links`` / ``_embedded`` by hand (they are on the event channel's hot
-path) and use the converter only for the typed properties. Malformed shapes raise
-:class:`DecodeError`; hrefs are kept exactly as given (resolution is ``_core.urls``'s job).
+path) and build the models without their attrs ``__init__``: typed resources through
+builders generated from the converter's hooks (``converter.make_builder``), the others
+slot by slot (``converter.slot_init``, or inline for plain links). The models are the
+same attrs classes either way. Malformed shapes raise :class:`DecodeError`; hrefs are
+kept exactly as given (resolution is ``_core.urls``'s job).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from ucwa_async._core.converter import CONVERTER, _opt_str
+from ucwa_async._core.converter import _opt_str, make_builder, slot_init, slot_setters
 from ucwa_async._core.errors import DecodeError
 from ucwa_async._core.wire import LazyItems
 
@@ -229,18 +232,34 @@ class EventBatch:
     the reports were cut short)."""
 
 
-# rel -> (model class, its structure function); fixed at import, never mutated.
-_TYPED: Mapping[str, tuple[type[Resource], Callable[[Mapping[str, Any], Any], Any]]] = (
-    MappingProxyType(
-        {
-            cls_rel: (cls, CONVERTER.get_structure_hook(cls))
-            for cls_rel, cls in (
-                ("messagingInvitation", MessagingInvitation),
-                ("phoneAudioInvitation", PhoneAudioInvitation),
-                ("conversationLog", ConversationLog),
-            )
-        }
-    )
+# rel -> its model's builder (converter.make_builder); fixed at import, never mutated
+# (a dict, not a MappingProxyType: the proxy's get costs a second call, once per resource).
+_BUILDERS: dict[str | None, Callable[..., Resource]] = {
+    "messagingInvitation": make_builder(MessagingInvitation),
+    "phoneAudioInvitation": make_builder(PhoneAudioInvitation),
+    "conversationLog": make_builder(ConversationLog),
+}
+
+# The parsers build models slot by slot (converter.slot_init, or inline for Link): the
+# attrs __init__ of a frozen class sets each field with object.__setattr__, which was
+# a third of the parse of a 500-event batch. Arguments: every field, in attrs order.
+_new = object.__new__
+_set_link_rel, _set_link_href, _set_link_title = slot_setters(Link, ("rel", "href", "title"))
+_init_link = slot_init(Link, "rel", "href", "title")
+_RESOURCE = ("rel", "href", "links", "embedded", "properties", "embedded_as")
+_init_unknown_resource = slot_init(UnknownResource, *_RESOURCE)
+_EVENT = ("type", "link", "sender", "in_link", "status", "reason", "resource")
+_init_event = slot_init(Event, *_EVENT)
+_init_unknown_event = slot_init(UnknownEvent, *_EVENT)
+_init_batch = slot_init(
+    EventBatch,
+    "self_href",
+    "next_href",
+    "resync_href",
+    "resume_href",
+    "events",
+    "rejected",
+    "rejected_count",
 )
 
 
@@ -259,46 +278,57 @@ def _title(value: Any) -> str | None:
 
 
 def _link(value: Any, rel: str) -> Link:
-    # Hot path (every link of every event): a plain dict with a str href skips the ABC
-    # isinstance checks and the error text; anything else gets _href's full checks.
-    if type(value) is dict:
-        href = value.get("href")
-        if type(href) is str:
-            return Link(rel, href, _title(value)) if "title" in value else Link(rel, href)
-    return Link(rel, _href(value, f"link {rel!r}"), _title(value))
+    return _init_link(rel, _href(value, f"link {rel!r}"), _title(value))
 
 
-def _links(raw: Any) -> tuple[Link, ...]:
+def _links(raw: Any) -> tuple[tuple[Link, ...], str | None]:
+    """The links in document order, and the href of the first ``self`` one."""
     if raw is None:
-        return ()
+        return (), None
     if type(raw) is not dict and not isinstance(raw, Mapping):
         raise DecodeError("_links is not an object")
     out: list[Link] = []
+    append = out.append
     for rel, value in raw.items():
-        if type(rel) is not str and not isinstance(rel, str):
+        # Hot path (every link of every event): a plain {"href": str} under a str rel
+        # is built inline; anything else gets the full checks below.
+        if value.__class__ is dict and rel.__class__ is str:
+            href = value.get("href")
+            if href.__class__ is str and "title" not in value:
+                link = _new(Link)
+                _set_link_rel(link, rel)
+                _set_link_href(link, href)
+                _set_link_title(link, None)
+                append(link)
+                continue
+        if not isinstance(rel, str):
             raise DecodeError("a link rel is not a string")
         if isinstance(value, list):
             out.extend(_link(item, rel) for item in value)
         else:
-            out.append(_link(value, rel))
-    return tuple(out)
+            append(_link(value, rel))
+    links = tuple(out)
+    if "self" in raw:
+        for link in links:
+            if link.rel == "self":
+                return links, link.href
+    return links, None
 
 
 def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource:
     # ``rel``: the name the resource is embedded under (``embedded``), else a fallback.
-    if type(d) is not dict and not isinstance(d, Mapping):
+    if d.__class__ is not dict and not isinstance(d, Mapping):
         raise DecodeError(f"a resource is a {type(d).__name__}, not an object")
-    own_rel = d.get("rel", rel)
+    # Every property but the structural two: a copy and two pops (which give the
+    # structural two) cost less than a filtering comprehension and two gets.
+    raw = dict(d)
+    raw_links = raw.pop("_links", None)
+    raw_embedded = raw.pop("_embedded", None)
+    own_rel = raw.get("rel", rel)
     embedded_as = rel if embedded and rel != own_rel else None
-    if own_rel is not None and not isinstance(own_rel, str):
+    if own_rel is not None and own_rel.__class__ is not str and not isinstance(own_rel, str):
         raise DecodeError("a resource rel is not a string")
-    links = _links(d.get("_links"))
-    href = None
-    for link in links:
-        if link.rel == "self":
-            href = link.href
-            break
-    raw_embedded = d.get("_embedded")
+    links, href = _links(raw_links)
     children_of: tuple[Resource, ...] = ()
     if raw_embedded is not None:
         if type(raw_embedded) is not dict and not isinstance(raw_embedded, Mapping):
@@ -312,24 +342,11 @@ def _parse_resource(d: Any, rel: str | None, embedded: bool = False) -> Resource
             else:
                 children.append(_parse_resource(value, key, True))
         children_of = tuple(children)
-    raw = {k: v for k, v in d.items() if k not in _STRUCTURAL}
     properties = MappingProxyType(raw)
-    typed = _TYPED.get(own_rel) if own_rel is not None else None
-    if typed is None:
-        return UnknownResource(
-            own_rel, href, links, children_of, properties, embedded_as=embedded_as
-        )
-    cls, structure = typed
-    source = dict(raw)
-    # Set last so that a property spelled like a base key cannot displace them.
-    source["@rel"] = own_rel
-    source["@href"] = href
-    source["@links"] = links
-    source["@embedded"] = children_of
-    source["@properties"] = properties
-    source["@embedded_as"] = embedded_as
-    resource: Resource = structure(source, cls)
-    return resource
+    build = _BUILDERS.get(own_rel)
+    if build is None:
+        return _init_unknown_resource(own_rel, href, links, children_of, properties, embedded_as)
+    return build(own_rel, href, links, children_of, properties, embedded_as, raw)
 
 
 def parse_resource(d: Mapping[str, Any], rel: str | None = None) -> Resource:
@@ -377,12 +394,25 @@ def _one(value: Any) -> Any:
 
 
 def _event_link(value: Any, what: str) -> Link:
+    if value.__class__ is dict:
+        # Hot path (two per event): a plain dict with str href and rel is built inline.
+        href = value.get("href")
+        rel = value.get("rel", "")
+        if href.__class__ is str and rel.__class__ is str:
+            title = value.get("title")
+            if title is not None and (title.__class__ is not str or not title):
+                title = _title(value)
+            link = _new(Link)
+            _set_link_rel(link, rel)
+            _set_link_href(link, href)
+            _set_link_title(link, title)
+            return link
     value = _one(value)
     href = _href(value, what)
     rel = value.get("rel", "")
     if not isinstance(rel, str):
         raise DecodeError(f"{what} has a rel that is not a string")
-    return Link(rel, href, _title(value))
+    return _init_link(rel, href, _title(value))
 
 
 def _batch_href(links: Mapping[str, Any], rel: str) -> str | None:
@@ -395,7 +425,7 @@ def _batch_href(links: Mapping[str, Any], rel: str) -> str | None:
 def _parse_event(e: Mapping[str, Any], sender: Link | None) -> Event:
     # The caller has checked that ``e`` is a mapping (cheaply: see parse_event_batch).
     etype = e.get("type")
-    if not isinstance(etype, str):
+    if etype.__class__ is not str and not isinstance(etype, str):
         raise DecodeError("an event has no type")
     link = _event_link(e.get("link"), "event link")
     raw_in = e.get("in")
@@ -411,9 +441,15 @@ def _parse_event(e: Mapping[str, Any], sender: Link | None) -> Event:
         key = link.rel if link.rel in raw_embedded else next(iter(raw_embedded))
         if not isinstance(key, str):
             raise DecodeError("an embedded rel is not a string")
-        resource = _parse_resource(_one(raw_embedded[key]), key, True)
-    cls = Event if etype in KNOWN_EVENT_TYPES else UnknownEvent
-    return cls(etype, link, sender, in_link, _opt_str(e.get("status")), reason, resource)
+        raw_resource = raw_embedded[key]
+        if raw_resource.__class__ is not dict:
+            raw_resource = _one(raw_resource)
+        resource = _parse_resource(raw_resource, key, True)
+    status = e.get("status")
+    if status is not None and status.__class__ is not str:
+        status = _opt_str(status)
+    init = _init_event if etype in KNOWN_EVENT_TYPES else _init_unknown_event
+    return init(etype, link, sender, in_link, status, reason, resource)
 
 
 def _as_list(value: Any, what: str) -> list[Any] | LazyItems:
@@ -568,7 +604,7 @@ class EventReader:
             else:
                 self._event = stop
         envelope = self.envelope  # not attrs.evolve: it costs ~40 us a call
-        return EventBatch(
+        return _init_batch(
             envelope.self_href,
             envelope.next_href,
             envelope.resync_href,
