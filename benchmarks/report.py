@@ -287,7 +287,7 @@ def _load(figures: dict[str, Any]) -> str:
 
 def write(figures: dict[str, Any], output: Path, notes: str) -> tuple[Path, Path]:
     output.mkdir(parents=True, exist_ok=True)
-    data = {"machine": machine(), "rows": rows(figures), "figures": figures}
+    data: dict[str, Any] = {"machine": machine(), "rows": rows(figures), "figures": figures}
     json_path = output / "BENCHMARKS.json"
     json_path.write_text(json.dumps(data, indent=1, default=str) + "\n")
     md_path = output / "BENCHMARKS.md"
