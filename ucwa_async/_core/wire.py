@@ -23,6 +23,7 @@ from __future__ import annotations
 import array
 import base64
 import binascii
+import itertools
 import json
 import json.decoder
 import json.scanner
@@ -418,8 +419,19 @@ _EVENT = 6  # an event element (its name is the event type)
 _BAG = 7  # reason / debugInfo / parameters / any element under them: text or a dict
 _TEXT = 8  # a text-only child (event status)
 _SKIP = 9  # unknown element: ignored with its subtree
+_DOC = 10  # the bottom frame, below the root element (saves an empty-stack test per element)
 
-_BOOLS = {"true": True, "false": False}
+_SKIP_FRAME = (_SKIP, None, None)
+_DOC_FRAME = (_DOC, None, None)
+
+# Every ASCII casing of true/false (what `.lower()` would fold; no other character lowers
+# to these letters): one dict lookup per property value instead of a length test and a
+# lower().
+_BOOLS: dict[str, bool] = {
+    "".join(chars): flag
+    for word, flag in (("true", True), ("false", False))
+    for chars in itertools.product(*((c, c.upper()) for c in word))
+}
 
 
 def _xml_int(text: str) -> int | str:
@@ -473,11 +485,21 @@ def _decode_xml(
     body: bytes, content_type: str, step: int | None
 ) -> Generator[None, None, dict[str, Any]]:
     """The XML fold; with ``step``, expat gets the body in pieces of that size and the
-    generator yields after each (without, it never yields)."""
+    generator yields after each (without, it never yields).
+
+    expat calls back into Python for every start tag, end tag and text run, so the
+    per-element cost is what matters: `start` and `end` handle a resource's
+    ``<property>`` and ``<link>`` children (most of an event batch) inline, with no
+    further call, and hand every other element to `start_other`.
+    """
     # Each frame: (kind, target, key). target is the dict/list the element writes into.
-    stack: list[tuple[int, Any, Any]] = []
+    stack: list[tuple[int, Any, Any]] = [_DOC_FRAME]
+    push = stack.append
+    pop = stack.pop
     text: list[str] = []
     clear_text = text.clear
+    join = "".join
+    bools_get = _BOOLS.get
     root: list[dict[str, Any]] = []
 
     def start_resource_child(
@@ -500,7 +522,7 @@ def _decode_xml(
                 links["self"] = attrs  # the resource's href attribute already said so
             else:
                 _put(links, rel, attrs)
-            return (_SKIP, None, None)
+            return _SKIP_FRAME
         if name == "propertyList":
             pname = attrs.get("name")
             if pname is None:
@@ -518,7 +540,7 @@ def _decode_xml(
                 embedded = target["_embedded"] = {}
             _put(embedded, rel, child)
             return (_RES, child, None)
-        return (_SKIP, None, None)
+        return _SKIP_FRAME
 
     def start_bag_child(
         name: str, attrs: dict[str, str], target: dict[str, Any]
@@ -527,14 +549,114 @@ def _decode_xml(
             return start_resource_child(name, attrs, target)
         if name == "link":
             target["link"] = attrs
-            return (_SKIP, None, None)
+            return _SKIP_FRAME
         clear_text()
         return (_BAG, target, (name, {}))
 
     def start(name: str, attrs: dict[str, str]) -> None:
+        if len(stack) > MAX_XML_DEPTH:  # the _DOC frame is not an element
+            raise DecodeError(f"XML nested deeper than {MAX_XML_DEPTH} elements")
+        kind, target, _key = stack[-1]
+        if kind <= _ITEM:  # _RES or _ITEM: the hot path, inlined
+            if name == "property":
+                pname = attrs.get("name")
+                if pname is None:
+                    raise DecodeError("<property> without a name")
+                clear_text()
+                push((_PROP, target, pname))
+                return
+            if name == "link":
+                rel = attrs.pop("rel", None)
+                if rel is None:
+                    raise DecodeError("<link> without a rel")
+                links = target.get("_links")
+                if links is None:
+                    links = target["_links"] = {}
+                if rel == "self":
+                    links["self"] = attrs  # the resource's href attribute already said so
+                else:
+                    old = links.get(rel)
+                    if old is None:
+                        links[rel] = attrs
+                    elif type(old) is list:
+                        old.append(attrs)
+                    else:
+                        links[rel] = [old, attrs]
+                push(_SKIP_FRAME)
+                return
+        push(start_other(name, attrs, kind, target, _key))
+
+    def start_other(
+        name: str, attrs: dict[str, str], kind: int, target: Any, key: Any
+    ) -> tuple[int, Any, Any]:
         if ":" in name:
             name = name.rpartition(":")[2]
-        if not stack:
+        if kind <= _ITEM:  # _RES or _ITEM
+            return start_resource_child(name, attrs, target)
+        if kind == _SENDER:
+            event: dict[str, Any] = {"type": name}
+            link = {k: attrs[k] for k in ("rel", "href", "title") if k in attrs}
+            if link:
+                event["link"] = link
+            if "status" in attrs:
+                event["status"] = attrs["status"]
+            reason = _reason_from_attrs(attrs)
+            if reason:
+                event["reason"] = reason
+            target.append(event)
+            return (_EVENT, event, None)
+        if kind == _EVENT:
+            if name == "resource":
+                return start_resource_child(name, attrs, target)
+            if name == "in":
+                target["in"] = {k: attrs[k] for k in ("rel", "href", "title") if k in attrs}
+                return _SKIP_FRAME
+            if name == "link":
+                rel = attrs.pop("rel", None)
+                if rel == "in":
+                    target["in"] = attrs
+                elif rel is not None:
+                    links = target.get("_links")
+                    if links is None:
+                        links = target["_links"] = {}
+                    _put(links, rel, attrs)
+                return _SKIP_FRAME
+            if name == "status":
+                clear_text()
+                return (_TEXT, target, "status")
+            if name == "reason":
+                reason = _reason_from_attrs(attrs)
+                reason.update(target.get("reason") or {})
+                target["reason"] = reason
+                return (_BAG, reason, None)
+            return _SKIP_FRAME
+        if kind == _PLIST:
+            if name == "item":
+                clear_text()
+                return (_ITEM, {}, target)
+            return _SKIP_FRAME
+        if kind == _EVENTS:
+            if name == "sender":
+                events: list[dict[str, Any]] = []
+                sender: dict[str, Any] = {k: attrs[k] for k in ("rel", "href") if k in attrs}
+                sender["events"] = events
+                senders = target.get("sender")
+                if senders is None:
+                    senders = target["sender"] = []
+                senders.append(sender)
+                return (_SENDER, events, None)
+            if name == "link":
+                rel = attrs.pop("rel", None)
+                if rel is None:
+                    raise DecodeError("<link> without a rel")
+                links = target.get("_links")
+                if links is None:
+                    links = target["_links"] = {}
+                _put(links, rel, attrs)
+            return _SKIP_FRAME
+        if kind == _BAG:
+            return start_bag_child(name, attrs, target if key is None else key[1])
+        if kind == _DOC:
             if root:  # pragma: no cover - expat refuses a second root element itself
                 raise DecodeError("more than one root element")
             if name in ("resource", "input"):
@@ -551,109 +673,25 @@ def _decode_xml(
             else:
                 raise DecodeError(f"unexpected XML root element <{name}>")
             root.append(doc)
-            stack.append(frame)
-            return
-        if len(stack) >= MAX_XML_DEPTH:
-            raise DecodeError(f"XML nested deeper than {MAX_XML_DEPTH} elements")
-        kind, target, key = stack[-1]
-        if kind <= _ITEM:  # _RES or _ITEM
-            # Hot path (properties and links of a resource) inlined for speed.
-            if name == "property":
-                pname = attrs.get("name")
-                if pname is None:
-                    raise DecodeError("<property> without a name")
-                clear_text()
-                stack.append((_PROP, target, pname))
-                return
-            frame = start_resource_child(name, attrs, target)
-        elif kind == _PLIST:
-            if name == "item":
-                clear_text()
-                frame = (_ITEM, {}, target)
-            else:
-                frame = (_SKIP, None, None)
-        elif kind == _SENDER:
-            event: dict[str, Any] = {"type": name}
-            link = {k: attrs[k] for k in ("rel", "href", "title") if k in attrs}
-            if link:
-                event["link"] = link
-            if "status" in attrs:
-                event["status"] = attrs["status"]
-            reason = _reason_from_attrs(attrs)
-            if reason:
-                event["reason"] = reason
-            target.append(event)
-            frame = (_EVENT, event, None)
-        elif kind == _EVENT:
-            if name == "resource":
-                frame = start_resource_child(name, attrs, target)
-            elif name == "in":
-                target["in"] = {k: attrs[k] for k in ("rel", "href", "title") if k in attrs}
-                frame = (_SKIP, None, None)
-            elif name == "link":
-                rel = attrs.pop("rel", None)
-                if rel == "in":
-                    target["in"] = attrs
-                elif rel is not None:
-                    links = target.get("_links")
-                    if links is None:
-                        links = target["_links"] = {}
-                    _put(links, rel, attrs)
-                frame = (_SKIP, None, None)
-            elif name == "status":
-                clear_text()
-                frame = (_TEXT, target, "status")
-            elif name == "reason":
-                reason = _reason_from_attrs(attrs)
-                reason.update(target.get("reason") or {})
-                target["reason"] = reason
-                frame = (_BAG, reason, None)
-            else:
-                frame = (_SKIP, None, None)
-        elif kind == _EVENTS:
-            if name == "sender":
-                events: list[dict[str, Any]] = []
-                sender: dict[str, Any] = {k: attrs[k] for k in ("rel", "href") if k in attrs}
-                sender["events"] = events
-                senders = target.get("sender")
-                if senders is None:
-                    senders = target["sender"] = []
-                senders.append(sender)
-                frame = (_SENDER, events, None)
-            elif name == "link":
-                rel = attrs.pop("rel", None)
-                if rel is None:
-                    raise DecodeError("<link> without a rel")
-                links = target.get("_links")
-                if links is None:
-                    links = target["_links"] = {}
-                _put(links, rel, attrs)
-                frame = (_SKIP, None, None)
-            else:
-                frame = (_SKIP, None, None)
-        elif kind == _BAG:
-            bag = target if key is None else key[1]
-            frame = start_bag_child(name, attrs, bag)
-        else:  # _PROP, _TEXT, _SKIP: nested markup is ignored
-            frame = (_SKIP, None, None)
-        stack.append(frame)
+            return frame
+        return _SKIP_FRAME  # _PROP, _TEXT, _SKIP: nested markup is ignored
 
     def end(_name: str) -> None:
-        kind, target, key = stack.pop()
+        kind, target, key = pop()
         if kind == _PROP:
-            value = "".join(text)
-            if len(value) in (4, 5):
-                flag = _BOOLS.get(value.lower())
-                if flag is not None:
-                    target[key] = flag
-                    return
-            if key in INTEGER_PROPERTIES:
+            value = join(text)
+            flag = bools_get(value)
+            if flag is not None:
+                target[key] = flag
+            elif key in INTEGER_PROPERTIES:
                 target[key] = _xml_int(value)
             elif key != "rel" or "rel" not in target:
                 # (<property name="rel"> repeats the rel attribute: the attribute wins)
                 target[key] = value
+        elif kind == _SKIP or kind == _RES:
+            return
         elif kind == _ITEM:
-            key.append(target if target else "".join(text))
+            key.append(target if target else join(text))
         elif kind == _BAG:
             if key is None:
                 return
@@ -661,11 +699,11 @@ def _decode_xml(
             if bag:
                 target[name] = bag
             else:
-                value = "".join(text).strip()
+                value = join(text).strip()
                 if value:  # empty <debugInfo/> / <parameters/> carry nothing
                     target[name] = value
         elif kind == _TEXT:
-            target[key] = "".join(text).strip()
+            target[key] = join(text).strip()
 
     parser = expat.ParserCreate()
     parser.buffer_text = True
