@@ -689,7 +689,7 @@ def _fold_xml(
             elif key != "rel" or "rel" not in target:
                 # (<property name="rel"> repeats the rel attribute: the attribute wins)
                 target[key] = value
-        elif kind == _SKIP or kind == _RES:
+        elif kind in (_SKIP, _RES):
             return
         elif kind == _ITEM:
             key.append(target if target else join(text))
