@@ -731,13 +731,17 @@ def _fold_xml(
 #
 # expat calls back into Python three times per element (start, text, end), which makes the
 # fold above ~4x slower than json.loads on an event batch, whatever the handlers do. An
-# event batch as UCWA writes it (no indentation, attributes in one order, no entity
-# references) has a fixed shape, so it is cut up with a few regular expressions and
-# string operations that each take a whole event or a whole resource at a time. expat
-# still reads every byte (with no element handlers, ~4x cheaper) and refuses what it
-# refuses for the fold; any body the expressions below do not recognise in full, or that
-# expat refuses, goes to the fold, which then gives its result or its error. What the
-# expressions accept is what the fold would give for it: tests/core/test_wire_xml_fast.py.
+# event batch as UCWA writes it (no indentation, attributes in one order) has a fixed
+# shape, so it is cut up with a few regular expressions and string operations that each
+# take a whole event or a whole resource at a time. Any body they do not recognise in
+# full goes to the fold, which then gives its result or its error; what they accept is
+# what the fold gives for it (tests/core/test_wire_xml_fast.py compares the two).
+#
+# They accept no "<" that does not start one of the elements below: so no DOCTYPE,
+# comment, CDATA section or processing instruction (but the XML declaration spelt out
+# below), and no "&" (no entity or character reference to expand). With the start and
+# end tags all checked, what is left for expat to refuse is a character XML cannot carry
+# or a "]]>" in the text: _not_xml_text looks for those, and the body is strict UTF-8.
 
 _AV = r'[^"<&\t\n\r]*'  # an attribute value needing no normalisation or entity decoding
 _FAST_HEAD_BYTES = (b'<?xml version="1.0" encoding="utf-8"?><events ', b"<events ")
@@ -865,6 +869,8 @@ class _FastBatch:
                     if not ("&" in body or "\n" in body or "\r" in body or "\t" in body):
                         links = find_links_plain(body)
                         props = find_props_plain(body)
+                    elif "&" in body:
+                        return -1  # a reference in the text between the children
                     else:
                         links = find_links(body)
                         props = find_props(body)
@@ -932,25 +938,36 @@ def _decode_xml(
 def _decode_fast(
     fast: _FastBatch, body: bytes, step: int | None
 ) -> Generator[None, None, dict[str, Any] | None]:
-    """expat checks the body (well-formed, no DOCTYPE...) while ``fast`` cuts it up;
-    None when either gives up (the fold then decodes the body, or says what is wrong)."""
-    checker = _expat_parser()
-    try:
-        if step is None or len(body) <= step:
-            checker.Parse(body, True)
-            if not fast.run(len(body)):
+    """``fast`` cut up, a step per ``step`` bytes; None when it gives up (the fold then
+    decodes the body, or says what is wrong with it)."""
+    if step is None or len(body) <= step:
+        if _not_xml_text(body) or not fast.run(len(body)):
+            return None
+    else:
+        for offset in range(0, len(body), step):
+            # (two bytes of overlap: a "]]>" or a three-byte character across the cut)
+            if _not_xml_text(body[max(offset - 2, 0) : offset + step]):
                 return None
-        else:
-            for offset in range(0, len(body), step):
-                checker.Parse(body[offset : offset + step], False)
-                # Characters never outnumber bytes: at most `step` characters a step.
-                if not fast.run(offset + step):
-                    return None
-                yield
-            checker.Parse(b"", True)
-    except (DecodeError, expat.ExpatError, ValueError, LookupError, RecursionError):
-        return None
+            # Characters never outnumber bytes: at most `step` characters a step.
+            if not fast.run(offset + step):
+                return None
+            yield
     return fast.doc if fast.done else None
+
+
+# The characters XML 1.0 refuses, as UTF-8: C0 controls but tab, LF and CR; U+FFFE, U+FFFF.
+_NOT_XML_BYTES = bytes(c for c in range(32) if c not in b"\t\n\r")
+
+
+def _not_xml_text(chunk: bytes) -> bool:
+    """Whether a piece of a compact batch holds what expat would refuse in its text: a
+    character XML cannot carry, or "]]>" (which it can carry in an attribute value: the
+    fold then decides). Everything else expat checks, the compact form rules out."""
+    if len(chunk.translate(None, _NOT_XML_BYTES)) != len(chunk):
+        return True
+    if b"]" in chunk and b"]]>" in chunk:
+        return True
+    return not chunk.isascii() and (b"\xef\xbf\xbe" in chunk or b"\xef\xbf\xbf" in chunk)
 
 
 def _expat_parser() -> expat.XMLParserType:
