@@ -15,7 +15,9 @@ meaningful — is lost. It is also ~15x slower than ``json.loads`` on a 500-even
 before any folding, and the event channel decodes every batch. The expat handlers below
 build the canonical dict in one pass, in document order, and keep (and extend) the
 protections xmltodict gives: any DOCTYPE, entity declaration or external entity reference
-is refused, and nesting is bounded without recursion.
+is refused, and nesting is bounded without recursion. An event batch in the compact form
+UCWA writes skips expat (three Python calls per element) for regular expressions that
+take a whole event at a time; see "XML: compact event batches" below.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def decode(
     ``interruptible``: decode JSON with the pure-Python scanner (several times slower)
     so that a worker thread decoding a large body lets the event loop's thread run
     between its steps; the C scanner holds the GIL for the whole body. (XML decoding
-    calls back into Python for every element and is interruptible anyway.)
+    runs Python code between small steps, an element or an event, and is interruptible
+    anyway.)
 
     Raises only :class:`DecodeError` (malformed body, unknown content type, a JSON top
     level that is not an object, refused XML constructs) and its subclass
@@ -175,7 +178,7 @@ def complete(steps: Generator[None, None, T]) -> T:
 
 
 XML_STEP_BYTES = 8 * 1024
-""":func:`decode_steps` feeds XML to expat in pieces of this size, a step each."""
+""":func:`decode_steps` decodes XML in pieces of this size, a step each."""
 
 
 def decode_steps(
