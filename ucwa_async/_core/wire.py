@@ -811,11 +811,13 @@ class _FastBatch:
                 pos = self._events(pos, limit, events)
                 if pos < 0:
                     return False
-                if pos < limit and startswith("</sender>", pos):
-                    pos += 9
-                    events = self.events = None
-                    continue
-                break  # the limit, or something else than an event: the next run decides
+                if pos >= limit:
+                    break
+                if not startswith("</sender>", pos):
+                    return False
+                pos += 9
+                events = self.events = None
+                continue
             if pos >= limit:
                 break
             m = _FAST_LINK.match(text, pos)
