@@ -395,3 +395,19 @@ def test_random_splices_of_compact_batches_decode_as_the_fold() -> None:
         shuffled = pieces[:i] + pieces[j : j + 3] + pieces[i + 1 :]
         body = "".join(shuffled).encode()
         assert decoded(body) == fold(body)
+
+
+def test_invalid_utf8_goes_to_the_fold() -> None:
+    body = batch('<added rel="r\xe9" href="/r"/>').encode("latin-1")
+    assert wire._FastBatch.start(body) is None
+    with pytest.raises(DecodeError, match="malformed XML body"):
+        wire.decode(body, XML)
+
+
+def test_steps_cut_anywhere_in_a_batch() -> None:
+    # Step boundaries among the batch's own links, and steps left after its end.
+    links = "".join(f'<link rel="r{n}" href="/l/{n}"/>' for n in range(1000))
+    text = batch(invitation_events(1), tail=" " * 3 * wire.XML_STEP_BYTES)
+    body = text.replace("<sender", links + "<sender", 1).encode()
+    assert takes_fast_path(body)
+    assert decoded(body, steps=True) == fold(body) == decoded(body)
