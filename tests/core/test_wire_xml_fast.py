@@ -117,6 +117,13 @@ SHAPES = {
         '<updated rel="r" href="/r"><resource rel="r" href="/r">\n  <link rel="a" href="/a"/>\n'
         '  <property name="p">v</property>\n</resource></updated>'
     ),
+    "indented": BIG.replace("><", ">\n  <"),
+    "indented with CRLF and tabs": BIG.replace("><", ">\r\n\t<"),
+    "status attributes": batch(
+        '<completed rel="r" href="/r" status="Success"/>'
+        '<completed rel="r" href="/r" status="Failure"><status>Success</status></completed>'
+        '<completed rel="r" href="/r" status="Success" />'
+    ),
     "status with spaces": batch(
         '<completed rel="r" href="/r"><status> Failure </status></completed>'
     ),
@@ -125,7 +132,8 @@ SHAPES = {
 
 # Bodies close to the compact form that the fold has to decode (or refuse).
 OTHERS = {
-    "indented": BIG.replace("><", ">\n  <"),
+    "text between events": BIG.replace("</started><", "</started>x<", 1),
+    "text between a sender's events and its end": BIG.replace("</sender>", " x </sender>"),
     "comment in a resource": BIG.replace("<property", "<!-- c --><property", 1),
     "CDATA value": BIG.replace(">Incoming<", "><![CDATA[Incoming]]><", 1),
     "entity in a value": BIG.replace(">Normal<", ">&lt;Normal&amp;&#65;<", 1),
@@ -154,7 +162,10 @@ OTHERS = {
         'name="importance"', 'name="_embedded"', 1
     ),
     "reason": batch('<completed rel="r" href="/r"><reason code="C" message="m"/></completed>'),
-    "status attribute": batch('<completed rel="r" href="/r" status="Failure"/>'),
+    "status attribute and a reason": batch(
+        '<completed rel="r" href="/r" status="Failure"><reason code="C"/></completed>'
+    ),
+    "status attribute first": batch('<completed status="Failure" rel="r" href="/r"/>'),
     "unknown child": batch('<added rel="r" href="/r"><thing/></added>'),
     "children out of order": batch(
         '<completed rel="r" href="/r"><status>Success</status><in rel="c" href="/c"/></completed>'
@@ -360,6 +371,8 @@ MUTATIONS = st.sampled_from(
         '<in rel="c" href="/c"/>',
         "<status>x</status>",
         'name="_links"',
+        ' status="Failure"',
+        "\n  ",
         "true",
     ]
 )

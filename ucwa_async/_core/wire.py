@@ -747,17 +747,20 @@ def _fold_xml(
 # or a "]]>" in the text: _not_xml_text looks for those, and the body is strict UTF-8.
 
 _AV = r'[^"<&\t\n\r]*'  # an attribute value needing no normalisation or entity decoding
-_FAST_HEAD_BYTES = (b'<?xml version="1.0" encoding="utf-8"?><events ', b"<events ")
+_S = r"[ \t\r\n]*"  # white space between elements (indentation), which the fold ignores
+_FAST_HEAD_BYTES = (b'<?xml version="1.0" encoding="utf-8"?>', b"<events ")
 _FAST_HEAD = re.compile(
-    rf'(?:<\?xml version="1\.0" encoding="utf-8"\?>)?<events href="({_AV})" xmlns="{_AV}">'
+    rf'(?:<\?xml version="1\.0" encoding="utf-8"\?>{_S})?<events href="({_AV})" xmlns="{_AV}">'
 )
-_FAST_LINK = re.compile(rf'<link rel="({_AV})" href="({_AV})" ?/>')
-_FAST_SENDER = re.compile(rf'<sender rel="({_AV})" href="({_AV})">')
-# An event: self-closed, or an optional <in>, <status> and <resource> start, in this order.
+_FAST_SPACE = re.compile(_S)
+_FAST_LINK = re.compile(rf'{_S}<link rel="({_AV})" href="({_AV})" ?/>')
+_FAST_SENDER = re.compile(rf'{_S}<sender rel="({_AV})" href="({_AV})">')
+# An event (a status attribute, no reason): self-closed, or an optional <in>, <status> and
+# <resource> start, in this order.
 _FAST_EVENT = re.compile(
-    rf'<([A-Za-z]+) rel="({_AV})" href="({_AV})"(?: ?(/)>|>'
-    rf'(?:<in rel="({_AV})" href="({_AV})" ?/>)?'
-    r"(?:<status>([^<&\r]*)</status>)?"
+    rf'{_S}<([A-Za-z]+) rel="({_AV})" href="({_AV})"(?: status="({_AV})")?(?: ?(/)>|>{_S}'
+    rf'(?:<in rel="({_AV})" href="({_AV})" ?/>{_S})?'
+    rf"(?:<status>([^<&\r]*)</status>{_S})?"
     rf'(?:<resource rel="({_AV})" href="({_AV})">)?)'
 )
 # A resource's children. Each match holds one "<" (a link) or two (a property), and in a
@@ -766,8 +769,8 @@ _FAST_EVENT = re.compile(
 _FAST_RES_LINK = re.compile(rf'<link rel="({_AV})" href="({_AV})" ?/>')
 _FAST_RES_PROP = re.compile(rf'<property name="({_AV})">([^<&\r]*)</property>')
 # The same for a body with no & \t \n \r at all (most bodies), where they match the same
-# (expat refuses a "<" in an attribute value): a one-character negation is cheaper for
-# the regular expression engine than a class.
+# (a "<" in an attribute value is one the count of "<" does not expect): a one-character
+# negation is cheaper for the regular expression engine than a class.
 _FAST_RES_LINK_PLAIN = re.compile(r'<link rel="([^"]*)" href="([^"]*)" ?/>')
 _FAST_RES_PROP_PLAIN = re.compile(r'<property name="([^"]*)">([^<]*)</property>')
 _XML_SPACE = " \t\r\n"
@@ -813,6 +816,7 @@ class _FastBatch:
                     return False
                 if pos >= limit:
                     break
+                pos = _FAST_SPACE.match(text, pos).end()  # type: ignore[union-attr]
                 if not startswith("</sender>", pos):
                     return False
                 pos += 9
@@ -834,7 +838,7 @@ class _FastBatch:
                 senders.append({"rel": m[1], "href": m[2], "events": events})
                 pos = m.end()
                 continue
-            if startswith("</events>", pos) and not text[pos + 9 :].strip(_XML_SPACE):
+            if text[pos:].strip(_XML_SPACE) == "</events>":
                 self.done = True
                 pos = len(text)
                 break
@@ -854,12 +858,17 @@ class _FastBatch:
         find_props_plain = _FAST_RES_PROP_PLAIN.findall
         closers = self.closers
         bools = _BOOLS
+        skip_space = _FAST_SPACE.match
         while pos < limit:
             m = match_event(text, pos)
             if m is None:
                 return pos
-            kind, rel, href, closed, in_rel, in_href, status, res_rel, res_href = m.groups()
+            kind, rel, href, outcome, closed, in_rel, in_href, status, res_rel, res_href = (
+                m.groups()
+            )
             event: dict[str, Any] = {"type": kind, "link": {"rel": rel, "href": href}}
+            if outcome is not None:
+                event["status"] = outcome
             pos = m.end()
             if closed is None:
                 if in_rel is not None:
@@ -916,7 +925,7 @@ class _FastBatch:
                             elif key != "rel":
                                 res[key] = value
                     event["_embedded"] = {res_rel: res}
-                    pos = end + 11
+                    pos = skip_space(text, end + 11).end()  # type: ignore[union-attr]
                 closer = closers.get(kind)
                 if closer is None:
                     closer = closers[kind] = f"</{kind}>"
