@@ -734,9 +734,9 @@ def _fold_xml(
 #
 # expat calls back into Python three times per element (start, text, end), which makes the
 # fold above ~4x slower than json.loads on an event batch, whatever the handlers do. An
-# event batch as UCWA writes it (no indentation, attributes in one order) has a fixed
-# shape, so it is cut up with a few regular expressions and string operations that each
-# take a whole event or a whole resource at a time. Any body they do not recognise in
+# event batch as UCWA writes it (attributes in one order, no entity references, indented
+# or not) has a fixed shape, so it is cut up with a few regular expressions and string
+# operations that each take a whole event or a whole resource at a time. Any body they do not recognise in
 # full goes to the fold, which then gives its result or its error; what they accept is
 # what the fold gives for it (tests/core/test_wire_xml_fast.py compares the two).
 #
@@ -985,7 +985,7 @@ def _not_xml_text(chunk: bytes) -> bool:
 
 
 def _expat_parser() -> expat.XMLParserType:
-    """An expat parser that refuses DTDs and entities, with no element handlers."""
+    """An expat parser that refuses DTDs and entities (the fold adds its handlers)."""
     parser = expat.ParserCreate()
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
     parser.StartDoctypeDeclHandler = _refuse_doctype
