@@ -736,9 +736,10 @@ def _fold_xml(
 # fold above ~4x slower than json.loads on an event batch, whatever the handlers do. An
 # event batch as UCWA writes it (attributes in one order, no entity references, indented
 # or not) has a fixed shape, so it is cut up with a few regular expressions and string
-# operations that each take a whole event or a whole resource at a time. Any body they do not recognise in
-# full goes to the fold, which then gives its result or its error; what they accept is
-# what the fold gives for it (tests/core/test_wire_xml_fast.py compares the two).
+# operations that each take a whole event or a whole resource at a time. Any body they
+# do not recognise in full goes to the fold, which then gives its result or its error;
+# what they accept is what the fold gives for it (tests/core/test_wire_xml_fast.py
+# compares the two).
 #
 # They accept no "<" that does not start one of the elements below: so no DOCTYPE,
 # comment, CDATA section or processing instruction (but the XML declaration spelt out
