@@ -542,7 +542,7 @@ class OperationTable:
             await asyncio.wait(pending, timeout=timeout)
 
     def _arm_timeout(self, invitation: Invitation[Any], timeout: float) -> None:
-        when = asyncio.get_running_loop().time() + timeout
+        when = invitation.get_loop().time() + timeout  # (get_running_loop: a getpid)
         invitation._set_deadline(when)
         self._deadlines.add(invitation.operation_id, when)
 

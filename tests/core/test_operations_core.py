@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from ucwa_async._core.correlate import Correlator, check_operation_id, new_operation_id
@@ -126,3 +129,25 @@ def test_new_operation_ids_are_valid_random_hex() -> None:
         assert len(value) == 32
         assert int(value, 16) >= 0  # hex digits only
         assert check_operation_id(value) == value
+
+
+def test_a_forked_child_makes_other_operation_ids_than_its_parent() -> None:
+    # A pre-forking server's workers must not repeat each other's ids: the generator is
+    # seeded afresh in a child. Run in a single-threaded interpreter of its own.
+    script = (
+        "import os\n"
+        "from ucwa_async._core.correlate import new_operation_id\n"
+        "new_operation_id()\n"
+        "read, write = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os.write(write, new_operation_id().encode())\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "child = os.read(read, 64).decode()\n"
+        "print(child != new_operation_id() and len(child) == 32)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "True"
