@@ -1064,6 +1064,10 @@ def _encode_xml(data: Mapping[str, Any]) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
+# One encoder for every request body (json.dumps with options builds one per call).
+_JSON_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_input(data: Mapping[str, Any], wire: WireFormat) -> tuple[bytes, str]:
     """Encode a request body given in canonical shape; returns ``(body, content type)``.
 
@@ -1073,8 +1077,7 @@ def encode_input(data: Mapping[str, Any], wire: WireFormat) -> tuple[bytes, str]
     ``None`` values omitted). Raises TypeError for values a wire cannot carry.
     """
     if wire == "json":
-        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        return body.encode("utf-8"), JSON_MEDIA_TYPE
+        return _JSON_ENCODER.encode(data).encode("utf-8"), JSON_MEDIA_TYPE
     if wire == "xml":
         return _encode_xml(data), UCWA_XML_MEDIA_TYPE
     raise ValueError(f"unknown wire format {wire!r}")
