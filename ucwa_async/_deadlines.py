@@ -12,24 +12,27 @@ from __future__ import annotations
 import asyncio
 import heapq
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 __all__ = ["Deadlines"]
 
 _MIN_COMPACT = 64
 
+K = TypeVar("K", str, int)
 
-class Deadlines:
+
+class Deadlines(Generic[K]):
     """Calls ``expire(key, when)`` once ``when`` (loop time) has passed, for every deadline
     added and still ``live(key, when)``."""
 
     __slots__ = ("_compact_at", "_expire", "_heap", "_live", "_timer", "_timer_at")
 
     def __init__(
-        self, expire: Callable[[str, float], None], live: Callable[[str, float], bool]
+        self, expire: Callable[[K, float], None], live: Callable[[K, float], bool]
     ) -> None:
-        self._expire = expire
-        self._live = live
-        self._heap: list[tuple[float, str]] = []
+        self._expire: Callable[[K, float], None] = expire
+        self._live: Callable[[K, float], bool] = live
+        self._heap: list[tuple[float, K]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._compact_at = _MIN_COMPACT
@@ -37,7 +40,7 @@ class Deadlines:
     def __len__(self) -> int:
         return len(self._heap)
 
-    def add(self, key: str, when: float) -> None:
+    def add(self, key: K, when: float) -> None:
         if len(self._heap) >= self._compact_at:
             self._heap = [entry for entry in self._heap if self._live(entry[1], entry[0])]
             heapq.heapify(self._heap)
@@ -64,7 +67,7 @@ class Deadlines:
         self._timer = None
         now = asyncio.get_running_loop().time()
         heap = self._heap
-        due: list[tuple[float, str]] = []
+        due: list[tuple[float, K]] = []
         while heap and heap[0][0] <= now:
             due.append(heapq.heappop(heap))
         self._arm()

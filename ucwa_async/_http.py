@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from ucwa_async._core.errors import (
     TransportError,
     UcwaError,
 )
+from ucwa_async._deadlines import Deadlines
 
 __all__ = ["HttpClient", "HttpResponse", "sent_signal_trace"]
 
@@ -76,6 +78,16 @@ class HttpResponse:
     www_authenticate: tuple[str, ...] = ()
 
 
+class _InFlight:
+    """A request under way: its task, and whether its deadline cancelled it."""
+
+    __slots__ = ("expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.expired = False
+
+
 class HttpClient:
     """Sends requests through one ``aiohttp.ClientSession`` (owned or borrowed)."""
 
@@ -87,6 +99,9 @@ class HttpClient:
         reserved_session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._session = session
+        self._in_flight: dict[int, _InFlight] = {}
+        self._tokens = itertools.count()
+        self._deadlines: Deadlines[int] = Deadlines(self._deadline_passed, self._deadline_live)
         # The P-GET's own ClientSession (sharing the connector and cookie jar): only it
         # carries the sent-signal trace, which would cost every other request ~20 us.
         self._reserved_session = reserved_session or session
@@ -125,15 +140,30 @@ class HttpClient:
         if session.closed:
             # aiohttp would raise a bare RuntimeError: keep the contract (a UcwaError).
             raise TransportError(f"{method} {url}: the HTTP client session is closed")
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("HttpClient.request must run in a task")
+        # The deadline, as asyncio.timeout() keeps it but in one heap for every request
+        # (asyncio.timeout: a timer handle, a heap entry and two getpid calls per request).
+        token = next(self._tokens)
+        flight = self._in_flight[token] = _InFlight(task)
+        cancelling = task.cancelling()
+        self._deadlines.add(token, task.get_loop().time() + timeout)
         error: TransportError
         try:
-            async with asyncio.timeout(timeout):
-                signal = _SentSignal(sent) if sent is not None else None
-                if reserved or self._ordinary is None:
-                    return await self._request(session, method, url, headers, data, timeout, signal)
-                async with self._ordinary:
-                    return await self._request(session, method, url, headers, data, timeout, signal)
-        except TimeoutError as exc:
+            signal = _SentSignal(sent) if sent is not None else None
+            if reserved or self._ordinary is None:
+                return await self._request(session, method, url, headers, data, timeout, signal)
+            async with self._ordinary:
+                return await self._request(session, method, url, headers, data, timeout, signal)
+        except asyncio.CancelledError:
+            if not flight.expired:
+                raise  # cancelled by someone else
+            flight.expired = False  # its cancel is taken back here
+            if task.uncancel() > cancelling:
+                raise  # cancelled by someone else too
+            error = RequestTimeoutError(f"{method} {url} timed out after {timeout:g} s")
+        except TimeoutError as exc:  # aiohttp's connect timeout
             if isinstance(exc, UcwaError):
                 raise
             error = RequestTimeoutError(f"{method} {url} timed out after {timeout:g} s")
@@ -141,7 +171,24 @@ class HttpClient:
             error = TransportError(f"{method} {url} failed: {_describe(exc)}")
         except OSError as exc:
             error = TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}")
+        finally:
+            del self._in_flight[token]
+            if flight.expired:
+                # Expired as it ended otherwise: take the cancel back, as asyncio.timeout
+                # does (on 3.11 the task may still see it at its next await).
+                task.uncancel()
+            if not self._in_flight:
+                self._deadlines.close()
         raise error
+
+    def _deadline_passed(self, token: int, _when: float) -> None:
+        flight = self._in_flight.get(token)
+        if flight is not None and not flight.expired:
+            flight.expired = True
+            flight.task.cancel()
+
+    def _deadline_live(self, token: int, _when: float) -> bool:
+        return token in self._in_flight
 
     async def _request(
         self,

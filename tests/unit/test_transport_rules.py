@@ -470,3 +470,90 @@ async def test_the_body_cap_holds_for_declared_inflated_and_chunked_bodies() -> 
         roomy = HttpClient(http, max_body=8192)
         inflated = await roomy.request("GET", f"{base}/gzip", headers={}, timeout=5.0)
         assert inflated.body == b" " * 4096
+
+
+# -- request deadlines: one heap for every request --------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _black_hole() -> AsyncIterator[str]:
+    """A loopback server that accepts connections and never answers."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def swallow(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/x"
+    finally:
+        server.close()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        for writer in writers:
+            writer.close()
+        for writer in writers:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        await server.wait_closed()
+
+
+async def test_a_request_past_its_deadline_is_a_request_timeout() -> None:
+    loop = asyncio.get_running_loop()
+    async with _black_hole() as url, aiohttp.ClientSession() as http:
+        client = HttpClient(http, max_body=1024)
+        started = loop.time()
+        with pytest.raises(ucwa_async.RequestTimeoutError, match=r"timed out after 0\.2 s"):
+            await client.request("GET", url, headers={}, timeout=0.2)
+        assert 0.19 <= loop.time() - started < 1.5
+        task = asyncio.current_task()
+        assert task is not None
+        assert task.cancelling() == 0  # the deadline's cancel was taken back
+        assert len(client._deadlines) == 0  # nothing in flight: no heap, no timer
+        await asyncio.sleep(0.01)  # and this task is not cancelled at its next await
+
+
+async def test_a_cancel_during_a_request_stays_a_cancel() -> None:
+    async with _black_hole() as url, aiohttp.ClientSession() as http:
+        client = HttpClient(http, max_body=1024)
+        request = asyncio.create_task(client.request("GET", url, headers={}, timeout=5.0))
+        await asyncio.sleep(0.05)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        # cancelled at the very moment its deadline passed: still a cancel
+        request = asyncio.create_task(client.request("GET", url, headers={}, timeout=5.0))
+        await asyncio.sleep(0.05)
+        (token,) = client._in_flight
+        client._deadline_passed(token, 0.0)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        assert not client._in_flight
+
+
+async def test_an_outer_timeout_shorter_than_the_request_s_is_the_caller_s() -> None:
+    async with _black_hole() as url, aiohttp.ClientSession() as http:
+        client = HttpClient(http, max_body=1024)
+        with pytest.raises(TimeoutError) as caught:
+            async with asyncio.timeout(0.1):
+                await client.request("GET", url, headers={}, timeout=5.0)
+        assert not isinstance(caught.value, ucwa_async.RequestTimeoutError)
+
+
+async def test_concurrent_requests_each_keep_their_own_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    async with _black_hole() as url, aiohttp.ClientSession() as http:
+        client = HttpClient(http, max_body=1024)
+        started = loop.time()
+
+        async def one(timeout: float) -> float:
+            with pytest.raises(ucwa_async.RequestTimeoutError):
+                await client.request("GET", url, headers={}, timeout=timeout)
+            return loop.time() - started
+
+        short, long_ = await asyncio.gather(one(0.1), one(0.4))
+        assert short < long_
+        assert 0.09 <= short < 0.35
+        assert 0.39 <= long_ < 1.5
