@@ -859,8 +859,9 @@ class Session:
 
     def _publish(self, item: object) -> None:
         """Hand an event or a channel signal to every ``events()`` subscriber."""
-        for stream in tuple(self._streams):
-            stream._push(item)
+        if self._streams:  # (every event comes here: most sessions have no stream)
+            for stream in tuple(self._streams):
+                stream._push(item)
 
     def _unsubscribe(self, stream: EventStream) -> None:
         if stream in self._streams:
