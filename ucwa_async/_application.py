@@ -26,7 +26,13 @@ from ucwa_async._core.errors import (
     UcwaError,
 )
 from ucwa_async._core.models import Resource, parse_resource
-from ucwa_async._core.urls import app_base_path_of, normalize, origin_of, resolve_href
+from ucwa_async._core.urls import (
+    app_base_path_of,
+    normalize,
+    origin_of,
+    resolve_href,
+    resolve_href_normal,
+)
 from ucwa_async._http import HttpResponse
 from ucwa_async._transport import Transport
 
@@ -89,7 +95,7 @@ class Application:
         # href -> absolute URL and URL -> key, for the base below (several lookups per
         # event: a profile hot spot). Emptied when full or when the base changes.
         self._resolved: dict[str, str] = {}
-        self._normalized: dict[str, str] = {}
+        self._keys: dict[str, str] = {}
         self._memo_base: tuple[str | None, str | None] = (None, None)
 
     # -- sign-in and creation ----------------------------------------------------------
@@ -253,9 +259,8 @@ class Application:
 
     # -- hrefs -------------------------------------------------------------------------
 
-    def resolve(self, href: str) -> str:
-        """An href of this application's resources as an absolute URL (memoised)."""
-        url = self._resolved.get(href)
+    def _memo_base_url(self) -> str:
+        """The base hrefs resolve against; the memos are emptied when it changes."""
         base_url = self.url or self._origin or self._discovery_url
         base = self._memo_base
         if base[0] is not base_url or base[1] is not self.base_path:
@@ -263,8 +268,13 @@ class Application:
             # never mutated): what was resolved against the old one is forgotten.
             self._memo_base = (base_url, self.base_path)
             self._resolved.clear()
-            self._normalized.clear()
-            url = None
+            self._keys.clear()
+        return base_url
+
+    def resolve(self, href: str) -> str:
+        """An href of this application's resources as an absolute URL (memoised)."""
+        base_url = self._memo_base_url()
+        url = self._resolved.get(href)
         if url is None:  # errors are raised, never memoised
             url = resolve_href(href, base_url=base_url, app_base_path=self.base_path)
             _memo(self._resolved, href, url)
@@ -281,11 +291,12 @@ class Application:
 
     def key(self, href: str) -> str:
         """The correlation key of an href: its resolved, normalised URL (memoised)."""
-        url = self.resolve(href)
-        key = self._normalized.get(url)
-        if key is None:
-            key = normalize(url)
-            _memo(self._normalized, url, key)
+        base_url = self._memo_base_url()
+        key = self._keys.get(href)
+        if key is None:  # errors are raised, never memoised
+            url, normal = resolve_href_normal(href, base_url=base_url, app_base_path=self.base_path)
+            key = url if normal else normalize(url)
+            _memo(self._keys, href, key)
         return key
 
     def rebase(self, url: str) -> str:

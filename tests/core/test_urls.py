@@ -15,6 +15,7 @@ from ucwa_async._core.urls import (
     normalize,
     origin_of,
     resolve_href,
+    resolve_href_normal,
     same_origin,
     with_query,
 )
@@ -64,6 +65,27 @@ BASE = "/ucwa/oauth"
 )
 def test_resolve_href(href: str, expected: str) -> None:
     assert resolve_href(href, base_url=APP, app_base_path=BASE) == expected
+
+
+@pytest.mark.parametrize(
+    ("href", "normal"),
+    [
+        ("/ucwa/oauth/v1/applications/833/communication/invitations/7", True),
+        ("https://fe1.contoso.com/ucwa/oauth/v1/x", True),
+        ("https://FE1.contoso.com/ucwa/oauth/v1/x", False),  # upper case: normalize's job
+        ("https://fe1.contoso.com:443/x", False),  # a default port
+        ("/ucwa/./x", False),
+        ("/a%7Eb", False),  # an escape normalize may decode
+        ("//v1/applications/833", False),
+        ("events?ack=2", False),
+    ],
+)
+def test_resolve_href_normal_says_when_normalize_has_nothing_to_do(href: str, normal: bool) -> None:
+    url, known_normal = resolve_href_normal(href, base_url=APP, app_base_path=BASE)
+    assert url == resolve_href(href, base_url=APP, app_base_path=BASE)
+    assert known_normal is normal
+    if known_normal:
+        assert normalize(url) == url
 
 
 def test_v1_shorthand_without_known_base_path() -> None:
@@ -274,3 +296,14 @@ def test_with_query_never_touches_ack(ack: str, timeout: int) -> None:
     result = with_query(url, timeout=timeout)
     assert URL(result).query.getall("ack") == [ack]
     assert result.startswith(url)
+
+
+@given(st.text(alphabet="aZ09-_~/.%?#:", min_size=1, max_size=40))
+def test_a_url_said_normal_is_left_as_it_is_by_normalize(tail: str) -> None:
+    for href in ("/" + tail, "https://fe1.contoso.com/" + tail):
+        try:
+            url, known_normal = resolve_href_normal(href, base_url=APP, app_base_path=BASE)
+        except UcwaError:
+            continue
+        if known_normal:
+            assert normalize(url) == url

@@ -26,6 +26,7 @@ __all__ = [
     "normalize",
     "origin_of",
     "resolve_href",
+    "resolve_href_normal",
     "same_origin",
     "with_query",
 ]
@@ -156,14 +157,24 @@ def resolve_href(href: str, *, base_url: str, app_base_path: str | None = None) 
     Raises :class:`UnsafeHrefError` (a ``ValueError``) for other schemes (``javascript:``,
     ``file:``, ``data:``...), userinfo, control characters, or a malformed href.
     """
+    url, _normal = resolve_href_normal(href, base_url=base_url, app_base_path=app_base_path)
+    return url
+
+
+def resolve_href_normal(
+    href: str, *, base_url: str, app_base_path: str | None = None
+) -> tuple[str, bool]:
+    """:func:`resolve_href`, and whether the URL is known to be in normal form already
+    (:func:`normalize` would return it unchanged): the common case, a correlation key
+    without a second look."""
     if _PLAIN_RELATIVE(href) is not None and "/." not in href and "//" not in href:
         origin = _plain_origin(base_url)
         if origin is not None:
-            return origin + href
+            return origin + href, True
     elif _plain_absolute(href):  # its path has no "//": the //v1 rule does not apply
         _base(base_url)  # the base is checked whatever the href
-        return href
-    return _resolve_href(href, base_url=base_url, app_base_path=app_base_path)
+        return href, True
+    return _resolve_href(href, base_url=base_url, app_base_path=app_base_path), False
 
 
 def _resolve_href(href: str, *, base_url: str, app_base_path: str | None = None) -> str:
