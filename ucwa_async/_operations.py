@@ -61,7 +61,7 @@ from ucwa_async._core.rereads import RereadWaves
 from ucwa_async._deadlines import Deadlines
 from ucwa_async._http import HttpResponse
 from ucwa_async._invitation import Invitation
-from ucwa_async._outcome import consume_exception
+from ucwa_async._outcome import consume_exception, shielded
 from ucwa_async._transport import Transport
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ class OperationTable:
     async def _join(self, entry: _Start) -> Invitation[Any]:
         entry.waiters += 1
         try:
-            await asyncio.shield(entry.posted)
+            await shielded(entry.posted)
         finally:
             entry.waiters -= 1
         return entry.invitation

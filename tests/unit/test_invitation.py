@@ -11,6 +11,7 @@ import pytest
 
 from ucwa_async import InvitationFailedError, InvitationTimeoutError, UcwaError
 from ucwa_async._invitation import Invitation
+from ucwa_async._outcome import shielded
 
 
 class FakeServer:
@@ -317,3 +318,43 @@ async def test_repr_names_operation() -> None:
     inv = make()
     assert "op1" in repr(inv)
     assert "done=False" in repr(inv)
+
+
+async def test_a_cancelled_waiter_leaves_no_callback_behind() -> None:
+    inv = make()
+    before = len(inv._callbacks or [])
+    waiters = [asyncio.create_task(_await(inv)) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert len(inv._callbacks or []) == before + 3  # one per awaiting task
+    for task in waiters:
+        task.cancel()
+    await asyncio.gather(*waiters, return_exceptions=True)
+    assert len(inv._callbacks or []) == before  # 10 000 abandoned awaits would pile up
+    assert not inv.done()
+
+
+async def test_shielded_is_asyncio_shield_for_a_plain_future() -> None:
+    loop = asyncio.get_running_loop()
+    ok: asyncio.Future[int] = loop.create_future()
+    loop.call_soon(ok.set_result, 7)
+    assert await shielded(ok) == 7
+    failed: asyncio.Future[int] = loop.create_future()
+    loop.call_soon(failed.set_exception, ValueError("no"))
+    with pytest.raises(ValueError, match="no"):
+        await shielded(failed)
+    pending: asyncio.Future[int] = loop.create_future()
+    task = asyncio.create_task(_await_plain(pending))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not pending.cancelled()  # the waiter was cancelled, not the future
+    pending.set_result(1)
+
+
+async def _await(inv: Invitation[Any]) -> Any:
+    return await inv
+
+
+async def _await_plain(future: asyncio.Future[int]) -> int:
+    return await shielded(future)
