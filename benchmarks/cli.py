@@ -45,7 +45,7 @@ FULL = {
     "concurrency": 200,
     "sync_total_0": 500,
     "sync_total_50": 100,
-    "rounds": 5,
+    "rounds": 9,
     "scale_total": 10_000,
     "scale_concurrency": 50,
     "wire_repeat": 7,
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     p.add_argument("-n", "--invitations", type=int, help="throughput N (default 2000)")
     p.add_argument("-c", "--concurrency", type=int, help="throughput C (default 200)")
-    p.add_argument("--rounds", type=int, help="throughput rounds per contender (default 5)")
+    p.add_argument("--rounds", type=int, help="throughput rounds per contender (default 9)")
     p.add_argument("--pending", type=int, help="scale: invitations pending (default 10000)")
     return p
 

@@ -66,10 +66,19 @@ def rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
         ps = t["per_second"]
         is_50 = t["latency_ms"] >= 50
         floor_target = TARGETS["ours_floor_50" if is_50 else "ours_floor"]
+        spread = t.get("spread", {})
+
+        def cell(name: str, ps: dict[str, float] = ps, spread: dict[str, Any] = spread) -> str:
+            low_high = spread.get(name)
+            if low_high is None:
+                return f"{ps[name]:.0f}"
+            return f"{ps[name]:.0f} ({low_high[0]:.0f}-{low_high[1]:.0f})"
+
         add(
-            f"throughput vs raw-aiohttp floor, {lat} (inv/s)",
-            f"{ps['ours']:.0f}",
-            f"{ps['floor']:.0f}",
+            f"throughput vs raw-aiohttp floor, {lat} (inv/s; median (min-max) of"
+            f" {t['rounds']} rounds)",
+            cell("ours"),
+            cell("floor"),
             t["ratio_ours_floor"],
             f">= {floor_target}x",
             t["ratio_ours_floor"] >= floor_target,

@@ -64,6 +64,10 @@ def measure(
                 f"({int(result['invitations'])} in {result['seconds']:.2f} s)"
             )
     medians = {name: statistics.median(r["per_second"] for r in rs) for name, rs in runs.items()}
+    spread = {
+        name: (min(r["per_second"] for r in rs), max(r["per_second"] for r in rs))
+        for name, rs in runs.items()
+    }
     return {
         "latency_ms": latency * 1000,
         "invitations": total,
@@ -71,7 +75,13 @@ def measure(
         "concurrency": concurrency,
         "rounds": rounds,
         "per_second": medians,
+        "spread": spread,
         "ratio_ours_floor": medians["ours"] / medians["floor"],
+        # Each round's ours / floor (run back to back): a check on the ratio of medians.
+        "ratio_paired_median": statistics.median(
+            o["per_second"] / f["per_second"]
+            for o, f in zip(runs["ours"], runs["floor"], strict=True)
+        ),
         "ratio_ours_sync": medians["ours"] / medians["sync"],
         "ratio_floor_sync": medians["floor"] / medians["sync"],
         "runs": runs,
