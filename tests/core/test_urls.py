@@ -307,3 +307,26 @@ def test_a_url_said_normal_is_left_as_it_is_by_normalize(tail: str) -> None:
             continue
         if known_normal:
             assert normalize(url) == url
+
+
+@given(
+    path=st.text(alphabet="az09-_~/.%", max_size=20),
+    query=st.sampled_from(["", "?ack=3", "?a=b%20c"]),
+    value=st.one_of(
+        st.text(alphabet="aZ09-_~. &=?%+", max_size=12),
+        st.integers(min_value=-(10**6), max_value=10**6),
+        st.sampled_from([0.5, 1e-07, 180.0]),
+    ),
+)
+def test_with_query_is_what_yarl_builds(path: str, query: str, value: str | int | float) -> None:
+    url = "https://fe1.contoso.com/" + path + query
+    try:
+        expected = str(URL(url).update_query({"operationId": value}))
+    except ValueError:
+        return
+    assert with_query(url, operationId=value) == expected
+
+
+def test_with_query_refuses_what_yarl_refuses() -> None:
+    with pytest.raises(ValueError, match="not supported"):
+        with_query("https://fe1.contoso.com/x", timeout=float("inf"))
