@@ -257,3 +257,52 @@ def test_a_parser_bug_rejects_the_event_only(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_base_not_in_normal_form_takes_the_general_path() -> None:
     assert urls.resolve_href("/a/b", base_url="http://[::1]:8080/u") == "http://[::1]:8080/a/b"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"nope",
+        b'{"a": nope}',
+        b'{"a": [1, nope]}',
+        b'{"a": {"b": {"c": {"d": nope}}}}',
+        b'{"sender": [{"rel": "x", "events": [1, 2, 3, 4, 5, 6, 7, 8, 9, nope]}]}',
+    ],
+)
+def test_json_steps_refuse_a_bad_value_at_every_level(body: bytes) -> None:
+    for lazy in (False, True):
+        with pytest.raises(DecodeError):
+            wire.complete(wire.decode_steps(body, JSON, lazy_events=lazy))
+    with pytest.raises(DecodeError):
+        wire.decode(body, JSON)
+
+
+def _run_counting(walk: Any) -> tuple[int, Any]:
+    """Run a step generator to its end: (steps taken, its value)."""
+    steps = 0
+    while True:
+        try:
+            next(walk)
+        except StopIteration as stop:
+            return steps, stop.value
+        steps += 1
+
+
+def test_json_steps_take_a_few_members_a_step() -> None:
+    # 200 senders of 2 events (a conversation batch): far fewer steps than members, and
+    # still a bounded amount of work per step.
+    senders = [
+        {"rel": "conversation", "href": f"/c/{n}", "events": [{"type": "added"}] * 2}
+        for n in range(200)
+    ]
+    body = json.dumps({"_links": {"next": {"href": "n"}}, "sender": senders}).encode()
+    for lazy in (False, True):
+        steps, decoded = _run_counting(wire.decode_steps(body, JSON, lazy_events=lazy))
+        assert 200 / 8 <= steps <= 200
+        assert list(decoded["sender"][199]["events"][:]) == [{"type": "added"}] * 2
+    # a long array of events is still cut into steps of a few items
+    many = json.dumps({"sender": [{"events": [{"type": "x"}] * 100}]}).encode()
+    for lazy in (False, True):
+        steps, decoded = _run_counting(wire.decode_steps(many, JSON, lazy_events=lazy))
+        assert steps >= 100 // 8
+        assert len(decoded["sender"][0]["events"]) == 100

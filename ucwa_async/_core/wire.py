@@ -331,6 +331,8 @@ def _json_value(
     idx = _json_space(text, idx + 1).end()
     if text[idx : idx + 1] == closing:
         return (obj if first == "{" else items), idx + 1
+    done = 0  # members since the last step: a step every few (a batch of 200 senders
+    # walked a step per member cost more than decoding it)
     while True:
         if first == "{":
             if text[idx : idx + 1] != '"':
@@ -344,12 +346,20 @@ def _json_value(
             idx = _json_space(text, idx + 1).end()
             if lazy and depth == 2 and key == "events" and text[idx : idx + 1] == "[":
                 obj[key], idx = yield from _json_lazy_items(text, idx)
+            elif text[idx : idx + 1] not in ("{", "["):
+                obj[key], idx = _json_scalar(text, idx)
             else:
                 obj[key], idx = yield from _json_value(text, idx, depth + 1, lazy)
+        elif text[idx : idx + 1] not in ("{", "["):
+            value, idx = _json_scalar(text, idx)
+            items.append(value)
         else:
             value, idx = yield from _json_value(text, idx, depth + 1, lazy)
             items.append(value)
-        yield
+        done += 1
+        if done >= _JSON_ITEMS_PER_STEP:
+            done = 0
+            yield
         idx = _json_space(text, idx).end()
         separator = text[idx : idx + 1]
         if separator == closing:
@@ -360,6 +370,14 @@ def _json_value(
 
 
 _JSON_ITEMS_PER_STEP = 8
+
+
+def _json_scalar(text: str, idx: int) -> tuple[Any, int]:
+    """A string, number or constant at ``text[idx]`` (the C scanner, no step)."""
+    try:
+        return _json_scan(text, idx)  # type: ignore[no-any-return]
+    except StopIteration as stop:
+        raise json.JSONDecodeError("Expecting value", text, stop.value) from None
 
 
 def _json_leaf_items(text: str, idx: int) -> Generator[None, None, tuple[list[Any], int]]:
@@ -395,6 +413,7 @@ def _json_lazy_items(text: str, idx: int) -> Generator[None, None, tuple[LazyIte
     idx = _json_space(text, idx + 1).end()
     if text[idx : idx + 1] == "]":
         return LazyItems(text, starts, objects), idx + 1
+    done = 0
     while True:
         try:
             _, end = _json_scan(text, idx)
@@ -402,7 +421,10 @@ def _json_lazy_items(text: str, idx: int) -> Generator[None, None, tuple[LazyIte
             raise json.JSONDecodeError("Expecting value", text, stop.value) from None
         starts.append(idx)
         objects = objects or text[idx] == "{"
-        yield
+        done += 1
+        if done >= _JSON_ITEMS_PER_STEP:  # a step every few items, as in _json_leaf_items
+            done = 0
+            yield
         idx = _json_space(text, end).end()
         separator = text[idx : idx + 1]
         if separator == "]":
