@@ -102,6 +102,7 @@ class HttpClient:
         self._in_flight: dict[int, _InFlight] = {}
         self._tokens = itertools.count()
         self._deadlines: Deadlines[int] = Deadlines(self._deadline_passed, self._deadline_live)
+        self._deadline_loop: asyncio.AbstractEventLoop | None = None
         # The P-GET's own ClientSession (sharing the connector and cookie jar): only it
         # carries the sent-signal trace, which would cost every other request ~20 us.
         self._reserved_session = reserved_session or session
@@ -145,10 +146,17 @@ class HttpClient:
             raise RuntimeError("HttpClient.request must run in a task")
         # The deadline, as asyncio.timeout() keeps it but in one heap for every request
         # (asyncio.timeout: a timer handle, a heap entry and two getpid calls per request).
+        loop = task.get_loop()
+        if loop is not self._deadline_loop:
+            # First use, or used from another loop (the old one gone): the deadlines and
+            # requests of the old loop can never fire or end there.
+            self._deadlines.close()
+            self._in_flight.clear()
+            self._deadline_loop = loop
         token = next(self._tokens)
         flight = self._in_flight[token] = _InFlight(task)
         cancelling = task.cancelling()
-        self._deadlines.add(token, task.get_loop().time() + timeout)
+        self._deadlines.add(token, loop.time() + timeout)
         error: TransportError
         try:
             signal = _SentSignal(sent) if sent is not None else None
@@ -172,7 +180,7 @@ class HttpClient:
         except OSError as exc:
             error = TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}")
         finally:
-            del self._in_flight[token]
+            self._in_flight.pop(token, None)  # (gone if the loop changed meanwhile)
             if flight.expired:
                 # Expired as it ended otherwise: take the cancel back, as asyncio.timeout
                 # does (on 3.11 the task may still see it at its next await).

@@ -720,3 +720,36 @@ def test_xml_typing_and_participant_events() -> None:
   </sender>
 </events>""".encode()
     assert Ended(key(CONV), ConversationEndReason.REMOTE_LEFT) in feed(book, left)
+
+
+def test_a_noted_conversation_ends_with_the_application() -> None:
+    # Our invitation connected and no event made its conversation's state yet: when the
+    # application is lost, a later Invitation.conversation() must get it ended.
+    book = new_book()
+    conv = f"{APP}/communication/conversations/7"
+    book.feed(_outgoing_started(conv, 1))
+    assert book.end_all(ConversationEndReason.APPLICATION_LOST) == []
+    state = book.claim(conv)
+    assert state is not None
+    assert state.ended is ConversationEndReason.APPLICATION_LOST
+    # its late events change nothing
+    late = Event("updated", Link("messaging", f"{conv}/messaging"), Link("conversation", conv))
+    assert book.feed(late) == []
+    # a conversation noted after the loss is live
+    fresh = f"{APP}/communication/conversations/8"
+    book.feed(_outgoing_started(fresh, 2))
+    later = book.claim(fresh)
+    assert later is not None
+    assert later.ended is None
+
+
+def test_ended_notes_are_bounded_too() -> None:
+    book = new_book(max_conversations=4)
+    for round_ in range(3):
+        for n in range(4):
+            book.feed(_outgoing_started(f"{APP}/communication/conversations/{round_}-{n}", n))
+        book.end_all(ConversationEndReason.APPLICATION_LOST)
+    assert len(book._ended_notes) <= 4
+    newest = book.claim(f"{APP}/communication/conversations/2-3")
+    assert newest is not None
+    assert newest.ended is ConversationEndReason.APPLICATION_LOST

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import gzip
 import random
+import types
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -24,7 +25,7 @@ from yarl import URL
 import ucwa_async
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import ProxyResponseError
-from ucwa_async._http import HttpClient, HttpResponse
+from ucwa_async._http import HttpClient, HttpResponse, _InFlight
 from ucwa_async._transport import Transport, is_loopback
 
 HTTPS_DISCOVERY = "https://lyncdiscover.contoso.com/Autodiscover/AutodiscoverService.svc/root"
@@ -557,3 +558,35 @@ async def test_concurrent_requests_each_keep_their_own_deadline() -> None:
         assert short < long_
         assert 0.09 <= short < 0.35
         assert 0.39 <= long_ < 1.5
+
+
+def test_a_client_used_from_a_new_loop_keeps_its_deadlines() -> None:
+    # A loop given up with a request still in flight must not leave the deadline timer tied
+    # to it: on the next loop, a request still times out.
+    async def never(*_args: Any, **_kwargs: Any) -> HttpResponse:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    stub = types.SimpleNamespace(closed=False, connector=None, trace_configs=[])
+    client = HttpClient(cast(aiohttp.ClientSession, stub), max_body=1024)
+    client._request = never  # type: ignore[method-assign]
+
+    async def stranded() -> None:
+        # What a loop closed under a request leaves: an entry in flight, a timer armed.
+        task = asyncio.current_task()
+        assert task is not None
+        client._deadline_loop = asyncio.get_running_loop()
+        client._in_flight[-1] = _InFlight(task)
+        client._deadlines.add(-1, asyncio.get_running_loop().time() + 3600)
+
+    asyncio.run(stranded())
+
+    async def again() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ucwa_async.RequestTimeoutError):
+            await client.request("GET", "http://127.0.0.1:9/x", headers={}, timeout=0.1)
+        return loop.time() - started
+
+    assert asyncio.run(again()) < 1.5
+    assert not client._in_flight

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import enum
 from collections.abc import Callable
+from typing import TypeVar
 
 import attrs
 
@@ -114,6 +115,7 @@ class Fetch:
 
 Effect = Arrived | InvitationEnded | Updated | Ended | Fetch
 
+_V = TypeVar("_V")
 _REMOTE_PARTICIPANT = "participant"
 _MODALITIES = ("messaging", "phoneAudio")
 _MAX_ALIASES = 64
@@ -285,6 +287,8 @@ class ConversationBook:
         # states that mostly never see an event; a hash (not the key string) keeps each
         # entry small, and a collision only makes a state early. Bounded like states.
         self._announced: dict[int, None] = {}
+        # Noted conversations that end_all ended (application lost, session closed).
+        self._ended_notes: dict[int, ConversationEndReason] = {}
         self.evicted = 0
 
     # -- queries and commands ------------------------------------------------------
@@ -331,6 +335,10 @@ class ConversationBook:
     def _track_key(self, key: str, href: str) -> ConversationState:
         """A new state for the conversation ``key`` at ``href`` (absolute)."""
         state = ConversationState(key, href, self._new_log)
+        if self._ended_notes:
+            reason = self._ended_notes.pop(hash(key), None)
+            if reason is not None:
+                state.end(reason)  # noted, then ended by end_all before it had a state
         self._evict()  # before adding: the new one is never the victim
         self._states[key] = state
         return state
@@ -355,6 +363,11 @@ class ConversationBook:
         for state in self._states.values():
             if state.end(reason):
                 effects.append(Ended(state.key, reason))
+        # Conversations only noted (no state yet) end too: a later claim gets them ended.
+        for noted in self._announced:
+            self._ended_notes[noted] = reason
+        self._announced.clear()
+        _trim(self._ended_notes, self._max_conversations)
         self._incoming.clear()
         self._reading_invitations.clear()
         return effects
@@ -559,8 +572,7 @@ class ConversationBook:
             self._announced.pop(hash(key), None)
             return self._track_key(key, self.absolute(href)) if state is None else state
         self._announced[hash(key)] = None
-        while len(self._announced) > self._max_conversations:
-            del self._announced[next(iter(self._announced))]
+        _trim(self._announced, self._max_conversations)
         return None
 
     def _learn_from_invitation(self, state: ConversationState, resource: Resource) -> None:
@@ -745,6 +757,15 @@ class ConversationBook:
                 return
             del self._states[victim]
             self.evicted += 1
+
+
+def _trim(notes: dict[int, _V], bound: int) -> None:
+    """Past ``bound`` entries, keep the newest half: O(1) amortised, and no scan over the
+    dead slots that deleting a dict's oldest entries one at a time leaves."""
+    if len(notes) > bound:
+        kept = list(notes.items())[-max(1, bound // 2) :]
+        notes.clear()
+        notes.update(kept)
 
 
 def _is_incoming(resource: Resource) -> bool:
