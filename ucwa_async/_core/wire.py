@@ -467,6 +467,14 @@ def _xml_int(text: str) -> int | str:
         return text  # not a number after all: keep the text rather than fail
 
 
+def _links_of(target: dict[str, Any]) -> dict[str, Any]:
+    """``target["_links"]``, made if it has none yet."""
+    links = target.get("_links")
+    if links is None:
+        links = target["_links"] = {}
+    return links
+
+
 def _put(container: dict[str, Any], key: str, value: Any) -> None:
     """One value stays a value; a repeated key becomes a list (the JSON convention)."""
     old = container.get(key)
@@ -514,9 +522,9 @@ def _fold_xml(
     generator yields after each (without, it never yields).
 
     expat calls back into Python for every start tag, end tag and text run, so the
-    per-element cost is what matters: `start` and `end` handle a resource's
-    ``<property>`` and ``<link>`` children (most of an event batch) inline, with no
-    further call, and hand every other element to `start_other`.
+    per-element cost is what matters: `start` hands a resource's children (most of an
+    event batch) straight to `start_resource_child`, and every other element to
+    `start_other`. (An event batch in compact form does not come here: `_FastBatch`.)
     """
     # Each frame: (kind, target, key). target is the dict/list the element writes into.
     stack: list[tuple[int, Any, Any]] = [_DOC_FRAME]
@@ -541,9 +549,7 @@ def _fold_xml(
             rel = attrs.pop("rel", None)
             if rel is None:
                 raise DecodeError("<link> without a rel")
-            links = target.get("_links")
-            if links is None:
-                links = target["_links"] = {}
+            links = _links_of(target)
             if rel == "self":
                 links["self"] = attrs  # the resource's href attribute already said so
             else:
@@ -583,33 +589,9 @@ def _fold_xml(
         if len(stack) > MAX_XML_DEPTH:  # the _DOC frame is not an element
             raise DecodeError(f"XML nested deeper than {MAX_XML_DEPTH} elements")
         kind, target, _key = stack[-1]
-        if kind <= _ITEM:  # _RES or _ITEM: the hot path, inlined
-            if name == "property":
-                pname = attrs.get("name")
-                if pname is None:
-                    raise DecodeError("<property> without a name")
-                clear_text()
-                push((_PROP, target, pname))
-                return
-            if name == "link":
-                rel = attrs.pop("rel", None)
-                if rel is None:
-                    raise DecodeError("<link> without a rel")
-                links = target.get("_links")
-                if links is None:
-                    links = target["_links"] = {}
-                if rel == "self":
-                    links["self"] = attrs  # the resource's href attribute already said so
-                else:
-                    old = links.get(rel)
-                    if old is None:
-                        links[rel] = attrs
-                    elif type(old) is list:
-                        old.append(attrs)
-                    else:
-                        links[rel] = [old, attrs]
-                push(_SKIP_FRAME)
-                return
+        if kind <= _ITEM and ":" not in name:  # _RES or _ITEM: the hot path
+            push(start_resource_child(name, attrs, target))
+            return
         push(start_other(name, attrs, kind, target, _key))
 
     def start_other(
@@ -642,10 +624,7 @@ def _fold_xml(
                 if rel == "in":
                     target["in"] = attrs
                 elif rel is not None:
-                    links = target.get("_links")
-                    if links is None:
-                        links = target["_links"] = {}
-                    _put(links, rel, attrs)
+                    _put(_links_of(target), rel, attrs)
                 return _SKIP_FRAME
             if name == "status":
                 clear_text()
@@ -675,10 +654,7 @@ def _fold_xml(
                 rel = attrs.pop("rel", None)
                 if rel is None:
                     raise DecodeError("<link> without a rel")
-                links = target.get("_links")
-                if links is None:
-                    links = target["_links"] = {}
-                _put(links, rel, attrs)
+                _put(_links_of(target), rel, attrs)
             return _SKIP_FRAME
         if kind == _BAG:
             return start_bag_child(name, attrs, target if key is None else key[1])
