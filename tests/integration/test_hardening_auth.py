@@ -9,7 +9,6 @@ inside ``request_timeout``. Every test runs in both wires where the wire matters
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -19,8 +18,6 @@ import aiohttp
 import pytest
 
 import ucwa_async
-from ucwa_async._core.errors import RequestTimeoutError
-from ucwa_async._http import HttpClient
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
 from ._support import SessionFactory
@@ -296,48 +293,3 @@ async def test_transport_errors_hold_no_aiohttp_object(
             assert token not in repr(error) + str(error) + repr(vars(error))
         # Either a TransportError straight away, or the channel's failure caused by one.
         assert any(isinstance(e, ucwa_async.TransportError) for e in chain(caught.value))
-
-
-# -- the pool queue time is inside request_timeout ------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def black_hole() -> AsyncIterator[str]:
-    """A loopback server that accepts connections and never answers."""
-    writers: list[asyncio.StreamWriter] = []
-
-    async def swallow(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/ucwa"
-    finally:
-        server.close()  # no new connections; then let accepted ones reach swallow()
-        for _ in range(5):
-            await asyncio.sleep(0)
-        for writer in writers:
-            writer.close()
-        for writer in writers:
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        await server.wait_closed()
-
-
-async def test_time_queued_for_the_pool_counts_against_request_timeout() -> None:
-    """Today: N calls on a pool of one take N x timeout; now all end within ~timeout."""
-    timeout, calls = 0.5, 6
-    async with black_hole() as url:
-        connector = aiohttp.TCPConnector(limit=3)  # 1 ordinary slot, 2 kept for the channel
-        async with aiohttp.ClientSession(connector=connector) as http:
-            client = HttpClient(http, max_body=1024)
-            started = time.monotonic()
-
-            async def one() -> float:
-                with pytest.raises(RequestTimeoutError):
-                    await client.request("GET", url, headers={}, timeout=timeout)
-                return time.monotonic() - started
-
-            durations = await asyncio.gather(*(one() for _ in range(calls)))
-    assert max(durations) < timeout + 0.5, durations  # not calls * timeout = 3 s

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gzip
 import random
+import time
 import types
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
@@ -498,6 +499,24 @@ async def _black_hole() -> AsyncIterator[str]:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         await server.wait_closed()
+
+
+async def test_time_queued_for_the_pool_counts_against_request_timeout() -> None:
+    """Today: N calls on a pool of one take N x timeout; now all end within ~timeout."""
+    timeout, calls = 0.5, 6
+    async with _black_hole() as url:
+        connector = aiohttp.TCPConnector(limit=3)  # 1 ordinary slot, 2 kept for the channel
+        async with aiohttp.ClientSession(connector=connector) as http:
+            client = HttpClient(http, max_body=1024)
+            started = time.monotonic()
+
+            async def one() -> float:
+                with pytest.raises(ucwa_async.RequestTimeoutError):
+                    await client.request("GET", url, headers={}, timeout=timeout)
+                return time.monotonic() - started
+
+            durations = await asyncio.gather(*(one() for _ in range(calls)))
+    assert max(durations) < timeout + 0.5, durations  # not calls * timeout = 3 s
 
 
 async def test_a_request_past_its_deadline_is_a_request_timeout() -> None:
