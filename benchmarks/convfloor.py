@@ -14,7 +14,6 @@ stopMessaging. Events are dispatched by operationId, message href and sender
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections import defaultdict
@@ -24,7 +23,7 @@ from urllib.parse import unquote_plus
 
 import aiohttp
 
-from benchmarks.floor import sign_in
+from benchmarks.floor import event_batches, sign_in
 
 PERSON = "sip:lenea@contoso.com"  # echoes every message (the simulator's default people)
 WARM_UP = 5  # conversations before the timed part: connections, code paths
@@ -66,10 +65,7 @@ async def run(
             return future
 
         async def channel() -> None:
-            url = ctx["events"]
-            while True:  # cancelled by the owner
-                async with http.get(url + "&timeout=180", headers=ctx["pget_headers"]) as resp:
-                    batch = json.loads(await resp.read())
+            async for batch in event_batches(http, ctx):  # cancelled by the owner
                 for sender in batch.get("sender", ()):
                     source = sender["href"]
                     for event in sender["events"]:
@@ -93,7 +89,6 @@ async def run(
                             invitations.pop(resource["operationId"]).set_result(
                                 (event["status"], _href(resource["_links"]["conversation"]))
                             )
-                url = origin + batch["_links"]["next"]["href"]
 
         async def one(index: int) -> tuple[list[str], list[str]]:
             operation_id = uuid.uuid4().hex

@@ -14,6 +14,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -66,30 +67,44 @@ async def sign_in(
     }
 
 
+async def event_batches(
+    http: aiohttp.ClientSession, ctx: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """The floor's P-GET loop: every event batch, decoded, for as long as it is iterated."""
+    url = ctx["events"]
+    while True:
+        async with http.get(url + "&timeout=180", headers=ctx["pget_headers"]) as resp:
+            batch: dict[str, Any] = json.loads(await resp.read())
+        yield batch
+        url = ctx["origin"] + batch["_links"]["next"]["href"]
+
+
+def resolve_completed(batch: dict[str, Any], waiting: dict[str, asyncio.Future[str]]) -> None:
+    """The floor's dispatch: each ``completed`` event's status to the future waiting for
+    its operationId (nothing else is looked at)."""
+    for sender in batch.get("sender", ()):
+        for event in sender["events"]:
+            if event["type"] != "completed":
+                continue
+            resource = next(iter(event["_embedded"].values()))
+            future = waiting.pop(resource["operationId"], None)
+            if future is not None:
+                future.set_result(event["status"])
+
+
 async def run(
     discovery: str, user: str, password: str, *, total: int, concurrency: int
 ) -> dict[str, float]:
     """``total`` invitations (even: IM, odd: phone audio) at ``concurrency``; timed."""
     async with aiohttp.ClientSession() as http:
         ctx = await sign_in(http, discovery, user, password, "application/json")
-        origin, auth, targets = ctx["origin"], ctx["auth"], ctx["targets"]
+        auth, targets = ctx["auth"], ctx["targets"]
         waiting: dict[str, asyncio.Future[str]] = {}
         loop = asyncio.get_running_loop()
 
         async def channel() -> None:
-            url = ctx["events"]
-            while True:  # cancelled by the owner
-                async with http.get(url + "&timeout=180", headers=ctx["pget_headers"]) as resp:
-                    batch = json.loads(await resp.read())
-                for sender in batch.get("sender", ()):
-                    for event in sender["events"]:
-                        if event["type"] != "completed":
-                            continue
-                        resource = next(iter(event["_embedded"].values()))
-                        future = waiting.pop(resource["operationId"], None)
-                        if future is not None:
-                            future.set_result(event["status"])
-                url = origin + batch["_links"]["next"]["href"]
+            async for batch in event_batches(http, ctx):  # cancelled by the owner
+                resolve_completed(batch, waiting)
 
         async def one(n: int) -> str:
             operation_id = uuid.uuid4().hex

@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 
 import ucwa_async
-from benchmarks.floor import MESSAGE_HREF, PHONE_NUMBER, sign_in
+from benchmarks.floor import MESSAGE_HREF, PHONE_NUMBER, resolve_completed, sign_in
 from benchmarks.sim import SimProcess
 from ucwa_async._channel import DELIVERY_SLICE, run_steps
 from ucwa_async._channel_host import SessionChannelHost
@@ -175,20 +175,12 @@ async def _ours_round(
 
 
 async def _floor_round(body: bytes, invitations: list[tuple[str, str, str]]) -> float:
-    """The floor's event loop on the same body (benchmarks.floor.run's ``channel``)."""
+    """The floor's dispatch (``benchmarks.floor.resolve_completed``) on the same body."""
     loop = asyncio.get_running_loop()
     waiting: dict[str, asyncio.Future[str]] = {op: loop.create_future() for op, _, _ in invitations}
     futures = list(waiting.values())
     begin = time.perf_counter()
-    batch = json.loads(body)
-    for sender in batch.get("sender", ()):
-        for event in sender["events"]:
-            if event["type"] != "completed":
-                continue
-            resource = next(iter(event["_embedded"].values()))
-            future = waiting.pop(resource["operationId"], None)
-            if future is not None:
-                future.set_result(event["status"])
+    resolve_completed(json.loads(body), waiting)
     elapsed = time.perf_counter() - begin
     if not all(f.done() for f in futures):
         raise RuntimeError("the floor did not resolve every invitation")
