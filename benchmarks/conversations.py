@@ -20,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from benchmarks import convfloor
 from benchmarks.convfloor import PERSON, WARM_UP, check, figures, texts_of
 from benchmarks.ours import open_session
+from benchmarks.rounds import rate_summary
 from benchmarks.sim import SimProcess
 
 Probe = Callable[[], Awaitable[dict[str, Any]]]
@@ -80,37 +81,29 @@ async def run(
 Runner = Callable[[SimProcess, int, int], dict[str, Any]]
 
 
-def _ours(sim: SimProcess, conversations: int, messages: int) -> dict[str, Any]:
-    return asyncio.run(
-        run(
-            sim.discovery_url,
-            sim.username,
-            sim.password,
-            conversations=conversations,
-            messages=messages,
-            probe=lambda: _counters(sim),
-        )
-    )
+def _contender(run: Callable[..., Coroutine[Any, Any, dict[str, Any]]]) -> Runner:
+    """A round of ``run`` (ours or the floor's) against ``sim``, with its counters probed."""
 
-
-def _floor(sim: SimProcess, conversations: int, messages: int) -> dict[str, Any]:
-    return asyncio.run(
-        convfloor.run(
-            sim.discovery_url,
-            sim.username,
-            sim.password,
-            conversations=conversations,
-            messages=messages,
-            probe=lambda: _counters(sim),
+    def runner(sim: SimProcess, conversations: int, messages: int) -> dict[str, Any]:
+        return asyncio.run(
+            run(
+                sim.discovery_url,
+                sim.username,
+                sim.password,
+                conversations=conversations,
+                messages=messages,
+                probe=lambda: _counters(sim),
+            )
         )
-    )
+
+    return runner
 
 
 async def _counters(sim: SimProcess) -> dict[str, Any]:
     return await asyncio.to_thread(sim.counters)
 
 
-CONTENDERS: dict[str, Runner] = {"ours": _ours, "floor": _floor}
+CONTENDERS: dict[str, Runner] = {"ours": _contender(run), "floor": _contender(convfloor.run)}
 
 
 def measure(
@@ -138,7 +131,6 @@ def measure(
                 f" messages/s ({result['messages']} in {result['seconds']:.2f} s,"
                 f" {result['cpu_us_per_message']:.0f} us CPU/message{wire})"
             )
-    medians = {name: statistics.median(r["per_second"] for r in rs) for name, rs in runs.items()}
     cpu = {
         name: statistics.median(r["cpu_us_per_message"] for r in rs) for name, rs in runs.items()
     }
@@ -146,18 +138,7 @@ def measure(
         "conversations": conversations,
         "messages_each_way": messages,
         "rounds": rounds,
-        "per_second": medians,
-        "ratio_ours_floor": medians["ours"] / medians["floor"],
-        # Each round's ours / floor (run back to back, so alike in machine noise): a check
-        # on the ratio of medians when other processes disturb some rounds.
-        "ratio_paired_median": statistics.median(
-            o["per_second"] / f["per_second"]
-            for o, f in zip(runs["ours"], runs["floor"], strict=True)
-        ),
-        "spread": {
-            name: (min(r["per_second"] for r in rs), max(r["per_second"] for r in rs))
-            for name, rs in runs.items()
-        },
+        **rate_summary(runs),
         "cpu_us_per_message": cpu,
         "cpu_ratio_ours_floor": cpu["ours"] / cpu["floor"],
         "runs": runs,

@@ -8,11 +8,11 @@ machine noise hits them alike, and each figure is the median of its rounds.
 from __future__ import annotations
 
 import asyncio
-import statistics
 from collections.abc import Callable
 from typing import Any
 
 from benchmarks import floor, ours, syncclient
+from benchmarks.rounds import rate_summary
 from benchmarks.sim import SimProcess
 
 Runner = Callable[[SimProcess, int, int], dict[str, float]]
@@ -63,25 +63,15 @@ def measure(
                 f"{name:5s} {result['per_second']:8.1f} invitations/s "
                 f"({int(result['invitations'])} in {result['seconds']:.2f} s)"
             )
-    medians = {name: statistics.median(r["per_second"] for r in rs) for name, rs in runs.items()}
-    spread = {
-        name: (min(r["per_second"] for r in rs), max(r["per_second"] for r in rs))
-        for name, rs in runs.items()
-    }
+    rates = rate_summary(runs)
+    medians = rates["per_second"]
     return {
         "latency_ms": latency * 1000,
         "invitations": total,
         "sync_invitations": sync_total,
         "concurrency": concurrency,
         "rounds": rounds,
-        "per_second": medians,
-        "spread": spread,
-        "ratio_ours_floor": medians["ours"] / medians["floor"],
-        # Each round's ours / floor (run back to back): a check on the ratio of medians.
-        "ratio_paired_median": statistics.median(
-            o["per_second"] / f["per_second"]
-            for o, f in zip(runs["ours"], runs["floor"], strict=True)
-        ),
+        **rates,
         "ratio_ours_sync": medians["ours"] / medians["sync"],
         "ratio_floor_sync": medians["floor"] / medians["sync"],
         "runs": runs,
