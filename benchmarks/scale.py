@@ -26,17 +26,11 @@ from typing import Any
 
 import ucwa_async
 from benchmarks.floor import PHONE_NUMBER
-from benchmarks.heartbeat import Heartbeat
+from benchmarks.heartbeat import Heartbeat, percentile
 from benchmarks.ours import open_session, pick_logs
 from benchmarks.sim import SimProcess
 
 _WAIT_STEP = 0.05
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def _wait_until(predicate: Any, timeout: float, what: str) -> None:
@@ -154,8 +148,8 @@ def _summary(values: list[float]) -> dict[str, float]:
         return {"count": 0}
     return {
         "count": len(values),
-        "p50": _percentile(values, 50),
-        "p99": _percentile(values, 99),
+        "p50": percentile(values, 50),
+        "p99": percentile(values, 99),
         "max": max(values),
         "mean": statistics.fmean(values),
     }
