@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from step_runner import run_counting
 from yarl import URL
 
 from ucwa_async._core import urls, wire
@@ -228,15 +229,7 @@ def test_xml_steps_decode_as_decode() -> None:
         + "".join(item.format(n=n) for n in range(2000))
         + "</sender></events>"
     ).encode()
-    steps = wire.decode_steps(body, xml)
-    taken = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            decoded = stop.value
-            break
-        taken += 1
+    taken, decoded = run_counting(wire.decode_steps(body, xml))
     assert taken == -(-len(body) // wire.XML_STEP_BYTES)
     assert decoded == wire.decode(body, xml)
     with pytest.raises(DecodeError):
@@ -277,17 +270,6 @@ def test_json_steps_refuse_a_bad_value_at_every_level(body: bytes) -> None:
         wire.decode(body, JSON)
 
 
-def _run_counting(walk: Any) -> tuple[int, Any]:
-    """Run a step generator to its end: (steps taken, its value)."""
-    steps = 0
-    while True:
-        try:
-            next(walk)
-        except StopIteration as stop:
-            return steps, stop.value
-        steps += 1
-
-
 def test_json_steps_take_a_few_members_a_step() -> None:
     # 200 senders of 2 events (a conversation batch): far fewer steps than members, and
     # still a bounded amount of work per step.
@@ -297,12 +279,12 @@ def test_json_steps_take_a_few_members_a_step() -> None:
     ]
     body = json.dumps({"_links": {"next": {"href": "n"}}, "sender": senders}).encode()
     for lazy in (False, True):
-        steps, decoded = _run_counting(wire.decode_steps(body, JSON, lazy_events=lazy))
+        steps, decoded = run_counting(wire.decode_steps(body, JSON, lazy_events=lazy))
         assert 200 / 8 <= steps <= 200
         assert list(decoded["sender"][199]["events"][:]) == [{"type": "added"}] * 2
     # a long array of events is still cut into steps of a few items
     many = json.dumps({"sender": [{"events": [{"type": "x"}] * 100}]}).encode()
     for lazy in (False, True):
-        steps, decoded = _run_counting(wire.decode_steps(many, JSON, lazy_events=lazy))
+        steps, decoded = run_counting(wire.decode_steps(many, JSON, lazy_events=lazy))
         assert steps >= 100 // 8
         assert len(decoded["sender"][0]["events"]) == 100

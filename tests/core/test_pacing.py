@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import pytest
+from step_runner import run_counting
 
 from ucwa_async._core import wire
 from ucwa_async._core.backoff import Backoff
@@ -326,15 +327,7 @@ def test_large_batches_decode_in_steps() -> None:
     assert len(large) > LARGE_BODY
     channel = state()
     assert list(channel.on_response_steps(200, JSON, small)) == []  # at once
-    steps = channel.on_response_steps(200, JSON, large)
-    taken = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            action = stop.value
-            break
-        taken += 1
+    taken, action = run_counting(channel.on_response_steps(200, JSON, large))
     assert taken >= LARGE_BODY // 80 // 8  # a step per 8 events at least
     assert isinstance(action, Deliver)
     assert len(action.batch.events) == LARGE_BODY // 80

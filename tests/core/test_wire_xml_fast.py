@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from step_runner import run_counting
 
 from ucwa_async._core import wire
 from ucwa_async._core.errors import DecodeError
@@ -282,15 +283,7 @@ def test_the_fast_path_result() -> None:
 
 def test_steps_bound_the_work_of_each_step() -> None:
     body = BIG.encode()
-    steps = wire.decode_steps(body, XML)
-    taken = 0
-    while True:
-        try:
-            next(steps)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        taken += 1
+    taken, result = run_counting(wire.decode_steps(body, XML))
     assert taken == -(-len(body) // wire.XML_STEP_BYTES)
     assert result == fold(body)
 
