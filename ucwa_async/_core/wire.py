@@ -319,10 +319,7 @@ def _json_value(
     ``lazy``: an event batch's ``sender[].events`` arrays become :class:`LazyItems`."""
     first = text[idx : idx + 1]
     if depth >= _JSON_WALK_DEPTH or (first != "{" and first != "["):
-        try:
-            return _json_scan(text, idx)  # type: ignore[no-any-return]
-        except StopIteration as stop:
-            raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+        return _json_decoded(text, idx)
     if first == "[" and depth + 1 >= _JSON_WALK_DEPTH:
         return (yield from _json_leaf_items(text, idx))
     closing = "}" if first == "{" else "]"
@@ -347,11 +344,11 @@ def _json_value(
             if lazy and depth == 2 and key == "events" and text[idx : idx + 1] == "[":
                 obj[key], idx = yield from _json_lazy_items(text, idx)
             elif text[idx : idx + 1] not in ("{", "["):
-                obj[key], idx = _json_scalar(text, idx)
+                obj[key], idx = _json_decoded(text, idx)
             else:
                 obj[key], idx = yield from _json_value(text, idx, depth + 1, lazy)
         elif text[idx : idx + 1] not in ("{", "["):
-            value, idx = _json_scalar(text, idx)
+            value, idx = _json_decoded(text, idx)
             items.append(value)
         else:
             value, idx = yield from _json_value(text, idx, depth + 1, lazy)
@@ -372,8 +369,9 @@ def _json_value(
 _JSON_ITEMS_PER_STEP = 8
 
 
-def _json_scalar(text: str, idx: int) -> tuple[Any, int]:
-    """A string, number or constant at ``text[idx]`` (the C scanner, no step)."""
+def _json_decoded(text: str, idx: int) -> tuple[Any, int]:
+    """The JSON value at ``text[idx]`` decoded whole by the C scanner, and the index
+    after it."""
     try:
         return _json_scan(text, idx)  # type: ignore[no-any-return]
     except StopIteration as stop:
@@ -384,16 +382,13 @@ def _json_leaf_items(text: str, idx: int) -> Generator[None, None, tuple[list[An
     """The array at ``text[idx]`` whose items are decoded whole (a batch's events): a
     loop here, a step every few items (not a generator frame per item)."""
     items: list[Any] = []
-    append, scan, space = items.append, _json_scan, _json_space
+    append, decoded, space = items.append, _json_decoded, _json_space
     idx = space(text, idx + 1).end()
     if text[idx : idx + 1] == "]":
         return items, idx + 1
     while True:
         for _ in range(_JSON_ITEMS_PER_STEP):
-            try:
-                value, end = scan(text, idx)
-            except StopIteration as stop:
-                raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+            value, end = decoded(text, idx)
             append(value)
             idx = space(text, end).end()
             separator = text[idx : idx + 1]
@@ -415,10 +410,7 @@ def _json_lazy_items(text: str, idx: int) -> Generator[None, None, tuple[LazyIte
         return LazyItems(text, starts, objects), idx + 1
     done = 0
     while True:
-        try:
-            _, end = _json_scan(text, idx)
-        except StopIteration as stop:
-            raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+        _, end = _json_decoded(text, idx)
         starts.append(idx)
         objects = objects or text[idx] == "{"
         done += 1
