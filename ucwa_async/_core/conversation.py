@@ -506,7 +506,7 @@ class ConversationBook:
         ):
             # Our own invitation, and no incoming one to tell it from: only its
             # conversation matters (the common case: every continue and start).
-            return self._own_invitation_event(event, resource)
+            return self._learn_conversation(event, resource, False)
         key = self.key(event.link.href)
         if key is None:
             return []
@@ -524,11 +524,7 @@ class ConversationBook:
             self._reading_invitations.pop(key, None)  # over before it was read: ignore it
         incoming = resource is not None and _is_incoming(resource)
         if resource is not None:
-            conversation = resource.link("conversation")
-            state = self._invitation_conversation(conversation, event.type, incoming)
-            if state is not None and state.ended is None:
-                self._learn_from_invitation(state, resource)
-                effects.append(Updated(state.key))
+            effects.extend(self._learn_conversation(event, resource, incoming))
         if event.type == "started" and incoming and key not in self._incoming:
             assert resource is not None
             view = invitation_view(resource, self.absolute(event.link.href), event.link.rel)
@@ -549,8 +545,9 @@ class ConversationBook:
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
 
-    def _own_invitation_event(self, event: Event, resource: Resource) -> list[Effect]:
-        state = self._invitation_conversation(resource.link("conversation"), event.type, False)
+    def _learn_conversation(self, event: Event, resource: Resource, incoming: bool) -> list[Effect]:
+        """What an invitation's resource says of its conversation (if it has a state)."""
+        state = self._invitation_conversation(resource.link("conversation"), event.type, incoming)
         if state is None or state.ended is not None:
             return []
         self._learn_from_invitation(state, resource)
