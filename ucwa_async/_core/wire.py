@@ -248,6 +248,7 @@ _JSON_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 _json_scan: Any = getattr(_JSON_DECODER, "scan_once")  # noqa: B009 - the C scanner
 _json_string: Any = getattr(json.decoder, "scanstring")  # noqa: B009 - untyped in typeshed
 _json_space: Any = re.compile(r"[ \t\n\r]*").match  # JSON whitespace (always matches)
+_JSON_BLANK = frozenset(" \t\n\r")
 
 
 class LazyItems(Sequence[Any]):
@@ -321,7 +322,7 @@ def _json_value(
     if depth >= _JSON_WALK_DEPTH or (first != "{" and first != "["):
         return _json_decoded(text, idx)
     if first == "[" and depth + 1 >= _JSON_WALK_DEPTH:
-        return (yield from _json_leaf_items(text, idx))
+        return (yield from _json_items(text, idx, False))
     closing = "}" if first == "{" else "]"
     obj: dict[str, Any] = {}
     items: list[Any] = []
@@ -342,7 +343,7 @@ def _json_value(
                 raise json.JSONDecodeError("Expecting ':' delimiter", text, idx)
             idx = _json_space(text, idx + 1).end()
             if lazy and depth == 2 and key == "events" and text[idx : idx + 1] == "[":
-                obj[key], idx = yield from _json_lazy_items(text, idx)
+                obj[key], idx = yield from _json_items(text, idx, True)
             elif text[idx : idx + 1] not in ("{", "["):
                 obj[key], idx = _json_decoded(text, idx)
             else:
@@ -378,52 +379,49 @@ def _json_decoded(text: str, idx: int) -> tuple[Any, int]:
         raise json.JSONDecodeError("Expecting value", text, stop.value) from None
 
 
-def _json_leaf_items(text: str, idx: int) -> Generator[None, None, tuple[list[Any], int]]:
-    """The array at ``text[idx]`` whose items are decoded whole (a batch's events): a
-    loop here, a step every few items (not a generator frame per item)."""
-    items: list[Any] = []
-    append, decoded, space = items.append, _json_decoded, _json_space
-    idx = space(text, idx + 1).end()
-    if text[idx : idx + 1] == "]":
-        return items, idx + 1
-    while True:
-        for _ in range(_JSON_ITEMS_PER_STEP):
-            value, end = decoded(text, idx)
-            append(value)
-            idx = space(text, end).end()
-            separator = text[idx : idx + 1]
-            if separator == "]":
-                return items, idx + 1
-            if separator != ",":
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
-            idx = space(text, idx + 1).end()
-        yield
-
-
-def _json_lazy_items(text: str, idx: int) -> Generator[None, None, tuple[LazyItems, int]]:
-    """The array at ``text[idx]`` as :class:`LazyItems`: each item is decoded (checked)
-    and dropped at once, only where it starts is kept."""
+def _json_items(
+    text: str, idx: int, lazy: bool
+) -> Generator[None, None, tuple[list[Any] | LazyItems, int]]:
+    """The array at ``text[idx]`` whose items are decoded whole (a batch's events), a
+    step every few items: their values, or (``lazy``) :class:`LazyItems` of where each
+    starts (each item is decoded to check it, then dropped)."""
+    values: list[Any] = []
     starts = array.array("q")  # 8 bytes an item: a hostile batch may hold millions
+    append = starts.append if lazy else values.append
+    scan, space, blank = _json_scan, _json_space, _JSON_BLANK
     objects = False
-    idx = _json_space(text, idx + 1).end()
-    if text[idx : idx + 1] == "]":
-        return LazyItems(text, starts, objects), idx + 1
     done = 0
-    while True:
-        _, end = _json_decoded(text, idx)
-        starts.append(idx)
-        objects = objects or text[idx] == "{"
-        done += 1
-        if done >= _JSON_ITEMS_PER_STEP:  # a step every few items, as in _json_leaf_items
-            done = 0
-            yield
-        idx = _json_space(text, end).end()
-        separator = text[idx : idx + 1]
-        if separator == "]":
-            return LazyItems(text, starts, objects), idx + 1
-        if separator != ",":
-            raise json.JSONDecodeError("Expecting ',' delimiter", text, idx)
-        idx = _json_space(text, idx + 1).end()
+    end = space(text, idx + 1).end()
+    if text[end : end + 1] != "]":
+        idx = end
+        while True:
+            try:
+                value, end = scan(text, idx)
+            except StopIteration as stop:
+                raise json.JSONDecodeError("Expecting value", text, stop.value) from None
+            if not lazy:
+                append(value)
+            else:
+                append(idx)
+                if not objects and text[idx] == "{":
+                    objects = True
+            # Compact JSON (what servers send) has no space to skip: test before matching.
+            separator = text[end : end + 1]
+            if separator in blank:
+                end = space(text, end).end()
+                separator = text[end : end + 1]
+            if separator == "]":
+                break
+            if separator != ",":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, end)
+            idx = end + 1
+            if text[idx : idx + 1] in blank:
+                idx = space(text, idx).end()
+            done += 1
+            if done == _JSON_ITEMS_PER_STEP:
+                done = 0
+                yield
+    return (LazyItems(text, starts, objects) if lazy else values), end + 1
 
 
 # XML element kinds of the fold's stack frames (_RES and _ITEM first: see `kind <= _ITEM`).
