@@ -256,6 +256,19 @@ def _heartbeat_rows(add: Any, beat: dict[str, Any] | None, during: str) -> None:
             "-",
             None,
         )
+    if beat.get("gc_passes"):
+        # Whether a full pass fell in the window decides the maximum: see the notes.
+        passes, longest = beat["gc_passes"], beat["gc_longest_ms"]
+        add(
+            f"garbage-collector passes gen 0 / 1 / 2 (longest, ms), {during}",
+            " / ".join(f"{n} ({ms:.1f})" for n, ms in zip(passes, longest, strict=True)),
+            f"gen-1 passes since the last full one at the end: {beat['gc_counts_at_end'][2]}"
+            if beat.get("gc_counts_at_end")
+            else "",
+            None,
+            "-",
+            None,
+        )
 
 
 def _met(value: bool | None) -> str:

@@ -42,6 +42,9 @@ def test_quick_benchmarks_print_and_write_ratios(tmp_path: Path) -> None:
     conversations = [r for f, r in ratios.items() if "messages each way (messages/s)" in f]
     assert len(conversations) == 1
     assert all(isinstance(r, float) and r > 0 for r in floor + sync + xml + conversations)
+    # Each heartbeat window reports the collector's passes beside its lateness.
+    gc_rows = [row for row in data["rows"] if row["figure"].startswith("garbage-collector passes")]
+    assert len(gc_rows) == 2
     table = (tmp_path / "BENCHMARKS.md").read_text()
     assert "| figure | ours | floor / peer | ratio | target | met? |" in table
 
@@ -69,3 +72,31 @@ def test_quick_run_defaults_to_a_temporary_directory(tmp_path: Path) -> None:
         quick.rmdir()
     assert full.resolve() == ROOT.resolve()
     assert explicit == tmp_path
+
+
+def test_heartbeat_records_the_collector_passes_of_its_window_only() -> None:
+    # In a subprocess, as above. A full pass forced inside the window is recorded; one
+    # after it is not (the callback is removed on exit).
+    probe = (
+        "import asyncio, gc; from benchmarks.heartbeat import Heartbeat\n"
+        "async def main():\n"
+        "    async with Heartbeat() as beat:\n"
+        "        await asyncio.sleep(0.01)\n"
+        "        gc.collect()\n"
+        "        await asyncio.sleep(0.01)\n"
+        "    gc.collect()\n"
+        "    s = beat.summary()\n"
+        "    print(s['gc_passes'][2], beat._on_gc in gc.callbacks)\n"
+        "    print(s['gc_counts_at_end'] is not None)\n"
+        "asyncio.run(main())\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["1", "False", "True"]
