@@ -254,9 +254,15 @@ class ChannelRunner:
             self._fail(ChannelFailedError(f"event channel crashed: {exc!r}", cause=exc))
         finally:
             inflight, self._inflight = self._inflight, None
-            if inflight is not None and not inflight.done():
-                inflight.cancel()
-                await asyncio.gather(inflight, return_exceptions=True)
+            if inflight is not None:
+                if not inflight.done():
+                    inflight.cancel()
+                    await asyncio.gather(inflight, return_exceptions=True)
+                elif not inflight.cancelled():
+                    # A P-GET that failed while the loop was stopping (or delivering): its
+                    # error is no news now, but unread it would be logged as "never
+                    # retrieved" when the task is collected.
+                    inflight.exception()
 
     def _start_poll(self) -> asyncio.Task[HttpResponse]:
         url = self._state.poll_url()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -314,3 +315,30 @@ async def test_giant_batch_of_malformed_events_is_counted_and_bounded(
         assert beat.rss_growth < 150 * MIB, f"RSS grew {beat.rss_growth / MIB:.0f} MiB"
         invitation = await session.continue_messaging(logs[0], message="after the garbage")
         assert (await invitation.result(timeout=8)).state == "Connected"
+
+
+# --- one owner for every task: nothing left unread ---------------------------------------------
+
+
+async def test_a_pget_that_failed_as_the_session_closed_is_not_left_unread(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    """The server goes away; the P-GET in flight fails while the session is closing. Its
+    error was left unread on the task, and asyncio logged "Task exception was never
+    retrieved" when the task was collected."""
+    loop = asyncio.get_running_loop()
+    unread: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: unread.append(context))
+    try:
+        async with make_session(simulator) as session:
+            await simulator.stop()  # every later request: connection refused
+            with pytest.raises(ucwa_async.UcwaError):
+                await session.conversation_logs()
+        del session
+        for _ in range(3):
+            gc.collect()
+            await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [c for c in unread if "never retrieved" in str(c.get("message"))], unread
