@@ -24,3 +24,11 @@ def pytest_report_header() -> str:  # (append-only file: no import at the top)
     import ucwa_async
 
     return f"ucwa_async: {ucwa_async.__file__}"
+
+
+def pytest_configure(config):  # type: ignore[no-untyped-def]  # (append-only file: no import)
+    """Import hypothesis before any test runs. Its pytest plugin imports it at the terminal
+    summary otherwise, and pytest then compiles it: on CPython 3.11.7 that compile fails
+    with "SystemError: AST constructor recursion depth mismatch" after some test runs
+    (tests/integration/test_hardening_auth.py run alone did it), an interpreter bug."""
+    import hypothesis  # noqa: F401
