@@ -6,7 +6,9 @@ Every integration test takes ``wire_format`` and so runs once per wire.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import gc
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,6 +18,35 @@ from ucwa_async import Backoff
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
 from ._support import SessionFactory
+
+
+class _UnreadTaskErrors(logging.Handler):
+    """asyncio's reports of a task collected with its exception never read, or destroyed
+    while still pending (each would mean a task without an owner who awaits it)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reports: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "never retrieved" in message or "destroyed but it is pending" in message:
+            self.reports.append(message[:500])
+
+
+@pytest.fixture(autouse=True)
+def no_unread_task_errors() -> Iterator[None]:
+    """Every integration test ends with no task left unread: asyncio logs those only when
+    the task is collected (a traceback cycle may keep it until a GC pass), so collect."""
+    reports = _UnreadTaskErrors()
+    logger = logging.getLogger("asyncio")
+    logger.addHandler(reports)
+    try:
+        yield
+        gc.collect()
+    finally:
+        logger.removeHandler(reports)
+    assert not reports.reports, reports.reports
 
 
 @pytest.fixture(params=["json", "xml"])
