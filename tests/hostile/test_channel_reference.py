@@ -114,3 +114,51 @@ async def test_resume_rereads_pending_invitations(
             result = await invitation
         assert result.state == "Connected"
         assert happened.index("resume") < happened.index("GET invitation")
+
+
+async def test_completed_with_only_a_reason_block_fails_with_that_reason(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    """EventChannelDetails.md: "For failed operations ..., a 'reason' block that
+    describes the details of the change". A link-only completed event (as the invitation
+    pages write their events) with a reason and no status: the invitation fails with the
+    server's reason, not with what a GET of it says."""
+    completed = {
+        "link": {"rel": "messagingInvitation", "href": INVITATION},
+        "reason": {"code": "RemoteFailure", "subcode": "Declined", "message": "Declined"},
+        "type": "completed",
+    }
+    queued: list[dict[str, Any]] = []
+
+    async def continue_(request: web.Request) -> web.StreamResponse:
+        queued.append(
+            {
+                "_links": {"next": {"href": APP + "/events?ack=3"}},
+                "sender": [
+                    {
+                        "rel": "communication",
+                        "href": APP + "/communication",
+                        "events": [completed],
+                    }
+                ],
+            }
+        )
+        return web.Response(status=201, headers={"Location": INVITATION})
+
+    async def pget(request: web.Request) -> web.StreamResponse | None:
+        return server.json(queued.pop()) if queued else None
+
+    server.hooks["continue"] = continue_
+    server.hooks["pget"] = pget
+    async with make_session() as session:
+        log = await session.conversation_log(LOG)
+        invitation = await session.continue_messaging(log, "hello")
+        async with asyncio.timeout(3):
+            try:
+                await invitation
+            except ucwa_async.InvitationFailedError as exc:
+                failure = exc
+            else:
+                raise AssertionError("the invitation did not fail")
+    assert failure.reason is not None
+    assert (failure.reason.code, failure.reason.subcode) == ("RemoteFailure", "Declined")
