@@ -354,8 +354,22 @@ class ChannelRunner:
                 await self._sleep(action.wait)
                 self._inflight = self._start_poll()
         elif isinstance(action, Resume):
-            await self._sleep(action.wait)
-            self._inflight = self._start_poll()
+            # "resume": the server reset its transient state (EventsInUCWA.md); what we
+            # cached of it is re-read, as after a resync, and the batch's events (it has
+            # next's function) are processed after that.
+            log.info("event channel resumed: the server reset its transient state")
+            self._replaced_in_row = 0
+            if action.wait <= 0:
+                self._inflight = self._start_poll()
+            self._host.resynced()
+            if action.events is not None:
+                if action.events.may_hold_events:
+                    self._recreations.proven()
+                self._mark_connected()
+                await self._deliver(action.events)
+            if self._inflight is None:
+                await self._sleep(action.wait)
+                self._inflight = self._start_poll()
         elif isinstance(action, Replaced):
             self._replaced_in_row += 1
             if self._replaced_in_row > _MAX_IMMEDIATE_REPLACED:

@@ -186,6 +186,23 @@ def test_resume() -> None:
     assert URL(channel.poll_url()).query["ack"] == "4"
 
 
+def test_resume_batch_delivers_its_events() -> None:
+    # EventsInUCWA.md, Resume/resynchronize: the server returns "a 'resume' link as
+    # opposed to a 'next' link in the first event response after a long period of
+    # inactivity. This link has the same function as 'next'": following it acknowledges
+    # the batch, so its events must be handed on, not dropped.
+    channel = state()
+    action = channel.on_response(200, JSON, batch_json({"resume": "events?ack=4"}, [STARTED]))
+    assert isinstance(action, Resume)
+    assert action.url == f"{ORIGIN}{APP}/events?ack=4"
+    assert action.events is not None
+    assert [e.type for e in action.events.read_all().events] == ["started"]
+    # A resume answer with no event carries none.
+    bare = channel.on_response(200, JSON, batch_json({"resume": "events?ack=5"}))
+    assert isinstance(bare, Resume)
+    assert bare.events is None
+
+
 @pytest.mark.parametrize(
     ("content_type", "payload"),
     [

@@ -296,7 +296,8 @@ def test_completed_outcomes(status: str | None, state: str | None, expected: str
     c = Correlator()
     c.expect("op1")
     c.bind("op1", INV.format(1))
-    event = ev("completed", status=status, state=state, reason="why")
+    reason = None if expected == "NeedsLookup" else "why"  # (a reason block: see below)
+    event = ev("completed", status=status, state=state, reason=reason)
     [resolution] = c.feed(event)
     assert type(resolution).__name__ == expected
     assert resolution.operation_id == "op1"
@@ -306,6 +307,21 @@ def test_completed_outcomes(status: str | None, state: str | None, expected: str
         assert resolution.resource is event.resource
     if isinstance(resolution, NeedsLookup):
         assert resolution.href == INV.format(1)
+    assert c.pending() == []
+
+
+@pytest.mark.parametrize(("status", "state"), [(None, None), (None, "Connecting"), ("X", None)])
+def test_completed_with_a_reason_block_failed(status: str | None, state: str | None) -> None:
+    # EventChannelDetails.md, Processing events: "For failed operations or
+    # server-initiated changes, a 'reason' block that describes the details of the
+    # change": a completed event with one (and no Success) is the operation's failure,
+    # and its reason is the one the user must get, not a GET of the invitation.
+    c = Correlator()
+    c.expect("op1")
+    c.bind("op1", INV.format(1))
+    reason = {"code": "RemoteFailure", "subcode": "Declined"}
+    event = ev("completed", status=status, state=state, reason=reason)
+    assert c.feed(event) == [Failed("op1", event, reason)]
     assert c.pending() == []
 
 

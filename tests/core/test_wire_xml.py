@@ -80,6 +80,58 @@ def test_property_rel_without_attribute_is_the_rel() -> None:
     assert dx('<resource><property name="rel">me</property></resource>') == {"rel": "me"}
 
 
+def test_property_rel_of_an_embedded_resource_is_its_rel() -> None:
+    # messagingInvitation_ref.md, GET: the XML sample writes the invitation's caller as
+    # <resource rel="from" ...><property name="rel">participant</property>, the JSON
+    # sample as "_embedded": {"from": {"rel": "participant", ...}}: the attribute is the
+    # name it is embedded under, the property its own rel, as in JSON.
+    doc = """<resource rel="messagingInvitation" href="/i/1">
+      <property name="rel">messagingInvitation</property>
+      <resource rel="from" href="/c/1/participants/2">
+        <property name="rel">participant</property>
+        <property name="name">Joe Smith</property>
+      </resource>
+    </resource>"""
+    assert dx(doc) == {
+        "rel": "messagingInvitation",
+        "_links": {"self": {"href": "/i/1"}},
+        "_embedded": {
+            "from": {
+                "rel": "participant",
+                "name": "Joe Smith",
+                "_links": {"self": {"href": "/c/1/participants/2"}},
+            }
+        },
+    }
+
+
+@pytest.mark.parametrize("sep", ["", "\n  "], ids=["compact", "indented"])
+def test_property_rel_of_an_event_resource_is_its_rel(sep: str) -> None:
+    # The same in an event (EventsInUCWA.md's JSON sample embeds the localParticipant
+    # as "_embedded": {"localParticipant": {"rel": "participant", ...}}); compact event
+    # batches take the fast path, indented ones too.
+    doc = sep.join(
+        [
+            f'<?xml version="1.0" encoding="utf-8"?><events href="/e?ack=2" xmlns="{UCWA_NS}">',
+            '<link rel="next" href="/e?ack=3" />',
+            '<sender rel="conversation" href="/c/1">',
+            '<added rel="localParticipant" href="/c/1/participants/me">',
+            '<resource rel="localParticipant" href="/c/1/participants/me">',
+            '<property name="rel">participant</property>',
+            '<property name="name">John Doe</property>',
+            "</resource></added></sender></events>",
+        ]
+    )
+    event = dx(doc)["sender"][0]["events"][0]
+    assert event["_embedded"] == {
+        "localParticipant": {
+            "rel": "participant",
+            "name": "John Doe",
+            "_links": {"self": {"href": "/c/1/participants/me"}},
+        }
+    }
+
+
 def test_property_lists() -> None:
     doc = """<resource rel="x">
       <propertyList name="one"><item>Messaging</item></propertyList>

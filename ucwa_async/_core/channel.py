@@ -11,6 +11,9 @@ protocol decisions live here:
 - ``resync`` link: :class:`Resync` (cached transient state is stale); it wins over
   ``next`` because the server is saying our cursor can no longer be trusted.
 - ``resume`` link (and no ``next``): :class:`Resume`, re-sending our query parameters.
+  It has "the same function as next" (EventsInUCWA.md): the batch's events are handed on
+  like a :class:`Deliver`'s; and the server has reset its transient state (conversations,
+  subscriptions), so what we cached of it is stale, as after a ``resync``.
 - ``401``: :class:`Reauthenticate`; ``404``/``410``: :class:`RecreateApplication`;
   ``409``: :class:`Replaced` (the only conflict a GET of the events URL can have is a
   competing P-GET: ``PGetReplaced``).
@@ -135,11 +138,14 @@ class Resync:
 
 @attrs.frozen
 class Resume:
-    """Poll ``url`` next (with our query parameters re-sent)."""
+    """Poll ``url`` next (with our query parameters re-sent); the server reset its
+    transient state (cached conversations and in-flight operations are stale)."""
 
     url: str
     wait: float = 0.0
     """Seconds before the next P-GET (pacing of answers that were not held)."""
+    events: _models.EventReader | None = attrs.field(default=None, eq=False, kw_only=True)
+    """The batch's events, when it has any (``resume`` acknowledges them like ``next``)."""
 
 
 @attrs.frozen
@@ -345,7 +351,7 @@ class ChannelState:
 
     def _paced(self, action: ChannelAction, elapsed: float | None) -> ChannelAction:
         """Add the pacing delay to an answer that moves on to another P-GET."""
-        if isinstance(action, Deliver):
+        if isinstance(action, Deliver | Resume) and action.events is not None:
             wait = self._pacer.after_answer(elapsed, delivered=action.events.may_hold_events)
         elif isinstance(action, Empty | Resume | Resync | Retry):
             wait = self._pacer.after_answer(elapsed, delivered=False)
@@ -389,7 +395,7 @@ class ChannelState:
             if batch.resume_href:
                 self._current = self._resolve(batch.resume_href)
                 self._attempt = 0
-                return Resume(self._current)
+                return Resume(self._current, events=reader if reader.items else None)
         except UnsafeHrefError as exc:
             return self._retry(exc)
         return self._retry(

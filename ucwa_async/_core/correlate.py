@@ -395,7 +395,9 @@ class Correlator:
             resolution = Succeeded(op_id, event, resource)
         elif (
             resource is not None and state is not None and state.lower() not in (_UNDECIDED_STATES)
-        ):
+        ) or event.reason is not None:
+            # A reason block is what an event carries "for failed operations"
+            # (EventChannelDetails.md): with no Success, it says how it ended.
             resolution = Failed(op_id, event, event.reason)
         else:
             op = self._pending[op_id]

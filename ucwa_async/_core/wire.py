@@ -677,8 +677,10 @@ def _fold_xml(
                 target[key] = flag
             elif key in INTEGER_PROPERTIES:
                 target[key] = _xml_int(value)
-            elif key != "rel" or "rel" not in target:
-                # (<property name="rel"> repeats the rel attribute: the attribute wins)
+            elif key != "rel" or value or "rel" not in target:
+                # <property name="rel"> is the resource's own rel, as JSON's "rel": the rel
+                # attribute of an embedded resource is the name it is embedded under
+                # (messagingInvitation_ref: <resource rel="from"> holds rel participant)
                 target[key] = value
         elif kind in (_SKIP, _RES):
             return
@@ -898,7 +900,8 @@ class _FastBatch:
                         values = dict(props)
                         if "_links" in values or "_embedded" in values:
                             return -1
-                        values.pop("rel", None)  # the rel attribute wins (see the fold)
+                        if values.get("rel") == "":
+                            del values["rel"]  # an empty rel property: the attribute stays
                         for key in INTEGER_PROPERTIES.intersection(values):
                             values[key] = _xml_int(values[key])
                         res.update(values)
@@ -911,7 +914,7 @@ class _FastBatch:
                                 res[key] = flag
                             elif key in INTEGER_PROPERTIES:
                                 res[key] = _xml_int(value)
-                            elif key != "rel":
+                            elif key != "rel" or value:
                                 res[key] = value
                     event["_embedded"] = {res_rel: res}
                     pos = skip_space(text, end + 11).end()  # type: ignore[union-attr]
