@@ -381,7 +381,11 @@ class ConversationTable:
             self.ensure_usable()
             for rel in ("stopMessaging", "stopPhoneAudio"):
                 href = state.links.get(rel)
-                if href is None and rel == "stopMessaging" and "phoneAudio" not in state.links:
+                # Not known from the events yet (announced link-only, or still being
+                # read): read the modality the conversation was joined by. Not decided by
+                # which modality links the conversation has: its resource links them all
+                # (ReceiveAnIM step 15, SendAnIM step 6: messaging and phoneAudio).
+                if href is None and rel == "stopMessaging" and conversation.kind == "messaging":
                     href = await self._read_link(state, rel, "messaging")
                 if href is not None:
                     with contextlib.suppress(NotFoundError):  # already gone on the server
