@@ -484,3 +484,33 @@ def test_a_caller_that_cannot_be_read_or_an_invitation_over_meanwhile() -> None:
     [second] = fetches(feed(book, other))
     assert book.fetched(first, None) == []
     assert [type(e) for e in book.fetched(second, None)] == [Arrived]
+
+
+def test_a_link_only_completed_without_status_is_judged_by_reading_the_invitation() -> None:
+    """A ``completed`` that embeds nothing and gives no status does not say how the
+    invitation ended (the event samples of messagingInvitation_ref are link-only): the
+    invitation is read, as for the session's own invitations, and its state decides."""
+    done = link_only("messagingInvitation", INV, "completed", sender_rel="communication")
+    for state, accepted in (("Connected", True), ("Failed", False)):
+        book = new_book()
+        feed(book, RECEIVE_STEP_8)
+        effects = feed(book, done)
+        assert not [e for e in effects if isinstance(e, InvitationEnded)]
+        [fetch] = fetches(effects)
+        assert (fetch.href, fetch.key) == (INV, key(INV))
+        assert book.is_incoming(INV)  # still to be judged
+        read = parse_resource(_invitation(state, answer_links=False))
+        assert book.fetched(fetch, read) == [InvitationEnded(key(INV), accepted, None)]
+        assert not book.is_incoming(INV)
+        assert book.fetched(fetch, read) == []  # judged once
+    # unreadable (gone already): the conversation's messaging state decides
+    for messaging, accepted in (("Connected", True), (None, False)):
+        book = new_book()
+        feed(book, RECEIVE_STEP_8)
+        if messaging is not None:
+            feed(book, link_only("messaging", f"{CONV}/messaging", "updated"))
+            state = book.get(key(CONV))
+            assert state is not None
+            book.read_modality(state, "messaging", parse_resource({"state": messaging}))
+        [fetch] = fetches(feed(book, done))
+        assert book.fetched(fetch, None) == [InvitationEnded(key(INV), accepted, None)]

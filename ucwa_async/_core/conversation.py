@@ -119,6 +119,7 @@ Effect = Arrived | InvitationEnded | Updated | Ended | Fetch
 _V = TypeVar("_V")
 _REMOTE_PARTICIPANT = "participant"
 _CALLER = "from"  # Fetch kind: an incoming invitation's caller
+_OUTCOME = "invitationOutcome"  # Fetch kind: how an incoming invitation ended
 _MODALITIES = ("messaging", "phoneAudio")
 _MAX_ALIASES = 64
 _MODALITY_END = "disconnected"
@@ -385,6 +386,8 @@ class ConversationBook:
             return self._invitation_read(fetch, resource)
         if fetch.kind == _CALLER:
             return self._caller_read(fetch, resource)
+        if fetch.kind == _OUTCOME:
+            return self._outcome_read(fetch, resource)
         state = self._states.get(fetch.key)
         if state is None:
             return []
@@ -441,6 +444,21 @@ class ConversationBook:
             )
             view = attrs.evolve(view, sender=sender)
         return self._arrive(fetch.key, view)
+
+    def _outcome_read(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
+        """An incoming invitation completed without saying how, read: Connected is
+        accepted. Unreadable (gone already): its conversation's messaging state says."""
+        view = self._incoming.pop(fetch.key, None)
+        if view is None:
+            return []  # judged already
+        if resource is not None:
+            now = resource.properties.get("state")
+        else:
+            href = view.conversation_href
+            conversation = self._states.get(self.key(href) or "") if href else None
+            now = conversation.messaging_state if conversation is not None else None
+        accepted = isinstance(now, str) and now.lower() == "connected"
+        return [InvitationEnded(fetch.key, accepted, None)]
 
     def _arrive(self, key: str, view: IncomingInvitationView) -> list[Effect]:
         self._incoming[key] = view
@@ -581,8 +599,13 @@ class ConversationBook:
             effects.extend(self._arrive(key, view))
             return effects
         if key in self._incoming and event.type in ("completed", "deleted"):
-            del self._incoming[key]
             status = (event.status or "").lower()
+            if event.type == "completed" and not status and resource is None:
+                # Says nothing of how it ended: read the invitation, as the operations
+                # table does for the session's own ones (correlate's NeedsLookup).
+                effects.append(Fetch(key, _OUTCOME, event.link.href))
+                return effects
+            del self._incoming[key]
             now = str(resource.properties.get("state", "")) if resource is not None else ""
             # Success, or (a server that gives no status) the invitation now Connected.
             accepted = event.type == "completed" and (
