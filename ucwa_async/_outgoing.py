@@ -4,7 +4,8 @@ A sent message is an operation like an invitation (sendMessage_ref.md, SendAnIM.
 an ``operationId`` registered with a ``Correlator`` *before* the POST (query parameter:
 the body is the text itself), the 201's Location bound as its second key (SendAnIM's
 ``completed`` message event carries no operationId, only the href), and the outcome
-from the event channel (event-level ``status``: Success, or Failure with a reason).
+from the event channel (event-level ``status``: Success, or Failure with a reason; a
+``completed`` with no status says it by the message's own ``status``, embedded or read).
 Events that beat the 201 wait in the correlator's orphan buffer. A CallbackChannelError
 reconnects the channel and retries with the same operationId (``post_payload``, bounded
 like continue_*). No outcome within the timeout: ``MessageTimeoutError``.
