@@ -385,14 +385,14 @@ class ConversationTable:
         state = conversation._state
         try:
             self.ensure_usable()
-            for rel in ("stopMessaging", "stopPhoneAudio"):
+            for rel, modality in (("stopMessaging", "messaging"), ("stopPhoneAudio", "phoneAudio")):
                 href = state.links.get(rel)
                 # Not known from the events yet (announced link-only, or still being
                 # read): read the modality the conversation was joined by. Not decided by
                 # which modality links the conversation has: its resource links them all
                 # (ReceiveAnIM step 15, SendAnIM step 6: messaging and phoneAudio).
-                if href is None and rel == "stopMessaging" and conversation.kind == "messaging":
-                    href = await self._read_link(state, rel, "messaging")
+                if href is None and conversation.kind == modality:
+                    href = await self._read_link(state, rel, modality)
                 if href is not None:
                     with contextlib.suppress(NotFoundError):  # already gone on the server
                         await self._post_payload(self._app.resolve(href), None, None)

@@ -289,6 +289,15 @@ class ReferenceServer:
 
     async def get_json(self, url: str) -> dict[str, Any]:
         self.gets.append(url)
+        if url == f"{CONV}/phoneAudio":  # phoneAudio_ref's GET sample, trimmed
+            return {
+                "state": "Connected",
+                "_links": {
+                    "self": {"href": f"{CONV}/phoneAudio"},
+                    "stopPhoneAudio": {"href": f"{CONV}/phoneAudio/stopPhoneAudio"},
+                },
+                "rel": "phoneAudio",
+            }
         assert url == f"{CONV}/messaging"
         return {
             "state": "Connected",
@@ -308,11 +317,17 @@ class ReferenceServer:
         return HttpResponse("POST", url, 204, None, b"")
 
 
-async def test_leave_reads_the_stop_link_of_a_conversation_that_links_phone_audio_too() -> None:
+@pytest.mark.parametrize(
+    ("kind", "stop"),
+    [("messaging", "messaging/terminate"), ("phoneAudio", "phoneAudio/stopPhoneAudio")],
+)
+async def test_leave_reads_the_stop_link_of_a_conversation_that_links_every_modality(
+    kind: str, stop: str
+) -> None:
     """A conversation resource links every modality it could have (conversation_ref;
     ReceiveAnIM step 15 and SendAnIM step 6: ``messaging`` and ``phoneAudio``). Left
-    before its messaging resource was seen, an IM conversation still stops messaging on
-    the server: its stopMessaging link is read (GET messaging), then POSTed."""
+    before its modality resource was seen, a conversation still stops its modality on
+    the server: the stop link is read (GET messaging / phoneAudio), then POSTed."""
     server = ReferenceServer()
     table = ConversationTable(
         transport=server,  # type: ignore[arg-type]
@@ -326,11 +341,11 @@ async def test_leave_reads_the_stop_link_of_a_conversation_that_links_phone_audi
         inbox_size=10,
         max_messages=100,
     )
-    conversation = table.conversation_for(CONV, "messaging")
+    conversation = table.conversation_for(CONV, kind)
     resource = {
         "state": "Connected",
         "subject": "",
-        "activeModalities": ["Messaging"],
+        "activeModalities": [kind[0].upper() + kind[1:]],
         "_links": {
             "self": {"href": CONV},
             "messaging": {"href": f"{CONV}/messaging"},
@@ -359,7 +374,7 @@ async def test_leave_reads_the_stop_link_of_a_conversation_that_links_phone_audi
         )
     )
     await conversation.leave()
-    assert server.gets == [f"{CONV}/messaging"]
-    assert server.posts == [f"{CONV}/messaging/terminate"]
+    assert server.gets == [f"{CONV}/{kind}"]
+    assert server.posts == [f"{CONV}/{stop}"]
     assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
     table.close()
