@@ -123,6 +123,8 @@ _OUTCOME = "invitationOutcome"  # Fetch kind: how an incoming invitation ended
 _MODALITIES = ("messaging", "phoneAudio")
 _MAX_ALIASES = 64
 _MODALITY_END = "disconnected"
+# Ends after which no event comes (every conversation ended at once): never reopened.
+_FINAL_ENDS = (ConversationEndReason.APPLICATION_LOST, ConversationEndReason.SESSION_CLOSED)
 
 
 class ConversationState:
@@ -572,14 +574,15 @@ class ConversationBook:
             self._reading_invitations.pop(key, None)  # over before it was read: ignore it
             self._reading_callers.pop(key, None)
         incoming = resource is not None and _is_incoming(resource)
-        if resource is not None:
-            effects.extend(self._learn_conversation(event, resource, incoming))
-        if (
+        new = (
             event.type == "started"
             and incoming
             and key not in self._incoming
             and key not in self._reading_callers
-        ):
+        )
+        if resource is not None:
+            effects.extend(self._learn_conversation(event, resource, incoming, reopen=new))
+        if new:
             assert resource is not None
             view = invitation_view(resource, self.absolute(event.link.href), event.link.rel)
             if view is None:
@@ -614,13 +617,30 @@ class ConversationBook:
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
 
-    def _learn_conversation(self, event: Event, resource: Resource, incoming: bool) -> list[Effect]:
-        """What an invitation's resource says of its conversation (if it has a state)."""
-        state = self._invitation_conversation(resource.link("conversation"), event.type, incoming)
+    def _learn_conversation(
+        self, event: Event, resource: Resource, incoming: bool, *, reopen: bool = False
+    ) -> list[Effect]:
+        """What an invitation's resource says of its conversation (if it has a state).
+        ``reopen``: a new incoming invitation, which opens its conversation again if that
+        had ended here."""
+        href = resource.link("conversation")
+        if reopen and href is not None:
+            self._reopen(href)
+        state = self._invitation_conversation(href, event.type, incoming)
         if state is None or state.ended is not None:
             return []
         self._learn_from_invitation(state, resource)
         return [Updated(state.key)]
+
+    def _reopen(self, href: str) -> None:
+        """An incoming invitation may add messaging to an existing conversation
+        (messagingInvitation_ref): one that had ended here (its modality disconnected,
+        its remote participants gone, left) is a live one again, as a new state (what
+        ended stays ended; the session makes a new Conversation for it)."""
+        key = self.key(href)
+        state = self._states.get(key) if key is not None else None
+        if state is not None and state.ended not in (None, *_FINAL_ENDS):
+            del self._states[state.key]
 
     def _invitation_conversation(
         self, href: str | None, event_type: str, incoming: bool
