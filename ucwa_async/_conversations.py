@@ -98,7 +98,13 @@ class ConversationTable:
         self.book = ConversationBook(
             normalize=application.key, resolve=application.resolve, max_messages=max_messages
         )
-        self.sent = SentMessages(application=application, post_payload=post_payload, stats=stats)
+        self.sent = SentMessages(
+            application=application,
+            post_payload=post_payload,
+            stats=stats,
+            read=self._read_message,
+            spawn=spawn,
+        )
         self.inbox = Inbox(inbox_size)
         self._conversations: dict[str, Conversation] = {}
         # Ended ones whose streams still wait for a message being read (link-only).
@@ -379,10 +385,14 @@ class ConversationTable:
         state = conversation._state
         try:
             self.ensure_usable()
-            for rel in ("stopMessaging", "stopPhoneAudio"):
+            for rel, modality in (("stopMessaging", "messaging"), ("stopPhoneAudio", "phoneAudio")):
                 href = state.links.get(rel)
-                if href is None and rel == "stopMessaging" and "phoneAudio" not in state.links:
-                    href = await self._read_link(state, rel, "messaging")
+                # Not known from the events yet (announced link-only, or still being
+                # read): read the modality the conversation was joined by. Not decided by
+                # which modality links the conversation has: its resource links them all
+                # (ReceiveAnIM step 15, SendAnIM step 6: messaging and phoneAudio).
+                if href is None and conversation.kind == modality:
+                    href = await self._read_link(state, rel, modality)
                 if href is not None:
                     with contextlib.suppress(NotFoundError):  # already gone on the server
                         await self._post_payload(self._app.resolve(href), None, None)
@@ -439,6 +449,17 @@ class ConversationTable:
         return state.links.get(rel)
 
     # -- GETs of what events announced without a resource -------------------------
+
+    async def _read_message(self, href: str) -> Resource | None:
+        """A sent message, read for its delivery status (None if it cannot be read)."""
+        try:
+            url = self._app.resolve(href)
+            if self._app.url is None or not same_origin(url, self._app.url):
+                raise UcwaError(f"not the application's origin: {origin_of(url)}")
+            return parse_resource(await self._transport.get_json(url))
+        except UcwaError as exc:
+            log.info("could not read message %s: %s", href, exc)
+            return None
 
     def _enqueue_fetch(self, fetch: Fetch) -> None:
         if self._closed:

@@ -4,7 +4,8 @@ A sent message is an operation like an invitation (sendMessage_ref.md, SendAnIM.
 an ``operationId`` registered with a ``Correlator`` *before* the POST (query parameter:
 the body is the text itself), the 201's Location bound as its second key (SendAnIM's
 ``completed`` message event carries no operationId, only the href), and the outcome
-from the event channel (event-level ``status``: Success, or Failure with a reason).
+from the event channel (event-level ``status``: Success, or Failure with a reason; a
+``completed`` with no status says it by the message's own ``status``, embedded or read).
 Events that beat the 201 wait in the correlator's orphan buffer. A CallbackChannelError
 reconnects the channel and retries with the same operationId (``post_payload``, bounded
 like continue_*). No outcome within the timeout: ``MessageTimeoutError``.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ucwa_async._application import Application
@@ -33,7 +34,7 @@ from ucwa_async._core.errors import (
     SessionClosedError,
     UcwaError,
 )
-from ucwa_async._core.models import Event
+from ucwa_async._core.models import Event, Resource
 from ucwa_async._core.urls import with_query
 from ucwa_async._http import HttpResponse
 from ucwa_async._outcome import OutcomeFuture
@@ -46,6 +47,7 @@ __all__ = ["OutgoingMessage", "SentMessages"]
 log = logging.getLogger("ucwa_async.session")
 
 PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
+ReadResource = Callable[[str], Awaitable[Resource | None]]
 
 
 class OutgoingMessage(OutcomeFuture[None]):
@@ -126,10 +128,14 @@ class SentMessages:
         application: Application,
         post_payload: PostPayload,
         stats: SessionStats,
+        read: ReadResource | None = None,
+        spawn: Callable[[Coroutine[Any, Any, None]], None] | None = None,
     ) -> None:
         self._app = application
         self._post = post_payload
         self._stats = stats
+        self._read = read  # GET a message (None if it cannot be read)
+        self._spawn = spawn
         self._correlator = Correlator(normalize=application.key)
         self._pending: dict[str, OutgoingMessage] = {}
         # Pending operation ids by conversation: a conversation that ends settles its
@@ -220,15 +226,43 @@ class SentMessages:
         message = self._pending.get(resolution.operation_id)
         if message is None or isinstance(resolution, Progress):
             return
-        self._remove(resolution.operation_id)
         if message.href is None and resolution.event.link.href:
             message.href = self._app.safe_resolve(resolution.event.link.href)
+        if (
+            isinstance(resolution, NeedsLookup)
+            and resolution.event.resource is None
+            and resolution.href
+            and self._read is not None
+            and self._spawn is not None
+        ):
+            # A completed that embeds nothing and gives no status: the message's own
+            # status (message_ref: its delivery Status) says how it went. It stays
+            # pending (its timeout, its conversation's end) while it is read.
+            self._spawn(self._look_up(resolution.operation_id, resolution.href, self._read))
+            return
+        self._remove(resolution.operation_id)
         failed = isinstance(resolution, Failed) or (
             isinstance(resolution, NeedsLookup)
             and str(_status_of(resolution.event)).lower() in ("failed", "failure")
         )
+        reason = resolution.reason if isinstance(resolution, Failed) else None
+        self._conclude(message, failed, reason)
+
+    async def _look_up(self, operation_id: str, href: str, read: ReadResource) -> None:
+        try:
+            resource = await read(href)
+        except Exception:  # a bug must not leave the message unresolved
+            log.exception("reading message %s failed", href)
+            resource = None
+        message = self._remove(operation_id)
+        if message is None:
+            return  # timed out, its conversation ended or the session closed meanwhile
+        status = resource.properties.get("status") if resource is not None else None
+        # Unreadable: completed, and nothing says it failed.
+        self._conclude(message, str(status).lower() in ("failed", "failure"), None)
+
+    def _conclude(self, message: OutgoingMessage, failed: bool, reason: Any) -> None:
         if failed:
-            reason = resolution.reason if isinstance(resolution, Failed) else None
             if message._settle(
                 MessageFailedError(
                     _failure_text(reason),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -753,3 +754,36 @@ def test_ended_notes_are_bounded_too() -> None:
     newest = book.claim(f"{APP}/communication/conversations/2-3")
     assert newest is not None
     assert newest.ended is ConversationEndReason.APPLICATION_LOST
+
+
+def test_an_invitation_into_a_conversation_that_ended_here_opens_it_again() -> None:
+    """messagingInvitation_ref: an incoming invitation may "add the messaging modality to
+    an existing conversation". One whose messaging had disconnected (so it ended here)
+    and that is invited into again is a live conversation again, with its new messages;
+    what ended stays ended (a new state, so a new Conversation)."""
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    feed(book, RECEIVE_STEP_15)
+    old = book.get(key(CONV))
+    assert old is not None
+    effects = feed(book, messaging_update("Disconnected"))
+    assert Ended(key(CONV), ConversationEndReason.DISCONNECTED) in effects
+    again = copy.deepcopy(RECEIVE_STEP_8)
+    event = again["sender"][0]["events"][0]
+    event["link"]["href"] = f"{INV}2"
+    event["_embedded"]["messagingInvitation"]["_links"]["self"] = {"href": f"{INV}2"}
+    [arrived] = [e for e in feed(book, again) if isinstance(e, Arrived)]
+    assert arrived.view.conversation_href == CONV
+    state = book.get(key(CONV))
+    assert state is not None
+    assert state is not old
+    assert old.ended is ConversationEndReason.DISCONNECTED
+    assert state.ended is None
+    assert state.state == "Incoming"
+    feed(book, RECEIVE_STEP_15)
+    feed(book, incoming_message(7, "data:,back again"))
+    assert read_all(book) == ["back again"]
+    # an invitation's later events (not a new one) do not reopen an ended conversation
+    feed(book, messaging_update("Disconnected"))
+    assert feed(book, RECEIVE_STEP_10) == []
+    assert state.ended is ConversationEndReason.DISCONNECTED

@@ -431,3 +431,86 @@ def test_participant_aliases_are_bounded() -> None:
         state.add_participant(f"alias{n}", Participant("sip:lenea@contoso.com"))
     assert len(state.participants) == 1
     assert len(state._aliases) == 64
+
+
+def _caller_by_link_only(title: str | None = None) -> dict[str, Any]:
+    """ReceiveAnIM step 8's started invitation, its caller named by the ``from`` link only
+    (messagingInvitation_ref: ``from`` is a link to the participant)."""
+    invitation = _invitation("Connecting", answer_links=True)
+    del invitation["_embedded"]
+    invitation["_links"]["from"] = {"href": LENE, **({"title": title} if title else {})}
+    batch = link_only("messagingInvitation", INV, "started", sender_rel="communication")
+    batch["sender"][0]["events"][0]["_embedded"] = {"messagingInvitation": invitation}
+    return batch
+
+
+def test_a_caller_named_by_its_from_link_only_is_read_before_the_invitation_arrives() -> None:
+    """ReceiveAnIM step 11: the participant is read (GET) to learn who sent the invitation.
+    An incoming invitation that embeds no caller arrives once its ``from`` is read, with
+    the caller's uri and name (and an absolute href, as every participant has)."""
+    book = new_book(resolve=lambda href: key(href))
+    effects = feed(book, _caller_by_link_only())
+    assert not [e for e in effects if isinstance(e, Arrived)]
+    [fetch] = fetches(effects)
+    assert (fetch.kind, fetch.href, fetch.key) == ("from", LENE, key(INV))
+    assert not book.is_incoming(INV)
+    assert fetches(feed(book, _caller_by_link_only())) == []  # announced again: one GET
+    lene = parse_resource(_invitation("Connecting", answer_links=True)["_embedded"]["from"])
+    [arrived] = [e for e in book.fetched(fetch, lene) if isinstance(e, Arrived)]
+    assert arrived.view.sender == Participant("sip:lenea@contoso.com", "Lene Aaling")
+    assert arrived.view.sender.href == key(LENE)
+    assert arrived.view.message == "Hi Tosh\r\n"
+    assert book.is_incoming(INV)
+    assert book.fetched(fetch, lene) == []  # read once only
+
+
+def test_a_caller_that_cannot_be_read_or_an_invitation_over_meanwhile() -> None:
+    book = new_book()
+    [fetch] = fetches(feed(book, _caller_by_link_only(title="Lene")))
+    [arrived] = book.fetched(fetch, None)  # unreadable: what the link says
+    assert isinstance(arrived, Arrived)
+    assert arrived.view.sender == Participant(None, "Lene")
+    book = new_book()
+    [fetch] = fetches(feed(book, _caller_by_link_only()))
+    done = link_only("messagingInvitation", INV, "deleted", sender_rel="communication")
+    feed(book, done)  # withdrawn while its caller was read: never offered
+    assert book.fetched(fetch, None) == []
+    assert not book.is_incoming(INV)
+    # bounded: past max_conversations callers being read, the oldest is forgotten
+    book = new_book(max_conversations=1)
+    [first] = fetches(feed(book, _caller_by_link_only()))
+    other = _caller_by_link_only()
+    other["sender"][0]["events"][0]["link"]["href"] = f"{INV}9"
+    [second] = fetches(feed(book, other))
+    assert book.fetched(first, None) == []
+    assert [type(e) for e in book.fetched(second, None)] == [Arrived]
+
+
+def test_a_link_only_completed_without_status_is_judged_by_reading_the_invitation() -> None:
+    """A ``completed`` that embeds nothing and gives no status does not say how the
+    invitation ended (the event samples of messagingInvitation_ref are link-only): the
+    invitation is read, as for the session's own invitations, and its state decides."""
+    done = link_only("messagingInvitation", INV, "completed", sender_rel="communication")
+    for state, accepted in (("Connected", True), ("Failed", False)):
+        book = new_book()
+        feed(book, RECEIVE_STEP_8)
+        effects = feed(book, done)
+        assert not [e for e in effects if isinstance(e, InvitationEnded)]
+        [fetch] = fetches(effects)
+        assert (fetch.href, fetch.key) == (INV, key(INV))
+        assert book.is_incoming(INV)  # still to be judged
+        read = parse_resource(_invitation(state, answer_links=False))
+        assert book.fetched(fetch, read) == [InvitationEnded(key(INV), accepted, None)]
+        assert not book.is_incoming(INV)
+        assert book.fetched(fetch, read) == []  # judged once
+    # unreadable (gone already): the conversation's messaging state decides
+    for messaging, accepted in (("Connected", True), (None, False)):
+        book = new_book()
+        feed(book, RECEIVE_STEP_8)
+        if messaging is not None:
+            feed(book, link_only("messaging", f"{CONV}/messaging", "updated"))
+            state = book.get(key(CONV))
+            assert state is not None
+            book.read_modality(state, "messaging", parse_resource({"state": messaging}))
+        [fetch] = fetches(feed(book, done))
+        assert book.fetched(fetch, None) == [InvitationEnded(key(INV), accepted, None)]

@@ -13,6 +13,7 @@ import ucwa_async
 from ucwa_async._conversations import ConversationTable
 from ucwa_async._core.models import parse_event_batch
 from ucwa_async._core.urls import normalize, resolve_href
+from ucwa_async._http import HttpResponse
 from ucwa_async._session import SessionStats
 
 APP = "https://fe1.contoso.com/ucwa/v1/applications/192"
@@ -277,3 +278,103 @@ async def test_a_message_announced_before_the_end_is_still_yielded(close_first: 
         table.close()
     transport.release.set()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class ReferenceServer:
+    """GETs answered with ReceiveAnIM step 15's messaging resource; POSTs recorded."""
+
+    def __init__(self) -> None:
+        self.gets: list[str] = []
+        self.posts: list[str] = []
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        self.gets.append(url)
+        if url == f"{CONV}/phoneAudio":  # phoneAudio_ref's GET sample, trimmed
+            return {
+                "state": "Connected",
+                "_links": {
+                    "self": {"href": f"{CONV}/phoneAudio"},
+                    "stopPhoneAudio": {"href": f"{CONV}/phoneAudio/stopPhoneAudio"},
+                },
+                "rel": "phoneAudio",
+            }
+        assert url == f"{CONV}/messaging"
+        return {
+            "state": "Connected",
+            "negotiatedMessageFormats": ["Plain"],
+            "_links": {
+                "self": {"href": f"{CONV}/messaging"},
+                "conversation": {"href": CONV},
+                "stopMessaging": {"href": f"{CONV}/messaging/terminate"},
+                "sendMessage": {"href": f"{CONV}/messaging/messages"},
+                "setIsTyping": {"href": f"{CONV}/messaging/typing"},
+            },
+            "rel": "messaging",
+        }
+
+    async def post(self, url: str, payload: bytes | None, content_type: str | None) -> Any:
+        self.posts.append(url)
+        return HttpResponse("POST", url, 204, None, b"")
+
+
+@pytest.mark.parametrize(
+    ("kind", "stop"),
+    [("messaging", "messaging/terminate"), ("phoneAudio", "phoneAudio/stopPhoneAudio")],
+)
+async def test_leave_reads_the_stop_link_of_a_conversation_that_links_every_modality(
+    kind: str, stop: str
+) -> None:
+    """A conversation resource links every modality it could have (conversation_ref;
+    ReceiveAnIM step 15 and SendAnIM step 6: ``messaging`` and ``phoneAudio``). Left
+    before its modality resource was seen, a conversation still stops its modality on
+    the server: the stop link is read (GET messaging / phoneAudio), then POSTed."""
+    server = ReferenceServer()
+    table = ConversationTable(
+        transport=server,  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=server.post,
+        stats=SessionStats(),
+        spawn=lambda coroutine: coroutine.close(),
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+    conversation = table.conversation_for(CONV, kind)
+    resource = {
+        "state": "Connected",
+        "subject": "",
+        "activeModalities": [kind[0].upper() + kind[1:]],
+        "_links": {
+            "self": {"href": CONV},
+            "messaging": {"href": f"{CONV}/messaging"},
+            "phoneAudio": {"href": f"{CONV}/phoneAudio"},
+            "localParticipant": {"href": f"{CONV}/participants/toshm@contoso.com"},
+        },
+        "rel": "conversation",
+    }
+    table.deliver(
+        parse_event_batch(
+            {
+                "sender": [
+                    {
+                        "rel": "communication",
+                        "href": f"{APP}/communication",
+                        "events": [
+                            {
+                                "link": {"rel": "conversation", "href": CONV},
+                                "_embedded": {"conversation": resource},
+                                "type": "updated",
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    await conversation.leave()
+    assert server.gets == [f"{CONV}/{kind}"]
+    assert server.posts == [f"{CONV}/{stop}"]
+    assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+    table.close()

@@ -9,7 +9,7 @@ import pytest
 
 import ucwa_async
 from ucwa_async import MessageFailedError, MessageTimeoutError
-from ucwa_async._core.models import parse_event_batch
+from ucwa_async._core.models import parse_event_batch, parse_resource
 from ucwa_async._core.urls import normalize, resolve_href
 from ucwa_async._http import HttpResponse
 from ucwa_async._outgoing import OutgoingMessage, SentMessages
@@ -291,3 +291,56 @@ async def test_outgoing_message_cannot_be_cancelled_and_await_is_shielded() -> N
     message._settle(None)
     assert message._settle(None) is False  # never resolved twice
     await message
+
+
+async def test_a_link_only_completed_without_status_reads_the_message() -> None:
+    """message_ref: a message's ``status`` (Failed, Pending, Succeeded) is its delivery
+    status. A ``completed`` event that embeds nothing and gives no status says nothing of
+    the delivery: the message is read (GET) and its status decides."""
+    resources = {
+        f"{SEND}/{n}": {
+            "rel": "message",
+            "direction": "Outgoing",
+            "status": status,
+            "_links": {"self": {"href": f"{SEND}/{n}"}},
+        }
+        for n, status in ((4, "Failed"), (5, "Succeeded"))
+    }
+    reads: list[str] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def read(href: str) -> Any:
+        reads.append(href)
+        return parse_resource(resources[href]) if href in resources else None
+
+    locations = iter((4, 5, 6))
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/{next(locations)}")
+
+    stats = SessionStats()
+    sent = SentMessages(
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=stats,
+        read=read,
+        spawn=lambda coroutine: tasks.add(asyncio.create_task(coroutine)),
+    )
+    failed, delivered, unreadable = [
+        await sent.send(SEND, text, html=False, conversation_href=CONV, timeout=5)
+        for text in ("a", "b", "c")
+    ]
+    for n in (4, 5, 6):
+        event = {"link": {"rel": "message", "href": f"{SEND}/{n}"}, "type": "completed"}
+        batch = {"sender": [{"rel": "conversation", "href": CONV, "events": [event]}]}
+        assert sent.claims(parse_event_batch(batch).events[0])
+    async with asyncio.timeout(5):
+        with pytest.raises(ucwa_async.MessageFailedError):
+            await failed
+        await delivered
+        await unreadable  # completed, and nothing says it failed
+    assert reads == [f"{SEND}/4", f"{SEND}/5", f"{SEND}/6"]
+    assert delivered.delivered
+    assert unreadable.delivered
+    assert (stats.messages_delivered, stats.messages_failed) == (2, 1)
+    await asyncio.gather(*tasks)

@@ -104,9 +104,10 @@ class Ended:
 @attrs.frozen
 class Fetch:
     """GET ``href`` (something an event announced without its resource: a message, a
-    participant, the conversation, a modality, an invitation) and hand the result to
-    ``ConversationBook.fetched`` (None if it could not be read). ``kind`` is the link's
-    rel; ``key`` the conversation's (the invitation's own for an invitation)."""
+    participant, the conversation, a modality, an invitation or its caller) and hand the
+    result to ``ConversationBook.fetched`` (None if it could not be read). ``kind`` is the
+    link's rel; ``key`` the conversation's (the invitation's own for an invitation and
+    its caller)."""
 
     key: str
     kind: str
@@ -117,9 +118,13 @@ Effect = Arrived | InvitationEnded | Updated | Ended | Fetch
 
 _V = TypeVar("_V")
 _REMOTE_PARTICIPANT = "participant"
+_CALLER = "from"  # Fetch kind: an incoming invitation's caller
+_OUTCOME = "invitationOutcome"  # Fetch kind: how an incoming invitation ended
 _MODALITIES = ("messaging", "phoneAudio")
 _MAX_ALIASES = 64
 _MODALITY_END = "disconnected"
+# Ends after which no event comes (every conversation ended at once): never reopened.
+_FINAL_ENDS = (ConversationEndReason.APPLICATION_LOST, ConversationEndReason.SESSION_CLOSED)
 
 
 class ConversationState:
@@ -281,6 +286,10 @@ class ConversationBook:
         self._incoming: dict[str, IncomingInvitationView] = {}
         # Invitations announced by a link-only ``started`` and being read (GET).
         self._reading_invitations: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Incoming invitations whose caller is only a ``from`` link, the caller being read.
+        self._reading_callers: collections.OrderedDict[str, IncomingInvitationView] = (
+            collections.OrderedDict()
+        )
         # Conversations of our own outgoing invitations, by the hash of their key: a
         # state is made when an event for them arrives (or ``claim``), not for every
         # invitation event. 10 000 pending invitations would otherwise keep 10 000
@@ -370,12 +379,17 @@ class ConversationBook:
         _trim(self._ended_notes, self._max_conversations)
         self._incoming.clear()
         self._reading_invitations.clear()
+        self._reading_callers.clear()
         return effects
 
     def fetched(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
         """The outcome of a :class:`Fetch`."""
         if fetch.kind in INVITATION_KINDS:
             return self._invitation_read(fetch, resource)
+        if fetch.kind == _CALLER:
+            return self._caller_read(fetch, resource)
+        if fetch.kind == _OUTCOME:
+            return self._outcome_read(fetch, resource)
         state = self._states.get(fetch.key)
         if state is None:
             return []
@@ -417,6 +431,42 @@ class ConversationBook:
             return []
         event = Event("started", Link(fetch.kind, fetch.href), resource=resource)
         return self._invitation_event(event)
+
+    def _caller_read(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
+        """The caller of an incoming invitation, read: the invitation arrives now (with
+        what its ``from`` link said if the caller could not be read)."""
+        view = self._reading_callers.pop(fetch.key, None)
+        if view is None:
+            return []  # completed / deleted while its caller was read
+        if resource is not None:
+            caller = self._participant_of(resource)
+            known = view.sender
+            sender = Participant(
+                uri=caller.uri, name=caller.name or known.name, href=caller.href or known.href
+            )
+            view = attrs.evolve(view, sender=sender)
+        return self._arrive(fetch.key, view)
+
+    def _outcome_read(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
+        """An incoming invitation completed without saying how, read: Connected is
+        accepted. Unreadable (gone already): its conversation's messaging state says."""
+        view = self._incoming.pop(fetch.key, None)
+        if view is None:
+            return []  # judged already
+        if resource is not None:
+            now = resource.properties.get("state")
+        else:
+            href = view.conversation_href
+            conversation = self._states.get(self.key(href) or "") if href else None
+            now = conversation.messaging_state if conversation is not None else None
+        accepted = isinstance(now, str) and now.lower() == "connected"
+        return [InvitationEnded(fetch.key, accepted, None)]
+
+    def _arrive(self, key: str, view: IncomingInvitationView) -> list[Effect]:
+        self._incoming[key] = view
+        while len(self._incoming) > self._max_conversations:
+            del self._incoming[next(iter(self._incoming))]  # never ended: forget
+        return [Arrived(view)]
 
     def resynced(self) -> list[Effect]:
         """Events may have been lost: read every live claimed conversation again."""
@@ -522,21 +572,43 @@ class ConversationBook:
             return effects
         if event.type in ("completed", "deleted"):
             self._reading_invitations.pop(key, None)  # over before it was read: ignore it
+            self._reading_callers.pop(key, None)
         incoming = resource is not None and _is_incoming(resource)
+        new = (
+            event.type == "started"
+            and incoming
+            and key not in self._incoming
+            and key not in self._reading_callers
+        )
         if resource is not None:
-            effects.extend(self._learn_conversation(event, resource, incoming))
-        if event.type == "started" and incoming and key not in self._incoming:
+            effects.extend(self._learn_conversation(event, resource, incoming, reopen=new))
+        if new:
             assert resource is not None
             view = invitation_view(resource, self.absolute(event.link.href), event.link.rel)
-            if view is not None:
-                self._incoming[key] = view
-                while len(self._incoming) > self._max_conversations:
-                    del self._incoming[next(iter(self._incoming))]  # never ended: forget
-                effects.append(Arrived(view))
+            if view is None:
+                return effects
+            caller = view.sender.href
+            if caller is not None:
+                sender = attrs.evolve(view.sender, href=self.absolute(caller))
+                view = attrs.evolve(view, sender=sender)
+                if view.sender.uri is None:
+                    # Only a ``from`` link names the caller (messagingInvitation_ref): read
+                    # it first, as ReceiveAnIM step 11 does, so the invitation says who calls.
+                    self._reading_callers[key] = view
+                    while len(self._reading_callers) > self._max_conversations:
+                        self._reading_callers.popitem(last=False)
+                    effects.append(Fetch(key, _CALLER, caller))
+                    return effects
+            effects.extend(self._arrive(key, view))
             return effects
         if key in self._incoming and event.type in ("completed", "deleted"):
-            del self._incoming[key]
             status = (event.status or "").lower()
+            if event.type == "completed" and not status and resource is None:
+                # Says nothing of how it ended: read the invitation, as the operations
+                # table does for the session's own ones (correlate's NeedsLookup).
+                effects.append(Fetch(key, _OUTCOME, event.link.href))
+                return effects
+            del self._incoming[key]
             now = str(resource.properties.get("state", "")) if resource is not None else ""
             # Success, or (a server that gives no status) the invitation now Connected.
             accepted = event.type == "completed" and (
@@ -545,13 +617,30 @@ class ConversationBook:
             effects.append(InvitationEnded(key, accepted, event.reason))
         return effects
 
-    def _learn_conversation(self, event: Event, resource: Resource, incoming: bool) -> list[Effect]:
-        """What an invitation's resource says of its conversation (if it has a state)."""
-        state = self._invitation_conversation(resource.link("conversation"), event.type, incoming)
+    def _learn_conversation(
+        self, event: Event, resource: Resource, incoming: bool, *, reopen: bool = False
+    ) -> list[Effect]:
+        """What an invitation's resource says of its conversation (if it has a state).
+        ``reopen``: a new incoming invitation, which opens its conversation again if that
+        had ended here."""
+        href = resource.link("conversation")
+        if reopen and href is not None:
+            self._reopen(href)
+        state = self._invitation_conversation(href, event.type, incoming)
         if state is None or state.ended is not None:
             return []
         self._learn_from_invitation(state, resource)
         return [Updated(state.key)]
+
+    def _reopen(self, href: str) -> None:
+        """An incoming invitation may add messaging to an existing conversation
+        (messagingInvitation_ref): one that had ended here (its modality disconnected,
+        its remote participants gone, left) is a live one again, as a new state (what
+        ended stays ended; the session makes a new Conversation for it)."""
+        key = self.key(href)
+        state = self._states.get(key) if key is not None else None
+        if state is not None and state.ended not in (None, *_FINAL_ENDS):
+            del self._states[state.key]
 
     def _invitation_conversation(
         self, href: str | None, event_type: str, incoming: bool
