@@ -18,6 +18,17 @@ import ucwa_async
 SessionFactory = Callable[..., ucwa_async.Session]
 
 
+async def until(predicate: Callable[[], bool], within: float = 5.0, step: float = 0.01) -> None:
+    """Wait until ``predicate()`` holds, checking every ``step`` seconds; AssertionError
+    after ``within`` seconds (every wait of a test is bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {within:g} s")
+        await asyncio.sleep(step)
+
+
 def _is_server_task(task: asyncio.Task[Any]) -> bool:
     code = getattr(task.get_coro(), "cr_code", None)
     return code is not None and "aiohttp" in code.co_filename and "web_" in code.co_filename

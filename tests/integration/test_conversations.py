@@ -11,7 +11,7 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory, assert_no_leftover_tasks
+from ._support import SessionFactory, assert_no_leftover_tasks, until
 
 LENE = "sip:lenea@contoso.com"
 STEP = 10.0  # generous: the machine is shared
@@ -21,12 +21,6 @@ STEP = 10.0  # generous: the machine is shared
 async def sim() -> AsyncIterator[UcwaSimulator]:
     async with UcwaSimulator(config=SimulatorConfig(completion_delay=0.01), seed=0) as simulator:
         yield simulator
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    async with asyncio.timeout(STEP):
-        while not predicate():  # noqa: ASYNC110 - bounded by the timeout above
-            await asyncio.sleep(0.01)
 
 
 async def next_invitation(
@@ -106,7 +100,7 @@ async def test_withdrawn_before_accept(sim: UcwaSimulator, make_session: Session
         url = await sim.incoming_message(LENE, "never mind")
         invite = await next_invitation(invitations)
         await sim.withdraw(url)
-        await until(lambda: invite.withdrawn)
+        await until(lambda: invite.withdrawn, STEP)
         with pytest.raises(ucwa_async.InvitationWithdrawnError) as caught:
             async with asyncio.timeout(1.0):  # promptly: no request, no wait
                 await invite.accept()
@@ -134,7 +128,7 @@ async def test_inbox_overflow_declines_and_counts(
     limits = ucwa_async.Limits(incoming_queue_size=2)
     async with make_session(sim, limits=limits) as session:
         urls = [await sim.incoming_message(LENE, f"m{n}") for n in range(4)]
-        await until(lambda: session.stats.incoming_declined == 2)
+        await until(lambda: session.stats.incoming_declined == 2, STEP)
         assert session.stats.incoming_invitations == 4
         assert session.stats.incoming_overflowed == 2
         async with session.incoming() as invitations:
@@ -371,7 +365,9 @@ async def test_application_lost_ends_conversations(
         assert reason is ucwa_async.ConversationEndReason.APPLICATION_LOST
         # the new application made itself available again: IMs still arrive
         await session.wait_connected(timeout=STEP)
-        await until(lambda: len([r for r in sim.request_log if r.kind == "makeMeAvailable"]) == 2)
+        await until(
+            lambda: len([r for r in sim.request_log if r.kind == "makeMeAvailable"]) == 2, STEP
+        )
         async with session.incoming() as invitations:
             await sim.incoming_message(LENE, "still there?")
             invite = await next_invitation(invitations)
@@ -420,7 +416,7 @@ async def test_message_buffer_overflow_is_counted(
         conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
         for n in range(5):
             await sim.say(conversation.href, LENE, f"m{n}")
-        await until(lambda: conversation.messages_dropped == 3)
+        await until(lambda: conversation.messages_dropped == 3, STEP)
         async with conversation.messages() as messages:
             assert [(await next_message(messages)).text for _ in range(2)] == ["m3", "m4"]
             assert messages.missed == 3

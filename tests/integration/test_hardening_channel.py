@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ from ucwa_async import _application, _channel
 from ucwa_async._core.budget import RecreationBudget
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory, _is_server_task, heartbeat
+from ._support import SessionFactory, _is_server_task, heartbeat, until
 
 WINDOW = 2.0  # seconds of pathological server per measurement
 MAX_RATE = 20.0  # requests per second, the issue's bound
@@ -43,15 +42,6 @@ async def _requests_during(sim: UcwaSimulator, seconds: float) -> list[Any]:
     start = len(sim.request_log)
     await asyncio.sleep(seconds)
     return list(sim.request_log)[start:]
-
-
-async def _until(predicate: Callable[[], bool], limit: float, step: float = 0.02) -> None:
-    """Wait (bounded) until ``predicate()`` holds."""
-    for _ in range(int(limit / step) + 1):
-        if predicate():
-            return
-        await asyncio.sleep(step)
-    raise AssertionError("condition not met in time")
 
 
 # --- hot loops: answers that were not held ---------------------------------------------------
@@ -109,7 +99,7 @@ async def test_events_are_not_delayed_by_instant_empty_polls(
         assert (await invitation.result(timeout=8)).state == "Connected"
         # The P-GET that brought the outcome may be the last one before the next instant
         # empty answer: under load that answer can come after the outcome.
-        await _until(lambda: sim.counters.faults_injected["instant_empty_polls"] >= 1, 5.0)
+        await until(lambda: sim.counters.faults_injected["instant_empty_polls"] >= 1, 5.0)
 
 
 # --- a CallbackChannelError cuts a backoff sleep short ---------------------------------------
@@ -126,7 +116,7 @@ async def test_callback_channel_error_cuts_the_backoff_sleep_short(
     ):
         logs = await session.conversation_logs(limit=1)
         sim.faults.service_unavailable(next_n=1, retry_after=20, target="pget")
-        await _until(lambda: sim.counters.faults_injected["service_unavailable"] == 1, 5.0)
+        await until(lambda: sim.counters.faults_injected["service_unavailable"] == 1, 5.0)
         await asyncio.sleep(0.05)  # the channel is in its 20 s sleep now
         assert session.channel_state is ucwa_async.ChannelStatus.RECONNECTING
         sim.faults.callback_channel_error(next_n=1)
@@ -153,7 +143,7 @@ async def test_a_burst_during_the_backoff_polls_once(
         logs = await session.conversation_logs(limit=1)
         async with session.events() as stream:
             sim.faults.service_unavailable(next_n=1, retry_after=20, target="pget")
-            await _until(lambda: sim.counters.faults_injected["service_unavailable"] == 1, 5.0)
+            await until(lambda: sim.counters.faults_injected["service_unavailable"] == 1, 5.0)
             await asyncio.sleep(0.05)
             sim.faults.callback_channel_error(next_n=8)
             invitations = await asyncio.wait_for(
@@ -209,7 +199,7 @@ async def test_application_not_found_forever_is_recreated_with_backoff(
         # exactly one makeMeAvailable (the first application had its own)
         sim.faults.clear()
         await session.wait_connected(timeout=10)
-        await _until(
+        await until(
             lambda: len([r for r in sim.request_log if r.kind == "makeMeAvailable"]) >= 2, 5
         )
         await asyncio.sleep(0.2)
@@ -282,7 +272,7 @@ async def test_giant_batch_of_valid_events_keeps_the_loop_breathing(
         received = session.stats.events_received
         async with heartbeat(0.005) as beat:
             sim.faults.giant_batch(count)
-            await _until(lambda: session.stats.events_received >= received + count, 60, 0.05)
+            await until(lambda: session.stats.events_received >= received + count, 60, 0.05)
         assert sim.counters.faults_injected["giant_batch"] == 1
         assert session.stats.events_received == received + count
         assert beat.beats > 10
@@ -307,7 +297,7 @@ async def test_giant_batch_of_malformed_events_is_counted_and_bounded(
         logs = await session.conversation_logs(limit=1)
         async with heartbeat(0.005) as beat:
             sim.faults.giant_batch(count, malformed=True)
-            await _until(lambda: session.stats.events_rejected >= count, 90, 0.05)
+            await until(lambda: session.stats.events_rejected >= count, 90, 0.05)
         assert sim.counters.faults_injected["giant_batch"] == 1
         assert session.stats.events_rejected == count
         assert beat.max_busy <= STALL_BOUND, f"the loop stalled {beat.max_busy * 1000:.0f} ms"

@@ -16,21 +16,11 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory, assert_no_leftover_tasks
+from ._support import SessionFactory, assert_no_leftover_tasks, until
 
 State = ucwa_async.SessionState
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    """Bounded wait for a condition."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def _latency_fired(sim: UcwaSimulator) -> Callable[[], bool]:
@@ -168,7 +158,7 @@ async def test_aclose_while_open_waits_closes_for_good(
     simulator.faults.latency(30.0, target=target)
     session = make_session(simulator, keepalive_interval=0.05, **options)
     opening = asyncio.create_task(session.open())
-    await _until(_latency_fired(simulator))
+    await until(_latency_fired(simulator))
     assert session.state is State.OPENING
     async with asyncio.timeout(5):
         await session.aclose()
@@ -209,7 +199,7 @@ async def test_cancel_at_every_await_point(
     if step in _OPEN_STEPS:
         simulator.faults.latency(30.0, target=_OPEN_STEPS[step][0])
         victim = asyncio.create_task(session.open())
-        await _until(_latency_fired(simulator))
+        await until(_latency_fired(simulator))
         assert session.state is State.OPENING
         stream = session.events()  # a consumer subscribed while the session opens
     else:
@@ -234,7 +224,7 @@ async def test_cancel_at_every_await_point(
             simulator.faults.latency(30.0, target="delete")
         victim = asyncio.create_task(session.aclose())
         if step == "DELETE of the application":
-            await _until(_latency_fired(simulator))
+            await until(_latency_fired(simulator))
         else:
             await asyncio.wait_for(hold.entered.wait(), 5)
     consumer = asyncio.create_task(_consume(stream))
@@ -278,7 +268,7 @@ async def test_aclose_cancelled_during_delete_ends_streams_and_invitations(
         consumers = [asyncio.create_task(_consume(s)) for s in (first, second)]
         sim.faults.latency(30.0, target="delete")
         closing = asyncio.create_task(session.aclose())
-        await _until(_latency_fired(sim))
+        await until(_latency_fired(sim))
         closing.cancel()
         with pytest.raises(asyncio.CancelledError):
             await closing
@@ -349,8 +339,8 @@ async def test_calls_in_flight_at_close_get_session_closed(
     simulator.faults.service_unavailable(next_n=1000, retry_after=30, target="pget")
     simulator.faults.callback_channel_error(next_n=2)
     posting = asyncio.create_task(session.continue_messaging(logs[0], message="in flight"))
-    await _until(lambda: simulator.counters.faults_injected["service_unavailable"] >= 1)
-    await _until(lambda: session.channel_state is ucwa_async.ChannelStatus.RECONNECTING)
+    await until(lambda: simulator.counters.faults_injected["service_unavailable"] >= 1)
+    await until(lambda: session.channel_state is ucwa_async.ChannelStatus.RECONNECTING)
     waiting = asyncio.create_task(session.wait_connected())
     await asyncio.sleep(0.05)
     assert not posting.done()
@@ -410,7 +400,7 @@ async def test_one_make_me_available_per_created_application(
                         if isinstance(item, ucwa_async.ApplicationRecreated):
                             break
                 # wait (bounded) for the new application's makeMeAvailable
-                await _until(
+                await until(
                     lambda r=round_: (
                         len([x for x in sim.request_log if x.kind == "makeMeAvailable"]) >= r + 2
                     )
@@ -482,7 +472,7 @@ async def test_conversation_logs_error_is_one_typed_error_and_leaves_no_task(
         # cancelled while its GETs are held: nothing left behind either
         sim.faults.latency(30.0, target="conversationLog")
         listing = asyncio.create_task(session.conversation_logs())
-        await _until(_latency_fired(sim))
+        await until(_latency_fired(sim))
         listing.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(listing, 2)

@@ -24,7 +24,7 @@ from ucwa_async.testing import (
     UcwaSimulator,
 )
 
-from ._support import SessionFactory, assert_no_leftover_tasks
+from ._support import SessionFactory, assert_no_leftover_tasks, until
 
 PHONE = "tel:+14255551234"
 
@@ -37,15 +37,9 @@ def _requests(sim: UcwaSimulator, kind: str, method: str = "POST") -> list[Any]:
     return [r for r in sim.request_log if r.kind == kind and r.method == method]
 
 
-async def _until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():  # noqa: ASYNC110 - bounded by the timeout above
-            await asyncio.sleep(0.01)
-
-
 async def _connecting(invitation: ucwa_async.Invitation[Any]) -> None:
     """Wait (bounded) for the started event, so the cancel link is known."""
-    await _until(lambda: invitation.state == "Connecting")
+    await until(lambda: invitation.state == "Connecting")
 
 
 # --- 1. invitation_timeout counts from the 201 --------------------------------------------
@@ -120,8 +114,8 @@ async def test_abandoned_continue_is_cancelled_on_the_server(
             assert sim.counters.invitations_created == 1
             assert sim.counters.invitations_by_state == {"Connecting": 1}
             assert session.pending_invitations == 1
-            await _until(lambda: session.pending_invitations == 0)
-            await _until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+            await until(lambda: session.pending_invitations == 0)
+            await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
             cancels = _requests(sim, "cancel")
             assert [r.status for r in cancels] == [204]
             assert "/communication/invitations/1/cancel" in cancels[0].path
@@ -144,10 +138,10 @@ async def test_abandoned_continue_without_a_cancel_link_in_events_gets_it(
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.1):
                 await session.continue_messaging(logs[0], message="never mind")
-        await _until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
         assert len(_requests(sim, "invitation", "GET")) >= 1
         assert len(_requests(sim, "cancel")) == 1
-        await _until(lambda: session.pending_invitations == 0)
+        await until(lambda: session.pending_invitations == 0)
         assert session.stats.invitations_abandoned == 1
 
 
@@ -164,8 +158,8 @@ async def test_abandoned_continue_whose_post_fails_cancels_nothing(
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.1):
                 await session.continue_messaging(logs[0])
-        await _until(lambda: len(_requests(sim, "continue")) == 1)
-        await _until(lambda: session.pending_invitations == 0)
+        await until(lambda: len(_requests(sim, "continue")) == 1)
+        await until(lambda: session.pending_invitations == 0)
         await asyncio.sleep(0.1)
         assert [r.status for r in _requests(sim, "continue")] == [409]
         assert _requests(sim, "cancel") == []
@@ -203,7 +197,7 @@ async def test_a_continue_call_waiting_at_close_gets_session_closed(
         logs = await session.conversation_logs(limit=1)
         sim.faults.late_answer(2.0, target="continue")
         caller = asyncio.create_task(session.continue_messaging(logs[0]))
-        await _until(lambda: sim.counters.invitations_created == 1)
+        await until(lambda: sim.counters.invitations_created == 1)
         async with asyncio.timeout(3):
             await session.aclose()
         with pytest.raises(ucwa_async.SessionClosedError):
@@ -265,7 +259,7 @@ async def test_retry_while_the_abandoned_invitation_is_being_cancelled_starts_af
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
                 await session.continue_phone_audio(logs[0], PHONE, operation_id="ring-7")
-        await _until(lambda: session.stats.invitations_abandoned == 1)
+        await until(lambda: session.stats.invitations_abandoned == 1)
         assert _requests(sim, "cancel") == []  # the cancel POST is held
         retry = await session.continue_phone_audio(logs[0], PHONE, operation_id="ring-7")
         assert [r.status for r in _requests(sim, "cancel")] == [204]
@@ -467,7 +461,7 @@ async def test_endless_resync_with_many_pending_stays_bounded(
     ):
         logs = await session.conversation_logs(limit=1)
         invitations = [await session.continue_messaging(logs[0]) for _ in range(count)]
-        await _until(lambda: all(inv.state == "Connecting" for inv in invitations))
+        await until(lambda: all(inv.state == "Connecting" for inv in invitations))
         sim.clear_request_log()
         loop = asyncio.get_running_loop()
         most_tasks = 0
@@ -510,7 +504,7 @@ async def test_discarding_resync_during_a_read_reads_again(
             sim.faults.latency(0.3, target="pget")
             sim.faults.late_answer(0.5, target="invitation")
             sim.faults.resync(discard_events=True)
-            await _until(lambda: sim.counters.faults_injected["late_answer"] == 1)
+            await until(lambda: sim.counters.faults_injected["late_answer"] == 1)
             # The next P-GET is in its latency: the completion waits for it, and the
             # resync it answers discards it.
             sim.release_held()
@@ -539,10 +533,10 @@ async def test_completion_during_a_resync_read_reads_once_more(
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_messaging(logs[0])
-        await _until(lambda: session.stats.events_received >= 1)  # started: link only
+        await until(lambda: session.stats.events_received >= 1)  # started: link only
         sim.faults.late_answer(0.4, target="invitation")
         sim.faults.resync()
-        await _until(lambda: sim.counters.faults_injected["late_answer"] == 1)
+        await until(lambda: sim.counters.faults_injected["late_answer"] == 1)
         sim.release_held()
         result = await invitation.result(timeout=5)
         assert isinstance(result, ucwa_async.MessagingInvitation)

@@ -17,20 +17,12 @@ import random
 
 from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory, heartbeat
+from ._support import SessionFactory, heartbeat, until
 
 # A stall is CPU time of the loop's thread between two beats (Heartbeat.max_busy); the
 # wall-clock lateness gets a loose bound.
 MAX_STALL = 0.2  # seconds; measured on a quiet machine: ~10 ms
 MAX_LATENESS = 2.0
-
-
-async def _until(predicate: object, limit: float) -> None:
-    for _ in range(int(limit / 0.01) + 1):
-        if predicate():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 async def test_a_giant_batch_does_not_hold_the_loop(
@@ -47,7 +39,7 @@ async def test_a_giant_batch_does_not_hold_the_loop(
         async with heartbeat(0.001) as beat:
             # The held P-GET takes the fault once it is answered: an invitation ends it.
             invitation = await session.continue_messaging(logs[0], message="wake")
-            await _until(lambda: session.stats.events_received >= received + count, 60)
+            await until(lambda: session.stats.events_received >= received + count, 60)
         assert (await invitation.wait(timeout=8)).state == "Connected"
     assert beat.max_busy <= MAX_STALL, f"the loop stalled {beat.max_busy * 1000:.0f} ms"
     assert beat.max_late <= MAX_LATENESS, f"a beat was {beat.max_late * 1000:.0f} ms late"
@@ -71,8 +63,8 @@ async def test_futures_resolve_while_their_batch_is_processed(
         invitations = await asyncio.gather(
             *(session.continue_messaging(logs[0], message=str(n)) for n in range(total))
         )
-        await _until(lambda: session.pending_invitations == total, 60)
-        await _until(lambda: session.stats.events_received >= total, 60)
+        await until(lambda: session.pending_invitations == total, 60)
+        await until(lambda: session.stats.events_received >= total, 60)
         received = session.stats.events_received
         seen_at_first: list[int] = []
         invitations[0].add_done_callback(
