@@ -22,6 +22,7 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     │   ├── ForbiddenError             403
     │   ├── NotFoundError              404
     │   │   └── ApplicationNotFoundError   404 ApplicationNotFound / 410 InactiveApplicationExpired
+    │   │                                  (as the code or, as the reference sends it, the subcode)
     │   │       └── InactiveApplicationExpiredError
     │   ├── ConflictError              409 (.subcode AlreadyExists | TooManyGroups | None | other)
     │   │   ├── AlreadyExistsError
@@ -431,6 +432,17 @@ _BY_STATUS_CODE: dict[tuple[int, str], type[ResponseError]] = {
     (404, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
     (409, "pgetreplaced"): PGetReplacedError,
 }
+# The reference's own form of the generic errors: the code is the HTTP class ("NotFound",
+# "Gone", "BadRequest": ErrorCode_ref.md) and the name is the subcode (ErrorSubcode_ref.md;
+# ApplicationDashboard.md: "404 NotFound | ApplicationNotFound").
+_BY_STATUS_SUBCODE: dict[tuple[int, str], type[ResponseError]] = {
+    (404, "applicationnotfound"): ApplicationNotFoundError,
+    (410, "applicationnotfound"): ApplicationNotFoundError,
+    (410, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
+    (404, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
+    (400, "parametervalidationfailure"): ParameterValidationError,
+    (409, "pgetreplaced"): PGetReplacedError,
+}
 _BY_STATUS: dict[int, type[ResponseError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -459,6 +471,7 @@ def error_class_for(status: int, code: str | None, subcode: str | None) -> type[
         by_code = _BY_STATUS_CODE.get((status, code_key))
         if by_code is not None:
             return by_code
-        if subcode_key == "pgetreplaced" and status == 409:
-            return PGetReplacedError
+        by_subcode = _BY_STATUS_SUBCODE.get((status, subcode_key))
+        if by_subcode is not None:
+            return by_subcode
     return _BY_STATUS.get(status, ResponseError)
