@@ -130,10 +130,12 @@ class Application:
     async def create(self) -> str:
         """POST a new application; returns its first events URL."""
         assert self.applications_url is not None
+        # The names of applications_ref.md (its table and both samples); the PascalCase of
+        # the CreateAnApplication.md walk-through is refused by a case-sensitive server.
         body = {
-            "UserAgent": self._user_agent,
-            "EndpointId": str(uuid.uuid4()),
-            "Culture": self._culture,
+            "userAgent": self._user_agent,
+            "endpointId": str(uuid.uuid4()),
+            "culture": self._culture,
         }
         payload, content_type = _wire.encode_input(body, self._wire_format)
         attempt = 0

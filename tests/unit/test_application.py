@@ -1,0 +1,115 @@
+"""Application: what it sends to create an application and to make itself available,
+checked against the samples of Microsoft's reference pages (applications_ref.md,
+makeMeAvailable_ref.md), in both wires."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pytest
+
+from ucwa_async._application import Application
+from ucwa_async._core import wire as _wire
+from ucwa_async._core.backoff import Backoff
+from ucwa_async._http import HttpResponse
+
+APPLICATIONS = "https://fe1.contoso.com/ucwa/v1/applications"
+
+# The 201 of applications_ref.md, trimmed to what the client reads.
+APPLICATION_201 = b"""{
+  "rel" : "application",
+  "culture" : "en-us",
+  "_links" : {
+    "self" : {"href" : "/ucwa/v1/applications/192"},
+    "batch" : {"href" : "/ucwa/v1/applications/192/batch"},
+    "events" : {"href" : "/ucwa/v1/applications/192/events?ack=1"}
+  },
+  "_embedded" : {
+    "me" : {
+      "rel" : "me",
+      "_links" : {
+        "self" : {"href" : "/ucwa/v1/applications/192/me"},
+        "makeMeAvailable" : {"href" : "/ucwa/v1/applications/192/communication/makeMeAvailable"},
+        "reportMyActivity" : {"href" : "/ucwa/v1/applications/192/reportMyActivity"}
+      }
+    },
+    "communication" : {
+      "rel" : "communication",
+      "_links" : {
+        "self" : {"href" : "/ucwa/v1/applications/192/communication"},
+        "conversationLogs" : {"href" : "/ucwa/v1/applications/192/communication/conversationLogs"}
+      }
+    }
+  }
+}"""
+
+
+class RecordingTransport:
+    """Answers the applications POST with the reference's 201; keeps what was sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, bytes | None, str | None]] = []
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        authorize: bool = True,
+    ) -> HttpResponse:
+        self.sent.append((method, url, data, content_type))
+        return HttpResponse(
+            method=method,
+            url=url,
+            status=201,
+            content_type="application/json",
+            body=APPLICATION_201,
+        )
+
+
+def make_application(
+    transport: RecordingTransport, wire_format: Literal["json", "xml"]
+) -> Application:
+    app = Application(
+        transport,  # type: ignore[arg-type]
+        discovery_url="https://lyncdiscover.contoso.com/",
+        wire_format=wire_format,
+        user_agent="ContosoApp/1.0",
+        culture="en-US",
+        max_redirects=3,
+        app_create_retries=0,
+        max_body=1 << 20,
+        backoff=Backoff(base=0.01, cap=0.02),
+        delete_timeout=1.0,
+    )
+    app.applications_url = APPLICATIONS
+    return app
+
+
+def _decoded(data: bytes | None, content_type: str | None) -> Mapping[str, Any]:
+    assert data is not None
+    assert content_type is not None
+    return _wire.decode(data, content_type)
+
+
+@pytest.mark.parametrize("wire_format", ["json", "xml"])
+async def test_create_sends_the_fields_named_as_the_reference_names_them(
+    wire_format: Literal["json", "xml"],
+) -> None:
+    """applications_ref.md's request body table and both its samples: ``culture``,
+    ``endpointId``, ``userAgent`` (camelCase, as every UCWA input property)."""
+    transport = RecordingTransport()
+    app = make_application(transport, wire_format)
+    events = await app.create()
+    assert events == "https://fe1.contoso.com/ucwa/v1/applications/192/events?ack=1"
+    [(method, url, data, content_type)] = transport.sent
+    assert (method, url) == ("POST", APPLICATIONS)
+    body = _decoded(data, content_type)
+    assert set(body) == {"culture", "endpointId", "userAgent"}
+    assert body["culture"] == "en-US"
+    assert body["userAgent"] == "ContosoApp/1.0"
+    assert isinstance(body["endpointId"], str)
+    assert 0 < len(body["endpointId"]) <= 100
