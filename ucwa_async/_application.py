@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -24,6 +26,7 @@ from ucwa_async._core.errors import (
     AlreadyExistsError,
     ProxyResponseError,
     UcwaError,
+    UnexpectedRedirectError,
 )
 from ucwa_async._core.models import Resource, parse_resource
 from ucwa_async._core.urls import (
@@ -105,7 +108,17 @@ class Application:
         transport = self._transport
         url = self._discovery_url
         for _hop in range(self._max_redirects + 1):
-            root = parse_resource(await transport.get_json(url, authorize=False), rel="root")
+            try:
+                root = parse_resource(await transport.get_json(url, authorize=False), rel="root")
+            except UnexpectedRedirectError as exc:
+                # RootURL.md: an http first hop is answered with a redirect to https, and
+                # only a 3xx to another domain is a failure. Discovery carries no token.
+                target = _discovery_redirect(url, exc.location)
+                if target is None:
+                    raise
+                log.info("autodiscovery answered %d; following it to %s", exc.status, target)
+                url = target
+                continue
             user_href = root.link("user")
             redirect = root.link("redirect")
             if user_href is None and redirect is not None:
@@ -310,6 +323,47 @@ class Application:
             if url.startswith(old + "/") and old != current:
                 return current + url[len(old) :]
         return url
+
+
+def _discovery_redirect(url: str, location: str | None) -> str | None:
+    """Where an autodiscovery 3xx leads, if it stays in the discovery host's domain.
+
+    RootURL.md: "HTTP 302 redirect to a domain different from the domain of the
+    autodiscovery service" is a failed discovery; so is an unusable ``Location``.
+    The domain of ``lyncdiscover.contoso.com`` is ``contoso.com``; an address or a
+    single-label host has none but itself.
+    """
+    if not location:
+        return None
+    try:
+        target = resolve_href(location, base_url=url)
+        here, there = _host_of(url), _host_of(target)
+    except ValueError:
+        return None
+    if not here or not there:
+        return None
+    if there == here:
+        return target
+    parent = here.partition(".")[2]
+    if (
+        "." in parent
+        and not _is_address(here)
+        and (there == parent or there.endswith("." + parent))
+    ):
+        return target
+    return None
+
+
+def _host_of(url: str) -> str:
+    return (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _memo(memo: dict[str, str], key: str, value: str) -> None:
