@@ -87,6 +87,8 @@ class Application:
         self._delete_timeout = delete_timeout
         self.applications_url: str | None = None
         self.resource: Resource | None = None
+        # ``me`` as read again once it links reportMyActivity (None: the embedded one).
+        self._me: Resource | None = None
         self.url: str | None = None
         self.base_path: str | None = None
         self.generation = 0
@@ -177,6 +179,7 @@ class Application:
         if application.href is None:
             raise UcwaError("the application resource has no self link")
         self.resource = application
+        self._me = None
         self.url = resolve_href(application.href, base_url=self.applications_url)
         self.base_path = app_base_path_of(self.url)
         self.created += 1
@@ -255,15 +258,33 @@ class Application:
         """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs."""
         while True:
             await asyncio.sleep(interval)
-            me = self.resource.embedded_one("me") if self.resource else None
-            href = me.link("reportMyActivity") if me is not None else None
-            if href is None:
-                log.debug("no reportMyActivity link; keep-alive idle")
-                continue
             try:
+                href = await self._report_my_activity_href()
+                if href is None:
+                    log.debug("no reportMyActivity link; keep-alive idle")
+                    continue
                 await self._transport.send("POST", self.resolve(href))
             except UcwaError as exc:
                 log.warning("reportMyActivity failed: %s", exc)
+
+    async def _report_my_activity_href(self) -> str | None:
+        """The ``reportMyActivity`` link of ``me``, reading ``me`` again while it has none.
+
+        The ``me`` of a new application may not link it yet (CreateAnApplication.md's
+        201); ``me`` read after makeMeAvailable does (ReceiveAnIM.md, MeDashboard.md).
+        """
+        if self._me is not None:
+            return self._me.link("reportMyActivity")
+        me = self.resource.embedded_one("me") if self.resource is not None else None
+        href = me.link("reportMyActivity") if me is not None else None
+        if href is not None or me is None or not me.href:
+            return href
+        url = self.url
+        fresh = parse_resource(await self._transport.get_json(self.resolve(me.href)), rel="me")
+        href = fresh.link("reportMyActivity")
+        if href is not None and self.url == url:  # not re-created meanwhile
+            self._me = fresh
+        return href
 
     def communication(self) -> Resource:
         assert self.resource is not None

@@ -4,6 +4,8 @@ makeMeAvailable_ref.md), in both wires."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -113,3 +115,110 @@ async def test_create_sends_the_fields_named_as_the_reference_names_them(
     assert body["userAgent"] == "ContosoApp/1.0"
     assert isinstance(body["endpointId"], str)
     assert 0 < len(body["endpointId"]) <= 100
+
+
+# CreateAnApplication.md's 201: ``me`` links makeMeAvailable, not reportMyActivity yet.
+CREATED_ME_WITHOUT_REPORT = b"""{
+"culture":"en-US",
+"userAgent":"UCWA Samples",
+"_links":{
+"self":{"href":"/ucwa/oauth/v1/applications/105"},
+"batch":{"href":"/ucwa/oauth/v1/applications/105/batch"},
+"events":{"href":"/ucwa/oauth/v1/applications/105/events?ack=1"}
+},
+"_embedded":{
+"me":{
+"name":"Lene Aaling",
+"uri":"sip:lenea@contoso.com",
+"_links":{
+"self":{"href":"/ucwa/oauth/v1/applications/105/me"},
+"makeMeAvailable":{"href":"/ucwa/oauth/v1/applications/105/me/makeMeAvailable"},
+"phones":{"href":"/ucwa/oauth/v1/applications/105/me/phones"}
+},
+"rel":"me"
+},
+"communication":{
+"_links":{
+"self":{"href":"/ucwa/oauth/v1/applications/105/communication"},
+"conversationLogs":{"href":"/ucwa/oauth/v1/applications/105/communication/conversationLogs"}
+},
+"rel":"communication"
+}
+},
+"rel":"application"
+}"""
+
+# ReceiveAnIM.md: ``me`` read after makeMeAvailable links reportMyActivity (under /me).
+ME_AFTER_MAKE_ME_AVAILABLE = {
+    "name": "Tosh Meston",
+    "uri": "sip:toshm@contoso.com",
+    "_links": {
+        "self": {"href": "/ucwa/oauth/v1/applications/105/me"},
+        "note": {"href": "/ucwa/oauth/v1/applications/105/me/note"},
+        "presence": {"href": "/ucwa/oauth/v1/applications/105/me/presence"},
+        "reportMyActivity": {"href": "/ucwa/oauth/v1/applications/105/me/reportMyActivity"},
+    },
+    "rel": "me",
+}
+
+
+class LurkerToAvailableTransport(RecordingTransport):
+    """The 201 of CreateAnApplication.md; ``me`` as ReceiveAnIM.md shows it afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets: list[str] = []
+        self.reports: list[str] = []
+        self.reported_twice = asyncio.Event()
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        authorize: bool = True,
+    ) -> HttpResponse:
+        self.sent.append((method, url, data, content_type))
+        if url.endswith("/reportMyActivity"):
+            self.reports.append(url)
+            if len(self.reports) >= 2:
+                self.reported_twice.set()
+        if url.endswith("/applications"):
+            return HttpResponse(
+                method=method,
+                url=url,
+                status=201,
+                content_type="application/json; charset=utf-8",
+                body=CREATED_ME_WITHOUT_REPORT,
+            )
+        return HttpResponse(method=method, url=url, status=204, content_type=None, body=b"")
+
+    async def get_json(self, url: str, *, authorize: bool = True) -> dict[str, Any]:
+        self.gets.append(url)
+        assert url == "https://fe1.contoso.com/ucwa/oauth/v1/applications/105/me"
+        return dict(ME_AFTER_MAKE_ME_AVAILABLE)
+
+
+async def test_keepalive_finds_report_my_activity_once_me_links_it() -> None:
+    transport = LurkerToAvailableTransport()
+    app = make_application(transport, "json")
+    app.applications_url = "https://fe1.contoso.com/ucwa/oauth/v1/applications"
+    await app.create()
+
+    async def post(url: str, body: Mapping[str, Any]) -> HttpResponse:
+        return await transport.send("POST", url)
+
+    await app.make_me_available(post)
+    keepalive = asyncio.create_task(app.keepalive(0.01))
+    try:
+        async with asyncio.timeout(2.0):
+            await transport.reported_twice.wait()
+    finally:
+        keepalive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keepalive
+    me = "https://fe1.contoso.com/ucwa/oauth/v1/applications/105/me"
+    assert set(transport.reports) == {me + "/reportMyActivity"}
+    assert transport.gets == [me]  # read once: the link is kept
