@@ -256,6 +256,12 @@ class Application:
 
     async def keepalive(self, interval: float) -> None:
         """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs."""
+        if not self._available_for:
+            # Never made available: the server refuses it (reportMyActivity_ref.md,
+            # 409 MakeMeAvailableRequired), and only an available application expires
+            # for want of it (ApplicationDashboard.md).
+            log.info("available_for is empty: no reportMyActivity keep-alive")
+            return
         while True:
             await asyncio.sleep(interval)
             try:

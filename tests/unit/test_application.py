@@ -73,7 +73,9 @@ class RecordingTransport:
 
 
 def make_application(
-    transport: RecordingTransport, wire_format: Literal["json", "xml"]
+    transport: RecordingTransport,
+    wire_format: Literal["json", "xml"],
+    available_for: tuple[str, ...] = ("Messaging", "PhoneAudio"),
 ) -> Application:
     app = Application(
         transport,  # type: ignore[arg-type]
@@ -86,6 +88,7 @@ def make_application(
         max_body=1 << 20,
         backoff=Backoff(base=0.01, cap=0.02),
         delete_timeout=1.0,
+        available_for=available_for,
     )
     app.applications_url = APPLICATIONS
     return app
@@ -222,3 +225,22 @@ async def test_keepalive_finds_report_my_activity_once_me_links_it() -> None:
     me = "https://fe1.contoso.com/ucwa/oauth/v1/applications/105/me"
     assert set(transport.reports) == {me + "/reportMyActivity"}
     assert transport.gets == [me]  # read once: the link is kept
+
+
+async def test_keepalive_reports_nothing_when_never_made_available() -> None:
+    """reportMyActivity_ref.md: ``409 MakeMeAvailableRequired`` "The application has not
+    yet sent a request on the makeMeAvailable resource" - so none is sent."""
+    transport = RecordingTransport()
+    app = make_application(transport, "json", available_for=())
+    await app.create()
+
+    async def post(url: str, body: Mapping[str, Any]) -> HttpResponse:
+        raise AssertionError("makeMeAvailable is not posted for available_for=()")
+
+    await app.make_me_available(post)
+    keepalive = asyncio.create_task(app.keepalive(0.01))
+    await asyncio.sleep(0.1)
+    keepalive.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await keepalive
+    assert [method for method, *_ in transport.sent] == ["POST"]  # the application's only
