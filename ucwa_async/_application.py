@@ -89,6 +89,8 @@ class Application:
         self.resource: Resource | None = None
         # ``me`` as read again once it links reportMyActivity (None: the embedded one).
         self._me: Resource | None = None
+        # ``communication`` as read again for a link its embedded copy lacked.
+        self._communication: Resource | None = None
         self.url: str | None = None
         self.base_path: str | None = None
         self.generation = 0
@@ -180,6 +182,7 @@ class Application:
             raise UcwaError("the application resource has no self link")
         self.resource = application
         self._me = None
+        self._communication = None
         self.url = resolve_href(application.href, base_url=self.applications_url)
         self.base_path = app_base_path_of(self.url)
         self.created += 1
@@ -293,11 +296,32 @@ class Application:
         return href
 
     def communication(self) -> Resource:
+        if self._communication is not None:
+            return self._communication
         assert self.resource is not None
         communication = self.resource.embedded_one("communication")
         if communication is None:
             raise UcwaError("the application has no embedded communication resource")
         return communication
+
+    async def communication_link(self, rel: str) -> str | None:
+        """The ``rel`` link of ``communication``, reading it again if our copy lacks it.
+
+        The copy embedded in the 201 may not link everything yet (CreateAnApplication.md's
+        has no conversationLogs); communication is "updated ... after the application
+        invokes makeMeAvailable" (communication_ref.md).
+        """
+        communication = self.communication()
+        href = communication.link(rel)
+        if href is not None or not communication.href:
+            return href
+        url = self.url
+        fresh = parse_resource(
+            await self._transport.get_json(self.resolve(communication.href)), rel="communication"
+        )
+        if self.url == url:  # not re-created meanwhile
+            self._communication = fresh
+        return fresh.link(rel)
 
     # -- hrefs -------------------------------------------------------------------------
 
