@@ -222,8 +222,9 @@ def _rebuild_response_error(cls: type[ResponseError], state: dict[str, Any]) -> 
 
 
 class UnexpectedRedirectError(ResponseError):
-    """A 3xx answer. Redirects are never followed (UCWA redirects with ``redirect``
-    links, not HTTP 3xx); a 302 to a login page is a refusal, never a success.
+    """A 3xx answer. Redirects are not followed (UCWA redirects with ``redirect``
+    links, not HTTP 3xx; only an autodiscovery GET, which carries no token, follows
+    one within its domain); a 302 to a login page is a refusal, never a success.
     ``location`` is the ``Location`` header, if any."""
 
     def __init__(self, *, location: str | None = None, **fields: Any) -> None:
