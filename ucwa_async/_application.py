@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
@@ -24,6 +26,7 @@ from ucwa_async._core.errors import (
     AlreadyExistsError,
     ProxyResponseError,
     UcwaError,
+    UnexpectedRedirectError,
 )
 from ucwa_async._core.models import Resource, parse_resource
 from ucwa_async._core.urls import (
@@ -84,6 +87,10 @@ class Application:
         self._delete_timeout = delete_timeout
         self.applications_url: str | None = None
         self.resource: Resource | None = None
+        # ``me`` as read again once it links reportMyActivity (None: the embedded one).
+        self._me: Resource | None = None
+        # ``communication`` as read again for a link its embedded copy lacked.
+        self._communication: Resource | None = None
         self.url: str | None = None
         self.base_path: str | None = None
         self.generation = 0
@@ -105,7 +112,17 @@ class Application:
         transport = self._transport
         url = self._discovery_url
         for _hop in range(self._max_redirects + 1):
-            root = parse_resource(await transport.get_json(url, authorize=False), rel="root")
+            try:
+                root = parse_resource(await transport.get_json(url, authorize=False), rel="root")
+            except UnexpectedRedirectError as exc:
+                # RootURL.md: an http first hop is answered with a redirect to https, and
+                # only a 3xx to another domain is a failure. Discovery carries no token.
+                target = _discovery_redirect(url, exc.location)
+                if target is None:
+                    raise
+                log.info("autodiscovery answered %d; following it to %s", exc.status, target)
+                url = target
+                continue
             user_href = root.link("user")
             redirect = root.link("redirect")
             if user_href is None and redirect is not None:
@@ -130,10 +147,12 @@ class Application:
     async def create(self) -> str:
         """POST a new application; returns its first events URL."""
         assert self.applications_url is not None
+        # The names of applications_ref.md (its table and both samples); the PascalCase of
+        # the CreateAnApplication.md walk-through is refused by a case-sensitive server.
         body = {
-            "UserAgent": self._user_agent,
-            "EndpointId": str(uuid.uuid4()),
-            "Culture": self._culture,
+            "userAgent": self._user_agent,
+            "endpointId": str(uuid.uuid4()),
+            "culture": self._culture,
         }
         payload, content_type = _wire.encode_input(body, self._wire_format)
         attempt = 0
@@ -162,6 +181,8 @@ class Application:
         if application.href is None:
             raise UcwaError("the application resource has no self link")
         self.resource = application
+        self._me = None
+        self._communication = None
         self.url = resolve_href(application.href, base_url=self.applications_url)
         self.base_path = app_base_path_of(self.url)
         self.created += 1
@@ -238,24 +259,69 @@ class Application:
 
     async def keepalive(self, interval: float) -> None:
         """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs."""
+        if not self._available_for:
+            # Never made available: the server refuses it (reportMyActivity_ref.md,
+            # 409 MakeMeAvailableRequired), and only an available application expires
+            # for want of it (ApplicationDashboard.md).
+            log.info("available_for is empty: no reportMyActivity keep-alive")
+            return
         while True:
             await asyncio.sleep(interval)
-            me = self.resource.embedded_one("me") if self.resource else None
-            href = me.link("reportMyActivity") if me is not None else None
-            if href is None:
-                log.debug("no reportMyActivity link; keep-alive idle")
-                continue
             try:
+                href = await self._report_my_activity_href()
+                if href is None:
+                    log.debug("no reportMyActivity link; keep-alive idle")
+                    continue
                 await self._transport.send("POST", self.resolve(href))
             except UcwaError as exc:
                 log.warning("reportMyActivity failed: %s", exc)
 
+    async def _report_my_activity_href(self) -> str | None:
+        """The ``reportMyActivity`` link of ``me``, reading ``me`` again while it has none.
+
+        The ``me`` of a new application may not link it yet (CreateAnApplication.md's
+        201); ``me`` read after makeMeAvailable does (ReceiveAnIM.md, MeDashboard.md).
+        """
+        if self._me is not None:
+            return self._me.link("reportMyActivity")
+        me = self.resource.embedded_one("me") if self.resource is not None else None
+        href = me.link("reportMyActivity") if me is not None else None
+        if href is not None or me is None or not me.href:
+            return href
+        url = self.url
+        fresh = parse_resource(await self._transport.get_json(self.resolve(me.href)), rel="me")
+        href = fresh.link("reportMyActivity")
+        if href is not None and self.url == url:  # not re-created meanwhile
+            self._me = fresh
+        return href
+
     def communication(self) -> Resource:
+        if self._communication is not None:
+            return self._communication
         assert self.resource is not None
         communication = self.resource.embedded_one("communication")
         if communication is None:
             raise UcwaError("the application has no embedded communication resource")
         return communication
+
+    async def communication_link(self, rel: str) -> str | None:
+        """The ``rel`` link of ``communication``, reading it again if our copy lacks it.
+
+        The copy embedded in the 201 may not link everything yet (CreateAnApplication.md's
+        has no conversationLogs); communication is "updated ... after the application
+        invokes makeMeAvailable" (communication_ref.md).
+        """
+        communication = self.communication()
+        href = communication.link(rel)
+        if href is not None or not communication.href:
+            return href
+        url = self.url
+        fresh = parse_resource(
+            await self._transport.get_json(self.resolve(communication.href)), rel="communication"
+        )
+        if self.url == url:  # not re-created meanwhile
+            self._communication = fresh
+        return fresh.link(rel)
 
     # -- hrefs -------------------------------------------------------------------------
 
@@ -308,6 +374,47 @@ class Application:
             if url.startswith(old + "/") and old != current:
                 return current + url[len(old) :]
         return url
+
+
+def _discovery_redirect(url: str, location: str | None) -> str | None:
+    """Where an autodiscovery 3xx leads, if it stays in the discovery host's domain.
+
+    RootURL.md: "HTTP 302 redirect to a domain different from the domain of the
+    autodiscovery service" is a failed discovery; so is an unusable ``Location``.
+    The domain of ``lyncdiscover.contoso.com`` is ``contoso.com``; an address or a
+    single-label host has none but itself.
+    """
+    if not location:
+        return None
+    try:
+        target = resolve_href(location, base_url=url)
+        here, there = _host_of(url), _host_of(target)
+    except ValueError:
+        return None
+    if not here or not there:
+        return None
+    if there == here:
+        return target
+    parent = here.partition(".")[2]
+    if (
+        "." in parent
+        and not _is_address(here)
+        and (there == parent or there.endswith("." + parent))
+    ):
+        return target
+    return None
+
+
+def _host_of(url: str) -> str:
+    return (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _memo(memo: dict[str, str], key: str, value: str) -> None:

@@ -284,6 +284,8 @@ class OperationTable:
         # An unsafe or malformed Location is treated as none: operationId still correlates.
         href = self._app.safe_resolve(response.location)
         if href is None:
+            href = self._app.safe_resolve(_answered_self(response, operation_id))
+        if href is None:
             log.info(
                 "continue POST answered %d without a usable Location; correlating by operationId",
                 response.status,
@@ -978,6 +980,25 @@ def _synthesise(invitation: Invitation[Any], state: str) -> Resource:
             "state": state,
         }
     )
+
+
+def _answered_self(response: HttpResponse, operation_id: str) -> str | None:
+    """The ``self`` href of the invitation a continue POST answered in its body, if any.
+
+    continuePhoneAudio_ref.md lists the invitation as the POST's response body; a body
+    naming another operationId is not ours.
+    """
+    if not response.body or _wire.wire_of(response.content_type) is None:
+        return None
+    try:
+        resource = parse_resource(_wire.decode(response.body, response.content_type))
+    except UcwaError:
+        return None
+    if not isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
+        return None
+    if resource.operation_id is not None and resource.operation_id != operation_id:
+        return None
+    return resource.href
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

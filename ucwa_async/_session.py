@@ -500,8 +500,7 @@ class Session:
         self._ensure_usable()
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValueError("limit must be a positive int")
-        communication = self._application.communication()
-        href = communication.link("conversationLogs")
+        href = await self._application.communication_link("conversationLogs")
         if href is None:
             raise UcwaError("the application has no conversationLogs link")
         url = self._resolve(href)
@@ -684,7 +683,7 @@ class Session:
             body["_links"] = {"message": {"href": _wire.data_uri(message, content_type)}}
         if timeout is not None:
             _require_positive("timeout", timeout)
-        url = self._communication_link("startMessaging")
+        url = await self._communication_link("startMessaging")
         return await self._operations.start(
             "messagingInvitation", url, body, body["operationId"], timeout, MessagingInvitation
         )
@@ -706,7 +705,7 @@ class Session:
         body["phoneNumber"] = phone_uri(phone_number)
         if timeout is not None:
             _require_positive("timeout", timeout)
-        url = self._communication_link("startPhoneAudio")
+        url = await self._communication_link("startPhoneAudio")
         return await self._operations.start(
             "phoneAudioInvitation", url, body, body["operationId"], timeout, PhoneAudioInvitation
         )
@@ -751,8 +750,8 @@ class Session:
             raise SessionClosedError("the session is not open: use 'async with Session(...)'")
         return self._conversations
 
-    def _communication_link(self, rel: str) -> str:
-        href = self._application.communication().link(rel)
+    async def _communication_link(self, rel: str) -> str:
+        href = await self._application.communication_link(rel)
         if href is None:
             raise UcwaError(f"the application's communication resource has no {rel} link")
         return self._resolve(href)

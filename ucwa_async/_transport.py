@@ -14,7 +14,8 @@ DELETE on close, the token grant), so the rules live in one place:
   and an HTML 401 from a front proxy is never answered with a grant;
 - a password or token never goes over plain http, except to a loopback host or
   with ``allow_insecure_http``; once the chain is on https, http is refused;
-- a 3xx is an error (redirects are never followed).
+- a 3xx is an error (redirects are not followed here; sign-in follows an autodiscovery
+  3xx within its domain).
 """
 
 from __future__ import annotations

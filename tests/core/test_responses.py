@@ -170,6 +170,45 @@ def test_ucwa_codes(
     assert (error.status, error.code, error.subcode) == (status, code, subcode)
 
 
+# The reference's own 404 (ExtendAPresenceSubscription.md): ApplicationNotFound is the
+# subcode, NotFound the code (ErrorCode_ref.md / ErrorSubcode_ref.md); ApplicationDashboard.md
+# lists "410 Gone | InactiveApplicationExpired" the same way.
+REFERENCE_APP_NOT_FOUND = b"""{
+ "code":"NotFound",
+ "subcode":"ApplicationNotFound",
+ "message":"An error occurred. Please retry. If the problem persists, contact your support team."
+}"""
+
+
+def test_reference_application_not_found_by_subcode() -> None:
+    error = classify(404, JSON, REFERENCE_APP_NOT_FOUND)
+    assert type(error) is ApplicationNotFoundError
+    assert (error.code, error.subcode) == ("NotFound", "ApplicationNotFound")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "subcode", "expected"),
+    [
+        (410, "Gone", "InactiveApplicationExpired", InactiveApplicationExpiredError),
+        (404, "NotFound", "InactiveApplicationExpired", InactiveApplicationExpiredError),
+        (410, "Gone", "ApplicationNotFound", ApplicationNotFoundError),
+        (400, "BadRequest", "ParameterValidationFailure", ParameterValidationError),
+    ],
+)
+def test_generic_errors_by_subcode(
+    status: int, code: str, subcode: str, expected: type[ResponseError]
+) -> None:
+    xml = (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<reason xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">'
+        f"<code>{code}</code><subcode>{subcode}</subcode><debugInfo/><parameters/></reason>"
+    ).encode()
+    for content_type, payload in ((JSON, body(code=code, subcode=subcode)), (UCWA_XML, xml)):
+        error = classify(status, content_type, payload)
+        assert type(error) is expected
+        assert (error.code, error.subcode) == (code, subcode)
+
+
 def test_xml_conflict_without_subcode() -> None:
     xml = (
         b'<reason xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">'

@@ -28,6 +28,36 @@ BASE = "/ucwa/oauth"
 
 
 @pytest.mark.parametrize(
+    ("base", "href"),
+    [
+        # The seeds' request line names the default port; the application's URL may not
+        # (CreateAnApplication.md's hrefs), or the other way round: one origin all the same.
+        (
+            "https://fe1.contoso.com/ucwa/oauth/v1/applications/833",
+            "https://fe1.contoso.com:443//v1/applications/833/communication/conversationLogs/"
+            "conversationLog/continueMessaging",
+        ),
+        (
+            "https://fe1.contoso.com:443/ucwa/oauth/v1/applications/833",
+            "https://fe1.contoso.com//v1/applications/833/communication/conversationLogs/"
+            "conversationLog/continueMessaging",
+        ),
+        (
+            "http://fe1.contoso.com:80/ucwa/oauth/v1/applications/833",
+            "http://FE1.contoso.com//v1/applications/833/communication/conversationLogs/"
+            "conversationLog/continueMessaging",
+        ),
+    ],
+)
+def test_seed_request_line_with_or_without_the_default_port(base: str, href: str) -> None:
+    scheme = base.partition(":")[0]
+    assert resolve_href(href, base_url=base, app_base_path=BASE) == (
+        f"{scheme}://fe1.contoso.com/ucwa/oauth/v1/applications/833/communication/"
+        "conversationLogs/conversationLog/continueMessaging"
+    )
+
+
+@pytest.mark.parametrize(
     ("href", "expected"),
     [
         # The seeds' Location: a path under the application's base path, not host "v1".

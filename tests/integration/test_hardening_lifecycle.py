@@ -481,3 +481,29 @@ async def test_conversation_logs_error_is_one_typed_error_and_leaves_no_task(
         sim.faults.latency(0, target="conversationLog")
         # and the session still works
         assert len(await session.conversation_logs(limit=3)) == 3
+
+
+# --- a continue POST that finds its application deleted ----------------------------------
+
+
+async def test_continue_post_answered_application_not_found_is_posted_again(
+    make_session: SessionFactory,
+) -> None:
+    """The server deleted the application while the POST was on its way: the POST gets the
+    reference's ``404 {"code": "NotFound", "subcode": "ApplicationNotFound"}``
+    (ApplicationDashboard.md, ExtendAPresenceSubscription.md); the session re-creates the
+    application (its channel saw the loss too) and posts again there."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.latency(0.3, target="continue")
+        first_app = session.application_url
+        posting = asyncio.create_task(session.continue_messaging(logs[0], "hello"))
+        await _until(_latency_fired(sim))
+        assert sim.faults.delete_application() == 1
+        invitation = await asyncio.wait_for(posting, 10)
+        sim.faults.latency(0, target="continue")
+        assert isinstance(await asyncio.wait_for(invitation, 10), ucwa_async.MessagingInvitation)
+        assert session.application_url != first_app
+        refused = [r for r in sim.request_log if r.kind == "continue" and r.status == 404]
+        assert len(refused) == 1

@@ -79,7 +79,7 @@ async def test_deleted_application_answers_404_to_pending_and_later(
     assert (await client.request("DELETE", client.app_href)).status == 204
     gone = await pget
     assert gone.status == 404
-    assert gone.json()["code"] == "ApplicationNotFound"
+    assert (gone.json()["code"], gone.json()["subcode"]) == ("NotFound", "ApplicationNotFound")
     later = await client.request("GET", client.events_href)
     assert later.status == 404
 
@@ -89,7 +89,10 @@ async def test_idle_expiry_without_pget(make_client: MakeClient) -> None:
     await asyncio.sleep(0.2)
     expired = await client.request("GET", client.events_href)
     assert expired.status == 410
-    assert expired.json()["code"] == "InactiveApplicationExpired"
+    assert (expired.json()["code"], expired.json()["subcode"]) == (
+        "Gone",
+        "InactiveApplicationExpired",
+    )
     assert client.sim.counters.applications_expired == 1
 
 

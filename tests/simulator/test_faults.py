@@ -155,7 +155,7 @@ async def test_delete_application_fault(make_client: MakeClient) -> None:
     assert client.sim.faults.delete_application() == 1
     gone = await pget
     assert gone.status == 404
-    assert gone.json()["code"] == "ApplicationNotFound"
+    assert (gone.json()["code"], gone.json()["subcode"]) == ("NotFound", "ApplicationNotFound")
     assert client.sim.counters.faults_injected["delete_application"] == 1
 
 

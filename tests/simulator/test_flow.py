@@ -298,7 +298,7 @@ async def test_application_get_delete_and_activity(make_client: MakeClient) -> N
     assert (await client.request("DELETE", client.app_href)).status == 204
     gone = await client.request("GET", client.app_href)
     assert gone.status == 404
-    assert gone.json()["code"] == "ApplicationNotFound"
+    assert (gone.json()["code"], gone.json()["subcode"]) == ("NotFound", "ApplicationNotFound")
 
 
 def _as_list(value: object) -> list[dict[str, object]]:

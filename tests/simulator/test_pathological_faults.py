@@ -132,7 +132,7 @@ async def test_not_found_forever(make_client: MakeClient, wire_name: str) -> Non
         assert reply.status == 404
         assert took < HOLD / 2
         body = wire.decode(reply.body, reply.content_type)
-        assert body["code"] == "ApplicationNotFound"
+        assert (body["code"], body["subcode"]) == ("NotFound", "ApplicationNotFound")
     assert client.sim.counters.faults_injected["not_found_forever"] == 3
     # the application itself is still there (a DELETE works)
     deleted = await client.request("DELETE", client.app_href)

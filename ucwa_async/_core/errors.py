@@ -22,6 +22,7 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     │   ├── ForbiddenError             403
     │   ├── NotFoundError              404
     │   │   └── ApplicationNotFoundError   404 ApplicationNotFound / 410 InactiveApplicationExpired
+    │   │                                  (as the code or, as the reference sends it, the subcode)
     │   │       └── InactiveApplicationExpiredError
     │   ├── ConflictError              409 (.subcode AlreadyExists | TooManyGroups | None | other)
     │   │   ├── AlreadyExistsError
@@ -221,8 +222,9 @@ def _rebuild_response_error(cls: type[ResponseError], state: dict[str, Any]) -> 
 
 
 class UnexpectedRedirectError(ResponseError):
-    """A 3xx answer. Redirects are never followed (UCWA redirects with ``redirect``
-    links, not HTTP 3xx); a 302 to a login page is a refusal, never a success.
+    """A 3xx answer. Redirects are not followed (UCWA redirects with ``redirect``
+    links, not HTTP 3xx; only an autodiscovery GET, which carries no token, follows
+    one within its domain); a 302 to a login page is a refusal, never a success.
     ``location`` is the ``Location`` header, if any."""
 
     def __init__(self, *, location: str | None = None, **fields: Any) -> None:
@@ -431,6 +433,17 @@ _BY_STATUS_CODE: dict[tuple[int, str], type[ResponseError]] = {
     (404, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
     (409, "pgetreplaced"): PGetReplacedError,
 }
+# The reference's own form of the generic errors: the code is the HTTP class ("NotFound",
+# "Gone", "BadRequest": ErrorCode_ref.md) and the name is the subcode (ErrorSubcode_ref.md;
+# ApplicationDashboard.md: "404 NotFound | ApplicationNotFound").
+_BY_STATUS_SUBCODE: dict[tuple[int, str], type[ResponseError]] = {
+    (404, "applicationnotfound"): ApplicationNotFoundError,
+    (410, "applicationnotfound"): ApplicationNotFoundError,
+    (410, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
+    (404, "inactiveapplicationexpired"): InactiveApplicationExpiredError,
+    (400, "parametervalidationfailure"): ParameterValidationError,
+    (409, "pgetreplaced"): PGetReplacedError,
+}
 _BY_STATUS: dict[int, type[ResponseError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -459,6 +472,7 @@ def error_class_for(status: int, code: str | None, subcode: str | None) -> type[
         by_code = _BY_STATUS_CODE.get((status, code_key))
         if by_code is not None:
             return by_code
-        if subcode_key == "pgetreplaced" and status == 409:
-            return PGetReplacedError
+        by_subcode = _BY_STATUS_SUBCODE.get((status, subcode_key))
+        if by_subcode is not None:
+            return by_subcode
     return _BY_STATUS.get(status, ResponseError)

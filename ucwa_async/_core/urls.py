@@ -204,7 +204,8 @@ def _resolve_href(href: str, *, base_url: str, app_base_path: str | None = None)
         url = _check_absolute(url, href)
         segments = url.raw_path.split("/")
         if (
-            url.origin() == origin
+            # As text: yarl's URL equality tells an explicit default port from none.
+            str(url.origin()) == str(origin)
             and len(segments) > 2
             and segments[1] == ""
             and segments[2].lower() == _V1

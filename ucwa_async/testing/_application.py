@@ -57,13 +57,16 @@ class Endpoints:
                     error(
                         ctx,
                         410,
+                        "Gone",
                         "InactiveApplicationExpired",
-                        None,
                         "The application expired for inactivity.",
                     )
                 )
             raise Reply(
-                error(ctx, 404, "ApplicationNotFound", None, "The application does not exist.")
+                # The reference's form (ApplicationDashboard.md): NotFound/ApplicationNotFound.
+                error(
+                    ctx, 404, "NotFound", "ApplicationNotFound", "The application does not exist."
+                )
             )
         app.last_activity = now
         return app

@@ -63,7 +63,7 @@ async def events(ep: Endpoints, ctx: Ctx) -> web.Response:
     world.counters.pgets += 1
     if faults.has("not_found_forever") and faults.take("not_found_forever", ctx.tags):
         ctx.fault = "not_found_forever"
-        return error(ctx, 404, "ApplicationNotFound", None, "The application does not exist.")
+        return error(ctx, 404, "NotFound", "ApplicationNotFound", "The application does not exist.")
     app = ep.app(ctx)
     channel = app.channel
     query = ctx.request.query
@@ -118,8 +118,13 @@ async def events(ep: Endpoints, ctx: Ctx) -> web.Response:
             )
         if why == "gone":
             status = world.gone.get(app.id, 404)
-            code = "InactiveApplicationExpired" if status == 410 else "ApplicationNotFound"
-            return error(ctx, status, code, None, "The application was deleted.")
+            # The reference's form: the HTTP class as code, the reason as subcode.
+            code, subcode = (
+                ("Gone", "InactiveApplicationExpired")
+                if status == 410
+                else ("NotFound", "ApplicationNotFound")
+            )
+            return error(ctx, status, code, subcode, "The application was deleted.")
         kind = channel.classify(ack)  # a discarding resync may have moved the window
     else:
         app.last_activity = channel.last_pget_end = asyncio.get_running_loop().time()

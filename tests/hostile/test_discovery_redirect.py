@@ -1,0 +1,87 @@
+"""Autodiscovery answered with an HTTP redirect (RootURL.md): "Some scenarios can allow HTTP
+as a first hop. In such cases Lync will always respond with a redirect to HTTPS", and a
+discovery fails on an "HTTP 302 redirect to a domain different from the domain of the
+autodiscovery service". Discovery GETs carry no token, so following one leaks nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from aiohttp import web
+
+import ucwa_async
+from ucwa_async._application import _discovery_redirect
+
+from ._server import HostileServer, Recorder
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+async def test_a_discovery_redirect_in_the_same_domain_is_followed(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session], status: int
+) -> None:
+    async def moved(request: web.Request) -> web.StreamResponse | None:
+        return web.Response(status=status, headers={"Location": "/lyncdiscover/root"})
+
+    async def moved_root(request: web.Request) -> web.StreamResponse | None:
+        if request.path != "/lyncdiscover/root":
+            return None
+        return server.json({"_links": {"user": {"href": server.origin + "/user"}}})
+
+    server.hooks["discovery"] = moved
+    server.hooks["other"] = moved_root
+    async with make_session() as session:
+        assert session.application_url is not None
+    first = [s for s in server.seen if "/autodiscover" in s.url or "/lyncdiscover" in s.url]
+    assert [s.url.removeprefix(server.origin) for s in first] == [
+        "/autodiscover",
+        "/lyncdiscover/root",
+    ]
+    assert all(s.authorization is None for s in first)
+
+
+async def test_a_discovery_redirect_to_another_host_is_refused(
+    server: HostileServer, recorder: Recorder, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    async def elsewhere(request: web.Request) -> web.StreamResponse | None:
+        location = f"http://localhost:{recorder.port}/autodiscover"
+        return web.Response(status=302, headers={"Location": location})
+
+    server.hooks["discovery"] = elsewhere
+    with pytest.raises(ucwa_async.UnexpectedRedirectError):
+        async with make_session():
+            pass
+    assert recorder.seen == []
+
+
+@pytest.mark.parametrize(
+    ("url", "location", "expected"),
+    [
+        (
+            "http://lyncdiscover.contoso.com/",
+            "https://lyncdiscover.contoso.com/",
+            "https://lyncdiscover.contoso.com/",
+        ),
+        (
+            "https://lyncdiscover.contoso.com/",
+            "https://lyncweb.contoso.com/Autodiscover/AutodiscoverService.svc/root",
+            "https://lyncweb.contoso.com/Autodiscover/AutodiscoverService.svc/root",
+        ),
+        (
+            "https://LyncDiscoverInternal.contoso.com/",
+            "https://contoso.com/Autodiscover/AutodiscoverService.svc/root",
+            "https://contoso.com/Autodiscover/AutodiscoverService.svc/root",
+        ),
+        ("https://lyncdiscover.contoso.com/x", "/root", "https://lyncdiscover.contoso.com/root"),
+        ("https://lyncdiscover.contoso.com/", "https://login.fabrikam.com/adfs/ls/", None),
+        ("https://lyncdiscover.contoso.com/", "https://evilcontoso.com/", None),
+        ("https://contoso.com/", "https://other.com/", None),
+        ("http://127.0.0.1:8080/", "http://127.0.0.2:8080/", None),
+        ("https://lyncdiscover.contoso.com/", "javascript:alert(1)", None),
+        ("https://lyncdiscover.contoso.com/", None, None),
+    ],
+)
+def test_which_discovery_redirects_are_followed(
+    url: str, location: str | None, expected: str | None
+) -> None:
+    assert _discovery_redirect(url, location) == expected
