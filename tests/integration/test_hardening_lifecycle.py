@@ -499,7 +499,7 @@ async def test_continue_post_answered_application_not_found_is_posted_again(
         sim.faults.latency(0.3, target="continue")
         first_app = session.application_url
         posting = asyncio.create_task(session.continue_messaging(logs[0], "hello"))
-        await _until(_latency_fired(sim))
+        await until(_latency_fired(sim))
         assert sim.faults.delete_application() == 1
         invitation = await asyncio.wait_for(posting, 10)
         sim.faults.latency(0, target="continue")
