@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from ucwa_async._application import Application
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.correlate import (
+    IN_PROGRESS_STATES,
     Correlator,
     Failed,
     NeedsLookup,
@@ -75,7 +76,6 @@ log = logging.getLogger("ucwa_async.session")
 
 _InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
 _TERMINAL_SUCCESS = frozenset({"connected", "success"})
-_PENDING_STATES = frozenset({"", "connecting"})
 _READERS = 8  # invitation GETs at once: a resync with 10 000 pending is not 10 000 GETs
 _RESYNC_WAVE_INTERVAL = 1.0  # seconds between the starts of two resync re-read waves
 
@@ -1015,7 +1015,7 @@ def _verdict(resource: Resource | None) -> Verdict:
     if not isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
         return "unknown"
     state = (_state_of(resource) or "").lower()
-    if state in _PENDING_STATES:
+    if state in IN_PROGRESS_STATES:  # a ringing call (Alerting) is still under way
         return "pending"
     return "connected" if state in _TERMINAL_SUCCESS else "failed"
 

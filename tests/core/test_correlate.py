@@ -286,6 +286,8 @@ def test_events_for_unknown_operations_do_not_resolve() -> None:
         (None, "Declined", "Failed"),
         (None, "Disconnected", "Failed"),
         (None, "Connecting", "NeedsLookup"),
+        (None, "Alerting", "NeedsLookup"),  # InvitationState_ref: ringing, not ended
+        (None, "TeamRing", "NeedsLookup"),
         (None, "", "NeedsLookup"),
         (None, None, "NeedsLookup"),
         ("SomethingNew", None, "NeedsLookup"),

@@ -358,3 +358,31 @@ async def _await(inv: Invitation[Any]) -> Any:
 
 async def _await_plain(future: asyncio.Future[int]) -> int:
     return await shielded(future)
+
+
+@pytest.mark.parametrize(
+    ("state", "verdict"),
+    [
+        ("Connecting", "pending"),
+        ("Alerting", "pending"),  # InvitationState_ref: the call is ringing
+        ("TeamRing", "pending"),
+        ("Connected", "connected"),
+        ("Declined", "failed"),
+        ("Cancelled", "failed"),
+        ("Failed", "failed"),
+    ],
+)
+def test_an_invitation_read_back_while_ringing_is_still_pending(state: str, verdict: str) -> None:
+    # A resync re-read of a phone call that is ringing must not end it as failed.
+    from ucwa_async._core.models import parse_resource
+    from ucwa_async._operations import _verdict
+
+    resource = parse_resource(
+        {
+            "rel": "phoneAudioInvitation",
+            "_links": {"self": {"href": "/ucwa/v1/applications/1/communication/invitations/7"}},
+            "operationId": "op7",
+            "state": state,
+        }
+    )
+    assert _verdict(resource) == verdict

@@ -48,9 +48,12 @@ __all__ = [
 
 OPERATION_EVENT_TYPES = frozenset({"started", "updated", "completed"})
 _SUCCESS_STATES = frozenset({"connected"})
-# A completed event whose resource still says Connecting (or says nothing) does not
+IN_PROGRESS_STATES = frozenset({"", "connecting", "alerting", "teamring"})
+"""Invitation states (lower case) of a call not decided yet: InvitationState_ref.md's
+Connecting, Alerting (ringing) and TeamRing; "" is no state given."""
+# A completed event whose resource is still in progress (or says nothing) does not
 # tell us the outcome: the session must look.
-_UNDECIDED_STATES = frozenset({"", "connecting"})
+_UNDECIDED_STATES = IN_PROGRESS_STATES
 # UCWA allows a client-generated operationId of at most 50 characters; ours is also
 # restricted to characters that need no escaping in JSON, XML or a log line.
 _OPERATION_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,50}")
