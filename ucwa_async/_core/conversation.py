@@ -603,9 +603,15 @@ class ConversationBook:
             return effects
         if key in self._incoming and event.type in ("completed", "deleted"):
             status = (event.status or "").lower()
-            if event.type == "completed" and not status and resource is None:
+            if (
+                event.type == "completed"
+                and not status
+                and resource is None
+                and event.reason is None
+            ):
                 # Says nothing of how it ended: read the invitation, as the operations
-                # table does for the session's own ones (correlate's NeedsLookup).
+                # table does for the session's own ones (correlate's NeedsLookup). A
+                # reason block says it failed (EventChannelDetails.md), as in correlate.
                 effects.append(Fetch(key, _OUTCOME, event.link.href))
                 return effects
             del self._incoming[key]
