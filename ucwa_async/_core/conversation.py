@@ -646,6 +646,9 @@ class ConversationBook:
         key = self.key(href)
         state = self._states.get(key) if key is not None else None
         if state is not None and state.ended not in (None, *_FINAL_ENDS):
+            # Reads are by key: a message of it still being read is logged in the new
+            # state now, so the old streams stop waiting for it.
+            state.messages.hand_over()
             del self._states[state.key]
 
     def _invitation_conversation(
