@@ -4,6 +4,7 @@ by GET (in order, same origin only), a bug in an event not stopping the channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -459,3 +460,32 @@ async def test_a_conversation_reopened_while_a_message_is_read_ends_its_old_stre
         assert (await anext(new.messages())).text == "fetched1"
     table.close()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.parametrize("kind", ["messaging", "phoneAudio"])
+async def test_leave_reads_a_modality_only_on_the_applications_origin(kind: str) -> None:
+    """A modality href of another origin (a hostile event) is not read by leave() (nor
+    is its stop link POSTed), as no announced href is read off the application's origin."""
+    server = ReferenceServer()
+    table = make_table(server, lambda coroutine: coroutine.close())  # type: ignore[arg-type]
+    table._post_payload = server.post
+    conversation = table.conversation_for(CONV, kind)
+    elsewhere = f"https://evil.example/ucwa/v1/applications/192/conversations/137/{kind}"
+    resource = {
+        "state": "Connected",
+        "_links": {"self": {"href": CONV}, kind: {"href": elsewhere}},
+        "rel": "conversation",
+    }
+    event = {
+        "link": {"rel": "conversation", "href": CONV},
+        "_embedded": {"conversation": resource},
+        "type": "updated",
+    }
+    table.deliver(_communication_events(event))
+    assert conversation._state.links[kind] == elsewhere
+    with contextlib.suppress(ucwa_async.UcwaError):
+        await conversation.leave()
+    assert server.gets == []
+    assert server.posts == []
+    assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+    table.close()
