@@ -441,8 +441,13 @@ class ConversationTable:
         href = state.links.get(modality)
         if href is None:
             return None
+        url = self._app.resolve(href)
+        if self._app.url is None or not same_origin(url, self._app.url):
+            # As for every href an event announced: read on the application's origin only.
+            log.info("not reading %s off the application's origin: %s", modality, origin_of(url))
+            return None
         try:
-            resource = parse_resource(await self._transport.get_json(self._app.resolve(href)))
+            resource = parse_resource(await self._transport.get_json(url))
         except NotFoundError:
             return None
         self._act(self.book.read_modality(state, modality, resource))

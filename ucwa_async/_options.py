@@ -57,7 +57,8 @@ class Timeouts:
     - ``close``: the DELETE of the application when the session closes.
     - ``pget``: the event channel's ``timeout`` query, clamped by UCWA to 180..1800;
       the P-GET's read timeout is 30 s above it.
-    - ``keepalive``: the ``reportMyActivity`` period; ``None`` turns it off.
+    - ``keepalive``: the ``reportMyActivity`` period; ``None`` turns it off. A session
+      never made available (``available_for=()``) sends none (the server refuses it).
     - ``reconnect_settle``: a fresh P-GET the server still holds after this long counts
       as registered (UCWA gives no other sign). The first retry after a POST's
       CallbackChannelError does not wait for it: it goes as soon as the fresh P-GET is

@@ -514,3 +514,21 @@ def test_a_link_only_completed_without_status_is_judged_by_reading_the_invitatio
             book.read_modality(state, "messaging", parse_resource({"state": messaging}))
         [fetch] = fetches(feed(book, done))
         assert book.fetched(fetch, None) == [InvitationEnded(key(INV), accepted, None)]
+
+
+def test_a_link_only_completed_with_only_a_reason_block_ends_with_that_reason() -> None:
+    """EventChannelDetails.md: "For failed operations ..., a 'reason' block that describes
+    the details of the change". A completed with a reason and no status says how the
+    invitation ended (as for the session's own invitations): no GET, and the server's
+    reason is what accept() is told."""
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    done = link_only("messagingInvitation", INV, "completed", sender_rel="communication")
+    reason = {"code": "Gone", "subcode": "CallCancelled", "message": "The caller hung up."}
+    done["sender"][0]["events"][0]["reason"] = reason
+    [ended] = feed(book, done)
+    assert isinstance(ended, InvitationEnded)
+    assert (ended.key, ended.accepted) == (key(INV), False)
+    assert ended.reason is not None
+    assert (ended.reason.code, ended.reason.subcode) == ("Gone", "CallCancelled")
+    assert not book.is_incoming(INV)

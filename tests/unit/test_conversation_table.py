@@ -4,6 +4,7 @@ by GET (in order, same origin only), a bug in an event not stopping the channel.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any
 
@@ -376,5 +377,115 @@ async def test_leave_reads_the_stop_link_of_a_conversation_that_links_every_moda
     await conversation.leave()
     assert server.gets == [f"{CONV}/{kind}"]
     assert server.posts == [f"{CONV}/{stop}"]
+    assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+    table.close()
+
+
+def _communication_events(*events: dict[str, Any]) -> Any:
+    return parse_event_batch(
+        {
+            "sender": [
+                {"rel": "communication", "href": f"{APP}/communication", "events": list(events)}
+            ]
+        }
+    )
+
+
+def _messaging(state: str) -> dict[str, Any]:
+    href = f"{CONV}/messaging"
+    return {
+        "link": {"rel": "messaging", "href": href},
+        "_embedded": {"messaging": {"rel": "messaging", "state": state, "_links": {}}},
+        "type": "updated",
+    }
+
+
+def _invited_again() -> Any:
+    """ReceiveAnIM step 8's incoming messagingInvitation, into conversation CONV."""
+    invitation = f"{APP}/communication/messagingInvitations/7"
+    lene = f"{CONV}/participants/lenea@contoso.com"
+    return _communication_events(
+        {
+            "link": {"rel": "messagingInvitation", "href": invitation},
+            "_embedded": {
+                "messagingInvitation": {
+                    "direction": "Incoming",
+                    "state": "Connecting",
+                    "_links": {
+                        "self": {"href": invitation},
+                        "conversation": {"href": CONV},
+                        "messaging": {"href": f"{CONV}/messaging"},
+                        "accept": {"href": f"{invitation}/accept"},
+                    },
+                    "_embedded": {
+                        "from": {
+                            "uri": "sip:lenea@contoso.com",
+                            "name": "Lene Aaling",
+                            "_links": {"self": {"href": lene}},
+                            "rel": "participant",
+                        }
+                    },
+                    "rel": "messagingInvitation",
+                }
+            },
+            "type": "started",
+        }
+    )
+
+
+async def test_a_conversation_reopened_while_a_message_is_read_ends_its_old_stream() -> None:
+    """A conversation that ended here (messaging Disconnected) while a link-only message
+    was being read, then invited into again (messagingInvitation_ref: an invitation may
+    add messaging to an existing conversation): the old Conversation's stream ends (the
+    read now belongs to the reopened one) instead of waiting for ever."""
+    transport = FakeTransport()
+    tasks: set[asyncio.Task[None]] = set()
+    table = make_table(transport, lambda c: tasks.add(asyncio.create_task(c)))
+    old = table.conversation_for(CONV, "messaging")
+    stream = old.messages()
+    table.deliver(batch(_messaging("Connected")))
+    table.deliver(batch(message(1, body=False)))  # its GET waits for release
+    table.deliver(batch(_messaging("Disconnected")))
+    assert old.ended is not None
+    reader = asyncio.create_task(anext(stream))
+    table.deliver(_invited_again())
+    new = table.conversation_for(CONV, "messaging")  # as accept() does
+    assert new is not old
+    assert new.ended is None
+    transport.release.set()
+    with pytest.raises(StopAsyncIteration):
+        async with asyncio.timeout(1.0):
+            await reader
+    async with asyncio.timeout(1.0):
+        assert (await anext(new.messages())).text == "fetched1"
+    table.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.parametrize("kind", ["messaging", "phoneAudio"])
+async def test_leave_reads_a_modality_only_on_the_applications_origin(kind: str) -> None:
+    """A modality href of another origin (a hostile event) is not read by leave() (nor
+    is its stop link POSTed), as no announced href is read off the application's origin."""
+    server = ReferenceServer()
+    table = make_table(server, lambda coroutine: coroutine.close())  # type: ignore[arg-type]
+    table._post_payload = server.post
+    conversation = table.conversation_for(CONV, kind)
+    elsewhere = f"https://evil.example/ucwa/v1/applications/192/conversations/137/{kind}"
+    resource = {
+        "state": "Connected",
+        "_links": {"self": {"href": CONV}, kind: {"href": elsewhere}},
+        "rel": "conversation",
+    }
+    event = {
+        "link": {"rel": "conversation", "href": CONV},
+        "_embedded": {"conversation": resource},
+        "type": "updated",
+    }
+    table.deliver(_communication_events(event))
+    assert conversation._state.links[kind] == elsewhere
+    with contextlib.suppress(ucwa_async.UcwaError):
+        await conversation.leave()
+    assert server.gets == []
+    assert server.posts == []
     assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
     table.close()

@@ -603,9 +603,15 @@ class ConversationBook:
             return effects
         if key in self._incoming and event.type in ("completed", "deleted"):
             status = (event.status or "").lower()
-            if event.type == "completed" and not status and resource is None:
+            if (
+                event.type == "completed"
+                and not status
+                and resource is None
+                and event.reason is None
+            ):
                 # Says nothing of how it ended: read the invitation, as the operations
-                # table does for the session's own ones (correlate's NeedsLookup).
+                # table does for the session's own ones (correlate's NeedsLookup). A
+                # reason block says it failed (EventChannelDetails.md), as in correlate.
                 effects.append(Fetch(key, _OUTCOME, event.link.href))
                 return effects
             del self._incoming[key]
@@ -640,6 +646,9 @@ class ConversationBook:
         key = self.key(href)
         state = self._states.get(key) if key is not None else None
         if state is not None and state.ended not in (None, *_FINAL_ENDS):
+            # Reads are by key: a message of it still being read is logged in the new
+            # state now, so the old streams stop waiting for it.
+            state.messages.hand_over()
             del self._states[state.key]
 
     def _invitation_conversation(

@@ -119,6 +119,14 @@ class MessageLog(Generic[T]):
             del self._pending[key]
             self._flush()
 
+    def hand_over(self) -> None:
+        """The messages still awaited will be logged elsewhere (the conversation was
+        opened again as a new state): drop every placeholder, uncounted, and release
+        what waited behind them."""
+        for key in [k for k, v in self._pending.items() if v is _WAITING]:
+            del self._pending[key]
+        self._flush()
+
     def open_reader(self) -> Reader:
         """A reader from the oldest message no closed reader has consumed."""
         reader = Reader(self._watermark)
