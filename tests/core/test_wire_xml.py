@@ -132,6 +132,69 @@ def test_property_rel_of_an_event_resource_is_its_rel(sep: str) -> None:
     }
 
 
+# messagingInvitation_ref.md, GET: the XML sample (trimmed), its free text set to words that
+# read as booleans. In its JSON sample subject, name, operationId and rel are strings and
+# anonymous a boolean (JSON true, XML "True").
+_INVITATION = (
+    '<resource rel="messagingInvitation" href="/ucwa/v1/applications/192/communication/'
+    'invitations/602">'
+    '<link rel="accept" href="/ucwa/v1/applications/192/communication/invitations/665/accept" />'
+    '<property name="rel">messagingInvitation</property>'
+    '<property name="direction">Incoming</property>'
+    '<property name="operationId">true</property>'
+    '<property name="subject">True</property>'
+)
+_CALLER = (
+    '<resource rel="from" href="/ucwa/v1/applications/192/communication/conversations/137/'
+    'participants/196">'
+    '<property name="rel">participant</property>'
+    '<property name="anonymous">True</property>'
+    '<property name="name">False</property>'
+    "</resource>"
+)
+
+
+def _check_text_like_bools(invitation: dict[str, Any], caller: dict[str, Any]) -> None:
+    assert invitation["subject"] == "True"
+    assert invitation["operationId"] == "true"
+    assert invitation["rel"] == "messagingInvitation"
+    assert caller["name"] == "False"
+    assert caller["anonymous"] is True
+    assert caller["rel"] == "participant"
+
+
+def test_free_text_that_reads_as_a_boolean_stays_text() -> None:
+    # A subject or a display name is whatever a person typed: "True" is text there, as
+    # the JSON wire gives it (the client drops a subject that is not a str, and matches no
+    # operation whose id would turn into a boolean).
+    doc = _INVITATION.replace("<resource ", f'<resource xmlns="{UCWA_NS}" ', 1)
+    decoded = dx(doc + _CALLER + "</resource>")
+    _check_text_like_bools(decoded, decoded["_embedded"]["from"])
+
+
+@pytest.mark.parametrize("sep", ["", "\n  "], ids=["compact", "indented"])
+def test_free_text_that_reads_as_a_boolean_stays_text_in_events(sep: str) -> None:
+    # The same resources in events (a compact batch takes the fast path).
+    doc = sep.join(
+        [
+            f'<?xml version="1.0" encoding="utf-8"?><events href="/e?ack=2" xmlns="{UCWA_NS}">',
+            '<sender rel="communication" href="/ucwa/v1/applications/192/communication">',
+            '<started rel="messagingInvitation" href="/ucwa/v1/applications/192/'
+            'communication/invitations/602">',
+            _INVITATION + "</resource>",
+            "</started>",
+            '<added rel="participant" href="/ucwa/v1/applications/192/communication/'
+            'conversations/137/participants/196">',
+            _CALLER.replace('rel="from"', 'rel="participant"', 1),
+            "</added></sender></events>",
+        ]
+    )
+    events = dx(doc)["sender"][0]["events"]
+    _check_text_like_bools(
+        events[0]["_embedded"]["messagingInvitation"], events[1]["_embedded"]["participant"]
+    )
+
+
 def test_property_lists() -> None:
     doc = """<resource rel="x">
       <propertyList name="one"><item>Messaging</item></propertyList>

@@ -83,6 +83,26 @@ INTEGER_PROPERTIES: frozenset[str] = frozenset(
     }
 )
 
+# XML carries only text, and a true/false text is read as the boolean the JSON samples
+# would have, but not in these: strings in every JSON sample, free text a person typed
+# (a subject "True") or an identifier the client compares (an operationId "true").
+_TEXT_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "rel",
+        "operationId",
+        "threadId",
+        "subject",
+        "name",
+        "displayName",
+        "previewMessage",
+        "message",
+        "title",
+        "company",
+        "department",
+        "officeLocation",
+    }
+)
+
 _JSON_TYPES = frozenset({"application/json", "text/json"})
 _XML_TYPES = frozenset({"application/xml", "text/xml"})
 
@@ -673,7 +693,7 @@ def _fold_xml(
         if kind == _PROP:
             value = join(text)
             flag = bools_get(value)
-            if flag is not None:
+            if flag is not None and key not in _TEXT_PROPERTIES:
                 target[key] = flag
             elif key in INTEGER_PROPERTIES:
                 target[key] = _xml_int(value)
@@ -910,7 +930,7 @@ class _FastBatch:
                             if key == "_links" or key == "_embedded":
                                 return -1
                             flag = bools.get(value)
-                            if flag is not None:
+                            if flag is not None and key not in _TEXT_PROPERTIES:
                                 res[key] = flag
                             elif key in INTEGER_PROPERTIES:
                                 res[key] = _xml_int(value)
