@@ -71,7 +71,8 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 MAX_XML_DEPTH = 100
 
 # XML carries only text; these properties are numbers in the JSON samples of the
-# UCWA reference, so the XML decoder turns their text into int to match.
+# UCWA reference, so the XML decoder turns their text into int to match (any resource
+# may reach session.events() or session.request(), not only those the client reads).
 INTEGER_PROPERTIES: frozenset[str] = frozenset(
     {
         "totalRecipientsCount",
@@ -80,6 +81,29 @@ INTEGER_PROPERTIES: frozenset[str] = frozenset(
         "unreadCount",
         "expiresIn",
         "expires_in",
+        # missedItems_ref
+        "conversationLogsCount",
+        "missedConversationsCount",
+        "unreadMissedConversationsCount",
+        "unreadVoicemailsCount",
+        "voiceMailsCount",
+        # callForwardingSettings_ref and its ring settings
+        "ringDelay",
+        # mediaRelay_ref, mediaRelayAccessToken_ref
+        "udpPort",
+        "tcpPort",
+        "duration",
+        # mediaPolicies_ref
+        "minimumAudioPort",
+        "maximumAudioPort",
+        "minimumVideoPort",
+        "maximumVideoPort",
+        "minimumApplicationSharingPort",
+        "maximumApplicationSharingPort",
+        # onlineMeetingPolicies_ref, onlineMeetingDefaultValues_ref, policies_ref
+        "meetingSize",
+        "participantsWarningThreshold",
+        "locationRefreshInterval",
     }
 )
 
