@@ -76,6 +76,77 @@ def test_values() -> None:
     }
 
 
+# missedItems_ref.md, GET: the XML sample. Its JSON sample has the five counts as numbers;
+# missedItems is a resource of communication, whose updated events reach session.events().
+_MISSED_ITEMS = [
+    '<resource rel="missedItems" href="/ucwa/v1/applications/192/communication/missedItems">',
+    '<property name="rel">missedItems</property>',
+    '<property name="conversationLogsCount">97</property>',
+    '<property name="conversationLogsNotifications">Disabled</property>',
+    '<property name="missedConversationsCount">82</property>',
+    '<property name="unreadMissedConversationsCount">70</property>',
+    '<property name="unreadVoicemailsCount">1</property>',
+    '<property name="voiceMailsCount">40</property>',
+    "</resource>",
+]
+_MISSED_ITEMS_DECODED = {
+    "rel": "missedItems",
+    "_links": {"self": {"href": "/ucwa/v1/applications/192/communication/missedItems"}},
+    "conversationLogsCount": 97,
+    "conversationLogsNotifications": "Disabled",
+    "missedConversationsCount": 82,
+    "unreadMissedConversationsCount": 70,
+    "unreadVoicemailsCount": 1,
+    "voiceMailsCount": 40,
+}
+
+
+@pytest.mark.parametrize("where", ["resource", "compact event", "indented event"])
+def test_numbers_of_the_json_samples_are_numbers(where: str) -> None:
+    if where == "resource":
+        doc = "\n  ".join(_MISSED_ITEMS).replace(
+            "<resource ", f'<?xml version="1.0" encoding="utf-8"?><resource xmlns="{UCWA_NS}" ', 1
+        )
+        assert dx(doc) == _MISSED_ITEMS_DECODED
+        return
+    sep = "" if where == "compact event" else "\n  "
+    doc = sep.join(
+        [
+            f'<?xml version="1.0" encoding="utf-8"?><events href="/e?ack=2" xmlns="{UCWA_NS}">',
+            '<sender rel="communication" href="/ucwa/v1/applications/192/communication">',
+            '<updated rel="missedItems" href="/ucwa/v1/applications/192/communication/'
+            'missedItems">',
+            *_MISSED_ITEMS,
+            "</updated></sender></events>",
+        ]
+    )
+    event = dx(doc)["sender"][0]["events"][0]
+    assert event["_embedded"] == {"missedItems": _MISSED_ITEMS_DECODED}
+
+
+@pytest.mark.parametrize(
+    ("name", "page"),
+    [
+        ("ringDelay", "simultaneousRingSettings_ref.md"),
+        ("udpPort", "mediaRelay_ref.md"),
+        ("tcpPort", "mediaRelay_ref.md"),
+        ("duration", "mediaRelayAccessToken_ref.md"),
+        ("minimumAudioPort", "mediaPolicies_ref.md"),
+        ("maximumAudioPort", "mediaPolicies_ref.md"),
+        ("minimumVideoPort", "mediaPolicies_ref.md"),
+        ("maximumVideoPort", "mediaPolicies_ref.md"),
+        ("minimumApplicationSharingPort", "mediaPolicies_ref.md"),
+        ("maximumApplicationSharingPort", "mediaPolicies_ref.md"),
+        ("meetingSize", "onlineMeetingPolicies_ref.md"),
+        ("participantsWarningThreshold", "onlineMeetingDefaultValues_ref.md"),
+        ("locationRefreshInterval", "policies_ref.md"),
+    ],
+)
+def test_every_number_of_the_json_samples_is_a_number(name: str, page: str) -> None:
+    # Each is a number in the JSON sample of `page` (and text in its XML sample).
+    assert dx(f'<resource rel="x"><property name="{name}">5</property></resource>')[name] == 5
+
+
 def test_property_rel_without_attribute_is_the_rel() -> None:
     assert dx('<resource><property name="rel">me</property></resource>') == {"rel": "me"}
 
@@ -130,6 +201,69 @@ def test_property_rel_of_an_event_resource_is_its_rel(sep: str) -> None:
             "_links": {"self": {"href": "/c/1/participants/me"}},
         }
     }
+
+
+# messagingInvitation_ref.md, GET: the XML sample (trimmed), its free text set to words that
+# read as booleans. In its JSON sample subject, name, operationId and rel are strings and
+# anonymous a boolean (JSON true, XML "True").
+_INVITATION = (
+    '<resource rel="messagingInvitation" href="/ucwa/v1/applications/192/communication/'
+    'invitations/602">'
+    '<link rel="accept" href="/ucwa/v1/applications/192/communication/invitations/665/accept" />'
+    '<property name="rel">messagingInvitation</property>'
+    '<property name="direction">Incoming</property>'
+    '<property name="operationId">true</property>'
+    '<property name="subject">True</property>'
+)
+_CALLER = (
+    '<resource rel="from" href="/ucwa/v1/applications/192/communication/conversations/137/'
+    'participants/196">'
+    '<property name="rel">participant</property>'
+    '<property name="anonymous">True</property>'
+    '<property name="name">False</property>'
+    "</resource>"
+)
+
+
+def _check_text_like_bools(invitation: dict[str, Any], caller: dict[str, Any]) -> None:
+    assert invitation["subject"] == "True"
+    assert invitation["operationId"] == "true"
+    assert invitation["rel"] == "messagingInvitation"
+    assert caller["name"] == "False"
+    assert caller["anonymous"] is True
+    assert caller["rel"] == "participant"
+
+
+def test_free_text_that_reads_as_a_boolean_stays_text() -> None:
+    # A subject or a display name is whatever a person typed: "True" is text there, as
+    # the JSON wire gives it (the client drops a subject that is not a str, and matches no
+    # operation whose id would turn into a boolean).
+    doc = _INVITATION.replace("<resource ", f'<resource xmlns="{UCWA_NS}" ', 1)
+    decoded = dx(doc + _CALLER + "</resource>")
+    _check_text_like_bools(decoded, decoded["_embedded"]["from"])
+
+
+@pytest.mark.parametrize("sep", ["", "\n  "], ids=["compact", "indented"])
+def test_free_text_that_reads_as_a_boolean_stays_text_in_events(sep: str) -> None:
+    # The same resources in events (a compact batch takes the fast path).
+    doc = sep.join(
+        [
+            f'<?xml version="1.0" encoding="utf-8"?><events href="/e?ack=2" xmlns="{UCWA_NS}">',
+            '<sender rel="communication" href="/ucwa/v1/applications/192/communication">',
+            '<started rel="messagingInvitation" href="/ucwa/v1/applications/192/'
+            'communication/invitations/602">',
+            _INVITATION + "</resource>",
+            "</started>",
+            '<added rel="participant" href="/ucwa/v1/applications/192/communication/'
+            'conversations/137/participants/196">',
+            _CALLER.replace('rel="from"', 'rel="participant"', 1),
+            "</added></sender></events>",
+        ]
+    )
+    events = dx(doc)["sender"][0]["events"]
+    _check_text_like_bools(
+        events[0]["_embedded"]["messagingInvitation"], events[1]["_embedded"]["participant"]
+    )
 
 
 def test_property_lists() -> None:

@@ -107,6 +107,7 @@ SHAPES = {
         '<property name="rel">true</property><property name="rel">other</property>'
         '<property name="dup">1</property><property name="dup">2</property>'
         '<property name="empty"></property><property name="unicode">Zoë ✓ 😀</property>'
+        '<property name="subject">False</property><property name="operationId">true</property>'
         "</resource></updated>"
     ),
     "rel property without a bool": batch(

@@ -71,7 +71,8 @@ DEFAULT_MAX_BODY = 8 * 1024 * 1024
 MAX_XML_DEPTH = 100
 
 # XML carries only text; these properties are numbers in the JSON samples of the
-# UCWA reference, so the XML decoder turns their text into int to match.
+# UCWA reference, so the XML decoder turns their text into int to match (any resource
+# may reach session.events() or session.request(), not only those the client reads).
 INTEGER_PROPERTIES: frozenset[str] = frozenset(
     {
         "totalRecipientsCount",
@@ -80,6 +81,49 @@ INTEGER_PROPERTIES: frozenset[str] = frozenset(
         "unreadCount",
         "expiresIn",
         "expires_in",
+        # missedItems_ref
+        "conversationLogsCount",
+        "missedConversationsCount",
+        "unreadMissedConversationsCount",
+        "unreadVoicemailsCount",
+        "voiceMailsCount",
+        # callForwardingSettings_ref and its ring settings
+        "ringDelay",
+        # mediaRelay_ref, mediaRelayAccessToken_ref
+        "udpPort",
+        "tcpPort",
+        "duration",
+        # mediaPolicies_ref
+        "minimumAudioPort",
+        "maximumAudioPort",
+        "minimumVideoPort",
+        "maximumVideoPort",
+        "minimumApplicationSharingPort",
+        "maximumApplicationSharingPort",
+        # onlineMeetingPolicies_ref, onlineMeetingDefaultValues_ref, policies_ref
+        "meetingSize",
+        "participantsWarningThreshold",
+        "locationRefreshInterval",
+    }
+)
+
+# XML carries only text, and a true/false text is read as the boolean the JSON samples
+# would have, but not in these: strings in every JSON sample, free text a person typed
+# (a subject "True") or an identifier the client compares (an operationId "true").
+_TEXT_PROPERTIES: frozenset[str] = frozenset(
+    {
+        "rel",
+        "operationId",
+        "threadId",
+        "subject",
+        "name",
+        "displayName",
+        "previewMessage",
+        "message",
+        "title",
+        "company",
+        "department",
+        "officeLocation",
     }
 )
 
@@ -673,7 +717,7 @@ def _fold_xml(
         if kind == _PROP:
             value = join(text)
             flag = bools_get(value)
-            if flag is not None:
+            if flag is not None and key not in _TEXT_PROPERTIES:
                 target[key] = flag
             elif key in INTEGER_PROPERTIES:
                 target[key] = _xml_int(value)
@@ -910,7 +954,7 @@ class _FastBatch:
                             if key == "_links" or key == "_embedded":
                                 return -1
                             flag = bools.get(value)
-                            if flag is not None:
+                            if flag is not None and key not in _TEXT_PROPERTIES:
                                 res[key] = flag
                             elif key in INTEGER_PROPERTIES:
                                 res[key] = _xml_int(value)
