@@ -203,6 +203,28 @@ def test_resume_batch_delivers_its_events() -> None:
     assert bare.events is None
 
 
+def test_an_xml_batch_with_one_malformed_event_is_delivered_and_acknowledged() -> None:
+    # Refused whole, the batch would be fetched again forever: the malformed event is
+    # rejected, the others delivered, and ``next`` followed.
+    body = (
+        f'<events xmlns="{NS}" href="{APP}/events?ack=1">'
+        f'<link rel="next" href="{APP}/events?ack=2"/>'
+        f'<sender rel="communication" href="{APP}/communication">'
+        f'<started rel="messagingInvitation" href="{APP}/communication/invitations/1"/>'
+        f'<updated rel="conversation" href="{APP}/communication/conversations/1">'
+        "<resource><property>no name</property></resource></updated>"
+        f'<completed rel="messagingInvitation" href="{APP}/communication/invitations/1">'
+        "<status>Success</status></completed>"
+        "</sender></events>"
+    ).encode()
+    action = state().on_response(200, XML, body)
+    assert isinstance(action, Deliver)
+    assert action.next_url == f"{ORIGIN}{APP}/events?ack=2"
+    batch = action.events.read_all()
+    assert [e.type for e in batch.events] == ["started", "completed"]
+    assert batch.rejected_count == 1
+
+
 @pytest.mark.parametrize(
     ("content_type", "payload"),
     [

@@ -664,3 +664,47 @@ def test_encode_xml_several_links_with_one_rel() -> None:
 def test_encode_xml_refuses_what_xml_cannot_carry(data: dict[str, Any], error: type) -> None:
     with pytest.raises(error):
         encode_input(data, "xml")
+
+
+# ---------------------------------------------------------------- one malformed event
+
+
+def _batch_with(middle: str) -> str:
+    event = '<{t} rel="messagingInvitation" href="/inv/{n}"><resource rel="messagingInvitation" href="/inv/{n}"><property name="operationId">op{n}</property>{extra}</resource></{t}>'  # noqa: E501
+    events = "".join(
+        event.format(t="started", n=n, extra=middle if n == 2 else "") for n in (1, 2, 3)
+    )
+    return (
+        f'<events xmlns="{UCWA_NS}" href="/ev?ack=1"><link rel="next" href="/ev?ack=2"/>'
+        f'<sender rel="communication" href="/comm">{events}</sender></events>'
+    )
+
+
+@pytest.mark.parametrize(
+    ("middle", "why"),
+    [
+        ("<property>no name</property>", "<property> without a name"),
+        ("<propertyList><item>x</item></propertyList>", "<propertyList> without a name"),
+        ('<link href="/no-rel"/>', "<link> without a rel"),
+        ('<resource href="/no-rel"><property name="a">b</property></resource>', "without a rel"),
+    ],
+)
+def test_a_malformed_element_rejects_its_event_not_the_batch(middle: str, why: str) -> None:
+    # A JSON batch skips a malformed event and is acknowledged; an XML batch refused whole
+    # would be fetched again forever (the server re-sends an unacknowledged batch).
+    from ucwa_async._core.models import parse_event_batch
+
+    batch = parse_event_batch(dx(_batch_with(middle)))
+    assert [e.operation_id for e in batch.events] == ["op1", "op3"]
+    assert batch.next_href == "/ev?ack=2"
+    assert batch.rejected_count == 1
+    assert batch.rejected[0].startswith("malformed XML event: ")
+    assert why in batch.rejected[0]
+
+
+def test_two_malformed_elements_of_one_event_reject_it_once() -> None:
+    from ucwa_async._core.models import parse_event_batch
+
+    batch = parse_event_batch(dx(_batch_with('<property>a</property><link href="/x"/>')))
+    assert [e.operation_id for e in batch.events] == ["op1", "op3"]
+    assert batch.rejected == ("malformed XML event: <property> without a name",)

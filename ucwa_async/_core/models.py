@@ -22,7 +22,7 @@ import attrs
 
 from ucwa_async._core.converter import _opt_str, make_builder, slot_init, slot_setters
 from ucwa_async._core.errors import DecodeError
-from ucwa_async._core.wire import LazyItems
+from ucwa_async._core.wire import LazyItems, RejectedEvent
 
 __all__ = [
     "KNOWN_EVENT_TYPES",
@@ -581,7 +581,11 @@ class EventReader:
                     # The cheap check first: a hostile batch may hold millions of these,
                     # and raising an exception for each one would take seconds.
                     budget -= 1
-                    why = f"an event is a {type(raw).__name__}, not an object"
+                    why = (
+                        f"malformed XML event: {raw.why}"
+                        if type(raw) is RejectedEvent
+                        else f"an event is a {type(raw).__name__}, not an object"
+                    )
                 else:
                     budget -= _OBJECT_COST
                     try:

@@ -545,6 +545,19 @@ def _new_resource(attrs: dict[str, str]) -> dict[str, Any]:
     return res
 
 
+class RejectedEvent:
+    """An XML event refused for a malformed element (``why``): in place of the event in
+    its sender's list, reported as rejected when the batch is read."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def __repr__(self) -> str:
+        return f"RejectedEvent({self.why!r})"
+
+
 def _reason_from_attrs(attrs: dict[str, str]) -> dict[str, Any]:
     return {k: attrs[k] for k in ("code", "subcode", "message") if k in attrs}
 
@@ -623,10 +636,28 @@ def _fold_xml(
         if len(stack) > MAX_XML_DEPTH:  # the _DOC frame is not an element
             raise DecodeError(f"XML nested deeper than {MAX_XML_DEPTH} elements")
         kind, target, _key = stack[-1]
-        if kind <= _ITEM and ":" not in name:  # _RES or _ITEM: the hot path
-            push(start_resource_child(name, attrs, target))
-            return
-        push(start_other(name, attrs, kind, target, _key))
+        try:
+            if kind <= _ITEM and ":" not in name:  # _RES or _ITEM: the hot path
+                push(start_resource_child(name, attrs, target))
+                return
+            push(start_other(name, attrs, kind, target, _key))
+        except DecodeError as exc:
+            if not reject_event(str(exc)):
+                raise
+            push(_SKIP_FRAME)
+
+    def reject_event(why: str) -> bool:
+        """A malformed element inside an event rejects that event only, as a malformed
+        JSON event is (the batch is still acknowledged: refused whole, it would be
+        re-delivered forever). False outside an event: the body is malformed."""
+        for index in range(len(stack) - 1, 0, -1):
+            kind, event, _key = stack[index]
+            if kind == _EVENT:
+                events = stack[index - 1][1]  # the _SENDER frame's list
+                if events and events[-1] is event:
+                    events[-1] = RejectedEvent(why)  # the rest of the event goes nowhere
+                return True
+        return False
 
     def start_other(
         name: str, attrs: dict[str, str], kind: int, target: Any, key: Any
