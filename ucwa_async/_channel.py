@@ -57,6 +57,7 @@ from ucwa_async._core.errors import (
     ChannelFailedError,
     SessionClosedError,
     UcwaError,
+    refuses_every_application,
 )
 from ucwa_async._core.models import EventBatch, EventReader
 from ucwa_async._events import (
@@ -447,6 +448,8 @@ class ChannelRunner:
             except UcwaError as exc:
                 log.warning("re-creating the application failed (attempt %d): %s", attempt + 1, exc)
                 error = exc
+                if refuses_every_application(exc):
+                    break  # another POST would be refused alike (ApplicationDashboard.md)
                 await asyncio.sleep(self._backoff.delay(attempt))  # not woken either
                 continue
             budget.created(time.monotonic())

@@ -319,6 +319,34 @@ def test_error_statuses(
     assert channel.current_url == EVENTS
 
 
+# ApplicationDashboard.md, Application lifetime: "410 Gone | TooManyApplications" and
+# "410 Gone | UserAgentNotAllowed" ... "If 410 Gone is received it is best to display an
+# error message to the user including the UCWA 2.0 error subcode, and then wait for the
+# user to explicitly restart the client." A new application would be refused the same way.
+@pytest.mark.parametrize("subcode", ["TooManyApplications", "UserAgentNotAllowed"])
+@pytest.mark.parametrize("wire", ["json", "xml"])
+def test_gone_for_a_reason_recreation_cannot_fix_is_fatal(subcode: str, wire: str) -> None:
+    if wire == "json":
+        ctype, payload = JSON, error_json("Gone", subcode)
+    else:
+        ctype = XML
+        payload = (
+            f'<?xml version="1.0" encoding="utf-8"?><reason xmlns="{NS}">'
+            f"<code>Gone</code><subcode>{subcode}</subcode><message>gone</message></reason>"
+        ).encode()
+    action = state().on_response(410, ctype, payload)
+    assert isinstance(action, Fatal)
+    assert isinstance(action.error, ResponseError)
+    assert action.error.subcode == subcode
+    assert subcode in str(action.error)
+
+
+def test_gone_inactive_application_expired_as_subcode_still_recreates() -> None:
+    action = state().on_response(410, JSON, error_json("Gone", "InactiveApplicationExpired"))
+    assert isinstance(action, RecreateApplication)
+    assert isinstance(action.error, InactiveApplicationExpiredError)
+
+
 @pytest.mark.parametrize(
     ("status", "payload", "error_type"),
     [

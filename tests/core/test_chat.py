@@ -22,21 +22,22 @@ APP = "/ucwa/oauth/v1/applications/104"
 CONV = f"{APP}/communication/conversations/eee0"
 
 # ReceiveAnIM.md step 8: the incoming messagingInvitation, as embedded in its started event.
+INCOMING_INVITATION_LINKS = {
+    "self": {"href": f"{APP}/communication/messagingInvitations/6408"},
+    "to": {"href": f"{APP}/people/toshm@contoso.com"},
+    "conversation": {"href": CONV},
+    "accept": {"href": f"{APP}/communication/messagingInvitations/6408/accept"},
+    "decline": {"href": f"{APP}/communication/messagingInvitations/6408/decline"},
+    "messaging": {"href": f"{CONV}/messaging"},
+    "message": {"href": "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"},
+}
 INCOMING_INVITATION = {
     "direction": "Incoming",
     "importance": "Normal",
     "threadId": "Ac7bUftwUcVMzgTzRl+OQchCsUn35Q==",
     "state": "Connecting",
     "subject": "",
-    "_links": {
-        "self": {"href": f"{APP}/communication/messagingInvitations/6408"},
-        "to": {"href": f"{APP}/people/toshm@contoso.com"},
-        "conversation": {"href": CONV},
-        "accept": {"href": f"{APP}/communication/messagingInvitations/6408/accept"},
-        "decline": {"href": f"{APP}/communication/messagingInvitations/6408/decline"},
-        "messaging": {"href": f"{CONV}/messaging"},
-        "message": {"href": "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"},
-    },
+    "_links": INCOMING_INVITATION_LINKS,
     "_embedded": {
         "from": {
             "sourceNetwork": "SameEnterprise",
@@ -165,3 +166,65 @@ def test_invitation_view_phone_audio_without_caller_and_not_an_invitation() -> N
     assert (view.kind, view.subject, view.message) == ("phoneAudio", "Call", None)
     assert view.sender == Participant()
     assert invitation_view(parse_resource({"rel": "conversation"}), "https://h/c") is None
+
+
+# message_ref.md, Properties: "htmlMessage | If populated, indicates an HTML message body",
+# "plainMessage | If populated, indicates a plain text message body"; messagingInvitation_ref.md,
+# Properties: "message | The first message represented in this invitation". The samples
+# write them as data: links; a server may send the properties the tables list.
+def test_message_from_bodies_as_properties_in_both_wires() -> None:
+    as_json = parse_resource(
+        {"rel": "message", "direction": "Incoming", "plainMessage": "Hi Tosh", "htmlMessage": ""}
+    )
+    message = message_from(as_json)
+    assert message is not None
+    assert (message.text, message.html, message.direction) == ("Hi Tosh", None, "Incoming")
+    as_xml = MESSAGE_XML.replace(
+        b'<link rel="htmlMessage" href="data:text/html;base64,PGI+aGk8L2I+" />\n', b""
+    ).replace(
+        b'<link rel="plainMessage" href="data:text/plain;charset=utf8,hi%20there" />',
+        b'<property name="htmlMessage">&lt;b&gt;hi&lt;/b&gt;</property>',
+    )
+    message = message_from(
+        parse_resource(wire.decode(as_xml, "application/vnd.microsoft.com.ucwa+xml"))
+    )
+    assert message is not None
+    assert (message.text, message.html) == ("<b>hi</b>", "<b>hi</b>")
+    # a property written as the links' data: URI reads as the link would
+    data = parse_resource(
+        {"rel": "message", "plainMessage": "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"}
+    )
+    assert message_from(data) == message_from(
+        parse_resource(
+            {
+                "rel": "message",
+                "_links": {"plainMessage": {"href": "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a"}},
+            }
+        )
+    )
+
+
+def test_message_link_wins_over_the_property() -> None:
+    both = parse_resource(
+        {
+            "rel": "message",
+            "plainMessage": "from the property",
+            "_links": {"plainMessage": {"href": "data:text/plain,from%20the%20link"}},
+        }
+    )
+    message = message_from(both)
+    assert message is not None
+    assert message.text == "from the link"
+
+
+def test_invitation_view_first_message_as_a_property() -> None:
+    links = dict(INCOMING_INVITATION_LINKS)
+    del links["message"]
+    as_property = dict(INCOMING_INVITATION, _links=links, message="Hi Tosh")
+    view = invitation_view(parse_resource(as_property), "https://h/inv")
+    assert view is not None
+    assert view.message == "Hi Tosh"
+    both = dict(INCOMING_INVITATION, message="not this one")
+    view = invitation_view(parse_resource(both), "https://h/inv")
+    assert view is not None
+    assert view.message == "Hi Tosh\r\n"

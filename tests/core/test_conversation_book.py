@@ -18,6 +18,7 @@ from conversation_batches import (
     RECEIVE_STEP_15,
     RECEIVE_STEP_16,
     RECEIVE_STEP_16_XML,
+    TOSH,
     incoming_message,
     link_only,
 )
@@ -162,6 +163,39 @@ def test_remote_participant_leaves() -> None:
     assert state is not None
     assert state.ended is ConversationEndReason.REMOTE_LEFT
     assert feed(book, incoming_message(3, "data:,late")) == []  # ended: ignored
+
+
+def test_local_participant_deleted_ends_the_conversation_for_us() -> None:
+    # localParticipant_ref.md, Deleted: "Indicates that the user has left a conversation";
+    # its lifetime "starts when the user joins a conversation. It is removed when the
+    # participant leaves the conversation." (link-only, as the reference's event samples)
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    feed(book, RECEIVE_STEP_9)
+    effects = feed(book, link_only("localParticipant", TOSH, "deleted"))
+    assert Ended(key(CONV), ConversationEndReason.DISCONNECTED) in effects
+    state = book.get(key(CONV))
+    assert state is not None
+    assert state.ended is ConversationEndReason.DISCONNECTED
+    assert feed(book, incoming_message(3, "data:,late")) == []  # ended: ignored
+
+
+def test_local_participant_updated_or_no_longer_typing_does_not_end_it() -> None:
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    feed(book, RECEIVE_STEP_9)
+    assert not any(
+        isinstance(e, Ended) for e in feed(book, link_only("localParticipant", TOSH, "updated"))
+    )
+    typing = link_only("localParticipant", TOSH, "deleted")
+    typing["sender"][0]["events"][0]["in"] = {
+        "rel": "typingParticipants",
+        "href": f"{CONV}/participants/typingParticipants",
+    }
+    assert not any(isinstance(e, Ended) for e in feed(book, typing))
+    state = book.get(key(CONV))
+    assert state is not None
+    assert state.ended is None
 
 
 def test_conversation_deleted_by_the_server() -> None:

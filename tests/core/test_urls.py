@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -348,13 +350,60 @@ def test_a_url_said_normal_is_left_as_it_is_by_normalize(tail: str) -> None:
         st.sampled_from([0.5, 1e-07, 180.0]),
     ),
 )
-def test_with_query_is_what_yarl_builds(path: str, query: str, value: str | int | float) -> None:
+def test_with_query_encodes_our_parameter_as_yarl_does(
+    path: str, query: str, value: str | int | float
+) -> None:
     url = "https://fe1.contoso.com/" + path + query
     try:
-        expected = str(URL(url).update_query({"operationId": value}))
+        ours = URL.build(query={"operationId": value}).raw_query_string
     except ValueError:
         return
-    assert with_query(url, operationId=value) == expected
+    assert with_query(url, operationId=value) == url + ("&" if query else "?") + ours
+
+
+# Hypermedia.md, URL usage: "some URLs in the links might already have query parameters
+# that were added by the server. It is important for the client to preserve these
+# server-added query parameters without changing their values."
+@pytest.mark.parametrize(
+    "query",
+    ["ack=1&x=a%2Fb", "ack=1&z", "ack=2;x=1", "ack=1&x=a%20b", "ack=1&x==", "ack=1&x=%7E"],
+)
+def test_with_query_keeps_the_servers_query_text(query: str) -> None:
+    url = "https://fe1.contoso.com/ucwa/oauth/v1/applications/833/events?" + query
+    assert with_query(url, timeout=180) == url + "&timeout=180"
+
+
+def test_with_query_replaces_only_our_names_and_keeps_the_rest_verbatim() -> None:
+    url = "https://fe1.contoso.com/e?ack=2;x=1&timeout=100&z&x=a%2Fb#f"
+    assert (
+        with_query(url, timeout=900)
+        == "https://fe1.contoso.com/e?ack=2;x=1&z&x=a%2Fb&timeout=900#f"
+    )
+    assert with_query("https://fe1.contoso.com/e?timeout=1", timeout=2) == (
+        "https://fe1.contoso.com/e?timeout=2"
+    )
+    assert (
+        with_query("https://fe1.contoso.com/e?", timeout=2) == "https://fe1.contoso.com/e?timeout=2"
+    )
+    assert with_query("https://fe1.contoso.com/e?a=1&", timeout=2) == (
+        "https://fe1.contoso.com/e?a=1&timeout=2"
+    )
+
+
+_QUERY_PIECE = st.text(alphabet="aZ09-_~.%;=+/:@!$'()*,?", max_size=10)
+
+
+@given(
+    pieces=st.lists(_QUERY_PIECE, max_size=5),
+    value=st.one_of(st.integers(min_value=0, max_value=10**6), st.text(max_size=8)),
+)
+def test_with_query_keeps_every_other_piece_verbatim(pieces: list[str], value: int | str) -> None:
+    query = "&".join(p for p in pieces if unquote(p.partition("=")[0]) != "operationId")
+    url = "https://fe1.contoso.com/x/?" + query
+    result = with_query(url, operationId=value)
+    kept = url if query == "" or query.endswith("&") else url + "&"
+    assert result.startswith(kept + "operationId=")
+    assert URL(result).query.getall("operationId") == [str(value)]
 
 
 def test_with_query_refuses_what_yarl_refuses() -> None:

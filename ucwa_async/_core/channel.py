@@ -14,7 +14,9 @@ protocol decisions live here:
   It has "the same function as next" (EventsInUCWA.md): the batch's events are handed on
   like a :class:`Deliver`'s; and the server has reset its transient state (conversations,
   subscriptions), so what we cached of it is stale, as after a ``resync``.
-- ``401``: :class:`Reauthenticate`; ``404``/``410``: :class:`RecreateApplication`;
+- ``401``: :class:`Reauthenticate`; ``404``/``410``: :class:`RecreateApplication`, but
+  :class:`Fatal` for ``TooManyApplications``/``UserAgentNotAllowed`` (a new application
+  would be refused alike);
   ``409``: :class:`Replaced` (the only conflict a GET of the events URL can have is a
   competing P-GET: ``PGetReplaced``).
 - ``5xx``, ``408``, ``429``, transport errors, undecodable bodies, and a ``2xx`` without
@@ -60,6 +62,7 @@ from ucwa_async._core.errors import (
     TransportError,
     UcwaError,
     UnsafeHrefError,
+    refuses_every_application,
 )
 from ucwa_async._core.pacing import PollPacer
 from ucwa_async._core.responses import classify
@@ -410,7 +413,7 @@ class ChannelState:
         if status == 401:
             self._attempt += 1
             return Reauthenticate(error)
-        if status in (404, 410):
+        if status in (404, 410) and not refuses_every_application(error):
             self._attempt += 1
             return RecreateApplication(error)
         if status == 409:

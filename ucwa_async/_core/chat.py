@@ -2,7 +2,8 @@
 
 Built from the reference samples (ReceiveAnIM.md, SendAnIM.md, message_ref.md,
 participant_ref.md, messagingInvitation_ref.md): a message carries its body as a
-``plainMessage`` or ``htmlMessage`` link whose href is a ``data:`` URI; its sender is
+``plainMessage`` or ``htmlMessage`` link whose href is a ``data:`` URI (or, as the
+Properties tables list them, a property of that name); its sender is
 its ``participant`` link; its time is ``timeStamp`` (``/Date(ms)/`` in JSON samples,
 ISO 8601 in XML samples). An incoming invitation embeds its caller as ``from`` and its
 first message as a ``message`` link.
@@ -134,9 +135,17 @@ def participant_from(resource: Resource) -> Participant:
 
 
 def _body(resource: Resource, rel: str) -> str | None:
+    """A body from the ``rel`` link (the samples' form) or, without one, from the property
+    of that name (the Properties tables of message_ref.md and messagingInvitation_ref.md
+    list ``plainMessage``, ``htmlMessage`` and ``message``): its text, or a ``data:`` URI."""
     href = resource.link(rel)
     if href is None:
-        return None
+        value = resource.properties.get(rel)
+        if not isinstance(value, str) or not value:  # "If populated"
+            return None
+        if value[:5].lower() != "data:":
+            return value
+        href = value
     try:
         return message_text(href)
     except DecodeError:

@@ -13,6 +13,7 @@ incoming invitations, as a list of effects the IO shell acts on:
 - its ``completed`` / ``deleted`` -> :class:`InvitationEnded` (Success: accepted;
   otherwise the caller withdrew it, or the accept failed);
 - per conversation: state, subject, remote participants (added / updated / deleted),
+  our own participant (``localParticipant`` deleted: we are out of it),
   the messaging and phoneAudio links, incoming messages (exactly once, in order, see
   ``MessageLog``), and how it ended (:class:`ConversationEndReason`).
 
@@ -63,7 +64,8 @@ class ConversationEndReason(enum.StrEnum):
     REMOTE_LEFT = "remote_left"
     """Every remote participant left."""
     DISCONNECTED = "disconnected"
-    """The server says the conversation (or its only modality) is disconnected."""
+    """The server says the conversation (or its only modality) is disconnected, or that
+    the user is no longer in it (its ``localParticipant`` deleted)."""
     DELETED = "deleted"
     """The server deleted the conversation."""
     APPLICATION_LOST = "application_lost"
@@ -722,6 +724,11 @@ class ConversationBook:
                 effects.append(Fetch(state.key, rel, event.link.href))  # link-only
         elif rel == "localParticipant":
             state.local_participant = self.key(event.link.href)
+            collection = event.in_link.rel if event.in_link is not None else None
+            if kind == "deleted" and collection in (None, "participants", "conversation"):
+                # localParticipant_ref.md, Deleted: "the user has left a conversation"
+                # (not a typingParticipants change): it is over for us.
+                state.end(ConversationEndReason.DISCONNECTED)
         elif rel == _REMOTE_PARTICIPANT:
             effects.extend(self._participant(state, event))
         elif rel == "message":

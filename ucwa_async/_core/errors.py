@@ -99,6 +99,7 @@ __all__ = [
     "UnsafeHrefError",
     "UnsupportedModalityError",
     "error_class_for",
+    "refuses_every_application",
 ]
 
 
@@ -476,3 +477,23 @@ def error_class_for(status: int, code: str | None, subcode: str | None) -> type[
         if by_subcode is not None:
             return by_subcode
     return _BY_STATUS.get(status, ResponseError)
+
+
+# ApplicationDashboard.md, Application lifetime: "410 Gone | TooManyApplications" and
+# "410 Gone | UserAgentNotAllowed" refuse the user or the client, not this application;
+# "display an error message to the user including the UCWA 2.0 error subcode, and then
+# wait for the user to explicitly restart the client". A new application is refused alike.
+_REFUSING_EVERY_APPLICATION = frozenset({"toomanyapplications", "useragentnotallowed"})
+
+
+def refuses_every_application(error: UcwaError) -> bool:
+    """True if ``error`` says no application can be had (re-creating one cannot help).
+
+    The name is matched as the subcode (the reference's form) or as the code.
+    """
+    if not isinstance(error, ResponseError):
+        return False
+    return any(
+        (name or "").strip().lower() in _REFUSING_EVERY_APPLICATION
+        for name in (error.subcode, error.code)
+    )

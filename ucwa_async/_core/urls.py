@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import urllib.parse
 from collections.abc import Callable
 
 from yarl import URL
@@ -298,6 +299,9 @@ def same_origin(a: str, b: str) -> bool:
 def with_query(url: str, /, **params: str | int | float) -> str:
     """``url`` with ``params`` added or replaced; every other parameter kept as is.
 
+    The server's query text is kept verbatim (Hypermedia.md: server-added query
+    parameters are preserved "without changing their values"): only a parameter of the
+    same name as one of ``params`` is taken out; ``params`` go at the end, encoded.
     ``ack`` is the server's cursor: it is never changed, and setting it is refused.
     """
     if _ACK in params:
@@ -306,10 +310,22 @@ def with_query(url: str, /, **params: str | int | float) -> str:
         if isinstance(value, bool):
             # yarl refuses bools anyway; say which parameter was wrong.
             raise TypeError(f"query parameter {name!r} must be str, int or float, not bool")
-    if _plain_absolute(url) and all(type(v) is str or type(v) is int for v in params.values()):
-        # No query yet and nothing to escape (a sendMessage URL and its operationId, on
-        # every message): what yarl would build, without yarl (~10 us).
-        query = "&".join(f"{name}={value}" for name, value in params.items())
-        if _PLAIN_QUERY(query) is not None:
-            return f"{url}?{query}"
-    return str(URL(url).update_query(params))
+    ours = None
+    if all(type(v) is str or type(v) is int for v in params.values()):
+        # Nothing to escape (timeout on the events URL, operationId on every sendMessage
+        # URL): what yarl would build, without yarl.
+        ours = "&".join(f"{name}={value}" for name, value in params.items())
+        if _PLAIN_QUERY(ours) is None:
+            ours = None
+    if ours is None:
+        ours = URL.build(query=params).raw_query_string
+    head, hash_mark, fragment = url.partition("#")
+    path, _, query = head.partition("?")
+    if query:
+        pieces = query.split("&")
+        kept = [p for p in pieces if urllib.parse.unquote(p.partition("=")[0]) not in params]
+        if len(kept) != len(pieces):
+            query = "&".join(kept)
+        if query and not query.endswith("&"):
+            query += "&"
+    return f"{path}?{query}{ours}{hash_mark}{fragment}"
