@@ -503,3 +503,29 @@ def test_make_converter_builds_independent_converters() -> None:
     }
     inv = conv.structure(source, MessagingInvitation)
     assert inv == MessagingInvitation(rel="messagingInvitation", thread_id="t", properties={})
+
+
+def test_a_conversation_logs_creation_time_is_one_instant_in_both_wires() -> None:
+    # conversationLog_ref.md: JSON "\/Date(1474932024587)\/", XML ISO 8601 (the samples
+    # name the same instant to the second, 2016-09-26T23:20:24Z).
+    import datetime
+
+    from ucwa_async._core.models import ConversationLog, parse_resource
+    from ucwa_async._core.wire import decode
+
+    json_body = b'{"rel": "conversationLog", "creationTime": "\\/Date(1474932024587)\\/"}'
+    xml_body = (
+        b'<resource xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa" rel="conversationLog">'
+        b'<property name="creationTime">2016-09-26T16:20:24.6066543-07:00</property></resource>'
+    )
+    from_json = parse_resource(decode(json_body, "application/json"))
+    from_xml = parse_resource(decode(xml_body, "application/vnd.microsoft.com.ucwa+xml"))
+    assert isinstance(from_json, ConversationLog)
+    assert isinstance(from_xml, ConversationLog)
+    assert from_json.creation_time != from_xml.creation_time  # as each wire wrote it
+    instant = datetime.datetime(2016, 9, 26, 23, 20, 24, tzinfo=datetime.UTC)
+    for log in (from_json, from_xml):
+        assert log.created_at is not None
+        assert abs(log.created_at - instant) < datetime.timedelta(seconds=1)
+    assert ConversationLog().created_at is None
+    assert ConversationLog(creation_time="yesterday").created_at is None

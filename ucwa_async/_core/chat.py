@@ -12,11 +12,11 @@ first message as a ``message`` link.
 from __future__ import annotations
 
 import datetime
-import re
 from typing import Literal
 
 import attrs
 
+from ucwa_async._core.dates import parse_time_stamp
 from ucwa_async._core.errors import DecodeError
 from ucwa_async._core.models import Link, Resource
 from ucwa_async._core.wire import parse_data_uri
@@ -37,8 +37,6 @@ INVITATION_KINDS: dict[str, Literal["messaging", "phoneAudio"]] = {
     "messagingInvitation": "messaging",
     "phoneAudioInvitation": "phoneAudio",
 }
-_MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 @attrs.frozen
@@ -95,25 +93,6 @@ def message_text(uri: str) -> str:
         head, sep, payload = uri.partition(",")
         uri = head + sep + payload.replace("+", "%20")
     return parse_data_uri(uri)[1]
-
-
-def parse_time_stamp(value: object) -> datetime.datetime | None:
-    """``/Date(1383784870271)/`` (JSON samples) or ISO 8601 (XML samples) -> aware UTC
-    datetime; anything else -> None (a time stamp is informative, never fatal)."""
-    if not isinstance(value, str):
-        return None
-    text = value.replace("\\/", "/").strip()
-    match = _MS_DATE.match(text)
-    try:
-        if match is not None:
-            seconds = int(match.group(1)) / 1000
-            return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
-        parsed = datetime.datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.astimezone(datetime.UTC)
 
 
 def link_of(resource: Resource, rel: str) -> Link | None:

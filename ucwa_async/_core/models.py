@@ -14,6 +14,7 @@ kept exactly as given (resolution is ``_core.urls``'s job).
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import attrs
 
 from ucwa_async._core.converter import _opt_str, make_builder, slot_init, slot_setters
+from ucwa_async._core.dates import parse_time_stamp
 from ucwa_async._core.errors import DecodeError
 from ucwa_async._core.wire import LazyItems, RejectedEvent
 
@@ -167,6 +169,12 @@ class ConversationLog(Resource):
     thread_id: str | None = None
     total_recipients_count: int | None = None
     type: str | None = None
+
+    @property
+    def created_at(self) -> datetime.datetime | None:
+        """``creation_time`` as an aware UTC datetime, whichever wire wrote it (JSON's
+        ``/Date(ms)/`` or XML's ISO 8601); None when absent or unreadable."""
+        return parse_time_stamp(self.creation_time)
 
 
 @attrs.frozen
