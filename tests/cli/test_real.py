@@ -48,6 +48,10 @@ async def test_logs_lists_the_logs(ucwa_simulator: UcwaSimulator, wire: str) -> 
     assert [int(i) for i, _ in rows] == [0, 1, 2, 3]
     # Absolute, as the library gives them (and as invitation hrefs are).
     assert all(href.startswith(f"{ucwa_simulator.base_url}/ucwa/oauth/v1/") for _, href in rows)
+    # The created column reads the same in both wires (JSON writes /Date(ms)/, XML ISO).
+    created = re.findall(r"^\s+\d+\s+(\S+)\s", result.stdout, re.M)
+    assert len(created) == 4
+    assert all(re.fullmatch(r"2015-03-\d\dT\d\d:14:07\+00:00", c) for c in created), created
     assert ucwa_simulator.password not in result.output
     no_leaks(result.stderr)
 

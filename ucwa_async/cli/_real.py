@@ -85,8 +85,10 @@ async def _logs(session: ucwa_async.Session, limit: int, *, as_json: bool = Fals
         return EXIT_OK
     print(f"{'#':>3}  {'created':<28}  {'status':<7}  {'subject':<30}  href")
     for index, log in enumerate(logs):
+        # The same instant reads the same in both wires (JSON writes /Date(ms)/).
+        created = log.created_at.isoformat(timespec="seconds") if log.created_at else None
         say(
-            f"{index:>3}  {log.creation_time or '-':<28}  {log.status or '-':<7}  "
+            f"{index:>3}  {created or log.creation_time or '-':<28}  {log.status or '-':<7}  "
             f"{log.subject or '-':<30}  {log.href}",
             style="bold" if (log.status or "").lower() == "unread" else None,
         )

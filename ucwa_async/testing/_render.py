@@ -6,6 +6,7 @@ wire the request's ``Accept`` asked for. One place decides each format's shape.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -108,7 +109,10 @@ def resource_json(res: Res) -> dict[str, Any]:
             _add_link(embedded, child.key or child.rel, resource_json(child))
         out["_embedded"] = embedded
     for name, value in res.props.items():
-        if value is not None:
+        if isinstance(value, datetime.datetime):
+            # PayloadFormat.md: JSON dates in the ASP.NET AJAX form, XML's in ISO 8601.
+            out[name] = f"/Date({round(value.timestamp() * 1000)})/"
+        elif value is not None:
             out[name] = list(value) if isinstance(value, tuple) else value
     return out
 

@@ -7,6 +7,7 @@ per-request cost does not grow with the number of applications or invitations.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import random
 import secrets
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class ConversationLog:
     id: str
     subject: str
     thread_id: str
-    creation_time: str
+    creation_time: datetime.datetime  # rendered per wire (see testing._render)
     direction: str
     modalities: tuple[str, ...]
     preview: str
@@ -125,7 +126,9 @@ class World:
             id=f"cl{n:04d}",
             subject=rng.choice(_SUBJECTS),
             thread_id=f"AdK{rng.getrandbits(64):016x}==",
-            creation_time=f"2015-03-{(n % 28) + 1:02d}T{rng.randint(8, 18):02d}:14:07.5170000Z",
+            creation_time=datetime.datetime(
+                2015, 3, (n % 28) + 1, rng.randint(8, 18), 14, 7, 517000, tzinfo=datetime.UTC
+            ),
             direction=rng.choice(("Outgoing", "Incoming")),
             modalities=("Messaging",) if n % 2 else ("Messaging", "PhoneAudio"),
             preview=f"Message {n} of the past conversation",

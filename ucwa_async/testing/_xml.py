@@ -8,6 +8,7 @@ exact about the output); reading uses xmltodict with entities disabled.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -128,4 +129,6 @@ def _scalar(value: Any) -> str:
         return "True"
     if value is False:
         return "False"
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()  # PayloadFormat.md: dates in XML are ISO 8601
     return str(value)
