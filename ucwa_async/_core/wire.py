@@ -120,6 +120,8 @@ _TEXT_PROPERTIES: frozenset[str] = frozenset(
         "displayName",
         "previewMessage",
         "message",
+        "plainMessage",  # message bodies, read from these properties too (chat._body)
+        "htmlMessage",
         "title",
         "company",
         "department",
