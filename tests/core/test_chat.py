@@ -8,6 +8,7 @@ import pytest
 
 from ucwa_async._core import wire
 from ucwa_async._core.chat import (
+    Message,
     Participant,
     invitation_view,
     message_from,
@@ -268,3 +269,26 @@ def test_a_body_property_that_reads_as_a_boolean_is_text_in_both_wires(typed: st
         message = message_from(parse_resource(decoded))
         assert message is not None
         assert (message.text, message.html) == (typed, typed)
+
+
+# A body property holds the text itself or (as the samples' links) a data: URI; text that
+# only starts with "data:" is what a person typed, not a URI (RFC 2397: no white space
+# before the comma), and was dropped (no comma) or cut (one).
+@pytest.mark.parametrize(
+    "typed", ["Data: see attached", "data: the figures, as promised", "data:", "DATA:  ok"]
+)
+def test_a_body_property_starting_with_data_colon_is_text(typed: str) -> None:
+    for body in ("plainMessage", "htmlMessage"):
+        message = message_from(parse_resource({"rel": "message", body: typed}))
+        assert message is not None
+        assert message.text == typed
+    links = dict(INCOMING_INVITATION_LINKS)
+    del links["message"]
+    view = invitation_view(
+        parse_resource(dict(INCOMING_INVITATION, _links=links, message=typed)), "https://h/inv"
+    )
+    assert view is not None
+    assert view.message == typed
+    # a data: URI property still reads as the link would
+    uri = parse_resource({"rel": "message", "plainMessage": "data:text/plain,Hi%20Tosh"})
+    assert message_from(uri) == Message(text="Hi Tosh")
