@@ -559,6 +559,16 @@ class RejectedEvent:
     def __repr__(self) -> str:
         return f"RejectedEvent({self.why!r})"
 
+    # A value in a decoded document, compared as the dicts around it are (two decodes of
+    # one body are equal: the fast path is checked against the fold so).
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not RejectedEvent:
+            return NotImplemented
+        return self.why == other.why
+
+    def __hash__(self) -> int:
+        return hash(self.why)
+
 
 def _reason_from_attrs(attrs: dict[str, str]) -> dict[str, Any]:
     return {k: attrs[k] for k in ("code", "subcode", "message") if k in attrs}
