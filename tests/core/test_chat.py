@@ -8,6 +8,7 @@ import pytest
 
 from ucwa_async._core import wire
 from ucwa_async._core.chat import (
+    Message,
     Participant,
     invitation_view,
     message_from,
@@ -228,3 +229,66 @@ def test_invitation_view_first_message_as_a_property() -> None:
     view = invitation_view(parse_resource(both), "https://h/inv")
     assert view is not None
     assert view.message == "Hi Tosh\r\n"
+
+
+XML = "application/vnd.microsoft.com.ucwa+xml"
+
+
+# A body property is what a person typed: "True" is a message, as the JSON wire gives it
+# ("plainMessage": "True"), not a boolean (which message_from would drop as bodiless).
+@pytest.mark.parametrize("typed", ["True", "false"])
+def test_a_body_property_that_reads_as_a_boolean_is_text_in_both_wires(typed: str) -> None:
+    as_json = message_from(
+        parse_resource({"rel": "message", "plainMessage": typed, "htmlMessage": typed})
+    )
+    assert as_json is not None
+    assert (as_json.text, as_json.html) == (typed, typed)
+    props = (
+        f'<property name="plainMessage">{typed}</property>'
+        f'<property name="htmlMessage">{typed}</property>'
+    )
+    resource = f'<resource rel="message" href="{C137}/messaging/messages/165">'
+    # A resource (the fold) and a compact event batch (the fast path).
+    as_xml = wire.decode(
+        (resource.replace(">", f' xmlns="{wire.UCWA_NS}">', 1) + props + "</resource>").encode(),
+        XML,
+    )
+    compact = (
+        f'<events href="/e?ack=2" xmlns="{wire.UCWA_NS}">'
+        f'<sender rel="conversation" href="{C137}">'
+        f'<added rel="message" href="{C137}/messaging/messages/165">'
+        f"{resource}{props}</resource></added></sender></events>"
+    ).encode()
+    fast = wire._FastBatch.start(compact)
+    assert fast is not None  # the batch takes the fast path
+    assert fast.run(len(compact))
+    assert fast.done
+    batch = wire.decode(compact, XML)
+    in_event = batch["sender"][0]["events"][0]["_embedded"]["message"]
+    for decoded in (as_xml, in_event):
+        message = message_from(parse_resource(decoded))
+        assert message is not None
+        assert (message.text, message.html) == (typed, typed)
+
+
+# A body property holds the text itself or (as the samples' links) a data: URI; text that
+# only starts with "data:" is what a person typed, not a URI (RFC 2397: no white space
+# before the comma), and was dropped (no comma) or cut (one).
+@pytest.mark.parametrize(
+    "typed", ["Data: see attached", "data: the figures, as promised", "data:", "DATA:  ok"]
+)
+def test_a_body_property_starting_with_data_colon_is_text(typed: str) -> None:
+    for body in ("plainMessage", "htmlMessage"):
+        message = message_from(parse_resource({"rel": "message", body: typed}))
+        assert message is not None
+        assert message.text == typed
+    links = dict(INCOMING_INVITATION_LINKS)
+    del links["message"]
+    view = invitation_view(
+        parse_resource(dict(INCOMING_INVITATION, _links=links, message=typed)), "https://h/inv"
+    )
+    assert view is not None
+    assert view.message == typed
+    # a data: URI property still reads as the link would
+    uri = parse_resource({"rel": "message", "plainMessage": "data:text/plain,Hi%20Tosh"})
+    assert message_from(uri) == Message(text="Hi Tosh")

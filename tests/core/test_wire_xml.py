@@ -708,3 +708,32 @@ def test_two_malformed_elements_of_one_event_reject_it_once() -> None:
     batch = parse_event_batch(dx(_batch_with('<property>a</property><link href="/x"/>')))
     assert [e.operation_id for e in batch.events] == ["op1", "op3"]
     assert batch.rejected == ("malformed XML event: <property> without a name",)
+
+
+def test_a_batch_of_one_malformed_event_is_read_as_in_json() -> None:
+    # A malformed JSON event object counts as a delivered event for the channel (no
+    # pacing, the application's channel proven): an XML one rejected so counts alike.
+    import json
+
+    from ucwa_async._core.models import read_event_batch
+    from ucwa_async._core.wire import complete, decode_steps
+
+    only = (
+        f'<events xmlns="{UCWA_NS}" href="/ev?ack=1"><link rel="next" href="/ev?ack=2"/>'
+        '<sender rel="communication" href="/comm"><started rel="messagingInvitation" '
+        'href="/inv/1"><resource rel="messagingInvitation" href="/inv/1">'
+        "<property>no name</property></resource></started></sender></events>"
+    )
+    as_xml = read_event_batch(dx(only))
+    event = {"type": "started", "link": {"rel": "messagingInvitation", "href": "/inv/1"}}
+    event["_embedded"] = {"messagingInvitation": {"_links": 5}}
+    body = {"_links": {"next": {"href": "/ev?ack=2"}}, "sender": [{"events": [event]}]}
+    for lazy in (True, False):
+        decoded = complete(
+            decode_steps(json.dumps(body).encode(), "application/json", lazy_events=lazy)
+        )
+        as_json = read_event_batch(decoded)
+        assert as_json.may_hold_events
+        assert as_xml.may_hold_events == as_json.may_hold_events
+    assert as_xml.read_all().rejected_count == 1
+    assert not as_xml.may_hold_events  # taken

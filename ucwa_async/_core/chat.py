@@ -12,6 +12,7 @@ first message as a ``message`` link.
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Literal
 
 import attrs
@@ -37,6 +38,8 @@ INVITATION_KINDS: dict[str, Literal["messaging", "phoneAudio"]] = {
     "messagingInvitation": "messaging",
     "phoneAudioInvitation": "phoneAudio",
 }
+# A data: URI up to its comma (RFC 2397: media type and parameters, no white space).
+_DATA_URI_HEAD = re.compile(r"data:[^\s,]*,", re.IGNORECASE).match
 
 
 @attrs.frozen
@@ -122,8 +125,8 @@ def _body(resource: Resource, rel: str) -> str | None:
         value = resource.properties.get(rel)
         if not isinstance(value, str) or not value:  # "If populated"
             return None
-        if value[:5].lower() != "data:":
-            return value
+        if _DATA_URI_HEAD(value) is None:
+            return value  # the text itself, even one a person began with "data:"
         href = value
     try:
         return message_text(href)

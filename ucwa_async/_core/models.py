@@ -549,13 +549,17 @@ class EventReader:
     @property
     def may_hold_events(self) -> bool:
         """Whether an event object remains to be taken (without parsing it: a malformed
-        one counts). False for a batch of nothing but non-objects and malformed senders.
+        one counts, an XML event rejected for a malformed element as the JSON object it
+        would be). False for a batch of nothing but non-objects and malformed senders.
         (The decoders make dicts: ``dict in map(type, ...)`` runs in C.)"""
         for sender in self._senders[self._sender :]:
             if isinstance(sender, str):
                 continue
             events = sender[1]
-            if events.objects if type(events) is LazyItems else dict in map(type, events):
+            if type(events) is LazyItems:
+                if events.objects:
+                    return True
+            elif dict in map(type, events) or RejectedEvent in map(type, events):
                 return True
         return False
 

@@ -120,6 +120,8 @@ _TEXT_PROPERTIES: frozenset[str] = frozenset(
         "displayName",
         "previewMessage",
         "message",
+        "plainMessage",  # message bodies, read from these properties too (chat._body)
+        "htmlMessage",
         "title",
         "company",
         "department",
@@ -556,6 +558,16 @@ class RejectedEvent:
 
     def __repr__(self) -> str:
         return f"RejectedEvent({self.why!r})"
+
+    # A value in a decoded document, compared as the dicts around it are (two decodes of
+    # one body are equal: the fast path is checked against the fold so).
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not RejectedEvent:
+            return NotImplemented
+        return self.why == other.why
+
+    def __hash__(self) -> int:
+        return hash(self.why)
 
 
 def _reason_from_attrs(attrs: dict[str, str]) -> dict[str, Any]:
