@@ -113,6 +113,9 @@ class ConversationTable:
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
         self._queued: set[tuple[str, str]] = set()  # (kind, href) in the queue
+        # GETs queued or under way, by conversation key, and who waits for none to be left.
+        self._reads: collections.Counter[str] = collections.Counter()
+        self._reads_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._fetchers = 0
         self._closed = False
 
@@ -220,6 +223,12 @@ class ConversationTable:
         self.inbox.end()
         self._fetch_queue.clear()
         self._queued.clear()
+        self._reads.clear()
+        for waiters in self._reads_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._reads_waiters.clear()
         for conversation in self._draining.values():
             conversation._abandon()
         self._draining.clear()
@@ -297,13 +306,19 @@ class ConversationTable:
                     reason=invitation.withdraw_reason,
                     href=invitation.href,
                 ) from exc
+            limit = timeout or self._invitation_timeout
             try:
-                async with asyncio.timeout(timeout or self._invitation_timeout):
+                async with asyncio.timeout(limit):
                     accepted = await asyncio.shield(waiter)
             except TimeoutError:
                 raise InvitationTimeoutError(
                     "the accepted invitation did not connect in time", href=invitation.href
                 ) from None
+            if accepted:
+                # The events before the invitation's completed one (the conversation and
+                # its messaging Connected, ReceiveAnIM step 15) may be link-only, their
+                # GETs still under way: the Conversation returned is the connected one.
+                await conversation._settle(limit)
         except BaseException:
             invitation._answered = None  # not accepted: a later accept() may try again
             raise
@@ -475,8 +490,10 @@ class ConversationTable:
             dropped = self._fetch_queue.popleft()
             self._queued.discard((dropped.kind, dropped.href))
             self._act(self.book.fetched(dropped, None))
+            self._read_done(dropped.key)
         self._fetch_queue.append(fetch)
         self._queued.add((fetch.kind, fetch.href))
+        self._reads[fetch.key] += 1
         while self._fetchers < min(_FETCHERS, len(self._fetch_queue)):
             self._fetchers += 1
             self._spawn(self._fetcher())
@@ -491,6 +508,7 @@ class ConversationTable:
                     # A link-only started of an invitation of ours (its 201 came
                     # meanwhile): the operations table has it, nothing is incoming.
                     self._act(self.book.fetched(fetch, None))
+                    self._read_done(fetch.key)
                     continue
                 try:
                     url = self._app.resolve(fetch.href)
@@ -503,6 +521,27 @@ class ConversationTable:
                     log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
                 except Exception:  # a bug must not leave a message's place held forever
                     log.exception("reading %s %s failed", fetch.kind, fetch.href)
-                self._act(self.book.fetched(fetch, resource))
+                try:
+                    self._act(self.book.fetched(fetch, resource))
+                finally:
+                    self._read_done(fetch.key)
         finally:
             self._fetchers -= 1
+
+    def _read_done(self, key: str) -> None:
+        self._reads[key] -= 1
+        if self._reads[key] <= 0:
+            del self._reads[key]
+            for waiter in self._reads_waiters.pop(key, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    async def reads_landed(self, key: str, timeout: float | None) -> None:
+        """Return once no GET of the conversation ``key`` is queued or under way, or after
+        ``timeout`` (default: the invitation timeout) whatever is left."""
+        if self._reads.get(key, 0) > 0:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._reads_waiters.setdefault(key, []).append(waiter)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout or self._invitation_timeout):
+                    await waiter
