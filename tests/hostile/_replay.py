@@ -199,7 +199,9 @@ class Replay:
             self._batches.put_nowait(batch)
 
     def _strip(self, batch: dict[str, Any]) -> dict[str, Any]:
-        origin = self.server.origin
+        def absolute(href: str) -> str:
+            return href if href.startswith("http") else self.server.origin + href
+
         senders = []
         for sender in batch.get("sender", []):
             events = []
@@ -210,11 +212,11 @@ class Replay:
                     continue
                 for resource in event.pop("_embedded", {}).values():
                     self.route("GET", event["link"]["href"], (200, resource, {}))
-                event["link"] = {**event["link"], "href": origin + event["link"]["href"]}
+                event["link"] = {**event["link"], "href": absolute(event["link"]["href"])}
                 if "in" in event:
-                    event["in"] = {**event["in"], "href": origin + event["in"]["href"]}
+                    event["in"] = {**event["in"], "href": absolute(event["in"]["href"])}
                 events.append(event)
-            senders.append({**sender, "href": origin + sender["href"], "events": events})
+            senders.append({**sender, "href": absolute(sender["href"]), "events": events})
         return {**batch, "sender": senders}
 
     def sent(self, method: str, path: str) -> list[Request]:

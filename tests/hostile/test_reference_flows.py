@@ -222,6 +222,13 @@ def _incoming_message(n: int, data: str, ms: int) -> dict[str, Any]:
     }
 
 
+def _started_message(origin: str, n: int) -> dict[str, Any]:
+    return {
+        "link": {"rel": "message", "href": f"{origin}{CONV}/messaging/messages/{n}"},
+        "type": "started",
+    }
+
+
 STEP7 = _batch(
     (
         "me",
@@ -495,6 +502,16 @@ async def test_receive_an_im(server: HostileServer, wire: str, link_only: bool |
             assert [(p.uri, p.name) for p in conversation.participants] == [
                 ("sip:lenea@contoso.com", "Lene Aaling")
             ]
+            three = _incoming_message(
+                3, "data:text/plain;charset=utf-8,How+are+you%3f", 1383784875000
+            )
+            five = _incoming_message(
+                5, "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a", 1383784876000
+            )
+            for n, event in ((3, three), (5, five)):
+                replay.route(
+                    "GET", f"{CONV}/messaging/messages/{n}", ok(event["_embedded"]["message"])
+                )
             async with conversation.messages() as messages:
                 replay.release(
                     _batch(
@@ -502,12 +519,12 @@ async def test_receive_an_im(server: HostileServer, wire: str, link_only: bool |
                             "conversation",
                             CONV,
                             [
-                                _incoming_message(
-                                    3, "data:text/plain;charset=utf-8,How+are+you%3f", 1383784875000
-                                ),
-                                _incoming_message(
-                                    5, "data:text/plain;charset=utf-8,Hi+Tosh%0d%0a", 1383784876000
-                                ),
+                                # message_ref.md, Started: "Delivered when a message is
+                                # started for an incoming instant message" (link-only,
+                                # absolute), then completed as in ReceiveAnIM step 16.
+                                *(_started_message(server.origin, n) for n in (3, 5)),
+                                three,
+                                five,
                             ],
                         )
                     )
@@ -565,7 +582,7 @@ async def test_receive_an_im(server: HostileServer, wire: str, link_only: bool |
                         ),
                     )
                 )
-                rest = [m async for m in messages]
+                rest = [m async for m in messages]  # neither 3 nor 5 again
             reason = await conversation.wait_ended()
         assert rest == []
         print("REASON", reason)
@@ -831,8 +848,30 @@ async def test_send_an_im(server: HostileServer, wire: str, link_only: bool | st
 
     replay.route("POST", SC + "/messagingInvitations", start)
     sent_href = SCONV + "/messaging/messages/2"
+    failed_href = SCONV + "/messaging/messages/4"
+    undelivered = {"code": "Forbidden", "subcode": "Unavailable", "message": "Lene is offline."}
 
     def send_message(request: Any) -> Any:
+        if request.body.decode() != "What's up?":
+            # Step 12's event, failed: status Failure and a reason (EventChannelDetails.md:
+            # "a 'reason' block that describes the details of the change").
+            replay.release(
+                _batch(
+                    (
+                        "conversation",
+                        SCONV,
+                        [
+                            {
+                                "link": {"rel": "message", "href": failed_href},
+                                "status": "Failure",
+                                "reason": undelivered,
+                                "type": "completed",
+                            }
+                        ],
+                    )
+                )
+            )
+            return created(failed_href)
         replay.release(
             _batch(
                 (
@@ -891,6 +930,15 @@ async def test_send_an_im(server: HostileServer, wire: str, link_only: bool | st
                 replay.release(_batch(("conversation", SCONV, [reply])))
                 got = await anext(messages)
                 assert (got.text, got.direction) == ("Not much", "Incoming")
+                lost = await conversation.send("Still there?")
+                with pytest.raises(ucwa_async.MessageFailedError) as failure:
+                    await lost
+                assert failure.value.reason is not None
+                assert (failure.value.reason.code, failure.value.reason.subcode) == (
+                    "Forbidden",
+                    "Unavailable",
+                )
+                assert failure.value.reason.message == "Lene is offline."
                 await conversation.leave()
                 assert [m async for m in messages] == []
             assert await conversation.wait_ended() == ucwa_async.ConversationEndReason.LEFT
@@ -903,10 +951,11 @@ async def test_send_an_im(server: HostileServer, wire: str, link_only: bool | st
     assert fields["subject"] == "Task Sample"
     assert fields["importance"] == "Normal"
     assert fields["operationId"]
-    (posted,) = replay.sent("POST", SCONV + "/messaging/messages")
-    assert posted.content_type is not None
-    assert posted.content_type.split(";")[0] == "text/plain"
-    assert posted.body.decode() == "What's up?"
+    posted = replay.sent("POST", SCONV + "/messaging/messages")
+    assert [p.body.decode() for p in posted] == ["What's up?", "Still there?"]
+    for one in posted:
+        assert one.content_type is not None
+        assert one.content_type.split(";")[0] == "text/plain"
     (stop,) = replay.sent("POST", SCONV + "/messaging/terminate")
     assert stop.body == b""
     assert replay.sent("POST", SA + "/me/makeMeAvailable") == []
