@@ -534,6 +534,7 @@ async def test_receive_an_im(server: HostileServer, wire: str, link_only: bool |
                 assert first.href == server.origin + CONV + "/messaging/messages/3"
                 assert first.sender is not None
                 assert first.sender.uri == "sip:lenea@contoso.com"
+                assert first.sender.name == "Lene Aaling"
                 assert first.time is not None
                 assert first.time.year == 2013
                 # Said again later, the same words are a new message.
@@ -1165,4 +1166,95 @@ async def test_continue_a_conversation_log(server: HostileServer, wire: str) -> 
         operation_ids[597],
     ]
     assert len(set(operation_ids.values())) == 3
+    assert replay.unexpected == []
+
+
+# -- an incoming invitation as messagingInvitation_ref.md writes it -------------------------
+
+R = "/ucwa/v1/applications/192"
+R_INV = R + "/communication/invitations/602"
+R_CALLER = R + "/communication/conversations/137/participants/831"
+
+
+async def test_incoming_invitation_of_the_resource_page(server: HostileServer, wire: str) -> None:
+    """messagingInvitation_ref.md: the Started event is link-only with an absolute href; a
+    GET gives the invitation with its caller as a ``from`` link (no embedded participant)
+    and its first message base64-encoded; participant_ref.md's resource names the caller.
+    The invitation reaches ``incoming()`` with its sender and text; decline_ref.md's POST."""
+    replay = Replay(server, wire, R, _application(R, COMMUNICATION))
+    replay.install()
+    replay.route("POST", R + "/me/makeMeAvailable", no_content())
+    replay.route("DELETE", R, no_content())
+    hello = base64.b64encode(b"Hello Tosh").decode()
+    replay.route(
+        "GET",
+        R_INV,
+        ok(
+            {
+                "rel": "messagingInvitation",
+                "direction": "Incoming",
+                "importance": "Normal",
+                "state": "Connecting",
+                "subject": "Strategy for next quarter",
+                "threadId": "292e0aaef36c426a97757f43dda19d06",
+                "to": "sip:john@contoso.com",
+                "_links": {
+                    "self": {"href": R_INV},
+                    "message": {"href": "data:text/plain;base64," + hello},
+                    "from": {"href": R_CALLER},
+                    "accept": {"href": R_INV + "/accept"},
+                    "conversation": {"href": R + "/communication/conversations/137"},
+                    "decline": {"href": R_INV + "/decline"},
+                    "messaging": {"href": R + "/communication/conversations/137/messaging"},
+                    "to": {"href": R + "/people/107"},
+                },
+            }
+        ),
+    )
+    replay.route(
+        "GET",
+        R_CALLER,
+        ok(
+            {
+                "rel": "participant",
+                "anonymous": False,
+                "name": "Joe Smith",
+                "sourceNetwork": "SameEnterprise",
+                "uri": "sip:john@contoso.com",
+                "_links": {
+                    "self": {"href": R_CALLER},
+                    "contact": {"href": R + "/people/282"},
+                    "conversation": {"href": R + "/communication/conversations/137"},
+                },
+            }
+        ),
+    )
+    replay.route("POST", R_INV + "/decline", no_content())
+    replay.release(
+        _batch(
+            (
+                "communication",
+                server.origin + R + "/communication",
+                [
+                    {
+                        "link": {"rel": "messagingInvitation", "href": server.origin + R_INV},
+                        "type": "started",
+                    }
+                ],
+            )
+        )
+    )
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        assert invite.kind == "messaging"
+        assert invite.href == server.origin + R_INV
+        assert invite.sender.uri == "sip:john@contoso.com"
+        assert invite.sender.name == "Joe Smith"
+        assert invite.subject == "Strategy for next quarter"
+        assert invite.message == "Hello Tosh"
+        await invite.decline()
+    (declined,) = replay.sent("POST", R_INV + "/decline")
+    assert _body(declined, wire) == {"reason": "Local"}
+    assert replay.sent("POST", R_INV + "/accept") == []
     assert replay.unexpected == []
