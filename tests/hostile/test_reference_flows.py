@@ -421,10 +421,48 @@ STEP16 = _batch(
 )
 
 
+_LENE_LEFT = {
+    "link": {"rel": "participant", "href": LENE, "title": "Lene Aaling"},
+    "type": "deleted",
+}
+_MESSAGING_DISCONNECTED = {
+    "link": {"rel": "messaging", "href": CONV + "/messaging"},
+    "_embedded": {
+        "messaging": {
+            "state": "Disconnected",
+            "_links": {"self": {"href": CONV + "/messaging"}, "conversation": {"href": CONV}},
+            "rel": "messaging",
+        }
+    },
+    "type": "updated",
+}
+_CONVERSATION_DELETED = {"link": {"rel": "conversation", "href": CONV}, "type": "deleted"}
+# How the remote side ends it: all three events (participant left, messaging
+# Disconnected, conversation deleted), or one of them alone.
+ENDINGS = {
+    "all": _batch(
+        ("conversation", CONV, [_LENE_LEFT, _MESSAGING_DISCONNECTED]),
+        ("communication", C, [_CONVERSATION_DELETED]),
+    ),
+    "participant-deleted": _batch(("conversation", CONV, [_LENE_LEFT])),
+    "messaging-disconnected": _batch(("conversation", CONV, [_MESSAGING_DISCONNECTED])),
+    "conversation-deleted": _batch(("communication", C, [_CONVERSATION_DELETED])),
+}
+ENDED_BY = {
+    "all": ucwa_async.ConversationEndReason.REMOTE_LEFT,
+    "participant-deleted": ucwa_async.ConversationEndReason.REMOTE_LEFT,
+    "messaging-disconnected": ucwa_async.ConversationEndReason.DISCONNECTED,
+    "conversation-deleted": ucwa_async.ConversationEndReason.DELETED,
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
 @pytest.mark.parametrize(
     "link_only", [False, True, "mixed"], ids=["embedded", "link-only", "operations-embedded"]
 )
-async def test_receive_an_im(server: HostileServer, wire: str, link_only: bool | str) -> None:
+async def test_receive_an_im(
+    server: HostileServer, wire: str, link_only: bool | str, ending: str
+) -> None:
     """ReceiveAnIM.md, steps 1-16, then a second message from Lene, our reply (sendMessage,
     delivered as SendAnIM.md step 12 reports it) and Lene leaving. ``link-only``: the same
     events as the ``*_ref.md`` pages write them (messagingInvitation_ref, message_ref:
@@ -546,51 +584,13 @@ async def test_receive_an_im(server: HostileServer, wire: str, link_only: bool |
                 sent = await conversation.send("Fine, thanks")
                 await sent
 
-                replay.release(
-                    _batch(
-                        (
-                            "conversation",
-                            CONV,
-                            [
-                                {
-                                    "link": {
-                                        "rel": "participant",
-                                        "href": LENE,
-                                        "title": "Lene Aaling",
-                                    },
-                                    "type": "deleted",
-                                },
-                                {
-                                    "link": {"rel": "messaging", "href": CONV + "/messaging"},
-                                    "_embedded": {
-                                        "messaging": {
-                                            "state": "Disconnected",
-                                            "_links": {
-                                                "self": {"href": CONV + "/messaging"},
-                                                "conversation": {"href": CONV},
-                                            },
-                                            "rel": "messaging",
-                                        }
-                                    },
-                                    "type": "updated",
-                                },
-                            ],
-                        ),
-                        (
-                            "communication",
-                            C,
-                            [{"link": {"rel": "conversation", "href": CONV}, "type": "deleted"}],
-                        ),
-                    )
-                )
+                replay.release(ENDINGS[ending])
                 rest = [m async for m in messages]  # neither 3 nor 5 again
             reason = await conversation.wait_ended()
         assert rest == []
-        print("REASON", reason)
-        assert reason in (
-            ucwa_async.ConversationEndReason.REMOTE_LEFT,
-            ucwa_async.ConversationEndReason.DISCONNECTED,
-        )
+        assert reason == ENDED_BY[ending]
+        with pytest.raises(ucwa_async.ConversationEndedError):
+            await conversation.send("too late")
 
     # What the client sent.
     mma = replay.sent("POST", A + "/me/makeMeAvailable")
