@@ -820,10 +820,13 @@ def _s_step6(operation_id: str) -> dict[str, Any]:
     )
 
 
+@pytest.mark.parametrize("send_answer", ["location", "body"])
 @pytest.mark.parametrize(
     "link_only", [False, True, "mixed"], ids=["embedded", "link-only", "operations-embedded"]
 )
-async def test_send_an_im(server: HostileServer, wire: str, link_only: bool | str) -> None:
+async def test_send_an_im(
+    server: HostileServer, wire: str, link_only: bool | str, send_answer: str
+) -> None:
     """SendAnIM.md steps 1-14: startMessaging, the invitation's events, sendMessage and its
     delivery, a reply from Lene (ReceiveAnIM.md step 16's shape), and stopMessaging."""
     replay = Replay(
@@ -872,7 +875,7 @@ async def test_send_an_im(server: HostileServer, wire: str, link_only: bool | st
                     )
                 )
             )
-            return created(failed_href)
+            return sent_answer(request, failed_href)
         replay.release(
             _batch(
                 (
@@ -899,7 +902,26 @@ async def test_send_an_im(server: HostileServer, wire: str, link_only: bool | st
                 )
             )
         )
-        return created(sent_href)
+        return sent_answer(request, sent_href)
+
+    def sent_answer(request: Any, href: str) -> Any:
+        if send_answer == "location":
+            return created(href)
+        # sendMessage_ref.md, "Response body: message": the message (message_ref.md's
+        # resource, its operationId the query's) in the 201, without a Location.
+        operation_id = urllib.parse.parse_qs(request.path_qs.partition("?")[2])["operationId"]
+        return (
+            201,
+            {
+                "rel": "message",
+                "direction": "Outgoing",
+                "operationId": operation_id[0],
+                "status": "Pending",
+                "timeStamp": "/Date(1364327898968)/",
+                "_links": {"self": {"href": href}, "messaging": {"href": SCONV + "/messaging"}},
+            },
+            {},
+        )
 
     replay.route("POST", SCONV + "/messaging/messages", send_message)
     replay.route("POST", SCONV + "/messaging/terminate", no_content())  # steps 13-14
