@@ -990,6 +990,7 @@ async def test_send_an_im(
 V = "/ucwa/v1/applications/833"  # the seeds' application (//v1/applications/833)
 LOGS = V + "/communication/conversationLogs"
 LOG = LOGS + "/conversationLog"
+CONV137 = V + "/communication/conversations/137"
 
 
 def _log() -> dict[str, Any]:
@@ -1136,6 +1137,48 @@ async def test_continue_a_conversation_log(server: HostileServer, wire: str) -> 
     replay.route("POST", LOG + "/continuePhoneAudio", phone)
     replay.route(
         "GET",
+        CONV137 + "/messaging",
+        ok(
+            {
+                "rel": "messaging",
+                "negotiatedMessageFormats": ["Plain", "Html"],
+                "state": "Connected",
+                "_links": {
+                    "self": {"href": CONV137 + "/messaging"},
+                    "addMessaging": {"href": CONV137 + "/messaging/addMessaging"},
+                    "conversation": {"href": CONV137},
+                    "sendMessage": {"href": CONV137 + "/messaging/sendMessage"},
+                    "setIsTyping": {"href": CONV137 + "/messaging/setIsTyping"},
+                    "stopMessaging": {"href": CONV137 + "/messaging/stopMessaging"},
+                    "typingParticipants": {"href": CONV137 + "/participants/typingParticipants"},
+                },
+            }
+        ),
+    )
+
+    def send_message(request: Any) -> Any:
+        href = CONV137 + "/messaging/messages/1"
+        replay.release(
+            _batch(
+                (
+                    "conversation",
+                    origin + CONV137,
+                    [
+                        {
+                            "link": {"rel": "message", "href": origin + href},
+                            "status": "Success",
+                            "type": "completed",
+                        }
+                    ],
+                )
+            )
+        )
+        return created(href)
+
+    replay.route("POST", CONV137 + "/messaging/sendMessage", send_message)
+    replay.route("POST", CONV137 + "/messaging/stopMessaging", no_content())
+    replay.route(
+        "GET",
         V + "/communication/invitations/596",
         get_invitation(596, "phoneAudioInvitation", "Connected"),
     )
@@ -1156,6 +1199,14 @@ async def test_continue_a_conversation_log(server: HostileServer, wire: str) -> 
             assert im.href == origin + V + "/communication/invitations/700"
             done = await im
             assert done.state == "Connected"
+            # Keep talking in the continued conversation (messaging_ref.md's links).
+            conversation = await im.conversation()
+            assert conversation.href == origin + CONV137
+            sent = await conversation.send("Are you there?")
+            assert sent.href == origin + CONV137 + "/messaging/messages/1"
+            await sent
+            await conversation.leave()
+            assert await conversation.wait_ended() == ucwa_async.ConversationEndReason.LEFT
 
             call = await session.continue_phone_audio(log, "tel:+14255551234")
             assert call.href == origin + V + "/communication/invitations/596"
@@ -1188,6 +1239,8 @@ async def test_continue_a_conversation_log(server: HostileServer, wire: str) -> 
         operation_ids[597],
     ]
     assert len(set(operation_ids.values())) == 3
+    (stop,) = replay.sent("POST", CONV137 + "/messaging/stopMessaging")
+    assert stop.body == b""
     assert replay.unexpected == []
 
 
