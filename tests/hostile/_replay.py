@@ -88,8 +88,10 @@ def _link(rel: str, link: dict[str, Any], tag: str = "link") -> str:
 
 
 def xml_resource(rel: str, obj: dict[str, Any], top: bool = False) -> str:
+    """``rel`` is the name it is embedded under (messagingInvitation_ref.md's XML:
+    ``<resource rel="from" ...>`` holding ``<property name="rel">participant</property>``)."""
     links: dict[str, Any] = obj.get("_links", {})
-    attrs = f" rel={quoteattr(obj.get('rel', rel))}"
+    attrs = f" rel={quoteattr(rel)}"
     if "self" in links:
         attrs += f" href={quoteattr(links['self']['href'])}"
     if top:
@@ -110,7 +112,7 @@ def xml_resource(rel: str, obj: dict[str, Any], top: bool = False) -> str:
             parts.append(f"<propertyList name={quoteattr(name)}>{items}</propertyList>")
         else:
             parts.append(f"<property name={quoteattr(name)}>{escape(_value(value))}</property>")
-    if "rel" not in obj:
+    if "rel" not in obj:  # the reference's XML always repeats it as a property
         parts.append(f"<property name='rel'>{escape(rel)}</property>")
     for name, value in obj.get("_embedded", {}).items():
         for one in value if isinstance(value, list) else [value]:

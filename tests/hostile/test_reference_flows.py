@@ -595,9 +595,14 @@ async def test_receive_an_im(
     # What the client sent.
     mma = replay.sent("POST", A + "/me/makeMeAvailable")
     assert len(mma) == 1
-    assert "Messaging" in str(_body(mma[0], wire))
+    # ReceiveAnIM.md step 1: {"SupportedModalities": ["Messaging"]} (names are not
+    # case-sensitive there: makeMeAvailable_ref.md writes supportedModalities).
+    fields = {k.lower(): v for k, v in _body(mma[0], wire).items()}
+    assert fields["supportedmodalities"] == ["Messaging"]
     assert [r.body for r in replay.sent("POST", INV + "/accept")] == [b""]
     (posted,) = replay.sent("POST", CONV + "/messaging/messages")
+    # sendMessage_ref.md: operationId, a query parameter.
+    assert urllib.parse.parse_qs(posted.path_qs.partition("?")[2])["operationId"][0]
     assert posted.content_type is not None
     assert posted.content_type.split(";")[0] == "text/plain"
     assert posted.body.decode() == "Fine, thanks"
