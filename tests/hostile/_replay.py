@@ -184,6 +184,8 @@ class Replay:
     link_only: bool = False
     """Serve every event without its embedded resource and with absolute hrefs (the event
     samples of the ``*_ref.md`` pages), the resource then being what a GET of it answers."""
+    delays: dict[str, float] = field(default_factory=dict)
+    """Seconds to hold the answer to a request on a path (a slow read)."""
     keep_embedded: frozenset[str] = frozenset()
     """With ``link_only``, the event links whose resource stays embedded (OperationResource.md:
     the events of an operation embed it, while other resources' events may be link-only)."""
@@ -260,6 +262,8 @@ class Replay:
             self.unexpected.append(req)
             return self._answer(404, {"code": "NotFound", "subcode": "ResourceNotFound"}, {})
         status, body, headers = route(req)
+        if request.path in self.delays:
+            await asyncio.sleep(self.delays[request.path])
         return self._answer(status, body, headers)
 
     async def _pget(self, request: web.Request) -> web.StreamResponse:

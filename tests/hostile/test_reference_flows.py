@@ -550,6 +550,8 @@ async def test_receive_an_im(
                 replay.route(
                     "GET", f"{CONV}/messaging/messages/{n}", ok(event["_embedded"]["message"])
                 )
+            # The first message's GET is the slow one: the second still comes second.
+            replay.delays[CONV + "/messaging/messages/3"] = 0.3
             async with conversation.messages() as messages:
                 replay.release(
                     _batch(
