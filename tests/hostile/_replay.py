@@ -9,8 +9,8 @@ bodies are the reference's; in XML the same bodies are written as PayloadFormat.
 EventChannelDetails.md: ``<events href>``, ``<sender rel href>``, one element per event named
 by its type with the event's link as its ``rel``/``href``/``title``). No reference sample
 shows an XML ``in`` link, ``status`` or ``reason`` of an event: they are written as the
-child elements ``<in rel href title/>``, ``<status>`` and ``<reason>`` (the reason's XML
-form is reason_ref.md's).
+child elements ``<in rel href title/>``, ``<status>`` (or a ``status`` attribute) and
+``<reason>`` (the reason's XML form is ErrorsAndInformationalMessages.md's).
 
 It is independent of ``ucwa_async``: nothing here imports the package under test.
 """
@@ -121,7 +121,7 @@ def xml_resource(rel: str, obj: dict[str, Any], top: bool = False) -> str:
     return "".join(parts)
 
 
-def xml_events(batch: dict[str, Any]) -> str:
+def xml_events(batch: dict[str, Any], status_attribute: bool = False) -> str:
     links = batch["_links"]
     parts = [f'<events href={quoteattr(links["self"]["href"])} xmlns="{NS}">']
     for name, link in links.items():
@@ -132,13 +132,15 @@ def xml_events(batch: dict[str, Any]) -> str:
         for event in sender["events"]:
             link = event["link"]
             title = f" title={quoteattr(link['title'])}" if "title" in link else ""
+            if status_attribute and "status" in event:
+                title += f" status={quoteattr(event['status'])}"
             parts.append(
                 f"<{event['type']} rel={quoteattr(link['rel'])} "
                 f"href={quoteattr(link['href'])}{title}>"
             )
             if "in" in event:
                 parts.append(_link(event["in"]["rel"], event["in"], tag="in"))
-            if "status" in event:
+            if "status" in event and not status_attribute:
                 parts.append(f"<status>{escape(event['status'])}</status>")
             if "reason" in event:
                 parts.append(xml_reason(event["reason"], top=False))
@@ -156,9 +158,9 @@ def xml_reason(reason: dict[str, Any], top: bool = True) -> str:
     return f"<reason{ns}>{inner}</reason>"
 
 
-def xml_document(body: dict[str, Any]) -> str:
+def xml_document(body: dict[str, Any], status_attribute: bool = False) -> str:
     if "sender" in body or ("_links" in body and "next" in body["_links"]):
-        text = xml_events(body)
+        text = xml_events(body, status_attribute)
     elif "code" in body and "_links" not in body:
         text = xml_reason(body)
     else:
@@ -184,6 +186,8 @@ class Replay:
     link_only: bool = False
     """Serve every event without its embedded resource and with absolute hrefs (the event
     samples of the ``*_ref.md`` pages), the resource then being what a GET of it answers."""
+    xml_status_attribute: bool = False
+    """XML: an event's status as an attribute of its element, not a child element."""
     delays: dict[str, float] = field(default_factory=dict)
     """Seconds to hold the answer to a request on a path (a slow read)."""
     keep_embedded: frozenset[str] = frozenset()
@@ -234,7 +238,7 @@ class Replay:
         if self.wire == "xml":
             return web.Response(
                 status=status,
-                body=xml_document(body).encode(),
+                body=xml_document(body, self.xml_status_attribute).encode(),
                 headers={**headers, "Content-Type": XML + "; charset=utf-8"},
             )
         return web.Response(

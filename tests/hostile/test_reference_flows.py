@@ -1085,12 +1085,16 @@ def _invitation_resource(rel: str, n: int, operation_id: str, state: str) -> dic
     return body
 
 
-async def test_continue_a_conversation_log(server: HostileServer, wire: str) -> None:
+@pytest.mark.parametrize("embedded", [False, True], ids=["link-only", "embedded"])
+async def test_continue_a_conversation_log(
+    server: HostileServer, wire: str, embedded: bool
+) -> None:
     """The seeds: list the logs, continue one by IM and by phone (both Connected, from
     link-only events and a GET), and a phone call that fails with the server's reason."""
     replay = Replay(
         server, wire, V, _application(V, {"conversationLogs": "/communication/conversationLogs"})
     )
+    replay.xml_status_attribute = embedded  # both XML forms of an event's status
     replay.install()
     replay.route("POST", V + "/me/makeMeAvailable", no_content())
     replay.route("DELETE", V, no_content())
@@ -1110,12 +1114,15 @@ async def test_continue_a_conversation_log(server: HostileServer, wire: str) -> 
 
     def answer(n: int, rel: str, outcome: dict[str, Any]) -> Any:
         def post(request: Any) -> Any:
-            operation_ids[n] = _body(request, wire)["operationId"]
-            replay.release(
-                _link_only(origin, rel, n, "started"),
-                _link_only(origin, rel, n, "updated"),
-                _link_only(origin, rel, n, "completed", **outcome),
-            )
+            operation_ids[n] = operation_id = _body(request, wire)["operationId"]
+            final = "Connected" if outcome["status"] == "Success" else "Failed"
+            steps = (("started", "Connecting"), ("updated", "Connecting"), ("completed", final))
+            for kind, state in steps:
+                extra = dict(outcome) if kind == "completed" else {}
+                if embedded:  # OperationResource.md: the event embeds the operation
+                    resource = _invitation_resource(rel, n, operation_id, state)
+                    extra["_embedded"] = {rel: resource}
+                replay.release(_link_only(origin, rel, n, kind, **extra))
             return created(f"//v1/applications/833/communication/invitations/{n}")
 
         return post
