@@ -932,6 +932,7 @@ async def test_send_an_im(
 
     replay.route("POST", SCONV + "/messaging/messages", send_message)
     replay.route("POST", SCONV + "/messaging/terminate", no_content())  # steps 13-14
+    replay.route("POST", SCONV + "/messaging/typing", no_content())
 
     async with _session(server, wire, available_for=()) as session:
         async with asyncio.timeout(10):
@@ -946,6 +947,7 @@ async def test_send_an_im(
             assert conversation.subject == "Task Sample"
             assert conversation.state == "Connected"
             assert [p.uri for p in conversation.participants] == ["sip:lenea@contoso.com"]
+            await conversation.set_typing()  # setIsTyping_ref.md: POST, no body
             async with conversation.messages() as messages:
                 sent = await conversation.send("What's up?")
                 assert sent.href == server.origin + sent_href
@@ -986,6 +988,8 @@ async def test_send_an_im(
     for one in posted:
         assert one.content_type is not None
         assert one.content_type.split(";")[0] == "text/plain"
+    (typing,) = replay.sent("POST", SCONV + "/messaging/typing")
+    assert typing.body == b""
     (stop,) = replay.sent("POST", SCONV + "/messaging/terminate")
     assert stop.body == b""
     assert replay.sent("POST", SA + "/me/makeMeAvailable") == []
