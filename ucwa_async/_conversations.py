@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
@@ -113,9 +114,12 @@ class ConversationTable:
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
         self._queued: set[tuple[str, str]] = set()  # (kind, href) in the queue
-        # GETs queued or under way, by conversation key, and who waits for none to be left.
-        self._reads: collections.Counter[str] = collections.Counter()
-        self._reads_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # GETs queued or under way (by number, in order), by conversation key; and who
+        # waits for those up to a number to have landed.
+        self._read_numbers = itertools.count()
+        self._fetch_numbers: collections.deque[int] = collections.deque()  # by _fetch_queue
+        self._reads: dict[str, set[int]] = {}
+        self._reads_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._fetchers = 0
         self._closed = False
 
@@ -223,9 +227,10 @@ class ConversationTable:
         self.inbox.end()
         self._fetch_queue.clear()
         self._queued.clear()
+        self._fetch_numbers.clear()
         self._reads.clear()
         for waiters in self._reads_waiters.values():
-            for waiter in waiters:
+            for _, waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
         self._reads_waiters.clear()
@@ -488,12 +493,15 @@ class ConversationTable:
             return  # already to be read: one GET says the latest
         if len(self._fetch_queue) >= _MAX_FETCH_QUEUE:
             dropped = self._fetch_queue.popleft()
+            number = self._fetch_numbers.popleft()
             self._queued.discard((dropped.kind, dropped.href))
             self._act(self.book.fetched(dropped, None))
-            self._read_done(dropped.key)
+            self._read_done(dropped.key, number)
         self._fetch_queue.append(fetch)
+        number = next(self._read_numbers)
+        self._fetch_numbers.append(number)
+        self._reads.setdefault(fetch.key, set()).add(number)
         self._queued.add((fetch.kind, fetch.href))
-        self._reads[fetch.key] += 1
         while self._fetchers < min(_FETCHERS, len(self._fetch_queue)):
             self._fetchers += 1
             self._spawn(self._fetcher())
@@ -502,13 +510,14 @@ class ConversationTable:
         try:
             while self._fetch_queue:
                 fetch = self._fetch_queue.popleft()
+                number = self._fetch_numbers.popleft()
                 self._queued.discard((fetch.kind, fetch.href))
                 resource: Resource | None = None
                 if fetch.kind in INVITATION_KINDS and self._owns_invitation(fetch.href):
                     # A link-only started of an invitation of ours (its 201 came
                     # meanwhile): the operations table has it, nothing is incoming.
                     self._act(self.book.fetched(fetch, None))
-                    self._read_done(fetch.key)
+                    self._read_done(fetch.key, number)
                     continue
                 try:
                     url = self._app.resolve(fetch.href)
@@ -524,24 +533,42 @@ class ConversationTable:
                 try:
                     self._act(self.book.fetched(fetch, resource))
                 finally:
-                    self._read_done(fetch.key)
+                    self._read_done(fetch.key, number)
         finally:
             self._fetchers -= 1
 
-    def _read_done(self, key: str) -> None:
-        self._reads[key] -= 1
-        if self._reads[key] <= 0:
+    def _read_done(self, key: str, number: int) -> None:
+        numbers = self._reads.get(key)
+        if numbers is None:
+            return
+        numbers.discard(number)
+        oldest = min(numbers, default=None)
+        if not numbers:
             del self._reads[key]
-            for waiter in self._reads_waiters.pop(key, ()):
+        waiters = self._reads_waiters.get(key)
+        if not waiters:
+            return
+        left = []
+        for upto, waiter in waiters:
+            if oldest is None or oldest > upto:
                 if not waiter.done():
                     waiter.set_result(None)
+            elif not waiter.done():
+                left.append((upto, waiter))
+        if left:
+            self._reads_waiters[key] = left
+        else:
+            del self._reads_waiters[key]
 
     async def reads_landed(self, key: str, timeout: float | None) -> None:
-        """Return once no GET of the conversation ``key`` is queued or under way, or after
-        ``timeout`` (default: the invitation timeout) whatever is left."""
-        if self._reads.get(key, 0) > 0:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._reads_waiters.setdefault(key, []).append(waiter)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout or self._invitation_timeout):
-                    await waiter
+        """Return once the GETs of the conversation ``key`` queued or under way now have
+        landed (not those queued later), or after ``timeout`` (default: the invitation
+        timeout) whatever is left."""
+        numbers = self._reads.get(key)
+        if not numbers:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads_waiters.setdefault(key, []).append((max(numbers), waiter))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout or self._invitation_timeout):
+                await waiter

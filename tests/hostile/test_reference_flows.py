@@ -1351,3 +1351,35 @@ async def test_incoming_invitation_of_the_resource_page(server: HostileServer, w
     assert _body(declined, wire) == {"reason": "Local"}
     assert replay.sent("POST", R_INV + "/accept") == []
     assert replay.unexpected == []
+
+
+async def test_accept_waits_for_earlier_reads_only(server: HostileServer, wire: str) -> None:
+    """ReceiveAnIM step 15 link-only, its conversation GET slow: accept() returns the
+    Connected conversation once that GET landed, not after the (slower) GET of a message
+    announced in a later batch."""
+    replay = Replay(server, wire, A, _application(A, COMMUNICATION), link_only=True)
+    replay.install()
+    replay.route("POST", A + "/me/makeMeAvailable", no_content())
+    replay.route("DELETE", A, no_content())
+    later = _incoming_message(9, "data:text/plain;charset=utf-8,later", 1383784890000)
+    replay.route("GET", CONV + "/messaging/messages/9", ok(later["_embedded"]["message"]))
+    replay.delays[CONV] = 0.3
+    replay.delays[CONV + "/messaging/messages/9"] = 2.0
+
+    def accept(request: Any) -> Any:
+        replay.release(STEP15, _batch(("conversation", CONV, [_started_message("", 9)])))
+        return no_content()
+
+    replay.route("POST", INV + "/accept", accept)
+    replay.release(STEP8, STEP9, STEP10)
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        conversation = await invite.accept()
+        took = loop.time() - started
+        assert conversation.state == "Connected"
+        assert took < 1.5, took
+        async with conversation.messages() as messages:
+            assert (await anext(messages)).text == "later"
