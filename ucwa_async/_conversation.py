@@ -128,6 +128,11 @@ class Conversation:
 
     # -- used by the session only -------------------------------------------------
 
+    async def _settle(self, timeout: float | None = None) -> None:
+        """Wait (bounded) for the GETs of this conversation's link-only events still under
+        way: an invitation's completed event may come after them in the batch."""
+        await self._table.reads_landed(self._state.key, timeout)
+
     def _raise_if_unusable(self) -> None:
         self._table.ensure_usable()
 

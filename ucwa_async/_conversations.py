@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
@@ -113,6 +114,12 @@ class ConversationTable:
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
         self._queued: set[tuple[str, str]] = set()  # (kind, href) in the queue
+        # GETs queued or under way (by number, in order), by conversation key; and who
+        # waits for those up to a number to have landed.
+        self._read_numbers = itertools.count()
+        self._fetch_numbers: collections.deque[int] = collections.deque()  # by _fetch_queue
+        self._reads: dict[str, set[int]] = {}
+        self._reads_waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self._fetchers = 0
         self._closed = False
 
@@ -220,6 +227,13 @@ class ConversationTable:
         self.inbox.end()
         self._fetch_queue.clear()
         self._queued.clear()
+        self._fetch_numbers.clear()
+        self._reads.clear()
+        for waiters in self._reads_waiters.values():
+            for _, waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        self._reads_waiters.clear()
         for conversation in self._draining.values():
             conversation._abandon()
         self._draining.clear()
@@ -297,13 +311,19 @@ class ConversationTable:
                     reason=invitation.withdraw_reason,
                     href=invitation.href,
                 ) from exc
+            limit = timeout or self._invitation_timeout
             try:
-                async with asyncio.timeout(timeout or self._invitation_timeout):
+                async with asyncio.timeout(limit):
                     accepted = await asyncio.shield(waiter)
             except TimeoutError:
                 raise InvitationTimeoutError(
                     "the accepted invitation did not connect in time", href=invitation.href
                 ) from None
+            if accepted:
+                # The events before the invitation's completed one (the conversation and
+                # its messaging Connected, ReceiveAnIM step 15) may be link-only, their
+                # GETs still under way: the Conversation returned is the connected one.
+                await conversation._settle(limit)
         except BaseException:
             invitation._answered = None  # not accepted: a later accept() may try again
             raise
@@ -473,9 +493,14 @@ class ConversationTable:
             return  # already to be read: one GET says the latest
         if len(self._fetch_queue) >= _MAX_FETCH_QUEUE:
             dropped = self._fetch_queue.popleft()
+            number = self._fetch_numbers.popleft()
             self._queued.discard((dropped.kind, dropped.href))
             self._act(self.book.fetched(dropped, None))
+            self._read_done(dropped.key, number)
         self._fetch_queue.append(fetch)
+        number = next(self._read_numbers)
+        self._fetch_numbers.append(number)
+        self._reads.setdefault(fetch.key, set()).add(number)
         self._queued.add((fetch.kind, fetch.href))
         while self._fetchers < min(_FETCHERS, len(self._fetch_queue)):
             self._fetchers += 1
@@ -485,12 +510,14 @@ class ConversationTable:
         try:
             while self._fetch_queue:
                 fetch = self._fetch_queue.popleft()
+                number = self._fetch_numbers.popleft()
                 self._queued.discard((fetch.kind, fetch.href))
                 resource: Resource | None = None
                 if fetch.kind in INVITATION_KINDS and self._owns_invitation(fetch.href):
                     # A link-only started of an invitation of ours (its 201 came
                     # meanwhile): the operations table has it, nothing is incoming.
                     self._act(self.book.fetched(fetch, None))
+                    self._read_done(fetch.key, number)
                     continue
                 try:
                     url = self._app.resolve(fetch.href)
@@ -503,6 +530,45 @@ class ConversationTable:
                     log.info("could not read %s %s: %s", fetch.kind, fetch.href, exc)
                 except Exception:  # a bug must not leave a message's place held forever
                     log.exception("reading %s %s failed", fetch.kind, fetch.href)
-                self._act(self.book.fetched(fetch, resource))
+                try:
+                    self._act(self.book.fetched(fetch, resource))
+                finally:
+                    self._read_done(fetch.key, number)
         finally:
             self._fetchers -= 1
+
+    def _read_done(self, key: str, number: int) -> None:
+        numbers = self._reads.get(key)
+        if numbers is None:
+            return
+        numbers.discard(number)
+        oldest = min(numbers, default=None)
+        if not numbers:
+            del self._reads[key]
+        waiters = self._reads_waiters.get(key)
+        if not waiters:
+            return
+        left = []
+        for upto, waiter in waiters:
+            if oldest is None or oldest > upto:
+                if not waiter.done():
+                    waiter.set_result(None)
+            elif not waiter.done():
+                left.append((upto, waiter))
+        if left:
+            self._reads_waiters[key] = left
+        else:
+            del self._reads_waiters[key]
+
+    async def reads_landed(self, key: str, timeout: float | None) -> None:
+        """Return once the GETs of the conversation ``key`` queued or under way now have
+        landed (not those queued later), or after ``timeout`` (default: the invitation
+        timeout) whatever is left."""
+        numbers = self._reads.get(key)
+        if not numbers:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._reads_waiters.setdefault(key, []).append((max(numbers), waiter))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout or self._invitation_timeout):
+                await waiter

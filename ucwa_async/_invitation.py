@@ -135,7 +135,11 @@ class Invitation(OutcomeFuture[T]):
         factory = self._conversation_factory
         if factory is None:
             raise UcwaError("this invitation is not attached to a session's conversations")
-        return factory(self, resource)
+        conversation = factory(self, resource)
+        # Its conversation's Connected may have come link-only just before the completed
+        # event (SendAnIM step 6), its GET still under way.
+        await conversation._settle(timeout)
+        return conversation
 
     # -- used by the session only ----------------------------------------------------
 

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ucwa_async._application import Application
+from ucwa_async._core import wire as _wire
 from ucwa_async._core.correlate import (
     Correlator,
     Failed,
@@ -34,7 +35,7 @@ from ucwa_async._core.errors import (
     SessionClosedError,
     UcwaError,
 )
-from ucwa_async._core.models import Event, Resource
+from ucwa_async._core.models import Event, Resource, parse_resource
 from ucwa_async._core.urls import with_query
 from ucwa_async._http import HttpResponse
 from ucwa_async._outcome import OutcomeFuture
@@ -188,6 +189,8 @@ class SentMessages:
             message._timer = loop.call_later(timeout, self._expire, operation_id)
         href = self._app.safe_resolve(response.location)
         if href is None:
+            href = self._app.safe_resolve(_answered_self(response, operation_id))
+        if href is None:
             log.info("sendMessage answered %d without a usable Location", response.status)
             return message
         message.href = href
@@ -333,3 +336,24 @@ def _failure_text(reason: Any) -> str:
     text = "/".join(parts) or "failure"
     detail = getattr(reason, "message", None)
     return f"message not delivered: {text}" + (f": {detail}" if detail else "")
+
+
+def _answered_self(response: HttpResponse, operation_id: str) -> str | None:
+    """The ``self`` href of the message a sendMessage POST answered in its body, if any.
+
+    sendMessage_ref.md lists the message as the POST's response body: without a Location,
+    its href is how the outcome event (which need not repeat the operationId, SendAnIM.md
+    step 12) is matched. A body naming another operationId is not ours.
+    """
+    if not response.body or _wire.wire_of(response.content_type) is None:
+        return None
+    try:
+        resource = parse_resource(_wire.decode(response.body, response.content_type))
+    except UcwaError:
+        return None
+    if resource.rel != "message":
+        return None
+    answered = resource.properties.get("operationId")
+    if answered is not None and answered != operation_id:
+        return None
+    return resource.href
