@@ -1364,7 +1364,7 @@ async def test_accept_waits_for_earlier_reads_only(server: HostileServer, wire: 
     later = _incoming_message(9, "data:text/plain;charset=utf-8,later", 1383784890000)
     replay.route("GET", CONV + "/messaging/messages/9", ok(later["_embedded"]["message"]))
     replay.delays[CONV] = 0.3
-    replay.delays[CONV + "/messaging/messages/9"] = 2.5
+    replay.delays[CONV + "/messaging/messages/9"] = 5.0  # far beyond accept's ~0.3 s
 
     def accept(request: Any) -> Any:
         replay.release(STEP15, _batch(("conversation", CONV, [_started_message("", 9)])))
@@ -1373,13 +1373,13 @@ async def test_accept_waits_for_earlier_reads_only(server: HostileServer, wire: 
     replay.route("POST", INV + "/accept", accept)
     replay.release(STEP8, STEP9, STEP10)
     session = _session(server, wire, available_for=("Messaging",))
-    async with session, asyncio.timeout(10), session.incoming() as invitations:
+    async with session, asyncio.timeout(15), session.incoming() as invitations:
         invite = await anext(invitations)
         loop = asyncio.get_running_loop()
         started = loop.time()
         conversation = await invite.accept()
         took = loop.time() - started
         assert conversation.state == "Connected"
-        assert took < 2.0, took
+        assert took < 3.5, took  # loose for a loaded machine; waiting for message 9 is 5 s
         async with conversation.messages() as messages:
             assert (await anext(messages)).text == "later"
