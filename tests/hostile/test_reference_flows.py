@@ -87,15 +87,18 @@ def _batch(*senders: tuple[str, str, list[dict[str, Any]]]) -> dict[str, Any]:
 def _session(server: HostileServer, wire: str, **options: Any) -> ucwa_async.Session:
     from ._server import PASSWORD, USER
 
+    settings: dict[str, Any] = {
+        "invitation_timeout": 5.0,
+        "request_timeout": 3.0,
+        "connect_timeout": 5.0,
+        "keepalive_interval": None,
+    }
+    settings.update(options)
     return ucwa_async.Session(
         server.discovery_url,
         auth=ucwa_async.PasswordAuth(USER, PASSWORD),
         wire_format=wire,  # type: ignore[arg-type]
-        invitation_timeout=5.0,
-        request_timeout=3.0,
-        connect_timeout=5.0,
-        keepalive_interval=None,
-        **options,
+        **settings,
     )
 
 
@@ -1372,7 +1375,7 @@ async def test_accept_waits_for_earlier_reads_only(server: HostileServer, wire: 
 
     replay.route("POST", INV + "/accept", accept)
     replay.release(STEP8, STEP9, STEP10)
-    session = _session(server, wire, available_for=("Messaging",))
+    session = _session(server, wire, available_for=("Messaging",), request_timeout=10.0)
     async with session, asyncio.timeout(15), session.incoming() as invitations:
         invite = await anext(invitations)
         loop = asyncio.get_running_loop()
