@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ucwa_async._answers import answered_self, failure_text
 from ucwa_async._application import Application
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.correlate import (
@@ -73,6 +74,8 @@ if TYPE_CHECKING:
 __all__ = ["OperationTable"]
 
 log = logging.getLogger("ucwa_async.session")
+# The resource a POST may answer in its body (see answered_self).
+_INVITATION_RELS = frozenset({"messagingInvitation", "phoneAudioInvitation"})
 
 _InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
 _TERMINAL_SUCCESS = frozenset({"connected", "success"})
@@ -284,7 +287,7 @@ class OperationTable:
         # An unsafe or malformed Location is treated as none: operationId still correlates.
         href = self._app.safe_resolve(response.location)
         if href is None:
-            href = self._app.safe_resolve(_answered_self(response, operation_id))
+            href = self._app.safe_resolve(answered_self(response, operation_id, _INVITATION_RELS))
         if href is None:
             log.info(
                 "continue POST answered %d without a usable Location; correlating by operationId",
@@ -696,7 +699,7 @@ class OperationTable:
         elif isinstance(resolution, Failed):
             self._fail_invitation(
                 invitation,
-                _failure_text(resolution.reason),
+                failure_text("invitation failed", resolution.reason),
                 reason=resolution.reason,
                 state=_state_of(resolution.event.resource) or "Failed",
             )
@@ -961,15 +964,6 @@ def _state_of(resource: Resource | None) -> str | None:
     return state if isinstance(state, str) else None
 
 
-def _failure_text(reason: Any) -> str:
-    if reason is None:
-        return "invitation failed (the server gave no reason)"
-    parts = [p for p in (getattr(reason, "code", None), getattr(reason, "subcode", None)) if p]
-    text = "/".join(parts) or "failure"
-    message = getattr(reason, "message", None)
-    return f"invitation failed: {text}" + (f": {message}" if message else "")
-
-
 def _synthesise(invitation: Invitation[Any], state: str) -> Resource:
     """A minimal resource for a success we know of but could not read back."""
     return parse_resource(
@@ -980,25 +974,6 @@ def _synthesise(invitation: Invitation[Any], state: str) -> Resource:
             "state": state,
         }
     )
-
-
-def _answered_self(response: HttpResponse, operation_id: str) -> str | None:
-    """The ``self`` href of the invitation a continue POST answered in its body, if any.
-
-    continuePhoneAudio_ref.md lists the invitation as the POST's response body; a body
-    naming another operationId is not ours.
-    """
-    if not response.body or _wire.wire_of(response.content_type) is None:
-        return None
-    try:
-        resource = parse_resource(_wire.decode(response.body, response.content_type))
-    except UcwaError:
-        return None
-    if not isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
-        return None
-    if resource.operation_id is not None and resource.operation_id != operation_id:
-        return None
-    return resource.href
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -18,8 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ucwa_async._answers import answered_self, failure_text
 from ucwa_async._application import Application
-from ucwa_async._core import wire as _wire
 from ucwa_async._core.correlate import (
     Correlator,
     Failed,
@@ -35,7 +35,7 @@ from ucwa_async._core.errors import (
     SessionClosedError,
     UcwaError,
 )
-from ucwa_async._core.models import Event, Resource, parse_resource
+from ucwa_async._core.models import Event, Resource
 from ucwa_async._core.urls import with_query
 from ucwa_async._http import HttpResponse
 from ucwa_async._outcome import OutcomeFuture
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["OutgoingMessage", "SentMessages"]
 
 log = logging.getLogger("ucwa_async.session")
+# The resource a POST may answer in its body (see answered_self).
+_MESSAGE_RELS = frozenset({"message"})
 
 PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
 ReadResource = Callable[[str], Awaitable[Resource | None]]
@@ -189,7 +191,7 @@ class SentMessages:
             message._timer = loop.call_later(timeout, self._expire, operation_id)
         href = self._app.safe_resolve(response.location)
         if href is None:
-            href = self._app.safe_resolve(_answered_self(response, operation_id))
+            href = self._app.safe_resolve(answered_self(response, operation_id, _MESSAGE_RELS))
         if href is None:
             log.info("sendMessage answered %d without a usable Location", response.status)
             return message
@@ -268,7 +270,7 @@ class SentMessages:
         if failed:
             if message._settle(
                 MessageFailedError(
-                    _failure_text(reason),
+                    failure_text("message not delivered", reason),
                     reason=reason,
                     href=message.href,
                     operation_id=message.operation_id,
@@ -327,33 +329,3 @@ class SentMessages:
 def _status_of(event: Any) -> object:
     resource = event.resource
     return resource.properties.get("status") if resource is not None else None
-
-
-def _failure_text(reason: Any) -> str:
-    if reason is None:
-        return "message not delivered (the server gave no reason)"
-    parts = [p for p in (getattr(reason, "code", None), getattr(reason, "subcode", None)) if p]
-    text = "/".join(parts) or "failure"
-    detail = getattr(reason, "message", None)
-    return f"message not delivered: {text}" + (f": {detail}" if detail else "")
-
-
-def _answered_self(response: HttpResponse, operation_id: str) -> str | None:
-    """The ``self`` href of the message a sendMessage POST answered in its body, if any.
-
-    sendMessage_ref.md lists the message as the POST's response body: without a Location,
-    its href is how the outcome event (which need not repeat the operationId, SendAnIM.md
-    step 12) is matched. A body naming another operationId is not ours.
-    """
-    if not response.body or _wire.wire_of(response.content_type) is None:
-        return None
-    try:
-        resource = parse_resource(_wire.decode(response.body, response.content_type))
-    except UcwaError:
-        return None
-    if resource.rel != "message":
-        return None
-    answered = resource.properties.get("operationId")
-    if answered is not None and answered != operation_id:
-        return None
-    return resource.href
