@@ -27,6 +27,7 @@ from ucwa_async._core.errors import (
     ProxyResponseError,
     UcwaError,
     UnexpectedRedirectError,
+    UnsafeHrefError,
 )
 from ucwa_async._core.models import Resource, parse_resource
 from ucwa_async._core.urls import (
@@ -35,6 +36,7 @@ from ucwa_async._core.urls import (
     origin_of,
     resolve_href,
     resolve_href_normal,
+    same_origin,
 )
 from ucwa_async._http import HttpResponse
 from ucwa_async._transport import Transport
@@ -344,6 +346,15 @@ class Application:
         if url is None:  # errors are raised, never memoised
             url = resolve_href(href, base_url=base_url, app_base_path=self.base_path)
             _memo(self._resolved, href, url)
+        return url
+
+    def resolve_own(self, href: str) -> str:
+        """``resolve`` for an href the server named (events, resources) that we follow:
+        on this application's origin only. Elsewhere the token never goes, but a message's
+        text or a decline reason would: refused with ``UnsafeHrefError``."""
+        url = self.resolve(href)
+        if self.url is None or not same_origin(url, self.url):
+            raise UnsafeHrefError(f"not the application's origin: {origin_of(url)}", href=href)
         return url
 
     def safe_resolve(self, href: str | None) -> str | None:

@@ -38,10 +38,10 @@ from ucwa_async._core.errors import (
     NotFoundError,
     SessionClosedError,
     UcwaError,
+    UnsafeHrefError,
     UnsupportedModalityError,
 )
 from ucwa_async._core.models import EventBatch, Resource, parse_resource
-from ucwa_async._core.urls import origin_of, same_origin
 from ucwa_async._http import HttpResponse
 from ucwa_async._incoming import Inbox, IncomingInvitation
 from ucwa_async._outgoing import OutgoingMessage, SentMessages
@@ -294,6 +294,7 @@ class ConversationTable:
         self._check_not_withdrawn(invitation)
         if view.accept_href is None or view.conversation_href is None:
             raise UcwaError("this invitation offers no accept link")
+        accept_url = self._app.resolve_own(view.accept_href)
         conversation = self.conversation_for(view.conversation_href, "messaging")
         conversation._state.skip_text = view.message
         conversation._state.skip_key = None
@@ -302,7 +303,7 @@ class ConversationTable:
         invitation._answered = "accepted"
         try:
             try:
-                await self._post_payload(self._app.resolve(view.accept_href), None, None)
+                await self._post_payload(accept_url, None, None)
             except NotFoundError as exc:
                 # The invitation is gone (withdrawn; its events may still be on their way).
                 invitation.withdrawn = True
@@ -352,9 +353,10 @@ class ConversationTable:
         decline_href = invitation._view.decline_href
         if decline_href is None:
             raise UcwaError("this invitation offers no decline link")
+        decline_url = self._app.resolve_own(decline_href)
         payload, content_type = _wire.encode_input({"reason": "Local"}, self._wire_format)
         try:
-            await self._post_payload(self._app.resolve(decline_href), payload, content_type)
+            await self._post_payload(decline_url, payload, content_type)
         except NotFoundError:
             invitation.withdrawn = True  # gone meanwhile: nothing left to decline
             return
@@ -415,7 +417,7 @@ class ConversationTable:
                     href = await self._read_link(state, rel, modality)
                 if href is not None:
                     with contextlib.suppress(NotFoundError):  # already gone on the server
-                        await self._post_payload(self._app.resolve(href), None, None)
+                        await self._post_payload(self._app.resolve_own(href), None, None)
         finally:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 
@@ -439,7 +441,7 @@ class ConversationTable:
                 raise conversation._ended_error()
             href = state.links.get(rel)
             if href is not None:
-                return self._app.resolve(href)
+                return self._app.resolve_own(href)
             status = state.messaging_state if modality == "messaging" else state.phone_audio_state
             connecting = (status or "").lower() == "connecting"
             remaining = deadline - loop.time()
@@ -461,10 +463,10 @@ class ConversationTable:
         href = state.links.get(modality)
         if href is None:
             return None
-        url = self._app.resolve(href)
-        if self._app.url is None or not same_origin(url, self._app.url):
-            # As for every href an event announced: read on the application's origin only.
-            log.info("not reading %s off the application's origin: %s", modality, origin_of(url))
+        try:
+            url = self._app.resolve_own(href)
+        except UnsafeHrefError as exc:
+            log.info("not reading %s: %s", modality, exc)
             return None
         try:
             resource = parse_resource(await self._transport.get_json(url))
@@ -478,9 +480,7 @@ class ConversationTable:
     async def _read_message(self, href: str) -> Resource | None:
         """A sent message, read for its delivery status (None if it cannot be read)."""
         try:
-            url = self._app.resolve(href)
-            if self._app.url is None or not same_origin(url, self._app.url):
-                raise UcwaError(f"not the application's origin: {origin_of(url)}")
+            url = self._app.resolve_own(href)
             return parse_resource(await self._transport.get_json(url))
         except UcwaError as exc:
             log.info("could not read message %s: %s", href, exc)
@@ -520,9 +520,7 @@ class ConversationTable:
                     self._read_done(fetch.key, number)
                     continue
                 try:
-                    url = self._app.resolve(fetch.href)
-                    if self._app.url is None or not same_origin(url, self._app.url):
-                        raise UcwaError(f"not the application's origin: {origin_of(url)}")
+                    url = self._app.resolve_own(fetch.href)
                     resource = parse_resource(await self._transport.get_json(url))
                 except NotFoundError:
                     self._act(self.book.gone(fetch))  # a conversation: deleted meanwhile

@@ -498,7 +498,7 @@ class OperationTable:
             if cancel_href is None:
                 cancel_href = await self._find_cancel_link(invitation)
             if cancel_href is not None:
-                await self._transport.send("POST", self._app.resolve(cancel_href))
+                await self._transport.send("POST", self._app.resolve_own(cancel_href))
         except asyncio.CancelledError:
             self._cancels.pop(operation_id, None)
             _settle(entry.done, SessionClosedError("the session closed during the cancel"))

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import ucwa_async
+from ucwa_async._application import Application
 from ucwa_async._conversations import ConversationTable
 from ucwa_async._core.models import parse_event_batch
 from ucwa_async._core.urls import normalize, resolve_href
@@ -29,6 +30,8 @@ class FakeApplication:
 
     def safe_resolve(self, href: str | None) -> str | None:
         return self.resolve(href) if href else None
+
+    resolve_own = Application.resolve_own  # the real origin rule, on this url and resolve
 
     def key(self, href: str) -> str:
         return normalize(self.resolve(href))
