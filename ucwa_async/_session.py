@@ -754,7 +754,7 @@ class Session:
         href = await self._application.communication_link(rel)
         if href is None:
             raise UcwaError(f"the application's communication resource has no {rel} link")
-        return self._resolve(href)
+        return self._application.resolve_own(href)
 
     def _start_body(
         self, to: str, subject: str | None, importance: str | None, operation_id: str | None
@@ -843,7 +843,7 @@ class Session:
         href = conversation_log.link(rel)
         if href is None:
             raise UcwaError(f"this conversationLog offers no {rel} link")
-        return self._application.rebase(self._resolve(href))
+        return self._application.rebase(self._application.resolve_own(href))
 
     def _as_log(self, resource: Resource, url: str) -> ConversationLog:
         # The user sees absolute hrefs, as for invitations: the URL the log was read from.

@@ -201,3 +201,29 @@ def _operation_id(request: Any, wire: str) -> str:
     from .test_reference_flows import _body
 
     return str(_body(request, wire)["operationId"])
+
+
+async def test_start_messaging_link_on_another_origin(
+    server: HostileServer, recorder: Recorder, wire: str
+) -> None:
+    """communication's startMessaging (and startPhoneAudio) links elsewhere: the first
+    message's text and the phone number are not POSTed there."""
+    elsewhere = {
+        "startMessaging": recorder.origin + C + "/messagingInvitations",
+        "startPhoneAudio": recorder.origin + C + "/phoneAudioInvitations",
+    }
+    application = _application(A, COMMUNICATION)
+    links = application["_embedded"]["communication"]["_links"]
+    links.update({rel: {"href": href} for rel, href in elsewhere.items()})
+    replay = Replay(server, wire, A, application)
+    replay.install()
+    replay.route("DELETE", A, no_content())
+    session = _session(server, wire, available_for=())
+    async with session, asyncio.timeout(10):
+        with pytest.raises(UnsafeHrefError):
+            await session.start_messaging("sip:lenea@contoso.com", "the secret text")
+        with pytest.raises(UnsafeHrefError):
+            await session.start_phone_audio("sip:lenea@contoso.com", "tel:+14255551234")
+        assert session.pending_invitations == 0
+        assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
+    assert recorder.seen == []
