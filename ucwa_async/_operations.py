@@ -528,7 +528,9 @@ class OperationTable:
         invitation had already ended, and now has that outcome."""
         if invitation.href is None:
             raise UcwaError("cannot cancel: the invitation's href is not known yet")
-        resource = parse_resource(await self._transport.get_json(invitation.href))
+        resource = parse_resource(
+            await self._transport.get_json(self._app.resolve_own(invitation.href))
+        )
         cancel_href = resource.link("cancel")
         if cancel_href is not None:
             return cancel_href
@@ -804,7 +806,7 @@ class OperationTable:
             return  # it ended meanwhile: nothing to re-read
         resource: Resource | None = None
         try:
-            resource = parse_resource(await self._transport.get_json(href))
+            resource = parse_resource(await self._transport.get_json(self._app.resolve_own(href)))
         except NotFoundError:
             resource = None
         except UcwaError as exc:

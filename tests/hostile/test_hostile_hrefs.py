@@ -106,8 +106,9 @@ async def test_hostile_location_and_event_hrefs(
     no_leftover_tasks: Callable[[], None],
 ) -> None:
     """201 Location on another host, then a link-only completed event for it: the session
-    GETs the invitation there without the token. Events with hostile hrefs are dropped
-    and the channel carries on."""
+    does not GET the invitation there (hrefs the server names are followed on the
+    application's origin only); the completed Success stands. Events with hostile hrefs
+    are dropped and the channel carries on."""
     location = recorder.origin + "/ucwa/oauth/v1/applications/1/communication/invitations/9"
     hostile = hostile_hrefs(server, recorder)
     batches: list[dict[str, object]] = []
@@ -145,7 +146,7 @@ async def test_hostile_location_and_event_hrefs(
         assert result.state == "Connected"
         assert invitation.href == location
         assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
-    assert [(s.method, s.url) for s in recorder.seen] == [("GET", location)]
+    assert recorder.seen == []
     assert_token_stays_home(server, recorder)
     no_leftover_tasks()
 
@@ -241,3 +242,26 @@ async def test_failing_log_in_a_listing_raises_a_typed_error(
         assert current is not None
         assert current.cancelling() == 0
     no_leftover_tasks()
+
+
+async def test_cancel_does_not_read_an_invitation_on_another_origin(
+    server: HostileServer,
+    recorder: Recorder,
+    make_session: Callable[..., ucwa_async.Session],
+) -> None:
+    """No event gave the cancel link: cancel() would read the invitation for it, but its
+    201 Location names another origin: refused (UnsafeHrefError), nothing sent there."""
+    location = recorder.origin + APP + "/communication/invitations/9"
+
+    async def continue_(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=201, headers={"Location": location})
+
+    server.hooks["continue"] = continue_
+    async with make_session(invitation_timeout=2.0) as session:
+        invitation = await session.continue_messaging(await session.conversation_log(LOG))
+        assert invitation.href == location
+        assert invitation.cancel()
+        with pytest.raises(UnsafeHrefError):
+            await invitation.cancel_outcome()
+        assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
+    assert recorder.seen == []
