@@ -503,14 +503,14 @@ class Session:
         href = await self._application.communication_link("conversationLogs")
         if href is None:
             raise UcwaError("the application has no conversationLogs link")
-        url = self._resolve(href)
+        url = self._application.resolve_own(href)
         if limit is not None:
             url = with_query(url, limit=str(limit))
         listing = parse_resource(await self._transport.get_json(url), rel="conversationLogs")
         listed = listing.links_for("conversationLog")
         if limit is not None:
             listed = listed[:limit]  # before fetching: a long listing costs no GET beyond limit
-        hrefs = [self._resolve(h) for h in listed]
+        hrefs = [self._application.resolve_own(h) for h in listed]
         embedded = {
             normalize(self._resolve(r.href)): r
             for r in listing.embedded_all("conversationLog")
