@@ -498,7 +498,9 @@ class Session:
     async def conversation_logs(self, limit: int | None = None) -> list[ConversationLog]:
         """List past conversations (most recent first, as the server orders them)."""
         self._ensure_usable()
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
             raise ValueError("limit must be a positive int")
         href = await self._application.communication_link("conversationLogs")
         if href is None:

@@ -1,0 +1,23 @@
+"""Arguments of the public API a demanding asyncio user gets wrong: a typed ValueError /
+TypeError at the call (errors.md: "Invalid arguments ... raise plain ValueError /
+TypeError at the call"), and nothing sent to the server."""
+
+from __future__ import annotations
+
+import pytest
+
+from ucwa_async.testing import UcwaSimulator
+
+from ._support import SessionFactory
+
+
+@pytest.mark.parametrize("limit", [True, False])
+async def test_conversation_logs_refuses_a_bool_limit(
+    simulator: UcwaSimulator, make_session: SessionFactory, limit: bool
+) -> None:
+    # A bool is an int to isinstance: it went out as "?limit=True" (the server's 400).
+    async with make_session(simulator) as session:
+        before = len(simulator.request_log)
+        with pytest.raises(ValueError, match="limit"):
+            await session.conversation_logs(limit=limit)
+        assert len(simulator.request_log) == before
