@@ -787,7 +787,15 @@ class Session:
         channel never waits for a subscriber.
         """
         self._ensure_usable()
-        stream = EventStream(maxsize=maxsize or self._event_queue_size, on_close=self._unsubscribe)
+        if maxsize is not None and (
+            not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1
+        ):
+            # 0 must not silently mean the default bound.
+            raise ValueError(f"maxsize must be a positive int or None, got {maxsize!r}")
+        stream = EventStream(
+            maxsize=self._event_queue_size if maxsize is None else maxsize,
+            on_close=self._unsubscribe,
+        )
         self._streams.append(stream)
         return stream
 

@@ -4,6 +4,8 @@ TypeError at the call"), and nothing sent to the server."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ucwa_async.testing import UcwaSimulator
@@ -21,3 +23,14 @@ async def test_conversation_logs_refuses_a_bool_limit(
         with pytest.raises(ValueError, match="limit"):
             await session.conversation_logs(limit=limit)
         assert len(simulator.request_log) == before
+
+
+@pytest.mark.parametrize("maxsize", [0, 2.5, "3", True, -1])
+async def test_events_refuses_a_bad_maxsize(
+    simulator: UcwaSimulator, make_session: SessionFactory, maxsize: Any
+) -> None:
+    # 0 silently became the default bound; 2.5 was taken; "3" gave an operator TypeError.
+    async with make_session(simulator) as session:
+        with pytest.raises((ValueError, TypeError), match="maxsize"):
+            session.events(maxsize=maxsize)
+        assert session._streams == []
