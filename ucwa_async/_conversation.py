@@ -95,6 +95,10 @@ class Conversation:
         cancelled during the POST, the message may still reach the server, untracked."""
         if not isinstance(text, str):
             raise TypeError("text must be a str")
+        if timeout is not None and not _positive(timeout):
+            # Before the POST: 0 meant the default, a negative one expired at once, a str
+            # raised after the message had gone out.
+            raise ValueError(f"timeout must be a positive number or None, got {timeout!r}")
         return await self._table.send(self, text, html=html, timeout=timeout)
 
     def messages(self) -> MessageStream:
@@ -171,6 +175,10 @@ class Conversation:
         return ConversationEndedError(
             f"the conversation is over ({reason.value})", reason=reason.value, href=self.href
         )
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 class MessageStream(ClosingStream):

@@ -34,3 +34,20 @@ async def test_events_refuses_a_bad_maxsize(
         with pytest.raises((ValueError, TypeError), match="maxsize"):
             session.events(maxsize=maxsize)
         assert session._streams == []
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5", True])
+async def test_send_refuses_a_bad_timeout_before_posting(
+    simulator: UcwaSimulator, make_session: SessionFactory, timeout: Any
+) -> None:
+    # 0 silently meant invitation_timeout, -1 timed the message out at once, "5" raised
+    # a TypeError after the message had been POSTed (sent, yet the caller saw an error).
+    async with make_session(simulator) as session:
+        invitation = await session.start_messaging("sip:lenea@contoso.com")
+        conversation = await invitation.conversation(timeout=5)
+        with pytest.raises(ValueError, match="timeout"):
+            await conversation.send("not sent", timeout=timeout)
+        assert "not sent" not in simulator.messages_from_client(conversation.href)
+        assert session.stats.messages_sent == 0
+        await (await conversation.send("sent", timeout=5)).wait(5)
+        assert simulator.messages_from_client(conversation.href) == ["sent"]
