@@ -68,6 +68,12 @@ class IncomingInvitation:
     async def accept(self, timeout: float | None = None) -> Conversation:
         """Accept; returns the conversation once the server says it connected
         (``timeout``: the session's ``invitation_timeout`` by default)."""
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
+        ):
+            # Before the accept POST: 0 silently meant the default, a negative one gave up
+            # on a conversation the server had just connected.
+            raise ValueError(f"timeout must be a positive number or None, got {timeout!r}")
         async with self._lock:
             return await self._table.accept(self, timeout)
 

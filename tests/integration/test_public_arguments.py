@@ -4,6 +4,7 @@ TypeError at the call"), and nothing sent to the server."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -51,3 +52,19 @@ async def test_send_refuses_a_bad_timeout_before_posting(
         assert session.stats.messages_sent == 0
         await (await conversation.send("sent", timeout=5)).wait(5)
         assert simulator.messages_from_client(conversation.href) == ["sent"]
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5", True])
+async def test_accept_refuses_a_bad_timeout_before_posting(
+    simulator: UcwaSimulator, make_session: SessionFactory, timeout: Any
+) -> None:
+    async with make_session(simulator) as session:
+        await simulator.incoming_message("sip:lenea@contoso.com", "hello")
+        async with session.incoming() as invitations:
+            invite = await asyncio.wait_for(anext(invitations), 5)
+        with pytest.raises(ValueError, match="timeout"):
+            await invite.accept(timeout=timeout)
+        assert session.stats.incoming_accepted == 0
+        assert not [r for r in simulator.request_log if r.path.endswith("/accept")]
+        conversation = await invite.accept(timeout=5)  # still answerable
+        assert conversation.state == "Connected"
