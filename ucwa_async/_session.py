@@ -728,6 +728,9 @@ class Session:
             raise ValueError(f"method must be one of {sorted(_REQUEST_METHODS)}, got {method!r}")
         if not isinstance(href, str) or not href.strip():
             raise ValueError("href must be a non-empty str")
+        if body is not None and not isinstance(body, Mapping):
+            # Else the JSON wire sent it as it was and the XML wire raised AttributeError.
+            raise TypeError(f"body must be a mapping or None, got {type(body).__name__}")
         method = method.upper()
         url = self._application.rebase(self._resolve(href))
         payload: bytes | None = None

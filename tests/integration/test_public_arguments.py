@@ -68,3 +68,16 @@ async def test_accept_refuses_a_bad_timeout_before_posting(
         assert not [r for r in simulator.request_log if r.path.endswith("/accept")]
         conversation = await invite.accept(timeout=5)  # still answerable
         assert conversation.state == "Connected"
+
+
+@pytest.mark.parametrize("body", [5, "text", b"raw", [("a", 1)]])
+async def test_request_refuses_a_body_that_is_not_a_mapping(
+    simulator: UcwaSimulator, make_session: SessionFactory, body: Any
+) -> None:
+    # The JSON wire POSTed it as it was; the XML wire raised an AttributeError.
+    async with make_session(simulator) as session:
+        href = (await session.conversation_logs())[0].href
+        before = len(simulator.request_log)
+        with pytest.raises(TypeError, match="body"):
+            await session.request("POST", href, body=body)
+        assert len(simulator.request_log) == before
