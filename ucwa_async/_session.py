@@ -192,6 +192,12 @@ class Session:
             raise TypeError("auth must be a PasswordAuth or a TokenAuth")
         if wire_format not in ("json", "xml"):
             raise ValueError(f"wire_format must be 'json' or 'xml', got {wire_format!r}")
+        if http_session is not None and not isinstance(http_session, aiohttp.ClientSession):
+            raise TypeError(f"http_session must be an aiohttp.ClientSession, got {http_session!r}")
+        # Both go into the application's POST (user_agent into every request's header):
+        # checked here rather than failing inside open() with aiohttp's own error.
+        _require_text("user_agent", user_agent)
+        _require_text("culture", culture)
         _require_positive("invitation_timeout", invitation_timeout)
         timeouts = _with_shorthands(
             _group("timeouts", timeouts, Timeouts),
@@ -1028,6 +1034,13 @@ def _check_available_for(value: object) -> tuple[str, ...]:
 def _operation_id(value: str | None) -> str:
     """The caller's operationId, validated, or a fresh one."""
     return new_operation_id() if value is None else check_operation_id(value)
+
+
+def _require_text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{name} must be non-empty, without control characters: {value!r}")
 
 
 def _require_positive(name: str, value: float) -> None:
