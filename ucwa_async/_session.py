@@ -570,6 +570,8 @@ class Session:
     async def conversation_log(self, href: str) -> ConversationLog:
         """Read one conversationLog by its href."""
         self._ensure_usable()
+        if not isinstance(href, str):
+            raise TypeError(f"href must be a conversationLog href (str), got {type(href).__name__}")
         url = self._application.rebase(self._resolve(href))
         return self._as_log(parse_resource(await self._transport.get_json(url)), url)
 

@@ -81,3 +81,13 @@ async def test_request_refuses_a_body_that_is_not_a_mapping(
         with pytest.raises(TypeError, match="body"):
             await session.request("POST", href, body=body)
         assert len(simulator.request_log) == before
+
+
+@pytest.mark.parametrize("href", [5, None, b"/x"])
+async def test_conversation_log_refuses_a_href_that_is_not_a_str(
+    simulator: UcwaSimulator, make_session: SessionFactory, href: Any
+) -> None:
+    # It raised the regex engine's "expected string or bytes-like object" TypeError.
+    async with make_session(simulator) as session:
+        with pytest.raises(TypeError, match="href must be a conversationLog href"):
+            await session.conversation_log(href)
