@@ -16,6 +16,7 @@ from ucwa_async._core.chat import Message, Participant
 from ucwa_async._core.conversation import ConversationEndReason, ConversationState
 from ucwa_async._core.errors import ConversationEndedError
 from ucwa_async._core.message_log import Reader
+from ucwa_async._outcome import check_wait_timeout
 from ucwa_async._outgoing import OutgoingMessage
 from ucwa_async._stream import ClosingStream
 
@@ -127,6 +128,7 @@ class Conversation:
 
     async def wait_ended(self, timeout: float | None = None) -> ConversationEndReason:
         """Wait until the conversation is over; returns why."""
+        check_wait_timeout(timeout)
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._ended)
 

@@ -56,6 +56,7 @@ from ucwa_async._incoming import InvitationStream
 from ucwa_async._invitation import Invitation
 from ucwa_async._operations import OperationTable
 from ucwa_async._options import Limits, Retries, Timeouts
+from ucwa_async._outcome import check_wait_timeout
 from ucwa_async._stream import EventStream
 from ucwa_async._transport import Transport
 
@@ -477,6 +478,7 @@ class Session:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the event channel is connected (raises if it failed or closed)."""
+        check_wait_timeout(timeout)
         self._ensure_usable()
         channel = self._channel
         if channel is None:

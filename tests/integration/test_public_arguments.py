@@ -91,3 +91,28 @@ async def test_conversation_log_refuses_a_href_that_is_not_a_str(
     async with make_session(simulator) as session:
         with pytest.raises(TypeError, match="href must be a conversationLog href"):
             await session.conversation_log(href)
+
+
+@pytest.mark.parametrize("timeout", ["5", b"1", True, [1]])
+async def test_waits_refuse_a_timeout_that_is_not_a_number(
+    simulator: UcwaSimulator, make_session: SessionFactory, timeout: Any
+) -> None:
+    # They failed inside asyncio: "unsupported operand type(s) for +: 'float' and 'str'".
+    async with make_session(simulator) as session:
+        invitation = await session.start_messaging("sip:lenea@contoso.com")
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            await invitation.wait(timeout)
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            await invitation.result(timeout)
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            await session.wait_connected(timeout)
+        conversation = await invitation.conversation(timeout=5)
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            await conversation.wait_ended(timeout)
+        sent = await conversation.send("hi")
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            await sent.wait(timeout)
+        await sent.wait(5)
+        # After the outcome too: the argument is wrong whether or not it is needed.
+        with pytest.raises(TypeError, match="timeout must be a number"):
+            await sent.wait(timeout)
