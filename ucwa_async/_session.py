@@ -505,7 +505,7 @@ class Session:
 
     async def conversation_logs(self, limit: int | None = None) -> list[ConversationLog]:
         """List past conversations (most recent first, as the server orders them)."""
-        self._ensure_usable()
+        self._ensure_open()
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
         ):
@@ -571,7 +571,7 @@ class Session:
 
     async def conversation_log(self, href: str) -> ConversationLog:
         """Read one conversationLog by its href."""
-        self._ensure_usable()
+        self._ensure_open()
         if not isinstance(href, str):
             raise TypeError(f"href must be a conversationLog href (str), got {type(href).__name__}")
         url = self._application.rebase(self._resolve(href))
@@ -597,7 +597,7 @@ class Session:
         the POST is under way, the session still waits for it and cancels the
         invitation on the server (``stats.invitations_abandoned``).
         """
-        self._ensure_usable()
+        self._ensure_open()
         if message is not None and not isinstance(message, str):
             raise TypeError("message must be a str or None")
         if content_type not in ("text/plain", "text/html"):
@@ -627,7 +627,7 @@ class Session:
         (sent as ``tel:+14255551234``); anything else raises ``InvalidPhoneNumberError``
         (a ``ValueError``). ``timeout`` and ``operation_id``: as for ``continue_messaging``.
         """
-        self._ensure_usable()
+        self._ensure_open()
         phone_number = phone_uri(phone_number)  # the CLI's check too
         operation_id = _operation_id(operation_id)
         url = await self._continue_url(log, "continuePhoneAudio")
@@ -648,7 +648,7 @@ class Session:
         ``InvitationFailedError``), a pending one is tracked like a fresh invitation,
         ``timeout`` (default ``invitation_timeout``) counting from now.
         """
-        self._ensure_usable()
+        self._ensure_open()
         if not isinstance(href, str) or not href.strip():
             raise ValueError("href must be a non-empty str")
         if timeout is not None:
@@ -685,7 +685,7 @@ class Session:
         Returns an ``Invitation`` as ``continue_messaging`` does (after the 201);
         ``await inv.conversation()`` for the ``Conversation`` once connected.
         """
-        self._ensure_usable()
+        self._ensure_open()
         body = self._start_body(to, subject, importance, operation_id)
         if message is not None:
             if not isinstance(message, str):
@@ -712,7 +712,7 @@ class Session:
     ) -> Invitation[PhoneAudioInvitation]:
         """Call ``to`` (``sip:...``) by phone audio: the server rings ``phone_number``
         (``tel:+1...``, this user's own phone) and connects it. Returns an ``Invitation``."""
-        self._ensure_usable()
+        self._ensure_open()
         body = self._start_body(to, subject, importance, operation_id)
         body["phoneNumber"] = phone_uri(phone_number)
         if timeout is not None:
@@ -733,7 +733,7 @@ class Session:
         CallbackChannelError on a POST reconnects and retries as for invitations.
         Returns the response's resource, or None for an empty answer (204).
         """
-        self._ensure_usable()
+        self._ensure_open()
         if not isinstance(method, str) or method.upper() not in _REQUEST_METHODS:
             raise ValueError(f"method must be one of {sorted(_REQUEST_METHODS)}, got {method!r}")
         if not isinstance(href, str) or not href.strip():
@@ -888,6 +888,16 @@ class Session:
     def _unsubscribe(self, stream: EventStream) -> None:
         if stream in self._streams:
             self._streams.remove(stream)
+
+    def _ensure_open(self) -> None:
+        """``_ensure_usable``, and not still opening: the public requests need the
+        application that open() is still creating (``_ensure_usable`` alone lets open's
+        own steps through)."""
+        self._ensure_usable()
+        if self._state is SessionState.OPENING:
+            raise SessionClosedError(
+                "the session is still opening: await open() (or enter 'async with') first"
+            )
 
     def _ensure_usable(self) -> None:
         if self._state is SessionState.CLOSED or self._state is SessionState.CLOSING:
