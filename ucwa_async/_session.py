@@ -480,11 +480,19 @@ class Session:
         """Wait until the event channel is connected (raises if it failed or closed)."""
         check_wait_timeout(timeout)
         self._ensure_usable()
-        channel = self._channel
-        if channel is None:
-            raise SessionClosedError("the session is not open yet: its channel is not started")
         try:
             async with asyncio.timeout(timeout):
+                # Still signing in (open() awaited by another task): the channel starts
+                # on the way; asyncio.wait neither raises open()'s error nor cancels it.
+                opener = self._opener
+                if self._channel is None and opener is not None:
+                    await asyncio.wait([opener])
+                    self._ensure_usable()
+                channel = self._channel
+                if channel is None:
+                    raise SessionClosedError(
+                        "the session is not open yet: its channel is not started"
+                    )
                 await channel.wait_connected()
         except ChannelFailedError:
             pass  # the channel failed: raised afresh just below, without the stored one

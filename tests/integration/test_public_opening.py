@@ -48,3 +48,42 @@ async def test_requests_while_opening_raise_a_typed_error(
     finally:
         simulator.faults.latency(0, target="any")
         await session.aclose()
+
+
+async def test_wait_connected_while_opening_waits_for_the_channel(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    # It raised SessionClosedError("not open yet") at once: the one call made to wait for
+    # the channel refused to, for a session opened by another task.
+    session = make_session(simulator)
+    simulator.faults.latency(0.05, target="any")
+    opener = asyncio.create_task(session.open())
+    try:
+        await asyncio.sleep(0)
+        assert session.state is ucwa_async.SessionState.OPENING
+        await session.wait_connected(timeout=10)
+        assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
+        await opener
+    finally:
+        simulator.faults.latency(0, target="any")
+        await session.aclose()
+
+
+async def test_wait_connected_while_opening_a_session_closed_meanwhile(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    session = make_session(simulator)
+    simulator.faults.latency(0.2, target="any")
+    opener = asyncio.create_task(session.open())
+    try:
+        await asyncio.sleep(0)
+        waiter = asyncio.create_task(session.wait_connected(timeout=10))
+        await asyncio.sleep(0.05)
+        await session.aclose()
+        with pytest.raises(ucwa_async.SessionClosedError):
+            await waiter
+        with pytest.raises(ucwa_async.SessionClosedError):
+            await opener
+    finally:
+        simulator.faults.latency(0, target="any")
+        await session.aclose()
