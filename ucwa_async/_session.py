@@ -453,6 +453,9 @@ class Session:
         """
         if self._state is SessionState.NEW:
             self._move(SessionState.CLOSED)
+            for stream in tuple(self._streams):  # taken before an open() that never came
+                stream._end(ChannelClosed())
+            self._streams.clear()
             log.info("session closed (never opened)")
             return
         await self._close()
@@ -805,9 +808,11 @@ class Session:
 
         Use as ``async with session.events() as events: async for event in events``.
         A full queue drops its oldest item (see ``EventStream.dropped``); the
-        channel never waits for a subscriber.
+        channel never waits for a subscriber. A stream taken before ``open()`` sees the
+        first ``ChannelConnected`` too.
         """
-        self._ensure_usable()
+        if self._state is not SessionState.NEW:
+            self._ensure_usable()
         if maxsize is not None and (
             not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1
         ):
