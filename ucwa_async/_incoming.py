@@ -44,6 +44,8 @@ class IncomingInvitation:
         """True once the caller withdrew it (or it ended elsewhere) before an accept."""
         self.withdraw_reason: Reason | None = None
         self._answered: Literal["accepted", "declined"] | None = None
+        # The outcome of an accept the server took (set after its 2xx; see accept).
+        self._accept_posted: asyncio.Future[bool] | None = None
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
