@@ -614,12 +614,12 @@ class Session:
         if content_type not in ("text/plain", "text/html"):
             raise ValueError("content_type must be 'text/plain' or 'text/html'")
         operation_id = _operation_id(operation_id)
+        if timeout is not None:
+            _require_positive("timeout", timeout)
         url = await self._continue_url(log, "continueMessaging")
         body: dict[str, Any] = {"operationId": operation_id}
         if message is not None:
             body["_links"] = {"message": {"href": _wire.data_uri(message, content_type)}}
-        if timeout is not None:
-            _require_positive("timeout", timeout)
         return await self._operations.start(
             "messagingInvitation", url, body, operation_id, timeout, MessagingInvitation
         )
@@ -641,10 +641,10 @@ class Session:
         self._ensure_open()
         phone_number = phone_uri(phone_number)  # the CLI's check too
         operation_id = _operation_id(operation_id)
-        url = await self._continue_url(log, "continuePhoneAudio")
-        body = {"operationId": operation_id, "phoneNumber": phone_number}
         if timeout is not None:
             _require_positive("timeout", timeout)
+        url = await self._continue_url(log, "continuePhoneAudio")
+        body = {"operationId": operation_id, "phoneNumber": phone_number}
         return await self._operations.start(
             "phoneAudioInvitation", url, body, operation_id, timeout, PhoneAudioInvitation
         )

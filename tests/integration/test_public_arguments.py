@@ -116,3 +116,22 @@ async def test_waits_refuse_a_timeout_that_is_not_a_number(
         # After the outcome too: the argument is wrong whether or not it is needed.
         with pytest.raises(TypeError, match="timeout must be a number"):
             await sent.wait(timeout)
+
+
+@pytest.mark.parametrize("kind", ["messaging", "phone_audio"])
+async def test_continue_by_href_with_a_bad_timeout_sends_nothing(
+    simulator: UcwaSimulator, make_session: SessionFactory, kind: str
+) -> None:
+    # The timeout was checked after the log's GET (a log given by its href).
+    async with make_session(simulator) as session:
+        href = (await session.conversation_logs())[0].href
+        assert href is not None
+        before = len(simulator.request_log)
+        call = (
+            session.continue_messaging(href, message="hi", timeout=-1)
+            if kind == "messaging"
+            else session.continue_phone_audio(href, phone_number="tel:+14255551234", timeout=0)
+        )
+        with pytest.raises(ValueError, match="timeout"):
+            await call
+        assert len(simulator.request_log) == before
