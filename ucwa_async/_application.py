@@ -123,7 +123,9 @@ class Application:
                 if target is None:
                     raise
                 log.info("autodiscovery answered %d; following it to %s", exc.status, target)
-                url = target
+                # A hop of the chain, as the discovery URL itself (in its domain, no token
+                # sent): an http discovery sent to https makes the rest of the chain https.
+                url = transport.trust(target)
                 continue
             user_href = root.link("user")
             redirect = root.link("redirect")

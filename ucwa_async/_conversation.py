@@ -16,6 +16,7 @@ from ucwa_async._core.chat import Message, Participant
 from ucwa_async._core.conversation import ConversationEndReason, ConversationState
 from ucwa_async._core.errors import ConversationEndedError
 from ucwa_async._core.message_log import Reader
+from ucwa_async._outcome import check_wait_timeout
 from ucwa_async._outgoing import OutgoingMessage
 from ucwa_async._stream import ClosingStream
 
@@ -95,6 +96,10 @@ class Conversation:
         cancelled during the POST, the message may still reach the server, untracked."""
         if not isinstance(text, str):
             raise TypeError("text must be a str")
+        if timeout is not None and not _positive(timeout):
+            # Before the POST: 0 meant the default, a negative one expired at once, a str
+            # raised after the message had gone out.
+            raise ValueError(f"timeout must be a positive number or None, got {timeout!r}")
         return await self._table.send(self, text, html=html, timeout=timeout)
 
     def messages(self) -> MessageStream:
@@ -123,6 +128,7 @@ class Conversation:
 
     async def wait_ended(self, timeout: float | None = None) -> ConversationEndReason:
         """Wait until the conversation is over; returns why."""
+        check_wait_timeout(timeout)
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._ended)
 
@@ -171,6 +177,10 @@ class Conversation:
         return ConversationEndedError(
             f"the conversation is over ({reason.value})", reason=reason.value, href=self.href
         )
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
 
 class MessageStream(ClosingStream):

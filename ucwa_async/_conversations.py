@@ -296,22 +296,28 @@ class ConversationTable:
             raise UcwaError("this invitation offers no accept link")
         accept_url = self._app.resolve_own(view.accept_href)
         conversation = self.conversation_for(view.conversation_href, "messaging")
-        conversation._state.skip_text = view.message
-        conversation._state.skip_key = None
-        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._accepting[invitation._key] = waiter
+        # An accept the server took before its caller gave up: wait for its outcome
+        # (a second POST would be refused, 409, for an invitation no longer ringing).
+        waiter = invitation._accept_posted
+        if waiter is None:
+            conversation._state.skip_text = view.message
+            conversation._state.skip_key = None
+            waiter = asyncio.get_running_loop().create_future()
+            self._accepting[invitation._key] = waiter
         invitation._answered = "accepted"
         try:
-            try:
-                await self._post_payload(accept_url, None, None)
-            except NotFoundError as exc:
-                # The invitation is gone (withdrawn; its events may still be on their way).
-                invitation.withdrawn = True
-                raise InvitationWithdrawnError(
-                    "the invitation is gone (withdrawn before it was accepted)",
-                    reason=invitation.withdraw_reason,
-                    href=invitation.href,
-                ) from exc
+            if invitation._accept_posted is None:
+                try:
+                    await self._post_payload(accept_url, None, None)
+                except NotFoundError as exc:
+                    # The invitation is gone (withdrawn; its events may be on their way).
+                    invitation.withdrawn = True
+                    raise InvitationWithdrawnError(
+                        "the invitation is gone (withdrawn before it was accepted)",
+                        reason=invitation.withdraw_reason,
+                        href=invitation.href,
+                    ) from exc
+                invitation._accept_posted = waiter
             limit = timeout or self._invitation_timeout
             try:
                 async with asyncio.timeout(limit):
@@ -329,7 +335,9 @@ class ConversationTable:
             invitation._answered = None  # not accepted: a later accept() may try again
             raise
         finally:
-            self._accepting.pop(invitation._key, None)
+            if invitation._accept_posted is None:
+                self._accepting.pop(invitation._key, None)
+            # else the invitation's end (or the application's loss) settles the waiter
         if not accepted:
             invitation._answered = None
             invitation.withdrawn = True

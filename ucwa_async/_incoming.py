@@ -44,6 +44,8 @@ class IncomingInvitation:
         """True once the caller withdrew it (or it ended elsewhere) before an accept."""
         self.withdraw_reason: Reason | None = None
         self._answered: Literal["accepted", "declined"] | None = None
+        # The outcome of an accept the server took (set after its 2xx; see accept).
+        self._accept_posted: asyncio.Future[bool] | None = None
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -68,6 +70,12 @@ class IncomingInvitation:
     async def accept(self, timeout: float | None = None) -> Conversation:
         """Accept; returns the conversation once the server says it connected
         (``timeout``: the session's ``invitation_timeout`` by default)."""
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
+        ):
+            # Before the accept POST: 0 silently meant the default, a negative one gave up
+            # on a conversation the server had just connected.
+            raise ValueError(f"timeout must be a positive number or None, got {timeout!r}")
         async with self._lock:
             return await self._table.accept(self, timeout)
 

@@ -13,11 +13,18 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar, overload
 
-__all__ = ["OutcomeFuture", "consume_exception", "shielded"]
+__all__ = ["OutcomeFuture", "check_wait_timeout", "consume_exception", "shielded"]
 
 T = TypeVar("T")
 
 _NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
+
+
+def check_wait_timeout(timeout: object) -> None:
+    """A wait's ``timeout``: None or a number of seconds (0 or less: no wait, as
+    ``asyncio.timeout``); anything else would fail inside asyncio with an operator error."""
+    if timeout is not None and (not isinstance(timeout, int | float) or isinstance(timeout, bool)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {timeout!r}")
 
 
 def consume_exception(future: asyncio.Future[Any]) -> None:
@@ -94,6 +101,7 @@ class OutcomeFuture(asyncio.Future[T]):
         stays pending (its own timeout still runs). Cancelling the waiting task does not
         cancel the operation.
         """
+        check_wait_timeout(timeout)
         if self.done():
             return super().result()
         if timeout is None:

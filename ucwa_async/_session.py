@@ -56,6 +56,7 @@ from ucwa_async._incoming import InvitationStream
 from ucwa_async._invitation import Invitation
 from ucwa_async._operations import OperationTable
 from ucwa_async._options import Limits, Retries, Timeouts
+from ucwa_async._outcome import check_wait_timeout
 from ucwa_async._stream import EventStream
 from ucwa_async._transport import Transport
 
@@ -192,6 +193,12 @@ class Session:
             raise TypeError("auth must be a PasswordAuth or a TokenAuth")
         if wire_format not in ("json", "xml"):
             raise ValueError(f"wire_format must be 'json' or 'xml', got {wire_format!r}")
+        if http_session is not None and not isinstance(http_session, aiohttp.ClientSession):
+            raise TypeError(f"http_session must be an aiohttp.ClientSession, got {http_session!r}")
+        # Both go into the application's POST (user_agent into every request's header):
+        # checked here rather than failing inside open() with aiohttp's own error.
+        _require_text("user_agent", user_agent)
+        _require_text("culture", culture)
         _require_positive("invitation_timeout", invitation_timeout)
         timeouts = _with_shorthands(
             _group("timeouts", timeouts, Timeouts),
@@ -446,6 +453,9 @@ class Session:
         """
         if self._state is SessionState.NEW:
             self._move(SessionState.CLOSED)
+            for stream in tuple(self._streams):  # taken before an open() that never came
+                stream._end(ChannelClosed())
+            self._streams.clear()
             log.info("session closed (never opened)")
             return
         await self._close()
@@ -471,12 +481,21 @@ class Session:
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until the event channel is connected (raises if it failed or closed)."""
+        check_wait_timeout(timeout)
         self._ensure_usable()
-        channel = self._channel
-        if channel is None:
-            raise SessionClosedError("the session is not open yet: its channel is not started")
         try:
             async with asyncio.timeout(timeout):
+                # Still signing in (open() awaited by another task): the channel starts
+                # on the way; asyncio.wait neither raises open()'s error nor cancels it.
+                opener = self._opener
+                if self._channel is None and opener is not None:
+                    await asyncio.wait([opener])
+                    self._ensure_usable()
+                channel = self._channel
+                if channel is None:
+                    raise SessionClosedError(
+                        "the session is not open yet: its channel is not started"
+                    )
                 await channel.wait_connected()
         except ChannelFailedError:
             pass  # the channel failed: raised afresh just below, without the stored one
@@ -497,8 +516,10 @@ class Session:
 
     async def conversation_logs(self, limit: int | None = None) -> list[ConversationLog]:
         """List past conversations (most recent first, as the server orders them)."""
-        self._ensure_usable()
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
+        self._ensure_open()
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
             raise ValueError("limit must be a positive int")
         href = await self._application.communication_link("conversationLogs")
         if href is None:
@@ -561,7 +582,9 @@ class Session:
 
     async def conversation_log(self, href: str) -> ConversationLog:
         """Read one conversationLog by its href."""
-        self._ensure_usable()
+        self._ensure_open()
+        if not isinstance(href, str):
+            raise TypeError(f"href must be a conversationLog href (str), got {type(href).__name__}")
         url = self._application.rebase(self._resolve(href))
         return self._as_log(parse_resource(await self._transport.get_json(url)), url)
 
@@ -585,18 +608,18 @@ class Session:
         the POST is under way, the session still waits for it and cancels the
         invitation on the server (``stats.invitations_abandoned``).
         """
-        self._ensure_usable()
+        self._ensure_open()
         if message is not None and not isinstance(message, str):
             raise TypeError("message must be a str or None")
         if content_type not in ("text/plain", "text/html"):
             raise ValueError("content_type must be 'text/plain' or 'text/html'")
         operation_id = _operation_id(operation_id)
+        if timeout is not None:
+            _require_positive("timeout", timeout)
         url = await self._continue_url(log, "continueMessaging")
         body: dict[str, Any] = {"operationId": operation_id}
         if message is not None:
             body["_links"] = {"message": {"href": _wire.data_uri(message, content_type)}}
-        if timeout is not None:
-            _require_positive("timeout", timeout)
         return await self._operations.start(
             "messagingInvitation", url, body, operation_id, timeout, MessagingInvitation
         )
@@ -615,13 +638,13 @@ class Session:
         (sent as ``tel:+14255551234``); anything else raises ``InvalidPhoneNumberError``
         (a ``ValueError``). ``timeout`` and ``operation_id``: as for ``continue_messaging``.
         """
-        self._ensure_usable()
+        self._ensure_open()
         phone_number = phone_uri(phone_number)  # the CLI's check too
         operation_id = _operation_id(operation_id)
-        url = await self._continue_url(log, "continuePhoneAudio")
-        body = {"operationId": operation_id, "phoneNumber": phone_number}
         if timeout is not None:
             _require_positive("timeout", timeout)
+        url = await self._continue_url(log, "continuePhoneAudio")
+        body = {"operationId": operation_id, "phoneNumber": phone_number}
         return await self._operations.start(
             "phoneAudioInvitation", url, body, operation_id, timeout, PhoneAudioInvitation
         )
@@ -636,7 +659,7 @@ class Session:
         ``InvitationFailedError``), a pending one is tracked like a fresh invitation,
         ``timeout`` (default ``invitation_timeout``) counting from now.
         """
-        self._ensure_usable()
+        self._ensure_open()
         if not isinstance(href, str) or not href.strip():
             raise ValueError("href must be a non-empty str")
         if timeout is not None:
@@ -673,7 +696,7 @@ class Session:
         Returns an ``Invitation`` as ``continue_messaging`` does (after the 201);
         ``await inv.conversation()`` for the ``Conversation`` once connected.
         """
-        self._ensure_usable()
+        self._ensure_open()
         body = self._start_body(to, subject, importance, operation_id)
         if message is not None:
             if not isinstance(message, str):
@@ -700,7 +723,7 @@ class Session:
     ) -> Invitation[PhoneAudioInvitation]:
         """Call ``to`` (``sip:...``) by phone audio: the server rings ``phone_number``
         (``tel:+1...``, this user's own phone) and connects it. Returns an ``Invitation``."""
-        self._ensure_usable()
+        self._ensure_open()
         body = self._start_body(to, subject, importance, operation_id)
         body["phoneNumber"] = phone_uri(phone_number)
         if timeout is not None:
@@ -721,11 +744,14 @@ class Session:
         CallbackChannelError on a POST reconnects and retries as for invitations.
         Returns the response's resource, or None for an empty answer (204).
         """
-        self._ensure_usable()
+        self._ensure_open()
         if not isinstance(method, str) or method.upper() not in _REQUEST_METHODS:
             raise ValueError(f"method must be one of {sorted(_REQUEST_METHODS)}, got {method!r}")
         if not isinstance(href, str) or not href.strip():
             raise ValueError("href must be a non-empty str")
+        if body is not None and not isinstance(body, Mapping):
+            # Else the JSON wire sent it as it was and the XML wire raised AttributeError.
+            raise TypeError(f"body must be a mapping or None, got {type(body).__name__}")
         method = method.upper()
         url = self._application.rebase(self._resolve(href))
         payload: bytes | None = None
@@ -782,10 +808,20 @@ class Session:
 
         Use as ``async with session.events() as events: async for event in events``.
         A full queue drops its oldest item (see ``EventStream.dropped``); the
-        channel never waits for a subscriber.
+        channel never waits for a subscriber. A stream taken before ``open()`` sees the
+        first ``ChannelConnected`` too.
         """
-        self._ensure_usable()
-        stream = EventStream(maxsize=maxsize or self._event_queue_size, on_close=self._unsubscribe)
+        if self._state is not SessionState.NEW:
+            self._ensure_usable()
+        if maxsize is not None and (
+            not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1
+        ):
+            # 0 must not silently mean the default bound.
+            raise ValueError(f"maxsize must be a positive int or None, got {maxsize!r}")
+        stream = EventStream(
+            maxsize=self._event_queue_size if maxsize is None else maxsize,
+            on_close=self._unsubscribe,
+        )
         self._streams.append(stream)
         return stream
 
@@ -865,6 +901,16 @@ class Session:
     def _unsubscribe(self, stream: EventStream) -> None:
         if stream in self._streams:
             self._streams.remove(stream)
+
+    def _ensure_open(self) -> None:
+        """``_ensure_usable``, and not still opening: the public requests need the
+        application that open() is still creating (``_ensure_usable`` alone lets open's
+        own steps through)."""
+        self._ensure_usable()
+        if self._state is SessionState.OPENING:
+            raise SessionClosedError(
+                "the session is still opening: await open() (or enter 'async with') first"
+            )
 
     def _ensure_usable(self) -> None:
         if self._state is SessionState.CLOSED or self._state is SessionState.CLOSING:
@@ -1015,6 +1061,13 @@ def _check_available_for(value: object) -> tuple[str, ...]:
 def _operation_id(value: str | None) -> str:
     """The caller's operationId, validated, or a fresh one."""
     return new_operation_id() if value is None else check_operation_id(value)
+
+
+def _require_text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if not value.strip() or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{name} must be non-empty, without control characters: {value!r}")
 
 
 def _require_positive(name: str, value: float) -> None:

@@ -119,7 +119,10 @@ class Transport:
         """Refuse an https -> http downgrade, and credentials over plain http."""
         scheme = _scheme(url)
         if scheme == "https":
-            self._https_seen = True
+            # Only a hop of our own chain makes it https: an https URL elsewhere (the
+            # escape hatch, a link to another host) must not refuse our own http origin.
+            if origin_of(url) in self.trusted_origins:
+                self._https_seen = True
             return
         if self._https_seen:
             raise InsecureTransportError(

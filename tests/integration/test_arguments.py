@@ -164,3 +164,25 @@ async def test_method_arguments(simulator: UcwaSimulator, make_session: SessionF
         # Another resource model is not a conversation log either.
         with pytest.raises(TypeError, match="ConversationLog"):
             await session.continue_messaging(final, message="hi")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error"),
+    [
+        ("http_session", "not a session", TypeError),
+        ("http_session", object(), TypeError),
+        ("user_agent", 5, TypeError),
+        ("user_agent", None, TypeError),
+        ("user_agent", "", ValueError),
+        ("user_agent", "bot\r\nX-Injected: 1", ValueError),
+        ("culture", None, TypeError),
+        ("culture", "", ValueError),
+    ],
+)
+def test_session_options_checked_at_the_call(
+    wire_format: str, option: str, value: Any, error: type[Exception]
+) -> None:
+    # They used to fail only inside open(): AttributeError for a non-session, aiohttp's
+    # TypeError/ValueError for a bad user agent; a None culture was sent as null.
+    with pytest.raises(error, match=option):
+        _session("https://lyncdiscover.contoso.com", wire_format, **{option: value})

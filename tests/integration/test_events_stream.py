@@ -205,3 +205,28 @@ async def test_a_second_concurrent_reader_of_one_stream_is_refused(
             await session.continue_messaging(logs[0], message="two subscribers")
             got = [await asyncio.wait_for(r, 5) for r in readers]
             assert got[0] is got[1]
+
+
+async def test_a_stream_taken_before_open_sees_the_first_channel_connected(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    # events.md: ChannelConnected is "the channel is up for the first time"; events()
+    # refused a session not yet open, and after open() that signal is gone.
+    session = make_session(simulator)
+    async with session.events() as stream:
+        async with session:
+            first = await asyncio.wait_for(anext(stream), 5)
+            assert isinstance(first, ucwa_async.ChannelConnected)
+            assert first.events_url
+        assert [type(item) async for item in stream][-1:] == [ucwa_async.ChannelClosed]
+
+
+async def test_a_stream_taken_before_a_session_closed_unopened_ends(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    session = make_session(simulator)
+    stream = session.events()
+    await session.aclose()
+    assert [type(item) async for item in stream] == [ucwa_async.ChannelClosed]
+    with pytest.raises(ucwa_async.SessionClosedError):
+        session.events()

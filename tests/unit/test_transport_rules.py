@@ -609,3 +609,27 @@ def test_a_client_used_from_a_new_loop_keeps_its_deadlines() -> None:
 
     assert asyncio.run(again()) < 1.5
     assert not client._in_flight
+
+
+async def test_an_http_discovery_redirected_to_https_then_an_http_user_link_is_refused(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # RootURL.md: an http discovery is answered with a 3xx to https. From there on the
+    # chain is https: an http user link is a downgrade, even though that https discovery
+    # hop carries no token.
+    aioresponses_mock.get(HTTP_DISCOVERY, status=302, headers={"Location": HTTPS_DISCOVERY})
+    user = "http://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(HTTPS_DISCOVERY, payload=root(user=user))
+    with pytest.raises(ucwa_async.InsecureTransportError):
+        await session(HTTP_DISCOVERY, allow_insecure_http=True).open()
+    assert methods(aioresponses_mock) == [("GET", HTTP_DISCOVERY), ("GET", HTTPS_DISCOVERY)]
+
+
+async def test_an_https_request_off_the_chain_is_no_downgrade_of_it() -> None:
+    # The session's origin is plain http (loopback): a request to an https URL elsewhere
+    # (the escape hatch, a server's link to another host) leaves its own rule as it was.
+    http = StubHttp()
+    t = transport(http, "http://127.0.0.1:8080")
+    await t.send("GET", "https://elsewhere.contoso.com/x")
+    await t.send("GET", "http://127.0.0.1:8080/ucwa/x")
+    assert [url for _, url, _ in http.sent][-1] == "http://127.0.0.1:8080/ucwa/x"
