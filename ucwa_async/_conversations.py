@@ -286,6 +286,11 @@ class ConversationTable:
     async def accept(self, invitation: IncomingInvitation, timeout: float | None) -> Conversation:
         self.ensure_usable()
         view = invitation._view
+        if invitation._answered == "declined":
+            # Said at once: the accept POST would only get the server's 409.
+            raise InvitationWithdrawnError(
+                "the invitation was declined: it can no longer be accepted", href=invitation.href
+            )
         if invitation.kind == "phoneAudio":
             raise UnsupportedModalityError(
                 "cannot accept a phoneAudio invitation: UCWA's phone audio rings a phone "
@@ -358,6 +363,12 @@ class ConversationTable:
 
     async def decline(self, invitation: IncomingInvitation) -> None:
         self.ensure_usable()
+        if invitation._answered == "accepted":
+            # Not a silent no-op: the conversation goes on until it is left.
+            raise ConversationError(
+                "the invitation was accepted: leave() its conversation to end it",
+                href=invitation.href,
+            )
         if invitation.withdrawn or invitation._answered is not None:
             return
         decline_href = invitation._view.decline_href
