@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
@@ -44,6 +45,7 @@ from ucwa_async._core.errors import (
 from ucwa_async._core.models import EventBatch, Resource, parse_resource
 from ucwa_async._http import HttpResponse
 from ucwa_async._incoming import Inbox, IncomingInvitation
+from ucwa_async._outcome import consume_exception, shielded
 from ucwa_async._outgoing import OutgoingMessage, SentMessages
 from ucwa_async._transport import Transport
 
@@ -284,6 +286,11 @@ class ConversationTable:
     async def accept(self, invitation: IncomingInvitation, timeout: float | None) -> Conversation:
         self.ensure_usable()
         view = invitation._view
+        if invitation._answered == "declined":
+            # Said at once: the accept POST would only get the server's 409.
+            raise InvitationWithdrawnError(
+                "the invitation was declined: it can no longer be accepted", href=invitation.href
+            )
         if invitation.kind == "phoneAudio":
             raise UnsupportedModalityError(
                 "cannot accept a phoneAudio invitation: UCWA's phone audio rings a phone "
@@ -356,6 +363,12 @@ class ConversationTable:
 
     async def decline(self, invitation: IncomingInvitation) -> None:
         self.ensure_usable()
+        if invitation._answered == "accepted":
+            # Not a silent no-op: the conversation goes on until it is left.
+            raise ConversationError(
+                "the invitation was accepted: leave() its conversation to end it",
+                href=invitation.href,
+            )
         if invitation.withdrawn or invitation._answered is not None:
             return
         decline_href = invitation._view.decline_href
@@ -411,10 +424,29 @@ class ConversationTable:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 
     async def leave(self, conversation: Conversation) -> None:
-        """POST the stop links there are (best effort), then end the conversation here."""
-        state = conversation._state
+        """POST the stop links there are (best effort), then end the conversation here.
+
+        The POSTs run in a task the session owns: a caller that gives up (cancelled, an
+        outer timeout) still stops the conversation on the server instead of leaving it
+        Connected there, orphaned (a later leave() does nothing: it is over here)."""
         try:
             self.ensure_usable()
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.add_done_callback(consume_exception)
+            self._spawn(self._stop(conversation, done))
+            try:
+                await shielded(done)
+            except asyncio.CancelledError:
+                if not done.done():
+                    done.add_done_callback(functools.partial(_log_stop_failure, conversation.href))
+                raise
+        finally:
+            self._end_locally(conversation, ConversationEndReason.LEFT)
+
+    async def _stop(self, conversation: Conversation, done: asyncio.Future[None]) -> None:
+        """leave()'s POSTs, bounded by the request timeout; the outcome goes to ``done``."""
+        state = conversation._state
+        try:
             for rel, modality in (("stopMessaging", "messaging"), ("stopPhoneAudio", "phoneAudio")):
                 href = state.links.get(rel)
                 # Not known from the events yet (announced link-only, or still being
@@ -426,8 +458,17 @@ class ConversationTable:
                 if href is not None:
                     with contextlib.suppress(NotFoundError):  # already gone on the server
                         await self._post_payload(self._app.resolve_own(href), None, None)
-        finally:
-            self._end_locally(conversation, ConversationEndReason.LEFT)
+        except asyncio.CancelledError:
+            # The session closes (its DELETE of the application ends the conversation).
+            if not done.done():
+                done.set_exception(SessionClosedError("the session closed"))
+            raise
+        except Exception as exc:  # the caller's to raise, or logged if it gave up
+            if not done.done():
+                done.set_exception(exc)
+        else:
+            if not done.done():
+                done.set_result(None)
 
     def _end_locally(self, conversation: Conversation, reason: ConversationEndReason) -> None:
         if conversation._state.end(reason):
@@ -578,3 +619,9 @@ class ConversationTable:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout or self._invitation_timeout):
                 await waiter
+
+
+def _log_stop_failure(href: str, done: asyncio.Future[None]) -> None:
+    """The stop POST of a leave() whose caller gave up failed: nobody else will know."""
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("leaving %s: the stop POST failed: %s", href, done.exception())

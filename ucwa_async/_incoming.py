@@ -33,6 +33,9 @@ class IncomingInvitation:
     raises ``UnsupportedModalityError``: the API cannot carry the audio); ``await
     decline()`` declines it (reason ``Local``). If the caller withdrew it first, both
     know at once: ``accept()`` raises ``InvitationWithdrawnError``, ``decline()`` returns.
+    Once declined, ``accept()`` raises ``InvitationWithdrawnError`` (a second
+    ``decline()`` returns); once accepted, ``decline()`` raises ``ConversationError``
+    (``leave()`` the conversation instead).
     """
 
     def __init__(self, table: ConversationTable, view: IncomingInvitationView, key: str) -> None:

@@ -93,6 +93,27 @@ async def test_decline(sim: UcwaSimulator, make_session: SessionFactory) -> None
         assert len(declines) == 1
         assert session.stats.incoming_declined == 1
         assert sim.conversation_state(url) in (None, "Disconnected")
+        # declined: accept() says so at once, without a POST the server would refuse
+        with pytest.raises(ucwa_async.InvitationWithdrawnError, match="declined"):
+            await invite.accept()
+        assert not [r for r in sim.request_log if r.method == "POST" and r.path.endswith("/accept")]
+
+
+async def test_decline_after_accept(sim: UcwaSimulator, make_session: SessionFactory) -> None:
+    """An accepted invitation is a conversation: decline() says so instead of returning
+    as if it had declined (leave() ends the conversation)."""
+    async with make_session(sim) as session, session.incoming() as invitations:
+        await sim.incoming_message(LENE, "lunch?")
+        invite = await next_invitation(invitations)
+        conversation = await invite.accept()
+        with pytest.raises(ucwa_async.ConversationError, match="accepted"):
+            await invite.decline()
+        declines = [
+            r for r in sim.request_log if r.method == "POST" and r.path.endswith("/decline")
+        ]
+        assert declines == []
+        assert session.stats.incoming_declined == 0
+        assert conversation.ended is None
 
 
 async def test_withdrawn_before_accept(sim: UcwaSimulator, make_session: SessionFactory) -> None:

@@ -4,6 +4,7 @@ stopMessaging, a sendMessage or an accept, or never says how an accept ended."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -37,6 +38,74 @@ async def test_leave_when_the_server_never_answers(make_session: SessionFactory)
             await conversation.leave()
             assert await conversation.wait_ended() is ucwa_async.ConversationEndReason.LEFT
         sim.faults.latency(0, target="stopMessaging")
+
+
+async def test_cancelled_leave_still_stops_on_the_server(
+    make_session: SessionFactory,
+) -> None:
+    """A caller that gives up on leave() (cancelled, or an outer timeout) must not leave
+    the conversation Connected on the server: the session finishes the stop POST."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim) as session:
+            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+            assert sim.conversation_state(conversation.href) == "Connected"
+            sim.faults.latency(0.5, target="stopMessaging")  # handled after the delay
+            leaving = asyncio.create_task(conversation.leave())
+            await asyncio.sleep(0.1)  # the POST is under way
+            leaving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await leaving
+            assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+            async with asyncio.timeout(STEP):
+                while sim.conversation_state(conversation.href) not in (None, "Disconnected"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            # an outer timeout gives up the same way
+            other = await (await session.start_messaging(LENE)).conversation(STEP)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await other.leave()
+            assert other.ended is ucwa_async.ConversationEndReason.LEFT
+            async with asyncio.timeout(STEP):
+                while sim.conversation_state(other.href) not in (None, "Disconnected"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+        assert not session._background  # its stop POST task ended with the session
+
+
+async def test_cancelled_leave_when_the_server_never_answers(
+    make_session: SessionFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The stop POST the session finishes is bounded by the request timeout, its error
+    logged; a close meanwhile ends it cleanly."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim, request_timeout=0.5) as session:
+            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+            sim.faults.latency(SILENCE, target="stopMessaging")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await conversation.leave()
+            async with asyncio.timeout(STEP):
+                while not _stop_failure_logged(caplog, conversation.href):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            stuck = await (await session.start_messaging(LENE)).conversation(STEP)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await stuck.leave()
+            started = time.monotonic()
+        assert time.monotonic() - started < STEP  # the close did not wait for the server
+        sim.faults.latency(0, target="stopMessaging")
+        assert not session._background  # its stop POST task ended with the session
+
+
+def _stop_failure_logged(caplog: pytest.LogCaptureFixture, href: str) -> bool:
+    return any(
+        r.levelno == logging.WARNING
+        and href in r.getMessage()
+        and "stop POST failed" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 async def test_send_when_the_server_never_answers(make_session: SessionFactory) -> None:

@@ -223,6 +223,16 @@ async def test_a_message_stream_closed_from_another_task_stops_its_reader() -> N
         table.conversation_for(f"{APP}/communication/conversations/138", "messaging")
 
 
+_RUNNING: set[asyncio.Task[None]] = set()
+
+
+def _run_now(coroutine: Coroutine[Any, Any, None]) -> None:
+    """A session's spawn: the task runs, a reference is kept until it ends."""
+    task = asyncio.create_task(coroutine)
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+
+
 def make_table(transport: FakeTransport, spawn: Any) -> ConversationTable:
     async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
         raise AssertionError("no POST here")
@@ -338,7 +348,7 @@ async def test_leave_reads_the_stop_link_of_a_conversation_that_links_every_moda
         application=FakeApplication(),  # type: ignore[arg-type]
         post_payload=server.post,
         stats=SessionStats(),
-        spawn=lambda coroutine: coroutine.close(),
+        spawn=_run_now,  # leave()'s POSTs run in a task of the session
         ensure_usable=lambda: None,
         wire_format="json",
         invitation_timeout=5.0,
@@ -470,7 +480,7 @@ async def test_leave_reads_a_modality_only_on_the_applications_origin(kind: str)
     """A modality href of another origin (a hostile event) is not read by leave() (nor
     is its stop link POSTed), as no announced href is read off the application's origin."""
     server = ReferenceServer()
-    table = make_table(server, lambda coroutine: coroutine.close())  # type: ignore[arg-type]
+    table = make_table(server, _run_now)  # type: ignore[arg-type]
     table._post_payload = server.post
     conversation = table.conversation_for(CONV, kind)
     elsewhere = f"https://evil.example/ucwa/v1/applications/192/conversations/137/{kind}"
