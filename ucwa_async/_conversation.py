@@ -113,7 +113,9 @@ class Conversation:
         await self._table.post_link(self, "setIsTyping")
 
     async def hang_up(self) -> None:
-        """End the phone call (stopPhoneAudio)."""
+        """End the phone call (stopPhoneAudio). As for ``leave()``, a caller that gives up
+        (cancelled, an outer timeout) does not leave the call connected on the server:
+        the session finishes the request."""
         await self._table.hang_up(self)
 
     async def leave(self) -> None:

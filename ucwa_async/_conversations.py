@@ -414,61 +414,64 @@ class ConversationTable:
         await self._post_payload(url, None, None)
 
     async def hang_up(self, conversation: Conversation) -> None:
+        """POST stopPhoneAudio (in a task the session owns, as leave()'s); the conversation
+        ends here too when it has no messaging."""
         self.ensure_usable()
         state = conversation._state
         if conversation.kind != "phoneAudio" and "stopPhoneAudio" not in state.links:
             raise ConversationError("this conversation has no phone call", href=conversation.href)
+        await self._see_through(conversation, self._hang_up(conversation), "hanging up")
+
+    async def _hang_up(self, conversation: Conversation) -> None:
         url = await self._link(conversation, "stopPhoneAudio", "phoneAudio")
         await self._post_payload(url, None, None)
-        if state.links.get("sendMessage") is None:
+        if conversation._state.links.get("sendMessage") is None:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 
     async def leave(self, conversation: Conversation) -> None:
         """POST the stop links there are (best effort), then end the conversation here.
 
-        The POSTs run in a task the session owns: a caller that gives up (cancelled, an
-        outer timeout) still stops the conversation on the server instead of leaving it
-        Connected there, orphaned (a later leave() does nothing: it is over here)."""
+        The POSTs run in a task the session owns (see ``_see_through``)."""
         try:
             self.ensure_usable()
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.add_done_callback(consume_exception)
-            self._spawn(self._stop(conversation, done))
-            try:
-                await shielded(done)
-            except asyncio.CancelledError:
-                if not done.done():
-                    done.add_done_callback(functools.partial(_log_stop_failure, conversation.href))
-                raise
+            await self._see_through(conversation, self._stop(conversation), "leaving")
         finally:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 
-    async def _stop(self, conversation: Conversation, done: asyncio.Future[None]) -> None:
-        """leave()'s POSTs, bounded by the request timeout; the outcome goes to ``done``."""
-        state = conversation._state
+    async def _see_through(
+        self, conversation: Conversation, work: Coroutine[Any, Any, None], what: str
+    ) -> None:
+        """Run ``work`` (stop POSTs) in a task the session owns and wait for it: a caller
+        that gives up (cancelled, an outer timeout) still stops the call on the server
+        instead of leaving it Connected there, orphaned. The POSTs are bounded by the
+        request timeout, cancelled by the session's close; if the caller gave up, their
+        failure is logged."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(consume_exception)
+        self._spawn(_settle_with(work, done))
         try:
-            for rel, modality in (("stopMessaging", "messaging"), ("stopPhoneAudio", "phoneAudio")):
-                href = state.links.get(rel)
-                # Not known from the events yet (announced link-only, or still being
-                # read): read the modality the conversation was joined by. Not decided by
-                # which modality links the conversation has: its resource links them all
-                # (ReceiveAnIM step 15, SendAnIM step 6: messaging and phoneAudio).
-                if href is None and conversation.kind == modality:
-                    href = await self._read_link(state, rel, modality)
-                if href is not None:
-                    with contextlib.suppress(NotFoundError):  # already gone on the server
-                        await self._post_payload(self._app.resolve_own(href), None, None)
+            await shielded(done)
         except asyncio.CancelledError:
-            # The session closes (its DELETE of the application ends the conversation).
             if not done.done():
-                done.set_exception(SessionClosedError("the session closed"))
+                done.add_done_callback(
+                    functools.partial(_log_stop_failure, what, conversation.href)
+                )
             raise
-        except Exception as exc:  # the caller's to raise, or logged if it gave up
-            if not done.done():
-                done.set_exception(exc)
-        else:
-            if not done.done():
-                done.set_result(None)
+
+    async def _stop(self, conversation: Conversation) -> None:
+        """leave()'s POSTs."""
+        state = conversation._state
+        for rel, modality in (("stopMessaging", "messaging"), ("stopPhoneAudio", "phoneAudio")):
+            href = state.links.get(rel)
+            # Not known from the events yet (announced link-only, or still being
+            # read): read the modality the conversation was joined by. Not decided by
+            # which modality links the conversation has: its resource links them all
+            # (ReceiveAnIM step 15, SendAnIM step 6: messaging and phoneAudio).
+            if href is None and conversation.kind == modality:
+                href = await self._read_link(state, rel, modality)
+            if href is not None:
+                with contextlib.suppress(NotFoundError):  # already gone on the server
+                    await self._post_payload(self._app.resolve_own(href), None, None)
 
     def _end_locally(self, conversation: Conversation, reason: ConversationEndReason) -> None:
         if conversation._state.end(reason):
@@ -621,7 +624,25 @@ class ConversationTable:
                 await waiter
 
 
-def _log_stop_failure(href: str, done: asyncio.Future[None]) -> None:
-    """The stop POST of a leave() whose caller gave up failed: nobody else will know."""
+async def _settle_with(work: Coroutine[Any, Any, None], done: asyncio.Future[None]) -> None:
+    """Run ``work`` in a task of the session; its outcome goes to ``done``."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        # The session closes (its DELETE of the application ends the conversation).
+        if not done.done():
+            done.set_exception(SessionClosedError("the session closed"))
+        raise
+    except Exception as exc:  # the caller's to raise, or logged if it gave up
+        if not done.done():
+            done.set_exception(exc)
+    else:
+        if not done.done():
+            done.set_result(None)
+
+
+def _log_stop_failure(what: str, href: str, done: asyncio.Future[None]) -> None:
+    """The stop POST of a leave() or hang_up() whose caller gave up failed: nobody else
+    knows yet."""
     if not done.cancelled() and done.exception() is not None:
-        log.warning("leaving %s: the stop POST failed: %s", href, done.exception())
+        log.warning("%s %s: the stop POST failed: %s", what, href, done.exception())

@@ -141,3 +141,29 @@ async def test_accept_when_the_server_never_answers(make_session: SessionFactory
             async with asyncio.timeout(STEP):
                 await invite.accept(timeout=2.0)
         sim.faults.latency(0, target="accept")
+
+
+async def test_cancelled_hang_up_still_stops_on_the_server(
+    make_session: SessionFactory,
+) -> None:
+    """hang_up() as leave(): a caller that gives up does not leave the call Connected on
+    the server; the session finishes the stopPhoneAudio POST."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim) as session:
+            call = await session.start_phone_audio(LENE, phone_number="+14255551234")
+            conversation = await call.conversation(STEP)
+            assert sim.conversation_state(conversation.href) == "Connected"
+            sim.faults.latency(0.5, target="stopPhoneAudio")  # handled after the delay
+            hanging_up = asyncio.create_task(conversation.hang_up())
+            await asyncio.sleep(0.1)  # the POST is under way
+            hanging_up.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await hanging_up
+            async with asyncio.timeout(STEP):
+                while sim.conversation_state(conversation.href) not in (None, "Disconnected"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert await conversation.wait_ended(STEP) is ucwa_async.ConversationEndReason.LEFT
+            stops = [r for r in sim.request_log if r.kind == "stopPhoneAudio"]
+            assert len(stops) == 1
+        assert not session._background  # its stop POST task ended with the session
