@@ -44,6 +44,8 @@ class Conversation:
             asyncio.get_running_loop().create_future()
         )
         self._leave_lock = asyncio.Lock()
+        # The stop POSTs a cancelled leave() or hang_up() left running (see leave()).
+        self._stopping: asyncio.Future[None] | None = None
         self._abandoned = False
         if state.ended is not None:
             self._ended.set_result(state.ended)
@@ -123,10 +125,16 @@ class Conversation:
 
         The conversation is over here once this returns or raises: if the server does not
         answer in time (the session's request timeout) or refuses, the typed error is
-        raised, and its streams have ended all the same."""
+        raised, and its streams have ended all the same. A caller that gives up
+        (cancelled, an outer timeout) does not leave the conversation connected on the
+        server: the session finishes the requests (and logs their failure). A later
+        ``leave()`` then waits for them, as a repeated close waits for the first one, and
+        raises their error if they failed; after that, ``leave()`` returns at once."""
         async with self._leave_lock:
             if self._state.ended is None:
                 await self._table.leave(self)
+            else:
+                await self._table.stopped(self)
 
     async def wait_ended(self, timeout: float | None = None) -> ConversationEndReason:
         """Wait until the conversation is over; returns why."""

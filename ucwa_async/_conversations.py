@@ -438,6 +438,18 @@ class ConversationTable:
         finally:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 
+    async def stopped(self, conversation: Conversation) -> None:
+        """A later leave(): wait for the stop POSTs a cancelled leave() (or hang_up()) left
+        running, and raise their error, which nobody was told yet (once)."""
+        running = conversation._stopping
+        if running is None:
+            return
+        try:
+            await shielded(running)
+        finally:
+            if running.done() and conversation._stopping is running:
+                conversation._stopping = None
+
     async def _see_through(
         self, conversation: Conversation, work: Coroutine[Any, Any, None], what: str
     ) -> None:
@@ -445,7 +457,7 @@ class ConversationTable:
         that gives up (cancelled, an outer timeout) still stops the call on the server
         instead of leaving it Connected there, orphaned. The POSTs are bounded by the
         request timeout, cancelled by the session's close; if the caller gave up, their
-        failure is logged."""
+        failure is logged and kept for the next leave() (``stopped``)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(consume_exception)
         self._spawn(_settle_with(work, done))
@@ -456,6 +468,7 @@ class ConversationTable:
                 done.add_done_callback(
                     functools.partial(_log_stop_failure, what, conversation.href)
                 )
+                conversation._stopping = done
             raise
 
     async def _stop(self, conversation: Conversation) -> None:

@@ -167,3 +167,46 @@ async def test_cancelled_hang_up_still_stops_on_the_server(
             stops = [r for r in sim.request_log if r.kind == "stopPhoneAudio"]
             assert len(stops) == 1
         assert not session._background  # its stop POST task ended with the session
+
+
+async def test_leave_after_a_cancelled_leave_waits_for_its_stop(
+    make_session: SessionFactory,
+) -> None:
+    """A cancelled leave() left its stop POST running: a later leave() waits for it (as
+    a repeated close waits for the first one) instead of returning at once while the
+    conversation is still Connected on the server."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.latency(0.5, target="stopMessaging")
+        leaving = asyncio.create_task(conversation.leave())
+        await asyncio.sleep(0.1)
+        leaving.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        async with asyncio.timeout(STEP):
+            await conversation.leave()
+        assert sim.conversation_state(conversation.href) in (None, "Disconnected")
+        stops = [r for r in sim.request_log if r.kind == "stopMessaging"]
+        assert len(stops) == 1  # waited for, not sent again
+
+
+async def test_leave_after_a_cancelled_leave_reports_its_failure(
+    make_session: SessionFactory,
+) -> None:
+    """The stop POST of a cancelled leave() failed: nobody was told; the next leave()
+    raises its error (once: a leave() after that returns, as after a failed leave())."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim, request_timeout=0.5) as session:
+            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+            sim.faults.latency(SILENCE, target="stopMessaging")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await conversation.leave()
+            with pytest.raises(ucwa_async.UcwaError):
+                async with asyncio.timeout(STEP):
+                    await conversation.leave()
+            async with asyncio.timeout(1.0):
+                await conversation.leave()
+        sim.faults.latency(0, target="stopMessaging")
