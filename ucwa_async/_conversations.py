@@ -193,6 +193,8 @@ class ConversationTable:
         if waiter is not None or invitation._answered is None:
             # Withdrawn by the caller, answered by another endpoint of this user, or
             # our accept failed: it can no longer be accepted.
+            if waiter is not None:
+                invitation._answered = None  # (an accept() still waiting says so too)
             invitation.withdrawn = True
             invitation.withdraw_reason = effect.reason
             self.inbox.drop(invitation)
@@ -296,62 +298,78 @@ class ConversationTable:
                 "cannot accept a phoneAudio invitation: UCWA's phone audio rings a phone "
                 "and carries no audio to this API (decline it, or answer on a phone)"
             )
-        if invitation._answered == "accepted" and view.conversation_href is not None:
+        if invitation._connected and view.conversation_href is not None:
             return self.conversation_for(view.conversation_href, "messaging")
         self._check_not_withdrawn(invitation)
         if view.accept_href is None or view.conversation_href is None:
             raise UcwaError("this invitation offers no accept link")
         accept_url = self._app.resolve_own(view.accept_href)
         conversation = self.conversation_for(view.conversation_href, "messaging")
-        # An accept the server took before its caller gave up: wait for its outcome
-        # (a second POST would be refused, 409, for an invitation no longer ringing).
-        waiter = invitation._accept_posted
-        if waiter is None:
+        if invitation._accept_posted is None and invitation._accept_posting is None:
             conversation._state.skip_text = view.message
             conversation._state.skip_key = None
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[bool] = loop.create_future()
             self._accepting[invitation._key] = waiter
-        invitation._answered = "accepted"
+            # The POST runs in a task the session owns: a caller that gives up (cancelled,
+            # an outer timeout) cannot leave an accept the server took unknown here (its
+            # conversation connected on the server, the invitation "withdrawn" locally).
+            posting: asyncio.Future[None] = loop.create_future()
+            posting.add_done_callback(consume_exception)
+            invitation._accept_posting = posting
+            invitation._answered = "accepted"
+            self._spawn(_settle_with(self._post_accept(invitation, accept_url, waiter), posting))
+        if invitation._accept_posting is not None:
+            await shielded(invitation._accept_posting)
+        # An accept the server took (now, or before an earlier caller gave up): wait for
+        # its outcome (a second POST would be refused, 409: no longer ringing).
+        posted = invitation._accept_posted
+        assert posted is not None
+        limit = timeout or self._invitation_timeout
         try:
-            if invitation._accept_posted is None:
-                try:
-                    await self._post_payload(accept_url, None, None)
-                except NotFoundError as exc:
-                    # The invitation is gone (withdrawn; its events may be on their way).
-                    invitation.withdrawn = True
-                    raise InvitationWithdrawnError(
-                        "the invitation is gone (withdrawn before it was accepted)",
-                        reason=invitation.withdraw_reason,
-                        href=invitation.href,
-                    ) from exc
-                invitation._accept_posted = waiter
-            limit = timeout or self._invitation_timeout
-            try:
-                async with asyncio.timeout(limit):
-                    accepted = await asyncio.shield(waiter)
-            except TimeoutError:
-                raise InvitationTimeoutError(
-                    "the accepted invitation did not connect in time", href=invitation.href
-                ) from None
-            if accepted:
-                # The events before the invitation's completed one (the conversation and
-                # its messaging Connected, ReceiveAnIM step 15) may be link-only, their
-                # GETs still under way: the Conversation returned is the connected one.
-                await conversation._settle(limit)
-        except BaseException:
-            invitation._answered = None  # not accepted: a later accept() may try again
-            raise
-        finally:
-            if invitation._accept_posted is None:
-                self._accepting.pop(invitation._key, None)
-            # else the invitation's end (or the application's loss) settles the waiter
+            async with asyncio.timeout(limit):
+                accepted = await shielded(posted)
+        except TimeoutError:
+            raise InvitationTimeoutError(
+                "the accepted invitation did not connect in time", href=invitation.href
+            ) from None
         if not accepted:
             invitation._answered = None
             invitation.withdrawn = True
             self.ensure_usable()
             self._check_not_withdrawn(invitation)
-        self._stats.incoming_accepted += 1
+        # The events before the invitation's completed one (the conversation and its
+        # messaging Connected, ReceiveAnIM step 15) may be link-only, their GETs still
+        # under way: the Conversation returned is the connected one.
+        await conversation._settle(limit)
+        if not invitation._connected:
+            invitation._connected = True
+            self._stats.incoming_accepted += 1
         return conversation
+
+    async def _post_accept(
+        self, invitation: IncomingInvitation, url: str, waiter: asyncio.Future[bool]
+    ) -> None:
+        """accept()'s POST, in a task of the session's; its 2xx makes ``waiter`` (settled
+        by the invitation's end) the accept's outcome."""
+        try:
+            await self._post_payload(url, None, None)
+        except BaseException as exc:
+            invitation._accept_posting = None
+            invitation._answered = None  # not taken: a later accept() may try again
+            if self._accepting.get(invitation._key) is waiter:
+                del self._accepting[invitation._key]
+            if isinstance(exc, NotFoundError):
+                # The invitation is gone (withdrawn; its events may be on their way).
+                invitation.withdrawn = True
+                raise InvitationWithdrawnError(
+                    "the invitation is gone (withdrawn before it was accepted)",
+                    reason=invitation.withdraw_reason,
+                    href=invitation.href,
+                ) from exc
+            raise
+        invitation._accept_posting = None
+        invitation._accept_posted = waiter
 
     def _check_not_withdrawn(self, invitation: IncomingInvitation) -> None:
         if invitation.withdrawn:
@@ -363,13 +381,21 @@ class ConversationTable:
 
     async def decline(self, invitation: IncomingInvitation) -> None:
         self.ensure_usable()
+        posting = invitation._accept_posting
+        if posting is not None:
+            # The accept POST of a caller that gave up is under way: its answer decides.
+            with contextlib.suppress(Exception):
+                await shielded(posting)
+        if invitation.withdrawn:
+            return
         if invitation._answered == "accepted":
             # Not a silent no-op: the conversation goes on until it is left.
             raise ConversationError(
-                "the invitation was accepted: leave() its conversation to end it",
+                "the invitation was accepted: leave() its conversation (accept() returns "
+                "it) to end it",
                 href=invitation.href,
             )
-        if invitation.withdrawn or invitation._answered is not None:
+        if invitation._answered is not None:
             return
         decline_href = invitation._view.decline_href
         if decline_href is None:

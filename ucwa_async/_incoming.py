@@ -35,7 +35,10 @@ class IncomingInvitation:
     know at once: ``accept()`` raises ``InvitationWithdrawnError``, ``decline()`` returns.
     Once declined, ``accept()`` raises ``InvitationWithdrawnError`` (a second
     ``decline()`` returns); once accepted, ``decline()`` raises ``ConversationError``
-    (``leave()`` the conversation instead).
+    (``leave()`` the conversation instead). An ``accept()`` whose caller gives up
+    (cancelled, an outer timeout, its ``timeout``) once the accept request is sent
+    still accepts: the session finishes the request, a later ``accept()`` waits for
+    the same outcome (without a second request) and returns the conversation.
     """
 
     def __init__(self, table: ConversationTable, view: IncomingInvitationView, key: str) -> None:
@@ -46,9 +49,14 @@ class IncomingInvitation:
         self.withdrawn = False
         """True once the caller withdrew it (or it ended elsewhere) before an accept."""
         self.withdraw_reason: Reason | None = None
+        # What the server was told: "accepted" from the accept POST on (unless it failed,
+        # or the invitation ended without connecting).
         self._answered: Literal["accepted", "declined"] | None = None
+        # The accept POST under way (in a task of the session's; see accept).
+        self._accept_posting: asyncio.Future[None] | None = None
         # The outcome of an accept the server took (set after its 2xx; see accept).
         self._accept_posted: asyncio.Future[bool] | None = None
+        self._connected = False  # an accept() returned its conversation
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:

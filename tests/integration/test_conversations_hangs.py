@@ -210,3 +210,36 @@ async def test_leave_after_a_cancelled_leave_reports_its_failure(
             async with asyncio.timeout(1.0):
                 await conversation.leave()
         sim.faults.latency(0, target="stopMessaging")
+
+
+async def test_cancelled_accept_the_server_took(make_session: SessionFactory) -> None:
+    """The server took the accept POST, its answer came after the caller gave up: the
+    invitation is accepted all the same (the server connected the conversation).
+    decline() says so without a POST; a later accept() returns the conversation without
+    a second POST."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        sim.faults.late_answer(0.5, target="accept")  # acted on at once, answered later
+        accepting = asyncio.create_task(invite.accept())
+        await asyncio.sleep(0.2)
+        accepting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await accepting
+        with pytest.raises(ucwa_async.ConversationError, match="accepted"):
+            async with asyncio.timeout(STEP):
+                await invite.decline()
+        conversation = await invite.accept(timeout=STEP)
+        assert conversation.ended is None
+        assert sim.conversation_state(conversation.href) == "Connected"
+        posts = [r for r in sim.request_log if r.method == "POST"]
+        assert len([r for r in posts if r.kind == "accept"]) == 1
+        assert not [r for r in posts if r.kind == "decline"]
+        assert session.stats.incoming_accepted == 1
+        assert not invite.withdrawn
