@@ -325,9 +325,12 @@ class ConversationTable:
         # its outcome (a second POST would be refused, 409: no longer ringing).
         posted = invitation._accept_posted
         assert posted is not None
-        limit = timeout or self._invitation_timeout
+        # One deadline (from the server's answer, as an invitation's timeout counts from
+        # its 201) for the outcome and then the reads below.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout or self._invitation_timeout)
         try:
-            async with asyncio.timeout(limit):
+            async with asyncio.timeout_at(deadline):
                 accepted = await shielded(posted)
         except TimeoutError:
             raise InvitationTimeoutError(
@@ -341,7 +344,7 @@ class ConversationTable:
         # The events before the invitation's completed one (the conversation and its
         # messaging Connected, ReceiveAnIM step 15) may be link-only, their GETs still
         # under way: the Conversation returned is the connected one.
-        await conversation._settle(limit)
+        await conversation._settle(max(0.0, deadline - loop.time()))
         if not invitation._connected:
             invitation._connected = True
             self._stats.incoming_accepted += 1
@@ -651,15 +654,19 @@ class ConversationTable:
 
     async def reads_landed(self, key: str, timeout: float | None) -> None:
         """Return once the GETs of the conversation ``key`` queued or under way now have
-        landed (not those queued later), or after ``timeout`` (default: the invitation
-        timeout) whatever is left."""
+        landed (not those queued later), or after ``timeout`` (None: the invitation
+        timeout; 0: at once) whatever is left."""
         numbers = self._reads.get(key)
         if not numbers:
+            return
+        if timeout is None:
+            timeout = self._invitation_timeout
+        if timeout <= 0:  # (was taken for "the default": a spent deadline waited it all)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._reads_waiters.setdefault(key, []).append((max(numbers), waiter))
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout or self._invitation_timeout):
+            async with asyncio.timeout(timeout):
                 await waiter
 
 

@@ -130,15 +130,20 @@ class Invitation(OutcomeFuture[T]):
 
     async def conversation(self, timeout: float | None = None) -> Conversation:
         """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
-        ``ucwa_async.Conversation`` it connected (the same object while it lasts)."""
+        ``ucwa_async.Conversation`` it connected (the same object while it lasts).
+        ``timeout`` bounds the whole call."""
+        loop = self.get_loop()
+        started = loop.time()
         resource = await self.wait(timeout)
         factory = self._conversation_factory
         if factory is None:
             raise UcwaError("this invitation is not attached to a session's conversations")
         conversation = factory(self, resource)
         # Its conversation's Connected may have come link-only just before the completed
-        # event (SendAnIM step 6), its GET still under way.
-        await conversation._settle(timeout)
+        # event (SendAnIM step 6), its GET still under way: waited for in what is left of
+        # the timeout (best effort: the conversation is returned all the same).
+        left = None if timeout is None else max(0.0, started + timeout - loop.time())
+        await conversation._settle(left)
         return conversation
 
     # -- used by the session only ----------------------------------------------------

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import ucwa_async
-from ucwa_async.testing import SimulatorConfig, UcwaSimulator
+from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
 from .conftest import SessionFactory
 
@@ -243,3 +243,26 @@ async def test_cancelled_accept_the_server_took(make_session: SessionFactory) ->
         assert not [r for r in posts if r.kind == "decline"]
         assert session.stats.incoming_accepted == 1
         assert not invite.withdrawn
+
+
+async def test_invitation_conversation_honours_one_deadline(
+    make_session: SessionFactory,
+) -> None:
+    """conversation(timeout) bounds the whole call: the wait for the outcome and then
+    for the conversation's link-only reads share one deadline (were two: up to twice it)."""
+    config = SimulatorConfig(completion_delay=0.01, embed_resources=False)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.echo(0.8)))
+        invitation = await session.start_messaging(LENE)
+        sim.faults.latency(SILENCE, target="conversation")  # its GET never lands in time
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        conversation = await invitation.conversation(1.0)  # connected after 0.8 s
+        elapsed = loop.time() - started
+        assert 0.7 < elapsed < 1.3, elapsed
+        # its GET still under way: a spent timeout waits no more (0 was the default, 10 s)
+        started = loop.time()
+        assert await invitation.conversation(0) is conversation
+        assert loop.time() - started < 0.5
+        assert conversation.ended is None
+        sim.faults.latency(0, target="conversation")
