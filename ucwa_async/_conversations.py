@@ -288,6 +288,12 @@ class ConversationTable:
     async def accept(self, invitation: IncomingInvitation, timeout: float | None) -> Conversation:
         self.ensure_usable()
         view = invitation._view
+        declining = invitation._decline_posting
+        if declining is not None:
+            # The decline POST of a caller that gave up is under way: its answer decides.
+            with contextlib.suppress(Exception):
+                await shielded(declining)
+            self.ensure_usable()
         if invitation._answered == "declined":
             # Said at once: the accept POST would only get the server's 409.
             raise InvitationWithdrawnError(
@@ -384,11 +390,12 @@ class ConversationTable:
 
     async def decline(self, invitation: IncomingInvitation) -> None:
         self.ensure_usable()
-        posting = invitation._accept_posting
-        if posting is not None:
+        accepting = invitation._accept_posting
+        if accepting is not None:
             # The accept POST of a caller that gave up is under way: its answer decides.
             with contextlib.suppress(Exception):
-                await shielded(posting)
+                await shielded(accepting)
+            self.ensure_usable()
         if invitation.withdrawn:
             return
         if invitation._answered == "accepted":
@@ -400,16 +407,32 @@ class ConversationTable:
             )
         if invitation._answered is not None:
             return
-        decline_href = invitation._view.decline_href
-        if decline_href is None:
-            raise UcwaError("this invitation offers no decline link")
-        decline_url = self._app.resolve_own(decline_href)
-        payload, content_type = _wire.encode_input({"reason": "Local"}, self._wire_format)
+        declining = invitation._decline_posting
+        if declining is None:
+            decline_href = invitation._view.decline_href
+            if decline_href is None:
+                raise UcwaError("this invitation offers no decline link")
+            decline_url = self._app.resolve_own(decline_href)
+            payload, content_type = _wire.encode_input({"reason": "Local"}, self._wire_format)
+            # In a task the session owns, as accept's POST: a caller that gives up cannot
+            # leave a decline the server took unknown here.
+            declining = asyncio.get_running_loop().create_future()
+            declining.add_done_callback(consume_exception)
+            invitation._decline_posting = declining
+            work = self._post_decline(invitation, decline_url, payload, content_type)
+            self._spawn(_settle_with(work, declining))
+        await shielded(declining)
+
+    async def _post_decline(
+        self, invitation: IncomingInvitation, url: str, payload: bytes, content_type: str
+    ) -> None:
         try:
-            await self._post_payload(decline_url, payload, content_type)
+            await self._post_payload(url, payload, content_type)
         except NotFoundError:
             invitation.withdrawn = True  # gone meanwhile: nothing left to decline
             return
+        finally:
+            invitation._decline_posting = None
         invitation._answered = "declined"
         self._stats.incoming_declined += 1
 

@@ -38,7 +38,8 @@ class IncomingInvitation:
     (``leave()`` the conversation instead). An ``accept()`` whose caller gives up
     (cancelled, an outer timeout, its ``timeout``) once the accept request is sent
     still accepts: the session finishes the request, a later ``accept()`` waits for
-    the same outcome (without a second request) and returns the conversation.
+    the same outcome (without a second request) and returns the conversation. A
+    ``decline()`` whose caller gives up still declines, in the same way.
     """
 
     def __init__(self, table: ConversationTable, view: IncomingInvitationView, key: str) -> None:
@@ -57,6 +58,7 @@ class IncomingInvitation:
         # The outcome of an accept the server took (set after its 2xx; see accept).
         self._accept_posted: asyncio.Future[bool] | None = None
         self._connected = False  # an accept() returned its conversation
+        self._decline_posting: asyncio.Future[None] | None = None  # as _accept_posting
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:

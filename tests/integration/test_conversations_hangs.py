@@ -266,3 +266,33 @@ async def test_invitation_conversation_honours_one_deadline(
         assert loop.time() - started < 0.5
         assert conversation.ended is None
         sim.faults.latency(0, target="conversation")
+
+
+async def test_cancelled_decline_the_server_took(make_session: SessionFactory) -> None:
+    """The server took the decline POST, its answer came after the caller gave up: the
+    invitation is declined all the same (counted; accept() says "declined", not
+    "withdrawn", and sends nothing)."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        sim.faults.late_answer(0.5, target="decline")  # acted on at once, answered later
+        declining = asyncio.create_task(invite.decline())
+        await asyncio.sleep(0.2)
+        declining.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await declining
+        with pytest.raises(ucwa_async.InvitationWithdrawnError, match="declined"):
+            async with asyncio.timeout(STEP):
+                await invite.accept()
+        async with asyncio.timeout(STEP):
+            await invite.decline()  # declined: returns
+        posts = [r for r in sim.request_log if r.method == "POST"]
+        assert not [r for r in posts if r.kind == "accept"]
+        assert len([r for r in posts if r.kind == "decline"]) == 1
+        assert session.stats.incoming_declined == 1
