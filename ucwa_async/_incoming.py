@@ -82,7 +82,8 @@ class IncomingInvitation:
 
     async def accept(self, timeout: float | None = None) -> Conversation:
         """Accept; returns the conversation once the server says it connected
-        (``timeout``: the session's ``invitation_timeout`` by default)."""
+        (``timeout``: the session's ``invitation_timeout`` by default, counted from the
+        server's answer to the accept request, as an invitation's from its 201)."""
         if timeout is not None and (
             not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
         ):
