@@ -233,8 +233,22 @@ class OperationTable:
         entry.waiters += 1
         try:
             await shielded(entry.posted)
-        finally:
+        except asyncio.CancelledError:
             entry.waiters -= 1
+            posted = entry.posted
+            invitation = entry.invitation
+            if (
+                entry.waiters == 0
+                and posted.done()
+                and not posted.cancelled()
+                and posted.exception() is None
+                and self._invitations.get(invitation.operation_id) is invitation
+            ):
+                # Cancelled in the turn the 201 landed: _run_start saw a waiter then, and
+                # the handle never reached it. Nobody can see the call: cancel it.
+                self._spawn(self._abandon(invitation))
+            raise
+        entry.waiters -= 1
         return entry.invitation
 
     async def _run_start(self, entry: _Start, url: str, body: Mapping[str, Any]) -> None:

@@ -127,6 +127,30 @@ async def test_abandoned_continue_is_cancelled_on_the_server(
         await assert_no_leftover_tasks(no_leftover_tasks)
 
 
+async def test_caller_cancelled_in_the_turn_the_201_lands_still_abandons(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The caller's cancel lands in the very turn the 201 settles the POST (an
+    # asyncio.timeout expiring then): the handle never reaches it, and the session had
+    # counted it as waiting; the call must be cancelled all the same, not left ringing.
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.latency(0.3, target="continue")
+        caller = asyncio.create_task(session.continue_phone_audio(logs[0], PHONE))
+        await until(lambda: bool(session._ops._starting))
+        (entry,) = session._ops._starting.values()
+        entry.posted.add_done_callback(lambda _: caller.cancel())  # after the caller's wake-up
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        await until(lambda: session.pending_invitations == 0)
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert len(_requests(sim, "cancel")) == 1
+        assert session.stats.invitations_abandoned == 1
+
+
 async def test_abandoned_continue_without_a_cancel_link_in_events_gets_it(
     make_session: SessionFactory, wire_format: str
 ) -> None:
