@@ -516,11 +516,10 @@ class ConversationTable:
         try:
             await shielded(done)
         except asyncio.CancelledError:
-            if not done.done():
-                done.add_done_callback(
-                    functools.partial(_log_stop_failure, what, conversation.href)
-                )
-                conversation._stopping = done
+            # (``done`` may have ended in the very turn the caller was cancelled: its
+            # error is no less unreported.)
+            done.add_done_callback(functools.partial(_log_stop_failure, what, conversation.href))
+            conversation._stopping = done
             raise
 
     async def _stop(self, conversation: Conversation) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import pytest
 
@@ -97,6 +98,42 @@ async def test_cancelled_leave_when_the_server_never_answers(
         assert time.monotonic() - started < STEP  # the close did not wait for the server
         sim.faults.latency(0, target="stopMessaging")
         assert not session._background  # its stop POST task ended with the session
+
+
+async def test_leave_cancelled_in_the_turn_its_stop_fails_still_reports(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's cancel lands in the very turn the stop POST fails (an outer timeout
+    expiring then): the error is not lost, the next leave() raises it."""
+    from ucwa_async import _conversations
+
+    settles: list[asyncio.Future[None]] = []
+    real = _conversations._settle_with
+
+    def spy(work: Any, done: asyncio.Future[None]) -> Any:
+        settles.append(done)
+        return real(work, done)
+
+    monkeypatch.setattr(_conversations, "_settle_with", spy)
+    config = SimulatorConfig(completion_delay=0.01)
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim, request_timeout=0.3) as session,
+    ):
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.latency(SILENCE, target="stopMessaging")
+        leaving = asyncio.create_task(conversation.leave())
+        async with asyncio.timeout(STEP):
+            while not settles:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        settles[0].add_done_callback(lambda _: leaving.cancel())  # after the caller's wake-up
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert settles[0].exception() is not None
+        with pytest.raises(ucwa_async.UcwaError):
+            async with asyncio.timeout(STEP):
+                await conversation.leave()
+        sim.faults.latency(0, target="stopMessaging")
 
 
 def _stop_failure_logged(caplog: pytest.LogCaptureFixture, href: str) -> bool:
