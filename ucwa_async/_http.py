@@ -179,6 +179,10 @@ class HttpClient:
             error = TransportError(f"{method} {url} failed: {_describe(exc)}")
         except OSError as exc:
             error = TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}")
+        except UnicodeError as exc:
+            # getaddrinfo's idna codec refuses the host name (a label empty or over 63
+            # characters): a name that cannot resolve, which aiohttp does not wrap.
+            error = TransportError(f"{method} {url} failed: cannot resolve the host: {exc}")
         finally:
             self._in_flight.pop(token, None)  # (gone if the loop changed meanwhile)
             if flight.expired:

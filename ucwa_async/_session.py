@@ -189,6 +189,11 @@ class Session:
             raise ValueError(f"discovery_url must be an http(s) URL, got {discovery_url!r}")
         if parsed.username or parsed.password:
             raise ValueError("discovery_url must not carry credentials")
+        try:
+            parsed.port  # noqa: B018 - a port out of 0..65535 raises ValueError here
+        except ValueError as exc:
+            # Else open() raised urllib's bare ValueError.
+            raise ValueError(f"discovery_url has an invalid port ({exc})") from None
         if not isinstance(auth, PasswordAuth | TokenAuth):
             raise TypeError("auth must be a PasswordAuth or a TokenAuth")
         if wire_format not in ("json", "xml"):

@@ -31,6 +31,10 @@ def _session(url: str, wire_format: str, **options: Any) -> ucwa_async.Session:
         ("", "http"),
         ("https://alice:secret@lyncdiscover.contoso.com/", "credentials"),
         ("https://alice@lyncdiscover.contoso.com/", "credentials"),
+        # Accepted, and then open() raised urllib's bare "Port out of range" ValueError.
+        ("https://lyncdiscover.contoso.com:99999/", "(?i)port"),
+        ("https://lyncdiscover.contoso.com:-1/", "(?i)port"),
+        ("https://alice:secret@lyncdiscover.contoso.com:99999/", "credentials"),
     ],
 )
 def test_bad_discovery_url(wire_format: str, url: str, match: str) -> None:
@@ -186,3 +190,20 @@ def test_session_options_checked_at_the_call(
     # TypeError/ValueError for a bad user agent; a None culture was sent as null.
     with pytest.raises(error, match=option):
         _session("https://lyncdiscover.contoso.com", wire_format, **{option: value})
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["a" * 64 + ".contoso.com", "lyncdiscover..contoso.com"],
+    ids=["label-too-long", "empty-label"],
+)
+async def test_a_host_name_dns_cannot_encode_is_a_transport_error(host: str) -> None:
+    # getaddrinfo refuses such a name with a bare UnicodeError (the idna codec), which
+    # aiohttp does not wrap: it reached the caller of open() as it was. Nothing is sent.
+    session = ucwa_async.Session(f"https://{host}/autodiscover", auth=AUTH, connect_timeout=10)
+    with pytest.raises(ucwa_async.TransportError) as caught:
+        await session.open()
+    assert host.split(".")[0][:20] in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert session.closed
