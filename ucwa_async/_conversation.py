@@ -113,7 +113,8 @@ class Conversation:
         await self._table.post_link(self, "setIsTyping")
 
     async def hang_up(self) -> None:
-        """End the phone call (stopPhoneAudio)."""
+        """End the phone call (stopPhoneAudio). Unlike ``leave()`` it is not idempotent:
+        ``ConversationError`` if there is no call, ``ConversationEndedError`` once over."""
         await self._table.hang_up(self)
 
     async def leave(self) -> None:
@@ -127,7 +128,10 @@ class Conversation:
                 await self._table.leave(self)
 
     async def wait_ended(self, timeout: float | None = None) -> ConversationEndReason:
-        """Wait until the conversation is over; returns why."""
+        """Wait until the conversation is over; returns why (a ``ConversationEndReason``).
+
+        If ``timeout`` seconds pass first, the builtin ``TimeoutError`` is raised (as
+        ``asyncio.timeout``) and the conversation goes on."""
         check_wait_timeout(timeout)
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._ended)

@@ -485,7 +485,11 @@ class Session:
         return self._channel.status
 
     async def wait_connected(self, timeout: float | None = None) -> None:
-        """Wait until the event channel is connected (raises if it failed or closed)."""
+        """Wait until the event channel is connected.
+
+        Raises ``ChannelFailedError`` if the channel failed, ``SessionClosedError`` if the
+        session closed, and the builtin ``TimeoutError`` (as ``asyncio.timeout``) if
+        ``timeout`` seconds pass first; 0 or less does not wait."""
         check_wait_timeout(timeout)
         self._ensure_usable()
         try:
