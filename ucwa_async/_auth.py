@@ -49,9 +49,10 @@ class TokenAuth:
     is awaited again when the server says the token expired (401).
 
     If the callable raises, the request that needed the token raises
-    ``TransportError`` (``RequestTimeoutError`` for a ``TimeoutError``) naming the
-    error, and the event channel retries later, as for an unreachable token endpoint;
-    a ``UcwaError`` it raises (``AuthenticationError``: refused for good) is kept.
+    ``TransportError`` (``RequestTimeoutError`` for a ``TimeoutError``, or when it gives
+    no token within the session's request timeout) naming the error, and the event
+    channel retries later, as for an unreachable token endpoint; a ``UcwaError`` it
+    raises (``AuthenticationError``: refused for good) is kept.
     """
 
     __slots__ = ("_provider", "_token")

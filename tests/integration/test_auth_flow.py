@@ -200,6 +200,45 @@ async def test_a_token_provider_failing_once_does_not_end_the_session(
     assert "crashed" not in caplog.text
 
 
+async def test_a_token_provider_that_hangs_is_bounded_by_the_request_timeout(
+    simulator: UcwaSimulator, wire_format: str
+) -> None:
+    # A provider that never answered held the request (and the event channel's
+    # re-authentication, so the channel stayed "reconnecting") forever.
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await asyncio.Event().wait()  # the identity provider hangs
+        return await _fetch_token(simulator)
+
+    session = ucwa_async.Session(
+        simulator.discovery_url,
+        auth=ucwa_async.TokenAuth(provider),
+        wire_format=wire_format,  # type: ignore[arg-type]
+        request_timeout=0.5,
+        connect_timeout=10.0,
+        keepalive_interval=None,
+        backoff=Backoff(base=0.01, cap=0.2),
+    )
+    async with session:
+        logs = await session.conversation_logs(limit=1)
+        simulator.faults.expire_tokens()
+        async with asyncio.timeout(5):
+            [outcome] = await asyncio.gather(
+                session.conversation_logs(limit=1), return_exceptions=True
+            )
+            await session.wait_connected()
+        if isinstance(outcome, BaseException):
+            assert isinstance(outcome, ucwa_async.RequestTimeoutError), repr(outcome)
+            assert "TokenAuth" in str(outcome)
+        invitation = await session.continue_messaging(logs[0], message="after the hang")
+        assert (await invitation.result(timeout=5)).state == "Connected"
+    assert calls >= 3
+
+
 async def test_password_auth_reauthenticates_once_on_401(
     simulator: UcwaSimulator, make_session: SessionFactory
 ) -> None:
