@@ -71,8 +71,11 @@ class IncomingInvitation:
         return self._view.message
 
     async def accept(self, timeout: float | None = None) -> Conversation:
-        """Accept; returns the conversation once the server says it connected
-        (``timeout``: the session's ``invitation_timeout`` by default)."""
+        """Accept; returns the conversation once the server says it connected.
+
+        ``timeout`` (default: the session's ``invitation_timeout``) passing first raises
+        ``InvitationTimeoutError``; the accept stays posted, and a later ``accept()``
+        waits for its outcome without a second POST."""
         if timeout is not None and (
             not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
         ):
