@@ -219,6 +219,9 @@ class HttpClient:
             headers=dict(headers),
             data=data,
             allow_redirects=False,
+            # The session reads every status itself (a 401 challenge, CallbackChannelError):
+            # a borrowed ClientSession(raise_for_status=True) must not raise on them.
+            raise_for_status=False,
             timeout=client_timeout,
             trace_request_ctx=signal,
         ) as response:
