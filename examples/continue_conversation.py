@@ -3,7 +3,8 @@
     UCWA_PASSWORD=... python examples/continue_conversation.py \
         --discovery https://lyncdiscover.contoso.com --user alice@contoso.com
 
-Exit status: 0 connected, 1 not connected, 2 no password.
+Exit status: 0 connected, 1 not connected (or the server failed), 2 no password,
+3 sign-in refused.
 Try it against the simulator: ``ucwa-async simulator`` prints a URL and credentials.
 """
 
@@ -54,4 +55,11 @@ if __name__ == "__main__":
     if not password:
         print("set UCWA_PASSWORD to the password of --user", file=sys.stderr)
         sys.exit(2)
-    sys.exit(asyncio.run(main(args.discovery, args.user, password, args.message, args.wire)))
+    try:
+        sys.exit(asyncio.run(main(args.discovery, args.user, password, args.message, args.wire)))
+    except ucwa_async.AuthenticationError as exc:  # wrong password, most often
+        print(f"sign-in refused: {exc}", file=sys.stderr)
+        sys.exit(3)
+    except ucwa_async.UcwaError as exc:  # unreachable, or the server refused something
+        print(f"stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)

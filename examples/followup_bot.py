@@ -4,7 +4,7 @@
 
 ``--all`` follows up every log, read or not. One line per log, then a summary line.
 Exit status: 0 when every follow-up ended (connected or declined), 1 when one ended
-with an error or no outcome, 2 no password.
+with an error or no outcome (or the session failed), 2 no password, 3 sign-in refused.
 """
 
 from __future__ import annotations
@@ -77,4 +77,13 @@ if __name__ == "__main__":
     if not password:
         print("set UCWA_PASSWORD to the password of --user", file=sys.stderr)
         sys.exit(2)
-    sys.exit(asyncio.run(main(args.discovery, args.user, password, args.wire, everything=args.all)))
+    try:
+        sys.exit(
+            asyncio.run(main(args.discovery, args.user, password, args.wire, everything=args.all))
+        )
+    except ucwa_async.AuthenticationError as exc:  # wrong password, most often
+        print(f"sign-in refused: {exc}", file=sys.stderr)
+        sys.exit(3)
+    except ucwa_async.UcwaError as exc:  # unreachable, or the server refused something
+        print(f"stopped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(1)

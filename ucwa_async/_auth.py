@@ -8,7 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 
-from ucwa_async._core.errors import AuthenticationError
+from ucwa_async._core.errors import (
+    AuthenticationError,
+    RequestTimeoutError,
+    TransportError,
+    UcwaError,
+)
 
 __all__ = ["Auth", "PasswordAuth", "TokenAuth", "TokenProvider", "checked_token"]
 
@@ -42,6 +47,12 @@ class TokenAuth:
     ``token`` is either the token string (``"cwt=..."``, with or without the
     ``Bearer`` prefix) or an async callable returning a fresh one; the callable
     is awaited again when the server says the token expired (401).
+
+    If the callable raises, the request that needed the token raises
+    ``TransportError`` (``RequestTimeoutError`` for a ``TimeoutError``, or when it gives
+    no token within the session's request timeout) naming the error, and the event
+    channel retries later, as for an unreachable token endpoint; a ``UcwaError`` it
+    raises (``AuthenticationError``: refused for good) is kept.
     """
 
     __slots__ = ("_provider", "_token")
@@ -65,7 +76,18 @@ class TokenAuth:
     async def get_token(self) -> str:
         """The token as an ``Authorization`` header value (``Bearer ...``)."""
         if self._provider is not None:
-            raw: object = await self._provider()
+            failure: TransportError | None = None
+            try:
+                raw: object = await self._provider()
+            except UcwaError:
+                raise
+            except Exception as exc:
+                # The caller's code, its HTTP client's errors included: typed like an
+                # unreachable token endpoint, and (as aiohttp errors are) not chained.
+                kind = RequestTimeoutError if isinstance(exc, TimeoutError) else TransportError
+                failure = kind(f"the TokenAuth provider failed: {type(exc).__name__}: {exc}")
+            if failure is not None:
+                raise failure
         else:
             raw = self._token
         if not isinstance(raw, str) or not raw.strip():

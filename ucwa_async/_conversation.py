@@ -115,9 +115,10 @@ class Conversation:
         await self._table.post_link(self, "setIsTyping")
 
     async def hang_up(self) -> None:
-        """End the phone call (stopPhoneAudio). As for ``leave()``, a caller that gives up
-        (cancelled, an outer timeout) does not leave the call connected on the server:
-        the session finishes the request."""
+        """End the phone call (stopPhoneAudio). Unlike ``leave()`` it is not idempotent:
+        ``ConversationError`` if there is no call, ``ConversationEndedError`` once over.
+        As for ``leave()``, a caller that gives up (cancelled, an outer timeout) does not
+        leave the call connected on the server: the session finishes the request."""
         await self._table.hang_up(self)
 
     async def leave(self) -> None:
@@ -137,7 +138,10 @@ class Conversation:
                 await self._table.stopped(self)
 
     async def wait_ended(self, timeout: float | None = None) -> ConversationEndReason:
-        """Wait until the conversation is over; returns why."""
+        """Wait until the conversation is over; returns why (a ``ConversationEndReason``).
+
+        If ``timeout`` seconds pass first, the builtin ``TimeoutError`` is raised (as
+        ``asyncio.timeout``) and the conversation goes on."""
         check_wait_timeout(timeout)
         async with asyncio.timeout(timeout):
             return await asyncio.shield(self._ended)

@@ -179,6 +179,10 @@ class HttpClient:
             error = TransportError(f"{method} {url} failed: {_describe(exc)}")
         except OSError as exc:
             error = TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}")
+        except UnicodeError as exc:
+            # getaddrinfo's idna codec refuses the host name (a label empty or over 63
+            # characters): a name that cannot resolve, which aiohttp does not wrap.
+            error = TransportError(f"{method} {url} failed: cannot resolve the host: {exc}")
         finally:
             self._in_flight.pop(token, None)  # (gone if the loop changed meanwhile)
             if flight.expired:
@@ -215,6 +219,9 @@ class HttpClient:
             headers=dict(headers),
             data=data,
             allow_redirects=False,
+            # The session reads every status itself (a 401 challenge, CallbackChannelError):
+            # a borrowed ClientSession(raise_for_status=True) must not raise on them.
+            raise_for_status=False,
             timeout=client_timeout,
             trace_request_ctx=signal,
         ) as response:

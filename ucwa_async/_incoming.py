@@ -81,9 +81,12 @@ class IncomingInvitation:
         return self._view.message
 
     async def accept(self, timeout: float | None = None) -> Conversation:
-        """Accept; returns the conversation once the server says it connected
-        (``timeout``: the session's ``invitation_timeout`` by default, counted from the
-        server's answer to the accept request, as an invitation's from its 201)."""
+        """Accept; returns the conversation once the server says it connected.
+
+        ``timeout`` (default: the session's ``invitation_timeout``), counted from the
+        server's answer to the accept request as an invitation's is from its 201, passing
+        first raises ``InvitationTimeoutError``; the accept stays posted, and a later
+        ``accept()`` waits for its outcome without a second POST."""
         if timeout is not None and (
             not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
         ):

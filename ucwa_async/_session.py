@@ -131,7 +131,8 @@ class Session:
     - ``wire_format``: ``"json"`` or ``"xml"`` (``application/vnd.microsoft.com.ucwa+xml``).
     - ``invitation_timeout``: seconds an invitation may stay pending before it
       ends with ``InvitationTimeoutError``.
-    - ``http_session``: a borrowed ``aiohttp.ClientSession`` (never closed by us).
+    - ``http_session``: a borrowed ``aiohttp.ClientSession`` (never closed by us; one
+      with its own ``auth=`` or default ``Authorization`` header: ``ValueError``).
     - ``timeouts``, ``retries``, ``limits``: grouped tuning (``ucwa_async.Timeouts``,
       ``ucwa_async.Retries``, ``ucwa_async.Limits``; each field documented there).
     - ``user_agent``, ``culture``: sent when the application is created.
@@ -189,12 +190,26 @@ class Session:
             raise ValueError(f"discovery_url must be an http(s) URL, got {discovery_url!r}")
         if parsed.username or parsed.password:
             raise ValueError("discovery_url must not carry credentials")
+        try:
+            parsed.port  # noqa: B018 - a port out of 0..65535 raises ValueError here
+        except ValueError as exc:
+            # Else open() raised urllib's bare ValueError.
+            raise ValueError(f"discovery_url has an invalid port ({exc})") from None
         if not isinstance(auth, PasswordAuth | TokenAuth):
             raise TypeError("auth must be a PasswordAuth or a TokenAuth")
         if wire_format not in ("json", "xml"):
             raise ValueError(f"wire_format must be 'json' or 'xml', got {wire_format!r}")
         if http_session is not None and not isinstance(http_session, aiohttp.ClientSession):
             raise TypeError(f"http_session must be an aiohttp.ClientSession, got {http_session!r}")
+        if http_session is not None and (
+            http_session.auth is not None or "Authorization" in http_session.headers
+        ):
+            # Its credentials would go with every request sent without ours (the discovery
+            # GET, an href to another host), and aiohttp refuses auth= next to our header.
+            raise ValueError(
+                "http_session must not carry its own credentials (auth= or a default "
+                "Authorization header): the session sends its own, to its own hosts only"
+            )
         # Both go into the application's POST (user_agent into every request's header):
         # checked here rather than failing inside open() with aiohttp's own error.
         _require_text("user_agent", user_agent)
@@ -480,7 +495,11 @@ class Session:
         return self._channel.status
 
     async def wait_connected(self, timeout: float | None = None) -> None:
-        """Wait until the event channel is connected (raises if it failed or closed)."""
+        """Wait until the event channel is connected.
+
+        Raises ``ChannelFailedError`` if the channel failed, ``SessionClosedError`` if the
+        session closed, and the builtin ``TimeoutError`` (as ``asyncio.timeout``) if
+        ``timeout`` seconds pass first; 0 or less does not wait."""
         check_wait_timeout(timeout)
         self._ensure_usable()
         try:

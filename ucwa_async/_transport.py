@@ -37,6 +37,7 @@ from ucwa_async._core.errors import (
     AuthenticationError,
     InsecureTransportError,
     ProxyResponseError,
+    RequestTimeoutError,
     RetryLaterError,
     SessionClosedError,
     UcwaError,
@@ -318,7 +319,7 @@ class Transport:
                     await self._spend_budget(url)
                 self._budget.record(reauthentication=had_token, futile=futile)
                 if isinstance(self._auth, TokenAuth):
-                    token = await self._auth.get_token()
+                    token = await self._provided_token()
                 else:
                     token = await self._password_grant(origin, url, challenge)
             self.tokens[origin] = token
@@ -344,6 +345,21 @@ class Transport:
                 ),
                 url=url,
             )
+
+    async def _provided_token(self) -> str:
+        """``TokenAuth``'s token, within the request timeout: the provider is the caller's
+        code, and one that never answers must not hold a request, or the event channel's
+        re-authentication, forever."""
+        assert isinstance(self._auth, TokenAuth)
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                return await self._auth.get_token()
+        except TimeoutError as exc:
+            if isinstance(exc, UcwaError):
+                raise
+        raise RequestTimeoutError(
+            f"the TokenAuth provider gave no token within {self._request_timeout:g} s"
+        )
 
     async def _password_grant(self, origin: str, url: str, challenge: HttpResponse | None) -> str:
         assert isinstance(self._auth, PasswordAuth)

@@ -126,11 +126,50 @@ def test_malformed_json_is_one_typed_error(body: bytes, ctype: str) -> None:
     assert info.value.content_type == ctype
 
 
-def test_decode_error_chains_the_cause() -> None:
+SECRET = "cwt=AAEB-not-for-your-eyes"
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"),
+    [
+        (b'{"access_token": "' + SECRET.encode() + b'", nope', "application/json"),
+        (b'{"access_token": "' + SECRET.encode() + b'"} trailing', "application/json"),
+        (b'{"access_token": "' + SECRET.encode() + b'"}', "application/json; charset=nope"),
+        (
+            b'<resource xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa"><b>'
+            + SECRET.encode()
+            + b"</resource>",
+            "application/vnd.microsoft.com.ucwa+xml",
+        ),
+    ],
+)
+@pytest.mark.parametrize("steps", [False, True], ids=["decode", "decode_steps"])
+def test_decode_error_holds_no_parser_error_nor_the_body(
+    body: bytes, ctype: str, steps: bool
+) -> None:
+    # The parser's own error (json.JSONDecodeError keeps the whole body in .doc: a token
+    # grant's access_token, up to max_body_size of text) is neither __cause__ nor
+    # __context__: users see ucwa_async errors only, and the message says what was wrong.
+    def run() -> object:
+        if steps:
+            return _wire.complete(_wire.decode_steps(body, ctype))
+        return decode(body, ctype)
+
     with pytest.raises(DecodeError) as info:
-        decode(b"{nope", "application/json")
-    assert isinstance(info.value.__cause__, json.JSONDecodeError)
-    assert isinstance(info.value, ValueError)
+        run()
+    error = info.value
+    assert isinstance(error, ValueError)
+    assert "malformed" in str(error) or "charset" in str(error)
+    assert error.__cause__ is None
+    assert error.__context__ is None
+    assert SECRET not in str(error)
+
+
+def test_malformed_data_uri_holds_no_codec_error() -> None:
+    with pytest.raises(DecodeError) as info:
+        parse_data_uri("data:text/plain;base64,!!not base64!!")
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
 
 
 @pytest.mark.parametrize("ctype", ["text/html", "text/plain; charset=utf-8", None, "image/png"])

@@ -71,6 +71,28 @@ async def test_continue_conversation_without_password_exits_2(
     assert ucwa_simulator.counters.requests == 0
 
 
+@pytest.mark.parametrize("name", ["continue_conversation.py", "followup_bot.py"])
+async def test_sign_in_refused_is_one_line_and_exit_3(
+    ucwa_simulator: UcwaSimulator, name: str
+) -> None:
+    # As chatops_daemon.py: a wrong password printed a traceback (exit 1).
+    env = child_env(UCWA_PASSWORD="not-the-password")
+    result = await run(*example(name, ucwa_simulator), env=env)
+    assert result.returncode == 3, result.output
+    assert result.stderr.startswith("sign-in refused: ")
+    assert "Traceback" not in result.stderr
+    no_leaks(result.stderr)
+
+
+@pytest.mark.parametrize("name", ["continue_conversation.py", "followup_bot.py"])
+async def test_unreachable_server_is_one_line_and_exit_1(name: str) -> None:
+    argv = [sys.executable, str(EXAMPLES / name), "--discovery", "http://127.0.0.1:9/x"]
+    result = await run(*argv, "--user", "alice@contoso.com", env=child_env(UCWA_PASSWORD="pw"))
+    assert result.returncode == 1, result.output
+    assert result.stderr.startswith("stopped: TransportError: ")
+    assert "Traceback" not in result.stderr
+
+
 # --- followup_bot.py ---------------------------------------------------------------------
 
 

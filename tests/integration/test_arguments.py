@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 import ucwa_async
@@ -31,6 +33,10 @@ def _session(url: str, wire_format: str, **options: Any) -> ucwa_async.Session:
         ("", "http"),
         ("https://alice:secret@lyncdiscover.contoso.com/", "credentials"),
         ("https://alice@lyncdiscover.contoso.com/", "credentials"),
+        # Accepted, and then open() raised urllib's bare "Port out of range" ValueError.
+        ("https://lyncdiscover.contoso.com:99999/", "(?i)port"),
+        ("https://lyncdiscover.contoso.com:-1/", "(?i)port"),
+        ("https://alice:secret@lyncdiscover.contoso.com:99999/", "credentials"),
     ],
 )
 def test_bad_discovery_url(wire_format: str, url: str, match: str) -> None:
@@ -186,3 +192,53 @@ def test_session_options_checked_at_the_call(
     # TypeError/ValueError for a bad user agent; a None culture was sent as null.
     with pytest.raises(error, match=option):
         _session("https://lyncdiscover.contoso.com", wire_format, **{option: value})
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["a" * 64 + ".contoso.com", "lyncdiscover..contoso.com"],
+    ids=["label-too-long", "empty-label"],
+)
+async def test_a_host_name_dns_cannot_encode_is_a_transport_error(host: str) -> None:
+    # getaddrinfo refuses such a name with a bare UnicodeError (the idna codec), which
+    # aiohttp does not wrap: it reached the caller of open() as it was. Nothing is sent.
+    session = ucwa_async.Session(f"https://{host}/autodiscover", auth=AUTH, connect_timeout=10)
+    with pytest.raises(ucwa_async.TransportError) as caught:
+        await session.open()
+    assert host.split(".")[0][:20] in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert session.closed
+
+
+def _borrowed(**options: Any) -> aiohttp.ClientSession:
+    with warnings.catch_warnings():  # auth= is deprecated in aiohttp 3.14, still accepted
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return aiohttp.ClientSession(**options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"headers": {"Authorization": "Bearer other-api"}},
+        {"headers": {"authorization": "Basic eDp5"}},
+        {"auth": ("other", "pw")},
+    ],
+    ids=["authorization-header", "lowercase-header", "basic-auth"],
+)
+async def test_a_borrowed_http_session_with_its_own_credentials_is_refused(
+    wire_format: str, options: dict[str, Any]
+) -> None:
+    # Its default Authorization went with every request the session sent without one (the
+    # discovery GET, an href to another host: "the Authorization header is sent only to the
+    # hosts of the sign-in chain"); with auth=, aiohttp raised a bare ValueError at the first
+    # request that carried our token.
+    if "auth" in options:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            options = {"auth": aiohttp.BasicAuth(*options["auth"])}
+    async with _borrowed(**options) as http:
+        with pytest.raises(ValueError, match="http_session") as caught:
+            _session("https://lyncdiscover.contoso.com", wire_format, http_session=http)
+        assert "other-api" not in str(caught.value)
+        assert "eDp5" not in str(caught.value)

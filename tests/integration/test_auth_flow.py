@@ -167,6 +167,78 @@ async def test_token_callable_is_called_again_after_expiry(
     assert simulator.counters.tokens_issued == 2
 
 
+async def test_a_token_provider_failing_once_does_not_end_the_session(
+    simulator: UcwaSimulator, wire_format: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The provider's own error (here its HTTP client's) reached the request's caller as
+    # it was, or crashed the event channel for good when the channel re-authenticated.
+    caplog.set_level(logging.INFO, logger="ucwa_async")
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise aiohttp.ClientConnectionError("idp.contoso.com unreachable")
+        return await _fetch_token(simulator)
+
+    async with _token_session(simulator, ucwa_async.TokenAuth(provider), wire_format) as session:
+        logs = await session.conversation_logs(limit=1)
+        simulator.faults.expire_tokens()
+        # This call meets the failure (typed), or the channel met it first and retried.
+        [outcome] = await asyncio.gather(session.conversation_logs(limit=1), return_exceptions=True)
+        if isinstance(outcome, BaseException):
+            assert isinstance(outcome, ucwa_async.TransportError), repr(outcome)
+            assert "ClientConnectionError" in str(outcome)
+            assert outcome.__cause__ is None
+            assert outcome.__context__ is None
+        await session.wait_connected(timeout=10)
+        invitation = await session.continue_messaging(logs[0], message="after the outage")
+        assert (await invitation.result(timeout=5)).state == "Connected"
+        assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
+    assert calls >= 3
+    assert "crashed" not in caplog.text
+
+
+async def test_a_token_provider_that_hangs_is_bounded_by_the_request_timeout(
+    simulator: UcwaSimulator, wire_format: str
+) -> None:
+    # A provider that never answered held the request (and the event channel's
+    # re-authentication, so the channel stayed "reconnecting") forever.
+    calls = 0
+
+    async def provider() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            await asyncio.Event().wait()  # the identity provider hangs
+        return await _fetch_token(simulator)
+
+    session = ucwa_async.Session(
+        simulator.discovery_url,
+        auth=ucwa_async.TokenAuth(provider),
+        wire_format=wire_format,  # type: ignore[arg-type]
+        request_timeout=0.5,
+        connect_timeout=10.0,
+        keepalive_interval=None,
+        backoff=Backoff(base=0.01, cap=0.2),
+    )
+    async with session:
+        logs = await session.conversation_logs(limit=1)
+        simulator.faults.expire_tokens()
+        async with asyncio.timeout(5):
+            [outcome] = await asyncio.gather(
+                session.conversation_logs(limit=1), return_exceptions=True
+            )
+            await session.wait_connected()
+        if isinstance(outcome, BaseException):
+            assert isinstance(outcome, ucwa_async.RequestTimeoutError), repr(outcome)
+            assert "TokenAuth" in str(outcome)
+        invitation = await session.continue_messaging(logs[0], message="after the hang")
+        assert (await invitation.result(timeout=5)).state == "Connected"
+    assert calls >= 3
+
+
 async def test_password_auth_reauthenticates_once_on_401(
     simulator: UcwaSimulator, make_session: SessionFactory
 ) -> None:

@@ -99,6 +99,22 @@ async def test_borrowed_http_session_is_not_closed(
     await assert_no_leftover_tasks(no_leftover_tasks)
 
 
+async def test_a_borrowed_http_session_that_raises_for_status_still_works(
+    simulator: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    # An application's shared ClientSession(raise_for_status=True) made aiohttp raise on the
+    # sign-in's 401 challenge: open() failed with a TransportError. The session reads every
+    # status itself (401 challenge, CallbackChannelError, 404 ApplicationNotFound...).
+    async with aiohttp.ClientSession(raise_for_status=True) as http:
+        async with make_session(simulator, http_session=http) as session:
+            logs = await session.conversation_logs()
+            with pytest.raises(ucwa_async.NotFoundError):
+                await session.conversation_log(logs[0].href + "-nope")
+            invitation = await session.continue_messaging(logs[0], message="hi")
+            assert (await invitation.wait(5)).state == "Connected"
+        assert not http.closed
+
+
 async def test_aclose_is_idempotent_and_safe_concurrently(
     simulator: UcwaSimulator, make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
 ) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import aiohttp
 import pytest
 
-from ucwa_async import AuthenticationError, PasswordAuth, TokenAuth
+from ucwa_async import AuthenticationError, PasswordAuth, TokenAuth, TransportError
 
 
 def test_password_auth_repr_hides_password() -> None:
@@ -78,3 +81,49 @@ async def test_token_auth_with_illegal_header_characters_is_typed(token: str) ->
 def test_token_auth_rejects_bad_input(bad: object) -> None:
     with pytest.raises((ValueError, TypeError)):
         TokenAuth(bad)  # type: ignore[arg-type]
+
+
+class _IdentityProviderDown(Exception):
+    """What a user's own token fetch may raise (its HTTP client's error, say)."""
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiohttp.ClientConnectionError("idp.contoso.com unreachable"),
+        OSError(111, "Connection refused"),
+        TimeoutError(),
+        _IdentityProviderDown("idp said no"),
+    ],
+    ids=["aiohttp", "oserror", "timeout", "own"],
+)
+async def test_token_auth_provider_failure_is_a_transport_error(error: Exception) -> None:
+    # It reached the caller as it was (an aiohttp error from a user's token fetch), and
+    # killed the event channel for good ("event channel crashed") when the channel's
+    # re-authentication met it: a TransportError is retried there, as an unreachable
+    # token endpoint is.
+    async def provider() -> str:
+        raise error
+
+    with pytest.raises(TransportError) as caught:
+        await TokenAuth(provider).get_token()
+    assert type(error).__name__ in str(caught.value)
+    assert caught.value.__cause__ is None
+    assert caught.value.__context__ is None
+    assert isinstance(caught.value, TimeoutError) == isinstance(error, TimeoutError)
+
+
+async def test_token_auth_provider_ucwa_errors_and_cancellation_pass_through() -> None:
+    refused = AuthenticationError(status=401, message="refused by the provider")
+
+    async def refusing() -> str:
+        raise refused
+
+    async def cancelled() -> str:
+        raise asyncio.CancelledError
+
+    with pytest.raises(AuthenticationError) as caught:
+        await TokenAuth(refusing).get_token()
+    assert caught.value is refused
+    with pytest.raises(asyncio.CancelledError):
+        await TokenAuth(cancelled).get_token()

@@ -270,6 +270,7 @@ def _refuse_constant(name: str) -> NoReturn:
 
 
 def _decode_json(body: bytes, charset: str | None, content_type: str) -> dict[str, Any]:
+    problem: str | None = None
     try:
         if charset is None or charset in ("utf-8", "utf8"):
             # bytes input: json detects UTF-8/16/32 and a UTF-8 BOM by itself.
@@ -278,7 +279,11 @@ def _decode_json(body: bytes, charset: str | None, content_type: str) -> dict[st
             value = json.loads(body.decode(charset), parse_constant=_refuse_constant)
     except (ValueError, LookupError, RecursionError) as exc:
         # ValueError covers JSONDecodeError, UnicodeDecodeError and int-size limits.
-        raise DecodeError(f"malformed JSON body: {exc}", content_type=content_type) from exc
+        problem = str(exc)
+    if problem is not None:
+        # Raised outside the except: the parser's error (JSONDecodeError.doc is the
+        # whole body, a token grant's access_token included) is not chained.
+        raise DecodeError(f"malformed JSON body: {problem}", content_type=content_type)
     if not isinstance(value, dict):
         raise DecodeError(
             f"JSON body is a {type(value).__name__}, not an object", content_type=content_type
@@ -350,7 +355,11 @@ def _json_steps(
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
     except (ValueError, LookupError, RecursionError) as exc:
-        raise DecodeError(f"malformed JSON body: {exc}", content_type=content_type) from exc
+        problem: str | None = str(exc)
+    else:
+        problem = None
+    if problem is not None:  # not chained: see _decode_json
+        raise DecodeError(f"malformed JSON body: {problem}", content_type=content_type)
     if not isinstance(value, dict):
         raise DecodeError(
             f"JSON body is a {type(value).__name__}, not an object", content_type=content_type
@@ -803,7 +812,11 @@ def _fold_xml(
         exc.content_type = content_type
         raise
     except (expat.ExpatError, ValueError, LookupError, RecursionError) as exc:
-        raise DecodeError(f"malformed XML body: {exc}", content_type=content_type) from exc
+        problem: str | None = str(exc)
+    else:
+        problem = None
+    if problem is not None:  # not chained: users see ucwa_async errors only
+        raise DecodeError(f"malformed XML body: {problem}", content_type=content_type)
     return root[0]
 
 
@@ -1193,4 +1206,5 @@ def parse_data_uri(uri: str) -> tuple[str, str]:
         raw = base64.b64decode(payload, validate=True) if is_base64 else unquote_to_bytes(payload)
         return mime, raw.decode(charset)
     except (binascii.Error, ValueError, LookupError) as exc:
-        raise DecodeError(f"malformed data: URI: {exc}") from exc
+        problem = str(exc)
+    raise DecodeError(f"malformed data: URI: {problem}")  # not chained: see _decode_json

@@ -1,0 +1,107 @@
+"""What the docs list is what the code has: the error trees of README.md and docs/errors.md,
+and the README's configuration table (every option, with its default)."""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+import pytest
+
+import ucwa_async
+
+from ._doc_blocks import ROOT
+
+PAGES = ["README.md", "docs/errors.md"]
+_NAME = re.compile(r"\b([A-Z]\w*Error)\b")
+
+
+def public_errors() -> dict[str, str]:
+    """Each public error class, by name, with the name of its nearest UcwaError base."""
+    tree: dict[str, str] = {}
+    for name in ucwa_async.__all__:
+        cls = getattr(ucwa_async, name)
+        if isinstance(cls, type) and issubclass(cls, ucwa_async.UcwaError):
+            if cls is ucwa_async.UcwaError:
+                continue
+            parent = next(b for b in cls.__bases__ if issubclass(b, ucwa_async.UcwaError))
+            tree[name] = parent.__name__
+    return tree
+
+
+def documented_tree(page: str) -> dict[str, str]:
+    """The first ``UcwaError`` tree block of ``page``, as child -> parent.
+
+    A line is ``├── Name  description``, indented 4 columns per level; ``A ─ B ─ C`` is a
+    chain (C under B under A), ``A ─ B, C`` two children of A."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    block = re.search(r"```\n(UcwaError\n.*?)```", text, re.S)
+    assert block is not None, f"{page}: no UcwaError tree"
+    tree: dict[str, str] = {}
+    by_depth = {0: "UcwaError"}
+    for line in block.group(1).splitlines()[1:]:
+        match = re.match(r"([│ ]*)[├└]── (.*)", line)
+        assert match is not None, f"{page}: {line!r}"
+        depth = len(match.group(1)) // 4 + 1
+        structure = re.split(r" {2,}", match.group(2).strip())[0]
+        parent = by_depth[depth - 1]
+        for index, segment in enumerate(structure.split(" ─ ")):
+            names = _NAME.findall(segment)
+            assert names, f"{page}: {line!r}"
+            for name in names:
+                assert name not in tree, f"{page}: {name} twice"
+                tree[name] = parent
+            if index == 0:
+                by_depth[depth] = names[-1]
+            parent = names[-1]
+    return tree
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_the_error_tree_is_the_code_s(page: str) -> None:
+    assert documented_tree(page) == public_errors()
+
+
+def _table_rows() -> dict[str, str]:
+    """README's configuration table: option -> default, as written."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            options = re.findall(r"`([\w.]+)`", cells[0])
+            values = cells[1].split(" / ") if len(options) > 1 else [cells[1]]
+            assert len(values) == len(options), line
+            rows.update(zip(options, values, strict=True))
+    return rows
+
+
+def test_the_configuration_table_lists_every_option_with_its_default() -> None:
+    rows = _table_rows()
+    expected: dict[str, object] = {}
+    for group in (ucwa_async.Timeouts, ucwa_async.Retries, ucwa_async.Limits):
+        for field in attrs.fields(group):
+            default = field.default
+            if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+                default = default.factory()
+            expected[f"{group.__name__}.{field.name}"] = default
+    missing = sorted(set(expected) - set(rows))
+    assert missing == []
+    for option, default in expected.items():
+        written = rows[option]
+        if isinstance(default, ucwa_async.Backoff):
+            assert f"base={default.base:g}" in written
+            assert f"cap={default.cap:g}" in written
+        elif default is None:
+            assert "None" in written, option
+        elif option == "Limits.max_body_size":
+            assert written == f"{default // 2**20} MiB"  # type: ignore[operator]
+        else:
+            number = re.sub(r"[^\d.]", "", written)
+            assert float(number) == default, (option, written)
+    # The Session keywords that are not a group's field are in the table too.
+    for keyword in ("wire_format", "invitation_timeout", "http_session", "allow_insecure_http"):
+        assert keyword in rows
+    for keyword in ("user_agent", "culture", "available_for"):
+        assert keyword in rows
