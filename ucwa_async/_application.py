@@ -261,8 +261,9 @@ class Application:
             log.debug("makeMeAvailable is not linked from me; using communication's link")
         return href
 
-    async def keepalive(self, interval: float) -> None:
-        """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs."""
+    async def keepalive(self, interval: float, alive: Callable[[], bool] = lambda: True) -> None:
+        """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs
+        and ``alive()`` says the session still works."""
         if not self._available_for:
             # Never made available: the server refuses it (reportMyActivity_ref.md,
             # 409 MakeMeAvailableRequired), and only an available application expires
@@ -271,6 +272,12 @@ class Application:
             return
         while True:
             await asyncio.sleep(interval)
+            if not alive():
+                # The session failed for good (its event channel): a keep-alive would
+                # only hit the same wall every period, a password grant each time the
+                # re-authentication budget's window has slid.
+                log.info("the session has failed: reportMyActivity keep-alive stopped")
+                return
             try:
                 href = await self._report_my_activity_href()
                 if href is None:

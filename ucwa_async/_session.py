@@ -333,7 +333,7 @@ class Session:
         self._move(SessionState.OPEN)
         if self._keepalive_interval is not None:
             self._keepalive_task = asyncio.create_task(
-                self._application.keepalive(self._keepalive_interval),
+                self._application.keepalive(self._keepalive_interval, self._channel_alive),
                 name="ucwa_async.keepalive",
             )
         log.info("session open: application %s", self.application_url)
@@ -862,6 +862,10 @@ class Session:
         self._channel.start()
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _channel_alive(self) -> bool:
+        """False once the event channel has failed: the session is of no more use."""
+        return self._channel is None or self._channel.error is None
 
     def _count_reauthentication(self) -> None:
         self.stats.reauthentications += 1
