@@ -270,6 +270,7 @@ class Application:
             # for want of it (ApplicationDashboard.md).
             log.info("available_for is empty: no reportMyActivity keep-alive")
             return
+        failures = 0  # in a row
         while True:
             await asyncio.sleep(interval)
             if not alive():
@@ -285,7 +286,18 @@ class Application:
                     continue
                 await self._transport.send("POST", self.resolve(href))
             except UcwaError as exc:
-                log.warning("reportMyActivity failed: %s", exc)
+                failures += 1
+                # A server failing it forever must not write a WARNING every period,
+                # forever: a run of failures warns at its 1st, 2nd, 4th, 8th... one.
+                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+                if failures == 1:
+                    log.log(level, "reportMyActivity failed: %s", exc)
+                else:
+                    log.log(level, "reportMyActivity failed %d times in a row: %s", failures, exc)
+                continue
+            if failures:
+                log.info("reportMyActivity works again after %d failure(s)", failures)
+                failures = 0
 
     async def _report_my_activity_href(self) -> str | None:
         """The ``reportMyActivity`` link of ``me``, reading ``me`` again while it has none.
