@@ -858,6 +858,7 @@ class Session:
             settle=self._reconnect_settle,
             backoff=self._backoff,
             retry_after_cap=self._retry_after_cap,
+            round_trip=self._transport.round_trip,
         )
         self._channel.start()
 

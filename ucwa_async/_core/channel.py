@@ -306,8 +306,9 @@ class ChannelState:
     ) -> ChannelAction:
         """The action for one P-GET answer (``retry_after``: the raw header).
 
-        ``elapsed``: seconds from sending the P-GET to this answer; it decides the pacing
-        (None: unknown, no pacing).
+        ``elapsed``: seconds from sending the P-GET to this answer (the shell deducts a
+        round trip: what the server held it); it decides the pacing (None: unknown, no
+        pacing).
         """
         return _wire.complete(
             self.on_response_steps(
