@@ -261,16 +261,24 @@ class Application:
             log.debug("makeMeAvailable is not linked from me; using communication's link")
         return href
 
-    async def keepalive(self, interval: float) -> None:
-        """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs."""
+    async def keepalive(self, interval: float, alive: Callable[[], bool] = lambda: True) -> None:
+        """POST ``reportMyActivity`` every ``interval`` seconds, for as long as it runs
+        and ``alive()`` says the session still works."""
         if not self._available_for:
             # Never made available: the server refuses it (reportMyActivity_ref.md,
             # 409 MakeMeAvailableRequired), and only an available application expires
             # for want of it (ApplicationDashboard.md).
             log.info("available_for is empty: no reportMyActivity keep-alive")
             return
+        failures = 0  # in a row
         while True:
             await asyncio.sleep(interval)
+            if not alive():
+                # The session failed for good (its event channel): a keep-alive would
+                # only hit the same wall every period, a password grant each time the
+                # re-authentication budget's window has slid.
+                log.info("the session has failed: reportMyActivity keep-alive stopped")
+                return
             try:
                 href = await self._report_my_activity_href()
                 if href is None:
@@ -278,7 +286,18 @@ class Application:
                     continue
                 await self._transport.send("POST", self.resolve(href))
             except UcwaError as exc:
-                log.warning("reportMyActivity failed: %s", exc)
+                failures += 1
+                # A server failing it forever must not write a WARNING every period,
+                # forever: a run of failures warns at its 1st, 2nd, 4th, 8th... one.
+                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+                if failures == 1:
+                    log.log(level, "reportMyActivity failed: %s", exc)
+                else:
+                    log.log(level, "reportMyActivity failed %d times in a row: %s", failures, exc)
+                continue
+            if failures:
+                log.info("reportMyActivity works again after %d failure(s)", failures)
+                failures = 0
 
     async def _report_my_activity_href(self) -> str | None:
         """The ``reportMyActivity`` link of ``me``, reading ``me`` again while it has none.

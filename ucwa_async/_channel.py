@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Protocol, TypeVar
 
 from ucwa_async._core.backoff import Backoff
@@ -81,6 +81,9 @@ _MAX_IMMEDIATE_REPLACED = 3
 # resolve as their events come (their futures' callbacks run in that turn).
 DELIVERY_SLICE = 8
 WORK_SLICE = 0.0005
+# The most of a P-GET's duration taken for the network's round trip (see _read_outcome):
+# a misestimate must not make polls a server held for seconds count as not held.
+MAX_ROUND_TRIP = 1.0
 
 T = TypeVar("T")
 
@@ -134,8 +137,12 @@ class ChannelRunner:
         retry_after_cap: float,
         max_recreate_attempts: int = 5,
         recreations: RecreationBudget | None = None,
+        round_trip: Callable[[], float] = lambda: 0.0,
     ) -> None:
+        """``round_trip()``: seconds a request to the server takes without being held
+        (the pacing of answers that were not held counts beyond it)."""
         self._host = host
+        self._round_trip = round_trip
         self._state = ChannelState(
             events_url, timeout=pget_timeout, backoff=backoff, retry_after_cap=retry_after_cap
         )
@@ -311,7 +318,11 @@ class ChannelRunner:
             await asyncio.gather(inflight, return_exceptions=True)
 
     async def _read_outcome(self, poll: asyncio.Task[HttpResponse]) -> ChannelAction:
-        elapsed = time.monotonic() - self._poll_started
+        # How long the server held the P-GET: what it took beyond a round trip. A distant
+        # server answering at once takes a round trip (0.1-0.3 s), which alone must not
+        # count as held, or it is polled back to back.
+        round_trip = min(max(self._round_trip(), 0.0), MAX_ROUND_TRIP)
+        elapsed = max(time.monotonic() - self._poll_started - round_trip, 0.0)
         try:
             response = poll.result()
         except UcwaError as exc:

@@ -348,7 +348,7 @@ class Session:
         self._move(SessionState.OPEN)
         if self._keepalive_interval is not None:
             self._keepalive_task = asyncio.create_task(
-                self._application.keepalive(self._keepalive_interval),
+                self._application.keepalive(self._keepalive_interval, self._channel_alive),
                 name="ucwa_async.keepalive",
             )
         log.info("session open: application %s", self.application_url)
@@ -877,10 +877,15 @@ class Session:
             settle=self._reconnect_settle,
             backoff=self._backoff,
             retry_after_cap=self._retry_after_cap,
+            round_trip=self._transport.round_trip,
         )
         self._channel.start()
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _channel_alive(self) -> bool:
+        """False once the event channel has failed: the session is of no more use."""
+        return self._channel is None or self._channel.error is None
 
     def _count_reauthentication(self) -> None:
         self.stats.reauthentications += 1

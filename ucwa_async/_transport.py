@@ -21,6 +21,7 @@ DELETE on close, the token grant), so the rules live in one place:
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import ipaddress
 import logging
@@ -51,6 +52,8 @@ __all__ = ["Transport"]
 log = logging.getLogger("ucwa_async.session")
 
 _MAX_THROTTLE_RETRIES = 3
+# Durations of the last ordinary requests kept: their shortest is the round trip.
+_ROUND_TRIP_SAMPLES = 16
 # Repeats of one request after 401s (one of them at most after our own grant).
 _MAX_AUTH_REPEATS = 3
 
@@ -111,6 +114,7 @@ class Transport:
             clock=clock,
         )
         self._allow_insecure_http = allow_insecure_http
+        self._durations: collections.deque[float] = collections.deque(maxlen=_ROUND_TRIP_SAMPLES)
         # Once any hop of the chain is https, a plain-http URL is a downgrade.
         self._https_seen = any(_scheme(o) == "https" for o in trusted_origins)
 
@@ -178,6 +182,7 @@ class Transport:
         while True:
             version = self.token_versions.get(origin, 0)
             headers = self.headers_for(url, content_type, authorize=authorize)
+            started = time.monotonic()
             try:
                 response = await self.http.request(
                     method, url, headers=headers, data=data, timeout=self._request_timeout
@@ -186,6 +191,7 @@ class Transport:
                 if self._is_closed():
                     raise SessionClosedError("the session closed during the request") from None
                 raise
+            self._durations.append(time.monotonic() - started)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "%s %s -> %d (%d bytes)", method, url, response.status, len(response.body)
@@ -224,6 +230,12 @@ class Transport:
                 await asyncio.sleep(delay)
                 continue
             raise error
+
+    def round_trip(self) -> float:
+        """The shortest duration of the last ordinary requests (0 before the first): a
+        round trip to the server, its least work included. A P-GET answered within it
+        was not held, however far away the server is."""
+        return min(self._durations, default=0.0)
 
     def retry_delay(self, error: RetryLaterError, attempt: int) -> float:
         return min(

@@ -144,6 +144,36 @@ def test_events_are_never_delayed() -> None:
     assert channel.pacer.streak == 0
 
 
+@pytest.mark.parametrize("next_href", ["events?ack=1", f"{ORIGIN}{APP}/events?ack=1&timeout=180"])
+def test_a_batch_that_does_not_move_the_cursor_is_paced(next_href: str) -> None:
+    # EventsInUCWA.md: "The URL changes with each request". A server answering at once with
+    # events and a ``next`` that is the URL just polled re-delivers them forever: measured
+    # ~3 000 P-GETs/s. Its events are handed on, but the next P-GET waits the poll floor.
+    channel = state()
+    assert channel.poll_url() == f"{EVENTS}&timeout=180"  # as the shell polls
+    first = channel.on_response(200, JSON, batch({"next": next_href}, [EVENT]), elapsed=0.001)
+    channel.poll_url()
+    second = channel.on_response(200, JSON, batch({"next": next_href}, [EVENT]), elapsed=0.001)
+    assert isinstance(first, Deliver)
+    assert isinstance(second, Deliver)
+    assert len(first.batch.events) == 1
+    assert first.wait == pytest.approx(0.499)
+    assert second.wait == pytest.approx(0.999)
+    # the cursor moves on with the next batch: events are not delayed again
+    moved = channel.on_response(200, JSON, batch({"next": "events?ack=2"}, [EVENT]), elapsed=0.0)
+    assert isinstance(moved, Deliver)
+    assert moved.wait == 0.0
+    assert channel.pacer.streak == 0
+
+
+def test_a_resume_with_events_that_does_not_move_the_cursor_is_paced() -> None:
+    channel = state()
+    action = channel.on_response(200, JSON, batch({"resume": "events?ack=1"}, [EVENT]), elapsed=0.0)
+    assert isinstance(action, Resume)
+    assert action.events is not None
+    assert action.wait == 0.5
+
+
 def test_only_malformed_events_are_delivered_for_counting_and_paced() -> None:
     channel = state()
     action = channel.on_response(200, JSON, batch({"next": "events?ack=2"}, [0, 1]), elapsed=0.0)

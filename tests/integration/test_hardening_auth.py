@@ -79,6 +79,35 @@ async def test_channel_401_forever_grants_are_bounded_and_the_session_fails_type
         assert session.stats.reauthentications == grants - 1
 
 
+async def test_a_failed_session_sends_no_keepalive_and_no_password(
+    quick_sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    """401 on everything while the token endpoint grants: the channel spends the budget
+    and fails. The session is dead (every call raises ChannelFailedError), so its
+    keep-alive must stop too: it used to POST reportMyActivity on, and re-send the
+    password each time the budget's window had slid (every 60 s by default, forever)."""
+    sim = quick_sim
+    session = make_session(
+        sim,
+        keepalive_interval=0.1,
+        retries=ucwa_async.Retries(reauthentication_window=0.5),
+    )
+    async with session:
+        sim.faults.unauthorized_forever(target="any")
+        for _ in range(100):  # bounded: 5 s
+            if session._channel is not None and session._channel.error is not None:
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(ucwa_async.ChannelFailedError):
+            await session.conversation_logs()
+        await asyncio.sleep(0.3)  # a keep-alive POST under way at the failure ends
+        grants = token_posts(sim)
+        keepalives = sum(1 for r in sim.request_log if r.kind == "reportMyActivity")
+        await asyncio.sleep(2.0)  # four windows of the budget, twenty keep-alive periods
+        assert token_posts(sim) == grants
+        assert sum(1 for r in sim.request_log if r.kind == "reportMyActivity") == keepalives
+
+
 async def test_a_proxy_401_on_the_channel_never_gets_a_password_grant(
     quick_sim: UcwaSimulator, make_session: SessionFactory
 ) -> None:

@@ -83,6 +83,41 @@ async def test_pathological_pget_answers_are_paced(
         assert session.channel_state is ucwa_async.ChannelStatus.CONNECTED
 
 
+@pytest.mark.parametrize("fault", ["instant_empty_polls", "endless_resync"])
+async def test_a_distant_server_answering_at_once_is_paced_too(
+    make_session: SessionFactory, wire_format: str, fault: str
+) -> None:
+    # A server 150 ms away answers every P-GET at once: each answer takes a round trip,
+    # more than the 0.1 s that counted as "held", and it was polled back to back
+    # (~6 P-GETs/s, forever; ~10/s at 100 ms). What counts as held now is the time
+    # beyond the round trip the session's other requests take.
+    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.3, latency=0.15)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        getattr(sim.faults, fault)(next_n=None)
+        seen = await _requests_during(sim, 3.0)
+        pgets = [r for r in seen if r.kind == "pget"]
+        assert sim.counters.faults_injected[fault] >= 2
+        # 0.5 s, 1 s, then 2 s apart, each plus a round trip
+        assert len(pgets) <= 6, len(pgets)
+        # the server heals: events flow at once again
+        sim.faults.clear()
+        invitation = await session.continue_messaging(logs[0], message="after the storm")
+        assert (await invitation.result(timeout=8)).state == "Connected"
+
+
+async def test_a_distant_server_holding_its_polls_is_not_paced(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The same server 150 ms away, holding each P-GET 0.3 s: polled back to back, as ever.
+    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.3, latency=0.15)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        await session.conversation_logs(limit=1)
+        seen = await _requests_during(sim, 2.0)
+        pgets = [r for r in seen if r.kind == "pget"]
+        assert len(pgets) >= 4, len(pgets)  # 0.45 s each: 4 or 5
+
+
 async def test_events_are_not_delayed_by_instant_empty_polls(
     make_session: SessionFactory, wire_format: str
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Callable
 from typing import Any
@@ -222,6 +223,37 @@ async def test_keepalive_reports_activity(
     reports = [r for r in simulator.request_log if r.kind == "reportMyActivity"]
     assert len(reports) >= 2
     assert all(r.method == "POST" and r.status == 204 and r.authorized for r in reports)
+
+
+async def test_keepalive_failing_forever_does_not_flood_the_log(
+    simulator: UcwaSimulator, make_session: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One WARNING per period (3 minutes by default: 480 a day, forever) said nothing the
+    # first did not: a run of failures warns at its 1st, 2nd, 4th, 8th... failure.
+    caplog.set_level(logging.DEBUG, logger="ucwa_async")
+    sim = simulator
+    sim.faults.service_unavailable(10_000, retry_after=None, target="reportMyActivity")
+    async with make_session(sim, keepalive_interval=0.02, retry_after_cap=0.01):
+        await asyncio.sleep(2.0)
+        # each failure is a POST and its 3 retries of the 503
+        failures = sum(1 for r in sim.request_log if r.kind == "reportMyActivity") // 4
+        assert failures >= 8, failures
+        warnings = [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno >= logging.WARNING and "reportMyActivity" in r.getMessage()
+        ]
+        assert 1 <= len(warnings) <= failures.bit_length() + 1, warnings
+        assert "in a row" in warnings[-1]
+        sim.faults.clear()
+        for _ in range(100):  # bounded: 2 s
+            if any(r.kind == "reportMyActivity" and r.status == 204 for r in sim.request_log):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
+    recovered = [r for r in caplog.records if "reportMyActivity works again" in r.getMessage()]
+    assert len(recovered) == 1
+    assert recovered[0].levelno == logging.INFO
 
 
 async def test_keepalive_off_sends_nothing(

@@ -32,7 +32,9 @@ Pacing: given how long the P-GET took (``elapsed``), an answer that was not held
 carried no event (empty, ``resume``, ``resync``, an error, only malformed events) waits a
 minimum interval that grows while such answers come in a row (:class:`PollPacer`):
 ``Deliver``/``Empty``/``Resume``/``Resync`` carry it as ``wait``; it is folded into
-``Retry.after``. A batch with events is never delayed.
+``Retry.after``. A batch with events is never delayed, unless its ``next`` (or ``resume``)
+is the URL just polled: "The URL changes with each request" (EventsInUCWA.md), so a server
+saying otherwise will send the same events again, and answering it at once is a hot loop.
 
 A body above :data:`LARGE_BODY` (XML: :data:`LARGE_XML_BODY`) is decoded a step at a time
 (:meth:`ChannelState.on_response_steps`, ``wire.decode_steps``) so that the shell can
@@ -234,6 +236,9 @@ class ChannelState:
         self._current = ""
         self._app_base_path = ""
         self._attempt = 0
+        # The last batch named the URL just polled as the next one (see _paced).
+        self._stuck = False
+        self._polled = ""  # the last poll_url()
         self.reset(events_url)
 
     # -- state ----------------------------------------------------------------------
@@ -258,7 +263,8 @@ class ChannelState:
 
     def poll_url(self) -> str:
         """The URL to GET: :attr:`current_url` plus ``timeout`` (``ack`` untouched)."""
-        return urls.with_query(self._current, timeout=self._timeout)
+        self._polled = urls.with_query(self._current, timeout=self._timeout)
+        return self._polled
 
     def reset(self, events_url: str) -> None:
         """Start over on a new application's first events URL (absolute)."""
@@ -300,8 +306,9 @@ class ChannelState:
     ) -> ChannelAction:
         """The action for one P-GET answer (``retry_after``: the raw header).
 
-        ``elapsed``: seconds from sending the P-GET to this answer; it decides the pacing
-        (None: unknown, no pacing).
+        ``elapsed``: seconds from sending the P-GET to this answer (the shell deducts a
+        round trip: what the server held it); it decides the pacing (None: unknown, no
+        pacing).
         """
         return _wire.complete(
             self.on_response_steps(
@@ -354,8 +361,11 @@ class ChannelState:
 
     def _paced(self, action: ChannelAction, elapsed: float | None) -> ChannelAction:
         """Add the pacing delay to an answer that moves on to another P-GET."""
+        stuck, self._stuck = self._stuck, False
         if isinstance(action, Deliver | Resume) and action.events is not None:
-            wait = self._pacer.after_answer(elapsed, delivered=action.events.may_hold_events)
+            # Events whose batch did not move the cursor will come again: not progress.
+            delivered = action.events.may_hold_events and not stuck
+            wait = self._pacer.after_answer(elapsed, delivered=delivered)
         elif isinstance(action, Empty | Resume | Resync | Retry):
             wait = self._pacer.after_answer(elapsed, delivered=False)
         else:  # 401/404/409 and fatal answers have their own budgets
@@ -383,6 +393,7 @@ class ChannelState:
             return self._retry(error)
 
         batch = reader.envelope
+        polled = (self._current, self._polled)
         try:
             if batch.resync_href:
                 self._current = self._resolve(batch.resync_href)
@@ -391,6 +402,7 @@ class ChannelState:
             if batch.next_href:
                 self._current = self._resolve(batch.next_href)
                 self._attempt = 0
+                self._stuck = self._current in polled
                 if reader.items:
                     # Only malformed events still go to the host: it counts them.
                     return Deliver(reader, self._current)
@@ -398,6 +410,7 @@ class ChannelState:
             if batch.resume_href:
                 self._current = self._resolve(batch.resume_href)
                 self._attempt = 0
+                self._stuck = self._current in polled
                 return Resume(self._current, events=reader if reader.items else None)
         except UnsafeHrefError as exc:
             return self._retry(exc)
