@@ -24,6 +24,7 @@ from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     AlreadyExistsError,
+    InsecureTransportError,
     ProxyResponseError,
     UcwaError,
     UnexpectedRedirectError,
@@ -130,11 +131,11 @@ class Application:
             user_href = root.link("user")
             redirect = root.link("redirect")
             if user_href is None and redirect is not None:
-                url = transport.trust(resolve_href(redirect, base_url=url))
+                url = transport.trust(self._checked_link(redirect, url))
                 continue
             if user_href is None:
                 raise UcwaError("autodiscovery answered without a user link")
-            user_url = transport.trust(resolve_href(user_href, base_url=url))
+            user_url = transport.trust(self._checked_link(user_href, url))
             user = parse_resource(await transport.get_json(user_url), rel="user")
             applications = user.link("applications")
             if applications is not None:
@@ -144,9 +145,30 @@ class Application:
             redirect = user.link("redirect")
             if redirect is None:
                 raise UcwaError("the user resource has neither an applications nor a redirect link")
-            url = transport.trust(resolve_href(redirect, base_url=user_url))
+            url = transport.trust(self._checked_link(redirect, user_url))
             log.info("autodiscovery redirected to %s", origin_of(url))
         raise UcwaError(f"too many autodiscovery redirects (more than {self._max_redirects})")
+
+    def _checked_link(self, href: str, answered: str) -> str:
+        """A sign-in link (``user``, ``redirect``) of the answer read from ``answered``.
+
+        RootURL.md's security check: an answer not received over https may have been
+        spoofed, so its links are followed only within the sign-in domain (that of the
+        sign-in address, or of the host that answered); else the password would go to
+        whichever https host a plain-http answer names.
+        """
+        target = resolve_href(href, base_url=answered)
+        transport = self._transport
+        if transport.received_securely(answered) or _discovery_redirect(answered, target):
+            return target
+        domain, host = transport.sign_in_domain, _host_of(target)
+        if domain is not None and (host == domain or host.endswith("." + domain)):
+            return target
+        raise InsecureTransportError(
+            f"autodiscovery answered over plain http with a link to {origin_of(target)}, "
+            "outside the sign-in domain: refused (RootURL.md security check; use https)",
+            url=target,
+        )
 
     async def create(self) -> str:
         """POST a new application; returns its first events URL."""

@@ -135,6 +135,22 @@ class Transport:
                 url=url,
             )
 
+    def received_securely(self, url: str) -> bool:
+        """Whether an answer read from ``url`` is the server's own (RootURL.md's security
+        check): over https, from a loopback host, or over the plain http the caller opted
+        into with ``allow_insecure_http``."""
+        return _scheme(url) == "https" or self._allow_insecure_http or is_loopback(url)
+
+    @property
+    def sign_in_domain(self) -> str | None:
+        """The domain of the sign-in address (``user@contoso.com``), if there is one."""
+        if isinstance(self._auth, PasswordAuth):
+            _, at, domain = self._auth.username.rpartition("@")
+            domain = domain.strip().rstrip(".").lower()
+            if at and domain:
+                return domain
+        return None
+
     def trust(self, url: str) -> str:
         """Sign-in hops come from the discovery chain: each host may get its own token."""
         self.trusted_origins.add(origin_of(url))
