@@ -114,9 +114,15 @@ class Application:
         """Autodiscovery, the user resource, redirects (bounded): find ``applications``."""
         transport = self._transport
         url = self._discovery_url
+        # Discovery carries no token; a redirect resource served by the user resource does
+        # (redirect_ref.md's GET sends one: it sits under the protected user resource).
+        # A host that issued no token gets none either way (tokens are per host).
+        authorize = False
         for _hop in range(self._max_redirects + 1):
             try:
-                root = parse_resource(await transport.get_json(url, authorize=False), rel="root")
+                root = parse_resource(
+                    await transport.get_json(url, authorize=authorize), rel="root"
+                )
             except UnexpectedRedirectError as exc:
                 # RootURL.md: an http first hop is answered with a redirect to https, and
                 # only a 3xx to another domain is a failure. Discovery carries no token.
@@ -146,6 +152,7 @@ class Application:
             if redirect is None:
                 raise UcwaError("the user resource has neither an applications nor a redirect link")
             url = transport.trust(self._checked_link(redirect, user_url))
+            authorize = True
             log.info("autodiscovery redirected to %s", origin_of(url))
         raise UcwaError(f"too many autodiscovery redirects (more than {self._max_redirects})")
 
