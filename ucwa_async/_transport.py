@@ -96,6 +96,9 @@ class Transport:
         # Host -> the token version the last P-GET carried: a 401 on it refreshes that
         # version only (a token refreshed meanwhile by a request is not replaced again).
         self._polled_versions: dict[str, int] = {}
+        # Host -> the last P-GET's 401 (its challenge and body): the channel sees only a
+        # classified error, which cannot tell UCWA's HTML 401 from a proxy's.
+        self._poll_challenges: dict[str, HttpResponse] = {}
         # (host, "request" | "poll") -> the newest token version the server accepted on
         # that kind of request. Replacing an accepted token is an expiry (free); one
         # never accepted is a futile re-authentication (counted by the budget).
@@ -268,8 +271,12 @@ class Transport:
         response = await self.http.request(
             "GET", url, headers=headers, timeout=timeout, reserved=True, sent=sent
         )
-        if "Authorization" in headers and response.status != 401:
-            self._mark_accepted(origin, "poll", version)
+        if response.status == 401:
+            self._poll_challenges[origin] = response
+        else:
+            self._poll_challenges.pop(origin, None)
+            if "Authorization" in headers:
+                self._mark_accepted(origin, "poll", version)
         return response
 
     def _mark_accepted(self, origin: str, kind: str, version: int) -> None:
@@ -294,15 +301,20 @@ class Transport:
 
         Same policy as a request's 401: the budget and its spacing apply, and
         ``AuthenticationError`` says the budget is spent (or the grant was refused).
-        An HTML 401 from a front proxy gets no grant: ``error`` is raised back (a
-        transient failure for the channel, which backs off and polls again).
+        An HTML 401 from a front proxy (no challenge) gets no grant: ``error`` is raised
+        back (a transient failure for the channel, which backs off and polls again);
+        UCWA's own 401 has an HTML body too, but with its ``WWW-Authenticate`` challenge
+        (CreateAnApplication.md, step 4).
         """
-        if isinstance(error, ProxyResponseError):
-            raise error
         origin = origin_of(url)
+        challenge = self._poll_challenges.pop(origin, None)
+        if isinstance(error, ProxyResponseError) and (
+            challenge is None or _is_proxy_page(challenge)
+        ):
+            raise error
         current = self.token_versions.get(origin, 0)
         seen = self._polled_versions.get(origin, current)
-        await self.authenticate(origin, url, None, seen, kind="poll")
+        await self.authenticate(origin, url, challenge, seen, kind="poll")
 
     async def authenticate(
         self,

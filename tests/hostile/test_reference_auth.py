@@ -1,0 +1,77 @@
+"""401s in the reference's own shape (CreateAnApplication.md, step 4): two
+``WWW-Authenticate`` headers (Bearer, then MsRtcOAuth) and a ``text/html`` body, the IIS
+"401 - Unauthorized: Access is denied" page. It is UCWA's challenge, not a proxy's page."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+import ucwa_async
+
+from ._server import HostileServer
+
+# CreateAnApplication.md step 4: "The response body contains an HTML document (not shown
+# here) with the following text".
+IIS_401 = (
+    b"<html><head><title>401 - Unauthorized: Access is denied due to invalid credentials."
+    b"</title></head><body><h2>Server Error</h2><h2>401 - Unauthorized: Access is denied due"
+    b" to invalid credentials.</h2><h3>You do not have permission to view this directory or"
+    b" page using the credentials that you supplied.</h3></body></html>"
+)
+FRESH_TOKEN = "cwt=hostile-fresh-token-after-expiry"
+
+
+def reference_401(server: HostileServer) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict()
+    headers.add(
+        "WWW-Authenticate",
+        'Bearer trusted_issuers="00000002-0000-0ff1-ce00-000000000000@contoso.com", '
+        'client_id="00000004-0000-0ff1-ce00-000000000000"',
+    )
+    headers.add(
+        "WWW-Authenticate",
+        f'MsRtcOAuth href="{server.origin}/token",'
+        'grant_type="urn:microsoft.rtc:windows,urn:microsoft.rtc:anonmeeting,password"',
+    )
+    headers["Content-Type"] = "text/html"
+    return web.Response(status=401, body=IIS_401, headers=headers)
+
+
+async def test_an_expired_token_on_the_event_channel_gets_a_new_one(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    # The token expires while the session is open: the next P-GET is answered with the
+    # reference's 401. The channel must get a new token (one grant) and poll with it; it
+    # is the only request in flight (no keep-alive) to refresh the token otherwise.
+    grants = 0
+    expired = asyncio.Event()
+    refreshed = asyncio.Event()
+
+    async def token(request: web.Request) -> web.StreamResponse | None:
+        nonlocal grants
+        grants += 1
+        if grants == 1:
+            return None  # the sign-in's grant: TOKEN
+        return server.json({"access_token": FRESH_TOKEN, "token_type": "Bearer"})
+
+    async def pget(request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("Authorization") == f"Bearer {FRESH_TOKEN}":
+            refreshed.set()
+            return None
+        if expired.is_set():
+            return reference_401(server)
+        return None
+
+    server.hooks["token"] = token
+    server.hooks["pget"] = pget
+    async with make_session() as session:
+        expired.set()
+        async with asyncio.timeout(5.0):
+            await refreshed.wait()
+        await session.wait_connected(timeout=5.0)
+        assert grants == 2
+        assert session.stats.reauthentications == 1
