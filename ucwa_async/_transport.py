@@ -235,6 +235,20 @@ class Transport:
             )
             if error is None:
                 return response
+            if (
+                isinstance(error, ProxyResponseError)
+                and response.status == 401
+                and not _is_proxy_page(response)
+            ):
+                # UCWA's own 401 has an HTML body too (CreateAnApplication.md, step 4): its
+                # challenge says it is the server refusing the token, not a proxy's page.
+                error = AuthenticationError(
+                    status=401,
+                    message="the server refused the token (401 with a WWW-Authenticate challenge)",
+                    method=method,
+                    url=url,
+                    retry_after=error.retry_after,
+                )
             if isinstance(error, RetryLaterError) and throttled < _MAX_THROTTLE_RETRIES:
                 throttled += 1
                 delay = self.retry_delay(error, throttled)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -75,3 +76,26 @@ async def test_an_expired_token_on_the_event_channel_gets_a_new_one(
         await session.wait_connected(timeout=5.0)
         assert grants == 2
         assert session.stats.reauthentications == 1
+
+
+async def test_a_refused_fresh_token_is_an_authentication_error(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    # The user resource answers the reference's 401 even to the token just granted: one
+    # grant, one repeat, then the server's refusal - an AuthenticationError (its challenge
+    # says it is UCWA's), not a ProxyResponseError because its body is the IIS page.
+    async def user(request: web.Request) -> web.StreamResponse | None:
+        return reference_401(server)
+
+    server.hooks["user"] = user
+    with pytest.raises(ucwa_async.AuthenticationError) as caught:
+        async with make_session():
+            pass  # pragma: no cover
+    assert not isinstance(caught.value, ucwa_async.ProxyResponseError)
+    assert caught.value.status == 401
+    assert [s.url.removeprefix(server.origin) for s in server.seen] == [
+        "/autodiscover",
+        "/user",
+        "/token",
+        "/user",
+    ]
