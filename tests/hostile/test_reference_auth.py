@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 
 import ucwa_async
 
-from ._server import HostileServer
+from ._server import HostileServer, Recorder
 
 # CreateAnApplication.md step 4: "The response body contains an HTML document (not shown
 # here) with the following text".
@@ -99,3 +99,25 @@ async def test_a_refused_fresh_token_is_an_authentication_error(
         "/token",
         "/user",
     ]
+
+
+@pytest.mark.parametrize("status", [307, 308])
+@pytest.mark.parametrize("route", ["token", "logs"])
+async def test_a_method_keeping_redirect_to_another_host_is_not_followed(
+    server: HostileServer,
+    recorder: Recorder,
+    make_session: Callable[..., ucwa_async.Session],
+    route: str,
+    status: int,
+) -> None:
+    # Followed, a 307/308 would repeat the request there with its body: the password
+    # form for the token POST (aiohttp drops only the Authorization header on the way).
+    async def elsewhere(request: web.Request) -> web.StreamResponse | None:
+        return web.Response(status=status, headers={"Location": recorder.origin + "/moved"})
+
+    server.hooks[route] = elsewhere
+    with pytest.raises(ucwa_async.UnexpectedRedirectError) as caught:
+        async with make_session() as session:
+            await session.conversation_logs()
+    assert caught.value.status == status
+    assert recorder.seen == []
