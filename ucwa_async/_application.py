@@ -24,6 +24,7 @@ from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     AlreadyExistsError,
+    AuthenticationError,
     InsecureTransportError,
     ProxyResponseError,
     UcwaError,
@@ -195,9 +196,15 @@ class Application:
                     "POST", self.applications_url, data=payload, content_type=content_type
                 )
                 break
-            except ProxyResponseError as exc:
-                # A front proxy's HTML "Access is denied" page: transient, bounded retries.
-                if exc.status not in (401, 403) or attempt >= self._app_create_retries:
+            except (ProxyResponseError, AuthenticationError) as exc:
+                # A front proxy's HTML "Access is denied" page, or UCWA's own 401 refusing
+                # the token just granted (no code: not a refused grant): transient, bounded
+                # retries.
+                if (
+                    exc.status not in (401, 403)
+                    or (isinstance(exc, AuthenticationError) and exc.code is not None)
+                    or attempt >= self._app_create_retries
+                ):
                     raise
                 delay = self._backoff.delay(attempt)
                 attempt += 1

@@ -47,6 +47,7 @@ from ucwa_async._http import HttpClient, HttpResponse
 
 __all__ = ["Transport"]
 
+
 log = logging.getLogger("ucwa_async.session")
 
 _MAX_THROTTLE_RETRIES = 3

@@ -121,3 +121,24 @@ async def test_a_method_keeping_redirect_to_another_host_is_not_followed(
             await session.conversation_logs()
     assert caught.value.status == status
     assert recorder.seen == []
+
+
+async def test_the_reference_401_on_application_creation_is_retried(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    # The intermittent "Access is denied" on POST applications (protocol doc, section 7)
+    # in the reference's shape, twice in a row: the fresh token is refused as well, and
+    # the creation is retried with backoff (as for a proxy's page), not given up.
+    refusals = 0
+
+    async def applications(request: web.Request) -> web.StreamResponse | None:
+        nonlocal refusals
+        if refusals < 2:
+            refusals += 1
+            return reference_401(server)
+        return None
+
+    server.hooks["applications"] = applications
+    async with make_session() as session:
+        assert session.application_url is not None
+    assert refusals == 2
