@@ -162,12 +162,16 @@ class Application:
 
         RootURL.md's security check: an answer not received over https may have been
         spoofed, so its links are followed only within the sign-in domain (that of the
-        sign-in address, or of the host that answered); else the password would go to
-        whichever https host a plain-http answer names.
+        sign-in address, of the discovery URL, or of the host that answered); else the
+        password would go to whichever https host a plain-http answer names.
         """
         target = resolve_href(href, base_url=answered)
         transport = self._transport
-        if transport.received_securely(answered) or _discovery_redirect(answered, target):
+        if (
+            transport.received_securely(answered)
+            or _discovery_redirect(answered, target)
+            or _discovery_redirect(self._discovery_url, target)
+        ):
             return target
         domain, host = transport.sign_in_domain, _host_of(target)
         if domain is not None and (host == domain or host.endswith("." + domain)):

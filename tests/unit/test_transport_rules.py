@@ -685,3 +685,23 @@ async def test_an_https_discovery_answer_may_redirect_anywhere(
     with pytest.raises(ucwa_async.ForbiddenError):
         await session(HTTPS_DISCOVERY).open()
     assert [url for _, url in methods(aioresponses_mock)] == [HTTPS_DISCOVERY, elsewhere]
+
+
+async def test_the_discovery_url_s_domain_is_the_sign_in_domain_of_a_token(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # TokenAuth has no sign-in address: the domain the caller's discovery URL names
+    # (https://lyncdiscover.<domain>, RootURL.md's table) stands for it on every hop.
+    second = "http://contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    user = "https://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(HTTP_DISCOVERY, payload=root(redirect=second))
+    aioresponses_mock.get(second, payload=root(user=user))
+    aioresponses_mock.get(user, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await ucwa_async.Session(
+            HTTP_DISCOVERY,
+            auth=ucwa_async.TokenAuth("cwt=A"),
+            keepalive_interval=None,
+            connect_timeout=5.0,
+        ).open()
+    assert [url for _, url in methods(aioresponses_mock)] == [HTTP_DISCOVERY, second, user]
