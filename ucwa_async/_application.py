@@ -24,6 +24,8 @@ from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.errors import (
     AlreadyExistsError,
+    AuthenticationError,
+    InsecureTransportError,
     ProxyResponseError,
     UcwaError,
     UnexpectedRedirectError,
@@ -113,9 +115,15 @@ class Application:
         """Autodiscovery, the user resource, redirects (bounded): find ``applications``."""
         transport = self._transport
         url = self._discovery_url
+        # Discovery carries no token; a redirect resource served by the user resource does
+        # (redirect_ref.md's GET sends one: it sits under the protected user resource).
+        # A host that issued no token gets none either way (tokens are per host).
+        authorize = False
         for _hop in range(self._max_redirects + 1):
             try:
-                root = parse_resource(await transport.get_json(url, authorize=False), rel="root")
+                root = parse_resource(
+                    await transport.get_json(url, authorize=authorize), rel="root"
+                )
             except UnexpectedRedirectError as exc:
                 # RootURL.md: an http first hop is answered with a redirect to https, and
                 # only a 3xx to another domain is a failure. Discovery carries no token.
@@ -130,11 +138,11 @@ class Application:
             user_href = root.link("user")
             redirect = root.link("redirect")
             if user_href is None and redirect is not None:
-                url = transport.trust(resolve_href(redirect, base_url=url))
+                url = transport.trust(self._checked_link(redirect, url))
                 continue
             if user_href is None:
                 raise UcwaError("autodiscovery answered without a user link")
-            user_url = transport.trust(resolve_href(user_href, base_url=url))
+            user_url = transport.trust(self._checked_link(user_href, url))
             user = parse_resource(await transport.get_json(user_url), rel="user")
             applications = user.link("applications")
             if applications is not None:
@@ -144,9 +152,35 @@ class Application:
             redirect = user.link("redirect")
             if redirect is None:
                 raise UcwaError("the user resource has neither an applications nor a redirect link")
-            url = transport.trust(resolve_href(redirect, base_url=user_url))
+            url = transport.trust(self._checked_link(redirect, user_url))
+            authorize = True
             log.info("autodiscovery redirected to %s", origin_of(url))
         raise UcwaError(f"too many autodiscovery redirects (more than {self._max_redirects})")
+
+    def _checked_link(self, href: str, answered: str) -> str:
+        """A sign-in link (``user``, ``redirect``) of the answer read from ``answered``.
+
+        RootURL.md's security check: an answer not received over https may have been
+        spoofed, so its links are followed only within the sign-in domain (that of the
+        sign-in address, of the discovery URL, or of the host that answered); else the
+        password would go to whichever https host a plain-http answer names.
+        """
+        target = resolve_href(href, base_url=answered)
+        transport = self._transport
+        if (
+            transport.received_securely(answered)
+            or _discovery_redirect(answered, target)
+            or _discovery_redirect(self._discovery_url, target)
+        ):
+            return target
+        domain, host = transport.sign_in_domain, _host_of(target)
+        if domain is not None and (host == domain or host.endswith("." + domain)):
+            return target
+        raise InsecureTransportError(
+            f"autodiscovery answered over plain http with a link to {origin_of(target)}, "
+            "outside the sign-in domain: refused (RootURL.md security check; use https)",
+            url=target,
+        )
 
     async def create(self) -> str:
         """POST a new application; returns its first events URL."""
@@ -166,9 +200,15 @@ class Application:
                     "POST", self.applications_url, data=payload, content_type=content_type
                 )
                 break
-            except ProxyResponseError as exc:
-                # A front proxy's HTML "Access is denied" page: transient, bounded retries.
-                if exc.status not in (401, 403) or attempt >= self._app_create_retries:
+            except (ProxyResponseError, AuthenticationError) as exc:
+                # A front proxy's HTML "Access is denied" page, or UCWA's own 401 refusing
+                # the token just granted (no code: not a refused grant): transient, bounded
+                # retries.
+                if (
+                    exc.status not in (401, 403)
+                    or (isinstance(exc, AuthenticationError) and exc.code is not None)
+                    or attempt >= self._app_create_retries
+                ):
                     raise
                 delay = self._backoff.delay(attempt)
                 attempt += 1

@@ -49,6 +49,7 @@ from ucwa_async._http import HttpClient, HttpResponse
 
 __all__ = ["Transport"]
 
+
 log = logging.getLogger("ucwa_async.session")
 
 _MAX_THROTTLE_RETRIES = 3
@@ -100,6 +101,9 @@ class Transport:
         # Host -> the token version the last P-GET carried: a 401 on it refreshes that
         # version only (a token refreshed meanwhile by a request is not replaced again).
         self._polled_versions: dict[str, int] = {}
+        # Host -> the last P-GET's 401 (its challenge and body): the channel sees only a
+        # classified error, which cannot tell UCWA's HTML 401 from a proxy's.
+        self._poll_challenges: dict[str, HttpResponse] = {}
         # (host, "request" | "poll") -> the newest token version the server accepted on
         # that kind of request. Replacing an accepted token is an expiry (free); one
         # never accepted is a futile re-authentication (counted by the budget).
@@ -139,6 +143,22 @@ class Transport:
                 "(use https, or Session(allow_insecure_http=True))",
                 url=url,
             )
+
+    def received_securely(self, url: str) -> bool:
+        """Whether an answer read from ``url`` is the server's own (RootURL.md's security
+        check): over https, from a loopback host, or over the plain http the caller opted
+        into with ``allow_insecure_http``."""
+        return _scheme(url) == "https" or self._allow_insecure_http or is_loopback(url)
+
+    @property
+    def sign_in_domain(self) -> str | None:
+        """The domain of the sign-in address (``user@contoso.com``), if there is one."""
+        if isinstance(self._auth, PasswordAuth):
+            _, at, domain = self._auth.username.rpartition("@")
+            domain = domain.strip().rstrip(".").lower()
+            if at and domain:
+                return domain
+        return None
 
     def trust(self, url: str) -> str:
         """Sign-in hops come from the discovery chain: each host may get its own token."""
@@ -223,6 +243,20 @@ class Transport:
             )
             if error is None:
                 return response
+            if (
+                isinstance(error, ProxyResponseError)
+                and response.status == 401
+                and not _is_proxy_page(response)
+            ):
+                # UCWA's own 401 has an HTML body too (CreateAnApplication.md, step 4): its
+                # challenge says it is the server refusing the token, not a proxy's page.
+                error = AuthenticationError(
+                    status=401,
+                    message="the server refused the token (401 with a WWW-Authenticate challenge)",
+                    method=method,
+                    url=url,
+                    retry_after=error.retry_after,
+                )
             if isinstance(error, RetryLaterError) and throttled < _MAX_THROTTLE_RETRIES:
                 throttled += 1
                 delay = self.retry_delay(error, throttled)
@@ -265,8 +299,12 @@ class Transport:
         response = await self.http.request(
             "GET", url, headers=headers, timeout=timeout, reserved=True, sent=sent
         )
-        if "Authorization" in headers and response.status != 401:
-            self._mark_accepted(origin, "poll", version)
+        if response.status == 401:
+            self._poll_challenges[origin] = response
+        else:
+            self._poll_challenges.pop(origin, None)
+            if "Authorization" in headers:
+                self._mark_accepted(origin, "poll", version)
         return response
 
     def _mark_accepted(self, origin: str, kind: str, version: int) -> None:
@@ -291,15 +329,20 @@ class Transport:
 
         Same policy as a request's 401: the budget and its spacing apply, and
         ``AuthenticationError`` says the budget is spent (or the grant was refused).
-        An HTML 401 from a front proxy gets no grant: ``error`` is raised back (a
-        transient failure for the channel, which backs off and polls again).
+        An HTML 401 from a front proxy (no challenge) gets no grant: ``error`` is raised
+        back (a transient failure for the channel, which backs off and polls again);
+        UCWA's own 401 has an HTML body too, but with its ``WWW-Authenticate`` challenge
+        (CreateAnApplication.md, step 4).
         """
-        if isinstance(error, ProxyResponseError):
-            raise error
         origin = origin_of(url)
+        challenge = self._poll_challenges.pop(origin, None)
+        if isinstance(error, ProxyResponseError) and (
+            challenge is None or _is_proxy_page(challenge)
+        ):
+            raise error
         current = self.token_versions.get(origin, 0)
         seen = self._polled_versions.get(origin, current)
-        await self.authenticate(origin, url, None, seen, kind="poll")
+        await self.authenticate(origin, url, challenge, seen, kind="poll")
 
     async def authenticate(
         self,

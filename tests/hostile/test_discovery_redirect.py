@@ -13,7 +13,7 @@ from aiohttp import web
 import ucwa_async
 from ucwa_async._application import _discovery_redirect
 
-from ._server import HostileServer, Recorder
+from ._server import TOKEN, HostileServer, Recorder
 
 
 @pytest.mark.parametrize("status", [301, 302, 307])
@@ -85,3 +85,59 @@ def test_which_discovery_redirects_are_followed(
     url: str, location: str | None, expected: str | None
 ) -> None:
     assert _discovery_redirect(url, location) == expected
+
+
+async def test_the_user_resource_s_redirect_resource_is_read_with_the_token(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    # user_ref.md: "after credentials are acquired, the server might serve a redirect
+    # resource"; redirect_ref.md's GET of it carries "Authorization: Bearer cwt=..." (it
+    # is under the protected user resource). Its JSON sample, with the user link on the
+    # pool the user is homed on.
+    redirect_path = "/autodiscover/autodiscoverservice.svc/root/user/redirect"
+    pool_user = "/pool2/autodiscover/autodiscoverservice.svc/root/user"
+    authorized = f"Bearer {TOKEN}"
+
+    async def user(request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("Authorization") != authorized:
+            return None  # the default 401 challenge
+        return server.json(
+            {
+                "rel": "user",
+                "_links": {
+                    "self": {"href": "/autodiscover/autodiscoverservice.svc/root/user"},
+                    "redirect": {"href": redirect_path},
+                    "xframe": {"href": "/autodiscover/autodiscoverservice.svc/root/xframe"},
+                },
+            }
+        )
+
+    async def protected(request: web.Request) -> web.StreamResponse | None:
+        if request.path not in (redirect_path, pool_user):
+            return None
+        if request.headers.get("Authorization") != authorized:
+            challenge = f'MsRtcOAuth href="{server.origin}/token",grant_type="password"'
+            return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+        if request.path == pool_user:
+            return server.json(
+                {"_links": {"applications": {"href": "/ucwa/oauth/v1/applications"}}}
+            )
+        return server.json(
+            {
+                "rel": "redirect",
+                "_links": {
+                    "self": {"href": redirect_path},
+                    "user": {"href": pool_user},
+                    "xframe": {"href": "/autodiscover/autodiscoverservice.svc/root/xframe"},
+                },
+            }
+        )
+
+    server.hooks["user"] = user
+    server.hooks["other"] = protected
+    async with make_session() as session:
+        assert session.application_url is not None
+    hops = [(s.url.removeprefix(server.origin), s.authorization) for s in server.seen]
+    assert (redirect_path, authorized) in hops
+    assert (redirect_path, None) not in hops  # no 401 round trip, no second grant
+    assert [s.url for s in server.seen].count(server.origin + "/token") == 1

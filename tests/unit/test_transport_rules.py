@@ -633,3 +633,75 @@ async def test_an_https_request_off_the_chain_is_no_downgrade_of_it() -> None:
     await t.send("GET", "https://elsewhere.contoso.com/x")
     await t.send("GET", "http://127.0.0.1:8080/ucwa/x")
     assert [url for _, url, _ in http.sent][-1] == "http://127.0.0.1:8080/ucwa/x"
+
+
+# -- RootURL.md's "security check": a discovery answer that came over plain http ----------
+
+# RootURL.md, step 5, the reference's redirect answer (its href, on the sign-in domain).
+REFERENCE_REDIRECT = "https://contoso.com/Autodiscover/AutodiscoverService.svc/root"
+
+
+@pytest.mark.parametrize("rel", ["redirect", "user"])
+async def test_an_http_discovery_answer_cannot_send_the_chain_to_another_domain(
+    aioresponses_mock: aioresponses, rel: str
+) -> None:
+    # RootURL.md step 6 and its "Security check" chart: a redirect in a response NOT
+    # received over https is followed only if its domain is the sign-in address's domain
+    # (else a spoofed plain-http answer would send the password to any https host).
+    elsewhere = "https://lyncdiscover.fabrikam.com/Autodiscover/AutodiscoverService.svc/root"
+    if rel == "user":
+        elsewhere += "/oauth/user"
+    aioresponses_mock.get(HTTP_DISCOVERY, payload=root(**{rel: elsewhere}))
+    with pytest.raises(ucwa_async.InsecureTransportError, match="security check") as caught:
+        await session(HTTP_DISCOVERY).open()
+    assert caught.value.url == elsewhere
+    assert methods(aioresponses_mock) == [("GET", HTTP_DISCOVERY)]
+
+
+async def test_an_http_discovery_answer_may_redirect_within_the_sign_in_domain(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # The chart's first "yes": the redirect's domain is the sign-in address's domain.
+    aioresponses_mock.get(HTTP_DISCOVERY, payload=root(redirect=REFERENCE_REDIRECT))
+    user = "https://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(REFERENCE_REDIRECT, payload=root(user=user))
+    aioresponses_mock.get(user, status=403)  # ends the sign-in here: enough for this test
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await session(HTTP_DISCOVERY).open()
+    assert [url for _, url in methods(aioresponses_mock)] == [
+        HTTP_DISCOVERY,
+        REFERENCE_REDIRECT,
+        user,
+    ]
+
+
+async def test_an_https_discovery_answer_may_redirect_anywhere(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # The chart's "Response received in HTTPS? yes": no domain check.
+    elsewhere = "https://lyncdiscover.fabrikam.com/Autodiscover/AutodiscoverService.svc/root"
+    aioresponses_mock.get(HTTPS_DISCOVERY, payload=root(redirect=elsewhere))
+    aioresponses_mock.get(elsewhere, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await session(HTTPS_DISCOVERY).open()
+    assert [url for _, url in methods(aioresponses_mock)] == [HTTPS_DISCOVERY, elsewhere]
+
+
+async def test_the_discovery_url_s_domain_is_the_sign_in_domain_of_a_token(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # TokenAuth has no sign-in address: the domain the caller's discovery URL names
+    # (https://lyncdiscover.<domain>, RootURL.md's table) stands for it on every hop.
+    second = "http://contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    user = "https://lyncweb.contoso.com" + USER_PATH
+    aioresponses_mock.get(HTTP_DISCOVERY, payload=root(redirect=second))
+    aioresponses_mock.get(second, payload=root(user=user))
+    aioresponses_mock.get(user, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await ucwa_async.Session(
+            HTTP_DISCOVERY,
+            auth=ucwa_async.TokenAuth("cwt=A"),
+            keepalive_interval=None,
+            connect_timeout=5.0,
+        ).open()
+    assert [url for _, url in methods(aioresponses_mock)] == [HTTP_DISCOVERY, second, user]

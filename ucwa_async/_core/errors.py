@@ -12,7 +12,8 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     ├── DecodeError                    body is not valid JSON/XML (also a ValueError)
     │   └── BodyTooLargeError          body over the configured size cap
     ├── UnsafeHrefError                an href we refuse to follow (also a ValueError)
-    ├── InsecureTransportError         credentials over plain http, or an https -> http downgrade
+    ├── InsecureTransportError         credentials over plain http, an https -> http downgrade,
+    │                                  or a plain-http discovery leading out of the domain
     ├── ResponseError                  non-2xx answer: .status .code .subcode .message ...
     │   ├── UnexpectedRedirectError    3xx: redirects are never followed (.location)
     │   ├── ProxyResponseError         4xx/5xx whose body is not a UCWA error (a proxy page)
@@ -154,7 +155,9 @@ class InsecureTransportError(UcwaError):
     A password or bearer token goes over plain http only to a loopback host or with
     ``Session(allow_insecure_http=True)``; once the sign-in chain is on https, no
     link it hands out (``user``, ``redirect``, the token endpoint, events ``next``...)
-    may lead back to http.
+    may lead back to http. An autodiscovery answer read over plain http (off loopback,
+    without the opt-in) may not lead out of the sign-in domain (RootURL.md's security
+    check).
     """
 
     def __init__(self, message: str, *, url: str | None = None) -> None:

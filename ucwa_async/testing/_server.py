@@ -198,7 +198,9 @@ class _Pipeline:
         if header.startswith("Bearer ") and header[7:].strip() in world.revoked:
             ctx.fault = "expire_tokens"
         headers: CIMultiDict[str] = CIMultiDict(_signin.challenge_headers(world, ctx))
-        return web.Response(status=401, headers=headers)
+        # CreateAnApplication.md, step 4: UCWA's own 401 carries IIS's HTML page as well.
+        headers["Content-Type"] = "text/html"
+        return web.Response(status=401, body=_ACCESS_DENIED_PAGE, headers=headers)
 
 
 def build_app(world: World, faults: FaultInjector, log: deque[RequestRecord]) -> web.Application:
