@@ -505,6 +505,36 @@ def test_outgoing_invitations_conversation_made_by_its_first_event() -> None:
     )
 
 
+def test_a_message_of_a_conversation_nobody_announced_is_kept_for_its_claim() -> None:
+    """A continued conversation whose invitation events were link-only was never
+    announced: its reply (ReceiveAnIM step 16's event, or message_ref's link-only Started)
+    still makes its state, so the Conversation claimed after the completed event has it."""
+    book = new_book()
+    assert feed(book, incoming_message(2, "data:text/plain;charset=utf-8,Yes")) == [
+        Updated(key(CONV))
+    ]
+    state = book.get(key(CONV))
+    assert state is not None
+    assert not state.claimed
+    assert book.claim(CONV) is state
+    assert read_all(book) == ["Yes"]
+    other = f"{APP}/communication/conversations/9"
+    started = Event(
+        "started", Link("message", f"{other}/messaging/messages/1"), Link("conversation", other)
+    )
+    assert book.feed(started) == [
+        Updated(key(other)),
+        Fetch(key(other), "message", f"{other}/messaging/messages/1"),
+    ]
+    # a deleted message says nothing worth a state
+    stray = f"{APP}/communication/conversations/10"
+    gone = Event(
+        "deleted", Link("message", f"{stray}/messaging/messages/1"), Link("conversation", stray)
+    )
+    assert book.feed(gone) == []
+    assert book.get(key(stray)) is None
+
+
 def test_outgoing_invitations_conversation_deleted_before_claimed() -> None:
     book = new_book()
     conv = f"{APP}/communication/conversations/7"

@@ -514,7 +514,13 @@ class ConversationBook:
         state = self._states.get(key)
         if state is None:
             announced = self._announced.pop(hash(key), 0) is None
-            if not announced and (rel != "conversation" or event.type == "deleted"):
+            # A message makes the state too: a continued conversation whose invitation
+            # events came link-only was never announced, and the reply may come before
+            # (or with) the invitation's completed event (EventsInUCWA.md: queued events
+            # come ahead of the one that releases the P-GET). Unlike a participant, a
+            # message cannot be read again later. Unclaimed, the state is evicted as usual.
+            makes_state = rel == "message" or (rel == "conversation" and event.type != "deleted")
+            if not announced and (not makes_state or event.type == "deleted"):
                 return []
             state = self._track_key(key, self._href_of(key, event))
         if state.ended is not None:
