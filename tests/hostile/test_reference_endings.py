@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+import ucwa_async
+
 from ._replay import Replay, created, no_content, ok
 from ._server import HostileServer
 from .test_reference_flows import (
@@ -141,4 +143,434 @@ async def test_follow_up_hears_a_reply_that_comes_before_the_completed_event(
         assert reply.text == "Yes, on it"
         assert reply.href == origin + reply_href
         assert reply.direction == "Incoming"
+    assert replay.unexpected == []
+
+
+# -- a chat-ops daemon's inbox: many invitations, withdrawn ones, calls --------------------
+
+A = "/ucwa/oauth/v1/applications/104"  # ReceiveAnIM.md's application
+C = A + "/communication"
+LENE = ("sip:lenea@contoso.com", "Lene Aaling")
+JOE = ("sip:john@contoso.com", "Joe Smith")
+
+
+def _conv(n: int) -> str:
+    return f"{C}/conversations/c{n}"
+
+
+def _inv(n: int) -> str:
+    return f"{C}/invitations/{n}"
+
+
+def _caller(n: int, who: tuple[str, str]) -> dict[str, Any]:
+    href = f"{_conv(n)}/participants/{who[0][4:]}"
+    return {
+        "sourceNetwork": "SameEnterprise",
+        "anonymous": False,
+        "name": who[1],
+        "uri": who[0],
+        "_links": {"self": {"href": href}, "conversation": {"href": _conv(n)}},
+        "rel": "participant",
+    }
+
+
+def _incoming(
+    n: int, who: tuple[str, str], rel: str, state: str, text: str | None
+) -> dict[str, Any]:
+    """ReceiveAnIM.md step 8's invitation (messagingInvitation_ref / phoneAudioInvitation_ref
+    for a call) for conversation c<n>, from ``who``."""
+    links: dict[str, Any] = {
+        "self": {"href": _inv(n)},
+        "to": {"href": A + "/people/toshm@contoso.com"},
+        "conversation": {"href": _conv(n)},
+    }
+    if state == "Connecting":
+        links["accept"] = {"href": _inv(n) + "/accept"}
+        links["decline"] = {"href": _inv(n) + "/decline"}
+    if rel == "messagingInvitation":
+        links["messaging"] = {"href": _conv(n) + "/messaging"}
+    else:
+        links["phoneAudio"] = {"href": _conv(n) + "/phoneAudio"}
+    if text is not None:
+        links["message"] = {"href": "data:text/plain;charset=utf-8," + text}
+    body: dict[str, Any] = {
+        "direction": "Incoming",
+        "importance": "Normal",
+        "threadId": f"thread{n}",
+        "state": state,
+        "subject": "",
+        "_links": links,
+        "_embedded": {"from": _caller(n, who)},
+        "rel": rel,
+    }
+    if rel == "phoneAudioInvitation":
+        body["phoneNumber"] = "tel:+14255551234"
+    return body
+
+
+def _invitation_event(
+    n: int, who: tuple[str, str], kind: str, *, rel: str = "messagingInvitation", **extra: Any
+) -> dict[str, Any]:
+    state = {"started": "Connecting", "updated": "Connecting"}.get(kind, "Failed")
+    if extra.get("status") == "Success":
+        state = "Connected"
+    return {
+        "link": {"rel": rel, "href": _inv(n)},
+        "_embedded": {rel: _incoming(n, who, rel, state, "Hi+Tosh" if rel[0] == "m" else None)},
+        "type": kind,
+        **extra,
+    }
+
+
+def _messaging(n: int, state: str) -> dict[str, Any]:
+    conv = _conv(n)
+    links: dict[str, Any] = {"self": {"href": conv + "/messaging"}, "conversation": {"href": conv}}
+    if state == "Connected":
+        links["sendMessage"] = {"href": conv + "/messaging/messages"}
+        links["stopMessaging"] = {"href": conv + "/messaging/terminate"}
+    return {"state": state, "_links": links, "rel": "messaging"}
+
+
+def _accepted(n: int, who: tuple[str, str], *before_completed: dict[str, Any]) -> dict[str, Any]:
+    """ReceiveAnIM.md step 15 for conversation c<n> (its messaging Connected, then the
+    invitation completed), with ``before_completed`` events of the conversation ahead of the
+    completed event."""
+    return _batch(
+        (
+            "conversation",
+            _conv(n),
+            [
+                {
+                    "link": {"rel": "messaging", "href": _conv(n) + "/messaging"},
+                    "_embedded": {"messaging": _messaging(n, "Connected")},
+                    "type": "updated",
+                },
+                *before_completed,
+            ],
+        ),
+        (
+            "communication",
+            C,
+            [
+                {
+                    "link": {"rel": "conversation", "href": _conv(n)},
+                    "_embedded": {
+                        "conversation": {
+                            "state": "Connected",
+                            "subject": "",
+                            "_links": {
+                                "self": {"href": _conv(n)},
+                                "messaging": {"href": _conv(n) + "/messaging"},
+                                "localParticipant": {
+                                    "href": _conv(n) + "/participants/toshm@contoso.com"
+                                },
+                            },
+                            "rel": "conversation",
+                        }
+                    },
+                    "type": "updated",
+                },
+                _invitation_event(n, who, "completed", status="Success"),
+            ],
+        ),
+    )
+
+
+_WITHDRAWN = {"code": "Gone", "subcode": "Canceled", "message": "The caller hung up."}
+
+
+def _withdrawn(n: int, who: tuple[str, str], *, embedded: bool = True) -> dict[str, Any]:
+    """The caller gives up: the invitation completes with failure and a reason
+    (messagingInvitation_ref.md: "complete with success or failure (in which case a reason
+    is supplied)"), its conversation's messaging goes Disconnected and it is deleted."""
+    completed = _invitation_event(n, who, "completed", status="Failure", reason=_WITHDRAWN)
+    if not embedded:
+        del completed["_embedded"]
+    return _batch(
+        (
+            "conversation",
+            _conv(n),
+            [
+                {
+                    "link": {"rel": "messaging", "href": _conv(n) + "/messaging"},
+                    "_embedded": {"messaging": _messaging(n, "Disconnected")},
+                    "type": "updated",
+                }
+            ],
+        ),
+        (
+            "communication",
+            C,
+            [completed, {"link": {"rel": "conversation", "href": _conv(n)}, "type": "deleted"}],
+        ),
+    )
+
+
+def _daemon_replay(server: HostileServer, wire: str) -> Replay:
+    replay = Replay(server, wire, A, _application(A, {}))
+    replay.install()
+    replay.route("POST", A + "/me/makeMeAvailable", no_content())
+    replay.route("DELETE", A, no_content())
+    for n in range(1, 10):
+        replay.route("POST", _inv(n) + "/decline", no_content())
+        replay.route("POST", _conv(n) + "/messaging/terminate", no_content())
+    return replay
+
+
+async def _served(replay: Replay, batches: int) -> None:
+    """Until the P-GETs have served ``batches`` batches and one more was asked for (the
+    client got them all), and their reads are done."""
+    while len(replay.pgets) < batches + 2:  # noqa: ASYNC110 - the harness has no event
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+
+
+async def test_many_invitations_at_once(server: HostileServer, wire: str) -> None:
+    """One batch (EventsInUCWA.md aggregation) with five invitations: two from Lene, one
+    of Joe's withdrawn in the same batch, a phone call from Joe and an audioVideoInvitation
+    (a call this API does not model). The inbox yields the three live ones in order; each
+    is accepted / declined on its own."""
+    replay = _daemon_replay(server, wire)
+    started = [
+        _invitation_event(1, LENE, "started"),
+        _invitation_event(2, JOE, "started"),
+        _invitation_event(3, LENE, "started"),
+        _invitation_event(4, JOE, "started", rel="phoneAudioInvitation"),
+        {"link": {"rel": "audioVideoInvitation", "href": _inv(5)}, "type": "started"},
+        _invitation_event(2, JOE, "completed", status="Failure", reason=_WITHDRAWN),
+    ]
+    replay.release(_batch(("communication", C, started)))
+    replay.route(
+        "GET",
+        _inv(5),
+        ok(
+            {
+                "rel": "audioVideoInvitation",
+                "direction": "Incoming",
+                "state": "Connecting",
+                "_links": {
+                    "self": {"href": _inv(5)},
+                    "conversation": {"href": _conv(5)},
+                    "accept": {"href": _inv(5) + "/accept"},
+                    "decline": {"href": _inv(5) + "/decline"},
+                },
+            }
+        ),
+    )
+
+    def accept(n: int, who: tuple[str, str]) -> Any:
+        def post(request: Any) -> Any:
+            replay.release(_accepted(n, who))
+            return no_content()
+
+        return post
+
+    replay.route("POST", _inv(1) + "/accept", accept(1, LENE))
+    replay.route("POST", _inv(3) + "/accept", accept(3, LENE))
+    session = _session(server, wire, available_for=("Messaging", "PhoneAudio"))
+    async with session, asyncio.timeout(10):
+        await _served(replay, 1)
+        async with session.incoming() as invitations:
+            got = [await anext(invitations) for _ in range(3)]
+        assert [(i.href, i.kind, i.sender.uri) for i in got] == [
+            (server.origin + _inv(1), "messaging", LENE[0]),
+            (server.origin + _inv(3), "messaging", LENE[0]),
+            (server.origin + _inv(4), "phoneAudio", JOE[0]),
+        ]
+        first, second, call = got
+        with pytest.raises(ucwa_async.UnsupportedModalityError):
+            await call.accept()
+        await call.decline()
+        two, one = await asyncio.gather(second.accept(), first.accept())
+        assert (one.href, two.href) == (server.origin + _conv(1), server.origin + _conv(3))
+        assert one is not two
+        assert one.state == two.state == "Connected"
+        assert [p.uri for p in one.participants] == [LENE[0]]
+    assert replay.sent("POST", _inv(2) + "/accept") == []
+    assert replay.sent("POST", _inv(2) + "/decline") == []
+    assert len(replay.sent("POST", _inv(4) + "/decline")) == 1
+    assert replay.unexpected == []
+
+
+WITHDRAWALS = ["failure-embedded", "failure-link-only", "bare-read-failed", "bare-gone", "deleted"]
+
+
+def _withdrawal(replay: Replay, how: str) -> dict[str, Any]:
+    """Joe's invitation 2 withdrawn, as a server may say it: completed Failure with its
+    reason (embedded or not); a bare completed (messagingInvitation_ref's event samples
+    carry no status), the invitation then read Failed or gone; or deleted."""
+    if how == "failure-embedded":
+        return _withdrawn(2, JOE)
+    if how == "failure-link-only":
+        return _withdrawn(2, JOE, embedded=False)
+    batch = _withdrawn(2, JOE, embedded=False)
+    event = batch["sender"][1]["events"][0]
+    del event["status"], event["reason"]
+    if how == "bare-read-failed":
+        replay.route("GET", _inv(2), ok(_incoming(2, JOE, "messagingInvitation", "Failed", None)))
+    elif how == "deleted":
+        event["type"] = "deleted"
+    return batch
+
+
+@pytest.mark.parametrize("how", WITHDRAWALS)
+async def test_invitation_withdrawn_before_accept(
+    server: HostileServer, wire: str, how: str
+) -> None:
+    """The daemon took the invitation, then the caller gave up ('updated', then the end):
+    accept() says so at once (no accept POST, no wait), decline() returns quietly."""
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        assert not invite.withdrawn
+        replay.release(
+            _batch(("communication", C, [_invitation_event(2, JOE, "updated")])),
+            _withdrawal(replay, how),
+        )
+        await _served(replay, 3)
+        assert invite.withdrawn
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(ucwa_async.InvitationWithdrawnError) as info:
+            await invite.accept()
+        assert loop.time() - began < 1.0
+        if how.startswith("failure"):
+            assert info.value.reason is not None
+            assert (info.value.reason.code, info.value.reason.subcode) == ("Gone", "Canceled")
+        await invite.decline()
+    assert replay.sent("POST", _inv(2) + "/accept") == []
+    assert replay.sent("POST", _inv(2) + "/decline") == []
+
+
+@pytest.mark.parametrize("how", [*WITHDRAWALS, "accept-404"])
+async def test_invitation_withdrawn_while_accepting(
+    server: HostileServer, wire: str, how: str
+) -> None:
+    """The caller gives up as the daemon accepts: the accept POST is taken (204) and the
+    invitation then ends without success, or the POST finds it gone (404). accept() raises
+    InvitationWithdrawnError promptly; nothing hangs, and the inbox goes on."""
+    replay = _daemon_replay(server, wire)
+    replay.release(
+        _batch(
+            (
+                "communication",
+                C,
+                [_invitation_event(2, JOE, "started"), _invitation_event(3, LENE, "started")],
+            )
+        )
+    )
+
+    def accept(request: Any) -> Any:
+        if how == "accept-404":
+            replay.release(_withdrawn(2, JOE))
+            return 404, {"code": "NotFound", "subcode": "ResourceNotFound"}, {}
+        replay.release(_withdrawal(replay, how))
+        return no_content()
+
+    replay.route("POST", _inv(2) + "/accept", accept)
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+        assert loop.time() - began < 2.0
+        assert invite.withdrawn
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+        await invite.decline()
+        nxt = await anext(invitations)
+        assert nxt.href == server.origin + _inv(3)
+    assert len(replay.sent("POST", _inv(2) + "/accept")) == 1
+    assert replay.sent("POST", _inv(2) + "/decline") == []
+
+
+def _message(n: int, links: dict[str, Any], *, link_only: bool = False) -> dict[str, Any]:
+    """A message of conversation c1 from Lene: message_ref.md's resource (its body links
+    ``plainMessage`` / ``htmlMessage`` with ``data:`` hrefs), embedded in a completed event as
+    ReceiveAnIM.md step 16, or announced link-only (message_ref.md's Started sample)."""
+    href = f"{_conv(1)}/messaging/messages/{n}"
+    if link_only:
+        return {"link": {"rel": "message", "href": href}, "type": "started"}
+    lene = f"{_conv(1)}/participants/lenea@contoso.com"
+    resource = {
+        "direction": "Incoming",
+        "timeStamp": "/Date(1474932027613)/",
+        "_links": {
+            "self": {"href": href},
+            "contact": {"href": A + "/people/282"},
+            "messaging": {"href": _conv(1) + "/messaging"},
+            "participant": {"href": lene, "title": "Lene Aaling"},
+            **links,
+        },
+        "rel": "message",
+    }
+    return {
+        "link": {"rel": "message", "href": href},
+        "status": "Success",
+        "_embedded": {"message": resource},
+        "type": "completed",
+    }
+
+
+async def test_messages_before_the_accept_completes_and_body_forms(
+    server: HostileServer, wire: str
+) -> None:
+    """The messages come ahead of the invitation's completed event (EventsInUCWA.md: queued
+    events go ahead of the one that releases the P-GET): the repeat of the invitation's
+    message (ReceiveAnIM.md step 16) is not yielded again; the others are, in order, in
+    each body form message_ref.md shows: plain (``charset=utf8``, URL-encoded), HTML
+    base64, both, and one announced link-only and read."""
+    import base64
+
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(1, LENE, "started")])))
+    html = base64.b64encode("<b>Grüße</b> 1+1".encode()).decode()
+    read_href = f"{_conv(1)}/messaging/messages/6"
+    replay.route(
+        "GET",
+        read_href,
+        ok(
+            _message(6, {"plainMessage": {"href": "data:text/plain;charset=utf-8,read+me"}})[
+                "_embedded"
+            ]["message"]
+        ),
+    )
+    messages = [
+        _message(2, {"plainMessage": {"href": "data:text/plain;charset=utf-8,Hi+Tosh"}}),
+        _message(3, {"plainMessage": {"href": "data:text/plain;charset=utf8,A%2BB+%26+caf%C3%A9"}}),
+        _message(4, {"htmlMessage": {"href": "data:text/html;base64," + html}}),
+        _message(
+            5,
+            {
+                "htmlMessage": {"href": "data:text/html;charset=utf-8,%3Cp%3Ehello%3C%2Fp%3E"},
+                "plainMessage": {"href": "data:text/plain;charset=utf-8,hello"},
+            },
+        ),
+        _message(6, {}, link_only=True),
+    ]
+
+    def accept(request: Any) -> Any:
+        replay.release(_accepted(1, LENE, *messages))
+        return no_content()
+
+    replay.route("POST", _inv(1) + "/accept", accept)
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        assert invite.message == "Hi Tosh"
+        conversation = await invite.accept()
+        async with conversation.messages() as stream:
+            got = [await anext(stream) for _ in range(4)]
+    assert [(m.text, m.html) for m in got] == [
+        ("A+B & café", None),
+        ("<b>Grüße</b> 1+1", "<b>Grüße</b> 1+1"),
+        ("hello", "<p>hello</p>"),
+        ("read me", None),
+    ]
+    assert all(m.direction == "Incoming" for m in got)
+    assert all(m.sender is not None and m.sender.uri == LENE[0] for m in got)
     assert replay.unexpected == []
