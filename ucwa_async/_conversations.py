@@ -328,7 +328,7 @@ class ConversationTable:
             limit = timeout or self._invitation_timeout
             try:
                 async with asyncio.timeout(limit):
-                    accepted = await asyncio.shield(waiter)
+                    accepted = await self._accept_outcome(invitation, waiter, conversation)
             except TimeoutError:
                 raise InvitationTimeoutError(
                     "the accepted invitation did not connect in time", href=invitation.href
@@ -352,6 +352,23 @@ class ConversationTable:
             self._check_not_withdrawn(invitation)
         self._stats.incoming_accepted += 1
         return conversation
+
+    async def _accept_outcome(
+        self,
+        invitation: IncomingInvitation,
+        waiter: asyncio.Future[bool],
+        conversation: Conversation,
+    ) -> bool:
+        """The invitation's outcome; False if its conversation ends first (deleted, or its
+        messaging Disconnected) with no completed event for the invitation: the caller hung
+        up, and an accept can no longer connect."""
+        if not waiter.done() and conversation.ended is None:
+            # asyncio.wait cancels neither: the waiter outlives a cancelled accept().
+            await asyncio.wait((waiter, conversation._ended), return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            return waiter.result()
+        self._invitation_ended(InvitationEnded(invitation._key, False, None))
+        return False
 
     def _check_not_withdrawn(self, invitation: IncomingInvitation) -> None:
         if invitation.withdrawn:

@@ -574,3 +574,35 @@ async def test_messages_before_the_accept_completes_and_body_forms(
     assert all(m.direction == "Incoming" for m in got)
     assert all(m.sender is not None and m.sender.uri == LENE[0] for m in got)
     assert replay.unexpected == []
+
+
+@pytest.mark.parametrize("link_only", [False, True], ids=["embedded", "link-only"])
+async def test_conversation_deleted_while_accepting_ends_the_accept(
+    server: HostileServer, wire: str, link_only: bool
+) -> None:
+    """The caller hangs up as the daemon accepts, and the server says so only by its
+    conversation (messaging Disconnected, conversation deleted: conversation_ref.md's
+    Deleted event), its invitation's completed event merged away (EventsInUCWA.md,
+    Aggregation: "status updates can skip some intermediate steps"). accept() ends at
+    once with InvitationWithdrawnError, not after the invitation timeout."""
+    replay = _daemon_replay(server, wire)
+    replay.link_only = link_only
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+
+    def accept(request: Any) -> Any:
+        batch = _withdrawn(2, JOE)
+        del batch["sender"][1]["events"][0]  # no completed event
+        replay.release(batch)
+        return no_content()
+
+    replay.route("POST", _inv(2) + "/accept", accept)
+    replay.route("GET", _conv(2), (404, {"code": "NotFound", "subcode": "ResourceNotFound"}, {}))
+    session = _session(server, wire, available_for=("Messaging",), invitation_timeout=30.0)
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+        assert loop.time() - began < 2.0
+        assert invite.withdrawn
