@@ -606,3 +606,132 @@ async def test_conversation_deleted_while_accepting_ends_the_accept(
             await invite.accept()
         assert loop.time() - began < 2.0
         assert invite.withdrawn
+
+
+JOE137 = CONV137 + "/participants/831"
+
+
+def _joe137() -> dict[str, Any]:
+    """participant_ref.md's resource (the seeds' conversation 137)."""
+    return {
+        "rel": "participant",
+        "anonymous": False,
+        "name": "Joe Smith",
+        "sourceNetwork": "SameEnterprise",
+        "uri": "sip:john@contoso.com",
+        "_links": {"self": {"href": JOE137}, "conversation": {"href": CONV137}},
+    }
+
+
+def _messaging137(state: str) -> dict[str, Any]:
+    links: dict[str, Any] = {
+        "self": {"href": CONV137 + "/messaging"},
+        "conversation": {"href": CONV137},
+    }
+    if state == "Connected":
+        links["sendMessage"] = {"href": CONV137 + "/messaging/sendMessage"}
+        links["stopMessaging"] = {"href": CONV137 + "/messaging/stopMessaging"}
+    return {"rel": "messaging", "state": state, "_links": links}
+
+
+FOLLOW_UP_ENDINGS = {
+    "participant-deleted": (
+        {"link": {"rel": "participant", "href": JOE137}, "type": "deleted"},
+        ucwa_async.ConversationEndReason.REMOTE_LEFT,
+    ),
+    "messaging-disconnected": (
+        {
+            "link": {"rel": "messaging", "href": CONV137 + "/messaging"},
+            "_embedded": {"messaging": _messaging137("Disconnected")},
+            "type": "updated",
+        },
+        ucwa_async.ConversationEndReason.DISCONNECTED,
+    ),
+}
+
+
+@pytest.mark.parametrize("ending", list(FOLLOW_UP_ENDINGS))
+@pytest.mark.parametrize(
+    "invitation_embedded", [False, True], ids=["inv-link-only", "inv-embedded"]
+)
+async def test_follow_up_sees_the_remote_side_leave(
+    server: HostileServer, wire: str, invitation_embedded: bool, ending: str
+) -> None:
+    """continueMessaging; the conversation's own events (SendAnIM.md step 6: Joe added,
+    messaging Connected) come ahead of the invitation's completed event; the bot waits for
+    a reply, and Joe leaves instead (participant deleted, or messaging Disconnected, as
+    ReceiveAnIM's flow ends): the message stream ends, ``wait_ended`` says why."""
+    replay = Replay(
+        server, wire, V, _application(V, {"conversationLogs": "/communication/conversationLogs"})
+    )
+    replay.install()
+    replay.route("POST", V + "/me/makeMeAvailable", no_content())
+    replay.route("DELETE", V, no_content())
+    replay.route(
+        "GET",
+        LOGS,
+        ok(
+            {
+                "rel": "conversationLogs",
+                "_links": {"self": {"href": LOGS}, "conversationLog": [{"href": LOG}]},
+            }
+        ),
+    )
+    replay.route("GET", LOG, ok(_log()))
+    origin = server.origin
+    operation_ids: list[str] = []
+
+    def post(request: Any) -> Any:
+        operation_id = _body(request, wire)["operationId"]
+        operation_ids.append(operation_id)
+
+        def event(kind: str, state: str, **extra: Any) -> dict[str, Any]:
+            if invitation_embedded:
+                resource = _invitation_resource("messagingInvitation", 700, operation_id, state)
+                extra["_embedded"] = {"messagingInvitation": resource}
+            return _link_only(origin, "messagingInvitation", 700, kind, **extra)
+
+        replay.release(event("started", "Connecting"))
+        conversation_events = _batch(
+            (
+                "conversation",
+                CONV137,
+                [
+                    {
+                        "link": {"rel": "participant", "href": JOE137, "title": "Joe Smith"},
+                        "_embedded": {"participant": _joe137()},
+                        "type": "added",
+                    },
+                    {
+                        "link": {"rel": "messaging", "href": CONV137 + "/messaging"},
+                        "_embedded": {"messaging": _messaging137("Connected")},
+                        "type": "updated",
+                    },
+                ],
+            )
+        )
+        completed = event("completed", "Connected", status="Success")
+        replay.release({"sender": conversation_events["sender"] + completed["sender"]})
+        return created("//v1/applications/833/communication/invitations/700")
+
+    replay.route("POST", LOG + "/continueMessaging", post)
+    replay.route(
+        "GET",
+        V + "/communication/invitations/700",
+        lambda request: ok(
+            _invitation_resource("messagingInvitation", 700, operation_ids[0], "Connected")
+        ),
+    )
+    event, reason = FOLLOW_UP_ENDINGS[ending]
+
+    async with _session(server, wire, available_for=()) as session:
+        async with asyncio.timeout(10):
+            (log,) = await session.conversation_logs()
+            im = await session.continue_messaging(log, "Is the build green?")
+            conversation = await im.conversation()
+            assert [p.uri for p in conversation.participants] == ["sip:john@contoso.com"]
+            async with conversation.messages() as messages:
+                replay.release(_batch(("conversation", CONV137, [event])))
+                assert [m async for m in messages] == []
+            assert await conversation.wait_ended() == reason
+    assert replay.unexpected == []
