@@ -57,6 +57,12 @@ __all__ = ["ConversationTable"]
 
 log = logging.getLogger("ucwa_async.session")
 
+# How a conversation ends when its caller hangs up: its unanswered invitations are over.
+_CALLER_GONE = (
+    ConversationEndReason.DELETED,
+    ConversationEndReason.REMOTE_LEFT,
+    ConversationEndReason.DISCONNECTED,
+)
 _FETCHERS = 4  # GETs at once of messages / participants announced without a resource
 _MAX_FETCH_QUEUE = 10_000
 _MAX_OPEN_INVITATIONS = 10_000  # incoming invitations the server has not ended yet
@@ -162,6 +168,8 @@ class ConversationTable:
                     del self._draining[key]
         for effect in ended:
             self._ended(effect)
+            if effect.reason in _CALLER_GONE:
+                self._withdraw_invitations_of(effect.key)
 
     def _arrived(self, effect: Arrived) -> None:
         view = effect.view
@@ -196,6 +204,17 @@ class ConversationTable:
             invitation.withdrawn = True
             invitation.withdraw_reason = effect.reason
             self.inbox.drop(invitation)
+
+    def _withdraw_invitations_of(self, key: str) -> None:
+        """The conversation ``key`` ended before its incoming invitations were answered
+        (deleted, the caller left, disconnected), their completed events merged away or
+        not sent: they can no longer be accepted (an accept under way learns it itself)."""
+        for invitation in self._invitations.values():
+            href = invitation._view.conversation_href
+            if invitation._answered is None and href and self.book.key(href) == key:
+                # Kept open: a completed event after the end still gives its reason.
+                invitation.withdrawn = True
+                self.inbox.drop(invitation)
 
     def _ended(self, effect: Ended) -> None:
         """An ended conversation leaves the table (its object keeps its state and ends

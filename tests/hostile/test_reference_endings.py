@@ -425,8 +425,16 @@ async def test_invitation_withdrawn_before_accept(
     async with session, asyncio.timeout(10), session.incoming() as invitations:
         invite = await anext(invitations)
         assert not invite.withdrawn
+        ringing = {  # a modality seen live: its Disconnected ends the conversation first
+            "link": {"rel": "messaging", "href": _conv(2) + "/messaging"},
+            "_embedded": {"messaging": _messaging(2, "Connecting")},
+            "type": "updated",
+        }
         replay.release(
-            _batch(("communication", C, [_invitation_event(2, JOE, "updated")])),
+            _batch(
+                ("conversation", _conv(2), [ringing]),
+                ("communication", C, [_invitation_event(2, JOE, "updated")]),
+            ),
             _withdrawal(replay, how),
         )
         await _served(replay, 3)
@@ -734,4 +742,54 @@ async def test_follow_up_sees_the_remote_side_leave(
                 replay.release(_batch(("conversation", CONV137, [event])))
                 assert [m async for m in messages] == []
             assert await conversation.wait_ended() == reason
+    assert replay.unexpected == []
+
+
+@pytest.mark.parametrize("ending", ["conversation-deleted", "caller-left"])
+async def test_invitation_whose_conversation_ended_before_it_was_accepted(
+    server: HostileServer, wire: str, ending: str
+) -> None:
+    """The caller hangs up while the invitation waits, and the server says so by its
+    conversation only (conversation_ref.md's Deleted; participant_ref.md's Deleted: the
+    caller left), no completed event for the invitation. One taken already: accept() raises
+    InvitationWithdrawnError without a POST (the server's answer would be accept_ref.md's
+    409 Conflict, not a clear end). One still queued: the inbox skips it."""
+    replay = _daemon_replay(server, wire)
+
+    def end(n: int) -> dict[str, Any]:
+        if ending == "conversation-deleted":
+            deleted = {"link": {"rel": "conversation", "href": _conv(n)}, "type": "deleted"}
+            return _batch(("communication", C, [deleted]))
+        caller = f"{_conv(n)}/participants/john@contoso.com"
+        left = {"link": {"rel": "participant", "href": caller, "title": "Joe Smith"}}
+        return _batch(("conversation", _conv(n), [{**left, "type": "deleted"}]))
+
+    def added(n: int) -> dict[str, Any]:  # ReceiveAnIM.md step 9: the caller joins
+        caller = f"{_conv(n)}/participants/john@contoso.com"
+        event = {"link": {"rel": "participant", "href": caller, "title": "Joe Smith"}}
+        return _batch(("conversation", _conv(n), [{**event, "type": "added"}]))
+
+    replay.route("GET", f"{_conv(2)}/participants/john@contoso.com", ok(_caller(2, JOE)))
+    replay.route("GET", f"{_conv(4)}/participants/john@contoso.com", ok(_caller(4, JOE)))
+    replay.release(
+        _batch(("communication", C, [_invitation_event(2, JOE, "started")])),
+        added(2),
+        _batch(("communication", C, [_invitation_event(4, JOE, "started")])),
+        added(4),
+        _batch(("communication", C, [_invitation_event(1, LENE, "started")])),
+    )
+    for n in (2, 4):
+        replay.route("POST", _inv(n) + "/accept", (409, {"code": "Conflict"}, {}))
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        taken = await anext(invitations)
+        assert taken.href == server.origin + _inv(2)
+        await _served(replay, 5)
+        replay.release(end(2), end(4))
+        await _served(replay, 7)
+        assert taken.withdrawn
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await taken.accept()
+        assert (await anext(invitations)).href == server.origin + _inv(1)
+    assert replay.sent("POST", _inv(2) + "/accept") == []
     assert replay.unexpected == []
