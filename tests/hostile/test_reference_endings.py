@@ -325,12 +325,14 @@ async def _served(replay: Replay, batches: int) -> None:
     await asyncio.sleep(0.2)
 
 
-async def test_many_invitations_at_once(server: HostileServer, wire: str) -> None:
+@pytest.mark.parametrize("link_only", [False, True], ids=["embedded", "link-only"])
+async def test_many_invitations_at_once(server: HostileServer, wire: str, link_only: bool) -> None:
     """One batch (EventsInUCWA.md aggregation) with five invitations: two from Lene, one
     of Joe's withdrawn in the same batch, a phone call from Joe and an audioVideoInvitation
     (a call this API does not model). The inbox yields the three live ones in order; each
     is accepted / declined on its own."""
     replay = _daemon_replay(server, wire)
+    replay.link_only = link_only  # messagingInvitation_ref's Started sample: each one read
     started = [
         _invitation_event(1, LENE, "started"),
         _invitation_event(2, JOE, "started"),
