@@ -795,3 +795,46 @@ async def test_invitation_whose_conversation_ended_before_it_was_accepted(
         assert (await anext(invitations)).href == server.origin + _inv(1)
     assert replay.sent("POST", _inv(2) + "/accept") == []
     assert replay.unexpected == []
+
+
+async def test_caller_withdraws_then_invites_again_in_the_same_conversation(
+    server: HostileServer, wire: str
+) -> None:
+    """Lene's invitation is withdrawn (its conversation deleted), then she invites again: a
+    new messagingInvitation for the same conversation href (messagingInvitation_ref.md: an
+    incoming invitation may add messaging to an existing conversation). The first one is
+    skipped, the second is accepted and its conversation is live."""
+    replay = _daemon_replay(server, wire)
+    again = _invitation_event(6, LENE, "started")
+    resource = again["_embedded"]["messagingInvitation"]
+    resource["_links"]["conversation"] = {"href": _conv(1)}
+    resource["_links"]["messaging"] = {"href": _conv(1) + "/messaging"}
+    resource["_embedded"]["from"] = _caller(1, LENE)
+    replay.release(
+        _batch(("communication", C, [_invitation_event(1, LENE, "started")])),
+        _withdrawn(1, LENE),
+        _batch(("communication", C, [again])),
+    )
+    completed = _accepted(1, LENE)
+    event = completed["sender"][1]["events"][1]
+    event["link"]["href"] = _inv(6)
+    event["_embedded"]["messagingInvitation"]["_links"]["self"] = {"href": _inv(6)}
+
+    def accept(request: Any) -> Any:
+        replay.release(completed)
+        return no_content()
+
+    replay.route("POST", _inv(6) + "/accept", accept)
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10):
+        await _served(replay, 3)
+        async with session.incoming() as invitations:
+            invite = await anext(invitations)
+        assert invite.href == server.origin + _inv(6)
+        conversation = await invite.accept()
+        assert conversation.href == server.origin + _conv(1)
+        assert conversation.ended is None
+        assert conversation.state == "Connected"
+        assert [p.uri for p in conversation.participants] == [LENE[0]]
+    assert replay.sent("POST", _inv(1) + "/accept") == []
+    assert replay.unexpected == []
