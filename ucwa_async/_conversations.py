@@ -57,6 +57,12 @@ __all__ = ["ConversationTable"]
 
 log = logging.getLogger("ucwa_async.session")
 
+# How a conversation ends when its caller hangs up: its unanswered invitations are over.
+_CALLER_GONE = (
+    ConversationEndReason.DELETED,
+    ConversationEndReason.REMOTE_LEFT,
+    ConversationEndReason.DISCONNECTED,
+)
 _FETCHERS = 4  # GETs at once of messages / participants announced without a resource
 _MAX_FETCH_QUEUE = 10_000
 _MAX_OPEN_INVITATIONS = 10_000  # incoming invitations the server has not ended yet
@@ -162,6 +168,8 @@ class ConversationTable:
                     del self._draining[key]
         for effect in ended:
             self._ended(effect)
+            if effect.reason in _CALLER_GONE:
+                self._withdraw_invitations_of(effect.key)
 
     def _arrived(self, effect: Arrived) -> None:
         view = effect.view
@@ -198,6 +206,17 @@ class ConversationTable:
             invitation.withdrawn = True
             invitation.withdraw_reason = effect.reason
             self.inbox.drop(invitation)
+
+    def _withdraw_invitations_of(self, key: str) -> None:
+        """The conversation ``key`` ended before its incoming invitations were answered
+        (deleted, the caller left, disconnected), their completed events merged away or
+        not sent: they can no longer be accepted (an accept under way learns it itself)."""
+        for invitation in self._invitations.values():
+            href = invitation._view.conversation_href
+            if invitation._answered is None and href and self.book.key(href) == key:
+                # Kept open: a completed event after the end still gives its reason.
+                invitation.withdrawn = True
+                self.inbox.drop(invitation)
 
     def _ended(self, effect: Ended) -> None:
         """An ended conversation leaves the table (its object keeps its state and ends
@@ -337,7 +356,7 @@ class ConversationTable:
         deadline = loop.time() + (timeout or self._invitation_timeout)
         try:
             async with asyncio.timeout_at(deadline):
-                accepted = await shielded(posted)
+                accepted = await self._accept_outcome(invitation, posted, conversation)
         except TimeoutError:
             raise InvitationTimeoutError(
                 "the accepted invitation did not connect in time", href=invitation.href
@@ -379,6 +398,23 @@ class ConversationTable:
             raise
         invitation._accept_posting = None
         invitation._accept_posted = waiter
+
+    async def _accept_outcome(
+        self,
+        invitation: IncomingInvitation,
+        waiter: asyncio.Future[bool],
+        conversation: Conversation,
+    ) -> bool:
+        """The invitation's outcome; False if its conversation ends first (deleted, or its
+        messaging Disconnected) with no completed event for the invitation: the caller hung
+        up, and an accept can no longer connect."""
+        if not waiter.done() and conversation.ended is None:
+            # asyncio.wait cancels neither: the waiter outlives a cancelled accept().
+            await asyncio.wait((waiter, conversation._ended), return_when=asyncio.FIRST_COMPLETED)
+        if waiter.done():
+            return waiter.result()
+        self._invitation_ended(InvitationEnded(invitation._key, False, None))
+        return False
 
     def _check_not_withdrawn(self, invitation: IncomingInvitation) -> None:
         if invitation.withdrawn:

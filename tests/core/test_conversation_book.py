@@ -392,13 +392,14 @@ def test_routing_by_resource_link_and_by_prefix() -> None:
         )
     )
     assert state.local_participant == key(f"{CONV}/participants/me2")
-    # an unknown conversation's non-conversation event is not tracked
-    assert (
-        book.feed(
-            Event("added", Link("participant", "/c/9/participants/x"), Link("conversation", "/c/9"))
-        )
-        == []
-    )
+    # an unknown conversation's event sent by that conversation makes its state (a
+    # continued one announced by no embedded invitation), its participant read
+    assert book.feed(
+        Event("added", Link("participant", "/c/9/participants/x"), Link("conversation", "/c/9"))
+    ) == [Updated(key("/c/9")), Fetch(key("/c/9"), "participant", "/c/9/participants/x")]
+    # one found by nothing but its href's prefix is not
+    assert book.feed(Event("added", Link("participant", "/c/8/participants/x"))) == []
+    assert book.get(key("/c/8")) is None
 
 
 def test_outgoing_invitation_teaches_its_conversation() -> None:
@@ -497,12 +498,45 @@ def test_outgoing_invitations_conversation_made_by_its_first_event() -> None:
     assert made.href == key(other)
     # an invitation naming a conversation href that is not usable: nothing noted
     assert book.feed(_outgoing_started("javascript:alert(1)", 3)) == []
-    # a conversation nobody announced: its events are still ignored
+    # a conversation nobody announced: its deletion is ignored, its own events are not
     stray = f"{APP}/communication/conversations/9"
+    assert book.feed(Event("deleted", Link("conversation", stray))) == []
+    assert book.get(key(stray)) is None
     assert (
         book.feed(Event("added", Link("participant", f"{stray}/p"), Link("conversation", stray)))
-        == []
+        != []
     )
+    assert book.get(key(stray)) is not None
+
+
+def test_a_message_of_a_conversation_nobody_announced_is_kept_for_its_claim() -> None:
+    """A continued conversation whose invitation events were link-only was never
+    announced: its reply (ReceiveAnIM step 16's event, or message_ref's link-only Started)
+    still makes its state, so the Conversation claimed after the completed event has it."""
+    book = new_book()
+    assert feed(book, incoming_message(2, "data:text/plain;charset=utf-8,Yes")) == [
+        Updated(key(CONV))
+    ]
+    state = book.get(key(CONV))
+    assert state is not None
+    assert not state.claimed
+    assert book.claim(CONV) is state
+    assert read_all(book) == ["Yes"]
+    other = f"{APP}/communication/conversations/9"
+    started = Event(
+        "started", Link("message", f"{other}/messaging/messages/1"), Link("conversation", other)
+    )
+    assert book.feed(started) == [
+        Updated(key(other)),
+        Fetch(key(other), "message", f"{other}/messaging/messages/1"),
+    ]
+    # a deleted message says nothing worth a state
+    stray = f"{APP}/communication/conversations/10"
+    gone = Event(
+        "deleted", Link("message", f"{stray}/messaging/messages/1"), Link("conversation", stray)
+    )
+    assert book.feed(gone) == []
+    assert book.get(key(stray)) is None
 
 
 def test_outgoing_invitations_conversation_deleted_before_claimed() -> None:
@@ -528,14 +562,11 @@ def test_outgoing_invitations_notes_are_bounded() -> None:
     convs = [f"{APP}/communication/conversations/{n}" for n in range(3)]
     for n, conv in enumerate(convs):
         book.feed(_outgoing_started(conv, n))
-    # the oldest note was dropped: its conversation's events are ignored
-    first = Event(
-        "updated", Link("messaging", f"{convs[0]}/messaging"), Link("conversation", convs[0])
-    )
+    # the oldest note was dropped: its conversation's events found by their href's
+    # prefix only (no conversation sender) are ignored
+    first = Event("updated", Link("messaging", f"{convs[0]}/messaging"))
     assert book.feed(first) == []
-    last = Event(
-        "updated", Link("messaging", f"{convs[2]}/messaging"), Link("conversation", convs[2])
-    )
+    last = Event("updated", Link("messaging", f"{convs[2]}/messaging"))
     assert book.feed(last) != []
 
 

@@ -514,8 +514,16 @@ class ConversationBook:
         state = self._states.get(key)
         if state is None:
             announced = self._announced.pop(hash(key), 0) is None
-            if not announced and (rel != "conversation" or event.type == "deleted"):
-                return []
+            # Not only announced ones: a continued conversation whose invitation events
+            # came link-only was never announced, and its own events (its participants,
+            # messaging Connected, the reply: SendAnIM step 6, ReceiveAnIM step 16) may
+            # come before (or with) the invitation's completed event (EventsInUCWA.md:
+            # queued events come ahead of the one releasing the P-GET). Without them the
+            # Conversation claimed next would miss the reply, and the remote side's
+            # leaving (a participant it never knew, a modality never seen live) would not
+            # end it. Unclaimed, the state is evicted as usual.
+            if not announced and event.type == "deleted":
+                return []  # nothing to keep of a conversation we knew nothing of
             state = self._track_key(key, self._href_of(key, event))
         if state.ended is not None:
             return []
