@@ -547,15 +547,19 @@ class Session:
         if limit is not None:
             url = with_query(url, limit=str(limit))
         listing = parse_resource(await self._transport.get_json(url), rel="conversationLogs")
-        listed = listing.links_for("conversationLog")
-        if limit is not None:
-            listed = listed[:limit]  # before fetching: a long listing costs no GET beyond limit
-        hrefs = [self._application.resolve_own(h) for h in listed]
         embedded = {
             normalize(self._resolve(r.href)): r
             for r in listing.embedded_all("conversationLog")
             if isinstance(r, ConversationLog) and r.href
         }
+        listed = list(listing.links_for("conversationLog"))
+        linked = {normalize(self._resolve(h)) for h in listed}
+        # PayloadFormat.md: a resource may embed a target instead of linking to it; a log
+        # only embedded is listed too, after the linked ones, in document order.
+        listed += [log.href for key, log in embedded.items() if key not in linked]
+        if limit is not None:
+            listed = listed[:limit]  # before fetching: a long listing costs no GET beyond limit
+        hrefs = [self._application.resolve_own(h) for h in listed]
         logs: list[ConversationLog | None] = []
         to_fetch: list[tuple[int, str]] = []
         for index, log_url in enumerate(hrefs):
