@@ -40,6 +40,7 @@ from ucwa_async._core.errors import (
     RequestTimeoutError,
     SessionClosedError,
     UcwaError,
+    UnsupportedModalityError,
 )
 from ucwa_async._core.models import (
     ConversationLog,
@@ -906,7 +907,12 @@ class Session:
             raise TypeError("log must be a ConversationLog or a conversationLog href (str)")
         href = conversation_log.link(rel)
         if href is None:
-            raise UcwaError(f"this conversationLog offers no {rel} link")
+            # The server offers a continue only by its link (conversationLog_ref.md): none
+            # for this modality, or none left on an expired log. Nothing to POST to.
+            raise UnsupportedModalityError(
+                f"the conversationLog {conversation_log.href or '(no href)'} offers no {rel}"
+                " link: it cannot be continued that way"
+            )
         return self._application.rebase(self._application.resolve_own(href))
 
     def _as_log(self, resource: Resource, url: str) -> ConversationLog:

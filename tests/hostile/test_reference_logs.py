@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+import ucwa_async
+
 from ._replay import Replay, created, no_content, ok
 from ._server import HostileServer
 from .test_reference_flows import LOG, LOGS, V, _application, _log, _session
@@ -73,3 +75,35 @@ async def test_listing_shapes(server: HostileServer, wire: str, shape: str) -> N
     fetched = [r.path for r in replay.requests if r.method == "GET" and r.path.startswith(LOG)]
     assert fetched == ([] if shape != "absolute-links" else [LOG, LOG2, LOG])
     assert len(replay.sent("POST", LOG2 + "/continueMessaging")) == 1
+
+
+@pytest.mark.parametrize("rel", ["continueMessaging", "continuePhoneAudio"])
+async def test_a_log_without_its_continue_link(server: HostileServer, wire: str, rel: str) -> None:
+    """conversationLog_ref.md lists continueMessaging and continuePhoneAudio among the links
+    a log *can* have: without one (a log that cannot be continued that way, or one the
+    server let expire), the continue is refused by a typed error before any POST. A log
+    deleted since (DELETE in conversationLog_ref.md), given by its href: the server's 404."""
+    replay = _replay(server, wire)
+    body = _log()
+    del body["_links"][rel]
+    replay.route("GET", LOG, ok(body))
+
+    async def go(session: ucwa_async.Session, log: ucwa_async.ConversationLog | str) -> Any:
+        if rel == "continueMessaging":
+            return await session.continue_messaging(log, "Following up")
+        return await session.continue_phone_audio(log, "tel:+14255551234")
+
+    async with _session(server, wire, available_for=()) as session:
+        async with asyncio.timeout(10):
+            (log,) = await session.conversation_logs()
+            for target in (log, log.href):
+                with pytest.raises(ucwa_async.UnsupportedModalityError) as info:
+                    await go(session, target)
+                assert rel in str(info.value)
+                assert log.href in str(info.value)
+            replay.route("GET", LOG, (404, {"code": "NotFound", "message": "Gone."}, {}))
+            with pytest.raises(ucwa_async.NotFoundError) as gone:
+                await go(session, log.href)
+            assert (gone.value.status, gone.value.code) == (404, "NotFound")
+            assert session.pending_invitations == 0
+    assert [r.path for r in replay.requests if r.method == "POST" and "/continue" in r.path] == []

@@ -40,7 +40,8 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
     │   ├── InvitationTimeoutError     no outcome in time (also a builtins.TimeoutError)
     │   ├── InvitationLostError        its application vanished; outcome unknown
     │   └── InvitationWithdrawnError   an incoming invitation ended before accept (.reason)
-    ├── UnsupportedModalityError       accepting a phone call: the API carries no audio
+    ├── UnsupportedModalityError       accepting a phone call: the API carries no audio;
+    │                                  a conversationLog without that continue link
     ├── ConversationError              a conversation request could not be done (.href)
     │   └── ConversationEndedError     the conversation is over (.reason)
     ├── MessageError                   a sent message was not delivered (.href .operation_id)
@@ -374,7 +375,8 @@ class InvitationWithdrawnError(InvitationError):
 
 class UnsupportedModalityError(UcwaError):
     """The request needs a media path this library cannot carry (accepting an incoming
-    phone call: UCWA's phoneAudio rings a phone, it carries no audio to the API)."""
+    phone call: UCWA's phoneAudio rings a phone, it carries no audio to the API), or a
+    conversationLog offers no link to continue it in that modality (nothing is sent)."""
 
 
 class ConversationError(UcwaError):
