@@ -36,6 +36,14 @@ def _replay(server: HostileServer, wire: str) -> Replay:
     return replay
 
 
+async def _continue(
+    session: ucwa_async.Session, rel: str, log: ucwa_async.ConversationLog | str
+) -> ucwa_async.Invitation[Any]:
+    if rel == "continueMessaging":
+        return await session.continue_messaging(log, "Following up")
+    return await session.continue_phone_audio(log, "tel:+14255551234")
+
+
 def _second_log(prefix: str = "") -> dict[str, Any]:
     body = _log()
     for link in body["_links"].values():
@@ -88,22 +96,71 @@ async def test_a_log_without_its_continue_link(server: HostileServer, wire: str,
     del body["_links"][rel]
     replay.route("GET", LOG, ok(body))
 
-    async def go(session: ucwa_async.Session, log: ucwa_async.ConversationLog | str) -> Any:
-        if rel == "continueMessaging":
-            return await session.continue_messaging(log, "Following up")
-        return await session.continue_phone_audio(log, "tel:+14255551234")
-
     async with _session(server, wire, available_for=()) as session:
         async with asyncio.timeout(10):
             (log,) = await session.conversation_logs()
             for target in (log, log.href):
                 with pytest.raises(ucwa_async.UnsupportedModalityError) as info:
-                    await go(session, target)
+                    await _continue(session, rel, target)
                 assert rel in str(info.value)
                 assert log.href in str(info.value)
             replay.route("GET", LOG, (404, {"code": "NotFound", "message": "Gone."}, {}))
             with pytest.raises(ucwa_async.NotFoundError) as gone:
-                await go(session, log.href)
+                await _continue(session, rel, log.href)
             assert (gone.value.status, gone.value.code) == (404, "NotFound")
             assert session.pending_invitations == 0
     assert [r.path for r in replay.requests if r.method == "POST" and "/continue" in r.path] == []
+
+
+# continueMessaging_ref.md and continuePhoneAudio_ref.md, "Synchronous errors" (the same
+# table on both pages), each with its message, as ErrorsAndInformationalMessages.md writes
+# an error body in either wire.
+_ERRORS = [
+    (500, "ServiceFailure", "CallbackChannelError", "The remote event channel is not reachable"),
+    (409, "Conflict", "AlreadyExists", "The already exists error."),
+    (409, "Conflict", "TooManyGroups", "The too many groups error."),
+    (409, "Conflict", None, "Un-supported Service/Resource/API error."),
+    (410, "Gone", "CannotRedirect", "Cannot redirect since there is no back up pool configured."),
+]
+_TYPES: dict[str | None, type[ucwa_async.ResponseError]] = {
+    "CallbackChannelError": ucwa_async.CallbackChannelError,
+    "AlreadyExists": ucwa_async.AlreadyExistsError,
+    "TooManyGroups": ucwa_async.TooManyGroupsError,
+    None: ucwa_async.ConflictError,
+    "CannotRedirect": ucwa_async.ResponseError,
+}
+
+
+@pytest.mark.parametrize("rel", ["continueMessaging", "continuePhoneAudio"])
+@pytest.mark.parametrize(("status", "code", "subcode", "message"), _ERRORS)
+async def test_the_error_tables(
+    server: HostileServer,
+    wire: str,
+    rel: str,
+    status: int,
+    code: str,
+    subcode: str | None,
+    message: str,
+) -> None:
+    """Each error of the pages' tables is its typed error with the server's reason, and
+    leaves nothing pending (CallbackChannelError: after its one reconnect-and-retry)."""
+    replay = _replay(server, wire)
+    error = {"code": code, "message": message} | ({"subcode": subcode} if subcode else {})
+    replay.route("POST", LOG + "/" + rel, (status, error, {}))
+    async with _session(server, wire, available_for=(), max_callback_retries=1) as session:
+        async with asyncio.timeout(10):
+            (log,) = await session.conversation_logs()
+            with pytest.raises(ucwa_async.ResponseError) as info:
+                await _continue(session, rel, log)
+        assert type(info.value) is _TYPES[subcode]
+        caught = info.value
+        assert (caught.status, caught.code, caught.subcode, caught.message) == (
+            status,
+            code,
+            subcode,
+            message,
+        )
+        assert session.pending_invitations == 0
+    retried = 2 if subcode == "CallbackChannelError" else 1
+    assert len(replay.sent("POST", LOG + "/" + rel)) == retried
+    assert replay.unexpected == []
