@@ -14,7 +14,17 @@ import ucwa_async
 
 from ._replay import Replay, created, no_content, ok
 from ._server import HostileServer
-from .test_reference_flows import LOG, LOGS, V, _application, _log, _session
+from .test_reference_flows import (
+    LOG,
+    LOGS,
+    V,
+    _application,
+    _batch,
+    _body,
+    _invitation_resource,
+    _log,
+    _session,
+)
 
 pytestmark = pytest.mark.parametrize("wire", ["json", "xml"])
 
@@ -164,3 +174,65 @@ async def test_the_error_tables(
     retried = 2 if subcode == "CallbackChannelError" else 1
     assert len(replay.sent("POST", LOG + "/" + rel)) == retried
     assert replay.unexpected == []
+
+
+async def test_many_continues_at_once(server: HostileServer, wire: str) -> None:
+    """Several continues of one log and of another at once, each answered by the seeds'
+    ``//v1/`` Location and the invitation pages' link-only events (absolute hrefs), some
+    before their 201: each invitation ends once, with its own outcome."""
+    replay = _replay(server, wire)
+    replay.link_only = True  # the events' resources are what a GET of them answers
+    listing = {"rel": "conversationLogs", "_links": {"self": {"href": LOGS}}}
+    listing["_links"]["conversationLog"] = [{"href": LOG}, {"href": LOG2}]
+    replay.route("GET", LOGS, ok(listing))
+    replay.route("GET", LOG2, ok(_second_log()))
+    numbers = iter(range(700, 800))
+    outcomes: dict[str, str] = {}  # operationId -> the final state the server gives it
+
+    def post(rel: str) -> Any:
+        def answer(request: Any) -> Any:
+            n = next(numbers)
+            operation_id = _body(request, wire)["operationId"]
+            final = "Connected" if n % 3 else "Failed"
+            outcomes[operation_id] = final
+            href = f"{V}/communication/invitations/{n}"
+            events = [("started", "Connecting"), ("completed", final)]
+            for kind, state in events:
+                resource = _invitation_resource(rel, n, operation_id, state)
+                extra: dict[str, Any] = {"_embedded": {rel: resource}}
+                if kind == "completed":
+                    extra["status"] = "Success" if final == "Connected" else "Failure"
+                    if final == "Failed":
+                        extra["reason"] = {"code": "RemoteFailure", "subcode": "Declined"}
+                event = {"link": {"rel": rel, "href": href}, "type": kind, **extra}
+                replay.release(_batch(("communication", V + "/communication", [event])))
+            return created(f"//v1/applications/833/communication/invitations/{n}")
+
+        return answer
+
+    for log in (LOG, LOG2):
+        replay.route("POST", log + "/continueMessaging", post("messagingInvitation"))
+        replay.route("POST", log + "/continuePhoneAudio", post("phoneAudioInvitation"))
+    async with _session(server, wire, available_for=()) as session:
+        async with asyncio.timeout(15):
+            first, second = await session.conversation_logs()
+            starts = [
+                _continue(session, rel, log)
+                for log in (first, second, first.href)
+                for rel in ("continueMessaging", "continuePhoneAudio", "continueMessaging")
+            ]
+            invitations = await asyncio.gather(*starts)
+            results = await asyncio.gather(*invitations, return_exceptions=True)
+        assert session.pending_invitations == 0
+    assert len({i.href for i in invitations}) == len(invitations) == 9
+    for invitation, result in zip(invitations, results, strict=True):
+        if outcomes[invitation.operation_id] == "Connected":
+            assert not isinstance(result, BaseException), result
+            assert result.state == "Connected"
+            assert result.operation_id == invitation.operation_id
+        else:
+            assert isinstance(result, ucwa_async.InvitationFailedError)
+            assert result.reason is not None
+            assert (result.reason.code, result.reason.subcode) == ("RemoteFailure", "Declined")
+    assert len(replay.sent("POST", LOG + "/continueMessaging")) == 4
+    assert len(replay.sent("POST", LOG2 + "/continuePhoneAudio")) == 1
