@@ -286,8 +286,14 @@ async def test_conversation_logs_limit(make_client: MakeClient) -> None:
     ):
         assert key in log
     assert {"continueMessaging", "continuePhoneAudio", "markAsRead"} <= set(log["_links"])
+    # ConversationLogType_ref.md's values; conversationLogRecipient_ref.md's properties.
+    assert log["type"] in {"AppSharingLog", "AudioLog", "ConferenceLog", "MessageLog", "VideoLog"}
     recipients = log["_embedded"]["conversationLogRecipient"]
+    recipients = recipients if isinstance(recipients, list) else [recipients]
     assert recipients
+    for recipient in recipients:
+        assert recipient["displayName"]
+        assert recipient["sipUri"].startswith("sip:")
 
 
 async def test_application_get_delete_and_activity(make_client: MakeClient) -> None:

@@ -161,7 +161,10 @@ class Endpoints:
         ]
         recipients = [
             Res(
-                "conversationLogRecipient", f"{base}/recipients/{i}", [], {"name": name, "uri": uri}
+                "conversationLogRecipient",
+                f"{base}/recipients/{i}",
+                [],
+                {"displayName": name, "sipUri": uri},  # conversationLogRecipient_ref.md
             )
             for i, (name, uri) in enumerate(log.recipients, 1)
         ]
@@ -179,7 +182,8 @@ class Endpoints:
                 "subject": log.subject,
                 "threadId": log.thread_id,
                 "totalRecipientsCount": len(log.recipients),
-                "type": "Conversation",
+                # ConversationLogType_ref.md: AudioLog, MessageLog, ConferenceLog...
+                "type": "AudioLog" if "PhoneAudio" in log.modalities else "MessageLog",
             },
             recipients,
         )
