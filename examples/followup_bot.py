@@ -1,8 +1,9 @@
-"""An async bot: continue every unread conversation log by IM, concurrently, and report outcomes.
+"""An async bot: continue every missed conversation log by IM, concurrently, and report outcomes.
 
     UCWA_PASSWORD=... python examples/followup_bot.py --discovery URL --user USER [--all]
 
-``--all`` follows up every log, read or not. One line per log, then a summary line.
+``--all`` follows up every log, answered (``Archived``) or not. One line per log, then a
+summary line.
 Exit status: 0 when every follow-up ended (connected or declined), 1 when one ended
 with an error or no outcome (or the session failed), 2 no password, 3 sign-in refused.
 """
@@ -49,7 +50,8 @@ async def main(
         invitation_timeout=30,
     ) as session:
         logs = await session.conversation_logs(limit=50)
-        todo = [log for log in logs if everything or (log.status or "").lower() != "read"]
+        # ConversationLogStatus_ref.md: Archived (answered) or Missed.
+        todo = [log for log in logs if everything or (log.status or "").lower() != "archived"]
         print(f"{len(todo)} of {len(logs)} conversation logs to follow up", flush=True)
         async with asyncio.TaskGroup() as group:  # all at once; the session multiplexes
             tasks = {
@@ -71,7 +73,7 @@ if __name__ == "__main__":
     parser.add_argument("--discovery", required=True, help="autodiscovery URL")
     parser.add_argument("--user", required=True, help="sign-in name")
     parser.add_argument("--wire", choices=("json", "xml"), default="json")
-    parser.add_argument("--all", action="store_true", help="follow up read logs too")
+    parser.add_argument("--all", action="store_true", help="follow up answered (Archived) logs too")
     args = parser.parse_args()
     password = os.environ.get("UCWA_PASSWORD")
     if not password:

@@ -72,9 +72,9 @@ async def test_logs_json(ucwa_simulator: UcwaSimulator) -> None:
     assert [entry["index"] for entry in logs] == [0, 1, 2]
     for entry in logs:
         assert entry["href"].startswith(sim.base_url + "/ucwa/")
-        assert entry["status"] in ("Read", "Unread")
+        assert entry["status"] in ("Archived", "Missed")  # ConversationLogStatus_ref.md
         assert {"creationTime", "subject", "modalities", "previewMessage"} <= set(entry)
-    assert {entry["status"] for entry in logs} == {"Read", "Unread"}  # mixed, as issue 14 asks
+    assert {entry["status"] for entry in logs} == {"Archived", "Missed"}  # mixed, as issue 14 asks
     no_leaks(result.stderr)
 
 

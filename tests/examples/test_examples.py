@@ -120,10 +120,10 @@ async def test_followup_bot_reports_every_outcome(ucwa_simulator: UcwaSimulator,
     no_leaks(result.stderr)
 
 
-async def test_followup_bot_follows_up_unread_logs_by_default(
+async def test_followup_bot_follows_up_missed_logs_by_default(
     ucwa_simulator: UcwaSimulator,
 ) -> None:
-    # The simulator's logs are mixed: one in three is Unread (the first of three here).
+    # The simulator's logs are mixed: one in three is Missed (the first of three here).
     result = await run(*example("followup_bot.py", ucwa_simulator), env=env_for(ucwa_simulator))
     assert result.returncode == 0, result.output
     lines = result.stdout.splitlines()

@@ -286,7 +286,9 @@ async def test_conversation_logs_limit(make_client: MakeClient) -> None:
     ):
         assert key in log
     assert {"continueMessaging", "continuePhoneAudio", "markAsRead"} <= set(log["_links"])
-    # ConversationLogType_ref.md's values; conversationLogRecipient_ref.md's properties.
+    # ConversationLogStatus_ref.md's and ConversationLogType_ref.md's values;
+    # conversationLogRecipient_ref.md's properties.
+    assert log["status"] in {"Archived", "Missed"}
     assert log["type"] in {"AppSharingLog", "AudioLog", "ConferenceLog", "MessageLog", "VideoLog"}
     recipients = log["_embedded"]["conversationLogRecipient"]
     recipients = recipients if isinstance(recipients, list) else [recipients]

@@ -76,8 +76,8 @@ async def main() -> None:
         logs = await session.conversation_logs(limit=5)
         for entry in logs:
             print(describe(entry))
-        unread = [entry for entry in logs if entry.status == "Unread"]
-        print("connected:", await follow_up(session, unread or logs))
+        missed = [entry for entry in logs if entry.status == "Missed"]
+        print("connected:", await follow_up(session, missed or logs))
         try:
             async with asyncio.timeout(5):
                 await (await session.continue_messaging(logs[0])).wait(timeout=10)

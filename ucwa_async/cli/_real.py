@@ -90,7 +90,7 @@ async def _logs(session: ucwa_async.Session, limit: int, *, as_json: bool = Fals
         say(
             f"{index:>3}  {created or log.creation_time or '-':<28}  {log.status or '-':<7}  "
             f"{log.subject or '-':<30}  {log.href}",
-            style="bold" if (log.status or "").lower() == "unread" else None,
+            style="bold" if (log.status or "").lower() == "missed" else None,
         )
     return EXIT_OK
 

@@ -35,7 +35,7 @@ class ConversationLog:
     modalities: tuple[str, ...]
     preview: str
     recipients: tuple[tuple[str, str], ...]
-    status: str = "Read"  # UCWA's conversationLog status: Read | Unread
+    status: str = "Archived"  # ConversationLogStatus_ref.md: Archived (answered) | Missed
 
 
 @dataclass(slots=True, eq=False)
@@ -133,8 +133,8 @@ class World:
             modalities=("Messaging",) if n % 2 else ("Messaging", "PhoneAudio"),
             preview=f"Message {n} of the past conversation",
             recipients=recipients,
-            # Mixed, as a real mailbox: one log in three is Unread (followup_bot's default).
-            status="Unread" if n % 3 == 1 else "Read",
+            # Mixed, as a real mailbox: one log in three is Missed (followup_bot's default).
+            status="Missed" if n % 3 == 1 else "Archived",
         )
 
     # --- tokens ---------------------------------------------------------------------
