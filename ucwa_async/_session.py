@@ -36,7 +36,9 @@ from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
 from ucwa_async._core.correlate import check_operation_id, new_operation_id
 from ucwa_async._core.errors import (
+    ApplicationNotFoundError,
     ChannelFailedError,
+    NotFoundError,
     RequestTimeoutError,
     SessionClosedError,
     UcwaError,
@@ -535,7 +537,9 @@ class Session:
     # -- public operations -----------------------------------------------------------
 
     async def conversation_logs(self, limit: int | None = None) -> list[ConversationLog]:
-        """List past conversations (most recent first, as the server orders them)."""
+        """List past conversations (most recent first, as the server orders them).
+
+        A listed log deleted before it is read (its GET answers 404) is left out."""
         self._ensure_open()
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
@@ -587,8 +591,16 @@ class Session:
 
         async def worker() -> None:
             for index, log_url in queue:
-                resource = parse_resource(await self._transport.get_json(log_url))
-                into[index] = self._as_log(resource, log_url)
+                try:
+                    body = await self._transport.get_json(log_url)
+                except ApplicationNotFoundError:
+                    raise
+                except NotFoundError:
+                    # Deleted between the listing and its read (conversationLog_ref.md
+                    # has a DELETE): not a past conversation any more, so not listed.
+                    log.debug("conversationLog %s is gone since the listing", log_url)
+                    continue
+                into[index] = self._as_log(parse_resource(body), log_url)
 
         if len(to_fetch) <= 1:
             await worker()

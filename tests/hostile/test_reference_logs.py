@@ -236,3 +236,29 @@ async def test_many_continues_at_once(server: HostileServer, wire: str) -> None:
             assert (result.reason.code, result.reason.subcode) == ("RemoteFailure", "Declined")
     assert len(replay.sent("POST", LOG + "/continueMessaging")) == 4
     assert len(replay.sent("POST", LOG2 + "/continuePhoneAudio")) == 1
+
+
+async def test_a_log_deleted_since_the_listing_is_left_out(
+    server: HostileServer, wire: str
+) -> None:
+    """conversationLog_ref.md has a DELETE ("Removes the past conversation instance"): a log
+    removed between the listing and its read answers 404 and is left out; the others are
+    listed. The application's own loss (404 ApplicationNotFound) still fails the call."""
+    replay = _replay(server, wire)
+    listing: dict[str, Any] = {"rel": "conversationLogs", "_links": {"self": {"href": LOGS}}}
+    listing["_links"]["conversationLog"] = [{"href": LOG}, {"href": LOG2}]
+    replay.route("GET", LOGS, ok(listing))
+    replay.route("GET", LOG, (404, {"code": "NotFound", "message": "Gone."}, {}))
+    replay.route("GET", LOG2, ok(_second_log()))
+    async with _session(server, wire, available_for=()) as session:
+        async with asyncio.timeout(10):
+            logs = await session.conversation_logs()
+            assert [log.subject for log in logs] == ["The second one."]
+            replay.route("GET", LOG, (404, {"code": "NotFound", "message": "Gone."}, {}))
+            replay.route(
+                "GET",
+                LOG2,
+                (404, {"code": "NotFound", "subcode": "ApplicationNotFound", "message": "x"}, {}),
+            )
+            with pytest.raises(ucwa_async.ApplicationNotFoundError):
+                await session.conversation_logs()
