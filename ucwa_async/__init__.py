@@ -63,6 +63,7 @@ from ucwa_async._core.errors import (
 )
 from ucwa_async._core.models import (
     ConversationLog,
+    ConversationLogRecipient,
     Event,
     InvitationResource,
     Link,
@@ -120,6 +121,7 @@ __all__ = [
     "ConversationEndedError",
     "ConversationError",
     "ConversationLog",
+    "ConversationLogRecipient",
     "DecodeError",
     "Event",
     "EventStream",

@@ -663,7 +663,7 @@ class Session:
     async def continue_phone_audio(
         self,
         log: ConversationLog | str,
-        phone_number: str,
+        phone_number: str | None = None,
         *,
         timeout: float | None = None,
         operation_id: str | None = None,
@@ -672,15 +672,20 @@ class Session:
 
         ``phone_number`` is a global number, ``tel:+14255551234`` or ``+1 425 555 1234``
         (sent as ``tel:+14255551234``); anything else raises ``InvalidPhoneNumberError``
-        (a ``ValueError``). ``timeout`` and ``operation_id``: as for ``continue_messaging``.
+        (a ``ValueError``). Left out (None), none is sent and the server rings the user's
+        own number, the one given when the application was created
+        (continuePhoneAudio_ref.md). ``timeout`` and ``operation_id``: as for
+        ``continue_messaging``.
         """
         self._ensure_open()
-        phone_number = phone_uri(phone_number)  # the CLI's check too
+        number = None if phone_number is None else phone_uri(phone_number)  # the CLI's check
         operation_id = _operation_id(operation_id)
         if timeout is not None:
             _require_positive("timeout", timeout)
         url = await self._continue_url(log, "continuePhoneAudio")
-        body = {"operationId": operation_id, "phoneNumber": phone_number}
+        body = {"operationId": operation_id}
+        if number is not None:
+            body["phoneNumber"] = number
         return await self._operations.start(
             "phoneAudioInvitation", url, body, operation_id, timeout, PhoneAudioInvitation
         )
@@ -750,7 +755,7 @@ class Session:
     async def start_phone_audio(
         self,
         to: str,
-        phone_number: str,
+        phone_number: str | None = None,
         subject: str | None = None,
         *,
         importance: Literal["Normal", "Urgent", "Emergency"] | None = None,
@@ -758,10 +763,13 @@ class Session:
         operation_id: str | None = None,
     ) -> Invitation[PhoneAudioInvitation]:
         """Call ``to`` (``sip:...``) by phone audio: the server rings ``phone_number``
-        (``tel:+1...``, this user's own phone) and connects it. Returns an ``Invitation``."""
+        (``tel:+1...``, this user's own phone; left out, the one given when the
+        application was created, startPhoneAudio_ref.md) and connects it. Returns an
+        ``Invitation``."""
         self._ensure_open()
         body = self._start_body(to, subject, importance, operation_id)
-        body["phoneNumber"] = phone_uri(phone_number)
+        if phone_number is not None:
+            body["phoneNumber"] = phone_uri(phone_number)
         if timeout is not None:
             _require_positive("timeout", timeout)
         url = await self._communication_link("startPhoneAudio")

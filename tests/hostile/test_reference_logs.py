@@ -262,3 +262,28 @@ async def test_a_log_deleted_since_the_listing_is_left_out(
             )
             with pytest.raises(ucwa_async.ApplicationNotFoundError):
                 await session.conversation_logs()
+
+
+async def test_a_log_s_recipients(server: HostileServer, wire: str) -> None:
+    """conversationLog_ref.md embeds its conversationLogRecipient resources (displayName,
+    sipUri: conversationLogRecipient_ref.md): ``ConversationLog.recipients`` gives them, in
+    either wire, so a bot can choose whom to follow up without reading properties."""
+    replay = _replay(server, wire)
+    body = _log()
+    recipient = body["_embedded"]["conversationLogRecipient"][0]
+    second = dict(recipient, displayName="Lene Aaland", sipUri="sip:lenea@contoso.com")
+    second["_links"] = {"self": {"href": LOG + "/conversationLogRecipient/2"}}
+    body["_embedded"]["conversationLogRecipient"] = [recipient, second, {"rel": recipient["rel"]}]
+    replay.route("GET", LOG, ok(body))
+    async with _session(server, wire, available_for=()) as session:
+        async with asyncio.timeout(10):
+            (log,) = await session.conversation_logs()
+    assert log.recipients == (
+        ucwa_async.ConversationLogRecipient(
+            "samplevalue", "samplevalue", LOG + "/conversationLogRecipient"
+        ),
+        ucwa_async.ConversationLogRecipient(
+            "Lene Aaland", "sip:lenea@contoso.com", LOG + "/conversationLogRecipient/2"
+        ),
+        ucwa_async.ConversationLogRecipient(None, None, None),
+    )

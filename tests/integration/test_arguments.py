@@ -127,7 +127,7 @@ async def test_method_arguments(simulator: UcwaSimulator, make_session: SessionF
         for number in ("", "   "):
             with pytest.raises(ValueError, match="phone_number"):
                 await session.continue_phone_audio(log, phone_number=number)
-        for number in (None, 14255551234, b"tel:+1"):
+        for number in (14255551234, b"tel:+1"):
             with pytest.raises((TypeError, ValueError), match="phone_number"):
                 await session.continue_phone_audio(log, phone_number=number)  # type: ignore[arg-type]
 

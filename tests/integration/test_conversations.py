@@ -260,6 +260,19 @@ async def test_start_phone_audio_and_hang_up(
         assert await conversation.wait_ended(STEP) is ucwa_async.ConversationEndReason.LEFT
 
 
+async def test_start_phone_audio_without_phone_number(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    """startPhoneAudio_ref.md: phoneNumber is optional (the server rings the number given
+    when the application was created): left out, none is sent and the call connects."""
+    async with make_session(sim) as session:
+        call = await session.start_phone_audio(LENE)
+        conversation = await call.conversation(timeout=STEP)
+        assert conversation.kind == "phoneAudio"
+        assert "phoneNumber" not in (call.result().properties)
+        await conversation.hang_up()
+
+
 async def test_send_failed(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     async with make_session(sim) as session:
         conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)

@@ -72,6 +72,8 @@ async def test_conversation_logs_limit_and_models(
             assert log.subject
             assert log.total_recipients_count is not None
             assert log.total_recipients_count >= 1
+            assert log.recipients
+            assert all(r.sip_uri and r.sip_uri.startswith("sip:") for r in log.recipients)
         # the limit reached the server as a query parameter
         listings = [r for r in sim.request_log if r.kind == "conversationLogs"]
         assert any("limit=2" in r.query for r in listings)
@@ -178,6 +180,23 @@ async def test_continue_phone_audio_connects_with_phone_number(
         assert recorder.requests[0].phone_number == PHONE
         assert recorder.requests[0].operation_id == invitation.operation_id
         assert recorder.requests[0].message is None
+
+
+async def test_continue_phone_audio_without_phone_number_sends_none(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    """continuePhoneAudio_ref.md: phoneNumber "is optional and defaults to the phone number
+    supplied when the application was created": left out, it is not sent."""
+    recorder = Recorder()
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=recorder)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_phone_audio(logs[0])
+        assert (await invitation).state == "Connected"
+        assert recorder.requests[0].modality == "PhoneAudio"
+        assert recorder.requests[0].phone_number is None
 
 
 async def test_messaging_without_message_sends_none(

@@ -26,7 +26,6 @@ from ._support import JSON, MakeClient
             "continueMessaging",
             {"operationId": "a", "_links": {"message": {"href": "data:text/plain;base64,@@@"}}},
         ),
-        ("continuePhoneAudio", {"operationId": "a"}),
         ("continuePhoneAudio", {"operationId": "a", "phoneNumber": "+14255551234"}),
         ("continuePhoneAudio", {"operationId": "a", "phoneNumber": "sip:bob@contoso.com"}),
     ],
@@ -63,7 +62,8 @@ async def test_error_bodies_in_xml(make_client: MakeClient) -> None:
         "POST",
         await client.continue_link("continuePhoneAudio"),
         body=b'<input xmlns="http://schemas.microsoft.com/rtc/2012/03/ucwa">'
-        b'<property name="operationId">a</property></input>',
+        b'<property name="operationId">a</property>'
+        b'<property name="phoneNumber">+14255551234</property></input>',
         content_type="application/xml",
     )
     assert reply.status == 400

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_REJECTED_REPORTS",
     "OPERATION_EVENT_TYPES",
     "ConversationLog",
+    "ConversationLogRecipient",
     "Event",
     "EventBatch",
     "EventReader",
@@ -175,6 +176,34 @@ class ConversationLog(Resource):
         """``creation_time`` as an aware UTC datetime, whichever wire wrote it (JSON's
         ``/Date(ms)/`` or XML's ISO 8601); None when absent or unreadable."""
         return parse_time_stamp(self.creation_time)
+
+    @property
+    def recipients(self) -> tuple[ConversationLogRecipient, ...]:
+        """Who the conversation was with: the embedded ``conversationLogRecipient``
+        resources (conversationLog_ref.md), in order; empty when the server embeds none."""
+        out = []
+        for child in self.embedded_all("conversationLogRecipient"):
+            name = child.properties.get("displayName")
+            uri = child.properties.get("sipUri")
+            out.append(
+                ConversationLogRecipient(
+                    display_name=name if isinstance(name, str) and name else None,
+                    sip_uri=uri if isinstance(uri, str) and uri else None,
+                    href=child.href,
+                )
+            )
+        return tuple(out)
+
+
+@attrs.frozen
+class ConversationLogRecipient:
+    """One person of a past conversation (conversationLogRecipient_ref.md): the
+    ``displayName`` and ``sipUri`` the server gave (None when it gave none), and the
+    recipient resource's ``self`` href, as written."""
+
+    display_name: str | None = None
+    sip_uri: str | None = None
+    href: str | None = None
 
 
 @attrs.frozen

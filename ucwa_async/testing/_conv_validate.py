@@ -93,7 +93,8 @@ def validate_start(data: dict[str, Any], query_to: str | None, *, phone: bool) -
     link = message_link(fields)
     message = decode_data_uri(link.get("href")) if link is not None else None
     number = _optional_str(fields, "phoneNumber")
-    if phone and (number is None or TEL_URI.match(number) is None):
+    # Optional (startPhoneAudio_ref.md): the server then rings the user's own number.
+    if phone and number is not None and TEL_URI.match(number) is None:
         raise _invalid("phoneNumber must be a tel: URI, e.g. tel:+14255551234")
     return StartBody(to.strip(), op, subject, importance, message, number if phone else None)
 

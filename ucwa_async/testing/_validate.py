@@ -112,7 +112,8 @@ def validate_continue(data: dict[str, Any], *, phone: bool) -> ContinueBody:
     message = _data_uri_text(link.get("href")) if link is not None else None
     number: str | None = None
     if phone:
+        # Optional (continuePhoneAudio_ref.md): the server then rings the user's own number.
         number = data.get("phoneNumber")
-        if not isinstance(number, str) or TEL_URI.match(number) is None:
+        if number is not None and (not isinstance(number, str) or TEL_URI.match(number) is None):
             raise _invalid("phoneNumber must be a tel: URI, e.g. tel:+14255551234")
     return ContinueBody(op, message, number)
