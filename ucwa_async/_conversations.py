@@ -210,13 +210,22 @@ class ConversationTable:
     def _withdraw_invitations_of(self, key: str) -> None:
         """The conversation ``key`` ended before its incoming invitations were answered
         (deleted, the caller left, disconnected), their completed events merged away or
-        not sent: they can no longer be accepted (an accept under way learns it itself)."""
+        not sent: they can no longer be accepted. An accept the server took ends too
+        (its caller may have given up: nobody else would learn it); one still being
+        POSTed learns it from the POST's answer (``_post_accept``)."""
+        posted = []
         for invitation in self._invitations.values():
             href = invitation._view.conversation_href
-            if invitation._answered is None and href and self.book.key(href) == key:
+            if not href or self.book.key(href) != key:
+                continue
+            if invitation._answered is None:
                 # Kept open: a completed event after the end still gives its reason.
                 invitation.withdrawn = True
                 self.inbox.drop(invitation)
+            elif invitation._answered == "accepted" and invitation._accept_posted is not None:
+                posted.append(invitation._key)
+        for invitation_key in posted:
+            self._invitation_ended(InvitationEnded(invitation_key, False, None))
 
     def _ended(self, effect: Ended) -> None:
         """An ended conversation leaves the table (its object keeps its state and ends
@@ -343,7 +352,8 @@ class ConversationTable:
             posting.add_done_callback(consume_exception)
             invitation._accept_posting = posting
             invitation._answered = "accepted"
-            self._spawn(_settle_with(self._post_accept(invitation, accept_url, waiter), posting))
+            work = self._post_accept(invitation, accept_url, waiter, conversation)
+            self._spawn(_settle_with(work, posting))
         if invitation._accept_posting is not None:
             await shielded(invitation._accept_posting)
         # An accept the server took (now, or before an earlier caller gave up): wait for
@@ -376,7 +386,11 @@ class ConversationTable:
         return conversation
 
     async def _post_accept(
-        self, invitation: IncomingInvitation, url: str, waiter: asyncio.Future[bool]
+        self,
+        invitation: IncomingInvitation,
+        url: str,
+        waiter: asyncio.Future[bool],
+        conversation: Conversation,
     ) -> None:
         """accept()'s POST, in a task of the session's; its 2xx makes ``waiter`` (settled
         by the invitation's end) the accept's outcome."""
@@ -387,7 +401,14 @@ class ConversationTable:
             invitation._answered = None  # not taken: a later accept() may try again
             if self._accepting.get(invitation._key) is waiter:
                 del self._accepting[invitation._key]
-            if isinstance(exc, NotFoundError):
+            if conversation.ended in _CALLER_GONE and isinstance(exc, UcwaError):
+                # The caller hung up while the POST was on its way (accept_ref.md's 409
+                # then): withdrawn, as it would have been had the POST waited.
+                invitation.withdrawn = True
+                self.inbox.drop(invitation)
+            if isinstance(exc, NotFoundError) or (
+                invitation.withdrawn and isinstance(exc, UcwaError)
+            ):
                 # The invitation is gone (withdrawn; its events may be on their way).
                 invitation.withdrawn = True
                 raise InvitationWithdrawnError(
@@ -398,6 +419,9 @@ class ConversationTable:
             raise
         invitation._accept_posting = None
         invitation._accept_posted = waiter
+        if conversation.ended in _CALLER_GONE and not waiter.done():
+            # Ended while the POST was on its way (its caller may have given up).
+            self._invitation_ended(InvitationEnded(invitation._key, False, None))
 
     async def _accept_outcome(
         self,
