@@ -558,6 +558,10 @@ class ConversationTable:
             return
         try:
             await shielded(running)
+        except SessionClosedError:
+            # Cut short by the session's close, whose DELETE of the application ended the
+            # conversation on the server: over, as any conversation the close ended.
+            pass
         finally:
             if running.done() and conversation._stopping is running:
                 conversation._stopping = None
@@ -772,5 +776,8 @@ async def _settle_with(work: Coroutine[Any, Any, None], done: asyncio.Future[Non
 def _log_stop_failure(what: str, href: str, done: asyncio.Future[None]) -> None:
     """The stop POST of a leave() or hang_up() whose caller gave up failed: nobody else
     knows yet."""
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("%s %s: the stop POST failed: %s", what, href, done.exception())
+    error = None if done.cancelled() else done.exception()
+    # (Cut short by the session's close: its DELETE of the application ends the
+    # conversation on the server, nothing failed.)
+    if error is not None and not isinstance(error, SessionClosedError):
+        log.warning("%s %s: the stop POST failed: %s", what, href, error)
