@@ -491,6 +491,10 @@ class ConversationTable:
         except NotFoundError:
             invitation.withdrawn = True  # gone meanwhile: nothing left to decline
             return
+        except UcwaError:
+            if invitation.withdrawn:
+                return  # the caller hung up meanwhile (409 then): nothing left to decline
+            raise
         finally:
             invitation._decline_posting = None
         invitation._answered = "declined"

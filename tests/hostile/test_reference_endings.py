@@ -915,3 +915,33 @@ async def test_conversation_deleted_after_the_accept_caller_gave_up(
             await invite.accept()
     assert len(replay.sent("POST", _inv(2) + "/accept")) == 1
     assert replay.sent("POST", _inv(2) + "/decline") == []
+
+
+@pytest.mark.parametrize("completed", [False, True], ids=["deleted-only", "completed-failure"])
+async def test_caller_hangs_up_while_the_decline_is_sent(
+    server: HostileServer, wire: str, completed: bool
+) -> None:
+    """The caller gives up while the decline POST is on its way (the invitation completes
+    with Failure, or only its conversation is deleted), and the server then refuses the
+    decline (decline_ref.md's 409 Conflict: nothing rings any more). The invitation was
+    withdrawn first: decline() returns quietly, as it does for any withdrawn invitation,
+    and a later accept() says it is withdrawn."""
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+
+    def decline(request: Any) -> Any:
+        replay.release(_withdrawn(2, JOE) if completed else _deleted_without_completed(2, JOE))
+        return 409, {"code": "Conflict", "subcode": "None", "message": "Not ringing."}, {}
+
+    replay.route("POST", _inv(2) + "/decline", decline)
+    replay.delays[_inv(2) + "/decline"] = 0.8  # the P-GET brings the end meanwhile
+    replay.route("GET", _conv(2), (404, {"code": "NotFound", "subcode": "ResourceNotFound"}, {}))
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        await invite.decline()
+        assert invite.withdrawn
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+    assert len(replay.sent("POST", _inv(2) + "/decline")) == 1
+    assert replay.sent("POST", _inv(2) + "/accept") == []
