@@ -119,6 +119,9 @@ class ConversationTable:
         # Ended ones whose streams still wait for a message being read (link-only).
         self._draining: dict[str, Conversation] = {}
         self._invitations: dict[str, IncomingInvitation] = {}  # not yet ended, by key
+        # The same, by their conversation's key (its end withdraws them: one look-up, not
+        # a pass over every open invitation for each ending conversation).
+        self._invitations_of: dict[str, dict[str, IncomingInvitation]] = {}
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
         self._queued: set[tuple[str, str]] = set()  # (kind, href) in the queue
@@ -177,10 +180,14 @@ class ConversationTable:
         if key is None:  # pragma: no cover - the book keyed it already
             return
         invitation = IncomingInvitation(self, view, key)
+        self._unindex(self._invitations.get(key))
         self._invitations[key] = invitation
+        conversation_key = self.book.key(view.conversation_href or "")
+        if conversation_key is not None:
+            self._invitations_of.setdefault(conversation_key, {})[key] = invitation
         while len(self._invitations) > _MAX_OPEN_INVITATIONS:
             # Never ended by the server (no completed event): forget the oldest.
-            del self._invitations[next(iter(self._invitations))]
+            self._unindex(self._invitations.pop(next(iter(self._invitations))))
         self._stats.incoming_invitations += 1
         if not self.inbox.push(invitation):
             self._stats.incoming_overflowed += 1
@@ -193,6 +200,7 @@ class ConversationTable:
 
     def _invitation_ended(self, effect: InvitationEnded) -> None:
         invitation = self._invitations.pop(effect.key, None)
+        self._unindex(invitation)
         waiter = self._accepting.pop(effect.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(effect.accepted)
@@ -214,10 +222,7 @@ class ConversationTable:
         (its caller may have given up: nobody else would learn it); one still being
         POSTed learns it from the POST's answer (``_post_accept``)."""
         posted = []
-        for invitation in self._invitations.values():
-            href = invitation._view.conversation_href
-            if not href or self.book.key(href) != key:
-                continue
+        for invitation in self._invitations_of.get(key, {}).values():
             if invitation._answered is None:
                 # Kept open: a completed event after the end still gives its reason.
                 invitation.withdrawn = True
@@ -226,6 +231,19 @@ class ConversationTable:
                 posted.append(invitation._key)
         for invitation_key in posted:
             self._invitation_ended(InvitationEnded(invitation_key, False, None))
+
+    def _unindex(self, invitation: IncomingInvitation | None) -> None:
+        """``invitation`` leaves ``_invitations``: out of ``_invitations_of`` too."""
+        if invitation is None:
+            return
+        conversation_key = self.book.key(invitation._view.conversation_href or "")
+        if conversation_key is None:
+            return
+        same = self._invitations_of.get(conversation_key)
+        if same is not None and same.get(invitation._key) is invitation:
+            del same[invitation._key]
+            if not same:
+                del self._invitations_of[conversation_key]
 
     def _ended(self, effect: Ended) -> None:
         """An ended conversation leaves the table (its object keeps its state and ends
@@ -276,6 +294,7 @@ class ConversationTable:
             invitation.withdrawn = True
             self.inbox.drop(invitation)
         self._invitations.clear()
+        self._invitations_of.clear()
         for key in list(self._accepting):
             waiter = self._accepting.pop(key)
             if not waiter.done():
