@@ -221,16 +221,25 @@ class ConversationTable:
         not sent: they can no longer be accepted. An accept the server took ends too
         (its caller may have given up: nobody else would learn it); one still being
         POSTed learns it from the POST's answer (``_post_accept``)."""
-        posted = []
         for invitation in self._invitations_of.get(key, {}).values():
             if invitation._answered is None:
                 # Kept open: a completed event after the end still gives its reason.
                 invitation.withdrawn = True
                 self.inbox.drop(invitation)
             elif invitation._answered == "accepted" and invitation._accept_posted is not None:
-                posted.append(invitation._key)
-        for invitation_key in posted:
-            self._invitation_ended(InvitationEnded(invitation_key, False, None))
+                # Once the events being delivered are in (a completed event among them
+                # decides), as for an accept() waiting in _accept_outcome.
+                asyncio.get_running_loop().call_soon(self._accept_ended, invitation)
+
+    def _accept_ended(self, invitation: IncomingInvitation) -> None:
+        """The conversation of an accept the server took ended with no outcome for it."""
+        posted = invitation._accept_posted
+        if (
+            posted is not None
+            and not posted.done()
+            and self._invitations.get(invitation._key) is invitation
+        ):
+            self._invitation_ended(InvitationEnded(invitation._key, False, None))
 
     def _unindex(self, invitation: IncomingInvitation | None) -> None:
         """``invitation`` leaves ``_invitations``: out of ``_invitations_of`` too."""
@@ -438,9 +447,9 @@ class ConversationTable:
             raise
         invitation._accept_posting = None
         invitation._accept_posted = waiter
-        if conversation.ended in _CALLER_GONE and not waiter.done():
+        if conversation.ended in _CALLER_GONE:
             # Ended while the POST was on its way (its caller may have given up).
-            self._invitation_ended(InvitationEnded(invitation._key, False, None))
+            self._accept_ended(invitation)
 
     async def _accept_outcome(
         self,

@@ -945,3 +945,38 @@ async def test_caller_hangs_up_while_the_decline_is_sent(
             await invite.accept()
     assert len(replay.sent("POST", _inv(2) + "/decline")) == 1
     assert replay.sent("POST", _inv(2) + "/accept") == []
+
+
+async def test_a_given_up_accept_that_connected_as_its_conversation_ended(
+    server: HostileServer, wire: str
+) -> None:
+    """accept() is cancelled once the server took it; then one batch brings its messaging
+    Connected, then Disconnected, and the invitation's completed Success after them (the
+    conversation's own events ahead, EventsInUCWA.md). The server says the accept
+    connected: a later accept() returns that (ended) conversation, as one still waiting
+    would have; the end alone does not make the invitation withdrawn."""
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+    replay.route("POST", _inv(2) + "/accept", no_content())
+    session = _session(server, wire, available_for=("Messaging",), invitation_timeout=30.0)
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        accepting = asyncio.ensure_future(invite.accept())
+        while not replay.sent("POST", _inv(2) + "/accept"):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the 204 is in: accept() waits for the outcome
+        accepting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await accepting
+        pgets = len(replay.pgets)
+        disconnected = {
+            "link": {"rel": "messaging", "href": _conv(2) + "/messaging"},
+            "_embedded": {"messaging": _messaging(2, "Disconnected")},
+            "type": "updated",
+        }
+        replay.release(_accepted(2, JOE, disconnected))
+        await _served(replay, pgets)
+        assert not invite.withdrawn
+        conversation = await invite.accept()
+        assert conversation.ended is ucwa_async.ConversationEndReason.DISCONNECTED
+    assert len(replay.sent("POST", _inv(2) + "/accept")) == 1
