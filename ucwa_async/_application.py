@@ -34,6 +34,7 @@ from ucwa_async._core.errors import (
 from ucwa_async._core.models import Resource, parse_resource
 from ucwa_async._core.urls import (
     app_base_path_of,
+    domain_name,
     normalize,
     origin_of,
     resolve_href,
@@ -478,7 +479,7 @@ def _discovery_redirect(url: str, location: str | None) -> str | None:
 
 
 def _host_of(url: str) -> str:
-    return (urllib.parse.urlsplit(url).hostname or "").rstrip(".").lower()
+    return domain_name(urllib.parse.urlsplit(url).hostname or "")
 
 
 def _is_address(host: str) -> bool:

@@ -119,6 +119,9 @@ class ConversationTable:
         # Ended ones whose streams still wait for a message being read (link-only).
         self._draining: dict[str, Conversation] = {}
         self._invitations: dict[str, IncomingInvitation] = {}  # not yet ended, by key
+        # The same, by their conversation's key (its end withdraws them: one look-up, not
+        # a pass over every open invitation for each ending conversation).
+        self._invitations_of: dict[str, dict[str, IncomingInvitation]] = {}
         self._accepting: dict[str, asyncio.Future[bool]] = {}
         self._fetch_queue: collections.deque[Fetch] = collections.deque()
         self._queued: set[tuple[str, str]] = set()  # (kind, href) in the queue
@@ -177,10 +180,14 @@ class ConversationTable:
         if key is None:  # pragma: no cover - the book keyed it already
             return
         invitation = IncomingInvitation(self, view, key)
+        self._unindex(self._invitations.get(key))
         self._invitations[key] = invitation
+        conversation_key = self.book.key(view.conversation_href or "")
+        if conversation_key is not None:
+            self._invitations_of.setdefault(conversation_key, {})[key] = invitation
         while len(self._invitations) > _MAX_OPEN_INVITATIONS:
             # Never ended by the server (no completed event): forget the oldest.
-            del self._invitations[next(iter(self._invitations))]
+            self._unindex(self._invitations.pop(next(iter(self._invitations))))
         self._stats.incoming_invitations += 1
         if not self.inbox.push(invitation):
             self._stats.incoming_overflowed += 1
@@ -193,6 +200,7 @@ class ConversationTable:
 
     def _invitation_ended(self, effect: InvitationEnded) -> None:
         invitation = self._invitations.pop(effect.key, None)
+        self._unindex(invitation)
         waiter = self._accepting.pop(effect.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(effect.accepted)
@@ -210,13 +218,41 @@ class ConversationTable:
     def _withdraw_invitations_of(self, key: str) -> None:
         """The conversation ``key`` ended before its incoming invitations were answered
         (deleted, the caller left, disconnected), their completed events merged away or
-        not sent: they can no longer be accepted (an accept under way learns it itself)."""
-        for invitation in self._invitations.values():
-            href = invitation._view.conversation_href
-            if invitation._answered is None and href and self.book.key(href) == key:
+        not sent: they can no longer be accepted. An accept the server took ends too
+        (its caller may have given up: nobody else would learn it); one still being
+        POSTed learns it from the POST's answer (``_post_accept``)."""
+        for invitation in self._invitations_of.get(key, {}).values():
+            if invitation._answered is None:
                 # Kept open: a completed event after the end still gives its reason.
                 invitation.withdrawn = True
                 self.inbox.drop(invitation)
+            elif invitation._answered == "accepted" and invitation._accept_posted is not None:
+                # Once the events being delivered are in (a completed event among them
+                # decides), as for an accept() waiting in _accept_outcome.
+                asyncio.get_running_loop().call_soon(self._accept_ended, invitation)
+
+    def _accept_ended(self, invitation: IncomingInvitation) -> None:
+        """The conversation of an accept the server took ended with no outcome for it."""
+        posted = invitation._accept_posted
+        if (
+            posted is not None
+            and not posted.done()
+            and self._invitations.get(invitation._key) is invitation
+        ):
+            self._invitation_ended(InvitationEnded(invitation._key, False, None))
+
+    def _unindex(self, invitation: IncomingInvitation | None) -> None:
+        """``invitation`` leaves ``_invitations``: out of ``_invitations_of`` too."""
+        if invitation is None:
+            return
+        conversation_key = self.book.key(invitation._view.conversation_href or "")
+        if conversation_key is None:
+            return
+        same = self._invitations_of.get(conversation_key)
+        if same is not None and same.get(invitation._key) is invitation:
+            del same[invitation._key]
+            if not same:
+                del self._invitations_of[conversation_key]
 
     def _ended(self, effect: Ended) -> None:
         """An ended conversation leaves the table (its object keeps its state and ends
@@ -267,6 +303,7 @@ class ConversationTable:
             invitation.withdrawn = True
             self.inbox.drop(invitation)
         self._invitations.clear()
+        self._invitations_of.clear()
         for key in list(self._accepting):
             waiter = self._accepting.pop(key)
             if not waiter.done():
@@ -343,7 +380,8 @@ class ConversationTable:
             posting.add_done_callback(consume_exception)
             invitation._accept_posting = posting
             invitation._answered = "accepted"
-            self._spawn(_settle_with(self._post_accept(invitation, accept_url, waiter), posting))
+            work = self._post_accept(invitation, accept_url, waiter, conversation)
+            self._spawn(_settle_with(work, posting))
         if invitation._accept_posting is not None:
             await shielded(invitation._accept_posting)
         # An accept the server took (now, or before an earlier caller gave up): wait for
@@ -376,7 +414,11 @@ class ConversationTable:
         return conversation
 
     async def _post_accept(
-        self, invitation: IncomingInvitation, url: str, waiter: asyncio.Future[bool]
+        self,
+        invitation: IncomingInvitation,
+        url: str,
+        waiter: asyncio.Future[bool],
+        conversation: Conversation,
     ) -> None:
         """accept()'s POST, in a task of the session's; its 2xx makes ``waiter`` (settled
         by the invitation's end) the accept's outcome."""
@@ -387,7 +429,14 @@ class ConversationTable:
             invitation._answered = None  # not taken: a later accept() may try again
             if self._accepting.get(invitation._key) is waiter:
                 del self._accepting[invitation._key]
-            if isinstance(exc, NotFoundError):
+            if conversation.ended in _CALLER_GONE and isinstance(exc, UcwaError):
+                # The caller hung up while the POST was on its way (accept_ref.md's 409
+                # then): withdrawn, as it would have been had the POST waited.
+                invitation.withdrawn = True
+                self.inbox.drop(invitation)
+            if isinstance(exc, NotFoundError) or (
+                invitation.withdrawn and isinstance(exc, UcwaError)
+            ):
                 # The invitation is gone (withdrawn; its events may be on their way).
                 invitation.withdrawn = True
                 raise InvitationWithdrawnError(
@@ -398,6 +447,9 @@ class ConversationTable:
             raise
         invitation._accept_posting = None
         invitation._accept_posted = waiter
+        if conversation.ended in _CALLER_GONE:
+            # Ended while the POST was on its way (its caller may have given up).
+            self._accept_ended(invitation)
 
     async def _accept_outcome(
         self,
@@ -467,6 +519,10 @@ class ConversationTable:
         except NotFoundError:
             invitation.withdrawn = True  # gone meanwhile: nothing left to decline
             return
+        except UcwaError:
+            if invitation.withdrawn:
+                return  # the caller hung up meanwhile (409 then): nothing left to decline
+            raise
         finally:
             invitation._decline_posting = None
         invitation._answered = "declined"
@@ -534,6 +590,10 @@ class ConversationTable:
             return
         try:
             await shielded(running)
+        except SessionClosedError:
+            # Cut short by the session's close, whose DELETE of the application ended the
+            # conversation on the server: over, as any conversation the close ended.
+            pass
         finally:
             if running.done() and conversation._stopping is running:
                 conversation._stopping = None
@@ -748,5 +808,8 @@ async def _settle_with(work: Coroutine[Any, Any, None], done: asyncio.Future[Non
 def _log_stop_failure(what: str, href: str, done: asyncio.Future[None]) -> None:
     """The stop POST of a leave() or hang_up() whose caller gave up failed: nobody else
     knows yet."""
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("%s %s: the stop POST failed: %s", what, href, done.exception())
+    error = None if done.cancelled() else done.exception()
+    # (Cut short by the session's close: its DELETE of the application ends the
+    # conversation on the server, nothing failed.)
+    if error is not None and not isinstance(error, SessionClosedError):
+        log.warning("%s %s: the stop POST failed: %s", what, href, error)

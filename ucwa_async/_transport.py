@@ -44,7 +44,7 @@ from ucwa_async._core.errors import (
     UcwaError,
 )
 from ucwa_async._core.responses import classify, classify_token_error, parse_www_authenticate
-from ucwa_async._core.urls import origin_of, resolve_href, same_origin
+from ucwa_async._core.urls import domain_name, origin_of, resolve_href, same_origin
 from ucwa_async._http import HttpClient, HttpResponse
 
 __all__ = ["Transport"]
@@ -155,7 +155,7 @@ class Transport:
         """The domain of the sign-in address (``user@contoso.com``), if there is one."""
         if isinstance(self._auth, PasswordAuth):
             _, at, domain = self._auth.username.rpartition("@")
-            domain = domain.strip().rstrip(".").lower()
+            domain = domain_name(domain)
             if at and domain:
                 return domain
         return None

@@ -838,3 +838,145 @@ async def test_caller_withdraws_then_invites_again_in_the_same_conversation(
         assert [p.uri for p in conversation.participants] == [LENE[0]]
     assert replay.sent("POST", _inv(1) + "/accept") == []
     assert replay.unexpected == []
+
+
+def _deleted_without_completed(n: int, who: tuple[str, str]) -> dict[str, Any]:
+    """``_withdrawn`` with the invitation's completed event merged away (EventsInUCWA.md,
+    Aggregation): messaging Disconnected and conversation_ref.md's Deleted event only."""
+    batch = _withdrawn(n, who)
+    del batch["sender"][1]["events"][0]
+    return batch
+
+
+async def test_conversation_deleted_while_the_accept_is_sent(
+    server: HostileServer, wire: str
+) -> None:
+    """The caller hangs up while the accept POST is on its way: the conversation's end
+    comes in while the POST waits, then the server refuses the accept (accept_ref.md's 409
+    Conflict: nothing rings any more). accept() raises InvitationWithdrawnError (not the
+    409's error), the invitation is withdrawn, and a later accept() says so without a
+    second POST."""
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+
+    def accept(request: Any) -> Any:
+        replay.release(_deleted_without_completed(2, JOE))
+        return 409, {"code": "Conflict", "subcode": "None", "message": "Not ringing."}, {}
+
+    replay.route("POST", _inv(2) + "/accept", accept)
+    replay.delays[_inv(2) + "/accept"] = 0.8  # the P-GET brings the end meanwhile
+    replay.route("GET", _conv(2), (404, {"code": "NotFound", "subcode": "ResourceNotFound"}, {}))
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+        assert invite.withdrawn
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+        await invite.decline()
+    assert len(replay.sent("POST", _inv(2) + "/accept")) == 1
+    assert replay.sent("POST", _inv(2) + "/decline") == []
+
+
+@pytest.mark.parametrize("when", ["posting", "posted"])
+async def test_conversation_deleted_after_the_accept_caller_gave_up(
+    server: HostileServer, wire: str, when: str
+) -> None:
+    """accept() is cancelled (while its POST is on the way, or once the server took it and
+    the accept waits for the invitation's outcome); then the caller hangs up, said by the
+    conversation only (no completed event). The invitation is withdrawn at once, though no
+    accept() waits: ``withdrawn`` says so, decline() returns quietly (it was no accepted
+    conversation to leave), a later accept() raises InvitationWithdrawnError."""
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+    replay.route("POST", _inv(2) + "/accept", no_content())
+    if when == "posting":
+        replay.delays[_inv(2) + "/accept"] = 0.8
+    replay.route("GET", _conv(2), (404, {"code": "NotFound", "subcode": "ResourceNotFound"}, {}))
+    session = _session(server, wire, available_for=("Messaging",), invitation_timeout=30.0)
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        accepting = asyncio.ensure_future(invite.accept())
+        while not replay.sent("POST", _inv(2) + "/accept"):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        if when == "posted":
+            await asyncio.sleep(0.3)  # the 204 is in: accept() waits for the outcome
+        accepting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await accepting
+        pgets = len(replay.pgets)
+        replay.release(_deleted_without_completed(2, JOE))
+        await _served(replay, pgets)
+        await asyncio.sleep(0.8)  # the held POST's answer too
+        assert invite.withdrawn
+        await invite.decline()
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+    assert len(replay.sent("POST", _inv(2) + "/accept")) == 1
+    assert replay.sent("POST", _inv(2) + "/decline") == []
+
+
+@pytest.mark.parametrize("completed", [False, True], ids=["deleted-only", "completed-failure"])
+async def test_caller_hangs_up_while_the_decline_is_sent(
+    server: HostileServer, wire: str, completed: bool
+) -> None:
+    """The caller gives up while the decline POST is on its way (the invitation completes
+    with Failure, or only its conversation is deleted), and the server then refuses the
+    decline (decline_ref.md's 409 Conflict: nothing rings any more). The invitation was
+    withdrawn first: decline() returns quietly, as it does for any withdrawn invitation,
+    and a later accept() says it is withdrawn."""
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+
+    def decline(request: Any) -> Any:
+        replay.release(_withdrawn(2, JOE) if completed else _deleted_without_completed(2, JOE))
+        return 409, {"code": "Conflict", "subcode": "None", "message": "Not ringing."}, {}
+
+    replay.route("POST", _inv(2) + "/decline", decline)
+    replay.delays[_inv(2) + "/decline"] = 0.8  # the P-GET brings the end meanwhile
+    replay.route("GET", _conv(2), (404, {"code": "NotFound", "subcode": "ResourceNotFound"}, {}))
+    session = _session(server, wire, available_for=("Messaging",))
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        await invite.decline()
+        assert invite.withdrawn
+        with pytest.raises(ucwa_async.InvitationWithdrawnError):
+            await invite.accept()
+    assert len(replay.sent("POST", _inv(2) + "/decline")) == 1
+    assert replay.sent("POST", _inv(2) + "/accept") == []
+
+
+async def test_a_given_up_accept_that_connected_as_its_conversation_ended(
+    server: HostileServer, wire: str
+) -> None:
+    """accept() is cancelled once the server took it; then one batch brings its messaging
+    Connected, then Disconnected, and the invitation's completed Success after them (the
+    conversation's own events ahead, EventsInUCWA.md). The server says the accept
+    connected: a later accept() returns that (ended) conversation, as one still waiting
+    would have; the end alone does not make the invitation withdrawn."""
+    replay = _daemon_replay(server, wire)
+    replay.release(_batch(("communication", C, [_invitation_event(2, JOE, "started")])))
+    replay.route("POST", _inv(2) + "/accept", no_content())
+    session = _session(server, wire, available_for=("Messaging",), invitation_timeout=30.0)
+    async with session, asyncio.timeout(10), session.incoming() as invitations:
+        invite = await anext(invitations)
+        accepting = asyncio.ensure_future(invite.accept())
+        while not replay.sent("POST", _inv(2) + "/accept"):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # the 204 is in: accept() waits for the outcome
+        accepting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await accepting
+        pgets = len(replay.pgets)
+        disconnected = {
+            "link": {"rel": "messaging", "href": _conv(2) + "/messaging"},
+            "_embedded": {"messaging": _messaging(2, "Disconnected")},
+            "type": "updated",
+        }
+        replay.release(_accepted(2, JOE, disconnected))
+        await _served(replay, pgets)
+        assert not invite.withdrawn
+        conversation = await invite.accept()
+        assert conversation.ended is ucwa_async.ConversationEndReason.DISCONNECTED
+    assert len(replay.sent("POST", _inv(2) + "/accept")) == 1

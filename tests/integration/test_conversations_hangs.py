@@ -249,6 +249,28 @@ async def test_leave_after_a_cancelled_leave_reports_its_failure(
         sim.faults.latency(0, target="stopMessaging")
 
 
+async def test_a_close_is_no_failure_of_a_cancelled_leave(
+    make_session: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The session closes while the stop POST of a cancelled leave() is still waiting for
+    the server: the close ends it (its DELETE of the application ends the conversation on
+    the server). That is no failure to log as one, nor to raise from a later leave():
+    it returns, as for any conversation the close ended."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim) as session:
+            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+            sim.faults.latency(SILENCE, target="stopMessaging")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await conversation.leave()
+        assert not session._background
+        assert not _stop_failure_logged(caplog, conversation.href)
+        async with asyncio.timeout(1.0):
+            await conversation.leave()
+        sim.faults.latency(0, target="stopMessaging")
+
+
 async def test_cancelled_accept_the_server_took(make_session: SessionFactory) -> None:
     """The server took the accept POST, its answer came after the caller gave up: the
     invitation is accepted all the same (the server connected the conversation).

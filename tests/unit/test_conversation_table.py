@@ -502,3 +502,81 @@ async def test_leave_reads_a_modality_only_on_the_applications_origin(kind: str)
     assert server.posts == []
     assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
     table.close()
+
+
+def _incoming_started(n: int) -> dict[str, Any]:
+    """messagingInvitation_ref.md's Started event (embedded, ReceiveAnIM.md step 8) for
+    conversation c<n>."""
+    conv = f"{APP}/communication/conversations/c{n}"
+    href = f"{APP}/communication/messagingInvitations/{n}"
+    caller = {
+        "rel": "participant",
+        "uri": f"sip:caller{n}@contoso.com",
+        "name": f"Caller {n}",
+        "_links": {"self": {"href": conv + "/participants/caller"}},
+    }
+    invitation = {
+        "rel": "messagingInvitation",
+        "direction": "Incoming",
+        "state": "Connecting",
+        "_links": {
+            "self": {"href": href},
+            "conversation": {"href": conv},
+            "accept": {"href": href + "/accept"},
+            "decline": {"href": href + "/decline"},
+        },
+        "_embedded": {"from": caller},
+    }
+    return {
+        "link": {"rel": "messagingInvitation", "href": href},
+        "type": "started",
+        "_embedded": {"messagingInvitation": invitation},
+    }
+
+
+def _communication(events: list[dict[str, Any]]) -> Any:
+    return parse_event_batch(
+        {"sender": [{"rel": "communication", "href": f"{APP}/communication", "events": events}]}
+    )
+
+
+async def test_many_conversations_ending_cost_each_one_look_up() -> None:
+    """Many callers hang up (conversation_ref.md's Deleted event each, their invitations'
+    completed events merged away): each end withdraws its own invitations without going
+    over every open invitation (n ends x n invitations blocked the loop for seconds)."""
+    n = 400
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = ConversationTable(
+        transport=FakeTransport(),  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=lambda coroutine: coroutine.close(),
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=n,
+        max_messages=100,
+    )
+    table.deliver(_communication([_incoming_started(i) for i in range(n)]))
+    assert len(table.inbox) == n
+    looked_up = 0
+    key = table.book.key
+
+    def counting_key(href: str) -> str | None:
+        nonlocal looked_up
+        looked_up += 1
+        return key(href)
+
+    table.book.key = counting_key  # type: ignore[method-assign]
+    conversations = [f"{APP}/communication/conversations/c{i}" for i in range(n)]
+    deleted = [
+        {"link": {"rel": "conversation", "href": c}, "type": "deleted"} for c in conversations
+    ]
+    table.deliver(_communication(deleted))
+    assert len(table.inbox) == 0  # every one withdrawn
+    assert looked_up < 10 * n, looked_up
+    table.close()

@@ -705,3 +705,69 @@ async def test_the_discovery_url_s_domain_is_the_sign_in_domain_of_a_token(
             connect_timeout=5.0,
         ).open()
     assert [url for _, url in methods(aioresponses_mock)] == [HTTP_DISCOVERY, second, user]
+
+
+IDN_FORMS = pytest.mark.parametrize(
+    ("typed", "served"),
+    [("bücher.de", "xn--bcher-kva.de"), ("xn--bcher-kva.de", "BÜCHER.de")],
+    ids=["typed-unicode", "typed-ascii"],
+)
+
+
+def _open(discovery: str, address: str) -> Any:
+    return ucwa_async.Session(
+        discovery,
+        auth=ucwa_async.PasswordAuth(address, "hunter2"),
+        keepalive_interval=None,
+        connect_timeout=5.0,
+    ).open()
+
+
+# An international domain is one name in two spellings (IDNA: bücher.de is xn--bcher-kva.de
+# on the wire). The caller types the sign-in address and the discovery URL one way, the
+# server may write its links the other way: the same domain for RootURL.md's rules.
+
+
+@IDN_FORMS
+async def test_an_http_first_hop_redirected_to_https_in_the_other_spelling_of_its_domain(
+    aioresponses_mock: aioresponses, typed: str, served: str
+) -> None:
+    # RootURL.md step 2: "In such cases Lync will always respond with a redirect to HTTPS";
+    # step 3 fails only a "redirect to a domain different from the domain of the
+    # autodiscovery service".
+    discovery = f"http://lyncdiscover.{typed}/Autodiscover/AutodiscoverService.svc/root"
+    secure = f"https://lyncdiscover.{served}/Autodiscover/AutodiscoverService.svc/root"
+    user = f"https://lyncdiscover.{served}" + USER_PATH
+    aioresponses_mock.get(discovery, status=302, headers={"Location": secure})
+    aioresponses_mock.get(secure, payload=root(user=user))
+    aioresponses_mock.get(user, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await _open(discovery, f"bot@{typed}")
+    assert len(methods(aioresponses_mock)) == 3
+
+
+@IDN_FORMS
+async def test_the_security_check_s_sign_in_domain_in_the_other_spelling(
+    aioresponses_mock: aioresponses, typed: str, served: str
+) -> None:
+    # The security check's "same domain as the sign-in address": an http answer (of a
+    # discovery service in another domain) linking into the sign-in address's domain.
+    discovery = "http://lyncdiscover.example.org/Autodiscover/AutodiscoverService.svc/root"
+    user = f"https://lyncweb.{served}" + USER_PATH
+    aioresponses_mock.get(discovery, payload=root(user=user))
+    aioresponses_mock.get(user, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await _open(discovery, f"bot@{typed}")
+    assert len(methods(aioresponses_mock)) == 2
+
+
+@IDN_FORMS
+async def test_the_security_check_still_refuses_another_international_domain(
+    aioresponses_mock: aioresponses, typed: str, served: str
+) -> None:
+    discovery = "http://lyncdiscover.example.org/Autodiscover/AutodiscoverService.svc/root"
+    user = "https://lyncweb.xn--bcher-kva.com" + USER_PATH  # bücher.com: not bücher.de
+    aioresponses_mock.get(discovery, payload=root(user=user))
+    with pytest.raises(ucwa_async.InsecureTransportError, match="security check"):
+        await _open(discovery, f"bot@{typed}")
+    assert len(methods(aioresponses_mock)) == 1

@@ -12,6 +12,7 @@ Every function here works on ``str`` in and ``str`` out, with yarl as the URL bu
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import urllib.parse
@@ -23,6 +24,7 @@ from ucwa_async._core.errors import UnsafeHrefError
 
 __all__ = [
     "app_base_path_of",
+    "domain_name",
     "make_normalizer",
     "normalize",
     "origin_of",
@@ -280,6 +282,18 @@ def make_normalizer(*, base_url: str, app_base_path: str | None = None) -> Calla
 
 
 @functools.lru_cache(maxsize=256)  # twice per request: a profile hot spot
+def domain_name(host: str) -> str:
+    """``host`` as domains are compared: its form on the wire (international labels in
+    IDNA's ASCII form, as yarl sends them: ``bücher.de`` is ``xn--bcher-kva.de``), lower
+    case, without a trailing dot."""
+    host = host.strip()
+    if not host.isascii():
+        # (ValueError, UnicodeError: not a name IDNA can spell: compared as it is)
+        with contextlib.suppress(ValueError):
+            host = URL.build(scheme="http", host=host).raw_host or host
+    return host.rstrip(".").lower()
+
+
 def origin_of(url: str) -> str:
     """``scheme://host[:port]`` of an absolute URL (default port dropped)."""
     parsed = URL(url.strip())
