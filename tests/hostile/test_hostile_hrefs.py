@@ -232,13 +232,20 @@ async def test_failing_log_in_a_listing_raises_a_typed_error(
     task is not left marked as cancelling (a TaskGroup does that on Python 3.11)."""
 
     async def logs(request: web.Request) -> web.StreamResponse:
-        links = [{"href": LOG}, {"href": "/missing"}, {"href": LOG + "?again=1"}]
+        links = [{"href": LOG}, {"href": "/failing"}, {"href": LOG + "?again=1"}]
         return server.json({"_links": {"conversationLog": links}})
 
+    async def failing(request: web.Request) -> web.StreamResponse | None:
+        if request.path != "/failing":
+            return None
+        return server.json({"code": "Forbidden", "message": "no"}, status=403)
+
     server.hooks["logs"] = logs
+    server.hooks["other"] = failing
     async with make_session() as session:
-        with pytest.raises(ucwa_async.NotFoundError):
+        with pytest.raises(ucwa_async.ResponseError) as caught:
             await session.conversation_logs()
+        assert caught.value.status == 403
         current = asyncio.current_task()
         assert current is not None
         assert current.cancelling() == 0
