@@ -452,7 +452,8 @@ class Transport:
                 "POST",
                 token_url,
                 headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
+                    # As every request sample of AuthenticationInUCWA.md spells it.
+                    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
                     "Accept": "application/json",
                 },
                 data=form,

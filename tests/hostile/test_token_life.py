@@ -1,0 +1,40 @@
+"""The OAuth token's life against the reference (AuthenticationInUCWA.md): the grant
+request's shape, the grant types a challenge offers, expiry, a failing token endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+import ucwa_async
+
+from ._server import HostileServer
+
+# AuthenticationInUCWA.md: "The service responds with a challenge containing the OAuth
+# token issuer's URL and the types of authorization code grants it supports."
+NO_PASSWORD_GRANT = 'grant_type="urn:microsoft.rtc:windows,urn:microsoft.rtc:anonmeeting"'
+
+
+def _challenge_401(server: HostileServer, grants: str | None) -> web.Response:
+    challenge = f'MsRtcOAuth href="{server.origin}/token"'
+    if grants is not None:
+        challenge += f",{grants}"
+    return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+
+
+async def test_the_token_request_names_its_charset_as_the_reference_does(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    # Every request sample of AuthenticationInUCWA.md ("Password grant type"...):
+    # Content-Type: application/x-www-form-urlencoded;charset=UTF-8
+    content_types: list[str | None] = []
+
+    async def token(request: web.Request) -> web.StreamResponse | None:
+        content_types.append(request.headers.get("Content-Type"))
+        return None
+
+    server.hooks["token"] = token
+    async with make_session():
+        pass
+    assert content_types == ["application/x-www-form-urlencoded;charset=UTF-8"]
