@@ -431,6 +431,18 @@ class Transport:
                 message="the server sent no MsRtcOAuth challenge",
                 url=url,
             )
+        grants = params.get("grant_type") if params is not None else None
+        if grants and "password" not in grants:
+            # "The types of authorization code grants supported" (AuthenticationInUCWA.md):
+            # the password goes only to an endpoint that offers the password grant. A
+            # challenge naming no grant type at all still gets it.
+            raise AuthenticationError(
+                status=challenge.status if challenge else 401,
+                message=(
+                    f"the server does not offer the password grant (grant_type={','.join(grants)})"
+                ),
+                url=url,
+            )
         self._check_url(token_url, credentials=True)
         if not same_origin(token_url, origin):
             raise AuthenticationError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from aiohttp import web
 
 import ucwa_async
@@ -38,3 +39,38 @@ async def test_the_token_request_names_its_charset_as_the_reference_does(
     async with make_session():
         pass
     assert content_types == ["application/x-www-form-urlencoded;charset=UTF-8"]
+
+
+async def test_no_password_goes_to_an_endpoint_that_does_not_offer_the_password_grant(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session]
+) -> None:
+    async def user(request: web.Request) -> web.StreamResponse | None:
+        return _challenge_401(server, NO_PASSWORD_GRANT)
+
+    server.hooks["user"] = user
+    with pytest.raises(ucwa_async.AuthenticationError, match="password grant") as caught:
+        await make_session().open()
+    assert "urn:microsoft.rtc:windows" in str(caught.value)
+    assert [s for s in server.seen if s.url.endswith("/token")] == []
+
+
+@pytest.mark.parametrize(
+    "grants",
+    [
+        None,  # no grant_type at all: nothing says the password grant is not offered
+        'grant_type="urn:microsoft.rtc:windows,urn:microsoft.rtc:anonmeeting,password"',
+        "grant_type=urn:microsoft.rtc:windows,urn:microsoft.rtc:anonmeeting,password",
+    ],
+)
+async def test_a_challenge_offering_the_password_grant_or_naming_none_gets_it(
+    server: HostileServer, make_session: Callable[..., ucwa_async.Session], grants: str | None
+) -> None:
+    async def user(request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("Authorization") is None:
+            return _challenge_401(server, grants)
+        return None
+
+    server.hooks["user"] = user
+    async with make_session():
+        pass
+    assert len([s for s in server.seen if s.url.endswith("/token")]) == 1
