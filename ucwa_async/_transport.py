@@ -377,7 +377,7 @@ class Transport:
         lock = self._auth_locks.get(origin)
         if (lock is not None and lock.locked()) or self._grant_lock.locked():
             return
-        if self._budget.delay() != 0.0:
+        if self._budget.delay() != 0.0 or self._budget.retry_in() > 0:
             return
         try:
             await self.authenticate(
@@ -388,8 +388,8 @@ class Transport:
         except AuthenticationError as exc:
             self._renew_at.pop(origin, None)
             log.warning("could not renew the token of %s before it expires: %s", origin, exc)
-        except UcwaError as exc:
-            log.info("could not renew the token of %s yet: %s", origin, exc)
+        except UcwaError as exc:  # the failed grant is logged (aggregated) by authenticate
+            log.debug("could not renew the token of %s yet: %s", origin, exc)
 
     async def authenticate(
         self,
@@ -424,11 +424,18 @@ class Transport:
                 self._budget.record(reauthentication=had_token, futile=futile)
                 started = self._clock()
                 lifetime: float | None = None
-                if isinstance(self._auth, TokenAuth):
-                    # No lifetime known: the provider is asked again after a 401 only.
-                    token = await self._provided_token()
-                else:
-                    token, lifetime = await self._password_grant(origin, url, challenge)
+                try:
+                    if isinstance(self._auth, TokenAuth):
+                        # No lifetime known: the provider is asked again after a 401 only.
+                        token = await self._provided_token()
+                    else:
+                        token, lifetime = await self._password_grant(origin, url, challenge)
+                except AuthenticationError:
+                    raise  # refused: the budget's business, not a failure to wait out
+                except UcwaError as exc:
+                    self._grant_failed(origin, exc)
+                    raise
+                self._grant_succeeded(origin)
             self.tokens[origin] = token
             self.token_versions[origin] = seen_version + 1
             if lifetime is None:
@@ -445,13 +452,53 @@ class Transport:
                 log.info("authenticated with %s", origin)
             return True
 
+    def _grant_failed(self, origin: str, exc: UcwaError) -> None:
+        """Count a grant that failed (5xx, unreachable, a failing TokenAuth provider); a
+        run of them warns at its 1st, 2nd, 4th, 8th... failure, the others are DEBUG."""
+        failures = self._budget.failed()
+        log.log(
+            logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG,
+            "could not get a token for %s (failed grants in a row: %d; next try in %.1f s "
+            "at the earliest): %s",
+            origin,
+            failures,
+            self._budget.retry_in(),
+            exc,
+        )
+
+    def _grant_succeeded(self, origin: str) -> None:
+        if self._budget.failures:
+            log.info(
+                "the token endpoint of %s works again (after failed grants: %d)",
+                origin,
+                self._budget.failures,
+            )
+            self._budget.succeeded()
+
     async def _spend_budget(self, url: str) -> None:
-        """Wait out the spacing before a re-authentication; raise when the budget is spent."""
+        """Wait out the spacing before a re-authentication; raise when the budget is spent.
+
+        After failed grants, the gap before the next grow to minutes: a gap longer than
+        the ordinary spacing's cap is not waited here; ``RetryLaterError`` says when the
+        next grant may go, and no password is sent. The event channel retries at its
+        backoff's pace meanwhile."""
         delay = self._budget.delay()
-        if delay is not None and delay > 0:
-            log.info("re-authentication in %.2f s", delay)
-            await asyncio.sleep(delay)
-            delay = self._budget.delay()  # 0 now: grants are serialised by _grant_lock
+        if delay is not None:
+            wait = max(delay, self._budget.retry_in())
+            if wait > self._budget.cap:  # only after failed grants: delay <= cap
+                raise RetryLaterError(
+                    status=503,
+                    message=(
+                        "no new token: the token endpoint failed (grants in a row: "
+                        f"{self._budget.failures}); next try in {wait:.1f} s"
+                    ),
+                    url=url,
+                    retry_after=wait,
+                )
+            if wait > 0:
+                log.info("re-authentication in %.2f s", wait)
+                await asyncio.sleep(wait)
+                delay = self._budget.delay()  # 0 now: grants are serialised by _grant_lock
         if delay is None:
             raise AuthenticationError(
                 status=401,

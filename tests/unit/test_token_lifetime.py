@@ -6,6 +6,7 @@ within bounds, and a failing token endpoint is retried ever more slowly."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from collections.abc import Mapping
@@ -87,7 +88,10 @@ class Server:
 
 
 def transport(
-    server: Server, clock: Clock, auth: ucwa_async.PasswordAuth | ucwa_async.TokenAuth | None = None
+    server: Server,
+    clock: Clock,
+    auth: ucwa_async.PasswordAuth | ucwa_async.TokenAuth | None = None,
+    backoff: Backoff | None = None,
 ) -> tuple[Transport, list[int]]:
     renewed: list[int] = []
     t = Transport(
@@ -98,7 +102,7 @@ def transport(
         user_agent="t",
         request_timeout=1.0,
         max_body=1 << 20,
-        backoff=Backoff(base=0.5, cap=10.0, rng=random.Random(0)),
+        backoff=backoff or Backoff(base=0.5, cap=10.0, rng=random.Random(0)),
         retry_after_cap=0.1,
         is_closed=lambda: False,
         on_reauthenticated=lambda: renewed.append(1),
@@ -189,3 +193,78 @@ async def test_a_token_auth_token_is_never_renewed_unasked() -> None:
     await t.poll(EVENTS, 1.0)
     assert calls == 1
     assert server.grants == 0
+
+
+async def test_a_failing_token_endpoint_is_retried_ever_more_slowly_never_given_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The token expired (the event channel's P-GET gets 401) while the token endpoint
+    # answers 500: the channel asks for a new token at its backoff's pace (a second
+    # here). The password POSTs come ever further apart, up to five minutes; the
+    # session is never given up for it; the log has a line per doubling, not per try.
+    server, clock = Server(expires_in=None), Clock()
+    # No ordinary spacing (cap 0): a request sleeps that out (real time, not this clock).
+    t, _ = transport(server, clock, backoff=Backoff(base=0.5, cap=0.0))
+    await t.authenticate(ORIGIN, URL, CHALLENGE, 0)
+    await t.poll(EVENTS, 1.0)  # the token worked: its 401 is an expiry
+    server.token_status = 500
+    posts: list[float] = []
+    caplog.set_level("DEBUG", logger="ucwa_async")
+    start = clock.now
+    for _ in range(2 * 3600):
+        before = server.grants
+        with pytest.raises(ucwa_async.UcwaError) as caught:
+            await t.reauthenticate(EVENTS)
+        assert not isinstance(caught.value, ucwa_async.AuthenticationError)
+        if server.grants > before:
+            posts.append(clock.now - start)
+            assert isinstance(caught.value, ucwa_async.ServiceFailureError)
+        else:  # no POST: told when the next one may go
+            assert isinstance(caught.value, ucwa_async.RetryLaterError)
+            assert caught.value.retry_after is not None
+            assert 0 < caught.value.retry_after <= 300
+        clock.now += 1.0
+    gaps = [b - a for a, b in itertools.pairwise(posts)]
+    assert len([p for p in posts if p < 150]) <= 9  # was 11, then every 11-27 s forever
+    assert gaps == sorted(gaps)
+    assert 300 <= max(gaps) <= 301
+    assert len(posts) <= 8 + 2 * 3600 // 300 + 1
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert 1 <= len(warnings) <= 6  # at the 1st, 2nd, 4th, 8th... failure
+    assert "hunter2" not in caplog.text
+    # The endpoint works again: the next try gets a token, and the spacing starts over.
+    server.token_status = 200
+    while True:
+        try:
+            await t.reauthenticate(EVENTS)
+            break
+        except ucwa_async.RetryLaterError:
+            clock.now += 1.0
+    assert t.tokens[ORIGIN] == "Bearer cwt=2"
+    assert "works again" in caplog.records[-2].getMessage() + caplog.records[-1].getMessage()
+    await t.poll(EVENTS, 1.0)
+    server.token_status = 500
+    with pytest.raises(ucwa_async.ServiceFailureError):
+        await t.reauthenticate(EVENTS)
+    clock.now += 1.0  # base (0.5 s) has passed: not minutes
+    with pytest.raises(ucwa_async.ServiceFailureError):
+        await t.reauthenticate(EVENTS)
+    assert server.grants == len(posts) + 4
+
+
+async def test_a_failed_renewal_keeps_the_current_token_and_waits_its_spacing() -> None:
+    server, clock = Server(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    clock.now += 3400
+    server.token_status = 500
+    await t.send("GET", URL)  # the renewal failed: the request went with the valid token
+    assert [m for m, _, _ in server.sent[-2:]] == ["POST", "GET"]
+    assert server.sent[-1][2] == "Bearer cwt=1"
+    for _ in range(20):  # not one POST per request
+        await t.send("GET", URL)
+    assert server.grants == 2
+    server.token_status = 200
+    clock.now += 1.0
+    await t.send("GET", URL)
+    assert server.grants == 3
+    assert server.sent[-1][2] == "Bearer cwt=2"
