@@ -429,7 +429,11 @@ class Transport:
                         # No lifetime known: the provider is asked again after a 401 only.
                         token = await self._provided_token()
                     else:
-                        token, lifetime = await self._password_grant(origin, url, challenge)
+                        # A renewal's token is still valid: a throttled endpoint is
+                        # not waited out by the request that found the token due.
+                        token, lifetime = await self._password_grant(
+                            origin, url, challenge, patient=not renewal
+                        )
                 except AuthenticationError:
                     raise  # refused: the budget's business, not a failure to wait out
                 except UcwaError as exc:
@@ -525,9 +529,10 @@ class Transport:
         )
 
     async def _password_grant(
-        self, origin: str, url: str, challenge: HttpResponse | None
+        self, origin: str, url: str, challenge: HttpResponse | None, *, patient: bool = True
     ) -> tuple[str, float | None]:
-        """The token (an ``Authorization`` value) and its lifetime in seconds, if known."""
+        """The token (an ``Authorization`` value) and its lifetime in seconds, if known.
+        ``patient``: a throttled endpoint (429/503) is retried after its Retry-After."""
         assert isinstance(self._auth, PasswordAuth)
         params = parse_www_authenticate(list(challenge.www_authenticate)) if challenge else None
         if params is not None and params.get("href"):
@@ -593,7 +598,8 @@ class Transport:
             if error is None:
                 break
             # A throttled token endpoint (503/429) is transient, like any other request.
-            if not isinstance(error, RetryLaterError) or throttled >= _MAX_THROTTLE_RETRIES:
+            retries = _MAX_THROTTLE_RETRIES if patient else 0
+            if not isinstance(error, RetryLaterError) or throttled >= retries:
                 raise error
             throttled += 1
             await asyncio.sleep(self.retry_delay(error, throttled))

@@ -268,3 +268,16 @@ async def test_a_failed_renewal_keeps_the_current_token_and_waits_its_spacing() 
     await t.send("GET", URL)
     assert server.grants == 3
     assert server.sent[-1][2] == "Bearer cwt=2"
+
+
+async def test_a_throttled_renewal_does_not_hold_the_request() -> None:
+    # The token is still valid: a 503 from the token endpoint is not waited out (up to
+    # retry_after_cap, three times) by the request that happened to find it due.
+    server, clock = Server(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    clock.now += 3400
+    server.token_status = 503
+    await t.send("GET", URL)
+    assert [m for m, _, _ in server.sent[-2:]] == ["POST", "GET"]
+    assert server.grants == 2
+    assert server.sent[-1][2] == "Bearer cwt=1"
