@@ -396,7 +396,9 @@ class ChannelRunner:
                 self._fail(ChannelFailedError(f"re-authentication failed: {exc}", cause=exc))
                 return False
             except UcwaError as exc:  # the token endpoint is throttled or unreachable
-                log.info("re-authentication failed, will retry: %s", exc)
+                # The transport logs failed grants itself, a run of them aggregated (and
+                # RetryLaterError: waiting them out): not a line per poll here.
+                log.debug("re-authentication failed, will retry: %s", exc)
                 await self._sleep(self._backoff.delay(self._state.attempt))
             self._inflight = self._start_poll()
         elif isinstance(action, RecreateApplication):

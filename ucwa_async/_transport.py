@@ -12,6 +12,11 @@ DELETE on close, the token grant), so the rules live in one place:
 - one 401 gets one re-authentication and one repeat; re-authentications are
   bounded by a :class:`ReauthBudget` (count per window, spacing between grants),
   and an HTML 401 from a front proxy is never answered with a grant;
+- a password token is granted again before the expiry its grant announced
+  (``expires_in``), on the first request after it is due: a session that lives for
+  days does not meet a 401 at each expiry (AuthenticationInUCWA.md, "Refreshing an
+  OAuth token"). A renewal never waits and never fails a request: when the budget
+  does not allow one yet, or the grant fails, the current token goes on;
 - a password or token never goes over plain http, except to a loopback host or
   with ``allow_insecure_http``; once the chain is on https, http is refused;
 - a 3xx is an error (redirects are not followed here; sign-in follows an autodiscovery
@@ -25,6 +30,7 @@ import collections
 import functools
 import ipaddress
 import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -57,6 +63,12 @@ _MAX_THROTTLE_RETRIES = 3
 _ROUND_TRIP_SAMPLES = 16
 # Repeats of one request after 401s (one of them at most after our own grant).
 _MAX_AUTH_REPEATS = 3
+# A password token is granted again this long before the expiry its grant announced
+# (a real one lives 8 hours; a clock skew or a slow request must not outrun it) ...
+_REFRESH_MARGIN = 300.0
+# ... at half its life for a short one, and never sooner than this after its grant: a
+# server announcing expires_in=0 or 1 forever gets a grant a minute, not one per request.
+_MIN_TOKEN_AGE = 60.0
 
 
 class Transport:
@@ -97,6 +109,9 @@ class Transport:
         self._is_closed = is_closed
         self._on_reauthenticated = on_reauthenticated
         self._token_endpoints: dict[str, str] = {}
+        # Host -> the clock time its password token is due for renewal (from expires_in).
+        self._renew_at: dict[str, float] = {}
+        self._clock = clock
         self._auth_locks: dict[str, asyncio.Lock] = {}
         # Host -> the token version the last P-GET carried: a 401 on it refreshes that
         # version only (a token refreshed meanwhile by a request is not replaced again).
@@ -200,6 +215,8 @@ class Transport:
         repeats = 0
         throttled = 0
         while True:
+            if authorize:
+                await self._renew_if_due(origin, url, "request")
             version = self.token_versions.get(origin, 0)
             headers = self.headers_for(url, content_type, authorize=authorize)
             started = time.monotonic()
@@ -293,6 +310,7 @@ class Transport:
         if self._is_closed():
             raise SessionClosedError("the session is closed")
         origin = origin_of(url)
+        await self._renew_if_due(origin, url, "poll")
         version = self.token_versions.get(origin, 0)
         headers = self.headers_for(url)
         self._polled_versions[origin] = version
@@ -344,6 +362,35 @@ class Transport:
         seen = self._polled_versions.get(origin, current)
         await self.authenticate(origin, url, challenge, seen, kind="poll")
 
+    async def _renew_if_due(self, origin: str, url: str, kind: str) -> None:
+        """Grant ``origin``'s password token again if it is near its announced expiry.
+
+        Only when a grant may go now: none under way (this request goes with the current
+        token, still valid), the budget's spacing passed, no failed grant to wait out. A
+        failed renewal is logged and the current token goes on; one refused for good
+        (``AuthenticationError``) is not tried again for this token: the server's 401
+        will tell when it is over.
+        """
+        due = self._renew_at.get(origin)
+        if due is None or self._clock() < due:
+            return
+        lock = self._auth_locks.get(origin)
+        if (lock is not None and lock.locked()) or self._grant_lock.locked():
+            return
+        if self._budget.delay() != 0.0 or self._budget.retry_in() > 0:
+            return
+        try:
+            await self.authenticate(
+                origin, url, None, self.token_versions.get(origin, 0), kind=kind, renewal=True
+            )
+        except SessionClosedError:
+            raise
+        except AuthenticationError as exc:
+            self._renew_at.pop(origin, None)
+            log.warning("could not renew the token of %s before it expires: %s", origin, exc)
+        except UcwaError as exc:  # the failed grant is logged (aggregated) by authenticate
+            log.debug("could not renew the token of %s yet: %s", origin, exc)
+
     async def authenticate(
         self,
         origin: str,
@@ -352,11 +399,13 @@ class Transport:
         seen_version: int,
         *,
         kind: str = "request",
+        renewal: bool = False,
     ) -> bool:
         """A new token for ``origin``, unless another task already replaced version
         ``seen_version`` (then False: no grant was made). ``kind``: what was refused
         ("request" or "poll"), to tell an expiry (the token had worked for that kind)
-        from a futile re-authentication."""
+        from a futile re-authentication. ``renewal``: nothing was refused, the token is
+        near its announced expiry (never futile)."""
         lock = self._auth_locks.setdefault(origin, asyncio.Lock())
         async with lock:
             if self.token_versions.get(origin, 0) != seen_version:
@@ -368,29 +417,92 @@ class Transport:
                 raise AuthenticationError(
                     status=401, message="the token was refused and TokenAuth cannot refresh it"
                 )
-            futile = self._accepted.get((origin, kind), -1) < seen_version
+            futile = not renewal and self._accepted.get((origin, kind), -1) < seen_version
             async with self._grant_lock:
                 if had_token:
                     await self._spend_budget(url)
                 self._budget.record(reauthentication=had_token, futile=futile)
-                if isinstance(self._auth, TokenAuth):
-                    token = await self._provided_token()
-                else:
-                    token = await self._password_grant(origin, url, challenge)
+                started = self._clock()
+                lifetime: float | None = None
+                try:
+                    if isinstance(self._auth, TokenAuth):
+                        # No lifetime known: the provider is asked again after a 401 only.
+                        token = await self._provided_token()
+                    else:
+                        # A renewal's token is still valid: a throttled endpoint is
+                        # not waited out by the request that found the token due.
+                        token, lifetime = await self._password_grant(
+                            origin, url, challenge, patient=not renewal
+                        )
+                except AuthenticationError:
+                    raise  # refused: the budget's business, not a failure to wait out
+                except UcwaError as exc:
+                    self._grant_failed(origin, exc)
+                    raise
+                self._grant_succeeded(origin)
             self.tokens[origin] = token
             self.token_versions[origin] = seen_version + 1
+            if lifetime is None:
+                self._renew_at.pop(origin, None)
+            else:
+                self._renew_at[origin] = started + max(
+                    lifetime - _REFRESH_MARGIN, lifetime / 2, _MIN_TOKEN_AGE
+                )
             if had_token:
                 self._on_reauthenticated()
-            log.info("authenticated with %s", origin)
+            if renewal:
+                log.info("renewed the token of %s before its expiry", origin)
+            else:
+                log.info("authenticated with %s", origin)
             return True
 
+    def _grant_failed(self, origin: str, exc: UcwaError) -> None:
+        """Count a grant that failed (5xx, unreachable, a failing TokenAuth provider); a
+        run of them warns at its 1st, 2nd, 4th, 8th... failure, the others are DEBUG."""
+        failures = self._budget.failed()
+        log.log(
+            logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG,
+            "could not get a token for %s (failed grants in a row: %d; next try in %.1f s "
+            "at the earliest): %s",
+            origin,
+            failures,
+            self._budget.retry_in(),
+            exc,
+        )
+
+    def _grant_succeeded(self, origin: str) -> None:
+        if self._budget.failures:
+            log.info(
+                "the token endpoint of %s works again (after failed grants: %d)",
+                origin,
+                self._budget.failures,
+            )
+            self._budget.succeeded()
+
     async def _spend_budget(self, url: str) -> None:
-        """Wait out the spacing before a re-authentication; raise when the budget is spent."""
+        """Wait out the spacing before a re-authentication; raise when the budget is spent.
+
+        After failed grants, the gap before the next grow to minutes: a gap longer than
+        the ordinary spacing's cap is not waited here; ``RetryLaterError`` says when the
+        next grant may go, and no password is sent. The event channel retries at its
+        backoff's pace meanwhile."""
         delay = self._budget.delay()
-        if delay is not None and delay > 0:
-            log.info("re-authentication in %.2f s", delay)
-            await asyncio.sleep(delay)
-            delay = self._budget.delay()  # 0 now: grants are serialised by _grant_lock
+        if delay is not None:
+            wait = max(delay, self._budget.retry_in())
+            if wait > self._budget.cap:  # only after failed grants: delay <= cap
+                raise RetryLaterError(
+                    status=503,
+                    message=(
+                        "no new token: the token endpoint failed (grants in a row: "
+                        f"{self._budget.failures}); next try in {wait:.1f} s"
+                    ),
+                    url=url,
+                    retry_after=wait,
+                )
+            if wait > 0:
+                log.info("re-authentication in %.2f s", wait)
+                await asyncio.sleep(wait)
+                delay = self._budget.delay()  # 0 now: grants are serialised by _grant_lock
         if delay is None:
             raise AuthenticationError(
                 status=401,
@@ -416,7 +528,11 @@ class Transport:
             f"the TokenAuth provider gave no token within {self._request_timeout:g} s"
         )
 
-    async def _password_grant(self, origin: str, url: str, challenge: HttpResponse | None) -> str:
+    async def _password_grant(
+        self, origin: str, url: str, challenge: HttpResponse | None, *, patient: bool = True
+    ) -> tuple[str, float | None]:
+        """The token (an ``Authorization`` value) and its lifetime in seconds, if known.
+        ``patient``: a throttled endpoint (429/503) is retried after its Retry-After."""
         assert isinstance(self._auth, PasswordAuth)
         params = parse_www_authenticate(list(challenge.www_authenticate)) if challenge else None
         if params is not None and params.get("href"):
@@ -429,6 +545,18 @@ class Transport:
             raise AuthenticationError(
                 status=challenge.status if challenge else 401,
                 message="the server sent no MsRtcOAuth challenge",
+                url=url,
+            )
+        grants = params.get("grant_type") if params is not None else None
+        if grants and "password" not in grants:
+            # "The types of authorization code grants supported" (AuthenticationInUCWA.md):
+            # the password goes only to an endpoint that offers the password grant. A
+            # challenge naming no grant type at all still gets it.
+            raise AuthenticationError(
+                status=challenge.status if challenge else 401,
+                message=(
+                    f"the server does not offer the password grant (grant_type={','.join(grants)})"
+                ),
                 url=url,
             )
         self._check_url(token_url, credentials=True)
@@ -452,7 +580,8 @@ class Transport:
                 "POST",
                 token_url,
                 headers={
-                    "Content-Type": "application/x-www-form-urlencoded",
+                    # As every request sample of AuthenticationInUCWA.md spells it.
+                    "Content-Type": "application/x-www-form-urlencoded;charset=UTF-8",
                     "Accept": "application/json",
                 },
                 data=form,
@@ -469,7 +598,8 @@ class Transport:
             if error is None:
                 break
             # A throttled token endpoint (503/429) is transient, like any other request.
-            if not isinstance(error, RetryLaterError) or throttled >= _MAX_THROTTLE_RETRIES:
+            retries = _MAX_THROTTLE_RETRIES if patient else 0
+            if not isinstance(error, RetryLaterError) or throttled >= retries:
                 raise error
             throttled += 1
             await asyncio.sleep(self.retry_delay(error, throttled))
@@ -487,7 +617,25 @@ class Transport:
         token_type = grant.get("token_type") or "Bearer"
         if not isinstance(token_type, str):
             raise AuthenticationError(status=response.status, message="token_type is not text")
-        return checked_token(f"{token_type} {token}", source="the token endpoint")
+        token = checked_token(f"{token_type} {token}", source="the token endpoint")
+        return token, _lifetime(grant.get("expires_in"))
+
+
+def _lifetime(value: object) -> float | None:
+    """A grant's ``expires_in`` in seconds (a number, or its text), or None when it is
+    missing or not a positive finite number: then the token lives until a 401."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
 
 
 def _is_proxy_page(response: HttpResponse) -> bool:

@@ -131,3 +131,41 @@ def test_futile_reauthentications_spend_the_budget() -> None:
     b.record(reauthentication=True, futile=True)
     assert b.futile_in_window == 2
     assert b.delay() is None
+
+
+def test_failed_grants_are_spaced_ever_wider_up_to_minutes_never_spent() -> None:
+    """A token endpoint that fails (5xx, unreachable) while the token has expired: neither
+    counted as futile (a 4 s blip must not end the session) nor retried at the pace of
+    the re-authentication spacing forever: the gap after each failure doubles from
+    ``base`` up to ``failure_cap``."""
+    clock = Clock()
+    b = budget(clock)
+    assert b.failures == 0
+    assert b.retry_in() == 0.0
+    gaps = []
+    for _ in range(14):
+        b.record(reauthentication=True, futile=False)
+        b.failed()
+        gaps.append(b.retry_in())
+        clock.now += b.retry_in()
+        assert b.retry_in() == 0.0
+    assert gaps == [0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300, 300]
+    assert b.failures == 14
+    assert b.futile_in_window == 0
+    assert b.delay() is not None  # never spent by failures
+    b.succeeded()  # the endpoint works again: the next failure starts from base
+    assert (b.failures, b.retry_in()) == (0, 0.0)
+    b.failed()
+    assert b.retry_in() == pytest.approx(0.5)
+    clock.now += 0.2
+    assert b.retry_in() == pytest.approx(0.3)
+
+
+def test_failure_cap_is_configurable() -> None:
+    clock = Clock()
+    b = ReauthBudget(base=1.0, cap=2.0, failure_cap=5.0, clock=clock)
+    for _ in range(6):
+        b.failed()
+    assert b.retry_in() == 5.0
+    with pytest.raises(ValueError, match="failure_cap"):
+        ReauthBudget(failure_cap=-1.0)

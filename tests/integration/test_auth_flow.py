@@ -323,3 +323,34 @@ async def test_html_access_denied_beyond_retries_is_proxy_error(
         assert sim.counters.applications_created == 0
         assert session.closed
     await assert_no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_a_token_is_granted_again_before_the_server_lets_it_lapse(
+    wire_format: str, make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AuthenticationInUCWA.md, "Refreshing an OAuth token": "The client application should
+    # monitor the expiration time and refresh the token as required." The simulator lets
+    # each token lapse after the expires_in of its grant (3 s here); the session renews it
+    # before then, so no request (the event channel's included) is ever refused.
+    from ucwa_async import _transport
+
+    # A real token lives hours and is renewed at least a minute after its grant: a
+    # minimum age shortened for a test that lasts seconds.
+    monkeypatch.setattr(_transport, "_MIN_TOKEN_AGE", 0.3)
+    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.3, token_expires_in=3)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim) as session:
+            await session.wait_connected(timeout=5.0)
+            refused = [r for r in sim.request_log if r.status == 401]
+            assert [r.kind for r in refused] == ["user"]  # the sign-in's challenge only
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 4.0
+            while loop.time() < end:
+                await session.conversation_logs(limit=1)
+                await asyncio.sleep(0.1)
+            assert [r for r in sim.request_log if r.status == 401] == refused
+            assert sim.counters.tokens_issued >= 3
+            assert session.stats.reauthentications == sim.counters.tokens_issued - 1
+            await session.wait_connected(timeout=1.0)
+        deletes = [r.status for r in sim.request_log if r.method == "DELETE"]
+        assert deletes == [204]

@@ -24,6 +24,11 @@ grant for a host that already had a token):
 The first grant for each host of the sign-in chain is not a re-authentication (the
 chain's length is bounded elsewhere), but it starts the spacing clock.
 
+A grant that *fails* (the token endpoint answers 5xx or cannot be reached) is neither
+counted as futile (a blip of a few seconds must not end a session) nor retried at the
+pace above forever: after ``n`` failures in a row the next grant waits
+``base * 2**(n-1)``, up to ``failure_cap`` (minutes), until one succeeds.
+
 The clock is injectable (``time.monotonic`` by default), so tests need no sleeps.
 The caller sleeps and counts; nothing here waits.
 """
@@ -69,7 +74,19 @@ class SlidingWindow:
 class ReauthBudget:
     """At most ``max_grants`` futile re-authentications per ``window`` seconds, spaced out."""
 
-    __slots__ = ("_all", "_clock", "_futile", "_last", "base", "cap", "max_grants", "window")
+    __slots__ = (
+        "_all",
+        "_clock",
+        "_failed_at",
+        "_failures",
+        "_futile",
+        "_last",
+        "base",
+        "cap",
+        "failure_cap",
+        "max_grants",
+        "window",
+    )
 
     def __init__(
         self,
@@ -78,15 +95,19 @@ class ReauthBudget:
         window: float = 60.0,
         base: float = 0.5,
         cap: float = 10.0,
+        failure_cap: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not isinstance(max_grants, int) or isinstance(max_grants, bool) or max_grants < 0:
             raise ValueError(f"max_grants must be an int >= 0, got {max_grants!r}")
-        check_delays(window=window, base=base, cap=cap)
+        check_delays(window=window, base=base, cap=cap, failure_cap=failure_cap)
         self.max_grants = max_grants
         self.window = float(window)
         self.base = float(base)
         self.cap = float(cap)
+        self.failure_cap = float(failure_cap)
+        self._failures = 0  # failed grants since the last one that succeeded
+        self._failed_at = 0.0
         self._clock = clock
         self._all = SlidingWindow(window)  # every re-authentication
         self._futile = SlidingWindow(window)  # those the budget counts
@@ -124,6 +145,28 @@ class ReauthBudget:
             self._all.add(now)
             if futile:
                 self._futile.add(now)
+
+    @property
+    def failures(self) -> int:
+        """Failed grants in a row (0 once one succeeds)."""
+        return self._failures
+
+    def failed(self) -> int:
+        """A grant failed now (the token endpoint failed, not refused): the count in a row."""
+        self._failures += 1
+        self._failed_at = self._clock()
+        return self._failures
+
+    def succeeded(self) -> None:
+        """A grant succeeded: failures are forgotten."""
+        self._failures = 0
+
+    def retry_in(self) -> float:
+        """Seconds before a grant may follow the failed ones (0: now, or none failed)."""
+        if not self._failures:
+            return 0.0
+        gap = doubling(self.base, self._failures - 1, self.failure_cap)
+        return max(0.0, self._failed_at + gap - self._clock())
 
     def __repr__(self) -> str:
         return (

@@ -100,6 +100,7 @@ class SimulatorConfig:
     users: Mapping[str, str] = field(default_factory=_default_users)
     """username -> password accepted by the password grant (the first is ``sim.username``)."""
     token_expires_in: int = 28799
+    """The grant's ``expires_in`` (seconds); a token is refused (401) once it is that old."""
     challenge_href_quoted: bool = True
     """``MsRtcOAuth href="..."`` (True) or the reference page's unquoted ``href=...``."""
     dual_challenge: Literal["off", "combined", "separate"] = "off"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import math
 import random
 import secrets
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ class World:
         self.apps: dict[str, Application] = {}
         self.gone: dict[str, int] = {}  # app id -> status its requests now get (404/410)
         self.tokens: dict[str, tuple[str, str]] = {}  # token -> (user, host name)
+        self.token_deadlines: dict[str, float] = {}  # token -> loop time it lapses at
         self.revoked: set[str] = set()
         self.next_app = _FIRST_APP_ID
         self.next_invitation = 0
@@ -143,6 +145,9 @@ class World:
         # Random even with a seed: a token must never be predictable from a log.
         token = "cwt=" + secrets.token_urlsafe(30)
         self.tokens[token] = (user, host)
+        # A token lives the expires_in its grant announces, as a real one does.
+        lifetime = self.config.token_expires_in
+        self.token_deadlines[token] = asyncio.get_running_loop().time() + lifetime
         self.counters.tokens_issued += 1
         return token
 
@@ -150,8 +155,13 @@ class World:
         """The user a ``Bearer`` header authenticates on ``host``, or None."""
         if not authorization or not authorization.startswith("Bearer "):
             return None
-        found = self.tokens.get(authorization[7:].strip())
+        token = authorization[7:].strip()
+        found = self.tokens.get(token)
         if found is None or found[1] != host:
+            return None
+        if asyncio.get_running_loop().time() >= self.token_deadlines.get(token, math.inf):
+            del self.tokens[token]  # lapsed: this and later requests are answered 401
+            del self.token_deadlines[token]
             return None
         return found[0]
 
@@ -159,6 +169,7 @@ class World:
         count = len(self.tokens)
         self.revoked.update(self.tokens)
         self.tokens.clear()
+        self.token_deadlines.clear()
         return count
 
     # --- applications ---------------------------------------------------------------
