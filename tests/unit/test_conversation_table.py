@@ -580,3 +580,91 @@ async def test_many_conversations_ending_cost_each_one_look_up() -> None:
     assert len(table.inbox) == 0  # every one withdrawn
     assert looked_up < 10 * n, looked_up
     table.close()
+
+
+def _incoming_completed(n: int, status: str = "Failure") -> dict[str, Any]:
+    """messagingInvitation_ref.md's Completed event for invitation <n>: Failure with a
+    reason (EventChannelDetails.md: the caller gave up), the conversation not deleted."""
+    href = f"{APP}/communication/messagingInvitations/{n}"
+    event: dict[str, Any] = {
+        "link": {"rel": "messagingInvitation", "href": href},
+        "status": status,
+        "type": "completed",
+    }
+    if status == "Failure":
+        event["reason"] = {"code": "Gone", "message": "The caller hung up."}
+    return event
+
+
+def _growth_table(post: Any, tasks: set[asyncio.Task[None]]) -> ConversationTable:
+    def spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+        tasks.add(asyncio.create_task(coroutine))
+
+    table = ConversationTable(
+        transport=FakeTransport(),  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=spawn,
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+    table.book._max_conversations = 5  # states nobody claims are evicted past this
+    return table
+
+
+@pytest.mark.parametrize(
+    "how", ["withdrawn_during_accept", "accept_404", "accept_failed_then_withdrawn", "timed_out"]
+)
+async def test_accepts_that_never_return_a_conversation_do_not_keep_it(how: str) -> None:
+    """A daemon answering invitations for months: an accept() that does not return the
+    conversation (the caller withdrew it during the accept, its accept POST answered 404
+    or failed and the caller then gave up, or it timed out before a Failure) must not
+    keep that Conversation claimed (never evicted) when the server does not delete it."""
+    from ucwa_async import NotFoundError, ServiceFailureError
+
+    tasks: set[asyncio.Task[None]] = set()
+    posted = asyncio.Event()
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        posted.set()
+        if how == "accept_404":
+            raise NotFoundError(status=404, code="NotFound")
+        if how == "accept_failed_then_withdrawn":
+            raise ServiceFailureError(status=500, code="ServiceFailure")
+        return HttpResponse("POST", url, 204, None, b"")
+
+    table = _growth_table(post, tasks)
+    cycles = 30
+    for n in range(cycles):
+        table.deliver(_communication([_incoming_started(n)]))
+        invitation = await table.inbox.get()
+        assert invitation is not None
+        posted.clear()
+        accepting = asyncio.create_task(
+            invitation.accept(timeout=0.01 if how == "timed_out" else None)
+        )
+        await posted.wait()
+        if how in ("withdrawn_during_accept", "accept_404"):
+            for _ in range(3):
+                await asyncio.sleep(0)
+            table.deliver(_communication([_incoming_completed(n)]))
+        with pytest.raises(ucwa_async.UcwaError):
+            async with asyncio.timeout(5):
+                await accepting
+        if how in ("accept_failed_then_withdrawn", "timed_out"):
+            table.deliver(_communication([_incoming_completed(n)]))
+        assert invitation.withdrawn
+        await asyncio.sleep(0)
+    # Back to the baseline: nothing claimed, nothing awaited, the book within its bound.
+    assert table._conversations == {}
+    assert not any(state.claimed for state in table.book._states.values())
+    assert len(table.book._states) <= 5
+    assert table._accepting == {}
+    assert table._invitations == {} and table._invitations_of == {}
+    assert len(table.inbox) == 0
+    table.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
