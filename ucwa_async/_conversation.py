@@ -47,6 +47,9 @@ class Conversation:
         # The stop POSTs a cancelled leave() or hang_up() left running (see leave()).
         self._stopping: asyncio.Future[None] | None = None
         self._abandoned = False
+        # Handed to a caller (accept() or Invitation.conversation() returned it): until
+        # then, an accept that ends without returning it releases it (see the table).
+        self._returned = False
         if state.ended is not None:
             self._ended.set_result(state.ended)
 

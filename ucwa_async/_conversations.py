@@ -187,7 +187,10 @@ class ConversationTable:
             self._invitations_of.setdefault(conversation_key, {})[key] = invitation
         while len(self._invitations) > _MAX_OPEN_INVITATIONS:
             # Never ended by the server (no completed event): forget the oldest.
-            self._unindex(self._invitations.pop(next(iter(self._invitations))))
+            oldest = self._invitations.pop(next(iter(self._invitations)))
+            self._unindex(oldest)
+            self._accepting.pop(oldest._key, None)  # (its accept() keeps its own timeout)
+            self._release_unreturned(oldest)
         self._stats.incoming_invitations += 1
         if not self.inbox.push(invitation):
             self._stats.incoming_overflowed += 1
@@ -206,6 +209,7 @@ class ConversationTable:
             waiter.set_result(effect.accepted)
         if invitation is None or (effect.accepted and waiter is not None):
             return  # our accept connected (or an invitation we no longer track)
+        self._release_unreturned(invitation)
         if waiter is not None or invitation._answered is None:
             # Withdrawn by the caller, answered by another endpoint of this user, or
             # our accept failed: it can no longer be accepted.
@@ -240,6 +244,24 @@ class ConversationTable:
             and self._invitations.get(invitation._key) is invitation
         ):
             self._invitation_ended(InvitationEnded(invitation._key, False, None))
+
+    def _release_unreturned(self, invitation: IncomingInvitation) -> None:
+        """``invitation`` will not be accepted (withdrawn, its accept refused, or no
+        longer tracked): the Conversation an accept() made for it, never handed to
+        anyone, leaves the table, its state unclaimed (evictable). Kept, it would stay
+        claimed for as long as the server does not end that conversation, which it may
+        never do for a caller who gave up (a daemon's table growing for months)."""
+        key = self.book.key(invitation._view.conversation_href or "")
+        conversation = self._conversations.get(key) if key is not None else None
+        if conversation is None or conversation._returned:
+            return
+        for other in self._invitations_of.get(conversation._state.key, {}).values():
+            if other is not invitation and (
+                other._accept_posting is not None or other._accept_posted is not None
+            ):
+                return  # another invitation's accept into it is under way
+        del self._conversations[conversation._state.key]
+        conversation._state.claimed = False
 
     def _unindex(self, invitation: IncomingInvitation | None) -> None:
         """``invitation`` leaves ``_invitations``: out of ``_invitations_of`` too."""
@@ -337,6 +359,7 @@ class ConversationTable:
         conversation = self.conversation_for(href, kind)
         if resource.rel:  # what the final invitation says (participants, modality links)
             self._act(self.book.learn_invitation(conversation._state, resource))
+        conversation._returned = True
         return conversation
 
     # -- incoming ----------------------------------------------------------------
@@ -361,7 +384,9 @@ class ConversationTable:
                 "and carries no audio to this API (decline it, or answer on a phone)"
             )
         if invitation._connected and view.conversation_href is not None:
-            return self.conversation_for(view.conversation_href, "messaging")
+            conversation = self.conversation_for(view.conversation_href, "messaging")
+            conversation._returned = True
+            return conversation
         self._check_not_withdrawn(invitation)
         if view.accept_href is None or view.conversation_href is None:
             raise UcwaError("this invitation offers no accept link")
@@ -411,6 +436,7 @@ class ConversationTable:
         if not invitation._connected:
             invitation._connected = True
             self._stats.incoming_accepted += 1
+        conversation._returned = True
         return conversation
 
     async def _post_accept(
@@ -439,6 +465,11 @@ class ConversationTable:
             ):
                 # The invitation is gone (withdrawn; its events may be on their way).
                 invitation.withdrawn = True
+                if self._invitations.get(invitation._key) is invitation:
+                    # Nothing may ever end it here (a 404: the server forgot it).
+                    del self._invitations[invitation._key]
+                    self._unindex(invitation)
+                self._release_unreturned(invitation)
                 raise InvitationWithdrawnError(
                     "the invitation is gone (withdrawn before it was accepted)",
                     reason=invitation.withdraw_reason,

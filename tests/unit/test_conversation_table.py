@@ -622,8 +622,9 @@ def _growth_table(post: Any, tasks: set[asyncio.Task[None]]) -> ConversationTabl
 async def test_accepts_that_never_return_a_conversation_do_not_keep_it(how: str) -> None:
     """A daemon answering invitations for months: an accept() that does not return the
     conversation (the caller withdrew it during the accept, its accept POST answered 404
-    or failed and the caller then gave up, or it timed out before a Failure) must not
-    keep that Conversation claimed (never evicted) when the server does not delete it."""
+    with no event after it, or failed and the caller then gave up, or it timed out before
+    a Failure) must not keep that Conversation claimed (never evicted) when the server
+    does not delete the conversation."""
     from ucwa_async import NotFoundError, ServiceFailureError
 
     tasks: set[asyncio.Task[None]] = set()
@@ -648,7 +649,7 @@ async def test_accepts_that_never_return_a_conversation_do_not_keep_it(how: str)
             invitation.accept(timeout=0.01 if how == "timed_out" else None)
         )
         await posted.wait()
-        if how in ("withdrawn_during_accept", "accept_404"):
+        if how == "withdrawn_during_accept":
             for _ in range(3):
                 await asyncio.sleep(0)
             table.deliver(_communication([_incoming_completed(n)]))
@@ -664,7 +665,37 @@ async def test_accepts_that_never_return_a_conversation_do_not_keep_it(how: str)
     assert not any(state.claimed for state in table.book._states.values())
     assert len(table.book._states) <= 5
     assert table._accepting == {}
-    assert table._invitations == {} and table._invitations_of == {}
+    assert table._invitations == {}
+    assert table._invitations_of == {}
     assert len(table.inbox) == 0
+    table.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_accepts_a_server_never_completes_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server that never sends an accepted invitation's completed event (nor ends its
+    conversation): every accept() times out. What each one leaves (its outcome waiter,
+    its claimed Conversation) goes with the open invitation past the bound."""
+    from ucwa_async import _conversations
+
+    monkeypatch.setattr(_conversations, "_MAX_OPEN_INVITATIONS", 3)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        return HttpResponse("POST", url, 204, None, b"")
+
+    table = _growth_table(post, tasks)
+    for n in range(30):
+        table.deliver(_communication([_incoming_started(n)]))
+        invitation = await table.inbox.get()
+        assert invitation is not None
+        with pytest.raises(ucwa_async.InvitationTimeoutError):
+            await invitation.accept(timeout=0.01)
+    assert len(table._invitations) == 3
+    assert len(table._accepting) <= 3
+    assert len(table._conversations) <= 3
+    assert len(table.book._states) <= 5
     table.close()
     await asyncio.gather(*tasks, return_exceptions=True)
