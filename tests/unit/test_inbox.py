@@ -113,3 +113,21 @@ async def test_an_invitation_handed_to_a_stream_closing_goes_to_the_next() -> No
         await reader
     async with asyncio.timeout(1.0):
         assert await anext(InvitationStream(box)) is a
+
+
+async def test_readers_polling_with_a_timeout_leave_nothing_behind() -> None:
+    """A daemon on a quiet account polls ``incoming()`` with a timeout, for months: each
+    wait that times out must not leave its getter in the inbox (one per poll, kept until
+    an invitation came)."""
+    box = inbox(2)
+    stream = InvitationStream(box)
+    for _ in range(200):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0):
+                await anext(stream)
+    assert len(box._getters) == 0
+    assert len(stream._waiting) == 0
+    item = Item("a")
+    assert box.push(item)  # type: ignore[arg-type]
+    async with asyncio.timeout(5):
+        assert await anext(stream) is item  # still handed out, to the next reader
