@@ -173,6 +173,11 @@ class Inbox:
         finally:
             if waiting is not None:
                 waiting.discard(getter)
+            if not getter.done() or getter.cancelled() or getter.result() is None:
+                # A wait that timed out (a daemon polling a quiet inbox) or was woken:
+                # out of the queue now, not when the next invitation comes.
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
 
     @staticmethod
     def wake(waiting: set[asyncio.Future[IncomingInvitation | None]]) -> None:
