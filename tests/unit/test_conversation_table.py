@@ -699,3 +699,26 @@ async def test_accepts_a_server_never_completes_stay_bounded(
     assert len(table.book._states) <= 5
     table.close()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_message_streams_dropped_without_close_leave_no_reader() -> None:
+    """A bot that takes one message at a time (``await anext(conversation.messages())``,
+    no ``async with``) from a conversation that lasts for months: each stream it drops
+    must not stay a reader of the log (one more per message, each message then costing
+    a pass over all of them), and the next stream starts after what it took."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = _growth_table(post, tasks)
+    conversation = table.conversation_for(CONV, "messaging")
+    log = conversation._state.messages
+    for n in range(50):
+        table.deliver(batch(message(2 * n, body=True), message(2 * n + 1, body=True)))
+        async with asyncio.timeout(5):
+            first = await anext(conversation.messages())
+            second = await anext(conversation.messages())
+        assert [first.text, second.text] == [f"inline{2 * n}", f"inline{2 * n + 1}"]
+    assert len(log._readers) == 0
+    table.close()
