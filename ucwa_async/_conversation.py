@@ -10,12 +10,13 @@ streams each see every message.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import TYPE_CHECKING
 
 from ucwa_async._core.chat import Message, Participant
 from ucwa_async._core.conversation import ConversationEndReason, ConversationState
 from ucwa_async._core.errors import ConversationEndedError
-from ucwa_async._core.message_log import Reader
+from ucwa_async._core.message_log import MessageLog, Reader
 from ucwa_async._outcome import check_wait_timeout
 from ucwa_async._outgoing import OutgoingMessage
 from ucwa_async._stream import ClosingStream
@@ -196,6 +197,14 @@ class Conversation:
         )
 
 
+def _close_reader(log: MessageLog[Message], reader: Reader, ready: list[Message]) -> None:
+    """A stream's close (or its collection): what it had not yielded is left for the
+    next stream."""
+    if not reader.closed:
+        reader.next_seq -= len(ready)
+    log.close_reader(reader)
+
+
 def _positive(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
 
@@ -215,8 +224,14 @@ class MessageStream(ClosingStream):
         self._conversation = conversation
         self._log = conversation._state.messages
         self._reader: Reader = self._log.open_reader()
-        self._ready: list[Message] = []
+        self._ready: list[Message] = []  # changed in place: the finalizer holds it
         self._reading = False
+        # A stream dropped without close() (``await anext(conversation.messages())``)
+        # is closed when collected: else it stays a reader of the log for as long as the
+        # conversation lasts (one more per such call), and the next stream starts over.
+        self._finalizer = weakref.finalize(
+            self, _close_reader, self._log, self._reader, self._ready
+        )
 
     @property
     def missed(self) -> int:
@@ -231,7 +246,7 @@ class MessageStream(ClosingStream):
             while not self._ready:
                 if self._reader.closed:
                     raise StopAsyncIteration
-                self._ready = self._log.read(self._reader)
+                self._ready.extend(self._log.read(self._reader))
                 if self._ready:
                     break
                 if self._conversation._state.ended is not None and self._conversation._drained():
@@ -245,9 +260,7 @@ class MessageStream(ClosingStream):
     def close(self) -> None:
         """Stop reading; iteration ends (what it had not yielded is left for the next
         stream)."""
-        if not self._reader.closed:
-            self._reader.next_seq -= len(self._ready)
-        self._log.close_reader(self._reader)
+        self._finalizer()
         self._ready.clear()
         if self._reading:
             self._conversation._changed()  # a reader in another task stops at once
