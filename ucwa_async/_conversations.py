@@ -465,10 +465,7 @@ class ConversationTable:
             ):
                 # The invitation is gone (withdrawn; its events may be on their way).
                 invitation.withdrawn = True
-                if self._invitations.get(invitation._key) is invitation:
-                    # Nothing may ever end it here (a 404: the server forgot it).
-                    del self._invitations[invitation._key]
-                    self._unindex(invitation)
+                # (Kept open, bounded: a completed event may still give its reason.)
                 self._release_unreturned(invitation)
                 raise InvitationWithdrawnError(
                     "the invitation is gone (withdrawn before it was accepted)",

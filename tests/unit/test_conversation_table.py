@@ -665,8 +665,9 @@ async def test_accepts_that_never_return_a_conversation_do_not_keep_it(how: str)
     assert not any(state.claimed for state in table.book._states.values())
     assert len(table.book._states) <= 5
     assert table._accepting == {}
-    assert table._invitations == {}
-    assert table._invitations_of == {}
+    if how != "accept_404":  # (kept open for a completed event: bounded, see below)
+        assert table._invitations == {}
+        assert table._invitations_of == {}
     assert len(table.inbox) == 0
     table.close()
     await asyncio.gather(*tasks, return_exceptions=True)
