@@ -355,3 +355,53 @@ async def test_cancelled_decline_the_server_took(make_session: SessionFactory) -
         assert not [r for r in posts if r.kind == "accept"]
         assert len([r for r in posts if r.kind == "decline"]) == 1
         assert session.stats.incoming_declined == 1
+
+
+async def test_cancelled_send_the_server_took_is_tracked(make_session: SessionFactory) -> None:
+    """The server took the sendMessage POST, its 201 came after the caller gave up
+    (cancelled, or an outer timeout): the message went out all the same. The session
+    finishes the POST and tracks the message: counted as sent, settled (delivered) from
+    its events, nothing left pending."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.late_answer(0.5, target="sendMessage")  # acted on at once, answered later
+        sending = asyncio.create_task(conversation.send("are you there?"))
+        await asyncio.sleep(0.2)
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        # an outer timeout gives up the same way
+        sim.faults.late_answer(0.5, target="sendMessage")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await conversation.send("hello?")
+        async with asyncio.timeout(STEP):
+            while session.stats.messages_delivered < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert session.stats.messages_sent == 2
+        assert sim.counters.messages_sent == 2
+        assert len(session._conversation_table.sent) == 0  # both settled
+        # the conversation goes on: a later message too
+        async with asyncio.timeout(STEP):
+            await (await conversation.send("still here")).wait()
+        assert session.stats.messages_delivered == 3
+
+
+async def test_cancelled_send_then_close(make_session: SessionFactory) -> None:
+    """The session closes while the POST of a send() whose caller gave up still waits
+    for the server: the close ends it (no task left, nothing "never retrieved")."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim) as session:
+            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+            sim.faults.latency(SILENCE, target="sendMessage")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await conversation.send("anyone?")
+            assert session._background  # the session finishes the POST
+            started = time.monotonic()
+        assert time.monotonic() - started < STEP  # the close did not wait for the server
+        assert not session._background
+        assert session.stats.messages_sent == 0
+        sim.faults.latency(0, target="sendMessage")
