@@ -98,8 +98,15 @@ class Conversation:
         ``MessageTimeoutError`` after ``timeout`` seconds from the 201, by default the
         session's ``invitation_timeout``). Raises ``ConversationEndedError`` once it is
         over. A CallbackChannelError reconnects the event channel and sends again with
-        the same operationId (bounded by ``Retries.callback_channel``). If the caller is
-        cancelled during the POST, the message may still reach the server, untracked."""
+        the same operationId (bounded by ``Retries.callback_channel``).
+
+        A caller that gives up during the POST (cancelled, an outer timeout) gets its
+        ``CancelledError`` (or the timeout's ``TimeoutError``), never a handle, but the
+        message is not lost track of: the session finishes the POST (bounded by the
+        request timeout, cut short by the session's close), and a message the server
+        took is tracked as any other (``stats.messages_sent``, settled from its events:
+        ``messages_delivered`` / ``messages_failed`` / ``messages_timed_out``, ended
+        with its conversation). If that POST fails, the failure is logged (WARNING)."""
         if not isinstance(text, str):
             raise TypeError("text must be a str")
         if timeout is not None and not _positive(timeout):

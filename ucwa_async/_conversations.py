@@ -16,7 +16,7 @@ import functools
 import itertools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ucwa_async._application import Application
 from ucwa_async._conversation import Conversation
@@ -75,6 +75,8 @@ _READ_AGAIN = frozenset({"conversation", "messaging", "phoneAudio", "participant
 # that still said Connecting.
 _FIRST_READ_AFTER = 0.5
 _MODALITY_WAIT = 5.0
+
+_T = TypeVar("_T")
 
 PostPayload = Callable[[str, bytes | None, str | None], Coroutine[Any, Any, HttpResponse]]
 
@@ -569,6 +571,24 @@ class ConversationTable:
     ) -> OutgoingMessage:
         self.ensure_usable()
         url = await self._link(conversation, "sendMessage", "messaging")
+        self.ensure_usable()  # (closing meanwhile: no task it would not cancel)
+        # The POST runs in a task the session owns, as accept's: a caller that gives up
+        # (cancelled, an outer timeout) cannot leave a message the server took untracked
+        # (delivered, uncounted, its outcome lost). It stays tracked: counted, settled
+        # from its events; a failure of its POST is logged.
+        posted: asyncio.Future[OutgoingMessage] = asyncio.get_running_loop().create_future()
+        posted.add_done_callback(consume_exception)
+        work = self._post_message(conversation, url, text, html, timeout)
+        self._spawn(_settle_with(work, posted))
+        try:
+            return await shielded(posted)
+        except asyncio.CancelledError:
+            posted.add_done_callback(functools.partial(_log_send_failure, conversation.href))
+            raise
+
+    async def _post_message(
+        self, conversation: Conversation, url: str, text: str, html: bool, timeout: float | None
+    ) -> OutgoingMessage:
         message = await self.sent.send(
             url,
             text,
@@ -816,10 +836,10 @@ class ConversationTable:
                 await waiter
 
 
-async def _settle_with(work: Coroutine[Any, Any, None], done: asyncio.Future[None]) -> None:
+async def _settle_with(work: Coroutine[Any, Any, _T], done: asyncio.Future[_T]) -> None:
     """Run ``work`` in a task of the session; its outcome goes to ``done``."""
     try:
-        await work
+        result = await work
     except asyncio.CancelledError:
         # The session closes (its DELETE of the application ends the conversation).
         if not done.done():
@@ -830,7 +850,14 @@ async def _settle_with(work: Coroutine[Any, Any, None], done: asyncio.Future[Non
             done.set_exception(exc)
     else:
         if not done.done():
-            done.set_result(None)
+            done.set_result(result)
+
+
+def _log_send_failure(href: str, done: asyncio.Future[OutgoingMessage]) -> None:
+    """The sendMessage POST of a send() whose caller gave up failed: nobody else knows."""
+    error = None if done.cancelled() else done.exception()
+    if error is not None and not isinstance(error, SessionClosedError):
+        log.warning("sending in %s: the sendMessage POST failed: %s", href, error)
 
 
 def _log_stop_failure(what: str, href: str, done: asyncio.Future[None]) -> None:

@@ -405,3 +405,29 @@ async def test_cancelled_send_then_close(make_session: SessionFactory) -> None:
         assert not session._background
         assert session.stats.messages_sent == 0
         sim.faults.latency(0, target="sendMessage")
+
+
+async def test_cancelled_send_whose_post_fails_is_logged(
+    make_session: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The POST of a send() whose caller gave up fails (no answer within the request
+    timeout): nobody else would know; it is logged, nothing stays pending."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim, request_timeout=0.5) as session:
+            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+            sim.faults.latency(SILENCE, target="sendMessage")
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await conversation.send("anyone?")
+            async with asyncio.timeout(STEP):
+                while not any(  # noqa: ASYNC110
+                    r.levelno == logging.WARNING
+                    and conversation.href in r.getMessage()
+                    and "sendMessage POST failed" in r.getMessage()
+                    for r in caplog.records
+                ):
+                    await asyncio.sleep(0.05)
+            assert len(session._conversation_table.sent) == 0
+            assert session.stats.messages_sent == 0
+        sim.faults.latency(0, target="sendMessage")
