@@ -211,6 +211,40 @@ async def test_cancel_during_sign_in_leaves_nothing_behind(
         assert [r.status for r in deletes] == [204]
 
 
+async def test_cancel_during_the_application_post_the_server_took(
+    simulator: UcwaSimulator,
+    make_session: SessionFactory,
+    no_leftover_tasks: Callable[[], None],
+) -> None:
+    """open() given up (cancelled, an outer timeout, connect_timeout) while the POST that
+    creates the application is on its way, the server having made it already: the
+    close waits (bounded by close_timeout) for its answer and DELETEs it, instead of
+    leaving an application the client never knew of on the server until it expires."""
+    simulator.faults.late_answer(0.5, target="applications")  # made at once, answered later
+    session = make_session(simulator)
+    entering = asyncio.create_task(session.__aenter__())
+    for _ in range(300):
+        if simulator.application_ids:
+            break
+        await asyncio.sleep(0.01)
+    assert simulator.application_ids
+    assert not entering.done()
+    entering.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await entering
+    assert session.closed
+    await assert_no_leftover_tasks(no_leftover_tasks)
+    assert simulator.application_ids == []
+    deletes = [r for r in simulator.request_log if r.method == "DELETE"]
+    assert [r.status for r in deletes] == [204]
+    # connect_timeout passing during that POST: the same
+    session = make_session(simulator, connect_timeout=0.2)
+    simulator.faults.late_answer(0.5, target="applications")
+    with pytest.raises(ucwa_async.UcwaError):
+        await session.open()
+    assert simulator.application_ids == []
+
+
 async def test_keepalive_reports_activity(
     simulator: UcwaSimulator, make_session: SessionFactory
 ) -> None:
