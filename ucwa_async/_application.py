@@ -42,6 +42,7 @@ from ucwa_async._core.urls import (
     same_origin,
 )
 from ucwa_async._http import HttpResponse
+from ucwa_async._outcome import shielded
 from ucwa_async._transport import Transport
 
 __all__ = ["Application"]
@@ -98,6 +99,8 @@ class Application:
         self._communication: Resource | None = None
         self.url: str | None = None
         self.base_path: str | None = None
+        # Create POSTs given up while on their way (see create): the close waits for them.
+        self._creating: list[asyncio.Task[HttpResponse]] = []
         self.generation = 0
         self.created = 0
         # URLs of applications lost and re-created: hrefs under them (conversation logs a
@@ -196,11 +199,22 @@ class Application:
         payload, content_type = _wire.encode_input(body, self._wire_format)
         attempt = 0
         while True:
-            try:
-                response = await self._transport.send(
+            post = asyncio.create_task(
+                self._transport.send(
                     "POST", self.applications_url, data=payload, content_type=content_type
-                )
+                ),
+                name="ucwa_async.create-application",
+            )
+            try:
+                response = await shielded(post)
                 break
+            except asyncio.CancelledError:
+                # Given up (open() cancelled, connect_timeout, the session closing): the
+                # server may have made the application already. The POST goes on; the
+                # close waits for its answer to DELETE that application (finish_creation),
+                # else it stays on the server, unknown here, until it expires.
+                self._creating.append(post)
+                raise
             except (ProxyResponseError, AuthenticationError) as exc:
                 # A front proxy's HTML "Access is denied" page, or UCWA's own 401 refusing
                 # the token just granted (no code: not a refused grant): transient, bounded
@@ -217,6 +231,21 @@ class Application:
                     "proxy refused application creation (%d); retry in %.2f s", exc.status, delay
                 )
                 await asyncio.sleep(delay)
+        application, url = self._created(response)
+        self.resource = application
+        self._me = None
+        self._communication = None
+        self.url = url
+        self.base_path = app_base_path_of(self.url)
+        self.created += 1
+        events = application.link("events")
+        if events is None:
+            raise UcwaError("the application resource has no events link")
+        return self.resolve(events)
+
+    def _created(self, response: HttpResponse) -> tuple[Resource, str]:
+        """The application a create POST's answer describes, and its URL."""
+        assert self.applications_url is not None
         application = parse_resource(
             _wire.decode(response.body, response.content_type, max_size=self._max_body),
             rel="application",
@@ -225,16 +254,33 @@ class Application:
             application = attrs.evolve(application, href=response.location)
         if application.href is None:
             raise UcwaError("the application resource has no self link")
-        self.resource = application
-        self._me = None
-        self._communication = None
-        self.url = resolve_href(application.href, base_url=self.applications_url)
-        self.base_path = app_base_path_of(self.url)
-        self.created += 1
-        events = application.link("events")
-        if events is None:
-            raise UcwaError("the application resource has no events link")
-        return self.resolve(events)
+        return application, resolve_href(application.href, base_url=self.applications_url)
+
+    async def finish_creation(self, timeout: float) -> None:
+        """The session closes: wait up to ``timeout`` seconds for the create POSTs given
+        up on their way (0: none; they are cancelled then), and DELETE (best effort) the
+        applications they made."""
+        posts = self._creating
+        if not posts:
+            return
+        try:
+            if timeout > 0:
+                await asyncio.wait(posts, timeout=timeout)
+        finally:
+            self._creating = []
+            for post in posts:
+                post.cancel()
+            await asyncio.gather(*posts, return_exceptions=True)
+        for post in posts:
+            if post.cancelled() or post.exception() is not None:
+                continue
+            try:
+                _, url = self._created(post.result())
+            except UcwaError as exc:
+                log.info("an application created as the session closed is unreadable: %s", exc)
+                continue
+            if url != self.url:  # (the session DELETEs its own)
+                await self._transport.delete(url, self._delete_timeout)
 
     def lose(self) -> bool:
         """The server says the application is gone; False if this loss was already known.

@@ -322,7 +322,10 @@ class Session:
         """Sign in, create the application, start the event channel, make me available.
 
         Raises ``SessionClosedError`` if the session is not new, or if ``aclose()``
-        ran while it was opening (the session is then closed for good).
+        ran while it was opening (the session is then closed for good). Given up
+        (cancelled, ``connect_timeout``), it closes the session: an application it made
+        is DELETEd, even one whose creating POST had no answer yet (waited for up to
+        ``close_timeout``).
         """
         if SessionState.OPENING not in _TRANSITIONS[self._state]:  # only a new session opens
             raise SessionClosedError(f"session cannot be opened again (state {self._state.value})")
@@ -1002,12 +1005,18 @@ class Session:
                     # Bounded by close_timeout, skipped (as the DELETE) if we are cancelled.
                     await self._ops.finish_cancels(self._close_timeout)
                 await self._stop_local(already)
+                if self._app is not None:
+                    # A create POST given up on its way (open() cancelled, connect_timeout,
+                    # a re-creation the close stopped): its application is DELETEd too.
+                    await self._app.finish_creation(self._close_timeout)
                 if self._app is not None and self._app.url is not None:
                     # Best effort, bounded by close_timeout: errors are logged, not raised.
                     await self._transport.delete(self._app.url, self._close_timeout)
             finally:
                 try:
                     await self._stop_local(already)
+                    if self._app is not None:
+                        await self._app.finish_creation(0)  # (cut short: cancelled)
                 finally:
                     for stream in tuple(self._streams):
                         stream._end(ChannelClosed())

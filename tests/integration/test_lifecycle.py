@@ -181,7 +181,10 @@ async def test_cancel_during_sign_in_leaves_nothing_behind(
     no_leftover_tasks: Callable[[], None],
     stage: str,
 ) -> None:
-    simulator.faults.latency(5.0, target=stage)
+    # (Under close_timeout: a close waits that long for an application POST given up on
+    # its way, which the server handles after this delay; it was 5 s, and the check
+    # below passed only because it came before the server made the application.)
+    simulator.faults.latency(1.0, target=stage)
     session = make_session(simulator)
     entering = asyncio.create_task(session.__aenter__())
     # Wait (bounded) until sign-in is stuck in the slow request: the simulator counts a
@@ -207,6 +210,7 @@ async def test_cancel_during_sign_in_leaves_nothing_behind(
     assert simulator.application_ids == []
     if stage == "makeMeAvailable":
         assert session.stats.applications_created == 1
+    if stage != "user":  # the application POST given up on its way too (its answer waited)
         deletes = [r for r in simulator.request_log if r.method == "DELETE"]
         assert [r.status for r in deletes] == [204]
 
