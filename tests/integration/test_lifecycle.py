@@ -330,3 +330,24 @@ async def test_channel_state_and_wait_connected(
         ucwa_async.ChannelStatus.CONNECTED
     )
     assert "closed" in repr(session)
+
+
+async def test_close_during_a_recreation_the_server_took(
+    simulator: UcwaSimulator,
+    make_session: SessionFactory,
+    no_leftover_tasks: Callable[[], None],
+) -> None:
+    """The application was lost; the session closes while the POST re-creating it is on
+    its way, the server having made the new one already: the close waits for the answer
+    and DELETEs that one too."""
+    async with make_session(simulator) as session:
+        simulator.faults.late_answer(1.0, target="applications")
+        assert simulator.faults.delete_application() == 1
+        for _ in range(300):  # the channel re-creates it (the server makes it at once)
+            if simulator.application_ids:
+                break
+            await asyncio.sleep(0.01)
+        assert simulator.application_ids
+        assert session.stats.applications_created == 1  # its answer not in yet
+    await assert_no_leftover_tasks(no_leftover_tasks)
+    assert simulator.application_ids == []
