@@ -281,3 +281,34 @@ async def test_a_throttled_renewal_does_not_hold_the_request() -> None:
     assert [m for m, _, _ in server.sent[-2:]] == ["POST", "GET"]
     assert server.grants == 2
     assert server.sent[-1][2] == "Bearer cwt=1"
+
+
+async def test_the_reference_s_400_server_error_is_a_failing_endpoint_not_a_refusal() -> None:
+    # AuthenticationInUCWA.md, "Error conditions": a failed token request gets "a 400
+    # response and an error body", server_error ("an unexpected error on the server") one
+    # of its values. The event channel retries it as a failing endpoint (an
+    # AuthenticationError would end the channel for good), and a renewal it failed is
+    # tried again once the endpoint works (a refused one is not).
+    server, clock = Server(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    await t.poll(EVENTS, 1.0)
+    server.token_status = 400  # {"error": "server_error"}
+    with pytest.raises(ucwa_async.UcwaError) as caught:
+        await t.reauthenticate(EVENTS)
+    assert not isinstance(caught.value, ucwa_async.AuthenticationError)
+    assert isinstance(caught.value, ucwa_async.ServiceFailureError)
+    assert (caught.value.status, caught.value.code) == (400, "server_error")
+    assert server.grants == 2
+
+    server, clock = Server(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    clock.now += 3400
+    server.token_status = 400
+    await t.send("GET", URL)  # the renewal failed: the request went with the valid token
+    assert server.grants == 2
+    assert server.sent[-1][2] == "Bearer cwt=1"
+    server.token_status = 200
+    clock.now += 1.0
+    await t.send("GET", URL)
+    assert server.grants == 3
+    assert server.sent[-1][2] == "Bearer cwt=2"
