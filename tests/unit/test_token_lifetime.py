@@ -12,6 +12,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import pytest
 
 import ucwa_async
@@ -309,6 +310,36 @@ async def test_the_reference_s_400_server_error_is_a_failing_endpoint_not_a_refu
     assert server.sent[-1][2] == "Bearer cwt=1"
     server.token_status = 200
     clock.now += 1.0
+    await t.send("GET", URL)
+    assert server.grants == 3
+    assert server.sent[-1][2] == "Bearer cwt=2"
+
+
+async def test_a_renewal_throttled_with_retry_after_is_not_tried_again_before_it() -> None:
+    # A renewal that met a 503 with Retry-After does not wait it out (the token is still
+    # valid), but the next renewal does not go before it either: it went 0.5 s later,
+    # then 1 s, 2 s... a password POST every few seconds at an endpoint that asked for two
+    # minutes' rest.
+    class Throttled(Server):
+        async def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+            response = await super().request(method, url, **kwargs)
+            if url == TOKEN_URL and response.status == 503:
+                return attrs.evolve(response, retry_after="120")
+            return response
+
+    server, clock = Throttled(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    clock.now += 3400
+    server.token_status = 503
+    await t.send("GET", URL)
+    assert server.grants == 2
+    server.token_status = 200
+    for _ in range(11):  # 110 s of requests: none of them renews yet
+        clock.now += 10.0
+        await t.send("GET", URL)
+    assert server.grants == 2
+    assert server.sent[-1][2] == "Bearer cwt=1"
+    clock.now += 15.0
     await t.send("GET", URL)
     assert server.grants == 3
     assert server.sent[-1][2] == "Bearer cwt=2"
