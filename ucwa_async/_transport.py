@@ -45,6 +45,7 @@ from ucwa_async._core.errors import (
     InsecureTransportError,
     ProxyResponseError,
     RequestTimeoutError,
+    ResponseError,
     RetryLaterError,
     SessionClosedError,
     UcwaError,
@@ -459,7 +460,9 @@ class Transport:
     def _grant_failed(self, origin: str, exc: UcwaError) -> None:
         """Count a grant that failed (5xx, unreachable, a failing TokenAuth provider); a
         run of them warns at its 1st, 2nd, 4th, 8th... failure, the others are DEBUG."""
-        failures = self._budget.failed()
+        # A throttled endpoint's Retry-After holds the next grant too (a renewal does
+        # not wait it out in line: it must not come back before it either).
+        failures = self._budget.failed(exc.retry_after if isinstance(exc, ResponseError) else None)
         log.log(
             logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG,
             "could not get a token for %s (failed grants in a row: %d; next try in %.1f s "

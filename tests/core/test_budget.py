@@ -169,3 +169,16 @@ def test_failure_cap_is_configurable() -> None:
     assert b.retry_in() == 5.0
     with pytest.raises(ValueError, match="failure_cap"):
         ReauthBudget(failure_cap=-1.0)
+
+
+def test_a_failed_grant_s_retry_after_is_the_least_gap_up_to_the_failure_cap() -> None:
+    clock = Clock()
+    b = budget(clock)
+    b.failed(retry_after=120.0)
+    assert b.retry_in() == 120.0  # not base (0.5 s)
+    clock.now += 119.0
+    assert b.retry_in() == 1.0
+    b.failed(retry_after=10_000.0)
+    assert b.retry_in() == b.failure_cap
+    b.succeeded()
+    assert b.retry_in() == 0.0

@@ -380,6 +380,23 @@ def test_token_error_other_statuses() -> None:
 
 
 @pytest.mark.parametrize(
+    ("grant_error", "expected"),
+    [("server_error", ServiceFailureError), ("temporarily_unavailable", ServiceUnavailableError)],
+)
+def test_token_endpoint_failing_in_a_400_is_no_refusal(
+    grant_error: str, expected: type[ResponseError]
+) -> None:
+    # AuthenticationInUCWA.md, "Error conditions": a failed token request is "a 400
+    # response and an error body", and server_error ("an unexpected error on the server
+    # that prevented the request from being honored") is one of its values: the server
+    # failed, the credentials were not refused. (temporarily_unavailable: RFC 6749's.)
+    error = classify_token_error(400, "application/json;charset=UTF-8", body(error=grant_error))
+    assert type(error) is expected
+    assert not isinstance(error, AuthenticationError)
+    assert (error.status, error.code) == (400, grant_error)
+
+
+@pytest.mark.parametrize(
     ("status", "content_type", "payload", "expected"),
     [
         (400, "text/html", b"<html>denied</html>", ProxyResponseError),

@@ -723,3 +723,47 @@ async def test_message_streams_dropped_without_close_leave_no_reader() -> None:
         assert [first.text, second.text] == [f"inline{2 * n}", f"inline{2 * n + 1}"]
     assert len(log._readers) == 0
     table.close()
+
+
+async def test_a_dropped_stream_collected_while_the_log_walks_its_readers() -> None:
+    """A stream dropped without close() inside a reference cycle is closed by the cyclic
+    collector, which runs wherever the program is (at any bytecode on Python 3.12+, or in
+    another thread): even while the log walks its readers to count an evicted message.
+    Its finalizer leaving the set then must not make that walk raise ("Set changed size
+    during iteration"), which failed the delivery of the whole batch."""
+    import gc
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = _growth_table(post, tasks)
+    conversation = table.conversation_for(CONV, "messaging")
+    log = conversation._state.messages
+    log._max = 1  # every new message evicts one: the readers are walked
+
+    class CollectingReader:
+        """A reader whose cursor is read while the collector runs (as it may, there)."""
+
+        @property
+        def next_seq(self) -> int:
+            gc.collect()
+            return 1 << 30
+
+    dropped = conversation.messages()
+    dropped.cycle = dropped  # type: ignore[attr-defined]  # freed by the collector only
+    del dropped
+    collecting = CollectingReader()
+    log._readers.add(collecting)  # type: ignore[arg-type]
+    gc.disable()  # (no collection before the walk)
+    try:
+        table.deliver(batch(message(0, body=True), message(1, body=True)))
+    finally:
+        gc.enable()
+        log._readers.discard(collecting)  # type: ignore[arg-type]
+    assert table._stats.events_rejected == 0  # (was: the message event failed)
+    assert len(log._readers) == 0  # the dropped stream's reader is closed
+    async with asyncio.timeout(5):
+        assert (await anext(conversation.messages())).text == "inline1"
+    table.close()

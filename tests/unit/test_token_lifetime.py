@@ -12,6 +12,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import pytest
 
 import ucwa_async
@@ -281,3 +282,64 @@ async def test_a_throttled_renewal_does_not_hold_the_request() -> None:
     assert [m for m, _, _ in server.sent[-2:]] == ["POST", "GET"]
     assert server.grants == 2
     assert server.sent[-1][2] == "Bearer cwt=1"
+
+
+async def test_the_reference_s_400_server_error_is_a_failing_endpoint_not_a_refusal() -> None:
+    # AuthenticationInUCWA.md, "Error conditions": a failed token request gets "a 400
+    # response and an error body", server_error ("an unexpected error on the server") one
+    # of its values. The event channel retries it as a failing endpoint (an
+    # AuthenticationError would end the channel for good), and a renewal it failed is
+    # tried again once the endpoint works (a refused one is not).
+    server, clock = Server(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    await t.poll(EVENTS, 1.0)
+    server.token_status = 400  # {"error": "server_error"}
+    with pytest.raises(ucwa_async.UcwaError) as caught:
+        await t.reauthenticate(EVENTS)
+    assert not isinstance(caught.value, ucwa_async.AuthenticationError)
+    assert isinstance(caught.value, ucwa_async.ServiceFailureError)
+    assert (caught.value.status, caught.value.code) == (400, "server_error")
+    assert server.grants == 2
+
+    server, clock = Server(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    clock.now += 3400
+    server.token_status = 400
+    await t.send("GET", URL)  # the renewal failed: the request went with the valid token
+    assert server.grants == 2
+    assert server.sent[-1][2] == "Bearer cwt=1"
+    server.token_status = 200
+    clock.now += 1.0
+    await t.send("GET", URL)
+    assert server.grants == 3
+    assert server.sent[-1][2] == "Bearer cwt=2"
+
+
+async def test_a_renewal_throttled_with_retry_after_is_not_tried_again_before_it() -> None:
+    # A renewal that met a 503 with Retry-After does not wait it out (the token is still
+    # valid), but the next renewal does not go before it either: it went 0.5 s later,
+    # then 1 s, 2 s... a password POST every few seconds at an endpoint that asked for two
+    # minutes' rest.
+    class Throttled(Server):
+        async def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+            response = await super().request(method, url, **kwargs)
+            if url == TOKEN_URL and response.status == 503:
+                return attrs.evolve(response, retry_after="120")
+            return response
+
+    server, clock = Throttled(expires_in=3600), Clock()
+    t, _ = await signed_in(server, clock)
+    clock.now += 3400
+    server.token_status = 503
+    await t.send("GET", URL)
+    assert server.grants == 2
+    server.token_status = 200
+    for _ in range(11):  # 110 s of requests: none of them renews yet
+        clock.now += 10.0
+        await t.send("GET", URL)
+    assert server.grants == 2
+    assert server.sent[-1][2] == "Bearer cwt=1"
+    clock.now += 15.0
+    await t.send("GET", URL)
+    assert server.grants == 3
+    assert server.sent[-1][2] == "Bearer cwt=2"

@@ -81,6 +81,7 @@ class ReauthBudget:
         "_failures",
         "_futile",
         "_last",
+        "_not_before",
         "base",
         "cap",
         "failure_cap",
@@ -108,6 +109,7 @@ class ReauthBudget:
         self.failure_cap = float(failure_cap)
         self._failures = 0  # failed grants since the last one that succeeded
         self._failed_at = 0.0
+        self._not_before = 0.0  # a failed grant's Retry-After: no grant before it
         self._clock = clock
         self._all = SlidingWindow(window)  # every re-authentication
         self._futile = SlidingWindow(window)  # those the budget counts
@@ -151,10 +153,14 @@ class ReauthBudget:
         """Failed grants in a row (0 once one succeeds)."""
         return self._failures
 
-    def failed(self) -> int:
-        """A grant failed now (the token endpoint failed, not refused): the count in a row."""
+    def failed(self, retry_after: float | None = None) -> int:
+        """A grant failed now (the token endpoint failed, not refused): the count in a row.
+        ``retry_after``: the endpoint's Retry-After (seconds, up to ``failure_cap``), the
+        least gap before the next grant."""
         self._failures += 1
         self._failed_at = self._clock()
+        wait = min(retry_after, self.failure_cap) if retry_after is not None else 0.0
+        self._not_before = self._failed_at + max(0.0, wait)
         return self._failures
 
     def succeeded(self) -> None:
@@ -166,7 +172,7 @@ class ReauthBudget:
         if not self._failures:
             return 0.0
         gap = doubling(self.base, self._failures - 1, self.failure_cap)
-        return max(0.0, self._failed_at + gap - self._clock())
+        return max(0.0, self._failed_at + gap - self._clock(), self._not_before - self._clock())
 
     def __repr__(self) -> str:
         return (

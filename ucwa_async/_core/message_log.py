@@ -166,7 +166,9 @@ class MessageLog(Generic[T]):
             self._first_seq += 1
             # Lost for somebody: an open reader that had not read it, or (no reader
             # open) the next reader to come.
-            cursors = [r.next_seq for r in self._readers] or [self._watermark]
+            # A snapshot: a stream dropped without close() leaves the set from its
+            # finalizer, which the cyclic collector may run during this very walk.
+            cursors = [r.next_seq for r in tuple(self._readers)] or [self._watermark]
             if min(cursors) <= evicted:
                 self.dropped += 1
 

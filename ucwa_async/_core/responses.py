@@ -31,6 +31,8 @@ from ucwa_async._core.errors import (
     DecodeError,
     ProxyResponseError,
     ResponseError,
+    ServiceFailureError,
+    ServiceUnavailableError,
     UnexpectedRedirectError,
     error_class_for,
 )
@@ -200,6 +202,14 @@ def classify(
     )
 
 
+# OAuth errors that are the token endpoint's own failure, whatever the status:
+# server_error (AuthenticationInUCWA.md) and RFC 6749's temporarily_unavailable.
+_TOKEN_SERVER_FAILURES: dict[str, type[ResponseError]] = {
+    "server_error": ServiceFailureError,
+    "temporarily_unavailable": ServiceUnavailableError,
+}
+
+
 def classify_token_error(
     status: int,
     content_type: str | None,
@@ -214,8 +224,11 @@ def classify_token_error(
     """Like :func:`classify`, for the OAuth token endpoint.
 
     A 4xx with an OAuth error body (``{"error": "invalid_grant", "error_description": ...}``)
-    is an :class:`AuthenticationError` with ``code`` = the OAuth error; any other status
-    with such a body keeps its status's class. Other bodies go through :func:`classify`.
+    is an :class:`AuthenticationError` with ``code`` = the OAuth error, except
+    ``server_error`` (a :class:`ServiceFailureError`) and ``temporarily_unavailable`` (a
+    :class:`ServiceUnavailableError`): the endpoint failed, nothing was refused. Any other
+    status with such a body keeps its status's class. Other bodies go through
+    :func:`classify`.
     """
     if status < 400:  # 1xx/2xx: None; 3xx: a redirect error, whatever the body
         return classify(
@@ -235,7 +248,14 @@ def classify_token_error(
             decoded = {}
         oauth_error = _text(decoded.get("error"))
         if oauth_error is not None:
-            cls = AuthenticationError if status < 500 else error_class_for(status, None, None)
+            cls: type[ResponseError]
+            if status >= 500:
+                cls = error_class_for(status, None, None)
+            else:
+                # AuthenticationInUCWA.md: every failed token request is "a 400 response
+                # and an error body"; server_error says the server failed, not that the
+                # credentials were refused (a refusal ends the event channel for good).
+                cls = _TOKEN_SERVER_FAILURES.get(oauth_error.lower(), AuthenticationError)
             return cls(
                 status=status,
                 code=oauth_error,
