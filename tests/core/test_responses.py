@@ -397,6 +397,22 @@ def test_token_endpoint_failing_in_a_400_is_no_refusal(
 
 
 @pytest.mark.parametrize(
+    ("status", "expected"), [(429, TooManyRequestsError), (408, ResponseError)]
+)
+def test_token_endpoint_throttled_with_an_oauth_body_is_no_refusal(
+    status: int, expected: type[ResponseError]
+) -> None:
+    # A throttled (or timed-out) token request refused nothing: it is retried after its
+    # Retry-After, not taken for a wrong password (which ends the event channel for good).
+    error = classify_token_error(
+        status, "application/json", body(error="invalid_request"), retry_after="7"
+    )
+    assert type(error) is expected
+    assert not isinstance(error, AuthenticationError)
+    assert (error.status, error.code, error.retry_after) == (status, "invalid_request", 7.0)
+
+
+@pytest.mark.parametrize(
     ("status", "content_type", "payload", "expected"),
     [
         (400, "text/html", b"<html>denied</html>", ProxyResponseError),

@@ -210,6 +210,9 @@ _TOKEN_SERVER_FAILURES: dict[str, type[ResponseError]] = {
 }
 
 
+_TOKEN_STATUS_NOT_A_REFUSAL = frozenset({408, 429})
+
+
 def classify_token_error(
     status: int,
     content_type: str | None,
@@ -226,8 +229,8 @@ def classify_token_error(
     A 4xx with an OAuth error body (``{"error": "invalid_grant", "error_description": ...}``)
     is an :class:`AuthenticationError` with ``code`` = the OAuth error, except
     ``server_error`` (a :class:`ServiceFailureError`) and ``temporarily_unavailable`` (a
-    :class:`ServiceUnavailableError`): the endpoint failed, nothing was refused. Any other
-    status with such a body keeps its status's class. Other bodies go through
+    :class:`ServiceUnavailableError`): the endpoint failed, nothing was refused. A 408, a
+    429 or a 5xx with such a body keeps its status's class. Other bodies go through
     :func:`classify`.
     """
     if status < 400:  # 1xx/2xx: None; 3xx: a redirect error, whatever the body
@@ -249,7 +252,8 @@ def classify_token_error(
         oauth_error = _text(decoded.get("error"))
         if oauth_error is not None:
             cls: type[ResponseError]
-            if status >= 500:
+            if status >= 500 or status in _TOKEN_STATUS_NOT_A_REFUSAL:
+                # Throttled (429) or timed out (408): nothing was refused, whatever the body.
                 cls = error_class_for(status, None, None)
             else:
                 # AuthenticationInUCWA.md: every failed token request is "a 400 response
