@@ -135,3 +135,5 @@ def test_the_cli_and_the_library_share_the_phone_check(
     assert str(refused.value) in capsys.readouterr().err
     args = build_parser().parse_args([*argv, "--index", "0", "--phone", "+1 425 555 1234"])
     assert args.phone == "tel:+14255551234"
+    # Optional, as the API's phone_number: the server then rings the user's own number.
+    assert build_parser().parse_args([*argv, "--index", "0"]).phone is None

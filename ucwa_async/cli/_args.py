@@ -261,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument(
                 "--phone",
-                required=True,
                 type=_phone,
-                help="global number to call, e.g. tel:+14255551234 or +1 425 555 1234",
+                help="global number to call, e.g. tel:+14255551234 or +1 425 555 1234 "
+                "(default: the server rings your own number, continuePhoneAudio_ref.md)",
             )
     from ucwa_async.cli._chat import add_chat_command  # its options live with the command
 
