@@ -431,3 +431,28 @@ async def test_cancelled_send_whose_post_fails_is_logged(
             assert len(session._conversation_table.sent) == 0
             assert session.stats.messages_sent == 0
         sim.faults.latency(0, target="sendMessage")
+
+
+async def test_a_send_after_a_cancelled_one_reaches_the_server_after_it(
+    make_session: SessionFactory,
+) -> None:
+    """A caller gives up on a send() during its POST and sends again at once: the
+    session still finishes the first POST, so the second must not overtake it (in
+    order, as two sends one after the other were before the first's POST outlived its
+    caller)."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        async with make_session(sim) as session:
+            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+            sim.faults.latency(0.5, target="sendMessage")  # handled after the delay
+            sending = asyncio.create_task(conversation.send("first"))
+            await asyncio.sleep(0.2)  # the POST is under way
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sending
+            sim.faults.latency(0, target="sendMessage")
+            async with asyncio.timeout(STEP):
+                await (await conversation.send("second")).wait()
+                while session.stats.messages_delivered < 2:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            assert sim.messages_from_client(conversation.href) == ["first", "second"]
