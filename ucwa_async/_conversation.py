@@ -47,6 +47,9 @@ class Conversation:
         self._leave_lock = asyncio.Lock()
         # The stop POSTs a cancelled leave() or hang_up() left running (see leave()).
         self._stopping: asyncio.Future[None] | None = None
+        # The sendMessage POST of the latest send() whose caller gave up, still running:
+        # the next send's POST waits for it (see the table's send()).
+        self._send_behind: asyncio.Future[OutgoingMessage] | None = None
         self._abandoned = False
         # Handed to a caller (accept() or Invitation.conversation() returned it): until
         # then, an accept that ends without returning it releases it (see the table).
@@ -106,7 +109,8 @@ class Conversation:
         request timeout, cut short by the session's close), and a message the server
         took is tracked as any other (``stats.messages_sent``, settled from its events:
         ``messages_delivered`` / ``messages_failed`` / ``messages_timed_out``, ended
-        with its conversation). If that POST fails, the failure is logged (WARNING)."""
+        with its conversation). If that POST fails, the failure is logged (WARNING). A
+        later send() in the conversation POSTs after it has its answer (in order)."""
         if not isinstance(text, str):
             raise TypeError("text must be a str")
         if timeout is not None and not _positive(timeout):

@@ -578,17 +578,35 @@ class ConversationTable:
         # from its events; a failure of its POST is logged.
         posted: asyncio.Future[OutgoingMessage] = asyncio.get_running_loop().create_future()
         posted.add_done_callback(consume_exception)
-        work = self._post_message(conversation, url, text, html, timeout)
+        behind = conversation._send_behind
+        if behind is not None and behind.done():
+            behind = conversation._send_behind = None
+        work = self._post_message(conversation, url, text, html, timeout, behind)
         self._spawn(_settle_with(work, posted))
         try:
             return await shielded(posted)
         except asyncio.CancelledError:
             posted.add_done_callback(functools.partial(_log_send_failure, conversation.href))
+            if not posted.done():
+                conversation._send_behind = posted
             raise
 
     async def _post_message(
-        self, conversation: Conversation, url: str, text: str, html: bool, timeout: float | None
+        self,
+        conversation: Conversation,
+        url: str,
+        text: str,
+        html: bool,
+        timeout: float | None,
+        behind: asyncio.Future[OutgoingMessage] | None,
     ) -> OutgoingMessage:
+        if behind is not None:
+            # A send() whose caller gave up still POSTs: this message must not overtake
+            # it (a caller's sends one after the other reach the server in order).
+            # Bounded by that POST's request timeout; its outcome is not ours.
+            await asyncio.wait((behind,))
+            if conversation.ended is not None:
+                raise conversation._ended_error()  # over meanwhile: as _link would
         message = await self.sent.send(
             url,
             text,

@@ -441,18 +441,45 @@ async def test_a_send_after_a_cancelled_one_reaches_the_server_after_it(
     order, as two sends one after the other were before the first's POST outlived its
     caller)."""
     config = SimulatorConfig(completion_delay=0.01)
-    async with UcwaSimulator(config=config, seed=0) as sim:
-        async with make_session(sim) as session:
-            conversation = await (await session.start_messaging(LENE)).conversation(STEP)
-            sim.faults.latency(0.5, target="sendMessage")  # handled after the delay
-            sending = asyncio.create_task(conversation.send("first"))
-            await asyncio.sleep(0.2)  # the POST is under way
-            sending.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await sending
-            sim.faults.latency(0, target="sendMessage")
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.latency(0.5, target="sendMessage")  # handled after the delay
+        sending = asyncio.create_task(conversation.send("first"))
+        await asyncio.sleep(0.2)  # the POST is under way
+        sending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await sending
+        sim.faults.latency(0, target="sendMessage")
+        async with asyncio.timeout(STEP):
+            await (await conversation.send("second")).wait()
+            while session.stats.messages_delivered < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert sim.messages_from_client(conversation.href) == ["first", "second"]
+
+
+async def test_a_send_waiting_behind_a_cancelled_one_ends_with_its_conversation(
+    make_session: SessionFactory,
+) -> None:
+    """The conversation ends (leave()) while a send() waits for the POST of one whose
+    caller gave up: it raises ConversationEndedError and POSTs nothing."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.latency(0.5, target="sendMessage")
+        first = asyncio.create_task(conversation.send("first"))
+        await asyncio.sleep(0.2)  # the POST is under way
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        sim.faults.latency(0, target="sendMessage")
+        second = asyncio.create_task(conversation.send("second"))
+        await asyncio.sleep(0.05)  # waits behind the first
+        await conversation.leave()
+        with pytest.raises(ucwa_async.ConversationEndedError):
             async with asyncio.timeout(STEP):
-                await (await conversation.send("second")).wait()
-                while session.stats.messages_delivered < 2:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
-            assert sim.messages_from_client(conversation.href) == ["first", "second"]
+                await second
+        async with asyncio.timeout(STEP):
+            while session._background:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert sim.messages_from_client(conversation.href) in ([], ["first"])
+        assert "second" not in sim.messages_from_client(conversation.href)
