@@ -47,9 +47,9 @@ class Conversation:
         self._leave_lock = asyncio.Lock()
         # The stop POSTs a cancelled leave() or hang_up() left running (see leave()).
         self._stopping: asyncio.Future[None] | None = None
-        # The sendMessage POST of the latest send() whose caller gave up, still running:
-        # the next send's POST waits for it (see the table's send()).
-        self._send_behind: asyncio.Future[OutgoingMessage] | None = None
+        # The sendMessage POSTs of send()s whose callers gave up, still running: a later
+        # send's POST waits for them (see the table's send()).
+        self._send_behind: set[asyncio.Future[OutgoingMessage]] = set()
         self._abandoned = False
         # Handed to a caller (accept() or Invitation.conversation() returned it): until
         # then, an accept that ends without returning it releases it (see the table).

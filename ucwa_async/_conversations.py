@@ -578,9 +578,7 @@ class ConversationTable:
         # from its events; a failure of its POST is logged.
         posted: asyncio.Future[OutgoingMessage] = asyncio.get_running_loop().create_future()
         posted.add_done_callback(consume_exception)
-        behind = conversation._send_behind
-        if behind is not None and behind.done():
-            behind = conversation._send_behind = None
+        behind = tuple(conversation._send_behind)
         work = self._post_message(conversation, url, text, html, timeout, behind)
         self._spawn(_settle_with(work, posted))
         try:
@@ -588,7 +586,8 @@ class ConversationTable:
         except asyncio.CancelledError:
             posted.add_done_callback(functools.partial(_log_send_failure, conversation.href))
             if not posted.done():
-                conversation._send_behind = posted
+                conversation._send_behind.add(posted)
+                posted.add_done_callback(conversation._send_behind.discard)
             raise
 
     async def _post_message(
@@ -598,13 +597,13 @@ class ConversationTable:
         text: str,
         html: bool,
         timeout: float | None,
-        behind: asyncio.Future[OutgoingMessage] | None,
+        behind: tuple[asyncio.Future[OutgoingMessage], ...],
     ) -> OutgoingMessage:
-        if behind is not None:
+        if behind:
             # A send() whose caller gave up still POSTs: this message must not overtake
             # it (a caller's sends one after the other reach the server in order).
-            # Bounded by that POST's request timeout; its outcome is not ours.
-            await asyncio.wait((behind,))
+            # Bounded by those POSTs' request timeout; their outcome is not ours.
+            await asyncio.wait(behind)
             if conversation.ended is not None:
                 raise conversation._ended_error()  # over meanwhile: as _link would
         message = await self.sent.send(

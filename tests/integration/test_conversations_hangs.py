@@ -483,3 +483,32 @@ async def test_a_send_waiting_behind_a_cancelled_one_ends_with_its_conversation(
                 await asyncio.sleep(0.05)
         assert sim.messages_from_client(conversation.href) in ([], ["first"])
         assert "second" not in sim.messages_from_client(conversation.href)
+
+
+async def test_a_send_after_several_cancelled_ones_reaches_the_server_last(
+    make_session: SessionFactory,
+) -> None:
+    """Several concurrent send()s given up during their POSTs: a send after them all
+    waits for every one of them, not only the last given up."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.latency(0.6, target="sendMessage")
+        slow = asyncio.create_task(conversation.send("slow"))
+        await asyncio.sleep(0.1)
+        sim.faults.latency(0.3, target="sendMessage")
+        quick = asyncio.create_task(conversation.send("quick"))
+        await asyncio.sleep(0.1)
+        slow.cancel()  # the slow one given up first...
+        await asyncio.sleep(0)
+        quick.cancel()  # ...then the quicker one, answered before it
+        for task in (quick, slow):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        sim.faults.latency(0, target="sendMessage")
+        async with asyncio.timeout(STEP):
+            await (await conversation.send("last")).wait()
+            while session.stats.messages_delivered < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert sim.messages_from_client(conversation.href)[-1] == "last"
+        assert session.stats.messages_sent == 3
