@@ -54,7 +54,10 @@ class Timeouts:
     - ``request``: one ordinary request, time queued for a pooled connection included.
     - ``connect``: all of ``open()`` (sign-in, application, event channel,
       makeMeAvailable), and how long a POST waits for the channel to come back.
-    - ``close``: the DELETE of the application when the session closes.
+    - ``close``: the DELETE of the application when the session closes; and, when the
+      session closes (or ``open()`` gives up) while its application POST is on its way,
+      first the wait for that POST's answer, so the application the server made is
+      deleted too. A given-up ``open()`` can so take ``connect`` plus twice ``close``.
     - ``pget``: the event channel's ``timeout`` query, clamped by UCWA to 180..1800;
       the P-GET's read timeout is 30 s above it.
     - ``keepalive``: the ``reportMyActivity`` period; ``None`` turns it off. A session

@@ -140,7 +140,8 @@ _OPEN_STEPS: dict[str, tuple[str, dict[str, Any]]] = {
     "discovery GET": ("discovery", {}),
     "user GET": ("user", {}),
     "token POST": ("token", {}),
-    "application POST": ("applications", {}),
+    # The close waits up to close_timeout for the POST's answer (to DELETE what it made).
+    "application POST": ("applications", {"close_timeout": 1.0}),
     # Latency holds the first P-GET; a long settle keeps the channel "connecting".
     "channel connect": ("pget", {"reconnect_settle": 30.0}),
     "makeMeAvailable": ("makeMeAvailable", {}),
