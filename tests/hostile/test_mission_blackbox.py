@@ -282,9 +282,13 @@ async def test_many_continues_with_faults(server: HostileServer, wire: str) -> N
                     assert isinstance(signal.error, ucwa_async.CallbackChannelError), signal
                 assert posts[last.operation_id] == 3
             watcher.cancel()
-        assert session.channel_state == ucwa_async.ChannelStatus.CONNECTED
+        # README: channel_state "goes `reconnecting` -> `connected`", the session's state
+        # "new -> opening -> open -> closing -> closed": the enums read as those words.
+        assert session.channel_state == ucwa_async.ChannelStatus.CONNECTED == "connected"
+        assert session.state == "open"
     assert session.pending_invitations == 0
-    assert session.state == ucwa_async.SessionState.CLOSED
+    assert session.state == ucwa_async.SessionState.CLOSED == "closed"
+    assert session.channel_state == "closed"
 
     for invitation, result in zip(invitations, results, strict=True):
         plan = plans[invitation.operation_id]
