@@ -89,6 +89,7 @@ class Channel:
         self.faults = faults  # P-GET number -> fault
         self.count = 0
         self.served: list[str] = []
+        self.dropped: list[dict[str, Any]] = []
 
     def release(self, batch: dict[str, Any]) -> None:
         self.pending.append(batch)
@@ -103,10 +104,6 @@ class Channel:
         if fault == "503":
             body = {"code": "ServiceUnavailable", "message": "Busy"}
             return self.replay._answer(503, body, {"Retry-After": "1"})
-        if fault == "drop":
-            assert request.transport is not None
-            request.transport.close()
-            return web.Response()
         ack = int(request.query.get("ack") or 1)
         deadline = time.monotonic() + 0.25
         while len(self.log) < ack:
@@ -119,6 +116,13 @@ class Channel:
             except TimeoutError:
                 while len(self.log) < ack:
                     self.log.append({})
+        if fault == "drop":
+            # The batch is taken (it stays batch ``ack``) and lost on the way: the client
+            # must ask for the same ack again (EventChannelDetails.md).
+            self.dropped.append(self.log[ack - 1])
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response()
         batch = self.log[ack - 1]
         links = {
             "self": {"href": f"{V}/events?ack={ack}"},
@@ -316,5 +320,6 @@ async def test_many_continues_with_faults(server: HostileServer, wire: str) -> N
     assert kinds == ["ChannelReconnecting", "ChannelReconnected"] * (len(kinds) // 2), kinds
     assert all(s.attempts >= 1 for s in signals if isinstance(s, ucwa_async.ChannelReconnected))
     assert "drop" in channel.served
+    assert any(batch.get("sender") for batch in channel.dropped), channel.dropped
     assert "503" in channel.served
     assert replay.unexpected == []
