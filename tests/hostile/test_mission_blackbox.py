@@ -91,6 +91,8 @@ class Channel:
         self.count = 0
         self.served: list[str] = []
         self.dropped: list[dict[str, Any]] = []
+        self.held: dict[int, asyncio.Future[None]] = {}
+        self.replaced = 0
 
     def release(self, batch: dict[str, Any]) -> None:
         self.pending.append(batch)
@@ -106,8 +108,20 @@ class Channel:
             body = {"code": "ServiceUnavailable", "message": "Busy"}
             return self.replay._answer(503, body, {"Retry-After": "1"})
         ack = int(request.query.get("ack") or 1)
+        # EventChannelDetails.md: "If the client sends another P-GET with the same ack ID,
+        # the previous P-GET will be released with a failure response (409 / Conflict) with
+        # UCWA error subcode PGetReplaced."
+        previous = self.held.pop(ack, None)
+        if previous is not None and not previous.done():
+            previous.set_result(None)
+        replaced: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.held[ack] = replaced
         deadline = time.monotonic() + 0.25
         while len(self.log) < ack:
+            if replaced.done():
+                self.replaced += 1
+                body = {"code": "Conflict", "subcode": "PGetReplaced", "message": "Replaced"}
+                return self.replay._answer(409, body, {})
             if self.pending:
                 # What has queued up goes in one batch, one sender entry per event source.
                 senders = [sender for batch in self.pending for sender in batch["sender"]]
@@ -115,9 +129,12 @@ class Channel:
                 self.log.append({"sender": senders})
                 continue
             self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
+            changed = asyncio.ensure_future(self.changed.wait())
+            done, _ = await asyncio.wait(
+                [changed, replaced], timeout=max(0.0, deadline - time.monotonic())
+            )
+            changed.cancel()
+            if not done:
                 while len(self.log) < ack:
                     self.log.append({})
         if fault == "drop":
