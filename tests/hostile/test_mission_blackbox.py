@@ -129,10 +129,9 @@ class Channel:
                 self.log.append({"sender": senders})
                 continue
             self.changed.clear()
-            changed = asyncio.ensure_future(self.changed.wait())
-            done, _ = await asyncio.wait(
-                [changed, replaced], timeout=max(0.0, deadline - time.monotonic())
-            )
+            changed: asyncio.Future[Any] = asyncio.ensure_future(self.changed.wait())
+            waits: set[asyncio.Future[Any]] = {changed, replaced}
+            done, _ = await asyncio.wait(waits, timeout=max(0.0, deadline - time.monotonic()))
             changed.cancel()
             if not done:
                 while len(self.log) < ack:
@@ -316,11 +315,14 @@ async def test_many_continues_with_faults(server: HostileServer, wire: str) -> N
             watcher.cancel()
         # README: channel_state "goes `reconnecting` -> `connected`", the session's state
         # "new -> opening -> open -> closing -> closed": the enums read as those words.
-        assert session.channel_state == ucwa_async.ChannelStatus.CONNECTED == "connected"
-        assert session.state == "open"
+        words: dict[str, str] = {"connected": "connected", "open": "open", "closed": "closed"}
+        assert session.channel_state == ucwa_async.ChannelStatus.CONNECTED
+        assert session.channel_state == words["connected"]
+        assert session.state == words["open"]
     assert session.pending_invitations == 0
-    assert session.state == ucwa_async.SessionState.CLOSED == "closed"
-    assert session.channel_state == "closed"
+    assert session.state == ucwa_async.SessionState.CLOSED
+    assert session.state == words["closed"]
+    assert session.channel_state == words["closed"]
 
     for invitation, result in zip(invitations, results, strict=True):
         plan = plans[invitation.operation_id]
