@@ -334,8 +334,11 @@ async def test_many_continues_with_faults(server: HostileServer, wire: str) -> N
             assert result.operation_id == plan.operation_id
         elif plan.outcome == "timeout":
             assert isinstance(result, ucwa_async.InvitationTimeoutError), (plan, result)
+            assert isinstance(result, TimeoutError)
+            assert (result.href, result.operation_id) == (invitation.href, plan.operation_id)
         else:
             assert isinstance(result, ucwa_async.InvitationFailedError), (plan, result)
+            assert (result.href, result.operation_id) == (invitation.href, plan.operation_id)
             if plan.outcome == "failed":
                 assert result.reason is not None
                 assert (result.reason.code, result.reason.subcode, result.reason.message) == (
@@ -348,7 +351,12 @@ async def test_many_continues_with_faults(server: HostileServer, wire: str) -> N
     kinds = [type(s).__name__ for s in signals]
     assert kinds, channel.served
     assert kinds == ["ChannelReconnecting", "ChannelReconnected"] * (len(kinds) // 2), kinds
-    assert all(s.attempts >= 1 for s in signals if isinstance(s, ucwa_async.ChannelReconnected))
+    for signal in signals:
+        if isinstance(signal, ucwa_async.ChannelReconnected):
+            assert signal.attempts >= 1
+            assert signal.downtime >= 0
+        else:
+            assert signal.reason
     assert "drop" in channel.served
     assert any(batch.get("sender") for batch in channel.dropped), channel.dropped
     assert "503" in channel.served
