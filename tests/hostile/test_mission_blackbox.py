@@ -232,11 +232,12 @@ async def test_many_continues_with_faults(
             batches = batches[:1]
         for batch in batches:
             channel.release(batch)
+        # Absolute, relative, and the seeds' own ``//v1/...`` form.
         location = (
-            origin + href
-            if plan.n % 2
-            else f"//v1/applications/833/communication/invitations/{plan.n}"
-        )
+            origin + href,
+            href,
+            f"//v1/applications/833/communication/invitations/{plan.n}",
+        )[plan.n % 3]
         return created(location)
 
     for log in (LOG, LOG2, LOG3):
