@@ -24,8 +24,9 @@ __all__ = [
 ]
 
 
-class ChannelStatus(enum.Enum):
-    """What ``Session.channel_state`` reports."""
+class ChannelStatus(enum.StrEnum):
+    """What ``Session.channel_state`` reports (equal to its value: the README writes the
+    states as words, ``channel_state == "connected"``)."""
 
     CONNECTING = "connecting"
     CONNECTED = "connected"
@@ -33,7 +34,7 @@ class ChannelStatus(enum.Enum):
     CLOSED = "closed"
 
 
-class SessionState(enum.Enum):
+class SessionState(enum.StrEnum):
     """What ``Session.state`` reports: ``new -> opening -> open -> closing -> closed``.
 
     The only transitions are forward ones: ``open()`` takes a new session to
