@@ -184,7 +184,7 @@ class ConversationTable:
         invitation = IncomingInvitation(self, view, key)
         self._unindex(self._invitations.get(key))
         self._invitations[key] = invitation
-        conversation_key = self.book.key(view.conversation_href or "")
+        conversation_key = self._conversation_key(invitation)
         if conversation_key is not None:
             self._invitations_of.setdefault(conversation_key, {})[key] = invitation
         while len(self._invitations) > _MAX_OPEN_INVITATIONS:
@@ -253,7 +253,7 @@ class ConversationTable:
         anyone, leaves the table, its state unclaimed (evictable). Kept, it would stay
         claimed for as long as the server does not end that conversation, which it may
         never do for a caller who gave up (a daemon's table growing for months)."""
-        key = self.book.key(invitation._view.conversation_href or "")
+        key = self._conversation_key(invitation)
         conversation = self._conversations.get(key) if key is not None else None
         if conversation is None or conversation._returned:
             return
@@ -265,11 +265,15 @@ class ConversationTable:
         del self._conversations[conversation._state.key]
         conversation._state.claimed = False
 
+    def _conversation_key(self, invitation: IncomingInvitation) -> str | None:
+        """The book's key of the conversation ``invitation`` invites into (None: no href)."""
+        return self.book.key(invitation._view.conversation_href or "")
+
     def _unindex(self, invitation: IncomingInvitation | None) -> None:
         """``invitation`` leaves ``_invitations``: out of ``_invitations_of`` too."""
         if invitation is None:
             return
-        conversation_key = self.book.key(invitation._view.conversation_href or "")
+        conversation_key = self._conversation_key(invitation)
         if conversation_key is None:
             return
         same = self._invitations_of.get(conversation_key)
@@ -403,12 +407,10 @@ class ConversationTable:
             # The POST runs in a task the session owns: a caller that gives up (cancelled,
             # an outer timeout) cannot leave an accept the server took unknown here (its
             # conversation connected on the server, the invitation "withdrawn" locally).
-            posting: asyncio.Future[None] = loop.create_future()
-            posting.add_done_callback(consume_exception)
-            invitation._accept_posting = posting
+            invitation._accept_posting = self._in_session_task(
+                self._post_accept(invitation, accept_url, waiter, conversation)
+            )
             invitation._answered = "accepted"
-            work = self._post_accept(invitation, accept_url, waiter, conversation)
-            self._spawn(_settle_with(work, posting))
         if invitation._accept_posting is not None:
             await shielded(invitation._accept_posting)
         # An accept the server took (now, or before an earlier caller gave up): wait for
@@ -534,11 +536,10 @@ class ConversationTable:
             payload, content_type = _wire.encode_input({"reason": "Local"}, self._wire_format)
             # In a task the session owns, as accept's POST: a caller that gives up cannot
             # leave a decline the server took unknown here.
-            declining = asyncio.get_running_loop().create_future()
-            declining.add_done_callback(consume_exception)
+            declining = self._in_session_task(
+                self._post_decline(invitation, decline_url, payload, content_type)
+            )
             invitation._decline_posting = declining
-            work = self._post_decline(invitation, decline_url, payload, content_type)
-            self._spawn(_settle_with(work, declining))
         await shielded(declining)
 
     async def _post_decline(
@@ -576,15 +577,16 @@ class ConversationTable:
         # (cancelled, an outer timeout) cannot leave a message the server took untracked
         # (delivered, uncounted, its outcome lost). It stays tracked: counted, settled
         # from its events; a failure of its POST is logged.
-        posted: asyncio.Future[OutgoingMessage] = asyncio.get_running_loop().create_future()
-        posted.add_done_callback(consume_exception)
         behind = tuple(conversation._send_behind)
-        work = self._post_message(conversation, url, text, html, timeout, behind)
-        self._spawn(_settle_with(work, posted))
+        posted = self._in_session_task(
+            self._post_message(conversation, url, text, html, timeout, behind)
+        )
         try:
             return await shielded(posted)
         except asyncio.CancelledError:
-            posted.add_done_callback(functools.partial(_log_send_failure, conversation.href))
+            posted.add_done_callback(
+                functools.partial(_log_given_up, "sending in", conversation.href, "sendMessage")
+            )
             if not posted.done():
                 conversation._send_behind.add(posted)
                 posted.add_done_callback(conversation._send_behind.discard)
@@ -671,15 +673,15 @@ class ConversationTable:
         instead of leaving it Connected there, orphaned. The POSTs are bounded by the
         request timeout, cancelled by the session's close; if the caller gave up, their
         failure is logged and kept for the next leave() (``stopped``)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.add_done_callback(consume_exception)
-        self._spawn(_settle_with(work, done))
+        done = self._in_session_task(work)
         try:
             await shielded(done)
         except asyncio.CancelledError:
             # (``done`` may have ended in the very turn the caller was cancelled: its
             # error is no less unreported.)
-            done.add_done_callback(functools.partial(_log_stop_failure, what, conversation.href))
+            done.add_done_callback(
+                functools.partial(_log_given_up, what, conversation.href, "stop")
+            )
             conversation._stopping = done
             raise
 
@@ -835,6 +837,15 @@ class ConversationTable:
         else:
             del self._reads_waiters[key]
 
+    def _in_session_task(self, work: Coroutine[Any, Any, _T]) -> asyncio.Future[_T]:
+        """Run ``work`` (a POST that changes the server) in a task the session owns, so a
+        caller that gives up cannot cut it short; the future returned gets its outcome
+        (an error nobody reads is no "never retrieved" warning)."""
+        done: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        done.add_done_callback(consume_exception)
+        self._spawn(_settle_with(work, done))
+        return done
+
     async def reads_landed(self, key: str, timeout: float | None) -> None:
         """Return once the GETs of the conversation ``key`` queued or under way now have
         landed (not those queued later), or after ``timeout`` (None: the invitation
@@ -870,18 +881,11 @@ async def _settle_with(work: Coroutine[Any, Any, _T], done: asyncio.Future[_T]) 
             done.set_result(result)
 
 
-def _log_send_failure(href: str, done: asyncio.Future[OutgoingMessage]) -> None:
-    """The sendMessage POST of a send() whose caller gave up failed: nobody else knows."""
-    error = None if done.cancelled() else done.exception()
-    if error is not None and not isinstance(error, SessionClosedError):
-        log.warning("sending in %s: the sendMessage POST failed: %s", href, error)
-
-
-def _log_stop_failure(what: str, href: str, done: asyncio.Future[None]) -> None:
-    """The stop POST of a leave() or hang_up() whose caller gave up failed: nobody else
-    knows yet."""
+def _log_given_up(what: str, href: str, post: str, done: asyncio.Future[Any]) -> None:
+    """The ``post`` POST (sendMessage, or the stops of a leave() or hang_up()) of a caller
+    that gave up failed: nobody else knows yet."""
     error = None if done.cancelled() else done.exception()
     # (Cut short by the session's close: its DELETE of the application ends the
     # conversation on the server, nothing failed.)
     if error is not None and not isinstance(error, SessionClosedError):
-        log.warning("%s %s: the stop POST failed: %s", what, href, error)
+        log.warning("%s %s: the %s POST failed: %s", what, href, post, error)
