@@ -22,6 +22,7 @@ import attrs
 
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
+from ucwa_async._core.budget import failure_log_level
 from ucwa_async._core.errors import (
     AlreadyExistsError,
     AuthenticationError,
@@ -374,9 +375,7 @@ class Application:
                 await self._transport.send("POST", self.resolve(href))
             except UcwaError as exc:
                 failures += 1
-                # A server failing it forever must not write a WARNING every period,
-                # forever: a run of failures warns at its 1st, 2nd, 4th, 8th... one.
-                level = logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
+                level = failure_log_level(failures)
                 if failures == 1:
                     log.log(level, "reportMyActivity failed: %s", exc)
                 else:

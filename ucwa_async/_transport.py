@@ -39,7 +39,7 @@ from typing import Any
 from ucwa_async._auth import Auth, PasswordAuth, TokenAuth, checked_token
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
-from ucwa_async._core.budget import ReauthBudget
+from ucwa_async._core.budget import ReauthBudget, failure_log_level
 from ucwa_async._core.errors import (
     AuthenticationError,
     InsecureTransportError,
@@ -464,7 +464,7 @@ class Transport:
         # not wait it out in line: it must not come back before it either).
         failures = self._budget.failed(exc.retry_after if isinstance(exc, ResponseError) else None)
         log.log(
-            logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG,
+            failure_log_level(failures),
             "could not get a token for %s (failed grants in a row: %d; next try in %.1f s "
             "at the earliest): %s",
             origin,

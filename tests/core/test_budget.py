@@ -182,3 +182,13 @@ def test_a_failed_grant_s_retry_after_is_the_least_gap_up_to_the_failure_cap() -
     assert b.retry_in() == b.failure_cap
     b.succeeded()
     assert b.retry_in() == 0.0
+
+
+def test_failure_log_level_warns_at_powers_of_two() -> None:
+    import logging
+
+    from ucwa_async._core.budget import failure_log_level
+
+    warned = [n for n in range(1, 40) if failure_log_level(n) == logging.WARNING]
+    assert warned == [1, 2, 4, 8, 16, 32]
+    assert failure_log_level(3) == logging.DEBUG

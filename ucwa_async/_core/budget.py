@@ -35,13 +35,21 @@ The caller sleeps and counts; nothing here waits.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 
 from ucwa_async._core.backoff import check_delays, doubling
 
-__all__ = ["ReauthBudget", "RecreationBudget", "SlidingWindow"]
+__all__ = ["ReauthBudget", "RecreationBudget", "SlidingWindow", "failure_log_level"]
+
+
+def failure_log_level(failures: int) -> int:
+    """The log level of the ``failures``-th failure in a row: WARNING at the 1st, 2nd,
+    4th, 8th... (a server failing forever must not write a WARNING at every try,
+    forever), DEBUG otherwise."""
+    return logging.WARNING if failures & (failures - 1) == 0 else logging.DEBUG
 
 
 class SlidingWindow:
