@@ -50,6 +50,7 @@ from ucwa_async._core.errors import (
     InvitationTimeoutError,
     NotFoundError,
     SessionClosedError,
+    TransportError,
     UcwaError,
 )
 from ucwa_async._core.models import (
@@ -79,6 +80,13 @@ _INVITATION_RELS = frozenset({"messagingInvitation", "phoneAudioInvitation"})
 
 _InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
 _TERMINAL_SUCCESS = frozenset({"connected", "success"})
+# A continue POST that got no answer (TransportError) may still have reached the server:
+# its operationId is watched this long (at most its invitation timeout), for at most
+# this many POSTs at once; a retry with the same operation_id waits up to _RETRY_GRACE
+# for the first POST's events before it POSTs again.
+_UNANSWERED_WATCH = 60.0
+_MAX_UNANSWERED = 1024
+_RETRY_GRACE = 2.0
 _READERS = 8  # invitation GETs at once: a resync with 10 000 pending is not 10 000 GETs
 _RESYNC_WAVE_INTERVAL = 1.0  # seconds between the starts of two resync re-read waves
 
@@ -101,6 +109,20 @@ class _Start:
         self.invitation = invitation
         self.posted = posted
         self.timeout = timeout
+        self.waiters = 0
+
+
+class _Unanswered:
+    """A continue POST that got no answer: the server may have made its invitation.
+    ``retry`` resolves when the channel names the operation (or the watch ends); a
+    retry with the same operation_id waits on it (``waiters``) to join that invitation."""
+
+    __slots__ = ("invitation", "retry", "timeout", "waiters")
+
+    def __init__(self, invitation: Invitation[Any], timeout: float) -> None:
+        self.invitation = invitation
+        self.timeout = timeout
+        self.retry: asyncio.Future[None] | None = None
         self.waiters = 0
 
 
@@ -157,6 +179,7 @@ class OperationTable:
         self._starting: dict[str, _Start] = {}  # continue POSTs in flight
         self._cancels: dict[str, _Cancel] = {}  # cancel POSTs in flight
         self._abandoning: dict[str, asyncio.Future[None]] = {}  # abandoned, being cancelled
+        self._unanswered: dict[str, _Unanswered] = {}  # POSTs without an answer, watched
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
         # Read-backs: queued (in order), in flight (one per invitation), asked again
         # while in flight (its GET may predate a resync).
@@ -177,7 +200,8 @@ class OperationTable:
         self._canceller = self.request_cancel
 
     def __len__(self) -> int:
-        return len(self._invitations)
+        # A watched unanswered POST's invitation is tracked, but no caller holds it.
+        return len(self._invitations) - len(self._unanswered)
 
     # -- start -------------------------------------------------------------------------
 
@@ -190,6 +214,8 @@ class OperationTable:
         timeout: float | None,
         model: type[_InvT],
     ) -> Invitation[_InvT]:
+        if operation_id in self._unanswered:
+            await self._retry_unanswered(operation_id, timeout)
         abandoning = self._abandoning.get(operation_id)
         if abandoning is not None:
             # Its caller gave up and the session is cancelling it: a retry must not get
@@ -267,7 +293,10 @@ class OperationTable:
             _settle(entry.posted, SessionClosedError("the session closed during the POST"))
             raise
         except Exception as exc:
-            self._drop_start(entry)
+            if isinstance(exc, TransportError):
+                self._watch_unanswered(entry)
+            else:
+                self._drop_start(entry)
             _settle(entry.posted, exc)
             return
         self._starting.pop(invitation.operation_id, None)
@@ -278,6 +307,96 @@ class OperationTable:
             _settle(entry.posted, None)
         if entry.waiters == 0 and self._invitations.get(invitation.operation_id) is invitation:
             await self._abandon(invitation)  # still pending, and nobody can see it
+
+    # -- a POST without an answer -----------------------------------------------------
+
+    def _watch_unanswered(self, entry: _Start) -> None:
+        """The continue POST got no answer (connection lost, timed out): the server may
+        have made the invitation all the same. Its caller is told the POST failed; the
+        operationId stays expected for a while, and if the channel names it, the call is
+        cancelled on the server (``_unanswered_named``), unless a retry of the same
+        operation_id claims it. Nothing comes: the watch ends quietly."""
+        invitation = entry.invitation
+        operation_id = invitation.operation_id
+        self._starting.pop(operation_id, None)
+        if self._closed or self._invitations.get(operation_id) is not invitation:
+            return
+        if invitation.href is not None:  # an event named it already: the server made it
+            log.warning(
+                "the server made invitation %s although its continue POST got no answer; "
+                "cancelling it",
+                invitation.href,
+            )
+            self._spawn(self._abandon(invitation))
+            return
+        if len(self._unanswered) >= _MAX_UNANSWERED:
+            oldest = next(iter(self._unanswered))
+            log.warning("too many unanswered continue POSTs watched; no longer watching %s", oldest)
+            self._forget_unanswered(oldest)
+        self._unanswered[operation_id] = _Unanswered(invitation, entry.timeout)
+        self._arm_timeout(invitation, min(entry.timeout, _UNANSWERED_WATCH))
+        log.info(
+            "continue POST %s got no answer; watching the event channel for its invitation",
+            operation_id,
+        )
+
+    def _forget_unanswered(self, operation_id: str) -> None:
+        """End the watch of an unanswered POST: nothing of it was seen."""
+        watch = self._unanswered.pop(operation_id, None)
+        if watch is None:
+            return
+        if watch.retry is not None:
+            _settle(watch.retry, None)
+        if self._invitations.get(operation_id) is watch.invitation:
+            del self._invitations[operation_id]
+            self._correlator.finish(operation_id)
+            watch.invitation._cancel_local("the continue POST got no answer")
+
+    def _unanswered_named(self, operation_id: str) -> None:
+        """The channel named the operation of an unanswered POST (the resolution is
+        applied): the server made it. A retry waiting for it joins it; else nobody
+        holds it, and it is cancelled on the server (an abandoned call)."""
+        watch = self._unanswered.pop(operation_id)
+        invitation = watch.invitation
+        if watch.retry is not None:
+            _settle(watch.retry, None)
+        if self._invitations.get(operation_id) is not invitation:
+            log.warning(
+                "the server made invitation %s although its continue POST got no answer; "
+                "it has already ended",
+                invitation.href or operation_id,
+            )
+            return
+        if watch.waiters > 0:
+            return  # _retry_unanswered adopts it
+        log.warning(
+            "the server made invitation %s although its continue POST got no answer; cancelling it",
+            invitation.href or operation_id,
+        )
+        self._spawn(self._abandon(invitation))
+
+    async def _retry_unanswered(self, operation_id: str, timeout: float | None) -> None:
+        """A retry of an unanswered POST: wait up to ``_RETRY_GRACE`` for the channel to
+        name the first POST's invitation. Named: the retry joins it (no second POST);
+        else the watch ends and the retry POSTs afresh."""
+        watch = self._unanswered[operation_id]
+        if watch.retry is None:
+            watch.retry = asyncio.get_running_loop().create_future()
+        watch.waiters += 1
+        try:
+            async with asyncio.timeout(_RETRY_GRACE):
+                await shielded(watch.retry)
+        except TimeoutError:
+            pass
+        finally:
+            watch.waiters -= 1
+        if self._unanswered.get(operation_id) is watch:
+            self._forget_unanswered(operation_id)  # nothing came: POST again
+        elif self._invitations.get(operation_id) is watch.invitation and not self._closed:
+            # Joined: from now on it is the retry's invitation, with the retry's timeout.
+            self._stats.invitations_started += 1
+            self._arm_timeout(watch.invitation, timeout or self._invitation_timeout)
+        self._ensure_usable()
 
     def _drop_start(self, entry: _Start) -> None:
         operation_id = entry.invitation.operation_id
@@ -575,6 +694,9 @@ class OperationTable:
         self._expire(operation_id)
 
     def _expire(self, operation_id: str) -> None:
+        if operation_id in self._unanswered:
+            self._forget_unanswered(operation_id)  # nothing came of the unanswered POST
+            return
         invitation = self._invitations.pop(operation_id, None)
         if invitation is None:
             return
@@ -630,6 +752,8 @@ class OperationTable:
             _settle(cancel.done, closed)
         for abandoning in list(self._abandoning.values()):
             _settle(abandoning, None)
+        for operation_id in list(self._unanswered):
+            self._forget_unanswered(operation_id)
         self._starting.clear()
         self._cancels.clear()
         for operation_id in list(self._invitations):
@@ -684,6 +808,16 @@ class OperationTable:
         invitation = self._invitations.get(operation_id)
         if invitation is None:
             return
+        if self._unanswered and operation_id in self._unanswered:
+            self._apply_known(resolution, invitation)
+            self._unanswered_named(operation_id)
+            return
+        self._apply_known(resolution, invitation)
+
+    def _apply_known(
+        self, resolution: Progress | Succeeded | Failed | NeedsLookup, invitation: Invitation[Any]
+    ) -> None:
+        operation_id = resolution.operation_id
         if isinstance(resolution, Progress):
             resource = resolution.event.resource
             self._progress(invitation, resolution.state, resource)

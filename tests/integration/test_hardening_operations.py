@@ -192,6 +192,156 @@ async def test_abandoned_continue_whose_post_fails_cancels_nothing(
         assert sim.counters.invitations_created == 0
 
 
+def _hold_events(session: ucwa_async.Session) -> Callable[[], None]:
+    """Hold the batches the event channel reads until the returned function releases
+    them (in order): events that come after a POST's failure, deterministically."""
+    host = session._host
+    assert host is not None
+    deliver, held = host.deliver, []
+    host.deliver = held.append  # type: ignore[method-assign]
+
+    def release() -> None:
+        host.deliver = deliver  # type: ignore[method-assign]
+        for batch in held:
+            deliver(batch)
+
+    return release
+
+
+@pytest.mark.parametrize("how", ["connection lost", "request timeout"])
+@pytest.mark.parametrize("events", ["before the failure", "after the failure"])
+async def test_continue_whose_answer_is_lost_is_cancelled_on_the_server(
+    make_session: SessionFactory, wire_format: str, how: str, events: str
+) -> None:
+    # The server makes the invitation (the phone rings) but its 201 never arrives: the
+    # connection drops, or the answer comes after the request's timeout. The caller is
+    # told the POST failed; the session must not leave that call ringing on the server,
+    # whether the channel named the call before the failure or only after it.
+    overrides = {"request_timeout": 0.3} if how == "request timeout" else {}
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim, **overrides) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session) if events == "after the failure" else None
+        sim.faults.late_answer(0.1 if how == "connection lost" else 1.0, drop=True)
+        with pytest.raises(ucwa_async.TransportError) as failed:
+            await session.continue_phone_audio(logs[0], PHONE)
+        timed_out = isinstance(failed.value, ucwa_async.RequestTimeoutError)
+        assert timed_out == (how == "request timeout")
+        assert sim.counters.invitations_created == 1
+        if release is not None:
+            assert session.pending_invitations == 0  # watched, but nobody holds it
+            await asyncio.sleep(0.1)
+            release()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        await until(lambda: session.pending_invitations == 0)
+        cancels = _requests(sim, "cancel")
+        assert [r.status for r in cancels] == [204]
+        assert "/communication/invitations/1/cancel" in cancels[0].path
+        assert session.stats.invitations_abandoned == 1
+        assert session.stats.invitations_started == 0
+        assert len(_requests(sim, "continue")) == 1
+        assert session._ops._unanswered == {}
+
+
+async def test_a_retry_of_a_continue_whose_answer_is_lost_joins_its_invitation(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The caller retries at once with the call's own operation_id, before the channel
+    # has named the first POST's invitation: the retry waits for it and joins it, so
+    # the server is asked once and one call rings.
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-7")
+        retry = asyncio.create_task(
+            session.continue_phone_audio(logs[0], PHONE, operation_id="order-7", timeout=30)
+        )
+        await asyncio.sleep(0.1)
+        assert not retry.done()  # waiting for the channel's word on the first POST
+        release()
+        invitation = await asyncio.wait_for(retry, 5)
+        assert invitation.operation_id == "order-7"
+        assert invitation.href is not None
+        assert invitation.href.endswith("/invitations/1")
+        await until(lambda: invitation.state == "Connecting")
+        assert len(_requests(sim, "continue")) == 1
+        assert _requests(sim, "cancel") == []
+        assert session.pending_invitations == 1
+        assert session.stats.invitations_started == 1
+        assert session.stats.invitations_abandoned == 0
+        assert invitation._deadline is not None  # the retry's own timeout runs
+        assert invitation._deadline - asyncio.get_running_loop().time() > 20
+
+
+async def test_a_continue_whose_post_reached_nothing_is_watched_then_forgotten(
+    make_session: SessionFactory,
+    wire_format: str,
+    monkeypatch: pytest.MonkeyPatch,
+    no_leftover_tasks: Callable[[], None],
+) -> None:
+    # The POST failed before the server acted (the connection never opened, say): no
+    # event ever names it. The watch ends by itself, nothing is cancelled, and a retry
+    # with the same operation_id POSTs afresh once its grace has passed.
+    from ucwa_async import _operations
+
+    monkeypatch.setattr(_operations, "_RETRY_GRACE", 0.2)
+    async with UcwaSimulator() as sim:
+        session = make_session(sim)
+        await session.open()
+        logs = await session.conversation_logs(limit=1)
+        post = session._ops._post_continue
+
+        async def refused(url: str, body: Any) -> Any:
+            raise ucwa_async.TransportError("POST failed: cannot connect (injected)")
+
+        session._ops._post_continue = refused  # type: ignore[method-assign]
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_messaging(logs[0], timeout=0.3)
+        assert len(session._ops._unanswered) == 1
+        assert session.pending_invitations == 0
+        await until(lambda: session._ops._unanswered == {})
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_messaging(logs[0], operation_id="order-8")
+        session._ops._post_continue = post  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        retry = await session.continue_messaging(logs[0], operation_id="order-8")
+        assert loop.time() - began >= 0.15  # it waited for the first POST's events
+        assert (await retry.wait(5)).state == "Connected"
+        assert len(_requests(sim, "continue")) == 1
+        assert _requests(sim, "cancel") == []
+        assert session.stats.invitations_abandoned == 0
+        assert session._ops._unanswered == {}
+        await session.aclose()
+        await assert_no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_closing_ends_the_watch_of_an_unanswered_continue(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    async with UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim:
+        session = make_session(sim)
+        await session.open()
+        logs = await session.conversation_logs(limit=1)
+        _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_messaging(logs[0])
+        assert len(session._ops._unanswered) == 1
+        async with asyncio.timeout(3):
+            await session.aclose()
+        assert session._ops._unanswered == {}
+        assert session.stats.invitations_closed == 0  # nobody held it
+        assert sim.application_ids == []  # the DELETE ended the call on the server
+
+
 async def test_close_while_an_abandoned_post_runs_leaves_nothing(
     make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
 ) -> None:

@@ -369,13 +369,17 @@ class FaultInjector:
             raise ValueError("status must be a 3xx")
         self._arm(Armed("redirect_3xx", next_n, target, status=status))
 
-    def late_answer(self, seconds: float, next_n: int = 1, *, target: str = "continue") -> None:
+    def late_answer(
+        self, seconds: float, next_n: int = 1, *, target: str = "continue", drop: bool = False
+    ) -> None:
         """The next N requests matching target are handled at once (a continue POST
         creates its invitation, whose events start) but answered ``seconds`` later:
-        the server acted, the client does not know yet. ``latency`` delays before."""
+        the server acted, the client does not know yet. ``latency`` delays before.
+        ``drop``: never answered; the connection is closed after ``seconds`` instead
+        (the server acted, and its answer is lost)."""
         if not seconds >= 0:
             raise ValueError("seconds must be >= 0")
-        self._arm(Armed("late_answer", next_n, target, retry_after=seconds))
+        self._arm(Armed("late_answer", next_n, target, retry_after=seconds, discard=drop))
 
     # --- pathological servers: the event channel (P-GET) ----------------------------
     # One-shot by default like every kind (the soak arms each once); next_n=None arms

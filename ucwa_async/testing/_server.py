@@ -146,6 +146,11 @@ class _Pipeline:
         if late is not None:  # the handler ran: the server acted, the answer comes later
             ctx.fault = "late_answer"
             await asyncio.sleep(late.retry_after or 0.0)
+            if late.discard:  # the answer is lost: the connection closes without one
+                transport = ctx.request.transport
+                if transport is not None:
+                    transport.abort()
+                raise web.HTTPException()  # nothing is written to a closed connection
         if (
             faults.has("malformed_body")
             and isinstance(response, web.Response)
