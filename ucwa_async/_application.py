@@ -132,7 +132,7 @@ class Application:
             except UnexpectedRedirectError as exc:
                 # RootURL.md: an http first hop is answered with a redirect to https, and
                 # only a 3xx to another domain is a failure. Discovery carries no token.
-                target = _discovery_redirect(url, exc.location)
+                target = _discovery_redirect(url, exc.location, self._discovery_url)
                 if target is None:
                     raise
                 log.info("autodiscovery answered %d; following it to %s", exc.status, target)
@@ -167,15 +167,14 @@ class Application:
 
         RootURL.md's security check: an answer not received over https may have been
         spoofed, so its links are followed only within the sign-in domain (that of the
-        sign-in address, of the discovery URL, or of the host that answered); else the
-        password would go to whichever https host a plain-http answer names.
+        sign-in address, or the domain of the discovery URL or of the host that answered,
+        as ``_discovery_domain`` reads them); else the password would go to whichever
+        https host a plain-http answer names.
         """
         target = resolve_href(href, base_url=answered)
         transport = self._transport
-        if (
-            transport.received_securely(answered)
-            or _discovery_redirect(answered, target)
-            or _discovery_redirect(self._discovery_url, target)
+        if transport.received_securely(answered) or _discovery_redirect(
+            answered, target, self._discovery_url
         ):
             return target
         domain, host = transport.sign_in_domain, _host_of(target)
@@ -494,33 +493,52 @@ class Application:
         return url
 
 
-def _discovery_redirect(url: str, location: str | None) -> str | None:
-    """Where an autodiscovery 3xx leads, if it stays in the discovery host's domain.
+def _discovery_redirect(url: str, location: str | None, *also: str) -> str | None:
+    """Where an autodiscovery 3xx leads, if it stays in the discovery host's domain
+    (that of ``url``, or of any of the URLs ``also`` names).
 
     RootURL.md: "HTTP 302 redirect to a domain different from the domain of the
     autodiscovery service" is a failed discovery; so is an unusable ``Location``.
-    The domain of ``lyncdiscover.contoso.com`` is ``contoso.com``; an address or a
-    single-label host has none but itself.
     """
     if not location:
         return None
     try:
         target = resolve_href(location, base_url=url)
-        here, there = _host_of(url), _host_of(target)
+        there = _host_of(target)
     except ValueError:
         return None
-    if not here or not there:
+    if not there:
         return None
-    if there == here:
-        return target
-    parent = here.partition(".")[2]
-    if (
-        "." in parent
-        and not _is_address(here)
-        and (there == parent or there.endswith("." + parent))
-    ):
-        return target
+    for base in (url, *also):
+        domain = _discovery_domain(base)
+        if domain and (
+            there == domain or (not _is_address(domain) and there.endswith("." + domain))
+        ):
+            return target
     return None
+
+
+# RootURL.md's table: the root URL is [http|https]://LyncDiscover[Internal].<domain>.
+_DISCOVERY_LABELS = ("lyncdiscover", "lyncdiscoverinternal")
+
+
+def _discovery_domain(url: str) -> str:
+    """The domain of the autodiscovery service at ``url`` ('' if it has no host).
+
+    A host named as RootURL.md names the service, ``LyncDiscover.<domain>`` or
+    ``LyncDiscoverInternal.<domain>``, stands for ``<domain>`` (``lyncdiscover.contoso.com``
+    for ``contoso.com``). Any other host stands for itself alone (and its subdomains):
+    its parent may be a public suffix (``contoso.co.uk``'s is ``co.uk``, ``foo.github.io``'s
+    ``github.io``), where anyone can hold a name. So does a single-label parent.
+    """
+    try:
+        host = _host_of(url)
+    except ValueError:
+        return ""
+    label, _, parent = host.partition(".")
+    if label in _DISCOVERY_LABELS and "." in parent and not _is_address(host):
+        return parent
+    return host
 
 
 def _host_of(url: str) -> str:

@@ -90,6 +90,10 @@ class Retries:
     - ``reauthentications`` per ``reauthentication_window`` seconds: fresh tokens the
       server may refuse before the session gives up with ``AuthenticationError`` (a
       password is never sent in a loop; expiries of tokens that worked are not counted).
+      An endpoint that refuses the very token granted for its own 401 (while the rest
+      of the API takes it) gets ``reauthentications + 1`` such grants; then none for
+      ``reauthentication_window`` seconds, doubling up to a day, until it takes a
+      token: its calls raise ``AuthenticationError`` meanwhile.
     """
 
     callback_channel: int = attrs.field(default=3, validator=_count)

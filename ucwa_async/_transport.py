@@ -12,6 +12,10 @@ DELETE on close, the token grant), so the rules live in one place:
 - one 401 gets one re-authentication and one repeat; re-authentications are
   bounded by a :class:`ReauthBudget` (count per window, spacing between grants),
   and an HTML 401 from a front proxy is never answered with a grant;
+- an endpoint that refuses the very token its own 401 had granted, again and again
+  (while the rest of the API takes it), gets no grant for ever longer holds
+  (:class:`RefusingEndpoints`): its 401 is no expiry, and a keep-alive must not
+  send the password once per period for as long as the client runs;
 - a password token is granted again before the expiry its grant announced
   (``expires_in``), on the first request after it is due: a session that lives for
   days does not meet a 401 at each expiry (AuthenticationInUCWA.md, "Refreshing an
@@ -39,7 +43,7 @@ from typing import Any
 from ucwa_async._auth import Auth, PasswordAuth, TokenAuth, checked_token
 from ucwa_async._core import wire as _wire
 from ucwa_async._core.backoff import Backoff
-from ucwa_async._core.budget import ReauthBudget, failure_log_level
+from ucwa_async._core.budget import ReauthBudget, RefusingEndpoints, failure_log_level
 from ucwa_async._core.errors import (
     AuthenticationError,
     InsecureTransportError,
@@ -70,6 +74,9 @@ _REFRESH_MARGIN = 300.0
 # ... at half its life for a short one, and never sooner than this after its grant: a
 # server announcing expires_in=0 or 1 forever gets a grant a minute, not one per request.
 _MIN_TOKEN_AGE = 60.0
+# The longest hold of an endpoint that refuses every fresh token (see RefusingEndpoints):
+# a grant a day for it at most, once the holds have grown.
+_REFUSING_ENDPOINT_CAP = 86400.0
 
 
 class Transport:
@@ -131,6 +138,15 @@ class Transport:
             window=reauthentication_window,
             base=backoff.base,
             cap=backoff.cap,
+            clock=clock,
+        )
+        # Endpoints refusing the token granted for their own 401: the refusals one budget
+        # window allows (an expiry, then max_reauthentications fresh tokens) are free;
+        # then holds of a window, doubling up to a day.
+        self._refusing = RefusingEndpoints(
+            free=max_reauthentications + 1,
+            base=reauthentication_window,
+            cap=_REFUSING_ENDPOINT_CAP,
             clock=clock,
         )
         self._allow_insecure_http = allow_insecure_http
@@ -213,6 +229,7 @@ class Transport:
         # and one repeat. A 401 for a token another task has replaced meanwhile costs no
         # grant: the request is repeated with the new token (bounded too).
         granted = False
+        fresh = -1  # the token version this request's own grant made
         repeats = 0
         throttled = 0
         while True:
@@ -236,6 +253,8 @@ class Transport:
                 )
             if "Authorization" in headers and response.status != 401:
                 self._mark_accepted(origin, "request", version)
+                if self._refusing:
+                    self._refusing.accepted(_endpoint(method, url))
             if (
                 response.status == 401
                 and authorize
@@ -247,9 +266,14 @@ class Transport:
                     repeats += 1  # refreshed by another task meanwhile: no grant needed
                     continue
                 if not granted:
+                    self._check_not_held(method, url)
                     repeats += 1
                     granted = await self.authenticate(origin, url, response, version)
+                    if granted:
+                        fresh = self.token_versions.get(origin, 0)
                     continue
+            if response.status == 401 and version == fresh and not _is_proxy_page(response):
+                self._endpoint_refused(method, url)
             error = classify(
                 response.status,
                 response.content_type,
@@ -282,6 +306,40 @@ class Transport:
                 await asyncio.sleep(delay)
                 continue
             raise error
+
+    def _check_not_held(self, method: str, url: str) -> None:
+        """Raise ``AuthenticationError`` instead of a grant for an endpoint held for
+        refusing the tokens granted for its own 401s."""
+        if not self._refusing:
+            return
+        key = _endpoint(method, url)
+        wait = self._refusing.wait(key)
+        if wait > 0:
+            raise AuthenticationError(
+                status=401,
+                message=(
+                    f"no new token for this endpoint for {wait:.0f} s: it refused the "
+                    f"last {self._refusing.refusals(key)} tokens granted for its own 401s "
+                    "(its re-authentication budget is spent)"
+                ),
+                method=method,
+                url=url,
+                retry_after=wait,
+            )
+
+    def _endpoint_refused(self, method: str, url: str) -> None:
+        """The token granted for this request's 401 was refused by the same endpoint."""
+        key = _endpoint(method, url)
+        refusals = self._refusing.refused(key)
+        wait = self._refusing.wait(key)
+        log.log(
+            failure_log_level(refusals),
+            "%s %s refused the token granted for its own 401 (%d in a row)%s",
+            method,
+            _short(url),
+            refusals,
+            f": no new token for it for {wait:.0f} s" if wait > 0 else "",
+        )
 
     def round_trip(self) -> float:
         """The shortest duration of the last ordinary requests (0 before the first): a
@@ -652,6 +710,11 @@ def _is_proxy_page(response: HttpResponse) -> bool:
         and bool(response.body)
         and _wire.wire_of(response.content_type) is None
     )
+
+
+def _endpoint(method: str, url: str) -> str:
+    """What refuses a token: a method on a URL, whatever its query (an operationId...)."""
+    return f"{method} {url.partition('?')[0].partition('#')[0]}"
 
 
 def _scheme(url: str) -> str:

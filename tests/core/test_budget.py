@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ucwa_async._core.budget import ReauthBudget
+from ucwa_async._core.budget import ReauthBudget, RefusingEndpoints
 
 
 class Clock:
@@ -192,3 +192,64 @@ def test_failure_log_level_warns_at_powers_of_two() -> None:
     warned = [n for n in range(1, 40) if failure_log_level(n) == logging.WARNING]
     assert warned == [1, 2, 4, 8, 16, 32]
     assert failure_log_level(3) == logging.DEBUG
+
+
+# -- RefusingEndpoints: an endpoint that refuses every fresh token ------------------------
+
+
+def refusing(clock: Clock, **overrides: float) -> RefusingEndpoints:
+    options: dict[str, float] = {"free": 1, "base": 60.0, "cap": 600.0, "size": 4}
+    options.update(overrides)
+    return RefusingEndpoints(
+        free=int(options["free"]),
+        base=options["base"],
+        cap=options["cap"],
+        size=int(options["size"]),
+        clock=clock,
+    )
+
+
+def test_an_endpoint_refusing_fresh_tokens_is_held_ever_longer_until_it_takes_one() -> None:
+    clock = Clock()
+    r = refusing(clock)
+    assert not r
+    assert r.wait("POST /me/reportMyActivity") == 0.0
+    # The first ``free`` refusals cost nothing: a fresh token may be refused once in a
+    # while (a front end that has not seen it yet).
+    assert r.refused("POST /me/reportMyActivity") == 1
+    assert r.wait("POST /me/reportMyActivity") == 0.0
+    held = []
+    for _ in range(8):
+        r.refused("POST /me/reportMyActivity")
+        held.append(r.wait("POST /me/reportMyActivity"))
+        clock.now += held[-1]
+        assert r.wait("POST /me/reportMyActivity") == 0.0
+    assert held == [60.0, 120.0, 240.0, 480.0, 600.0, 600.0, 600.0, 600.0]
+    assert r.refusals("POST /me/reportMyActivity") == 9
+    assert r.wait("GET /people/contacts") == 0.0  # per endpoint
+    r.refused("POST /me/reportMyActivity")
+    clock.now += 1.0
+    assert r.wait("POST /me/reportMyActivity") == pytest.approx(599.0)
+    r.accepted("POST /me/reportMyActivity")  # it took a token: forgotten
+    assert r.wait("POST /me/reportMyActivity") == 0.0
+    assert r.refusals("POST /me/reportMyActivity") == 0
+    assert not r
+
+
+def test_refusing_endpoints_are_bounded() -> None:
+    clock = Clock()
+    r = refusing(clock, free=0, size=4)
+    for n in range(10):
+        r.refused(f"GET /{n}")
+    assert len(r) == 4
+    assert r.wait("GET /0") == 0.0  # the oldest was forgotten
+    assert r.wait("GET /9") == 60.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"free": -1}, {"base": -1.0}, {"cap": float("nan")}, {"size": 0}, {"free": True}],
+)
+def test_refusing_endpoints_bad_arguments(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        RefusingEndpoints(**kwargs)  # type: ignore[arg-type]

@@ -79,6 +79,28 @@ async def test_a_discovery_redirect_to_another_host_is_refused(
         ("http://127.0.0.1:8080/", "http://127.0.0.2:8080/", None),
         ("https://lyncdiscover.contoso.com/", "javascript:alert(1)", None),
         ("https://lyncdiscover.contoso.com/", None, None),
+        # Only a host named as RootURL.md's table names discovery services
+        # (LyncDiscover.<domain>, LyncDiscoverInternal.<domain>) stands for its parent
+        # domain; any other host's domain is itself: its parent may be a public suffix.
+        ("http://contoso.co.uk/", "https://evil.co.uk/", None),
+        ("http://foo.github.io/", "https://bar.github.io/", None),
+        ("http://contoso.co.uk/", "https://co.uk/", None),
+        ("https://lyncweb.contoso.com/", "https://evil.contoso.com/", None),
+        ("http://contoso.co.uk/", "https://contoso.co.uk/r", "https://contoso.co.uk/r"),
+        (
+            "http://contoso.co.uk/",
+            "https://lyncweb.contoso.co.uk/",
+            "https://lyncweb.contoso.co.uk/",
+        ),
+        ("http://lyncdiscover.contoso.co.uk/", "https://evil.co.uk/", None),
+        (
+            "http://lyncdiscover.contoso.co.uk/",
+            "https://lyncweb.contoso.co.uk/",
+            "https://lyncweb.contoso.co.uk/",
+        ),
+        ("http://lyncdiscover.com/", "https://evil.com/", None),
+        ("http://lyncdiscoverx.contoso.com/", "https://evil.contoso.com/", None),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8443/x", "http://127.0.0.1:8443/x"),
     ],
 )
 def test_which_discovery_redirects_are_followed(

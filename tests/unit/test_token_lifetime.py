@@ -343,3 +343,107 @@ async def test_a_renewal_throttled_with_retry_after_is_not_tried_again_before_it
     await t.send("GET", URL)
     assert server.grants == 3
     assert server.sent[-1][2] == "Bearer cwt=2"
+
+
+# -- one endpoint refusing every token, the rest of the API taking it ---------------------
+
+KEEPALIVE = ORIGIN + "/ucwa/oauth/v1/applications/1/me/reportMyActivity"
+
+
+class Refusing(Server):
+    """Refuses every token at the URLs in ``refusing`` (401 with the challenge), and any
+    token granted before number ``valid_from`` everywhere (an expiry); grants forever."""
+
+    def __init__(self, expires_in: object = None) -> None:
+        super().__init__(expires_in)
+        self.refusing = {KEEPALIVE}
+        self.valid_from = 0
+
+    @property
+    def grants(self) -> int:
+        return sum(1 for method, url, _ in self.sent if (method, url) == ("POST", TOKEN_URL))
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+        if url != TOKEN_URL:
+            token = kwargs["headers"].get("Authorization") or "Bearer cwt=-1"
+            if url in self.refusing or int(token.rpartition("=")[2]) < self.valid_from:
+                self.sent.append((method, url, kwargs["headers"].get("Authorization")))
+                return attrs.evolve(CHALLENGE, method=method, url=url)
+        return await super().request(method, url, **kwargs)
+
+
+async def test_an_endpoint_refusing_every_token_gets_no_password_grant_per_keepalive() -> None:
+    # The keep-alive's reportMyActivity POST answers 401 to every token while the rest of
+    # the API (requests and the event channel) takes the same tokens. Each 401 was a
+    # re-authentication (the token had worked elsewhere: an expiry, free in the budget,
+    # whose window slides within the 180 s period): a password grant every keep-alive,
+    # for as long as the client ran.
+    server, clock = Refusing(), Clock()
+    t, _ = await signed_in(server, clock)
+    grants_at: list[float] = []
+    start = clock.now
+    for _ in range(7 * 86400 // 180):  # a week of keep-alives
+        clock.now += 180.0
+        await t.send("GET", URL)
+        await t.poll(EVENTS, 1.0)
+        before = server.grants
+        with pytest.raises(ucwa_async.AuthenticationError) as caught:
+            await t.send("POST", KEEPALIVE)
+        assert caught.value.status == 401
+        if server.grants > before:
+            grants_at.append(clock.now - start)
+    # The refusals a budget window allows (an expiry and three fresh tokens), then ever
+    # longer holds: 1, 2, 4... minutes up to a day.
+    assert len(grants_at) <= 4 + 12 + 7, grants_at
+    gaps = [b - a for a, b in itertools.pairwise(grants_at)]
+    assert gaps[3:] == sorted(gaps[3:])
+    assert 86400 <= gaps[-1] <= 86400 + 180
+    held = caught.value
+    assert "reportMyActivity" in str(held)
+    assert held.retry_after is not None
+    assert server.sent[-1] == ("POST", KEEPALIVE, t.tokens[ORIGIN])  # still tried, no grant
+    # The rest of the API still gets a new token when its own expires.
+    server.valid_from = server.issued + 1
+    before = server.grants
+    await t.send("GET", URL)
+    assert server.grants == before + 1
+    assert server.sent[-1] == ("GET", URL, f"Bearer cwt={server.issued}")
+
+
+async def test_an_endpoint_that_takes_a_token_again_is_forgotten() -> None:
+    server, clock = Refusing(), Clock()
+    t, _ = await signed_in(server, clock)
+    for _ in range(6):
+        clock.now += 180.0
+        await t.send("GET", URL)
+        with pytest.raises(ucwa_async.AuthenticationError):
+            await t.send("POST", KEEPALIVE)
+    clock.now += 1.0
+    before = server.grants
+    with pytest.raises(ucwa_async.AuthenticationError):  # held: no grant
+        await t.send("POST", KEEPALIVE)
+    assert server.grants == before
+    server.refusing.clear()  # fixed: the current token works there (no grant needed)
+    await t.send("POST", KEEPALIVE)
+    assert server.grants == before
+    # A genuine expiry found by that endpoint is then re-granted at once, as anywhere.
+    server.valid_from = server.issued + 1
+    await t.send("POST", KEEPALIVE)
+    assert server.grants == before + 1
+    assert server.sent[-1] == ("POST", KEEPALIVE, f"Bearer cwt={server.issued}")
+
+
+async def test_a_fresh_token_refused_once_by_an_endpoint_costs_no_hold() -> None:
+    # A front end that has not seen a fresh token yet (the application POST's retries):
+    # the refusals a budget window allows hold nothing.
+    server, clock = Refusing(), Clock()
+    t, _ = await signed_in(server, clock)
+    await t.send("GET", URL)
+    with pytest.raises(ucwa_async.AuthenticationError):
+        await t.send("POST", KEEPALIVE)
+    assert server.grants == 2
+    server.refusing.clear()
+    server.valid_from = server.issued + 1  # and the current token expires
+    clock.now += 1.0
+    await t.send("POST", KEEPALIVE)
+    assert server.grants == 3

@@ -707,6 +707,88 @@ async def test_the_discovery_url_s_domain_is_the_sign_in_domain_of_a_token(
     assert [url for _, url in methods(aioresponses_mock)] == [HTTP_DISCOVERY, second, user]
 
 
+# A discovery URL's parent domain is "the domain of the autodiscovery service" only when
+# the host is named as RootURL.md's table names one (LyncDiscover[Internal].<domain>):
+# the parent of any other host may be a public suffix (co.uk, github.io) that anyone
+# can hold a name under.
+PUBLIC_SUFFIX_DISCOVERIES = pytest.mark.parametrize(
+    ("discovery", "elsewhere"),
+    [
+        (
+            "http://contoso.co.uk/Autodiscover/AutodiscoverService.svc/root",
+            "https://evil.co.uk/Autodiscover/AutodiscoverService.svc/root",
+        ),
+        ("http://foo.github.io/root", "https://bar.github.io/root"),
+    ],
+    ids=["co.uk", "github.io"],
+)
+
+
+def _token_session(discovery: str) -> ucwa_async.Session:
+    # No sign-in address: only the discovery URL's domain stands for the sign-in domain.
+    return ucwa_async.Session(
+        discovery,
+        auth=ucwa_async.TokenAuth("cwt=A"),
+        keepalive_interval=None,
+        connect_timeout=5.0,
+    )
+
+
+@PUBLIC_SUFFIX_DISCOVERIES
+@pytest.mark.parametrize("rel", ["redirect", "user"])
+async def test_an_http_answer_cannot_send_the_chain_to_a_sibling_under_a_public_suffix(
+    aioresponses_mock: aioresponses, discovery: str, elsewhere: str, rel: str
+) -> None:
+    aioresponses_mock.get(discovery, payload=root(**{rel: elsewhere}))
+    with pytest.raises(ucwa_async.InsecureTransportError, match="security check") as caught:
+        await _token_session(discovery).open()
+    assert caught.value.url == elsewhere
+    assert methods(aioresponses_mock) == [("GET", discovery)]
+
+
+@PUBLIC_SUFFIX_DISCOVERIES
+async def test_an_http_discovery_3xx_to_a_sibling_under_a_public_suffix_is_refused(
+    aioresponses_mock: aioresponses, discovery: str, elsewhere: str
+) -> None:
+    aioresponses_mock.get(discovery, status=302, headers={"Location": elsewhere})
+    with pytest.raises(ucwa_async.UnexpectedRedirectError):
+        await session(discovery).open()
+    assert methods(aioresponses_mock) == [("GET", discovery)]
+
+
+async def test_a_lyncdiscover_host_under_a_public_suffix_stands_for_its_own_domain(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # LyncDiscover.contoso.co.uk: the domain is contoso.co.uk, not co.uk.
+    discovery = "http://lyncdiscover.contoso.co.uk/Autodiscover/AutodiscoverService.svc/root"
+    pool = "https://lyncweb.contoso.co.uk/Autodiscover/AutodiscoverService.svc/root"
+    aioresponses_mock.get(discovery, payload=root(redirect=pool))
+    aioresponses_mock.get(pool, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await _token_session(discovery).open()
+    evil = "https://evil.co.uk/Autodiscover/AutodiscoverService.svc/root"
+    aioresponses_mock.get(discovery, payload=root(redirect=evil))
+    with pytest.raises(ucwa_async.InsecureTransportError, match="security check"):
+        await _token_session(discovery).open()
+    assert [url for _, url in methods(aioresponses_mock)] == [discovery, pool]
+
+
+async def test_a_pool_s_3xx_within_the_discovery_url_s_domain_is_followed(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # The chain left LyncDiscover.contoso.com for a pool host (an https redirect link,
+    # RootURL.md step 5); that host's 3xx to another host of contoso.com stays within
+    # "the domain of the autodiscovery service" (step 3), though not within its own.
+    pool = "https://lyncweb.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    pool2 = "https://pool2.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    aioresponses_mock.get(HTTPS_DISCOVERY, payload=root(redirect=pool))
+    aioresponses_mock.get(pool, status=302, headers={"Location": pool2})
+    aioresponses_mock.get(pool2, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await session(HTTPS_DISCOVERY).open()
+    assert [url for _, url in methods(aioresponses_mock)] == [HTTPS_DISCOVERY, pool, pool2]
+
+
 IDN_FORMS = pytest.mark.parametrize(
     ("typed", "served"),
     [("bücher.de", "xn--bcher-kva.de"), ("xn--bcher-kva.de", "BÜCHER.de")],

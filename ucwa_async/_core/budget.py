@@ -3,6 +3,7 @@ far apart. Pure counters over a clock the caller owns (injectable); nothing here
 
 - :class:`ReauthBudget`: token grants (re-authentications).
 - :class:`RecreationBudget`: re-creations of a lost application.
+- :class:`RefusingEndpoints`: endpoints that refuse every fresh token.
 
 The re-authentication budget: how many token grants, how far apart.
 
@@ -37,12 +38,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 
 from ucwa_async._core.backoff import check_delays, doubling
 
-__all__ = ["ReauthBudget", "RecreationBudget", "SlidingWindow", "failure_log_level"]
+__all__ = [
+    "ReauthBudget",
+    "RecreationBudget",
+    "RefusingEndpoints",
+    "SlidingWindow",
+    "failure_log_level",
+]
 
 
 def failure_log_level(failures: int) -> int:
@@ -279,3 +286,75 @@ class RecreationBudget:
         if not self._proved:
             self._proved = True
             self._unproven.drop_newest()  # the newest stamp is the current application's
+
+
+class RefusingEndpoints:
+    """Endpoints that refused the token granted because of their own 401, and for how
+    long no grant goes for them again.
+
+    A 401 from an endpoint that refuses every token while the rest of the API takes the
+    same token (a keep-alive's ``reportMyActivity`` POST...) looks like an expiry each
+    time: the token had worked. :class:`ReauthBudget` does not count expiries, and its
+    window slides between two keep-alives: one password grant per period, forever. Here
+    the refusals count per endpoint (``key``), in a row, with no window: the first
+    ``free`` cost nothing (a fresh token refused once by a front end that has not seen it
+    yet); past them, each refusal holds the endpoint's grants for ``base`` seconds,
+    doubling up to ``cap``. An endpoint that takes a token (:meth:`accepted`) is
+    forgotten. At most ``size`` endpoints are remembered (the oldest is forgotten).
+    """
+
+    __slots__ = ("_clock", "_endpoints", "base", "cap", "free", "size")
+
+    def __init__(
+        self,
+        *,
+        free: int = 4,
+        base: float = 60.0,
+        cap: float = 86400.0,
+        size: int = 64,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(free, int) or isinstance(free, bool) or free < 0:
+            raise ValueError(f"free must be an int >= 0, got {free!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        check_delays(base=base, cap=cap)
+        self.free = free
+        self.base = float(base)
+        self.cap = float(cap)
+        self.size = size
+        self._clock = clock
+        # key -> (refusals in a row, clock time before which no grant goes for it)
+        self._endpoints: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._endpoints)
+
+    def refusals(self, key: str) -> int:
+        """Fresh tokens ``key`` refused in a row."""
+        return self._endpoints.get(key, (0, 0.0))[0]
+
+    def wait(self, key: str) -> float:
+        """Seconds before a token may be granted because of ``key``'s 401 (0: now)."""
+        entry = self._endpoints.get(key)
+        return 0.0 if entry is None else max(0.0, entry[1] - self._clock())
+
+    def refused(self, key: str) -> int:
+        """``key`` refused a token granted because of its 401: the count in a row."""
+        count = self.refusals(key) + 1
+        held = doubling(self.base, count - self.free - 1, self.cap) if count > self.free else 0.0
+        self._endpoints[key] = (count, self._clock() + held)
+        self._endpoints.move_to_end(key)
+        while len(self._endpoints) > self.size:
+            self._endpoints.popitem(last=False)
+        return count
+
+    def accepted(self, key: str) -> None:
+        """``key`` took a token: it refuses none."""
+        self._endpoints.pop(key, None)
+
+    def __repr__(self) -> str:
+        return (
+            f"RefusingEndpoints(free={self.free!r}, base={self.base!r}, cap={self.cap!r}, "
+            f"size={self.size!r})"
+        )
