@@ -171,6 +171,7 @@ class ConversationTable:
                 conversation._changed()
                 if key in self._draining and conversation._drained():
                     del self._draining[key]
+                    self.book.unclaim(conversation._state)
         for effect in ended:
             self._ended(effect)
             if effect.reason in _CALLER_GONE:
@@ -263,7 +264,7 @@ class ConversationTable:
             ):
                 return  # another invitation's accept into it is under way
         del self._conversations[conversation._state.key]
-        conversation._state.claimed = False
+        self.book.unclaim(conversation._state)
 
     def _conversation_key(self, invitation: IncomingInvitation) -> str | None:
         """The book's key of the conversation ``invitation`` invites into (None: no href)."""
@@ -284,13 +285,17 @@ class ConversationTable:
 
     def _ended(self, effect: Ended) -> None:
         """An ended conversation leaves the table (its object keeps its state and ends
-        its streams); its state may be evicted from the book like any unclaimed one."""
+        its streams); its state may be evicted from the book like any unclaimed one (and
+        its messages emptied there, see ``ConversationBook``), once no message of it is
+        still being read: until then its streams wait for that message, which the book
+        logs in its state (so it stays claimed, in ``_draining``)."""
         conversation = self._conversations.pop(effect.key, None)
         if conversation is None:
             return
-        if not conversation._drained():
+        if conversation._drained():
+            self.book.unclaim(conversation._state)
+        else:
             self._draining[effect.key] = conversation
-        conversation._state.claimed = False
         self.sent.end_conversation(conversation.href, conversation._ended_error())
         self._stats.conversations_ended += 1
 
@@ -323,6 +328,7 @@ class ConversationTable:
         self._reads_waiters.clear()
         for conversation in self._draining.values():
             conversation._abandon()
+            self.book.unclaim(conversation._state)
         self._draining.clear()
 
     def _withdraw_all(self) -> None:
@@ -353,7 +359,7 @@ class ConversationTable:
             if state.ended is None:  # an ended one needs no more events
                 self._conversations[state.key] = conversation
             else:
-                state.claimed = False
+                self.book.unclaim(state)
         return conversation
 
     def from_invitation(self, invitation: Invitation[Any], resource: Resource) -> Conversation:

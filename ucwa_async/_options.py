@@ -116,6 +116,10 @@ class Limits:
       is declined (reason Local), counted in ``SessionStats.incoming_overflowed``.
     - ``message_buffer_size``: incoming messages each conversation keeps for its
       ``messages()`` streams; beyond it the oldest is dropped (counted, see MessageStream).
+      Ended conversations keep at most 10 x this many in all, for a ``Conversation``
+      asked for after the end (``Invitation.conversation()``): past it, those that ended
+      first lose theirs (counted in ``messages_dropped``). A ``Conversation`` still held
+      keeps its own messages.
     """
 
     event_queue_size: int = attrs.field(default=1000, validator=_at_least_one)

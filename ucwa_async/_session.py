@@ -20,6 +20,7 @@ import asyncio
 import enum
 import logging
 import urllib.parse
+import weakref
 from collections.abc import Coroutine, Mapping
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -284,7 +285,11 @@ class Session:
         self._conversations: ConversationTable | None = None
         self._channel: ChannelRunner | None = None
         self._host: SessionChannelHost | None = None
-        self._streams: list[EventStream] = []
+        # Held weakly: a stream dropped without close() is unsubscribed when collected
+        # (one per loop turn would otherwise stay fed, its queue full, for months); those
+        # a task waits on are held (see EventStream).
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._reading_streams: set[EventStream] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._keepalive_task: asyncio.Task[None] | None = None
         # The sign-in steps run in their own task so that aclose() can interrupt them
@@ -856,7 +861,8 @@ class Session:
         Use as ``async with session.events() as events: async for event in events``.
         A full queue drops its oldest item (see ``EventStream.dropped``); the
         channel never waits for a subscriber. A stream taken before ``open()`` sees the
-        first ``ChannelConnected`` too.
+        first ``ChannelConnected`` too. A stream dropped without ``close()`` (no longer
+        referenced, no task waiting on it) is unsubscribed once collected.
         """
         if self._state is not SessionState.NEW:
             self._ensure_usable()
@@ -868,8 +874,9 @@ class Session:
         stream = EventStream(
             maxsize=self._event_queue_size if maxsize is None else maxsize,
             on_close=self._unsubscribe,
+            reading=self._reading_streams,
         )
-        self._streams.append(stream)
+        self._streams.add(stream)
         return stream
 
     # -- the parts ---------------------------------------------------------------------
@@ -956,8 +963,7 @@ class Session:
                 stream._push(item)
 
     def _unsubscribe(self, stream: EventStream) -> None:
-        if stream in self._streams:
-            self._streams.remove(stream)
+        self._streams.discard(stream)
 
     def _ensure_open(self) -> None:
         """``_ensure_usable``, and not still opening: the public requests need the

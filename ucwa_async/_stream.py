@@ -10,6 +10,12 @@ One stream has one reader: a second task calling ``__anext__`` while another is
 waiting on the same stream gets a ``RuntimeError`` at once (as asyncio's own
 stream readers do), instead of silently stealing the first reader's wake-up.
 For two consumers, subscribe twice: each ``session.events()`` gets every item.
+
+The session holds its streams weakly: a stream dropped without ``close()`` (nobody
+referencing it) is unsubscribed when collected, instead of being fed, its queue full,
+for as long as the session lasts. While a task waits on a stream, the session holds it
+(``reading``): so is that task, which nothing else may hold (a task asyncio only
+references weakly while it waits).
 """
 
 from __future__ import annotations
@@ -57,9 +63,16 @@ class EventStream(ClosingStream):
     ``RuntimeError`` (call ``session.events()`` again for a second subscriber).
     """
 
-    def __init__(self, *, maxsize: int, on_close: Callable[[EventStream], None]) -> None:
+    def __init__(
+        self,
+        *,
+        maxsize: int,
+        on_close: Callable[[EventStream], None],
+        reading: set[EventStream] | None = None,
+    ) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
+        self._reading = reading  # holds this stream while a task waits on it
         self._items: collections.deque[Any] = collections.deque()
         self._maxsize = maxsize
         self._waiter: asyncio.Future[None] | None = None
@@ -78,10 +91,14 @@ class EventStream(ClosingStream):
             if self._ended or self._closed:
                 raise StopAsyncIteration
             self._waiter = asyncio.get_running_loop().create_future()
+            if self._reading is not None:
+                self._reading.add(self)
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                if self._reading is not None:
+                    self._reading.discard(self)
         item = self._items.popleft()
         if item is _END:
             self._ended = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import attrs
 import pytest
 from conversation_batches import (
     APP,
@@ -852,3 +853,137 @@ def test_an_invitation_into_a_conversation_that_ended_here_opens_it_again() -> N
     feed(book, messaging_update("Disconnected"))
     assert feed(book, RECEIVE_STEP_10) == []
     assert state.ended is ConversationEndReason.DISCONNECTED
+
+
+# -- the messages of ended conversations nobody claims: one total bound -----------------
+
+
+def _conv(n: int) -> str:
+    return f"{APP}/communication/conversations/{n}"
+
+
+def _say(book: ConversationBook, conv: str, first: int, count: int) -> None:
+    """``count`` incoming messages (with their bodies) in ``conv``, numbered from ``first``."""
+    for n in range(first, first + count):
+        href = f"{conv}/messaging/messages/{n}"
+        resource = parse_resource(
+            {
+                "rel": "message",
+                "direction": "Incoming",
+                "_links": {"self": {"href": href}, "plainMessage": {"href": f"data:,m{n}"}},
+            }
+        )
+        event = Event("completed", Link("message", href), Link("conversation", conv))
+        book.feed(attrs.evolve(event, resource=resource))
+
+
+def _delete(book: ConversationBook, conv: str) -> list[Effect]:
+    return book.feed(Event("deleted", Link("conversation", conv), Link("communication", APP)))
+
+
+def _held(book: ConversationBook) -> int:
+    """Messages the book holds for ended conversations nobody claims."""
+    return sum(
+        len(s.messages)
+        for s in book._states.values()
+        if s.ended is not None and not s.claimed and s._messages is not None
+    )
+
+
+def test_messages_of_ended_unclaimed_conversations_have_one_total_bound() -> None:
+    """Each of max_conversations ended states could keep max_messages messages (10 000 x
+    1 000 by default): the messages of ended conversations nobody claims are bounded in
+    total; past the bound the conversations that ended first lose theirs (counted as
+    dropped for whoever claims one later). The conversation stays known as ended: a late
+    event for it is still ignored."""
+    book = new_book(max_messages=10, max_ended_messages=25)
+    for n in range(5):
+        _say(book, _conv(n), 0, 10)
+        if n == 1:  # read before it ended: nothing unread is lost
+            log = book.get(key(_conv(n))).messages  # type: ignore[union-attr]
+            reader = log.open_reader()
+            assert len(log.read(reader)) == 10
+            log.close_reader(reader)
+        assert Ended(key(_conv(n)), ConversationEndReason.DELETED) in _delete(book, _conv(n))
+        assert _held(book) <= 25
+    read = book.get(key(_conv(1)))
+    assert read is not None
+    assert read._messages is None  # nothing lost: no log
+    kept = [len(book.get(key(_conv(n))).messages) for n in range(5)]  # type: ignore[union-attr]
+    assert kept == [0, 0, 0, 10, 10]
+    emptied = book.get(key(_conv(0)))
+    assert emptied is not None
+    assert emptied.ended is ConversationEndReason.DELETED
+    assert emptied.messages.dropped == 10  # unread, lost to the bound
+    _say(book, _conv(0), 10, 1)  # late: still ended, still ignored
+    assert len(emptied.messages) == 0
+    assert book.get(key(_conv(0))) is emptied
+    claimed = book.claim(_conv(0))
+    assert claimed is emptied
+    assert claimed.ended is ConversationEndReason.DELETED
+
+
+def test_the_bound_never_takes_live_claimed_or_awaited_messages() -> None:
+    book = new_book(max_messages=10, max_ended_messages=5)
+    live = _conv(1)
+    _say(book, live, 0, 10)  # live, nobody claims it yet: kept whole
+    ours = book.claim(_conv(2))
+    assert ours is not None
+    _say(book, ours.href, 0, 10)
+    assert ours.end(ConversationEndReason.LEFT)  # ended, still claimed (its streams)
+    held_by_a_user = book.claim(_conv(3))
+    assert held_by_a_user is not None
+    _say(book, held_by_a_user.href, 0, 10)
+    book.unclaim(held_by_a_user)  # still live: unclaimed, kept whole
+    waiting = _conv(4)
+    _say(book, waiting, 0, 3)
+    started = Event("started", Link("message", f"{waiting}/messaging/messages/9"))
+    [fetch] = [
+        e
+        for e in book.feed(attrs.evolve(started, sender=Link("conversation", waiting)))
+        if isinstance(e, Fetch)
+    ]
+    _delete(book, waiting)  # ended, a message still being read: kept until it lands
+    for n in (1, 2, 3, 4):
+        state = book.get(key(_conv(n)))
+        assert state is not None
+        assert len(state.messages) in (3, 10), n
+    # over: the one read lands, the one claimed is let go; both count now
+    resource = parse_resource(
+        {
+            "rel": "message",
+            "direction": "Incoming",
+            "_links": {"self": {"href": fetch.href}, "plainMessage": {"href": "data:,late"}},
+        }
+    )
+    book.fetched(fetch, resource)
+    book.unclaim(ours)
+    assert _held(book) <= 5
+    # a state somebody holds (a Conversation) keeps its messages: the book's copy went
+    assert len(ours.messages) == 10
+    tombstone = book.get(ours.key)
+    assert tombstone is not None
+    assert tombstone is not ours
+    assert tombstone.ended is ConversationEndReason.LEFT
+    assert len(tombstone.messages) == 0
+    assert len(book.get(key(live)).messages) == 10  # type: ignore[union-attr]
+    assert len(held_by_a_user.messages) == 10
+    assert book.get(held_by_a_user.key) is held_by_a_user
+
+
+def test_the_bound_of_ended_messages_defaults_to_ten_conversations() -> None:
+    book = new_book(max_messages=3)
+    for n in range(12):
+        _say(book, _conv(n), 0, 3)
+        _delete(book, _conv(n))
+    assert _held(book) == 30  # 10 x max_messages
+    assert [len(book.get(key(_conv(n))).messages) for n in (0, 1, 2, 11)] == [0, 0, 3, 3]  # type: ignore[union-attr]
+    again = book.claim(_conv(11))  # claimed again: not counted while claimed
+    assert again is not None
+    assert book._retired_messages == 27
+    book.unclaim(again)
+    assert book._retired_messages == 30
+    book.forget(again.key)
+    assert book._retired_messages == 27
+    with pytest.raises(ValueError, match="max_ended_messages"):
+        new_book(max_ended_messages=-1)

@@ -4,6 +4,8 @@ bounded queues drop the oldest item and never hold up invitations."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import Any
 
 import pytest
@@ -230,3 +232,44 @@ async def test_a_stream_taken_before_a_session_closed_unopened_ends(
     assert [type(item) async for item in stream] == [ucwa_async.ChannelClosed]
     with pytest.raises(ucwa_async.SessionClosedError):
         session.events()
+
+
+async def test_streams_dropped_without_close_do_not_stay_subscribed(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    """A daemon that takes a stream per turn of its loop (``await anext(session.events())``,
+    no ``async with``) and drops it: each one stayed subscribed, its queue filling up to
+    ``event_queue_size`` and every event pushed to it, for as long as the session lasted.
+    A stream nobody references any more (and no task reads) is unsubscribed."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        for n in range(5):
+            first = asyncio.create_task(anext(session.events()))
+            await asyncio.sleep(0.01)  # (it is waiting: subscribed)
+            await (await session.continue_messaging(logs[0], message=f"turn {n}")).result(8)
+            assert isinstance(await asyncio.wait_for(first, 5), ucwa_async.Event)
+            del first
+        session.events()  # dropped at once
+        cyclic = session.events()
+        cyclic.cycle = cyclic  # type: ignore[attr-defined]  # freed by the collector only
+        del cyclic
+        gc.collect()
+        assert len(session._streams) == 0
+        # A stream a task reads, though nobody holds the task nor the stream, is kept
+        # while the task waits on it (else the collector would destroy the pending task).
+        got: list[Any] = []
+
+        async def read(stream: ucwa_async.EventStream) -> None:
+            async for item in stream:
+                got.append(item)
+
+        reader = weakref.ref(asyncio.create_task(read(session.events())))
+        await asyncio.sleep(0.01)
+        gc.collect()
+        assert reader() is not None
+        await (await session.continue_messaging(logs[0], message="still read")).result(8)
+        await asyncio.sleep(0.05)
+        assert any(isinstance(item, ucwa_async.Event) for item in got)
+        assert len(session._streams) == 1
+    assert any(isinstance(item, ucwa_async.ChannelClosed) for item in got)

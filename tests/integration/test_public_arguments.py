@@ -34,7 +34,7 @@ async def test_events_refuses_a_bad_maxsize(
     async with make_session(simulator) as session:
         with pytest.raises((ValueError, TypeError), match="maxsize"):
             session.events(maxsize=maxsize)
-        assert session._streams == []
+        assert len(session._streams) == 0
 
 
 @pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5", True])

@@ -767,3 +767,90 @@ async def test_a_dropped_stream_collected_while_the_log_walks_its_readers() -> N
     async with asyncio.timeout(5):
         assert (await anext(conversation.messages())).text == "inline1"
     table.close()
+
+
+def _in(conv: str, *events: dict[str, Any]) -> Any:
+    return parse_event_batch(
+        {"sender": [{"rel": "conversation", "href": conv, "events": list(events)}]}
+    )
+
+
+def _said(conv: str, n: int, *, body: bool = True) -> dict[str, Any]:
+    href = f"{conv}/messaging/messages/{n}"
+    event: dict[str, Any] = {"link": {"rel": "message", "href": href}, "type": "started"}
+    if body:
+        event["type"] = "completed"
+        event["_embedded"] = {
+            "message": {
+                "rel": "message",
+                "direction": "Incoming",
+                "_links": {"self": {"href": href}, "plainMessage": {"href": f"data:,said{n}"}},
+            }
+        }
+    return event
+
+
+def _deleted(conv: str) -> dict[str, Any]:
+    return {"link": {"rel": "conversation", "href": conv}, "type": "deleted"}
+
+
+async def test_ended_conversations_keep_a_bounded_number_of_messages() -> None:
+    """A daemon's conversations end one after the other, each with its messages: the
+    book's ended states, nobody claiming them, hold a bounded number of messages in
+    total (not max_conversations x max_messages); a Conversation still held keeps its."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = _growth_table(post, tasks)
+    table.book._max_conversations = 100
+    table.book._max_ended_messages = 5
+    held = []
+    for n in range(6):
+        conv = f"{APP}/communication/conversations/{n}"
+        conversation = table.conversation_for(conv, "messaging")
+        table.deliver(_in(conv, *(_said(conv, m) for m in range(3))))
+        table.deliver(_in(conv, _deleted(conv)))
+        assert conversation.ended is ucwa_async.ConversationEndReason.DELETED
+        held.append(conversation)
+    book = table.book
+    assert sum(len(s.messages) for s in book._states.values() if s._messages) <= 5
+    async with held[0].messages() as stream:  # held by the caller: all there
+        assert [m.text async for m in stream] == ["said0", "said1", "said2"]
+    later = table.conversation_for(held[0].href, "messaging")  # the book's: emptied
+    assert later.ended is ucwa_async.ConversationEndReason.DELETED
+    assert later.messages_dropped == 3
+    table.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_an_ended_conversation_whose_message_is_being_read_is_kept() -> None:
+    """Ended while a link-only message of it is still being read (GET): its streams wait
+    for that message, so its state stays the book's (claimed) until the read lands; not
+    evicted by newer states meanwhile, which would leave the streams waiting for ever."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = _growth_table(post, tasks)
+    table.book._max_conversations = 1
+    conversation = table.conversation_for(CONV, "messaging")
+    stream = conversation.messages()
+    table.deliver(batch(message(1, body=False)))
+    table.deliver(batch(_deleted(CONV)))
+    assert conversation.ended is not None
+    assert conversation._state.key in table._draining
+    other = f"{APP}/communication/conversations/2"
+    table.deliver(_in(other, _said(other, 1)))  # a newer state: 1 is the bound
+    assert table.book.get(conversation._state.key) is conversation._state
+    transport = table._transport
+    assert isinstance(transport, FakeTransport)
+    transport.release.set()
+    async with asyncio.timeout(5):
+        assert [m.text async for m in stream] == ["fetched1"]
+    assert table._draining == {}
+    assert not conversation._state.claimed  # let go once drained
+    table.close()
+    await asyncio.gather(*tasks, return_exceptions=True)

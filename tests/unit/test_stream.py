@@ -65,3 +65,23 @@ async def test_close_ends_iteration_and_unsubscribes() -> None:
 def test_maxsize_must_be_positive() -> None:
     with pytest.raises(ValueError, match="maxsize"):
         EventStream(maxsize=0, on_close=lambda s: None)
+
+
+async def test_a_stream_is_held_while_a_task_waits_on_it() -> None:
+    """The session holds its streams weakly; ``reading`` holds one (and so the task
+    waiting on it, which asyncio itself holds only weakly) while a task waits on it."""
+    reading: set[EventStream] = set()
+    stream = EventStream(maxsize=3, on_close=lambda s: None, reading=reading)
+    assert reading == set()
+    got = asyncio.create_task(stream.__anext__())
+    await asyncio.sleep(0)
+    assert reading == {stream}
+    stream._push("x")
+    assert await asyncio.wait_for(got, 1) == "x"
+    assert reading == set()
+    cancelled = asyncio.create_task(stream.__anext__())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert reading == set()

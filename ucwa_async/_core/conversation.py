@@ -18,7 +18,14 @@ incoming invitations, as a list of effects the IO shell acts on:
   ``MessageLog``), and how it ended (:class:`ConversationEndReason`).
 
 States are bounded (``max_conversations``): past it, the oldest conversation nobody
-claimed (no public ``Conversation`` for it) is forgotten, counted in ``evicted``.
+claimed (no public ``Conversation`` for it) is forgotten, counted in ``evicted``. So are
+the messages the ended ones keep (``max_ended_messages``, by default ten conversations'
+worth, 10 x ``max_messages``, in total): past it, the conversations that ended first
+(nobody claiming them, no message of theirs still being read) lose their messages; each
+stays known as ended (a late event for it is still ignored) with an empty log whose
+``dropped`` counts the messages nobody had read. Whoever holds the old state (a
+``Conversation``) keeps its messages: the book's entry is replaced, not emptied in place.
+Live conversations, claimed ones and ones a read is still filling in are never trimmed.
 """
 
 from __future__ import annotations
@@ -277,13 +284,25 @@ class ConversationBook:
         resolve: Callable[[str], str] = str,
         max_conversations: int = 10_000,
         max_messages: int = 1000,
+        max_ended_messages: int | None = None,
     ) -> None:
         if max_conversations < 1:
             raise ValueError("max_conversations must be >= 1")
+        if max_ended_messages is None:
+            max_ended_messages = 10 * max_messages
+        if max_ended_messages < 0:
+            raise ValueError("max_ended_messages must be >= 0")
         self._key = normalize
         self._resolve = resolve
         self._max_conversations = max_conversations
         self._max_messages = max_messages
+        self._max_ended_messages = max_ended_messages
+        # Ended states nobody claims whose messages count against max_ended_messages, in
+        # the order they were let go (the first to go is the first emptied), with the
+        # messages each held then, and their sum. (Nothing is added to an ended state's
+        # log once no read of it is under way: what it held then is what it holds.)
+        self._retired: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._retired_messages = 0
         self._states: collections.OrderedDict[str, ConversationState] = collections.OrderedDict()
         self._incoming: dict[str, IncomingInvitationView] = {}
         # Invitations announced by a link-only ``started`` and being read (GET).
@@ -341,6 +360,7 @@ class ConversationBook:
             state.claimed = claim
         elif claim:
             state.claimed = True
+            self._discharge(key)  # claimed again: not the book's to empty
         return state
 
     def _track_key(self, key: str, href: str) -> ConversationState:
@@ -362,7 +382,14 @@ class ConversationBook:
         return self.track(href, claim=True)
 
     def forget(self, key: str) -> None:
-        self._states.pop(key, None)
+        self._drop(key)
+
+    def unclaim(self, state: ConversationState) -> None:
+        """No public ``Conversation`` claims ``state`` any more (it ended, or was never
+        handed to anyone): evictable, and once ended its messages count against
+        ``max_ended_messages``."""
+        state.claimed = False
+        self._retire(state)
 
     def is_incoming(self, href: str) -> bool:
         key = self.key(href)
@@ -382,10 +409,13 @@ class ConversationBook:
         self._incoming.clear()
         self._reading_invitations.clear()
         self._reading_callers.clear()
-        return effects
+        return self._let_go(effects)
 
     def fetched(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
         """The outcome of a :class:`Fetch`."""
+        return self._let_go(self._fetched(fetch, resource))
+
+    def _fetched(self, fetch: Fetch, resource: Resource | None) -> list[Effect]:
         if fetch.kind in INVITATION_KINDS:
             return self._invitation_read(fetch, resource)
         if fetch.kind == _CALLER:
@@ -480,6 +510,9 @@ class ConversationBook:
 
     def gone(self, fetch: Fetch) -> list[Effect]:
         """A conversation read after a resync is not found: it was deleted meanwhile."""
+        return self._let_go(self._gone(fetch))
+
+    def _gone(self, fetch: Fetch) -> list[Effect]:
         state = self._states.get(fetch.key)
         if fetch.kind != "conversation" or state is None:
             return []
@@ -496,6 +529,11 @@ class ConversationBook:
 
     def read_modality(self, state: ConversationState, rel: str, resource: Resource) -> list[Effect]:
         """A messaging / phoneAudio resource read with a GET."""
+        return self._let_go(self._read_modality(state, rel, resource))
+
+    def _read_modality(
+        self, state: ConversationState, rel: str, resource: Resource
+    ) -> list[Effect]:
         if state.ended is not None:
             return []
         self._modality(state, rel, resource)
@@ -505,6 +543,9 @@ class ConversationBook:
 
     def feed(self, event: Event) -> list[Effect]:
         """What ``event`` means for conversations and incoming invitations."""
+        return self._let_go(self._feed(event))
+
+    def _feed(self, event: Event) -> list[Effect]:
         rel = event.link.rel
         if rel in INVITATION_KINDS:
             return self._invitation_event(event)
@@ -659,7 +700,7 @@ class ConversationBook:
             # Reads are by key: a message of it still being read is logged in the new
             # state now, so the old streams stop waiting for it.
             state.messages.hand_over()
-            del self._states[state.key]
+            self._drop(state.key)
 
     def _invitation_conversation(
         self, href: str | None, event_type: str, incoming: bool
@@ -865,8 +906,68 @@ class ConversationBook:
             victim = next((k for k, s in self._states.items() if not s.claimed), None)
             if victim is None:
                 return
-            del self._states[victim]
+            self._drop(victim)
             self.evicted += 1
+
+    def _drop(self, key: str) -> None:
+        """The state of ``key`` leaves the book."""
+        self._states.pop(key, None)
+        self._discharge(key)
+
+    def _discharge(self, key: str) -> None:
+        """The messages of ``key`` no longer count against ``max_ended_messages``."""
+        count = self._retired.pop(key, None)
+        if count is not None:
+            self._retired_messages -= count
+
+    def _let_go(self, effects: list[Effect]) -> list[Effect]:
+        """The conversations ``effects`` ended or changed may be over for good: see
+        ``_retire``. Returns ``effects``."""
+        for effect in effects:
+            if isinstance(effect, Ended | Updated):
+                self._retire(self._states.get(effect.key))
+        return effects
+
+    def _retire(self, state: ConversationState | None) -> None:
+        """``state`` counts against ``max_ended_messages`` once it has ended, nobody
+        claims it and no message of it is still being read (nothing is added to its log
+        after that); past the bound, the states let go first are replaced by empty ones."""
+        log = state._messages if state is not None else None
+        if (
+            state is None
+            or state.claimed
+            or state.ended is None
+            or log is None
+            or not len(log)
+            or log.holding
+            or state.key in self._retired
+            or self._states.get(state.key) is not state
+        ):
+            return
+        self._retired[state.key] = len(log)
+        self._retired_messages += len(log)
+        while self._retired_messages > self._max_ended_messages:
+            key, count = self._retired.popitem(last=False)
+            self._retired_messages -= count
+            # (A state leaving the book leaves _retired too: ``key`` is still there.)
+            self._states[key] = self._emptied(self._states[key])  # keeps its place
+
+    def _emptied(self, old: ConversationState) -> ConversationState:
+        """An ended state as ``old`` but for its messages: a new object, so a
+        ``Conversation`` holding ``old`` keeps them. Its log (made only if something was
+        lost) counts in ``dropped`` what a reader of it would have had."""
+        state = ConversationState(old.key, old.href, self._new_log)
+        state.ended = old.ended
+        state.state = old.state
+        state.subject = old.subject
+        state.participants = dict(old.participants)
+        state.local_participant = old.local_participant
+        state.messaging_state = old.messaging_state
+        state.phone_audio_state = old.phone_audio_state
+        lost = old.messages.dropped + old.messages.unread
+        if lost:
+            state.messages.dropped = lost
+        return state
 
 
 def _trim(notes: dict[int, _V], bound: int) -> None:

@@ -65,6 +65,11 @@ class MessageLog(Generic[T]):
         return len(self._released)
 
     @property
+    def unread(self) -> int:
+        """Released messages the next reader would get (none consumed by a closed one)."""
+        return self.next_seq - max(self._watermark, self._first_seq)
+
+    @property
     def holding(self) -> bool:
         """True while a placeholder waits for its body (and holds what came after it)."""
         return bool(self._pending)
