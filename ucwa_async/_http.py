@@ -140,7 +140,9 @@ class HttpClient:
         session = self._reserved_session if reserved else self._session
         if session.closed:
             # aiohttp would raise a bare RuntimeError: keep the contract (a UcwaError).
-            raise TransportError(f"{method} {url}: the HTTP client session is closed")
+            closed = TransportError(f"{method} {url}: the HTTP client session is closed")
+            closed.request_sent = False
+            raise closed
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("HttpClient.request must run in a task")
@@ -177,12 +179,15 @@ class HttpClient:
             error = RequestTimeoutError(f"{method} {url} timed out after {timeout:g} s")
         except aiohttp.ClientError as exc:
             error = TransportError(f"{method} {url} failed: {_describe(exc)}")
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                error.request_sent = False  # no connection: nothing was sent
         except OSError as exc:
             error = TransportError(f"{method} {url} failed: {type(exc).__name__}: {exc}")
         except UnicodeError as exc:
             # getaddrinfo's idna codec refuses the host name (a label empty or over 63
             # characters): a name that cannot resolve, which aiohttp does not wrap.
             error = TransportError(f"{method} {url} failed: cannot resolve the host: {exc}")
+            error.request_sent = False
         finally:
             self._in_flight.pop(token, None)  # (gone if the loop changed meanwhile)
             if flight.expired:

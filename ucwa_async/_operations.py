@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ucwa_async import _outcome
 from ucwa_async._answers import answered_self, failure_text
 from ucwa_async._application import Application
 from ucwa_async._core import wire as _wire
@@ -81,12 +82,12 @@ _INVITATION_RELS = frozenset({"messagingInvitation", "phoneAudioInvitation"})
 _InvT = TypeVar("_InvT", MessagingInvitation, PhoneAudioInvitation)
 _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 # A continue POST that got no answer (TransportError) may still have reached the server:
-# its operationId is watched this long (at most its invitation timeout), for at most
-# this many POSTs at once; a retry with the same operation_id waits up to _RETRY_GRACE
-# for the first POST's events before it POSTs again.
+# the call waits up to _outcome.UNANSWERED_GRACE for the event channel to name its
+# operationId (and so does a retry with the same operation_id); its operationId is then
+# watched for _UNANSWERED_WATCH (at most its invitation timeout), for at most
+# _MAX_UNANSWERED POSTs.
 _UNANSWERED_WATCH = 60.0
 _MAX_UNANSWERED = 1024
-_RETRY_GRACE = 2.0
 _READERS = 8  # invitation GETs at once: a resync with 10 000 pending is not 10 000 GETs
 _RESYNC_WAVE_INTERVAL = 1.0  # seconds between the starts of two resync re-read waves
 
@@ -114,15 +115,15 @@ class _Start:
 
 class _Unanswered:
     """A continue POST that got no answer: the server may have made its invitation.
-    ``retry`` resolves when the channel names the operation (or the watch ends); a
-    retry with the same operation_id waits on it (``waiters``) to join that invitation."""
+    ``named`` resolves when the channel names the operation (or the watch ends); the
+    POST's own task, then a retry with the same operation_id, wait on it (``waiters``)
+    to take that invitation; with nobody waiting, it is cancelled on the server."""
 
-    __slots__ = ("invitation", "retry", "timeout", "waiters")
+    __slots__ = ("invitation", "named", "waiters")
 
-    def __init__(self, invitation: Invitation[Any], timeout: float) -> None:
+    def __init__(self, invitation: Invitation[Any], named: asyncio.Future[None]) -> None:
         self.invitation = invitation
-        self.timeout = timeout
-        self.retry: asyncio.Future[None] | None = None
+        self.named = named
         self.waiters = 0
 
 
@@ -214,7 +215,7 @@ class OperationTable:
         timeout: float | None,
         model: type[_InvT],
     ) -> Invitation[_InvT]:
-        if operation_id in self._unanswered:
+        if operation_id in self._unanswered and operation_id not in self._starting:
             await self._retry_unanswered(operation_id, timeout)
         abandoning = self._abandoning.get(operation_id)
         if abandoning is not None:
@@ -293,16 +294,22 @@ class OperationTable:
             _settle(entry.posted, SessionClosedError("the session closed during the POST"))
             raise
         except Exception as exc:
-            if isinstance(exc, TransportError):
-                self._watch_unanswered(entry)
+            error: Exception | None = exc
+            if isinstance(exc, TransportError) and exc.request_sent is not False:
+                error = await self._answer_from_channel(entry, exc)
             else:
                 self._drop_start(entry)
-            _settle(entry.posted, exc)
-            return
+            if error is not None:
+                _settle(entry.posted, error)
+                return
+            response = None  # the channel answered for the lost 201
         self._starting.pop(invitation.operation_id, None)
         self._stats.invitations_started += 1
         try:
-            self._accepted(entry, response, generation, resyncs)
+            if response is not None:
+                self._accepted(entry, response, generation, resyncs)
+            elif self._invitations.get(invitation.operation_id) is invitation:
+                self._arm_timeout(invitation, entry.timeout)
         finally:
             _settle(entry.posted, None)
         if entry.waiters == 0 and self._invitations.get(invitation.operation_id) is invitation:
@@ -310,43 +317,61 @@ class OperationTable:
 
     # -- a POST without an answer -----------------------------------------------------
 
-    def _watch_unanswered(self, entry: _Start) -> None:
+    async def _answer_from_channel(self, entry: _Start, error: TransportError) -> Exception | None:
         """The continue POST got no answer (connection lost, timed out): the server may
-        have made the invitation all the same. Its caller is told the POST failed; the
-        operationId stays expected for a while, and if the channel names it, the call is
-        cancelled on the server (``_unanswered_named``), unless a retry of the same
-        operation_id claims it. Nothing comes: the watch ends quietly."""
+        have made the invitation all the same. Wait up to ``_outcome.UNANSWERED_GRACE`` for the
+        event channel to name its operationId: named, the server made it, and the call
+        gets it as if the 201 had come (None); else the call gets ``error``, and the
+        operationId stays watched: an invitation that shows up later is cancelled on the
+        server (``_unanswered_named``) unless a retry of the same operation_id takes it."""
         invitation = entry.invitation
         operation_id = invitation.operation_id
-        self._starting.pop(operation_id, None)
-        if self._closed or self._invitations.get(operation_id) is not invitation:
-            return
-        if invitation.href is not None:  # an event named it already: the server made it
-            log.warning(
-                "the server made invitation %s although its continue POST got no answer; "
-                "cancelling it",
-                invitation.href,
-            )
-            self._spawn(self._abandon(invitation))
-            return
+        if self._invitations.get(operation_id) is not invitation:
+            # An event ended it already (the server made it), or the session closed.
+            self._starting.pop(operation_id, None)
+            return None if invitation.done() and not self._closed else error
+        if invitation.href is not None:
+            return None  # an event named it already
+        if self._closed:
+            self._drop_start(entry)
+            return error
         if len(self._unanswered) >= _MAX_UNANSWERED:
             oldest = next(iter(self._unanswered))
             log.warning("too many unanswered continue POSTs watched; no longer watching %s", oldest)
             self._forget_unanswered(oldest)
-        self._unanswered[operation_id] = _Unanswered(invitation, entry.timeout)
+        named: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        watch = self._unanswered[operation_id] = _Unanswered(invitation, named)
         self._arm_timeout(invitation, min(entry.timeout, _UNANSWERED_WATCH))
-        log.info(
-            "continue POST %s got no answer; watching the event channel for its invitation",
-            operation_id,
-        )
+        watch.waiters += 1
+        try:
+            async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
+                await shielded(named)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            self._starting.pop(operation_id, None)
+            _settle(entry.posted, SessionClosedError("the session closed during the POST"))
+            raise
+        finally:
+            watch.waiters -= 1
+        if self._unanswered.get(operation_id) is watch:
+            self._starting.pop(operation_id, None)
+            log.info(
+                "continue POST %s got no answer; watching the event channel for its invitation",
+                operation_id,
+            )
+            return error
+        if self._invitations.get(operation_id) is invitation:
+            return None  # named: the server made it
+        self._starting.pop(operation_id, None)
+        return None if invitation.done() and not self._closed else error
 
     def _forget_unanswered(self, operation_id: str) -> None:
         """End the watch of an unanswered POST: nothing of it was seen."""
         watch = self._unanswered.pop(operation_id, None)
         if watch is None:
             return
-        if watch.retry is not None:
-            _settle(watch.retry, None)
+        _settle(watch.named, None)
         if self._invitations.get(operation_id) is watch.invitation:
             del self._invitations[operation_id]
             self._correlator.finish(operation_id)
@@ -358,8 +383,7 @@ class OperationTable:
         holds it, and it is cancelled on the server (an abandoned call)."""
         watch = self._unanswered.pop(operation_id)
         invitation = watch.invitation
-        if watch.retry is not None:
-            _settle(watch.retry, None)
+        _settle(watch.named, None)
         if self._invitations.get(operation_id) is not invitation:
             log.warning(
                 "the server made invitation %s although its continue POST got no answer; "
@@ -368,7 +392,7 @@ class OperationTable:
             )
             return
         if watch.waiters > 0:
-            return  # _retry_unanswered adopts it
+            return  # the call, or a retry of it, takes it
         log.warning(
             "the server made invitation %s although its continue POST got no answer; cancelling it",
             invitation.href or operation_id,
@@ -376,16 +400,14 @@ class OperationTable:
         self._spawn(self._abandon(invitation))
 
     async def _retry_unanswered(self, operation_id: str, timeout: float | None) -> None:
-        """A retry of an unanswered POST: wait up to ``_RETRY_GRACE`` for the channel to
-        name the first POST's invitation. Named: the retry joins it (no second POST);
+        """A retry of an unanswered POST: wait up to ``_outcome.UNANSWERED_GRACE`` for the channel
+        to name the first POST's invitation. Named: the retry joins it (no second POST);
         else the watch ends and the retry POSTs afresh."""
         watch = self._unanswered[operation_id]
-        if watch.retry is None:
-            watch.retry = asyncio.get_running_loop().create_future()
         watch.waiters += 1
         try:
-            async with asyncio.timeout(_RETRY_GRACE):
-                await shielded(watch.retry)
+            async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
+                await shielded(watch.named)
         except TimeoutError:
             pass
         finally:

@@ -13,9 +13,20 @@ import types
 from collections.abc import Coroutine, Generator
 from typing import Any, TypeVar, overload
 
-__all__ = ["OutcomeFuture", "check_wait_timeout", "consume_exception", "shielded"]
+__all__ = [
+    "UNANSWERED_GRACE",
+    "OutcomeFuture",
+    "check_wait_timeout",
+    "consume_exception",
+    "shielded",
+]
 
 T = TypeVar("T")
+
+UNANSWERED_GRACE = 2.0
+"""How long an operation whose POST got no answer (the connection dropped, timed out)
+waits for the event channel to name its operationId before its call raises: if the
+channel does, the server acted, and the call returns its handle as if the 201 had come."""
 
 _NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
 

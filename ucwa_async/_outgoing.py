@@ -14,10 +14,12 @@ like continue_*). No outcome within the timeout: ``MessageTimeoutError``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ucwa_async import _outcome
 from ucwa_async._answers import answered_self, failure_text
 from ucwa_async._application import Application
 from ucwa_async._core.correlate import (
@@ -33,6 +35,7 @@ from ucwa_async._core.errors import (
     MessageFailedError,
     MessageTimeoutError,
     SessionClosedError,
+    TransportError,
     UcwaError,
 )
 from ucwa_async._core.models import Event, Resource
@@ -48,6 +51,9 @@ __all__ = ["OutgoingMessage", "SentMessages"]
 log = logging.getLogger("ucwa_async.session")
 # The resource a POST may answer in its body (see answered_self).
 _MESSAGE_RELS = frozenset({"message"})
+# Started messages GET-read to find a send whose answer was lost: at most this many.
+_MAX_LOOKUPS = 8
+_LOOKUP_STEP = 0.05  # seconds between two looks at what the channel brought meanwhile
 
 PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
 ReadResource = Callable[[str], Awaitable[Resource | None]]
@@ -146,6 +152,11 @@ class SentMessages:
         # with 2 000 messages pending: 400 000 comparisons).
         self._by_conversation: dict[str, dict[str, None]] = {}
         self._posting = 0  # sendMessage POSTs without their 201 yet
+        # POSTs that got no answer, waiting for the channel to name their operationId;
+        # the hrefs of the last started messages nobody claimed while a POST awaited its
+        # answer (the reference's message events embed nothing: a GET tells whose).
+        self._unanswered: dict[str, asyncio.Future[None]] = {}
+        self._unclaimed: collections.deque[str] = collections.deque(maxlen=_MAX_LOOKUPS)
         self._closed = False
 
     def __len__(self) -> int:
@@ -177,9 +188,17 @@ class SentMessages:
         content_type = ("text/html" if html else "text/plain") + "; charset=utf-8"
         self._posting += 1
         try:
-            response = await self._post(
+            response: HttpResponse | None = await self._post(
                 with_query(url, operationId=operation_id), text.encode("utf-8"), content_type
             )
+        except TransportError as exc:
+            # No answer: the server may have taken the message all the same (sending it
+            # again would say it twice). Its events name its operationId if it did.
+            if exc.request_sent is False or not await self._answer_from_channel(message):
+                self._remove(operation_id)
+                self._correlator.forget(operation_id)
+                raise
+            response = None
         except BaseException:
             self._remove(operation_id)
             self._correlator.forget(operation_id)
@@ -189,6 +208,9 @@ class SentMessages:
         self._stats.messages_sent += 1
         if self._pending.get(operation_id) is message:
             message._timer = loop.call_later(timeout, self._expire, operation_id)
+        if response is None:
+            log.info("sendMessage %s got no answer, but the server took it", operation_id)
+            return message
         href = self._app.safe_resolve(response.location)
         if href is None:
             href = self._app.safe_resolve(answered_self(response, operation_id, _MESSAGE_RELS))
@@ -204,6 +226,53 @@ class SentMessages:
         for resolution in resolutions:
             self._apply(resolution)
         return message
+
+    async def _answer_from_channel(self, message: OutgoingMessage) -> bool:
+        """Wait up to ``_outcome.UNANSWERED_GRACE`` for the event channel to name the
+        message's operationId: True if it did (the server took the message; it may have
+        ended). A link-only started message nobody claimed is read (at most
+        ``_MAX_LOOKUPS``) for its operationId."""
+        operation_id = message.operation_id
+        if self._closed or message.done() or message.href is not None:
+            return not self._closed  # an event named it already (it may have ended)
+        loop = asyncio.get_running_loop()
+        named = self._unanswered[operation_id] = loop.create_future()
+        deadline = loop.time() + _outcome.UNANSWERED_GRACE
+        read: set[str] = set()
+        try:
+            while not named.done() and loop.time() < deadline and not self._closed:
+                owner = self._correlator.owner
+                for href in [h for h in self._unclaimed if h not in read and owner(h) is None]:
+                    if len(read) >= _MAX_LOOKUPS or named.done():
+                        break
+                    read.add(href)
+                    if await self._is_ours(href, operation_id):
+                        self._bind_unanswered(message, href)
+                await asyncio.wait([named], timeout=_LOOKUP_STEP)
+        finally:
+            self._unanswered.pop(operation_id, None)
+        return named.done() and not self._closed
+
+    async def _is_ours(self, href: str, operation_id: str) -> bool:
+        if self._read is None:
+            return False
+        resource = await self._read(href)
+        return resource is not None and resource.properties.get("operationId") == operation_id
+
+    def _bind_unanswered(self, message: OutgoingMessage, href: str) -> None:
+        """The message read at ``href`` is the one whose answer was lost: bind it (its
+        events waiting in the correlator are replayed)."""
+        named = self._unanswered.get(message.operation_id)
+        if named is not None and not named.done():
+            named.set_result(None)
+        message.href = self._app.safe_resolve(href) or href
+        try:
+            resolutions = self._correlator.bind(message.operation_id, href)
+        except (ValueError, KeyError) as exc:
+            log.warning("cannot correlate message %s by href: %s", message.operation_id, exc)
+            return
+        for resolution in resolutions:
+            self._apply(resolution)
 
     def claims(self, event: Event) -> bool:
         """Feed a ``message`` event; True if it is about a message this session sent."""
@@ -225,14 +294,25 @@ class SentMessages:
             return owned
         for resolution in resolutions:
             self._apply(resolution)
+        if not owned and not resolutions and event.type == "started":
+            # Perhaps a message whose 201 is under way, or lost: see _answer_from_channel.
+            self._unclaimed.append(event.link.href)
         return owned or bool(resolutions)
 
     def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:
+        if self._unanswered:
+            named = self._unanswered.get(resolution.operation_id)
+            if named is not None and not named.done():
+                named.set_result(None)  # the server took the message whose answer was lost
         message = self._pending.get(resolution.operation_id)
-        if message is None or isinstance(resolution, Progress):
+        if message is None:
             return
         if message.href is None and resolution.event.link.href:
+            # (from a started event too: the server has taken the message, whose 201 may
+            # be lost; see _answer_from_channel)
             message.href = self._app.safe_resolve(resolution.event.link.href)
+        if isinstance(resolution, Progress):
+            return
         if (
             isinstance(resolution, NeedsLookup)
             and resolution.event.resource is None
@@ -304,6 +384,9 @@ class SentMessages:
 
     def close_all(self, error: UcwaError) -> None:
         self._closed = True
+        for named in self._unanswered.values():
+            if not named.done():
+                named.set_result(None)
         for message in self._pending.values():
             message._settle(error)
         self._pending.clear()

@@ -388,6 +388,83 @@ async def test_cancelled_send_the_server_took_is_tracked(make_session: SessionFa
         assert session.stats.messages_delivered == 3
 
 
+@pytest.mark.parametrize("embed", [True, False], ids=["embedded", "link-only"])
+@pytest.mark.parametrize("events", ["before", "after"])
+async def test_send_whose_answer_is_lost_returns_the_message_the_server_took(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, events: str, embed: bool
+) -> None:
+    """The server took the sendMessage POST, then the connection dropped before its 201:
+    the channel names the message's operationId (its embedded message, or a GET of a
+    link-only started message: message_ref), before the failure or within the grace
+    after it, so send() returns the message, which is delivered: no error that would
+    make the caller say it twice."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    config = SimulatorConfig(
+        completion_delay=0.01, message_operation_id=True, embed_resources=embed
+    )
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        host = session._host
+        assert host is not None
+        deliver = host.deliver
+        if events == "after":
+            held: list[Any] = []
+            host.deliver = held.append  # type: ignore[method-assign,assignment]
+
+            async def release() -> None:
+                await asyncio.sleep(0.3)  # after the drop, within the grace
+                host.deliver = deliver  # type: ignore[method-assign]
+                for batch in held:
+                    deliver(batch)
+
+            releasing = asyncio.create_task(release())
+        sim.faults.late_answer(0.1, target="sendMessage", drop=True)
+        async with asyncio.timeout(STEP):
+            message = await conversation.send("are you there?")
+            await message.wait()
+        assert message.delivered
+        assert sim.counters.messages_sent == 1
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert session.stats.messages_sent == 1
+        assert session.stats.messages_delivered == 1
+        if events == "after":
+            await releasing
+
+
+@pytest.mark.parametrize("how", ["no operationId", "not taken"])
+async def test_send_whose_answer_is_lost_and_never_named_raises(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """Nothing names the message within the grace (the server took it but its messages
+    carry no operationId, as in the SendAnIM flow; or it never took it): send() raises
+    the TransportError, and nothing of it stays pending."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        table = session._conversation_table
+        if how == "not taken":
+
+            async def lost(url: str, payload: Any, content_type: Any) -> Any:
+                raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+            table.sent._post = lost
+        else:
+            sim.faults.late_answer(0.1, target="sendMessage", drop=True)
+        began = time.monotonic()
+        with pytest.raises(ucwa_async.TransportError):
+            await conversation.send("hello?")
+        assert time.monotonic() - began >= 0.15  # it waited for the channel's word
+        assert len(table.sent) == 0
+        assert table.sent._unanswered == {}
+        assert session.stats.messages_sent == 0
+        assert sim.counters.messages_sent == (1 if how == "no operationId" else 0)
+
+
 async def test_cancelled_send_then_close(make_session: SessionFactory) -> None:
     """The session closes while the POST of a send() whose caller gave up still waits
     for the server: the close ends it (no task left, nothing "never retrieved")."""

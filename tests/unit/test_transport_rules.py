@@ -300,8 +300,37 @@ async def test_a_closed_http_session_is_a_transport_error() -> None:
     http = aiohttp.ClientSession()
     await http.close()
     client = HttpClient(http, max_body=1024)
-    with pytest.raises(ucwa_async.TransportError, match="closed"):
+    with pytest.raises(ucwa_async.TransportError, match="closed") as caught:
         await client.request("GET", "http://127.0.0.1:9/x", headers={}, timeout=1.0)
+    assert caught.value.request_sent is False
+
+
+async def test_transport_errors_say_whether_the_request_may_have_reached_the_server() -> None:
+    # Connection refused: nothing sent. A connection closed before the answer: unknown.
+    async def close_unanswered(request: web.Request) -> web.Response:
+        assert request.transport is not None
+        request.transport.abort()
+        raise ConnectionResetError
+
+    app = web.Application()
+    app.router.add_post("/drop", close_unanswered)
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as http:
+            client = HttpClient(http, max_body=1024)
+            with pytest.raises(ucwa_async.TransportError) as dropped:
+                await client.request("POST", f"http://127.0.0.1:{port}/drop", headers={}, timeout=5)
+            assert dropped.value.request_sent is None
+            await site.stop()
+            with pytest.raises(ucwa_async.TransportError) as refused:
+                await client.request("POST", f"http://127.0.0.1:{port}/drop", headers={}, timeout=5)
+            assert refused.value.request_sent is False
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_channel_401_after_a_refresh_by_a_request_costs_no_second_grant() -> None:

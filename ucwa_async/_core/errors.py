@@ -123,7 +123,13 @@ def _rebuild_error(cls: type[UcwaError], args: tuple[Any, ...], state: dict[str,
 
 
 class TransportError(UcwaError):
-    """The request never got an HTTP answer (connection refused, reset, DNS...)."""
+    """The request never got an HTTP answer (connection refused, reset, DNS...).
+
+    ``request_sent`` is False when the request cannot have reached the server (no
+    connection could be made, or the HTTP client was closed); None when it may have
+    (the connection dropped, or the answer did not come in time)."""
+
+    request_sent: bool | None = None
 
 
 class RequestTimeoutError(TransportError, TimeoutError):
