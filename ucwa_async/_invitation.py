@@ -123,7 +123,8 @@ class Invitation(OutcomeFuture[T]):
 
     def _wait_timed_out(self, timeout: float) -> BaseException:
         return InvitationTimeoutError(
-            f"no outcome for invitation {self.operation_id} within {timeout:g} s",
+            f"no outcome for invitation {self.operation_id} within this wait's {timeout:g} s;"
+            " it is still pending (wait again, or cancel() it)",
             href=self.href,
             operation_id=self.operation_id,
         )

@@ -77,8 +77,9 @@ async def test_invitation_timeout_still_ends_a_silent_invitation(
         loop = asyncio.get_running_loop()
         invitation = await session.continue_phone_audio(logs[0], PHONE, timeout=0.4)
         accepted = loop.time()
-        with pytest.raises(ucwa_async.InvitationTimeoutError):
+        with pytest.raises(ucwa_async.InvitationTimeoutError) as info:
             await invitation.result(timeout=5)
+        assert "stopped waiting for it" in str(info.value)  # not "still pending"
         assert loop.time() - accepted >= 0.35  # the whole timeout, from the 201
         assert session.stats.invitations_timed_out == 1
         assert session.pending_invitations == 0
