@@ -130,9 +130,12 @@ class Invitation(OutcomeFuture[T]):
         )
 
     async def conversation(self, timeout: float | None = None) -> Conversation:
-        """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
-        ``ucwa_async.Conversation`` it connected (the same object while it lasts).
-        ``timeout`` bounds the whole call."""
+        """Wait like ``await invitation``, then return the ``ucwa_async.Conversation`` it
+        connected (the same object while it lasts).
+
+        Raises what ``await invitation`` raises (``InvitationFailedError`` when declined,
+        ...). ``timeout`` bounds the whole call, as ``wait(timeout)`` does: when it passes
+        first, ``InvitationTimeoutError`` is raised and the invitation stays pending."""
         loop = self.get_loop()
         started = loop.time()
         resource = await self.wait(timeout)

@@ -228,6 +228,17 @@ async def test_start_messaging_success(sim: UcwaSimulator, make_session: Session
         assert sim.conversation_state(conversation.href) in (None, "Disconnected")
 
 
+async def test_start_messaging_to_a_bare_address_adds_sip(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    # As the docstrings of start_messaging / start_phone_audio say.
+    async with make_session(sim) as session:
+        inv = await session.start_messaging("lenea@contoso.com", message="hi")
+        conversation = await inv.conversation(timeout=STEP)
+        assert [p.uri for p in conversation.participants] == [LENE]
+        await conversation.leave()
+
+
 async def test_start_messaging_failure(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     sim.add_person(
         Person(
