@@ -18,7 +18,11 @@ import asyncio
 import collections
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from ucwa_async._core.models import Event
+    from ucwa_async._events import ChannelSignal
 
 __all__ = ["ClosingStream", "EventStream"]
 
@@ -68,7 +72,7 @@ class EventStream(ClosingStream):
         self._closed = False
         self.dropped = 0
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> Event | ChannelSignal:
         if self._waiter is not None:
             raise RuntimeError(
                 "this EventStream is already being read by another task; "
@@ -82,7 +86,7 @@ class EventStream(ClosingStream):
                 await self._waiter
             finally:
                 self._waiter = None
-        item = self._items.popleft()
+        item: Event | ChannelSignal = self._items.popleft()
         if item is _END:
             self._ended = True
             raise StopAsyncIteration
