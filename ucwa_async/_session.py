@@ -151,6 +151,10 @@ class Session:
     ``reconnect_settle``, ``keepalive_interval`` (``Timeouts``); ``max_callback_retries``,
     ``max_redirects``, ``app_create_retries``, ``retry_after_cap``, ``backoff``
     (``Retries``); ``event_queue_size``, ``max_body_size`` (``Limits``).
+
+    Once open: ``session.stats`` (``SessionStats``: counters of invitations, incoming
+    invitations, messages, conversations, retries), ``channel_state``, ``state``,
+    ``pending_invitations``; ``session.incoming()`` and ``session.events()`` to listen.
     """
 
     def __init__(
