@@ -10,7 +10,9 @@ conversation is served by its own task, so several people can talk to it at once
 
 Graceful shutdown on SIGTERM / SIGINT: stop accepting invitations, let running commands
 finish for up to --grace seconds (the others are cut short and say so), leave every
-conversation, close the session, print "stopped cleanly", exit 0.
+conversation, close the session, print "stopped cleanly", exit 0. If the event channel
+fails for good (``ChannelFailed``: nothing more can arrive, and the inbox does not end by
+itself), the daemon says so, shuts down the same way and exits 1.
 
     UCWA_PASSWORD=... python examples/chatops_daemon.py --discovery URL --user USER
     python examples/chatops_daemon.py --simulator    # lines you type arrive as IMs
@@ -195,6 +197,18 @@ class ChatOps:
             await conversation.leave()
 
 
+async def channel_failure(events: ucwa_async.EventStream) -> BaseException | None:
+    """The error once the event channel has failed for good (None: the session closed).
+
+    Then no invitation or message can arrive any more, every call raises
+    ``ChannelFailedError``, and ``incoming()`` / ``messages()`` do not end by themselves:
+    a daemon has to watch for it."""
+    async for item in events:
+        if isinstance(item, ucwa_async.ChannelFailed):
+            return item.error
+    return None
+
+
 Feeder = Callable[[ChatOps, asyncio.Event], Coroutine[Any, Any, None]]
 
 
@@ -209,38 +223,47 @@ async def main(
     max_conversations: int = 100,
     feeder: Feeder | None = None,
 ) -> int:
-    """Serve until SIGTERM / SIGINT (or until ``feeder`` sets the stop event)."""
+    """Serve until SIGTERM / SIGINT (or until ``feeder`` sets the stop event), or until
+    the event channel fails for good (then exit status 1)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    failure: BaseException | None = None
     try:
-        async with ucwa_async.Session(
+        session = ucwa_async.Session(
             discovery,
             auth=ucwa_async.PasswordAuth(user, password),
             wire_format=wire,
             available_for=("Messaging",),
-        ) as session:
+        )
+        events = session.events()  # taken before open(): no channel signal is missed
+        async with session, events:
             daemon = ChatOps(
                 session, deploy_seconds=deploy_seconds, max_conversations=max_conversations
             )
             acceptor = asyncio.create_task(daemon.accept_invitations(), name="chatops-accept")
+            watcher = asyncio.create_task(channel_failure(events), name="chatops-channel")
             print(f"ready: send an IM to {user} ({HELP})", flush=True)
             fed = asyncio.create_task(feeder(daemon, stop)) if feeder else None
             signalled = asyncio.create_task(stop.wait())
-            await asyncio.wait({acceptor, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({acceptor, signalled, watcher}, return_when=asyncio.FIRST_COMPLETED)
             if acceptor.done() and not acceptor.cancelled() and acceptor.exception():
                 print(f"inbox failed: {acceptor.exception()!r}", flush=True)
+            if watcher.done() and (failure := watcher.result()) is not None:
+                print(f"event channel failed: {failure}", flush=True)
             print("shutting down: no new conversations", flush=True)
-            if fed is not None:
-                fed.cancel()
-                await asyncio.gather(fed, return_exceptions=True)
-            signalled.cancel()
-            await asyncio.gather(signalled, return_exceptions=True)
+            for task in (fed, signalled, watcher):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             await daemon.shut_down(acceptor, grace)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+    if failure is not None:
+        print("stopped: the event channel failed", flush=True)
+        return 1
     print("stopped cleanly", flush=True)
     return 0
 

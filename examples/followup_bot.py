@@ -26,8 +26,9 @@ async def follow_up(session: ucwa_async.Session, log: ucwa_async.ConversationLog
         invitation = await session.continue_messaging(log, message=text)
         await invitation
     except ucwa_async.InvitationFailedError as exc:
-        subcode = getattr(exc.reason, "subcode", None) or getattr(exc.reason, "code", None)
-        return f"declined ({subcode})" if subcode else "failed"
+        reason = exc.reason  # the server's Reason, or None
+        word = (reason.subcode or reason.code) if reason is not None else None
+        return f"declined ({word})" if word else "failed"
     except ucwa_async.InvitationTimeoutError:
         return "error (timed out)"
     except ucwa_async.UcwaError as exc:

@@ -30,9 +30,10 @@ __all__ = ["Conversation", "MessageStream"]
 class Conversation:
     """A conversation this session takes part in.
 
-    ``href``, ``subject``, ``state`` (``"Connecting"``, ``"Connected"``,
-    ``"Disconnected"``...), ``participants`` (the remote ones, kept up to date by the
-    event channel), ``ended`` (None, or why it ended).
+    ``href``, ``kind`` (``"messaging"`` or ``"phoneAudio"``: how it was joined),
+    ``subject``, ``state`` (``"Connecting"``, ``"Connected"``, ``"Disconnected"``...),
+    ``participants`` (the remote ones, kept up to date by the event channel), ``ended``
+    (None, or why it ended).
     """
 
     def __init__(self, table: ConversationTable, state: ConversationState, kind: str) -> None:

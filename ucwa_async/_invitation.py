@@ -123,15 +123,19 @@ class Invitation(OutcomeFuture[T]):
 
     def _wait_timed_out(self, timeout: float) -> BaseException:
         return InvitationTimeoutError(
-            f"no outcome for invitation {self.operation_id} within {timeout:g} s",
+            f"no outcome for invitation {self.operation_id} within this wait's {timeout:g} s;"
+            " it is still pending (wait again, or cancel() it)",
             href=self.href,
             operation_id=self.operation_id,
         )
 
     async def conversation(self, timeout: float | None = None) -> Conversation:
-        """Wait like ``await invitation`` (``timeout`` as for ``result``), then return the
-        ``ucwa_async.Conversation`` it connected (the same object while it lasts).
-        ``timeout`` bounds the whole call."""
+        """Wait like ``await invitation``, then return the ``ucwa_async.Conversation`` it
+        connected (the same object while it lasts).
+
+        Raises what ``await invitation`` raises (``InvitationFailedError`` when declined,
+        ...). ``timeout`` bounds the whole call, as ``wait(timeout)`` does: when it passes
+        first, ``InvitationTimeoutError`` is raised and the invitation stays pending."""
         loop = self.get_loop()
         started = loop.time()
         resource = await self.wait(timeout)

@@ -725,7 +725,8 @@ class OperationTable:
         self._correlator.finish(operation_id)
         if invitation._fail(
             InvitationTimeoutError(
-                f"invitation {operation_id} had no outcome within its timeout",
+                f"invitation {operation_id} had no outcome within its timeout"
+                " (invitation_timeout, or the call's timeout); the session stopped waiting for it",
                 href=invitation.href,
                 operation_id=operation_id,
             )

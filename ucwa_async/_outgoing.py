@@ -104,7 +104,8 @@ class OutgoingMessage(OutcomeFuture[None]):
 
     def _wait_timed_out(self, timeout: float) -> BaseException:
         return MessageTimeoutError(
-            f"no delivery outcome for message {self.operation_id} within {timeout:g} s",
+            f"no delivery outcome for message {self.operation_id} within this wait's"
+            f" {timeout:g} s; it is still pending (wait again)",
             href=self.href,
             operation_id=self.operation_id,
         )
@@ -367,7 +368,8 @@ class SentMessages:
         self._correlator.finish(operation_id)
         if message._settle(
             MessageTimeoutError(
-                f"message {operation_id} had no delivery outcome within its timeout",
+                f"message {operation_id} had no delivery outcome within its timeout"
+                " (send()'s timeout, by default invitation_timeout); the session stopped waiting",
                 href=message.href,
                 operation_id=operation_id,
             )

@@ -152,6 +152,10 @@ class Session:
     ``reconnect_settle``, ``keepalive_interval`` (``Timeouts``); ``max_callback_retries``,
     ``max_redirects``, ``app_create_retries``, ``retry_after_cap``, ``backoff``
     (``Retries``); ``event_queue_size``, ``max_body_size`` (``Limits``).
+
+    Once open: ``session.stats`` (``SessionStats``: counters of invitations, incoming
+    invitations, messages, conversations, retries), ``channel_state``, ``state``,
+    ``pending_invitations``; ``session.incoming()`` and ``session.events()`` to listen.
     """
 
     def __init__(
@@ -740,7 +744,8 @@ class Session:
         timeout: float | None = None,
         operation_id: str | None = None,
     ) -> Invitation[MessagingInvitation]:
-        """Start a new conversation with ``to`` (``sip:...``) by instant message.
+        """Start a new conversation with ``to`` (``sip:...``; a bare ``user@domain`` is
+        sent as ``sip:user@domain``) by instant message.
 
         Returns an ``Invitation`` as ``continue_messaging`` does (after the 201);
         ``await inv.conversation()`` for the ``Conversation`` once connected.
@@ -770,10 +775,10 @@ class Session:
         timeout: float | None = None,
         operation_id: str | None = None,
     ) -> Invitation[PhoneAudioInvitation]:
-        """Call ``to`` (``sip:...``) by phone audio: the server rings ``phone_number``
-        (``tel:+1...``, this user's own phone; left out, the one given when the
-        application was created, startPhoneAudio_ref.md) and connects it. Returns an
-        ``Invitation``."""
+        """Call ``to`` (``sip:...``, or a bare ``user@domain``) by phone audio: the server
+        rings ``phone_number`` (``tel:+1...``, this user's own phone; left out, the one
+        given when the application was created, startPhoneAudio_ref.md) and connects it.
+        Returns an ``Invitation``."""
         self._ensure_open()
         body = self._start_body(to, subject, importance, operation_id)
         if phone_number is not None:

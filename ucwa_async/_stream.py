@@ -24,7 +24,11 @@ import asyncio
 import collections
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from ucwa_async._core.models import Event
+    from ucwa_async._events import ChannelSignal
 
 __all__ = ["ClosingStream", "EventStream"]
 
@@ -81,7 +85,7 @@ class EventStream(ClosingStream):
         self._closed = False
         self.dropped = 0
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> Event | ChannelSignal:
         if self._waiter is not None:
             raise RuntimeError(
                 "this EventStream is already being read by another task; "
@@ -99,7 +103,7 @@ class EventStream(ClosingStream):
                 self._waiter = None
                 if self._reading is not None:
                     self._reading.discard(self)
-        item = self._items.popleft()
+        item: Event | ChannelSignal = self._items.popleft()
         if item is _END:
             self._ended = True
             raise StopAsyncIteration

@@ -76,6 +76,11 @@ async def test_demo_count_20_ends_every_invitation(wire: str) -> None:
     # answer the opening message of a continue)
     assert im_connected + 10 <= received <= 2 * im_connected + 10
     assert f"phone calls hung up: {rows['phoneAudio'][0]}" in result.stdout.splitlines()
+    # The server's count is of the 20 continues and the 10 incoming IMs: it says so.
+    line = re.search(r"^invitations on the server by final state, incoming IMs included: (.*)$",
+                     result.stdout, re.M)  # fmt: skip
+    assert line is not None, result.stdout
+    assert sum(int(n) for n in re.findall(r"\d+", line[1])) == 30
     assert f"{failed} x RemoteFailure/Declined" in result.stdout
     assert f"(wire format {wire})" in result.stdout
     assert f"Invitations ({wire}," in result.stdout

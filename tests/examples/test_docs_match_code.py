@@ -105,3 +105,29 @@ def test_the_configuration_table_lists_every_option_with_its_default() -> None:
         assert keyword in rows
     for keyword in ("user_agent", "culture", "available_for"):
         assert keyword in rows
+
+
+def test_the_quickstart_options_are_the_groups_fields_with_their_defaults() -> None:
+    # The quickstart's table listed the 0.1 shorthands (request_timeout=, ...) as the
+    # options, after they had become fields of Timeouts / Retries / Limits.
+    text = (ROOT / "docs/quickstart.md").read_text(encoding="utf-8")
+    section = text.split("## Session options", 1)[1].split("\n## ", 1)[0]
+    groups = {g.__name__: g for g in (ucwa_async.Timeouts, ucwa_async.Retries, ucwa_async.Limits)}
+    checked = 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`"):
+            continue
+        match = re.fullmatch(r"`(\w+)\((\w+)=\.\.\.\)`", cells[0])
+        if match is None:  # a Session keyword
+            assert cells[0].strip("`") in ("wire_format", "invitation_timeout", "available_for",
+                                           "http_session"), line  # fmt: skip
+            continue
+        field = attrs.fields_dict(groups[match[1]])[match[2]]
+        written = cells[1]
+        if match[2] == "max_body_size":
+            assert written == f"{field.default // 2**20} MiB"
+        else:
+            assert float(re.sub(r"[^\d.]", "", written)) == field.default, line
+        checked += 1
+    assert checked >= 8

@@ -270,6 +270,31 @@ async def test_chatops_daemon_sigterm_finishes_or_cuts_commands(
     no_leaks(err)
 
 
+async def test_chatops_daemon_stops_when_the_event_channel_fails(
+    ucwa_simulator: UcwaSimulator,
+) -> None:
+    # incoming() and messages() do not end when the channel fails for good: the daemon
+    # hung, serving nothing, until a signal. It watches session.events() for ChannelFailed.
+    sim = ucwa_simulator
+    sim.add_person(LENE)
+    proc = await _start_daemon(sim)
+    try:
+        assert proc.stdout is not None
+        await read_until(proc.stdout, r"^ready: ")
+        await sim.incoming_message(LENE.uri, "status")
+        await _conversation_of(sim, set())
+        sim.faults.unauthorized_forever(target="pget", next_n=None)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await reap(proc)
+    assert proc.returncode == 1, err.decode()
+    lines = out.decode().splitlines()
+    assert any(line.startswith("event channel failed: re-authentication") for line in lines)
+    assert "shutting down: no new conversations" in lines
+    assert lines[-1] == "stopped: the event channel failed"
+    no_leaks(err.decode())
+
+
 async def test_chatops_daemon_serves_many_conversations_at_once(
     ucwa_simulator: UcwaSimulator,
 ) -> None:

@@ -228,6 +228,17 @@ async def test_start_messaging_success(sim: UcwaSimulator, make_session: Session
         assert sim.conversation_state(conversation.href) in (None, "Disconnected")
 
 
+async def test_start_messaging_to_a_bare_address_adds_sip(
+    sim: UcwaSimulator, make_session: SessionFactory
+) -> None:
+    # As the docstrings of start_messaging / start_phone_audio say.
+    async with make_session(sim) as session:
+        inv = await session.start_messaging("lenea@contoso.com", message="hi")
+        conversation = await inv.conversation(timeout=STEP)
+        assert [p.uri for p in conversation.participants] == [LENE]
+        await conversation.leave()
+
+
 async def test_start_messaging_failure(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     sim.add_person(
         Person(
@@ -499,9 +510,24 @@ async def test_continue_messaging_gives_a_conversation(
         inv = await session.continue_messaging(logs[0], message="following up")
         conversation = await inv.conversation(timeout=STEP)
         assert conversation.href.startswith("http")
-        sent = await conversation.send("and one more thing")
-        await sent.result(STEP)
-        assert sim.messages_from_client(conversation.href)[-1] == "and one more thing"
+        async with conversation.messages() as messages:
+            sent = await conversation.send("and one more thing")
+            await sent.result(STEP)
+            assert sim.messages_from_client(conversation.href)[-1] == "and one more thing"
+            # As docs/testing.md says: the log's first recipient (echoing) answers what is
+            # sent in the conversation, not the continue's own message; without the
+            # conversation's events, the client knows the sender by its link only.
+            reply = await next_message(messages)
+        assert reply.text == "echo: and one more thing"
+        assert reply.sender is not None
+        assert reply.sender.href is not None
+        recipient = logs[0].recipients[0].sip_uri
+        if conversation_events:
+            assert reply.sender.uri == recipient
+            assert [p.uri for p in conversation.participants] == [recipient]
+        else:
+            assert (reply.sender.uri, reply.sender.name) == (None, None)
+            assert conversation.participants == []
         await conversation.leave()
 
 

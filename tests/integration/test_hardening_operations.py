@@ -77,11 +77,36 @@ async def test_invitation_timeout_still_ends_a_silent_invitation(
         loop = asyncio.get_running_loop()
         invitation = await session.continue_phone_audio(logs[0], PHONE, timeout=0.4)
         accepted = loop.time()
-        with pytest.raises(ucwa_async.InvitationTimeoutError):
+        with pytest.raises(ucwa_async.InvitationTimeoutError) as info:
             await invitation.result(timeout=5)
+        assert "stopped waiting for it" in str(info.value)  # not "still pending"
         assert loop.time() - accepted >= 0.35  # the whole timeout, from the 201
         assert session.stats.invitations_timed_out == 1
         assert session.pending_invitations == 0
+
+
+async def test_an_expired_invitation_is_not_cancelled_on_the_server(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # What docs/invitations.md says: the invitation's own timeout ends it here only; the
+    # handle can no longer cancel it, so a bot cancels before that timeout.
+    config = SimulatorConfig(outcome_rule=_ringing)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        invitation = await session.continue_messaging(logs[0], timeout=0.2)
+        with pytest.raises(ucwa_async.InvitationTimeoutError):
+            await invitation.result(timeout=5)
+        assert invitation.href is not None
+        assert sim.invitation_state(invitation.href) == "Connecting"
+        assert invitation.cancel() is False
+        assert _requests(sim, "cancel") == []
+        bounded = await session.continue_messaging(logs[0])
+        with pytest.raises(ucwa_async.InvitationTimeoutError):
+            await bounded.wait(0.1)
+        assert bounded.cancel() is True
+        assert await bounded.cancel_outcome() is True
+        assert bounded.href is not None
+        assert sim.invitation_state(bounded.href) != "Connecting"  # no longer rings
 
 
 # --- 2. no orphaned call ----------------------------------------------------------------

@@ -43,8 +43,13 @@ def test_user_bot_passes_mypy_strict(tmp_path: Path) -> None:
         "def f(log: ucwa_async.ConversationLog, inv: ucwa_async.Invitation[int]) -> None:\n"
         "    size: int = log.href\n"
         "    flag: str = inv.cancel()\n"
+        "async def g(session: ucwa_async.Session) -> None:\n"
+        "    async for item in session.events():\n"
+        "        count: int = item\n"
     )
     completed = _mypy(wrong, tmp_path)
     assert completed.returncode == 1
     assert 'expression has type "str", variable has type "int"' in completed.stdout
     assert 'expression has type "bool", variable has type "str"' in completed.stdout
+    # An events() item was Any: nothing a user did with it was checked.
+    assert 'expression has type "Event | ChannelConnected | ChannelReconnecting' in completed.stdout

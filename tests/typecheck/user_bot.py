@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 import ucwa_async
 from ucwa_async import (
@@ -67,6 +68,10 @@ async def follow_up(session: Session, logs: list[ConversationLog]) -> int:
         phone: PhoneAudioInvitation = await next_done
         log.info("call %s", phone.phone_number)
     outcomes = await asyncio.gather(*ims, return_exceptions=True)
+    # Both kinds in one list: annotated as docs/invitations.md says.
+    both: list[Invitation[Any]] = [*ims, call]
+    _, still_pending = await asyncio.wait(both, timeout=1)
+    log.info("%d still pending", len(still_pending))
     return connected + sum(isinstance(o, MessagingInvitation) for o in outcomes)
 
 

@@ -104,6 +104,16 @@ async def test_wait_timeout_leaves_invitation_pending() -> None:
     assert await inv.wait(timeout=1) == "ok"
 
 
+async def test_wait_timeout_says_the_invitation_is_still_pending() -> None:
+    # The message of a wait's timeout told no more than "no outcome within 0.01 s": a
+    # first-time reader could not tell it from the invitation's own timeout (which ends it).
+    inv = make()
+    with pytest.raises(InvitationTimeoutError, match=r"within this wait's 0\.01 s") as info:
+        await inv.wait(timeout=0.01)
+    assert "still pending (wait again, or cancel() it)" in str(info.value)
+    assert not inv.done()
+
+
 async def test_cancelling_the_awaiting_task_does_not_cancel_the_invitation() -> None:
     inv = make()
     waiter = asyncio.create_task(inv.wait())

@@ -140,10 +140,12 @@ async def test_timeout_end_of_conversation_and_close() -> None:
 
     sent, stats = table(post)
     slow = await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=0.05)
-    with pytest.raises(ucwa_async.MessageTimeoutError):
+    with pytest.raises(ucwa_async.MessageTimeoutError, match="still pending") as waited:
         await slow.result(0.01)  # this wait only
-    with pytest.raises(ucwa_async.MessageTimeoutError):
+    assert "within this wait's 0.01 s" in str(waited.value)
+    with pytest.raises(ucwa_async.MessageTimeoutError, match="stopped waiting") as expired:
         await slow
+    assert "within its timeout (send()'s timeout" in str(expired.value)
     assert stats.messages_timed_out == 1
     no_location = await sent.send(SEND, "b", html=False, conversation_href=CONV, timeout=5)
     assert no_location.href is None

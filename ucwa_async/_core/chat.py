@@ -45,7 +45,9 @@ _DATA_URI_HEAD = re.compile(r"data:[^\s,]*,", re.IGNORECASE).match
 @attrs.frozen
 class Participant:
     """Someone in a conversation: ``uri`` (``sip:...``), display ``name``, and the
-    participant resource's ``href`` (None when not known)."""
+    participant resource's ``href``; each is None when not known. A message's sender
+    named only by a link (its participant not announced by the server) has its ``href``
+    and neither ``uri`` nor ``name``."""
 
     uri: str | None = None
     name: str | None = None

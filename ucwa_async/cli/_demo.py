@@ -191,7 +191,10 @@ async def run_demo(args: argparse.Namespace) -> int:
         channel_table(tally, post_retries=post_retries, faults_fired=faults_fired, dropped=dropped)
     )
     states = ", ".join(f"{k} {v}" for k, v in sorted(by_state.items()))
-    console.print(f"invitations on the server by final state: {states}", soft_wrap=True)
+    console.print(
+        f"invitations on the server by final state, incoming IMs included: {states}",
+        soft_wrap=True,
+    )
     ok = tally.count("error") == 0 and tally.ended == tally.total
     if messages.answered != by_im:
         console.print(
