@@ -11,8 +11,8 @@ conversation is served by its own task, so several people can talk to it at once
 Graceful shutdown on SIGTERM / SIGINT: stop accepting invitations, let running commands
 finish for up to --grace seconds (the others are cut short and say so), leave every
 conversation, close the session, print "stopped cleanly", exit 0. If the event channel
-fails for good (``ChannelFailed``: nothing more can arrive, and the inbox does not end by
-itself), the daemon says so, shuts down the same way and exits 1.
+fails for good (nothing more can arrive: the inbox raises ``ChannelFailedError``), the
+daemon says so, shuts down the same way and exits 1.
 
     UCWA_PASSWORD=... python examples/chatops_daemon.py --discovery URL --user USER
     python examples/chatops_daemon.py --simulator    # lines you type arrive as IMs
@@ -197,18 +197,6 @@ class ChatOps:
             await conversation.leave()
 
 
-async def channel_failure(events: ucwa_async.EventStream) -> BaseException | None:
-    """The error once the event channel has failed for good (None: the session closed).
-
-    Then no invitation or message can arrive any more, every call raises
-    ``ChannelFailedError``, and ``incoming()`` / ``messages()`` do not end by themselves:
-    a daemon has to watch for it."""
-    async for item in events:
-        if isinstance(item, ucwa_async.ChannelFailed):
-            return item.error
-    return None
-
-
 Feeder = Callable[[ChatOps, asyncio.Event], Coroutine[Any, Any, None]]
 
 
@@ -237,23 +225,25 @@ async def main(
             wire_format=wire,
             available_for=("Messaging",),
         )
-        events = session.events()  # taken before open(): no channel signal is missed
-        async with session, events:
+        async with session:
             daemon = ChatOps(
                 session, deploy_seconds=deploy_seconds, max_conversations=max_conversations
             )
             acceptor = asyncio.create_task(daemon.accept_invitations(), name="chatops-accept")
-            watcher = asyncio.create_task(channel_failure(events), name="chatops-channel")
             print(f"ready: send an IM to {user} ({HELP})", flush=True)
             fed = asyncio.create_task(feeder(daemon, stop)) if feeder else None
             signalled = asyncio.create_task(stop.wait())
-            await asyncio.wait({acceptor, signalled, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if acceptor.done() and not acceptor.cancelled() and acceptor.exception():
-                print(f"inbox failed: {acceptor.exception()!r}", flush=True)
-            if watcher.done() and (failure := watcher.result()) is not None:
-                print(f"event channel failed: {failure}", flush=True)
+            await asyncio.wait({acceptor, signalled}, return_when=asyncio.FIRST_COMPLETED)
+            if acceptor.done() and not acceptor.cancelled():
+                # The inbox ends only with the session, or with the event channel's failure
+                # (ChannelFailedError: nothing more can arrive, every call raises it).
+                failure = acceptor.exception()
+                if isinstance(failure, ucwa_async.ChannelFailedError):
+                    print(f"event channel failed: {failure}", flush=True)
+                elif failure is not None:
+                    print(f"inbox failed: {failure!r}", flush=True)
             print("shutting down: no new conversations", flush=True)
-            for task in (fed, signalled, watcher):
+            for task in (fed, signalled):
                 if task is not None:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
@@ -261,8 +251,11 @@ async def main(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-    if failure is not None:
+    if isinstance(failure, ucwa_async.ChannelFailedError):
         print("stopped: the event channel failed", flush=True)
+        return 1
+    if failure is not None:
+        print("stopped: the inbox failed", flush=True)
         return 1
     print("stopped cleanly", flush=True)
     return 0

@@ -108,6 +108,7 @@ class SessionChannelHost:
 
     def channel_failed(self, error: ChannelFailedError) -> None:
         self._operations.fail_all(error)
+        self._conversations.channel_failed(error)
         self.emit(ChannelFailed(error=error))
 
     async def stop(self) -> None:

@@ -33,6 +33,7 @@ from ucwa_async._core.conversation import (
     InvitationEnded,
 )
 from ucwa_async._core.errors import (
+    ChannelFailedError,
     ConversationError,
     InvitationTimeoutError,
     InvitationWithdrawnError,
@@ -309,6 +310,15 @@ class ConversationTable:
         """The application is gone, and with it every conversation the server kept."""
         self._act(self.book.end_all(ConversationEndReason.APPLICATION_LOST))
         self._withdraw_all()
+
+    def channel_failed(self, error: ChannelFailedError) -> None:
+        """The event channel failed for good: nothing more can be heard. Every
+        conversation ends (``CHANNEL_FAILED``: its ``messages()`` streams end), every
+        message still waiting for its outcome and every inbox reader gets ``error``."""
+        self._act(self.book.end_all(ConversationEndReason.CHANNEL_FAILED))
+        self._withdraw_all()
+        self.sent.fail_all(error)
+        self.inbox.end(error)
 
     def close(self) -> None:
         """The session closes: every stream ends, every waiter learns it."""

@@ -14,6 +14,7 @@ import contextlib
 from typing import TYPE_CHECKING, Literal
 
 from ucwa_async._core.chat import IncomingInvitationView, Participant
+from ucwa_async._core.errors import ChannelFailedError
 from ucwa_async._core.models import Reason
 from ucwa_async._stream import ClosingStream
 
@@ -114,6 +115,7 @@ class Inbox:
             collections.deque()
         )
         self._ended = False
+        self.error: ChannelFailedError | None = None  # why it ended, if not a close
 
     def _hand(self, invitation: IncomingInvitation) -> bool:
         """Give ``invitation`` to the first waiting reader; False if none waits."""
@@ -186,7 +188,10 @@ class Inbox:
             if not getter.done():
                 getter.set_result(None)
 
-    def end(self) -> None:
+    def end(self, error: ChannelFailedError | None = None) -> None:
+        """No more invitations: readers get None, and stop (``error``: with it)."""
+        if not self._ended:
+            self.error = error
         self._ended = True
         while self._getters:
             getter = self._getters.popleft()
@@ -206,6 +211,9 @@ class InvitationStream(ClosingStream):
         while not self._closed:
             invitation = await self._inbox.get(self._waiting)
             if invitation is None:
+                failed = self._inbox.error
+                if failed is not None and not self._closed:
+                    raise failed.renewed() from failed.cause
                 break
             if self.closed:  # closed meanwhile (another task): another stream takes it
                 self._inbox.give_back(invitation)

@@ -384,6 +384,15 @@ class SentMessages:
                 self._correlator.finish(operation_id)
                 message._settle(error)
 
+    def fail_all(self, error: UcwaError) -> None:
+        """Every message still waiting for its outcome ends with ``error`` (the event
+        channel that would have told it failed for good)."""
+        for message in self._pending.values():
+            message._settle(error)
+        self._pending.clear()
+        self._by_conversation.clear()
+        self._correlator.clear()
+
     def close_all(self, error: UcwaError) -> None:
         self._closed = True
         for named in self._unanswered.values():

@@ -273,8 +273,8 @@ async def test_chatops_daemon_sigterm_finishes_or_cuts_commands(
 async def test_chatops_daemon_stops_when_the_event_channel_fails(
     ucwa_simulator: UcwaSimulator,
 ) -> None:
-    # incoming() and messages() do not end when the channel fails for good: the daemon
-    # hung, serving nothing, until a signal. It watches session.events() for ChannelFailed.
+    # The channel fails for good: the inbox raises ChannelFailedError (it used to wait
+    # for ever, the daemon serving nothing until a signal), and the daemon stops.
     sim = ucwa_simulator
     sim.add_person(LENE)
     proc = await _start_daemon(sim)

@@ -581,3 +581,37 @@ async def test_resync_rereads_conversations(
         assert len(rereads) == 1  # read again after the resync (its events were discarded)
         assert kept.ended is None
         await (await kept.send("still here")).result(STEP)
+
+
+async def test_a_channel_failed_for_good_ends_the_inbox_and_the_conversations(
+    make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
+) -> None:
+    # The channel fails for good (401 on every P-GET while the token endpoint grants:
+    # the re-authentication budget runs out). Nothing more can be heard: a daemon on
+    # its inbox and a reader of messages() must learn it, not wait forever.
+    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.2)
+    async with UcwaSimulator(config=config, seed=0) as sim:
+        session = make_session(sim, available_for=("Messaging",))
+        async with session:
+            await sim.incoming_message(LENE, "first")
+            invitations = session.incoming()
+            invite = await next_invitation(invitations)
+            conversation = await invite.accept()
+            messages = conversation.messages()
+            waiting = asyncio.create_task(anext(aiter(messages), None))
+            next_invite = asyncio.create_task(anext(aiter(invitations), None))
+            sim.faults.unauthorized_forever(target="pget", next_n=None)
+            async with asyncio.timeout(STEP):
+                with pytest.raises(ucwa_async.ChannelFailedError):
+                    await next_invite
+                assert await waiting is None  # messages() ended
+            reason = await conversation.wait_ended(STEP)
+            assert reason is ucwa_async.ConversationEndReason.CHANNEL_FAILED
+            assert conversation.ended is ucwa_async.ConversationEndReason.CHANNEL_FAILED
+            with pytest.raises(ucwa_async.ChannelFailedError):
+                await conversation.send("too late")
+            with pytest.raises(ucwa_async.ChannelFailedError):
+                await anext(aiter(invitations))  # again: the stream stays failed
+            with pytest.raises(ucwa_async.ChannelFailedError):
+                session.incoming()
+        await assert_no_leftover_tasks(no_leftover_tasks)

@@ -346,3 +346,77 @@ async def test_a_link_only_completed_without_status_reads_the_message() -> None:
     assert unreadable.delivered
     assert (stats.messages_delivered, stats.messages_failed) == (2, 1)
     await asyncio.gather(*tasks)
+
+
+async def test_failing_every_message_when_the_channel_fails() -> None:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/30")
+
+    sent, _stats = table(post)
+    pending = await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    error = ucwa_async.ChannelFailedError("the event channel failed")
+    sent.fail_all(error)
+    with pytest.raises(ucwa_async.ChannelFailedError):
+        await pending
+    assert len(sent) == 0
+    assert not sent.claims(message_event(30, "Success"))  # forgotten: not ours any more
+
+
+async def test_a_lost_answer_named_by_the_channel_returns_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The POST reached the server, which took the message; its 201 was lost. The event
+    # channel names the operationId (an embedded message carrying it): send() returns.
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    sent: SentMessages | None = None
+    posted: list[str] = []
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        posted.append(url.partition("operationId=")[2])
+
+        def name_it() -> None:
+            assert sent is not None
+            raw = {
+                "link": {"rel": "message", "href": f"{SEND}/40"},
+                "type": "started",
+                "_embedded": {
+                    "message": {
+                        "rel": "message",
+                        "direction": "Outgoing",
+                        "operationId": posted[0],
+                        "_links": {"self": {"href": f"{SEND}/40"}},
+                    }
+                },
+            }
+            batch = {"sender": [{"rel": "conversation", "href": CONV, "events": [raw]}]}
+            sent.claims(parse_event_batch(batch).events[0])
+
+        asyncio.get_running_loop().call_later(0.1, name_it)
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    sent, stats = table(post)
+    message = await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert message.href == f"{SEND}/40"
+    assert not message.done()
+    assert stats.messages_sent == 1
+    assert sent.claims(message_event(40, "Success"))
+    await message
+    assert message.delivered
+
+
+async def test_a_post_never_sent_raises_at_once() -> None:
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        error = ucwa_async.TransportError("cannot connect (injected)")
+        error.request_sent = False
+        raise error
+
+    sent, stats = table(post)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ucwa_async.TransportError):
+        await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert loop.time() - began < 0.5
+    assert len(sent) == 0
+    assert stats.messages_sent == 0

@@ -79,6 +79,9 @@ class ConversationEndReason(enum.StrEnum):
     """The session's UCWA application was lost (the server forgot its conversations)."""
     SESSION_CLOSED = "session_closed"
     """The session closed."""
+    CHANNEL_FAILED = "channel_failed"
+    """The event channel failed for good (``ChannelFailedError``): nothing more of the
+    conversation can be heard, and nothing can be said."""
 
 
 @attrs.frozen
