@@ -257,6 +257,37 @@ def test_parse_reason() -> None:
     assert odd.extra == {"debugInfo": "text"}
 
 
+@pytest.mark.parametrize(
+    ("reason", "text"),
+    [
+        (
+            Reason("Forbidden", "DoNotDisturb", "The person is busy"),
+            "Forbidden/DoNotDisturb: The person is busy",
+        ),
+        (Reason("Cancelled", None, "Cancelled by the user."), "Cancelled: Cancelled by the user."),
+        (Reason("RemoteFailure", "Declined"), "RemoteFailure/Declined"),
+        (Reason("Forbidden"), "Forbidden"),
+        (Reason(None, "Declined", "declined"), "Declined: declined"),
+        (Reason(message="The person is busy"), "The person is busy"),
+        (Reason("", "", ""), "no reason given"),
+        (Reason(), "no reason given"),
+    ],
+)
+def test_str_of_a_reason_reads_well(reason: Reason, text: str) -> None:
+    # print(exc.reason) in the docs: code/subcode: message, not the attrs repr.
+    assert str(reason) == text
+    assert f"{reason}" == text
+    assert "mappingproxy" not in str(Reason("X", extra={"parameters": []}))
+
+
+def test_repr_of_a_reason_is_unchanged() -> None:
+    reason = Reason("Forbidden", "DoNotDisturb", "busy")
+    assert repr(reason) == (
+        "Reason(code='Forbidden', subcode='DoNotDisturb', message='busy',"
+        " debug_info=None, extra=mappingproxy({}))"
+    )
+
+
 @pytest.mark.parametrize("d", [[], "x", {"code": {"a": 1}}, {"message": ["m"]}])
 def test_malformed_reasons(d: Any) -> None:
     with pytest.raises(DecodeError):

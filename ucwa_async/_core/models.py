@@ -77,6 +77,10 @@ class Reason:
 
     ``code`` and ``subcode`` are open strings. Keys other than code, subcode, message and
     debugInfo (``parameters``, ``link``, new ones) are kept in ``extra``.
+
+    ``str(reason)`` reads ``code/subcode: message`` (``Forbidden/DoNotDisturb: The person
+    is busy``), leaving out what the server did not send, or ``no reason given`` when it
+    sent none of them; ``repr`` shows every field.
     """
 
     code: str | None = None
@@ -85,6 +89,12 @@ class Reason:
     # Mappings are compared but not hashed: they are dicts underneath.
     debug_info: Mapping[str, Any] | None = attrs.field(default=None, hash=False)
     extra: Mapping[str, Any] = attrs.field(default=_EMPTY, hash=False)
+
+    def __str__(self) -> str:
+        label = "/".join(part for part in (self.code, self.subcode) if part)
+        if label and self.message:
+            return f"{label}: {self.message}"
+        return label or self.message or "no reason given"
 
 
 @attrs.frozen
