@@ -8,11 +8,11 @@ conversation is served by its own task, so several people can talk to it at once
     status          uptime, conversations, commands running
     deploy <name>   takes a while (--deploy-seconds), says when it starts and when it is done
 
-Graceful shutdown on SIGTERM / SIGINT: stop accepting invitations, let running commands
-finish for up to --grace seconds (the others are cut short and say so), leave every
-conversation, close the session, print "stopped cleanly", exit 0. If the event channel
-fails for good (nothing more can arrive: the inbox raises ``ChannelFailedError``), the
-daemon says so, shuts down the same way and exits 1.
+Graceful shutdown on SIGTERM / SIGINT (Ctrl-C, Windows too): stop accepting invitations,
+let running commands finish for up to --grace seconds (the others are cut short and say
+so), leave every conversation, close the session, print "stopped cleanly", exit 0. If the
+event channel fails for good (nothing more can arrive: the inbox raises
+``ChannelFailedError``), the daemon says so, shuts down the same way and exits 1.
 
     UCWA_PASSWORD=... python examples/chatops_daemon.py --discovery URL --user USER
     python examples/chatops_daemon.py --simulator    # lines you type arrive as IMs
@@ -27,7 +27,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 import ucwa_async
@@ -198,6 +198,41 @@ class ChatOps:
 
 
 Feeder = Callable[[ChatOps, asyncio.Event], Coroutine[Any, Any, None]]
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGTERM / SIGINT set ``stop`` while in the block.
+
+    The running loop's ``add_signal_handler`` where it has one (POSIX). Windows' event loops
+    have none (``NotImplementedError``): there ``signal.signal`` instead, its handler handing
+    ``stop.set`` to the loop with ``call_soon_threadsafe`` (Ctrl-C is SIGINT); the previous
+    handlers are put back on the way out.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, stop.set)
+    except NotImplementedError:
+        pass
+    else:
+        try:
+            yield
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 async def main(
@@ -214,11 +249,8 @@ async def main(
     """Serve until SIGTERM / SIGINT (or until ``feeder`` sets the stop event), or until
     the event channel fails for good (then exit status 1)."""
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     failure: BaseException | None = None
-    try:
+    with stop_on_signals(stop):
         session = ucwa_async.Session(
             discovery,
             auth=ucwa_async.PasswordAuth(user, password),
@@ -248,9 +280,6 @@ async def main(
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
             await daemon.shut_down(acceptor, grace)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
     if isinstance(failure, ucwa_async.ChannelFailedError):
         print("stopped: the event channel failed", flush=True)
         return 1

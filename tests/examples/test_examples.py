@@ -270,6 +270,53 @@ async def test_chatops_daemon_sigterm_finishes_or_cuts_commands(
     no_leaks(err)
 
 
+# Windows' event loops have no add_signal_handler (NotImplementedError): the daemon run
+# in a child whose loops are made to lack it, as there.
+_NO_LOOP_SIGNALS = """
+import asyncio, sys
+def lacking(*args, **kwargs):
+    raise NotImplementedError
+asyncio.unix_events._UnixSelectorEventLoop.add_signal_handler = lacking
+asyncio.unix_events._UnixSelectorEventLoop.remove_signal_handler = lacking
+sys.path.insert(0, "examples")
+import chatops_daemon
+sys.exit(chatops_daemon.cli(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals to the child")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_chatops_daemon_stops_on_a_signal_without_loop_signal_handlers(
+    ucwa_simulator: UcwaSimulator, sig: signal.Signals
+) -> None:
+    sim = ucwa_simulator
+    sim.add_person(LENE)
+    command = example("chatops_daemon.py", sim)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _NO_LOOP_SIGNALS, *command[2:],
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env_for(sim),
+        cwd=ROOT,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        await read_until(proc.stdout, r"^ready: ")
+        await sim.incoming_message(LENE.uri, "status")
+        lene = await _conversation_of(sim, set())
+        proc.send_signal(sig)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await reap(proc)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert "shutting down: no new conversations" in lines
+    assert lines[-1] == "stopped cleanly"
+    assert left(sim) == [path_of(lene)]
+    no_leaks(err.decode())
+
+
 async def test_chatops_daemon_stops_when_the_event_channel_fails(
     ucwa_simulator: UcwaSimulator,
 ) -> None:
