@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ucwa_async._core.chat import Message, Participant
 from ucwa_async._core.conversation import ConversationEndReason, ConversationState
@@ -36,10 +36,15 @@ class Conversation:
     (None, or why it ended).
     """
 
-    def __init__(self, table: ConversationTable, state: ConversationState, kind: str) -> None:
+    def __init__(
+        self,
+        table: ConversationTable,
+        state: ConversationState,
+        kind: Literal["messaging", "phoneAudio"],
+    ) -> None:
         self._table = table
         self._state = state
-        self.kind = kind
+        self.kind: Literal["messaging", "phoneAudio"] = kind
         """``"messaging"`` or ``"phoneAudio"``: how the conversation was joined."""
         self._waiters: set[asyncio.Future[None]] = set()
         self._ended: asyncio.Future[ConversationEndReason] = (

@@ -355,7 +355,7 @@ class ConversationTable:
 
     # -- conversations -----------------------------------------------------------
 
-    def conversation_for(self, href: str, kind: str) -> Conversation:
+    def conversation_for(self, href: str, kind: Literal["messaging", "phoneAudio"]) -> Conversation:
         """The one Conversation of ``href`` (created, and its state claimed, if new)."""
         if self._closed:  # nothing would ever end it
             raise SessionClosedError("the session is closed")
@@ -377,8 +377,7 @@ class ConversationTable:
         href = resource.link("conversation")
         if href is None:
             raise UcwaError("the invitation names no conversation")
-        kind = "phoneAudio" if invitation.kind == "phoneAudioInvitation" else "messaging"
-        conversation = self.conversation_for(href, kind)
+        conversation = self.conversation_for(href, invitation.modality)
         if resource.rel:  # what the final invitation says (participants, modality links)
             self._act(self.book.learn_invitation(conversation._state, resource))
         conversation._returned = True

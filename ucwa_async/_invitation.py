@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ucwa_async._core.errors import InvitationTimeoutError, UcwaError
 from ucwa_async._outcome import OutcomeFuture
@@ -36,7 +36,10 @@ class Invitation(OutcomeFuture[T]):
     """A pending ``messagingInvitation`` or ``phoneAudioInvitation``: an ``asyncio.Future``.
 
     ``resource`` is the final invitation resource once connected (None until then);
-    ``state`` follows the events while it is pending.
+    ``state`` follows the events while it is pending. ``kind`` is the invitation
+    resource's rel (``"messagingInvitation"`` or ``"phoneAudioInvitation"``);
+    ``modality`` says the same in the words of ``IncomingInvitation.kind`` and
+    ``Conversation.kind``: ``"messaging"`` or ``"phoneAudio"``.
 
     ``await invitation`` (same as ``await invitation.wait()``) returns the final
     invitation resource when it connected, or raises ``InvitationFailedError``
@@ -80,6 +83,12 @@ class Invitation(OutcomeFuture[T]):
         self._conversation_factory: Callable[[Invitation[Any], Any], Conversation] | None = None
         self._cancel_request: asyncio.Future[None] | None = None
         self._deadline: float | None = None  # loop time of its timeout (the session's heap)
+
+    @property
+    def modality(self) -> Literal["messaging", "phoneAudio"]:
+        """``"messaging"`` or ``"phoneAudio"``: what the invitation is for, in the words of
+        ``IncomingInvitation.kind`` and ``Conversation.kind`` (``kind`` is the rel)."""
+        return "phoneAudio" if self.kind == "phoneAudioInvitation" else "messaging"
 
     def __repr__(self) -> str:
         return (

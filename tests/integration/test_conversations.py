@@ -216,6 +216,8 @@ async def test_start_messaging_success(sim: UcwaSimulator, make_session: Session
         assert conversation is await inv.conversation()
         assert conversation.subject == "CI"
         assert conversation.kind == "messaging"
+        # Invitation.kind is the resource's rel; modality the vocabulary of the others.
+        assert (inv.kind, inv.modality) == ("messagingInvitation", "messaging")
         assert [p.uri for p in conversation.participants] == [LENE]
         async with conversation.messages() as messages:
             reply = await next_message(messages)  # echo of the invitation's message
@@ -267,6 +269,7 @@ async def test_start_phone_audio_and_hang_up(
         call = await session.start_phone_audio(LENE, phone_number="+14255551234")
         conversation = await call.conversation(timeout=STEP)
         assert conversation.kind == "phoneAudio"
+        assert (call.kind, call.modality) == ("phoneAudioInvitation", "phoneAudio")
         await conversation.hang_up()
         assert await conversation.wait_ended(STEP) is ucwa_async.ConversationEndReason.LEFT
 

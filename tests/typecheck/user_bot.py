@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any
+from typing import Any, Literal
 
 import ucwa_async
 from ucwa_async import (
@@ -73,6 +73,18 @@ async def follow_up(session: Session, logs: list[ConversationLog]) -> int:
     _, still_pending = await asyncio.wait(both, timeout=1)
     log.info("%d still pending", len(still_pending))
     return connected + sum(isinstance(o, MessagingInvitation) for o in outcomes)
+
+
+Modality = Literal["messaging", "phoneAudio"]
+
+
+def modalities(
+    invitation: Invitation[Any],
+    incoming: ucwa_async.IncomingInvitation,
+    conversation: ucwa_async.Conversation,
+) -> list[Modality]:
+    # One vocabulary: what an invitation continues, what is offered, how one was joined.
+    return [invitation.modality, incoming.kind, conversation.kind]
 
 
 async def main() -> None:
