@@ -196,3 +196,14 @@ def test_library_warnings_stay_off_stderr_of_a_program_without_logging() -> None
     )
     assert completed.stdout == "done\n"
     assert "library warning" not in completed.stderr
+
+
+def test_the_simulators_reason_has_its_own_name() -> None:
+    # ucwa_async.testing.Reason (what the simulator sends) is not ucwa_async.Reason (what
+    # the client parsed): SimulatorReason names it apart; the old name stays.
+    from ucwa_async import testing
+
+    assert testing.SimulatorReason is testing.Reason
+    assert testing.SimulatorReason is not ucwa_async.Reason
+    assert {"Reason", "SimulatorReason"} <= set(testing.__all__)
+    assert isinstance(testing.DECLINED, testing.SimulatorReason)

@@ -19,7 +19,8 @@ Business server::
   (echo, scripted, decline, never answer, silent, leave after N); ``sim.incoming_message``,
   ``sim.say``, ``sim.leave``, ``sim.withdraw``... inject the remote side.
 - :class:`SimulatorConfig` holds every switch; :class:`Outcome` / :class:`Reason`
-  describe how invitations end.
+  describe how invitations end (``SimulatorReason`` is the same ``Reason``, named apart
+  from ``ucwa_async.Reason``, the one the client parses).
 - pytest: the ``ucwa_simulator`` fixture (see :mod:`ucwa_async.testing.plugin`).
 - standalone: ``python -m ucwa_async.testing --port 0``.
 
@@ -37,6 +38,7 @@ from ucwa_async.testing._config import (
     OutcomeRule,
     Reason,
     SimulatorConfig,
+    SimulatorReason,
 )
 from ucwa_async.testing._faults import (
     ALL_FAULT_KINDS,
@@ -68,5 +70,6 @@ __all__ = [
     "Reason",
     "RequestRecord",
     "SimulatorConfig",
+    "SimulatorReason",
     "UcwaSimulator",
 ]

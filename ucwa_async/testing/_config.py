@@ -27,6 +27,7 @@ __all__ = [
     "OutcomeRule",
     "Reason",
     "SimulatorConfig",
+    "SimulatorReason",
 ]
 
 HrefStyle = Literal["relative", "absolute", "v1"]
@@ -39,12 +40,19 @@ DEFAULT_PASSWORD = "sim-P@ssw0rd"
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """A UCWA error/failure reason: the body of an error, or of a failed ``completed`` event."""
+    """A UCWA error/failure reason: the body of an error, or of a failed ``completed`` event.
+
+    What the simulator *sends*; also exported as :data:`SimulatorReason`, to tell it from
+    ``ucwa_async.Reason``, the reason the client parsed (the same code, subcode, message).
+    """
 
     code: str
     subcode: str | None = None
     message: str | None = None
 
+
+SimulatorReason = Reason
+"""``ucwa_async.testing.Reason`` under a name that does not clash with ``ucwa_async.Reason``."""
 
 DECLINED = Reason("RemoteFailure", "Declined", "The remote party declined the invitation.")
 CANCELLED = Reason("Cancelled", None, "The invitation was cancelled by the local user.")
