@@ -115,16 +115,19 @@ class _Start:
 
 class _Unanswered:
     """A continue POST that got no answer: the server may have made its invitation.
-    ``named`` resolves when the channel names the operation (or the watch ends); the
-    POST's own task, then a retry with the same operation_id, wait on it (``waiters``)
-    to take that invitation; with nobody waiting, it is cancelled on the server."""
+    ``named`` resolves when the channel names the operation (``seen``) or the watch
+    ends; the POST's own task, then a retry with the same operation_id, wait on it
+    (``waiters``) to take that invitation (``taken``: one of them did); with nobody
+    waiting, it is cancelled on the server."""
 
-    __slots__ = ("invitation", "named", "waiters")
+    __slots__ = ("invitation", "named", "seen", "taken", "waiters")
 
     def __init__(self, invitation: Invitation[Any], named: asyncio.Future[None]) -> None:
         self.invitation = invitation
         self.named = named
         self.waiters = 0
+        self.seen = False
+        self.taken = False
 
 
 class _Cancel:
@@ -216,7 +219,7 @@ class OperationTable:
         model: type[_InvT],
     ) -> Invitation[_InvT]:
         if operation_id in self._unanswered and operation_id not in self._starting:
-            await self._retry_unanswered(operation_id, timeout)
+            await self._retry_unanswered(operation_id, rel, timeout)
         abandoning = self._abandoning.get(operation_id)
         if abandoning is not None:
             # Its caller gave up and the session is cancelling it: a retry must not get
@@ -361,7 +364,11 @@ class OperationTable:
                 operation_id,
             )
             return error
+        if not watch.seen:  # the watch ended unnamed (its timeout, a channel failure)
+            self._starting.pop(operation_id, None)
+            return error
         if self._invitations.get(operation_id) is invitation:
+            watch.taken = True
             return None  # named: the server made it
         self._starting.pop(operation_id, None)
         return None if invitation.done() and not self._closed else error
@@ -382,6 +389,7 @@ class OperationTable:
         applied): the server made it. A retry waiting for it joins it; else nobody
         holds it, and it is cancelled on the server (an abandoned call)."""
         watch = self._unanswered.pop(operation_id)
+        watch.seen = True
         invitation = watch.invitation
         _settle(watch.named, None)
         if self._invitations.get(operation_id) is not invitation:
@@ -399,23 +407,44 @@ class OperationTable:
         )
         self._spawn(self._abandon(invitation))
 
-    async def _retry_unanswered(self, operation_id: str, timeout: float | None) -> None:
+    async def _retry_unanswered(self, operation_id: str, rel: str, timeout: float | None) -> None:
         """A retry of an unanswered POST: wait up to ``_outcome.UNANSWERED_GRACE`` for the channel
         to name the first POST's invitation. Named: the retry joins it (no second POST);
         else the watch ends and the retry POSTs afresh."""
         watch = self._unanswered[operation_id]
+        if watch.invitation.kind != rel:  # (before the wait: it must not take the call)
+            kind = watch.invitation.kind
+            raise ValueError(f"operation_id {operation_id!r} is in use by a {kind}")
         watch.waiters += 1
         try:
             async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
                 await shielded(watch.named)
         except TimeoutError:
             pass
-        finally:
+        except asyncio.CancelledError:
             watch.waiters -= 1
+            if (
+                watch.seen
+                and not watch.taken
+                and watch.waiters == 0
+                and self._invitations.get(operation_id) is watch.invitation
+                and not self._closed
+            ):
+                # Named in the turn this retry was cancelled: nobody takes it.
+                self._spawn(self._abandon(watch.invitation))
+            raise
+        watch.waiters -= 1
         if self._unanswered.get(operation_id) is watch:
             self._forget_unanswered(operation_id)  # nothing came: POST again
-        elif self._invitations.get(operation_id) is watch.invitation and not self._closed:
-            # Joined: from now on it is the retry's invitation, with the retry's timeout.
+        elif (
+            watch.seen
+            and not watch.taken
+            and self._invitations.get(operation_id) is watch.invitation
+            and not self._closed
+        ):
+            # Joined: from now on it is the retry's invitation, with the retry's timeout
+            # (one start, however many retries wait for it).
+            watch.taken = True
             self._stats.invitations_started += 1
             self._arm_timeout(watch.invitation, timeout or self._invitation_timeout)
         self._ensure_usable()
@@ -749,7 +778,10 @@ class OperationTable:
         return len(lost)
 
     def fail_all(self, error: ChannelFailedError) -> None:
-        """The channel failed for good: every pending invitation learns why."""
+        """The channel failed for good: every pending invitation learns why; the POSTs
+        without an answer are no longer watched (nothing more can name them)."""
+        for operation_id in list(self._unanswered):
+            self._forget_unanswered(operation_id)
         for operation_id in list(self._invitations):
             invitation = self._invitations.pop(operation_id)
             self._correlator.finish(operation_id)

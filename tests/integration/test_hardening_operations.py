@@ -421,6 +421,136 @@ async def test_closing_ends_the_watch_of_an_unanswered_continue(
         assert sim.application_ids == []  # the DELETE ended the call on the server
 
 
+async def test_a_channel_failed_during_the_watch_of_an_unanswered_continue_forgets_it(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The channel fails for good while a POST without an answer is watched: the watch
+    # ended with everything else (it stayed, its invitation gone: pending_invitations
+    # went negative, len() and repr(session) raised ValueError, and it was never freed).
+    config = SimulatorConfig(outcome_rule=_ringing, pget_timeout_cap=0.2)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE)
+        assert len(session._ops._unanswered) == 1
+        async with session.events() as stream, asyncio.timeout(10):
+            sim.faults.unauthorized_forever(target="pget", next_n=None)
+            async for item in stream:
+                if isinstance(item, ucwa_async.ChannelFailed):
+                    break
+        assert session._ops._unanswered == {}
+        assert session.pending_invitations == 0
+        assert "pending=0" in repr(session)
+
+
+async def test_an_invitation_timeout_shorter_than_the_grace_still_raises(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The call's own timeout ends the watch during the grace: nothing named the call, so
+    # it raises the TransportError (it returned an invitation cancelled here, as if the
+    # server had made it, and stopped watching for it).
+    async with UcwaSimulator() as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+
+        async def lost(url: str, body: Any) -> Any:
+            raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+        session._ops._post_continue = lost  # type: ignore[method-assign]
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_messaging(logs[0], timeout=0.05)
+        assert session.stats.invitations_started == 0
+        assert session._ops._unanswered == {}
+        assert session.pending_invitations == 0
+
+
+async def test_two_retries_joining_an_unanswered_continue_count_one_call(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # Two retries with the first POST's operation_id wait together for its invitation:
+    # both get the one handle, and it is one call started (it counted two).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-9")
+        retries = [
+            asyncio.create_task(
+                session.continue_phone_audio(logs[0], PHONE, operation_id="order-9")
+            )
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.05)
+        release()
+        first, second = await asyncio.wait_for(asyncio.gather(*retries), 5)
+        assert first is second
+        assert session.stats.invitations_started == 1
+        assert session.pending_invitations == 1
+        assert len(_requests(sim, "continue")) == 1
+
+
+async def test_a_retry_of_another_kind_does_not_take_an_unanswered_continue(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The operation_id of a watched phone call, retried as a messaging invitation: a
+    # ValueError at once, and the call the server may have made stays watched (it was
+    # taken for the retry, then nobody held it: left ringing until its timeout).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-10")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        retry = asyncio.create_task(session.continue_messaging(logs[0], operation_id="order-10"))
+        await asyncio.sleep(0.05)
+        release()
+        with pytest.raises(ValueError, match="in use by a phoneAudioInvitation"):
+            await asyncio.wait_for(retry, 5)
+        assert loop.time() - began < 0.15
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert session.stats.invitations_abandoned == 1
+        assert session.stats.invitations_started == 0
+        assert session._ops._unanswered == {}
+
+
+async def test_a_retry_cancelled_in_the_turn_the_call_is_named_abandons_it(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The channel names the watched call, and the retry that was to take it is cancelled
+    # before it runs again: nobody holds it, so it is cancelled on the server (it was
+    # left ringing, then timed out here).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-11")
+        retry = asyncio.create_task(
+            session.continue_phone_audio(logs[0], PHONE, operation_id="order-11")
+        )
+        await asyncio.sleep(0.05)
+        release()  # named now: the retry is woken, and cancelled before it runs
+        retry.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await retry
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert session.stats.invitations_abandoned == 1
+        assert session.pending_invitations == 0
+
+
 async def test_close_while_an_abandoned_post_runs_leaves_nothing(
     make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
 ) -> None:
