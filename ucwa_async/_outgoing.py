@@ -195,9 +195,15 @@ class SentMessages:
         except TransportError as exc:
             # No answer: the server may have taken the message all the same (sending it
             # again would say it twice). Its events name its operationId if it did.
-            if exc.request_sent is False or not await self._answer_from_channel(message):
-                self._remove(operation_id)
-                self._correlator.forget(operation_id)
+            taken = False
+            try:
+                if exc.request_sent is not False:
+                    taken = await self._answer_from_channel(message)
+            finally:  # (cancelled while waiting, too: nothing of it stays pending)
+                if not taken:
+                    self._remove(operation_id)
+                    self._correlator.forget(operation_id)
+            if not taken:
                 raise
             response = None
         except BaseException:
@@ -241,15 +247,18 @@ class SentMessages:
         deadline = loop.time() + _outcome.UNANSWERED_GRACE
         read: set[str] = set()
         try:
-            while not named.done() and loop.time() < deadline and not self._closed:
-                owner = self._correlator.owner
-                for href in [h for h in self._unclaimed if h not in read and owner(h) is None]:
-                    if len(read) >= _MAX_LOOKUPS or named.done():
-                        break
-                    read.add(href)
-                    if await self._is_ours(href, operation_id):
-                        self._bind_unanswered(message, href)
-                await asyncio.wait([named], timeout=_LOOKUP_STEP)
+            async with asyncio.timeout_at(deadline):  # the reads too: a slow GET is cut
+                while not named.done() and not self._closed:
+                    owner = self._correlator.owner
+                    for href in [h for h in self._unclaimed if h not in read and owner(h) is None]:
+                        if len(read) >= _MAX_LOOKUPS or named.done():
+                            break
+                        read.add(href)
+                        if await self._is_ours(href, operation_id):
+                            self._bind_unanswered(message, href)
+                    await asyncio.wait([named], timeout=_LOOKUP_STEP)
+        except TimeoutError:
+            pass
         finally:
             self._unanswered.pop(operation_id, None)
         return named.done() and not self._closed
