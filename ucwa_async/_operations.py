@@ -596,6 +596,13 @@ class OperationTable:
         if operation_id is not None:
             known = self._known(operation_id)
             if known is not None:  # tracked by operationId only (a 201 without Location)
+                watch = self._unanswered.get(operation_id)
+                if watch is not None and watch.invitation is known:
+                    # A POST without an answer: the handle is the caller's from now on.
+                    del self._unanswered[operation_id]
+                    watch.seen = watch.taken = True
+                    _settle(watch.named, None)
+                    self._arm_timeout(known, timeout or self._invitation_timeout)
                 if known.href is None and operation_id in self._invitations:
                     self._bind_late(known, url)
                 return known

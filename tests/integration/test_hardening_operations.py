@@ -793,6 +793,38 @@ async def test_invitation_by_href_tracks_a_pending_invitation(
         assert session.pending_invitations == 0
 
 
+async def test_invitation_by_href_takes_over_an_unanswered_continue(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The href of a call whose POST got no answer (from events(), say), re-attached: the
+    # handle is the caller's now; the session no longer treats it as nobody's (its
+    # events cancelled it on the server as abandoned, or the watch's end cancelled it).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE)
+        assert session.application_url is not None
+        href = session.application_url + "/communication/invitations/1"
+        attached = await session.invitation(href, timeout=30)
+        assert session.pending_invitations == 1
+        assert session._ops._unanswered == {}
+        release()
+        await until(lambda: attached.state == "Connecting")
+        await asyncio.sleep(0.3)  # past the watch's grace
+        assert not attached.done()
+        assert _requests(sim, "cancel") == []
+        assert session.stats.invitations_abandoned == 0
+        assert attached._deadline is not None
+        assert attached._deadline - asyncio.get_running_loop().time() > 20
+        assert attached.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+
+
 async def test_invitation_by_href_can_be_cancelled_and_times_out_from_now(
     make_session: SessionFactory, wire_format: str
 ) -> None:
