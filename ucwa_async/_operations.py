@@ -88,6 +88,10 @@ _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 # _MAX_UNANSWERED POSTs.
 _UNANSWERED_WATCH = 60.0
 _MAX_UNANSWERED = 1024
+# During the grace, invitations named by unclaimed link-only events are read (GET) for
+# their operationId: at most this many per POST, looked for this often.
+_MAX_LOOKUPS = 8
+_LOOKUP_STEP = 0.05
 _READERS = 8  # invitation GETs at once: a resync with 10 000 pending is not 10 000 GETs
 _RESYNC_WAVE_INTERVAL = 1.0  # seconds between the starts of two resync re-read waves
 
@@ -348,7 +352,7 @@ class OperationTable:
         watch.waiters += 1
         try:
             async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
-                await shielded(named)
+                await self._look_for(watch)
         except TimeoutError:
             pass
         except asyncio.CancelledError:
@@ -372,6 +376,43 @@ class OperationTable:
             return None  # named: the server made it
         self._starting.pop(operation_id, None)
         return None if invitation.done() and not self._closed else error
+
+    async def _look_for(self, watch: _Unanswered) -> None:
+        """Until the channel names the watched operation: read the invitations that
+        unclaimed link-only events named (messagingInvitation_ref.md's started sample
+        embeds nothing, so no operationId), at most ``_MAX_LOOKUPS``; the one whose
+        operationId is the POST's is its invitation."""
+        invitation = watch.invitation
+        operation_id = invitation.operation_id
+        read: set[str] = set()
+        while not watch.named.done():
+            for event in self._correlator.orphan_events():
+                href = event.link.href
+                if watch.named.done() or len(read) >= _MAX_LOOKUPS:
+                    break
+                if getattr(event.link, "rel", None) not in _INVITATION_RELS or href in read:
+                    continue
+                read.add(href)
+                if not await self._names(href, operation_id):
+                    continue
+                if self._unanswered.get(operation_id) is watch:
+                    self._bind_late(invitation, href)  # its events are replayed
+                if self._unanswered.get(operation_id) is watch:
+                    self._unanswered_named(operation_id)
+            await asyncio.wait([watch.named], timeout=_LOOKUP_STEP)
+
+    async def _names(self, href: str, operation_id: str) -> bool:
+        """True if the invitation at ``href`` is the one of ``operation_id`` (a GET)."""
+        try:
+            url = self._app.resolve_own(href)
+            resource = parse_resource(await self._transport.get_json(url))
+        except UcwaError as exc:
+            log.info("could not read invitation %s: %s", href, exc)
+            return False
+        return (
+            isinstance(resource, MessagingInvitation | PhoneAudioInvitation)
+            and resource.operation_id == operation_id
+        )
 
     def _forget_unanswered(self, operation_id: str) -> None:
         """End the watch of an unanswered POST: nothing of it was seen."""

@@ -273,6 +273,29 @@ async def test_continue_whose_answer_is_lost_gets_its_invitation_from_the_channe
         assert session._ops._unanswered == {}
 
 
+async def test_continue_whose_answer_is_lost_gets_its_invitation_from_a_link_only_event(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The server's events embed nothing (messagingInvitation_ref.md's started sample is
+    # link-only): the operationId is the invitation's own (its GET). The call reads the
+    # invitation the unclaimed event names and returns it (it raised, and the call it was
+    # told failed was left ringing on the server: nothing could name it).
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.1, drop=True)
+        invitation = await session.continue_phone_audio(logs[0], PHONE, timeout=30)
+        assert invitation.href is not None
+        assert invitation.href.endswith("/communication/invitations/1")
+        assert not invitation.done()
+        assert session.pending_invitations == 1
+        assert session.stats.invitations_started == 1
+        assert _requests(sim, "cancel") == []
+        assert session._ops._unanswered == {}
+        assert invitation.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+
+
 async def test_continue_whose_answer_is_lost_and_named_late_is_cancelled_on_the_server(
     make_session: SessionFactory, wire_format: str, short_grace: None
 ) -> None:
