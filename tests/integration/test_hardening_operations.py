@@ -425,6 +425,31 @@ async def test_a_continue_whose_post_was_never_sent_fails_at_once(
         assert session.pending_invitations == 0
 
 
+async def test_a_continue_stopped_by_its_token_request_fails_at_once(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The server answered the POST 401, and the new token's request got no answer: the
+    # POST made nothing (request_sent False), so the call raises at once (it waited for
+    # the channel's word, then watched for a call that cannot exist).
+    async with UcwaSimulator() as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        transport = session._client_transport
+
+        async def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise ucwa_async.TransportError("POST token: connection reset (injected)")
+
+        transport.authenticate = unreachable  # type: ignore[method-assign]
+        sim.faults.expire_tokens()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(ucwa_async.TransportError) as failed:
+            await session.continue_messaging(logs[0])
+        assert failed.value.request_sent is False
+        assert loop.time() - began < 1.0
+        assert session._ops._unanswered == {}
+        assert sim.counters.invitations_created == 0
+
+
 async def test_closing_ends_the_watch_of_an_unanswered_continue(
     make_session: SessionFactory, wire_format: str, short_grace: None
 ) -> None:
@@ -572,6 +597,29 @@ async def test_a_retry_cancelled_in_the_turn_the_call_is_named_abandons_it(
         await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
         assert session.stats.invitations_abandoned == 1
         assert session.pending_invitations == 0
+
+
+async def test_closing_during_the_grace_of_an_unanswered_continue(
+    make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
+) -> None:
+    # The session closes while the call waits for the channel's word on its lost
+    # answer: the call gets SessionClosedError, nothing stays watched, no task is left.
+    async with UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim:
+        session = make_session(sim)
+        await session.open()
+        logs = await session.conversation_logs(limit=1)
+        _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        caller = asyncio.create_task(session.continue_phone_audio(logs[0], PHONE))
+        await until(lambda: len(session._ops._unanswered) == 1)
+        async with asyncio.timeout(3):
+            await session.aclose()
+        with pytest.raises(ucwa_async.SessionClosedError):
+            await caller
+        assert session._ops._unanswered == {}
+        assert session.pending_invitations == 0
+        assert session.stats.invitations_started == 0
+        await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_close_while_an_abandoned_post_runs_leaves_nothing(
