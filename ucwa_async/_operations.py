@@ -208,8 +208,12 @@ class OperationTable:
         self._canceller = self.request_cancel
 
     def __len__(self) -> int:
-        # A watched unanswered POST's invitation is tracked, but no caller holds it.
-        return len(self._invitations) - len(self._unanswered)
+        # A watched unanswered POST's invitation is tracked, but no caller holds it
+        # (unless its call, or a retry, still waits for the channel's word on it).
+        if not self._unanswered:
+            return len(self._invitations)
+        unheld = sum(1 for watch in self._unanswered.values() if watch.waiters == 0)
+        return len(self._invitations) - unheld
 
     # -- start -------------------------------------------------------------------------
 

@@ -296,6 +296,28 @@ async def test_continue_whose_answer_is_lost_gets_its_invitation_from_a_link_onl
         await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
 
 
+async def test_a_continue_waiting_for_the_channel_after_a_lost_answer_is_pending(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # While the call waits for the channel's word (the grace), its invitation counts in
+    # pending_invitations, as during the POST (it dropped out, then came back).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        caller = asyncio.create_task(session.continue_phone_audio(logs[0], PHONE))
+        await until(lambda: len(session._ops._unanswered) == 1)
+        assert session.pending_invitations == 1
+        with pytest.raises(ucwa_async.TransportError):
+            await caller
+        assert session.pending_invitations == 0  # watched: nobody holds it
+        release()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+
+
 async def test_continue_whose_answer_is_lost_and_named_late_is_cancelled_on_the_server(
     make_session: SessionFactory, wire_format: str, short_grace: None
 ) -> None:
