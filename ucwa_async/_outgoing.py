@@ -240,15 +240,19 @@ class SentMessages:
         ended). A link-only started message nobody claimed is read (at most
         ``_MAX_LOOKUPS``) for its operationId."""
         operation_id = message.operation_id
-        if self._closed or message.done() or message.href is not None:
-            return not self._closed  # an event named it already (it may have ended)
+        if self._closed:
+            return False
+        if message.href is not None:
+            return True  # an event named it already (it may have ended)
+        if message.done():
+            return False  # ended here (its conversation, the channel): nothing named it
         loop = asyncio.get_running_loop()
         named = self._unanswered[operation_id] = loop.create_future()
         deadline = loop.time() + _outcome.UNANSWERED_GRACE
         read: set[str] = set()
         try:
             async with asyncio.timeout_at(deadline):  # the reads too: a slow GET is cut
-                while not named.done() and not self._closed:
+                while not named.done() and not self._closed and not message.done():
                     owner = self._correlator.owner
                     for href in [h for h in self._unclaimed if h not in read and owner(h) is None]:
                         if len(read) >= _MAX_LOOKUPS or named.done():

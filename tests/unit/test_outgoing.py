@@ -491,3 +491,54 @@ async def test_a_send_cancelled_during_the_grace_leaves_nothing_pending(
     assert len(sent) == 0
     assert sent._unanswered == {}
     assert stats.messages_sent == 0
+
+
+async def test_a_lost_answer_in_a_conversation_that_ended_meanwhile_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The conversation ends while the POST is under way, and its answer is lost: nothing
+    # named the message, so send() raises the TransportError at once (it returned the
+    # message, counted as sent, as if the server had said it took it).
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 5.0)
+    sent: SentMessages | None = None
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        assert sent is not None
+        sent.end_conversation(CONV, ucwa_async.ConversationEndedError("over", reason="left"))
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    sent, stats = table(post)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ucwa_async.TransportError):
+        await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert loop.time() - began < 1.0
+    assert stats.messages_sent == 0
+    assert len(sent) == 0
+
+
+async def test_a_lost_answer_whose_conversation_ends_during_the_grace_raises_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The conversation ends during the grace: send() stops waiting and raises.
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 5.0)
+    sent: SentMessages | None = None
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        assert sent is not None
+        loop = asyncio.get_running_loop()
+        error = ucwa_async.ConversationEndedError("over", reason="left")
+        loop.call_later(0.1, sent.end_conversation, CONV, error)
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    sent, stats = table(post)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ucwa_async.TransportError):
+        await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert loop.time() - began < 1.0
+    assert stats.messages_sent == 0
