@@ -315,9 +315,9 @@ class ConversationTable:
         """The event channel failed for good: nothing more can be heard. Every
         conversation ends (``CHANNEL_FAILED``: its ``messages()`` streams end), every
         message still waiting for its outcome and every inbox reader gets ``error``."""
+        self.sent.fail_all(error)  # first: their conversations' end would say only that
         self._act(self.book.end_all(ConversationEndReason.CHANNEL_FAILED))
         self._withdraw_all()
-        self.sent.fail_all(error)
         self.inbox.end(error)
 
     def close(self) -> None:

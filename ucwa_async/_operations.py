@@ -88,6 +88,10 @@ _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 # _MAX_UNANSWERED POSTs.
 _UNANSWERED_WATCH = 60.0
 _MAX_UNANSWERED = 1024
+# During the grace, invitations named by unclaimed link-only events are read (GET) for
+# their operationId: at most this many per POST, looked for this often.
+_MAX_LOOKUPS = 8
+_LOOKUP_STEP = 0.05
 _READERS = 8  # invitation GETs at once: a resync with 10 000 pending is not 10 000 GETs
 _RESYNC_WAVE_INTERVAL = 1.0  # seconds between the starts of two resync re-read waves
 
@@ -115,16 +119,19 @@ class _Start:
 
 class _Unanswered:
     """A continue POST that got no answer: the server may have made its invitation.
-    ``named`` resolves when the channel names the operation (or the watch ends); the
-    POST's own task, then a retry with the same operation_id, wait on it (``waiters``)
-    to take that invitation; with nobody waiting, it is cancelled on the server."""
+    ``named`` resolves when the channel names the operation (``seen``) or the watch
+    ends; the POST's own task, then a retry with the same operation_id, wait on it
+    (``waiters``) to take that invitation (``taken``: one of them did); with nobody
+    waiting, it is cancelled on the server."""
 
-    __slots__ = ("invitation", "named", "waiters")
+    __slots__ = ("invitation", "named", "seen", "taken", "waiters")
 
     def __init__(self, invitation: Invitation[Any], named: asyncio.Future[None]) -> None:
         self.invitation = invitation
         self.named = named
         self.waiters = 0
+        self.seen = False
+        self.taken = False
 
 
 class _Cancel:
@@ -201,8 +208,12 @@ class OperationTable:
         self._canceller = self.request_cancel
 
     def __len__(self) -> int:
-        # A watched unanswered POST's invitation is tracked, but no caller holds it.
-        return len(self._invitations) - len(self._unanswered)
+        # A watched unanswered POST's invitation is tracked, but no caller holds it
+        # (unless its call, or a retry, still waits for the channel's word on it).
+        if not self._unanswered:
+            return len(self._invitations)
+        unheld = sum(1 for watch in self._unanswered.values() if watch.waiters == 0)
+        return len(self._invitations) - unheld
 
     # -- start -------------------------------------------------------------------------
 
@@ -216,7 +227,7 @@ class OperationTable:
         model: type[_InvT],
     ) -> Invitation[_InvT]:
         if operation_id in self._unanswered and operation_id not in self._starting:
-            await self._retry_unanswered(operation_id, timeout)
+            await self._retry_unanswered(operation_id, rel, timeout)
         abandoning = self._abandoning.get(operation_id)
         if abandoning is not None:
             # Its caller gave up and the session is cancelling it: a retry must not get
@@ -345,7 +356,7 @@ class OperationTable:
         watch.waiters += 1
         try:
             async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
-                await shielded(named)
+                await self._look_for(watch)
         except TimeoutError:
             pass
         except asyncio.CancelledError:
@@ -361,10 +372,51 @@ class OperationTable:
                 operation_id,
             )
             return error
+        if not watch.seen:  # the watch ended unnamed (its timeout, a channel failure)
+            self._starting.pop(operation_id, None)
+            return error
         if self._invitations.get(operation_id) is invitation:
+            watch.taken = True
             return None  # named: the server made it
         self._starting.pop(operation_id, None)
         return None if invitation.done() and not self._closed else error
+
+    async def _look_for(self, watch: _Unanswered) -> None:
+        """Until the channel names the watched operation: read the invitations that
+        unclaimed link-only events named (messagingInvitation_ref.md's started sample
+        embeds nothing, so no operationId), at most ``_MAX_LOOKUPS``; the one whose
+        operationId is the POST's is its invitation."""
+        invitation = watch.invitation
+        operation_id = invitation.operation_id
+        read: set[str] = set()
+        while not watch.named.done():
+            for event in self._correlator.orphan_events():
+                href = event.link.href
+                if watch.named.done() or len(read) >= _MAX_LOOKUPS:
+                    break
+                if getattr(event.link, "rel", None) not in _INVITATION_RELS or href in read:
+                    continue
+                read.add(href)
+                if not await self._names(href, operation_id):
+                    continue
+                if self._unanswered.get(operation_id) is watch:
+                    self._bind_late(invitation, href)  # its events are replayed
+                if self._unanswered.get(operation_id) is watch:
+                    self._unanswered_named(operation_id)
+            await asyncio.wait([watch.named], timeout=_LOOKUP_STEP)
+
+    async def _names(self, href: str, operation_id: str) -> bool:
+        """True if the invitation at ``href`` is the one of ``operation_id`` (a GET)."""
+        try:
+            url = self._app.resolve_own(href)
+            resource = parse_resource(await self._transport.get_json(url))
+        except UcwaError as exc:
+            log.info("could not read invitation %s: %s", href, exc)
+            return False
+        return (
+            isinstance(resource, MessagingInvitation | PhoneAudioInvitation)
+            and resource.operation_id == operation_id
+        )
 
     def _forget_unanswered(self, operation_id: str) -> None:
         """End the watch of an unanswered POST: nothing of it was seen."""
@@ -382,6 +434,7 @@ class OperationTable:
         applied): the server made it. A retry waiting for it joins it; else nobody
         holds it, and it is cancelled on the server (an abandoned call)."""
         watch = self._unanswered.pop(operation_id)
+        watch.seen = True
         invitation = watch.invitation
         _settle(watch.named, None)
         if self._invitations.get(operation_id) is not invitation:
@@ -399,23 +452,44 @@ class OperationTable:
         )
         self._spawn(self._abandon(invitation))
 
-    async def _retry_unanswered(self, operation_id: str, timeout: float | None) -> None:
+    async def _retry_unanswered(self, operation_id: str, rel: str, timeout: float | None) -> None:
         """A retry of an unanswered POST: wait up to ``_outcome.UNANSWERED_GRACE`` for the channel
         to name the first POST's invitation. Named: the retry joins it (no second POST);
         else the watch ends and the retry POSTs afresh."""
         watch = self._unanswered[operation_id]
+        if watch.invitation.kind != rel:  # (before the wait: it must not take the call)
+            kind = watch.invitation.kind
+            raise ValueError(f"operation_id {operation_id!r} is in use by a {kind}")
         watch.waiters += 1
         try:
             async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
                 await shielded(watch.named)
         except TimeoutError:
             pass
-        finally:
+        except asyncio.CancelledError:
             watch.waiters -= 1
+            if (
+                watch.seen
+                and not watch.taken
+                and watch.waiters == 0
+                and self._invitations.get(operation_id) is watch.invitation
+                and not self._closed
+            ):
+                # Named in the turn this retry was cancelled: nobody takes it.
+                self._spawn(self._abandon(watch.invitation))
+            raise
+        watch.waiters -= 1
         if self._unanswered.get(operation_id) is watch:
             self._forget_unanswered(operation_id)  # nothing came: POST again
-        elif self._invitations.get(operation_id) is watch.invitation and not self._closed:
-            # Joined: from now on it is the retry's invitation, with the retry's timeout.
+        elif (
+            watch.seen
+            and not watch.taken
+            and self._invitations.get(operation_id) is watch.invitation
+            and not self._closed
+        ):
+            # Joined: from now on it is the retry's invitation, with the retry's timeout
+            # (one start, however many retries wait for it).
+            watch.taken = True
             self._stats.invitations_started += 1
             self._arm_timeout(watch.invitation, timeout or self._invitation_timeout)
         self._ensure_usable()
@@ -567,6 +641,13 @@ class OperationTable:
         if operation_id is not None:
             known = self._known(operation_id)
             if known is not None:  # tracked by operationId only (a 201 without Location)
+                watch = self._unanswered.get(operation_id)
+                if watch is not None and watch.invitation is known:
+                    # A POST without an answer: the handle is the caller's from now on.
+                    del self._unanswered[operation_id]
+                    watch.seen = watch.taken = True
+                    _settle(watch.named, None)
+                    self._arm_timeout(known, timeout or self._invitation_timeout)
                 if known.href is None and operation_id in self._invitations:
                     self._bind_late(known, url)
                 return known
@@ -749,7 +830,10 @@ class OperationTable:
         return len(lost)
 
     def fail_all(self, error: ChannelFailedError) -> None:
-        """The channel failed for good: every pending invitation learns why."""
+        """The channel failed for good: every pending invitation learns why; the POSTs
+        without an answer are no longer watched (nothing more can name them)."""
+        for operation_id in list(self._unanswered):
+            self._forget_unanswered(operation_id)
         for operation_id in list(self._invitations):
             invitation = self._invitations.pop(operation_id)
             self._correlator.finish(operation_id)

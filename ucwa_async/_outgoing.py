@@ -195,9 +195,15 @@ class SentMessages:
         except TransportError as exc:
             # No answer: the server may have taken the message all the same (sending it
             # again would say it twice). Its events name its operationId if it did.
-            if exc.request_sent is False or not await self._answer_from_channel(message):
-                self._remove(operation_id)
-                self._correlator.forget(operation_id)
+            taken = False
+            try:
+                if exc.request_sent is not False:
+                    taken = await self._answer_from_channel(message)
+            finally:  # (cancelled while waiting, too: nothing of it stays pending)
+                if not taken:
+                    self._remove(operation_id)
+                    self._correlator.forget(operation_id)
+            if not taken:
                 raise
             response = None
         except BaseException:
@@ -234,22 +240,29 @@ class SentMessages:
         ended). A link-only started message nobody claimed is read (at most
         ``_MAX_LOOKUPS``) for its operationId."""
         operation_id = message.operation_id
-        if self._closed or message.done() or message.href is not None:
-            return not self._closed  # an event named it already (it may have ended)
+        if self._closed:
+            return False
+        if message.href is not None:
+            return True  # an event named it already (it may have ended)
+        if message.done():
+            return False  # ended here (its conversation, the channel): nothing named it
         loop = asyncio.get_running_loop()
         named = self._unanswered[operation_id] = loop.create_future()
         deadline = loop.time() + _outcome.UNANSWERED_GRACE
         read: set[str] = set()
         try:
-            while not named.done() and loop.time() < deadline and not self._closed:
-                owner = self._correlator.owner
-                for href in [h for h in self._unclaimed if h not in read and owner(h) is None]:
-                    if len(read) >= _MAX_LOOKUPS or named.done():
-                        break
-                    read.add(href)
-                    if await self._is_ours(href, operation_id):
-                        self._bind_unanswered(message, href)
-                await asyncio.wait([named], timeout=_LOOKUP_STEP)
+            async with asyncio.timeout_at(deadline):  # the reads too: a slow GET is cut
+                while not named.done() and not self._closed and not message.done():
+                    owner = self._correlator.owner
+                    for href in [h for h in self._unclaimed if h not in read and owner(h) is None]:
+                        if len(read) >= _MAX_LOOKUPS or named.done():
+                            break
+                        read.add(href)
+                        if await self._is_ours(href, operation_id):
+                            self._bind_unanswered(message, href)
+                    await asyncio.wait([named], timeout=_LOOKUP_STEP)
+        except TimeoutError:
+            pass
         finally:
             self._unanswered.pop(operation_id, None)
         return named.done() and not self._closed

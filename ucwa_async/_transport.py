@@ -52,6 +52,7 @@ from ucwa_async._core.errors import (
     ResponseError,
     RetryLaterError,
     SessionClosedError,
+    TransportError,
     UcwaError,
 )
 from ucwa_async._core.responses import classify, classify_token_error, parse_www_authenticate
@@ -234,7 +235,11 @@ class Transport:
         throttled = 0
         while True:
             if authorize:
-                await self._renew_if_due(origin, url, "request")
+                try:
+                    await self._renew_if_due(origin, url, "request")
+                except TransportError as exc:
+                    exc.request_sent = False  # the token's request: this one was not sent
+                    raise
             version = self.token_versions.get(origin, 0)
             headers = self.headers_for(url, content_type, authorize=authorize)
             started = time.monotonic()
@@ -268,7 +273,11 @@ class Transport:
                 if not granted:
                     self._check_not_held(method, url)
                     repeats += 1
-                    granted = await self.authenticate(origin, url, response, version)
+                    try:
+                        granted = await self.authenticate(origin, url, response, version)
+                    except TransportError as exc:
+                        exc.request_sent = False  # answered 401: nothing of it was done
+                        raise
                     if granted:
                         fresh = self.token_versions.get(origin, 0)
                     continue

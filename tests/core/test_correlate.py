@@ -687,3 +687,18 @@ def test_real_event_models_correlate() -> None:
     assert failed.reason is not None
     assert (failed.reason.code, failed.reason.subcode) == ("RemoteFailure", "Declined")
     assert c.bind("op-real", "//v1/applications/833/communication/invitations/700") == []
+
+
+def test_orphan_events_gives_the_latest_event_of_each_href_oldest_first() -> None:
+    clock = FakeClock()
+    c = Correlator(clock=clock, orphan_ttl=10.0)
+    c.feed(ev("started", 1))
+    clock.now += 6
+    c.feed(ev("started", 2))
+    c.feed(ev("updated", 1))
+    assert [(e.type, e.link.href) for e in c.orphan_events()] == [
+        ("updated", INV.format(1)),
+        ("started", INV.format(2)),
+    ]
+    clock.now += 5  # the first event of href 1 has expired, not its update
+    assert [e.link.href for e in c.orphan_events()] == [INV.format(2), INV.format(1)]

@@ -618,3 +618,27 @@ async def test_a_channel_failed_for_good_ends_the_inbox_and_the_conversations(
             with pytest.raises(ucwa_async.ChannelFailedError):
                 session.incoming()
         await assert_no_leftover_tasks(no_leftover_tasks)
+
+
+async def test_a_channel_failed_for_good_fails_the_messages_waiting_for_their_outcome(
+    make_session: SessionFactory,
+) -> None:
+    # A sent message waits for its outcome (its events held) when the channel fails for
+    # good: it ends with ChannelFailedError, as documented (it ended with the
+    # ConversationEndedError of its conversation, ended first).
+    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.2)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        host = session._host
+        assert host is not None
+        host.deliver = lambda batch: None  # type: ignore[method-assign]
+        message = await conversation.send("still there?")
+        assert not message.done()
+        sim.faults.unauthorized_forever(target="pget", next_n=None)
+        async with asyncio.timeout(STEP):
+            with pytest.raises(ucwa_async.ChannelFailedError):
+                await message
+        assert await conversation.wait_ended(STEP) is (
+            ucwa_async.ConversationEndReason.CHANNEL_FAILED
+        )
+        assert len(session._conversation_table.sent) == 0

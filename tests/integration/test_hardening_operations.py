@@ -273,6 +273,51 @@ async def test_continue_whose_answer_is_lost_gets_its_invitation_from_the_channe
         assert session._ops._unanswered == {}
 
 
+async def test_continue_whose_answer_is_lost_gets_its_invitation_from_a_link_only_event(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The server's events embed nothing (messagingInvitation_ref.md's started sample is
+    # link-only): the operationId is the invitation's own (its GET). The call reads the
+    # invitation the unclaimed event names and returns it (it raised, and the call it was
+    # told failed was left ringing on the server: nothing could name it).
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.1, drop=True)
+        invitation = await session.continue_phone_audio(logs[0], PHONE, timeout=30)
+        assert invitation.href is not None
+        assert invitation.href.endswith("/communication/invitations/1")
+        assert not invitation.done()
+        assert session.pending_invitations == 1
+        assert session.stats.invitations_started == 1
+        assert _requests(sim, "cancel") == []
+        assert session._ops._unanswered == {}
+        assert invitation.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+
+
+async def test_a_continue_waiting_for_the_channel_after_a_lost_answer_is_pending(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # While the call waits for the channel's word (the grace), its invitation counts in
+    # pending_invitations, as during the POST (it dropped out, then came back).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        caller = asyncio.create_task(session.continue_phone_audio(logs[0], PHONE))
+        await until(lambda: len(session._ops._unanswered) == 1)
+        assert session.pending_invitations == 1
+        with pytest.raises(ucwa_async.TransportError):
+            await caller
+        assert session.pending_invitations == 0  # watched: nobody holds it
+        release()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+
+
 async def test_continue_whose_answer_is_lost_and_named_late_is_cancelled_on_the_server(
     make_session: SessionFactory, wire_format: str, short_grace: None
 ) -> None:
@@ -402,6 +447,31 @@ async def test_a_continue_whose_post_was_never_sent_fails_at_once(
         assert session.pending_invitations == 0
 
 
+async def test_a_continue_stopped_by_its_token_request_fails_at_once(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The server answered the POST 401, and the new token's request got no answer: the
+    # POST made nothing (request_sent False), so the call raises at once (it waited for
+    # the channel's word, then watched for a call that cannot exist).
+    async with UcwaSimulator() as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        transport = session._client_transport
+
+        async def unreachable(*args: Any, **kwargs: Any) -> Any:
+            raise ucwa_async.TransportError("POST token: connection reset (injected)")
+
+        transport.authenticate = unreachable  # type: ignore[method-assign]
+        sim.faults.expire_tokens()
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(ucwa_async.TransportError) as failed:
+            await session.continue_messaging(logs[0])
+        assert failed.value.request_sent is False
+        assert loop.time() - began < 1.0
+        assert session._ops._unanswered == {}
+        assert sim.counters.invitations_created == 0
+
+
 async def test_closing_ends_the_watch_of_an_unanswered_continue(
     make_session: SessionFactory, wire_format: str, short_grace: None
 ) -> None:
@@ -419,6 +489,159 @@ async def test_closing_ends_the_watch_of_an_unanswered_continue(
         assert session._ops._unanswered == {}
         assert session.stats.invitations_closed == 0  # nobody held it
         assert sim.application_ids == []  # the DELETE ended the call on the server
+
+
+async def test_a_channel_failed_during_the_watch_of_an_unanswered_continue_forgets_it(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The channel fails for good while a POST without an answer is watched: the watch
+    # ended with everything else (it stayed, its invitation gone: pending_invitations
+    # went negative, len() and repr(session) raised ValueError, and it was never freed).
+    config = SimulatorConfig(outcome_rule=_ringing, pget_timeout_cap=0.2)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE)
+        assert len(session._ops._unanswered) == 1
+        async with session.events() as stream, asyncio.timeout(10):
+            sim.faults.unauthorized_forever(target="pget", next_n=None)
+            async for item in stream:
+                if isinstance(item, ucwa_async.ChannelFailed):
+                    break
+        assert session._ops._unanswered == {}
+        assert session.pending_invitations == 0
+        assert "pending=0" in repr(session)
+
+
+async def test_an_invitation_timeout_shorter_than_the_grace_still_raises(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The call's own timeout ends the watch during the grace: nothing named the call, so
+    # it raises the TransportError (it returned an invitation cancelled here, as if the
+    # server had made it, and stopped watching for it).
+    async with UcwaSimulator() as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+
+        async def lost(url: str, body: Any) -> Any:
+            raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+        session._ops._post_continue = lost  # type: ignore[method-assign]
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_messaging(logs[0], timeout=0.05)
+        assert session.stats.invitations_started == 0
+        assert session._ops._unanswered == {}
+        assert session.pending_invitations == 0
+
+
+async def test_two_retries_joining_an_unanswered_continue_count_one_call(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # Two retries with the first POST's operation_id wait together for its invitation:
+    # both get the one handle, and it is one call started (it counted two).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-9")
+        retries = [
+            asyncio.create_task(
+                session.continue_phone_audio(logs[0], PHONE, operation_id="order-9")
+            )
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.05)
+        release()
+        first, second = await asyncio.wait_for(asyncio.gather(*retries), 5)
+        assert first is second
+        assert session.stats.invitations_started == 1
+        assert session.pending_invitations == 1
+        assert len(_requests(sim, "continue")) == 1
+
+
+async def test_a_retry_of_another_kind_does_not_take_an_unanswered_continue(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The operation_id of a watched phone call, retried as a messaging invitation: a
+    # ValueError at once, and the call the server may have made stays watched (it was
+    # taken for the retry, then nobody held it: left ringing until its timeout).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-10")
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        retry = asyncio.create_task(session.continue_messaging(logs[0], operation_id="order-10"))
+        await asyncio.sleep(0.05)
+        release()
+        with pytest.raises(ValueError, match="in use by a phoneAudioInvitation"):
+            await asyncio.wait_for(retry, 5)
+        assert loop.time() - began < 0.15
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert session.stats.invitations_abandoned == 1
+        assert session.stats.invitations_started == 0
+        assert session._ops._unanswered == {}
+
+
+async def test_a_retry_cancelled_in_the_turn_the_call_is_named_abandons_it(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The channel names the watched call, and the retry that was to take it is cancelled
+    # before it runs again: nobody holds it, so it is cancelled on the server (it was
+    # left ringing, then timed out here).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-11")
+        retry = asyncio.create_task(
+            session.continue_phone_audio(logs[0], PHONE, operation_id="order-11")
+        )
+        await asyncio.sleep(0.05)
+        release()  # named now: the retry is woken, and cancelled before it runs
+        retry.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await retry
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert session.stats.invitations_abandoned == 1
+        assert session.pending_invitations == 0
+
+
+async def test_closing_during_the_grace_of_an_unanswered_continue(
+    make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
+) -> None:
+    # The session closes while the call waits for the channel's word on its lost
+    # answer: the call gets SessionClosedError, nothing stays watched, no task is left.
+    async with UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim:
+        session = make_session(sim)
+        await session.open()
+        logs = await session.conversation_logs(limit=1)
+        _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        caller = asyncio.create_task(session.continue_phone_audio(logs[0], PHONE))
+        await until(lambda: len(session._ops._unanswered) == 1)
+        async with asyncio.timeout(3):
+            await session.aclose()
+        with pytest.raises(ucwa_async.SessionClosedError):
+            await caller
+        assert session._ops._unanswered == {}
+        assert session.pending_invitations == 0
+        assert session.stats.invitations_started == 0
+        await assert_no_leftover_tasks(no_leftover_tasks)
 
 
 async def test_close_while_an_abandoned_post_runs_leaves_nothing(
@@ -661,6 +884,38 @@ async def test_invitation_by_href_tracks_a_pending_invitation(
         assert isinstance(result, ucwa_async.PhoneAudioInvitation)
         assert result.state == "Connected"
         assert session.pending_invitations == 0
+
+
+async def test_invitation_by_href_takes_over_an_unanswered_continue(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The href of a call whose POST got no answer (from events(), say), re-attached: the
+    # handle is the caller's now; the session no longer treats it as nobody's (its
+    # events cancelled it on the server as abandoned, or the watch's end cancelled it).
+    async with (
+        UcwaSimulator(SimulatorConfig(outcome_rule=_ringing)) as sim,
+        make_session(sim) as session,
+    ):
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        sim.faults.late_answer(0.1, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE)
+        assert session.application_url is not None
+        href = session.application_url + "/communication/invitations/1"
+        attached = await session.invitation(href, timeout=30)
+        assert session.pending_invitations == 1
+        assert session._ops._unanswered == {}
+        release()
+        await until(lambda: attached.state == "Connecting")
+        await asyncio.sleep(0.3)  # past the watch's grace
+        assert not attached.done()
+        assert _requests(sim, "cancel") == []
+        assert session.stats.invitations_abandoned == 0
+        assert attached._deadline is not None
+        assert attached._deadline - asyncio.get_running_loop().time() > 20
+        assert attached.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
 
 
 async def test_invitation_by_href_can_be_cancelled_and_times_out_from_now(

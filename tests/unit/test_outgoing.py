@@ -420,3 +420,125 @@ async def test_a_post_never_sent_raises_at_once() -> None:
     assert loop.time() - began < 0.5
     assert len(sent) == 0
     assert stats.messages_sent == 0
+
+
+def link_only_started(n: int) -> Any:
+    event = {"link": {"rel": "message", "href": f"{SEND}/{n}"}, "type": "started"}
+    batch = {"sender": [{"rel": "conversation", "href": CONV, "events": [event]}]}
+    return parse_event_batch(batch).events[0]
+
+
+async def test_a_lost_answer_waits_no_longer_than_the_grace_for_its_reads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The GETs of unclaimed link-only started messages, made to find the message whose
+    # answer was lost, are cut at the grace's end: send() raises within it (each GET had
+    # the request's own timeout, up to 8 of them one after the other).
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
+    sent: SentMessages | None = None
+    reads: list[str] = []
+
+    async def read(href: str) -> Any:
+        reads.append(href)
+        await asyncio.sleep(5)  # a slow server
+        return None
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        assert sent is not None
+        for n in (50, 51):  # started messages nobody claims (somebody else's, say)
+            assert not sent.claims(link_only_started(n))
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    stats = SessionStats()
+    sent = SentMessages(
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=stats,
+        read=read,
+    )
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ucwa_async.TransportError):
+        await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert loop.time() - began < 1.0
+    assert reads == [f"{SEND}/50"]
+    assert len(sent) == 0
+    assert sent._unanswered == {}
+
+
+async def test_a_send_cancelled_during_the_grace_leaves_nothing_pending(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The task of a send() whose answer was lost is cancelled while it waits for the
+    # channel's word: the message is no longer tracked (it stayed pending, without a
+    # timeout, until its conversation ended).
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 5.0)
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    sent, stats = table(post)
+    task = asyncio.create_task(sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5))
+    await asyncio.sleep(0.1)
+    assert len(sent._unanswered) == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(sent) == 0
+    assert sent._unanswered == {}
+    assert stats.messages_sent == 0
+
+
+async def test_a_lost_answer_in_a_conversation_that_ended_meanwhile_raises(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The conversation ends while the POST is under way, and its answer is lost: nothing
+    # named the message, so send() raises the TransportError at once (it returned the
+    # message, counted as sent, as if the server had said it took it).
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 5.0)
+    sent: SentMessages | None = None
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        assert sent is not None
+        sent.end_conversation(CONV, ucwa_async.ConversationEndedError("over", reason="left"))
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    sent, stats = table(post)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ucwa_async.TransportError):
+        await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert loop.time() - began < 1.0
+    assert stats.messages_sent == 0
+    assert len(sent) == 0
+
+
+async def test_a_lost_answer_whose_conversation_ends_during_the_grace_raises_then(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The conversation ends during the grace: send() stops waiting and raises.
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 5.0)
+    sent: SentMessages | None = None
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        assert sent is not None
+        loop = asyncio.get_running_loop()
+        error = ucwa_async.ConversationEndedError("over", reason="left")
+        loop.call_later(0.1, sent.end_conversation, CONV, error)
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    sent, stats = table(post)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(ucwa_async.TransportError):
+        await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
+    assert loop.time() - began < 1.0
+    assert stats.messages_sent == 0

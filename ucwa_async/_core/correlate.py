@@ -327,6 +327,16 @@ class Correlator:
         self._expire_orphans()
         return len(self._orphans)
 
+    def orphan_events(self) -> list[EventLike]:
+        """The latest event of each href waiting in the orphan buffer (oldest href
+        first): events nobody claimed, whose resource a client may read to learn whose
+        they are (a link-only event carries no operationId)."""
+        self._expire_orphans()
+        latest: dict[str, EventLike] = {}
+        for orphan in self._orphans.values():
+            latest[orphan.key] = orphan.event
+        return list(latest.values())
+
     # -- events ---------------------------------------------------------------------
 
     def feed(self, event: EventLike) -> list[Resolution]:

@@ -126,8 +126,9 @@ class TransportError(UcwaError):
     """The request never got an HTTP answer (connection refused, reset, DNS...).
 
     ``request_sent`` is False when the request cannot have reached the server (no
-    connection could be made, or the HTTP client was closed); None when it may have
-    (the connection dropped, or the answer did not come in time)."""
+    connection could be made, the HTTP client was closed, or the token request it needed
+    first, or after a 401, got no answer); None when it may have (the connection
+    dropped, or the answer did not come in time)."""
 
     request_sent: bool | None = None
 
