@@ -189,8 +189,9 @@ class Inbox:
                 getter.set_result(None)
 
     def end(self, error: ChannelFailedError | None = None) -> None:
-        """No more invitations: readers get None, and stop (``error``: with it)."""
-        if not self._ended:
+        """No more invitations: readers get None, and stop (``error``: with it; the
+        session's close after a failure ends them quietly)."""
+        if error is None or not self._ended:
             self.error = error
         self._ended = True
         while self._getters:

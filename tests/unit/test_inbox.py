@@ -131,3 +131,22 @@ async def test_readers_polling_with_a_timeout_leave_nothing_behind() -> None:
     assert box.push(item)  # type: ignore[arg-type]
     async with asyncio.timeout(5):
         assert await anext(stream) is item  # still handed out, to the next reader
+
+
+async def test_a_failed_inbox_raises_until_the_session_closes() -> None:
+    import ucwa_async
+
+    inbox = Inbox(4)
+    stream = InvitationStream(inbox)
+    reader = asyncio.create_task(anext(aiter(stream), None))
+    await asyncio.sleep(0)
+    inbox.end(ucwa_async.ChannelFailedError("the event channel failed"))
+    with pytest.raises(ucwa_async.ChannelFailedError):
+        await reader
+    with pytest.raises(ucwa_async.ChannelFailedError):  # again, a fresh error each time
+        await anext(aiter(stream))
+    inbox.end(ucwa_async.ChannelFailedError("a second failure"))  # the first one stands
+    with pytest.raises(ucwa_async.ChannelFailedError, match="the event channel failed"):
+        await anext(aiter(stream))
+    inbox.end()  # then the session closes: readers stop quietly
+    assert await anext(aiter(stream), None) is None
