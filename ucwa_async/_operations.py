@@ -438,11 +438,21 @@ class OperationTable:
         invitation = watch.invitation
         _settle(watch.named, None)
         if self._invitations.get(operation_id) is not invitation:
-            log.warning(
-                "the server made invitation %s although its continue POST got no answer; "
-                "it has already ended",
-                invitation.href or operation_id,
-            )
+            if _connected(invitation) and watch.waiters == 0 and not self._closed:
+                # Connected before anyone could cancel it, and nobody holds it: leave the
+                # conversation, or the call the caller was told failed goes on.
+                log.warning(
+                    "the server connected invitation %s although its continue POST got no "
+                    "answer; leaving its conversation",
+                    invitation.href or operation_id,
+                )
+                self._spawn(self._leave_orphan(invitation))
+            elif watch.waiters == 0:
+                log.warning(
+                    "the server made invitation %s although its continue POST got no answer; "
+                    "it has already ended",
+                    invitation.href or operation_id,
+                )
             return
         if watch.waiters > 0:
             return  # the call, or a retry of it, takes it
@@ -451,6 +461,20 @@ class OperationTable:
             invitation.href or operation_id,
         )
         self._spawn(self._abandon(invitation))
+
+    async def _leave_orphan(self, invitation: Invitation[Any]) -> None:
+        """Leave the conversation of a connected invitation nobody holds (best effort,
+        bounded by ``connect_timeout``)."""
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                conversation = await invitation.conversation()
+                await conversation.leave()
+        except (UcwaError, TimeoutError) as exc:
+            log.warning(
+                "could not leave the conversation of invitation %s: %s",
+                invitation.href or invitation.operation_id,
+                exc,
+            )
 
     async def _retry_unanswered(self, operation_id: str, rel: str, timeout: float | None) -> None:
         """A retry of an unanswered POST: wait up to ``_outcome.UNANSWERED_GRACE`` for the channel
@@ -541,6 +565,13 @@ class OperationTable:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await self._cancel(invitation)
+            if _connected(invitation) and not self._closed:
+                # It connected before the cancel could land (the completed event came in
+                # the same batch as the started one, say): nobody holds the conversation.
+                log.warning(
+                    "abandoned invitation %s connected first; leaving its conversation", where
+                )
+                await self._leave_orphan(invitation)
         except (UcwaError, TimeoutError) as exc:
             log.warning("could not cancel the abandoned invitation %s: %s", where, exc)
         finally:
@@ -1231,6 +1262,11 @@ def _synthesise(invitation: Invitation[Any], state: str) -> Resource:
             "state": state,
         }
     )
+
+
+def _connected(invitation: Invitation[Any]) -> bool:
+    """Whether the invitation has ended connected."""
+    return invitation.done() and not invitation.cancelled() and invitation.exception() is None
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -347,6 +347,35 @@ async def test_continue_whose_answer_is_lost_and_named_late_is_cancelled_on_the_
         assert session._ops._unanswered == {}
 
 
+@pytest.mark.parametrize("lost", [True, False], ids=["answer lost", "caller gave up"])
+async def test_a_call_nobody_holds_that_connected_first_is_left(
+    make_session: SessionFactory, wire_format: str, short_grace: None, lost: bool
+) -> None:
+    # Its started and completed (Success) events come in one batch, after its caller was
+    # told the POST failed (or gave up): it connected before any cancel could land, and
+    # nobody holds it. The session leaves its conversation rather than leave it connected.
+    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(success=True, delay=0.05))
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        if lost:
+            sim.faults.late_answer(0.1, drop=True)
+            with pytest.raises(ucwa_async.TransportError):
+                await session.continue_messaging(logs[0], "hello again")
+        else:
+            sim.faults.late_answer(0.4)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await session.continue_messaging(logs[0], "hello again")
+            await until(lambda: len(_requests(sim, "continue")) == 1)
+            await asyncio.sleep(0.5)  # its 201 has come: the session holds it, nobody else
+        await until(lambda: sim.counters.invitations_by_state == {"Connected": 1})
+        release()
+        await until(lambda: len(_requests(sim, "stopMessaging")) == 1)
+        assert session.stats.invitations_abandoned == 1
+        assert session.pending_invitations == 0
+
+
 async def test_a_retry_of_a_continue_whose_answer_is_lost_joins_its_invitation(
     make_session: SessionFactory, wire_format: str, short_grace: None
 ) -> None:
