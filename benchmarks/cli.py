@@ -53,6 +53,7 @@ FULL = {
     "reconnect_rounds": 20,
     "giant_events": 60_000,
     "sessions": 100,
+    "idle_window": 5.0,
     "conversations": 200,
     "conversation_messages": 10,
     "conversation_rounds": 11,
@@ -70,6 +71,7 @@ QUICK = {
     "reconnect_rounds": 2,
     "giant_events": 5_000,
     "sessions": 5,
+    "idle_window": 1.0,
     "conversations": 40,
     "conversation_messages": 3,
     "conversation_rounds": 1,
@@ -166,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         figures["reconnect"] = reconnect.measure(rounds=cfg["reconnect_rounds"])
     if "scaleout" in args.only:
         print(f"scale-out: {cfg['sessions']} sessions in one process", flush=True)
-        figures["scaleout"] = scaleout.measure(sessions=cfg["sessions"])
+        figures["scaleout"] = scaleout.measure(
+            sessions=cfg["sessions"], idle_window=cfg["idle_window"]
+        )
         print(f"  {figures['scaleout']}", flush=True)
     if "conversations" in args.only:
         print(

@@ -29,7 +29,7 @@ _IDLE_WINDOW = 5.0
 _OPENING = 20
 
 
-async def _run(sim: SimProcess, sessions: int) -> dict[str, Any]:
+async def _run(sim: SimProcess, sessions: int, idle_window: float) -> dict[str, Any]:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -55,7 +55,7 @@ async def _run(sim: SimProcess, sessions: int) -> dict[str, Any]:
         tracemalloc.stop()
         connected = sum(1 for s in opened if s.channel_state is ucwa_async.ChannelStatus.CONNECTED)
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        await asyncio.sleep(_IDLE_WINDOW)
+        await asyncio.sleep(idle_window)
         cpu = time.process_time() - cpu0
         wall = time.perf_counter() - wall0
         logs = await asyncio.gather(*(pick_logs(s) for s in opened))
@@ -79,6 +79,6 @@ async def _run(sim: SimProcess, sessions: int) -> dict[str, Any]:
     }
 
 
-def measure(*, sessions: int) -> dict[str, Any]:
+def measure(*, sessions: int, idle_window: float = _IDLE_WINDOW) -> dict[str, Any]:
     with SimProcess(users=sessions, max_events_per_batch=500) as sim:
-        return asyncio.run(_run(sim, sessions))
+        return asyncio.run(_run(sim, sessions, idle_window))

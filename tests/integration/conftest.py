@@ -66,6 +66,11 @@ def make_session(wire_format: str) -> SessionFactory:
             "connect_timeout": 10.0,
             "keepalive_interval": None,
             "backoff": Backoff(base=0.01, cap=0.2),
+            # A fresh P-GET held this long counts as connected (default 0.1 s): every
+            # open and every reconnection waits it once. The simulator answers a P-GET it
+            # refuses in a millisecond or two, so 0.05 s still tells the two apart;
+            # tests/integration/test_fast_reconnect.py pins the settle itself.
+            "reconnect_settle": 0.05,
         }
         options.update(overrides)
         return ucwa_async.Session(

@@ -330,21 +330,22 @@ async def test_a_token_is_granted_again_before_the_server_lets_it_lapse(
 ) -> None:
     # AuthenticationInUCWA.md, "Refreshing an OAuth token": "The client application should
     # monitor the expiration time and refresh the token as required." The simulator lets
-    # each token lapse after the expires_in of its grant (3 s here); the session renews it
-    # before then, so no request (the event channel's included) is ever refused.
+    # each token lapse after the expires_in of its grant (2 s here); the session renews it
+    # at half its life, before then, so no request (the event channel's included) is ever
+    # refused: grants at 0, 1 and 2 s, and the first token's lapse falls inside the loop.
     from ucwa_async import _transport
 
     # A real token lives hours and is renewed at least a minute after its grant: a
     # minimum age shortened for a test that lasts seconds.
     monkeypatch.setattr(_transport, "_MIN_TOKEN_AGE", 0.3)
-    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.3, token_expires_in=3)
+    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.3, token_expires_in=2)
     async with UcwaSimulator(config=config, seed=0) as sim:
         async with make_session(sim) as session:
             await session.wait_connected(timeout=5.0)
             refused = [r for r in sim.request_log if r.status == 401]
             assert [r.kind for r in refused] == ["user"]  # the sign-in's challenge only
             loop = asyncio.get_running_loop()
-            end = loop.time() + 4.0
+            end = loop.time() + 2.7
             while loop.time() < end:
                 await session.conversation_logs(limit=1)
                 await asyncio.sleep(0.1)

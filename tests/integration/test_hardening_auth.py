@@ -89,8 +89,8 @@ async def test_a_failed_session_sends_no_keepalive_and_no_password(
     sim = quick_sim
     session = make_session(
         sim,
-        keepalive_interval=0.1,
-        retries=ucwa_async.Retries(reauthentication_window=0.5),
+        keepalive_interval=0.05,
+        retries=ucwa_async.Retries(reauthentication_window=0.25),
     )
     async with session:
         sim.faults.unauthorized_forever(target="any")
@@ -103,7 +103,7 @@ async def test_a_failed_session_sends_no_keepalive_and_no_password(
         await asyncio.sleep(0.3)  # a keep-alive POST under way at the failure ends
         grants = token_posts(sim)
         keepalives = sum(1 for r in sim.request_log if r.kind == "reportMyActivity")
-        await asyncio.sleep(2.0)  # four windows of the budget, twenty keep-alive periods
+        await asyncio.sleep(1.0)  # four windows of the budget, twenty keep-alive periods
         assert token_posts(sim) == grants
         assert sum(1 for r in sim.request_log if r.kind == "reportMyActivity") == keepalives
 

@@ -227,7 +227,9 @@ async def test_the_server_really_needs_the_channel(
     # session must still get its POST through once the channel is back.
     witness = Witness()
     config = witness.config(channel_grace=0.05, pget_timeout_cap=0.2)
-    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+    # Each retry of the POST waits for a P-GET held reconnect_settle: the default 0.1 s
+    # (not the fixtures' 0.05 s) keeps the retries going until the 0.4 s stall is over.
+    async with UcwaSimulator(config) as sim, make_session(sim, reconnect_settle=0.1) as session:
         logs = await session.conversation_logs(limit=1)
         await asyncio.sleep(0.3)
         sim.faults.latency(0.4, target="pget")
