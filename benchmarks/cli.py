@@ -53,7 +53,7 @@ FULL = {
     "reconnect_rounds": 20,
     "giant_events": 60_000,
     "sessions": 100,
-    "idle_window": 5.0,
+    "idle_window_ms": 5000,
     "conversations": 200,
     "conversation_messages": 10,
     "conversation_rounds": 11,
@@ -71,7 +71,7 @@ QUICK = {
     "reconnect_rounds": 2,
     "giant_events": 5_000,
     "sessions": 5,
-    "idle_window": 1.0,
+    "idle_window_ms": 1000,
     "conversations": 40,
     "conversation_messages": 3,
     "conversation_rounds": 1,
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scaleout" in args.only:
         print(f"scale-out: {cfg['sessions']} sessions in one process", flush=True)
         figures["scaleout"] = scaleout.measure(
-            sessions=cfg["sessions"], idle_window=cfg["idle_window"]
+            sessions=cfg["sessions"], idle_window=cfg["idle_window_ms"] / 1000
         )
         print(f"  {figures['scaleout']}", flush=True)
     if "conversations" in args.only:
