@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -233,6 +233,19 @@ def _hold_events(session: ucwa_async.Session) -> Callable[[], None]:
     return release
 
 
+async def _lose_the_answer(
+    session: ucwa_async.Session, sim: UcwaSimulator, call: Awaitable[Any]
+) -> Callable[[], None]:
+    """Hold the channel's batches, then make ``call`` (a continue) whose POST the server
+    acts on but whose answer is lost: it raises ``TransportError``. Returns the release of
+    the held batches."""
+    release = _hold_events(session)
+    sim.faults.late_answer(0.1, drop=True)
+    with pytest.raises(ucwa_async.TransportError):
+        await call
+    return release
+
+
 @pytest.fixture
 def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     """The wait for the channel's word on a POST that got no answer: 0.2 s, not 2."""
@@ -387,10 +400,9 @@ async def test_a_retry_of_a_continue_whose_answer_is_lost_joins_its_invitation(
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
-        release = _hold_events(session)
-        sim.faults.late_answer(0.1, drop=True)
-        with pytest.raises(ucwa_async.TransportError):
-            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-7")
+        release = await _lose_the_answer(
+            session, sim, session.continue_phone_audio(logs[0], PHONE, operation_id="order-7")
+        )
         retry = asyncio.create_task(
             session.continue_phone_audio(logs[0], PHONE, operation_id="order-7", timeout=30)
         )
@@ -574,10 +586,9 @@ async def test_two_retries_joining_an_unanswered_continue_count_one_call(
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
-        release = _hold_events(session)
-        sim.faults.late_answer(0.1, drop=True)
-        with pytest.raises(ucwa_async.TransportError):
-            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-9")
+        release = await _lose_the_answer(
+            session, sim, session.continue_phone_audio(logs[0], PHONE, operation_id="order-9")
+        )
         retries = [
             asyncio.create_task(
                 session.continue_phone_audio(logs[0], PHONE, operation_id="order-9")
@@ -604,10 +615,9 @@ async def test_a_retry_of_another_kind_does_not_take_an_unanswered_continue(
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
-        release = _hold_events(session)
-        sim.faults.late_answer(0.1, drop=True)
-        with pytest.raises(ucwa_async.TransportError):
-            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-10")
+        release = await _lose_the_answer(
+            session, sim, session.continue_phone_audio(logs[0], PHONE, operation_id="order-10")
+        )
         loop = asyncio.get_running_loop()
         began = loop.time()
         retry = asyncio.create_task(session.continue_messaging(logs[0], operation_id="order-10"))
@@ -633,10 +643,9 @@ async def test_a_retry_cancelled_in_the_turn_the_call_is_named_abandons_it(
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
-        release = _hold_events(session)
-        sim.faults.late_answer(0.1, drop=True)
-        with pytest.raises(ucwa_async.TransportError):
-            await session.continue_phone_audio(logs[0], PHONE, operation_id="order-11")
+        release = await _lose_the_answer(
+            session, sim, session.continue_phone_audio(logs[0], PHONE, operation_id="order-11")
+        )
         retry = asyncio.create_task(
             session.continue_phone_audio(logs[0], PHONE, operation_id="order-11")
         )
@@ -926,10 +935,7 @@ async def test_invitation_by_href_takes_over_an_unanswered_continue(
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
-        release = _hold_events(session)
-        sim.faults.late_answer(0.1, drop=True)
-        with pytest.raises(ucwa_async.TransportError):
-            await session.continue_phone_audio(logs[0], PHONE)
+        release = await _lose_the_answer(session, sim, session.continue_phone_audio(logs[0], PHONE))
         assert session.application_url is not None
         href = session.application_url + "/communication/invitations/1"
         attached = await session.invitation(href, timeout=30)
