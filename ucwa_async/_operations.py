@@ -941,21 +941,19 @@ class OperationTable:
             cancel = ""
         invitation._progress(state, cancel)
 
-    def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:
+    def _apply(
+        self, resolution: Progress | Succeeded | Failed | NeedsLookup, named: bool = False
+    ) -> None:
         operation_id = resolution.operation_id
         invitation = self._invitations.get(operation_id)
         if invitation is None:
             return
-        if self._unanswered and operation_id in self._unanswered:
-            self._apply_known(resolution, invitation)
+        if not named and self._unanswered and operation_id in self._unanswered:
+            # The first word of an unanswered POST's invitation: applied, then the watch
+            # learns it (one call more on this rare path only: every event comes here).
+            self._apply(resolution, named=True)
             self._unanswered_named(operation_id)
             return
-        self._apply_known(resolution, invitation)
-
-    def _apply_known(
-        self, resolution: Progress | Succeeded | Failed | NeedsLookup, invitation: Invitation[Any]
-    ) -> None:
-        operation_id = resolution.operation_id
         if isinstance(resolution, Progress):
             resource = resolution.event.resource
             self._progress(invitation, resolution.state, resource)
