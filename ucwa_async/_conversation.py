@@ -116,7 +116,13 @@ class Conversation:
         took is tracked as any other (``stats.messages_sent``, settled from its events:
         ``messages_delivered`` / ``messages_failed`` / ``messages_timed_out``, ended
         with its conversation). If that POST fails, the failure is logged (WARNING). A
-        later send() in the conversation POSTs after it has its answer (in order)."""
+        later send() in the conversation POSTs after it has its answer (in order).
+
+        A POST whose answer is lost (``TransportError`` with ``request_sent`` not False)
+        waits up to 2 s for the event channel to name the message, and returns it if it
+        does; otherwise the ``TransportError`` is raised: the message may still have
+        been said, so a retry may say it twice. Once the event channel has failed for
+        good, a message still waiting for its outcome raises ``ChannelFailedError``."""
         if not isinstance(text, str):
             raise TypeError("text must be a str")
         if timeout is not None and not _positive(timeout):

@@ -201,7 +201,10 @@ class Inbox:
 
 
 class InvitationStream(ClosingStream):
-    """``async with session.incoming() as invitations: async for invite in invitations``."""
+    """``async with session.incoming() as invitations: async for invite in invitations``.
+
+    Ends when the session closes (or this stream is closed); raises
+    ``ChannelFailedError`` when the event channel has failed for good."""
 
     def __init__(self, inbox: Inbox) -> None:
         self._inbox = inbox

@@ -655,6 +655,11 @@ class Session:
         way, sends nothing and returns that invitation. If the caller gives up while
         the POST is under way, the session still waits for it and cancels the
         invitation on the server (``stats.invitations_abandoned``).
+
+        A POST whose answer is lost (``TransportError`` with ``request_sent`` not False)
+        waits up to 2 s for the event channel to name the invitation, and returns it if
+        it does; otherwise the ``TransportError`` is raised, and an invitation that shows
+        up later is cancelled as abandoned. The ``start_*`` calls do the same.
         """
         self._ensure_open()
         if message is not None and not isinstance(message, str):
@@ -728,7 +733,9 @@ class Session:
         They are queued from the moment the session is open (``Limits.incoming_queue_size``;
         beyond it an invitation is declined, reason Local, and counted in
         ``stats.incoming_overflowed``). Several streams share one inbox: each invitation
-        goes to exactly one of them.
+        goes to exactly one of them. A stream ends when the session closes; when the
+        event channel fails for good (nothing more can arrive) it raises
+        ``ChannelFailedError``.
         """
         self._ensure_usable()
         return InvitationStream(self._conversation_table.inbox)
@@ -867,7 +874,8 @@ class Session:
         A full queue drops its oldest item (see ``EventStream.dropped``); the
         channel never waits for a subscriber. A stream taken before ``open()`` sees the
         first ``ChannelConnected`` too. A stream dropped without ``close()`` (no longer
-        referenced, no task waiting on it) is unsubscribed once collected.
+        referenced, no task waiting on it) is unsubscribed once collected. Items are
+        ``Event | ChannelSignal``; the last is ``ChannelClosed``, when the session closes.
         """
         if self._state is not SessionState.NEW:
             self._ensure_usable()

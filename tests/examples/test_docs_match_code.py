@@ -1,9 +1,11 @@
 """What the docs list is what the code has: the error trees of README.md and docs/errors.md,
-and the README's configuration table (every option, with its default)."""
+the README's configuration table (every option, with its default), and the lists of
+docs/conversations.md and docs/events.md (end reasons, channel signals and states, errors)."""
 
 from __future__ import annotations
 
 import re
+import typing
 
 import attrs
 import pytest
@@ -131,3 +133,43 @@ def test_the_quickstart_options_are_the_groups_fields_with_their_defaults() -> N
             assert float(re.sub(r"[^\d.]", "", written)) == field.default, line
         checked += 1
     assert checked >= 8
+
+
+def _section(page: str, heading: str) -> str:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_conversation_end_reason_is_named_where_the_docs_list_them() -> None:
+    # CHANNEL_FAILED came after the list of docs/conversations.md was written.
+    listed = _section("docs/conversations.md", "### When it ends")
+    values = re.search(r"`wait_ended\(\)` returns a `ConversationEndReason` \(([^)]*)\)", listed)
+    assert values is not None
+    written = re.findall(r"`(\w+)`", values.group(1))
+    assert sorted(written) == sorted(member.value for member in ucwa_async.ConversationEndReason)
+
+
+def test_the_events_page_lists_every_channel_signal() -> None:
+    table = _section("docs/events.md", "## What it yields")
+    rows = re.findall(r"^\| `(\w+)\(", table, re.M)
+    signals = typing.get_args(ucwa_async.ChannelSignal)
+    assert sorted(rows) == sorted(cls.__name__ for cls in signals)
+
+
+def test_the_channel_states_on_the_events_page_are_the_code_s() -> None:
+    page = _section("docs/events.md", "## What it yields")
+    states = re.search(r"`session\.channel_state` is a `ChannelStatus`: ([^(]*)\(", page)
+    assert states is not None
+    written = re.findall(r"`(\w+)`", states.group(1))
+    assert written == [member.name for member in ucwa_async.ChannelStatus]
+
+
+def test_the_conversation_errors_table_names_public_errors_only() -> None:
+    table = _section("docs/conversations.md", "## Errors")
+    rows = re.findall(r"^\| `(\w+)` \|", table, re.M)
+    assert rows, "no errors table"
+    for name in rows:
+        assert issubclass(getattr(ucwa_async, name), ucwa_async.UcwaError), name
+    # What a conversation's calls raise when the event channel is down for good, and
+    # when send()'s answer is lost.
+    assert {"ChannelFailedError", "TransportError"} <= set(rows)

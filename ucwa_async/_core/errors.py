@@ -7,7 +7,7 @@ Sans-IO: no asyncio, no aiohttp. Every error the library raises is a
 ::
 
     UcwaError
-    ├── TransportError                 network failure (wraps aiohttp/OSError)
+    ├── TransportError                 network failure (wraps aiohttp/OSError), .request_sent
     │   └── RequestTimeoutError        also a builtins.TimeoutError
     ├── DecodeError                    body is not valid JSON/XML (also a ValueError)
     │   └── BodyTooLargeError          body over the configured size cap
@@ -257,7 +257,12 @@ class ParameterValidationError(BadRequestError):
 
 
 class AuthenticationError(ResponseError):
-    """401, or the OAuth token grant was refused (wrong password, unsupported grant)."""
+    """401, or the OAuth token grant was refused (wrong password, unsupported grant).
+
+    Also raised, with no token requested, by a call to an endpoint on hold: one that
+    refused the token granted for its own 401 ``Retries.reauthentications + 1`` times in
+    a row gets none for ``Retries.reauthentication_window`` seconds, doubling up to a
+    day (``retry_after``: what is left of the hold; any other answer from it clears it)."""
 
 
 class ForbiddenError(ResponseError):
@@ -317,7 +322,11 @@ class TooManyRequestsError(RetryLaterError):
 
 
 class ChannelFailedError(UcwaError):
-    """The event channel stopped for good; ``cause`` holds why."""
+    """The event channel stopped for good; ``cause`` holds why.
+
+    Every pending invitation and sent message waiting for its outcome ends with it,
+    ``session.incoming()`` raises it, every conversation ends
+    (``ConversationEndReason.CHANNEL_FAILED``), and every later call raises a fresh one."""
 
     def __init__(self, message: str, *, cause: BaseException | None = None) -> None:
         super().__init__(message)
