@@ -134,6 +134,8 @@ class Application:
                 # only a 3xx to another domain is a failure. Discovery carries no token.
                 target = _discovery_redirect(url, exc.location, self._discovery_url)
                 if target is None:
+                    target = self._in_sign_in_domain(url, exc.location)
+                if target is None:
                     raise
                 log.info("autodiscovery answered %d; following it to %s", exc.status, target)
                 # A hop of the chain, as the discovery URL itself (in its domain, no token
@@ -177,14 +179,26 @@ class Application:
             answered, target, self._discovery_url
         ):
             return target
-        domain, host = transport.sign_in_domain, _host_of(target)
-        if domain is not None and (host == domain or host.endswith("." + domain)):
+        if _within(_host_of(target), transport.sign_in_domain):
             return target
         raise InsecureTransportError(
             f"autodiscovery answered over plain http with a link to {origin_of(target)}, "
             "outside the sign-in domain: refused (RootURL.md security check; use https)",
             url=target,
         )
+
+    def _in_sign_in_domain(self, url: str, location: str | None) -> str | None:
+        """Where a discovery 3xx at ``url`` leads, if within the sign-in address's domain
+        (``user@contoso.com``: RootURL.md step 1 names the service ``LyncDiscover.<domain>``
+        after it, whatever host the caller gave as the discovery URL)."""
+        if not location:
+            return None
+        try:
+            target = resolve_href(location, base_url=url)
+            host = _host_of(target)
+        except ValueError:
+            return None
+        return target if _within(host, self._transport.sign_in_domain) else None
 
     async def create(self) -> str:
         """POST a new application; returns its first events URL."""
@@ -539,6 +553,13 @@ def _discovery_domain(url: str) -> str:
     if label in _DISCOVERY_LABELS and "." in parent and not _is_address(host):
         return parent
     return host
+
+
+def _within(host: str, domain: str | None) -> bool:
+    """``host`` is ``domain`` or one of its subdomains (False without a domain)."""
+    if not host or not domain:
+        return False
+    return host == domain or host.endswith("." + domain)
 
 
 def _host_of(url: str) -> str:

@@ -365,6 +365,12 @@ class ConversationTable:
             raise UcwaError(f"not a usable conversation href: {href!r}")
         conversation = self._conversations.get(state.key)
         if conversation is None:
+            # An ended one still waiting for a message being read is that Conversation,
+            # and stays claimed until the read lands (see _ended).
+            conversation = self._draining.get(state.key)
+            if conversation is not None and conversation._state is not state:
+                conversation = None  # opened again since (a new state)
+        if conversation is None:
             conversation = Conversation(self, state, kind)
             if state.ended is None:  # an ended one needs no more events
                 self._conversations[state.key] = conversation

@@ -854,3 +854,36 @@ async def test_an_ended_conversation_whose_message_is_being_read_is_kept() -> No
     assert not conversation._state.claimed  # let go once drained
     table.close()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_asking_for_a_draining_conversation_keeps_it_claimed() -> None:
+    """An ended conversation still waiting for a message being read (``_draining``) is
+    asked for again (``Invitation.conversation()``, ``session.conversation(href)``): the
+    answer is that Conversation, and its state stays claimed until the read lands; let
+    go then, newer states evicted it and its streams waited for ever."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        raise AssertionError("no POST here")
+
+    table = _growth_table(post, tasks)
+    table.book._max_conversations = 1
+    conversation = table.conversation_for(CONV, "messaging")
+    stream = conversation.messages()
+    table.deliver(batch(message(1, body=False)))
+    table.deliver(batch(_deleted(CONV)))
+    assert conversation._state.key in table._draining
+    assert table.conversation_for(CONV, "messaging") is conversation
+    assert conversation._state.claimed
+    other = f"{APP}/communication/conversations/2"
+    table.deliver(_in(other, _said(other, 1)))  # a newer state: 1 is the bound
+    assert table.book.get(conversation._state.key) is conversation._state
+    transport = table._transport
+    assert isinstance(transport, FakeTransport)
+    transport.release.set()
+    async with asyncio.timeout(5):
+        assert [m.text async for m in stream] == ["fetched1"]
+    assert table._draining == {}
+    assert not conversation._state.claimed
+    table.close()
+    await asyncio.gather(*tasks, return_exceptions=True)

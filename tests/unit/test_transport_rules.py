@@ -818,6 +818,36 @@ async def test_a_pool_s_3xx_within_the_discovery_url_s_domain_is_followed(
     assert [url for _, url in methods(aioresponses_mock)] == [HTTPS_DISCOVERY, pool, pool2]
 
 
+async def test_a_3xx_within_the_sign_in_domain_is_followed_whatever_the_discovery_host(
+    aioresponses_mock: aioresponses,
+) -> None:
+    # A discovery URL named by the caller (a pool's FQDN, not LyncDiscover.<domain>):
+    # its domain is itself, but a 3xx to another host of the sign-in address's domain
+    # (bot@contoso.com) stays in "the domain of the autodiscovery service" (RootURL.md
+    # step 3: LyncDiscover.<domain>, the domain of user@domain, step 1), as a plain-http
+    # answer's links may (_checked_link). Before 94dc993 its parent domain allowed it.
+    discovery = "https://lyncweb.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    pool2 = "https://pool2.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    aioresponses_mock.get(discovery, status=302, headers={"Location": pool2})
+    aioresponses_mock.get(pool2, status=403)
+    with pytest.raises(ucwa_async.ForbiddenError):
+        await session(discovery).open()
+    assert [url for _, url in methods(aioresponses_mock)] == [discovery, pool2]
+
+
+async def test_a_3xx_outside_the_sign_in_domain_is_still_refused(
+    aioresponses_mock: aioresponses,
+) -> None:
+    discovery = "https://lyncweb.contoso.com/Autodiscover/AutodiscoverService.svc/root"
+    evil = "https://evil.com/Autodiscover/AutodiscoverService.svc/root"
+    aioresponses_mock.get(discovery, status=302, headers={"Location": evil}, repeat=True)
+    with pytest.raises(ucwa_async.UnexpectedRedirectError):
+        await session(discovery).open()
+    with pytest.raises(ucwa_async.UnexpectedRedirectError):
+        await _token_session(discovery).open()  # no sign-in address: its own domain only
+    assert [url for _, url in methods(aioresponses_mock)] == [discovery]
+
+
 IDN_FORMS = pytest.mark.parametrize(
     ("typed", "served"),
     [("bücher.de", "xn--bcher-kva.de"), ("xn--bcher-kva.de", "BÜCHER.de")],
