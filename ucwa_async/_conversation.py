@@ -14,7 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Literal
 
 from ucwa_async._core.chat import Message, Participant
-from ucwa_async._core.conversation import ConversationEndReason, ConversationState
+from ucwa_async._core.conversation import FINAL_ENDS, ConversationEndReason, ConversationState
 from ucwa_async._core.errors import ConversationEndedError
 from ucwa_async._core.message_log import MessageLog, Reader
 from ucwa_async._outcome import check_wait_timeout
@@ -201,10 +201,9 @@ class Conversation:
 
     def _drained(self) -> bool:
         """Over, and no message announced before the end still being read (a link-only
-        message's GET): the streams may end. A closed session or a lost application
-        ends them at once (nothing more will be read)."""
-        abrupt = (ConversationEndReason.SESSION_CLOSED, ConversationEndReason.APPLICATION_LOST)
-        if self._abandoned or self._state.ended in abrupt:
+        message's GET): the streams may end. A closed session, a lost application or a
+        failed channel ends them at once (nothing more will be read)."""
+        if self._abandoned or self._state.ended in FINAL_ENDS:
             return True
         return not self._state.messages.holding
 

@@ -887,3 +887,28 @@ async def test_asking_for_a_draining_conversation_keeps_it_claimed() -> None:
     assert not conversation._state.claimed
     table.close()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_channel_failure_ends_the_streams_at_once_while_a_message_is_read() -> None:
+    """The event channel failed for good while a link-only message was being read:
+    nothing more will come, so the conversation's streams end now, not when that GET
+    ends (up to a request timeout later), as for a lost application."""
+    import ucwa_async
+
+    transport = FakeTransport()
+    tasks: set[asyncio.Task[None]] = set()
+    table = make_table(transport, lambda c: tasks.add(asyncio.create_task(c)))
+    conversation = table.conversation_for(CONV, "messaging")
+    stream = conversation.messages()
+    table.deliver(batch(_messaging("Connected")))
+    table.deliver(batch(message(1, body=False)))  # its GET waits for release
+    reader = asyncio.create_task(anext(stream))
+    await asyncio.sleep(0)
+    table.channel_failed(ucwa_async.ChannelFailedError("the event channel failed"))
+    assert conversation.ended is ucwa_async.ConversationEndReason.CHANNEL_FAILED
+    with pytest.raises(StopAsyncIteration):
+        async with asyncio.timeout(1.0):
+            await reader
+    transport.release.set()
+    table.close()
+    await asyncio.gather(*tasks, return_exceptions=True)

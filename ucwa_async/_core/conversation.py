@@ -51,6 +51,7 @@ from ucwa_async._core.message_log import MessageLog
 from ucwa_async._core.models import Event, Link, Reason, Resource
 
 __all__ = [
+    "FINAL_ENDS",
     "Arrived",
     "ConversationBook",
     "ConversationEndReason",
@@ -135,8 +136,13 @@ _OUTCOME = "invitationOutcome"  # Fetch kind: how an incoming invitation ended
 _MODALITIES = ("messaging", "phoneAudio")
 _MAX_ALIASES = 64
 _MODALITY_END = "disconnected"
-# Ends after which no event comes (every conversation ended at once): never reopened.
-_FINAL_ENDS = (ConversationEndReason.APPLICATION_LOST, ConversationEndReason.SESSION_CLOSED)
+# Ends after which no event comes (every conversation ended at once): never reopened,
+# and nothing more is read for them.
+FINAL_ENDS = (
+    ConversationEndReason.APPLICATION_LOST,
+    ConversationEndReason.CHANNEL_FAILED,
+    ConversationEndReason.SESSION_CLOSED,
+)
 
 
 class ConversationState:
@@ -699,7 +705,7 @@ class ConversationBook:
         ended stays ended; the session makes a new Conversation for it)."""
         key = self.key(href)
         state = self._states.get(key) if key is not None else None
-        if state is not None and state.ended not in (None, *_FINAL_ENDS):
+        if state is not None and state.ended not in (None, *FINAL_ENDS):
             # Reads are by key: a message of it still being read is logged in the new
             # state now, so the old streams stop waiting for it.
             state.messages.hand_over()
