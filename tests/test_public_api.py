@@ -207,3 +207,14 @@ def test_the_simulators_reason_has_its_own_name() -> None:
     assert testing.SimulatorReason is not ucwa_async.Reason
     assert {"Reason", "SimulatorReason"} <= set(testing.__all__)
     assert isinstance(testing.DECLINED, testing.SimulatorReason)
+    # Both print alike: code/subcode: message.
+    assert (
+        str(testing.DECLINED) == "RemoteFailure/Declined: The remote party declined the invitation."
+    )
+    parsed = ucwa_async.Reason(
+        code=testing.DECLINED.code,
+        subcode=testing.DECLINED.subcode,
+        message=testing.DECLINED.message,
+    )
+    assert str(parsed) == str(testing.DECLINED)
+    assert str(testing.SimulatorReason("Gone")) == "Gone"

@@ -50,6 +50,13 @@ class Reason:
     subcode: str | None = None
     message: str | None = None
 
+    def __str__(self) -> str:
+        # As ucwa_async.Reason reads: code/subcode: message.
+        label = "/".join(part for part in (self.code, self.subcode) if part)
+        if label and self.message:
+            return f"{label}: {self.message}"
+        return label or self.message or "no reason given"
+
 
 SimulatorReason = Reason
 """``ucwa_async.testing.Reason`` under a name that does not clash with ``ucwa_async.Reason``."""
