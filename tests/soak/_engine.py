@@ -60,7 +60,12 @@ class SoakConfig:
     # Every kind a session is expected to survive (hostile ones end it, by design).
     kinds: tuple[str, ...] = tuple(k for k in ALL_FAULT_KINDS if k not in HOSTILE_FAULT_KINDS)
     concurrency: int = 16
-    invitation_timeout: float = 8.0
+    # Longer than the worst recovery the fault plan can chain (an application deleted or
+    # 404 forever, then re-creations at 1, 2, 4 s of backoff): an invitation of a lost
+    # application must end as lost, not race its own timeout (at 8 s, 16 invitations
+    # sometimes timed out first, in runs that went faster; every outcome stays typed
+    # either way, and a stuck invitation still shows up as timed out).
+    invitation_timeout: float = 30.0
     fail_share: float = 0.2
     """Share of invitations the simulator declines (RemoteFailure/Declined)."""
     link_only_events: bool = False
