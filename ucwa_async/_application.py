@@ -191,13 +191,10 @@ class Application:
         """Where a discovery 3xx at ``url`` leads, if within the sign-in address's domain
         (``user@contoso.com``: RootURL.md step 1 names the service ``LyncDiscover.<domain>``
         after it, whatever host the caller gave as the discovery URL)."""
-        if not location:
+        where = _redirect_target(url, location)
+        if where is None:
             return None
-        try:
-            target = resolve_href(location, base_url=url)
-            host = _host_of(target)
-        except ValueError:
-            return None
+        target, host = where
         return target if _within(host, self._transport.sign_in_domain) else None
 
     async def create(self) -> str:
@@ -514,15 +511,10 @@ def _discovery_redirect(url: str, location: str | None, *also: str) -> str | Non
     RootURL.md: "HTTP 302 redirect to a domain different from the domain of the
     autodiscovery service" is a failed discovery; so is an unusable ``Location``.
     """
-    if not location:
+    where = _redirect_target(url, location)
+    if where is None:
         return None
-    try:
-        target = resolve_href(location, base_url=url)
-        there = _host_of(target)
-    except ValueError:
-        return None
-    if not there:
-        return None
+    target, there = where
     for base in (url, *also):
         domain = _discovery_domain(base)
         if domain and (
@@ -530,6 +522,19 @@ def _discovery_redirect(url: str, location: str | None, *also: str) -> str | Non
         ):
             return target
     return None
+
+
+def _redirect_target(url: str, location: str | None) -> tuple[str, str] | None:
+    """A discovery 3xx's ``Location`` resolved against ``url``, and its host; None when
+    it is missing or unusable (no host, or not a URL)."""
+    if not location:
+        return None
+    try:
+        target = resolve_href(location, base_url=url)
+        host = _host_of(target)
+    except ValueError:
+        return None
+    return (target, host) if host else None
 
 
 # RootURL.md's table: the root URL is [http|https]://LyncDiscover[Internal].<domain>.

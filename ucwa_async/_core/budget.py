@@ -114,8 +114,7 @@ class ReauthBudget:
         failure_cap: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(max_grants, int) or isinstance(max_grants, bool) or max_grants < 0:
-            raise ValueError(f"max_grants must be an int >= 0, got {max_grants!r}")
+        _check_count("max_grants", max_grants, 0)
         check_delays(window=window, base=base, cap=cap, failure_cap=failure_cap)
         self.max_grants = max_grants
         self.window = float(window)
@@ -314,10 +313,8 @@ class RefusingEndpoints:
         size: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(free, int) or isinstance(free, bool) or free < 0:
-            raise ValueError(f"free must be an int >= 0, got {free!r}")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ValueError(f"size must be an int >= 1, got {size!r}")
+        _check_count("free", free, 0)
+        _check_count("size", size, 1)
         check_delays(base=base, cap=cap)
         self.free = free
         self.base = float(base)
@@ -358,3 +355,9 @@ class RefusingEndpoints:
             f"RefusingEndpoints(free={self.free!r}, base={self.base!r}, cap={self.cap!r}, "
             f"size={self.size!r})"
         )
+
+
+def _check_count(name: str, value: object, least: int) -> None:
+    """A count argument: an int (not a bool) of at least ``least``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
