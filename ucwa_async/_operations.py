@@ -88,10 +88,6 @@ _TERMINAL_SUCCESS = frozenset({"connected", "success"})
 # _MAX_UNANSWERED POSTs.
 _UNANSWERED_WATCH = 60.0
 _MAX_UNANSWERED = 1024
-# During the grace, invitations named by unclaimed link-only events are read (GET) for
-# their operationId: at most this many per POST, looked for this often.
-_MAX_LOOKUPS = 8
-_LOOKUP_STEP = 0.05
 _READERS = 8  # invitation GETs at once: a resync with 10 000 pending is not 10 000 GETs
 _RESYNC_WAVE_INTERVAL = 1.0  # seconds between the starts of two resync re-read waves
 
@@ -384,26 +380,28 @@ class OperationTable:
     async def _look_for(self, watch: _Unanswered) -> None:
         """Until the channel names the watched operation: read the invitations that
         unclaimed link-only events named (messagingInvitation_ref.md's started sample
-        embeds nothing, so no operationId), at most ``_MAX_LOOKUPS``; the one whose
-        operationId is the POST's is its invitation."""
+        embeds nothing, so no operationId), at most ``_outcome.MAX_LOOKUPS``; the one
+        whose operationId is the POST's is its invitation."""
         invitation = watch.invitation
         operation_id = invitation.operation_id
-        read: set[str] = set()
-        while not watch.named.done():
-            for event in self._correlator.orphan_events():
-                href = event.link.href
-                if watch.named.done() or len(read) >= _MAX_LOOKUPS:
-                    break
-                if getattr(event.link, "rel", None) not in _INVITATION_RELS or href in read:
-                    continue
-                read.add(href)
-                if not await self._names(href, operation_id):
-                    continue
-                if self._unanswered.get(operation_id) is watch:
-                    self._bind_late(invitation, href)  # its events are replayed
-                if self._unanswered.get(operation_id) is watch:
-                    self._unanswered_named(operation_id)
-            await asyncio.wait([watch.named], timeout=_LOOKUP_STEP)
+
+        def candidates() -> list[str]:
+            return [
+                event.link.href
+                for event in self._correlator.orphan_events()
+                if getattr(event.link, "rel", None) in _INVITATION_RELS
+            ]
+
+        async def is_ours(href: str) -> bool:
+            return await self._names(href, operation_id)
+
+        def found(href: str) -> None:
+            if self._unanswered.get(operation_id) is watch:
+                self._bind_late(invitation, href)  # its events are replayed
+            if self._unanswered.get(operation_id) is watch:
+                self._unanswered_named(operation_id)
+
+        await _outcome.look_up_unclaimed(watch.named, candidates, is_ours, found)
 
     async def _names(self, href: str, operation_id: str) -> bool:
         """True if the invitation at ``href`` is the one of ``operation_id`` (a GET)."""

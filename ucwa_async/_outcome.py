@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from typing import Any, TypeVar, overload
 
 __all__ = [
+    "MAX_LOOKUPS",
     "UNANSWERED_GRACE",
     "OutcomeFuture",
     "check_wait_timeout",
     "consume_exception",
+    "look_up_unclaimed",
     "shielded",
 ]
 
@@ -27,6 +29,36 @@ UNANSWERED_GRACE = 2.0
 """How long an operation whose POST got no answer (the connection dropped, timed out)
 waits for the event channel to name its operationId before its call raises: if the
 channel does, the server acted, and the call returns its handle as if the 201 had come."""
+
+MAX_LOOKUPS = 8
+"""At most this many unclaimed resources are read (GET) while one operation waits for
+the channel to name it."""
+_LOOKUP_STEP = 0.05  # seconds between two looks at what the channel brought meanwhile
+
+
+async def look_up_unclaimed(
+    named: asyncio.Future[None],
+    candidates: Callable[[], Iterable[str]],
+    is_ours: Callable[[str], Awaitable[bool]],
+    found: Callable[[str], None],
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Until ``named`` is done (or ``stop()``): read the hrefs ``candidates()`` gives
+    (link-only events nobody claimed carry no operationId), each once and
+    ``MAX_LOOKUPS`` at most; ``found`` the one ``is_ours``. Looks again every
+    ``_LOOKUP_STEP``; the caller bounds the whole wait (``UNANSWERED_GRACE``)."""
+    read: set[str] = set()
+    while not named.done() and not stop():
+        for href in list(candidates()):
+            if named.done() or len(read) >= MAX_LOOKUPS:
+                break
+            if href in read:
+                continue
+            read.add(href)
+            if await is_ours(href):
+                found(href)
+        await asyncio.wait([named], timeout=_LOOKUP_STEP)
+
 
 _NO_TIMEOUT: Any = object()  # result() without an argument: the synchronous Future form
 

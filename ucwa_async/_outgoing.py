@@ -51,9 +51,6 @@ __all__ = ["OutgoingMessage", "SentMessages"]
 log = logging.getLogger("ucwa_async.session")
 # The resource a POST may answer in its body (see answered_self).
 _MESSAGE_RELS = frozenset({"message"})
-# Started messages GET-read to find a send whose answer was lost: at most this many.
-_MAX_LOOKUPS = 8
-_LOOKUP_STEP = 0.05  # seconds between two looks at what the channel brought meanwhile
 
 PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
 ReadResource = Callable[[str], Awaitable[Resource | None]]
@@ -157,7 +154,7 @@ class SentMessages:
         # the hrefs of the last started messages nobody claimed while a POST awaited its
         # answer (the reference's message events embed nothing: a GET tells whose).
         self._unanswered: dict[str, asyncio.Future[None]] = {}
-        self._unclaimed: collections.deque[str] = collections.deque(maxlen=_MAX_LOOKUPS)
+        self._unclaimed: collections.deque[str] = collections.deque(maxlen=_outcome.MAX_LOOKUPS)
         self._closed = False
 
     def __len__(self) -> int:
@@ -238,7 +235,7 @@ class SentMessages:
         """Wait up to ``_outcome.UNANSWERED_GRACE`` for the event channel to name the
         message's operationId: True if it did (the server took the message; it may have
         ended). A link-only started message nobody claimed is read (at most
-        ``_MAX_LOOKUPS``) for its operationId."""
+        ``_outcome.MAX_LOOKUPS``) for its operationId."""
         operation_id = message.operation_id
         if self._closed:
             return False
@@ -249,18 +246,20 @@ class SentMessages:
         loop = asyncio.get_running_loop()
         named = self._unanswered[operation_id] = loop.create_future()
         deadline = loop.time() + _outcome.UNANSWERED_GRACE
-        read: set[str] = set()
+        owner = self._correlator.owner
+
+        async def is_ours(href: str) -> bool:
+            return await self._is_ours(href, operation_id)
+
         try:
             async with asyncio.timeout_at(deadline):  # the reads too: a slow GET is cut
-                while not named.done() and not self._closed and not message.done():
-                    owner = self._correlator.owner
-                    for href in [h for h in self._unclaimed if h not in read and owner(h) is None]:
-                        if len(read) >= _MAX_LOOKUPS or named.done():
-                            break
-                        read.add(href)
-                        if await self._is_ours(href, operation_id):
-                            self._bind_unanswered(message, href)
-                    await asyncio.wait([named], timeout=_LOOKUP_STEP)
+                await _outcome.look_up_unclaimed(
+                    named,
+                    lambda: [h for h in self._unclaimed if owner(h) is None],
+                    is_ours,
+                    lambda href: self._bind_unanswered(message, href),
+                    stop=lambda: self._closed or message.done(),
+                )
         except TimeoutError:
             pass
         finally:
