@@ -555,7 +555,7 @@ class ChannelRunner:
     def _fail(self, error: ChannelFailedError) -> None:
         log.error("%s", error)
         self.error = error
-        self._set_status(ChannelStatus.CLOSED)
+        self._set_status(ChannelStatus.FAILED)
         self._release_waiters()
         self._host.channel_failed(error)
 

@@ -31,6 +31,10 @@ class ChannelStatus(enum.StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
     RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    """Stopped for good while the session is open (``ChannelFailed`` was signalled;
+    ``session.wait_connected()`` raises ``ChannelFailedError``): close the session,
+    and open a new one to go on."""
     CLOSED = "closed"
 
 

@@ -502,7 +502,8 @@ class Session:
 
     @property
     def channel_state(self) -> ChannelStatus:
-        """``connecting``, ``connected``, ``reconnecting`` or ``closed``."""
+        """``connecting``, ``connected``, ``reconnecting``, ``failed`` (for good: the
+        session is still open, but its channel will not come back) or ``closed``."""
         if self._state is SessionState.CLOSED or self._state is SessionState.CLOSING:
             return ChannelStatus.CLOSED
         if self._channel is None:

@@ -274,12 +274,16 @@ async def test_recreation_budget_spent_fails_the_channel(
         assert len(deletes) == 12
         assert session._app is not None
         assert len(session._app.old_urls) == 4  # only the last few lost URLs are kept
-        assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
+        # Failed, not closed: the session is still open (a health check tells them apart).
+        assert session.channel_state is ucwa_async.ChannelStatus.FAILED
+        assert session.state is ucwa_async.SessionState.OPEN
         with pytest.raises(ucwa_async.ChannelFailedError):
             await session.wait_connected(timeout=1)
         pgets = sim.counters.pgets
         await asyncio.sleep(0.3)
         assert sim.counters.pgets == pgets  # it stopped
+        await session.aclose()
+        assert session.channel_state is ucwa_async.ChannelStatus.CLOSED
 
 
 # --- giant batches -----------------------------------------------------------------------------
