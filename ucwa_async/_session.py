@@ -90,32 +90,69 @@ class _Unset(enum.Enum):
 
 @attrs.define
 class SessionStats:
-    """Counters a bot can log or export; all start at zero."""
+    """Counters a bot can log or export; all start at zero and only grow.
+
+    Each counts an outcome once, when it happens (the first outcome of an invitation or
+    message is its only one). Invitations and sent messages still waiting when the
+    event channel failed for good end with ``ChannelFailedError`` and are not counted as
+    any outcome: the ``ChannelFailed`` signal says it once for all.
+    """
 
     invitations_started: int = 0
+    """continue / start calls whose invitation the server made (its 201, or its events
+    after a lost 201); a retry that joins a watched call is not a second start."""
     invitations_connected: int = 0
+    """Invitations that ended ``Connected`` (``await invitation`` returned)."""
     invitations_failed: int = 0
+    """Invitations the server ended without connecting (``InvitationFailedError``,
+    with its reason)."""
     invitations_timed_out: int = 0
+    """Invitations with no outcome within their timeout (``InvitationTimeoutError``;
+    they may still be going on the server)."""
     invitations_lost: int = 0
+    """Invitations whose outcome is unknown (``InvitationLostError``): their application
+    was lost, or they completed but could not be read back."""
     invitations_cancelled: int = 0
+    """Invitations cancelled by ``invitation.cancel()`` (their cancel POST accepted)."""
     invitations_closed: int = 0
+    """Invitations still pending when the session closed (``SessionClosedError``)."""
     invitations_abandoned: int = 0
     """Accepted by the server after their caller gave up; cancelled on the server."""
     events_received: int = 0
+    """Events the event channel delivered (every type, ours or not)."""
     events_rejected: int = 0
+    """Malformed events (and senders) skipped, and events whose hrefs were refused; each
+    is logged as a warning, none stops the channel."""
     callback_channel_retries: int = 0
+    """POSTs retried after a ``CallbackChannelError`` (500 ServiceFailure: the remote
+    event channel is not reachable), once the channel was re-established."""
     applications_created: int = 0
+    """Applications this session made: the first, and each re-creation after the server
+    lost one (``ApplicationRecreated``)."""
     reauthentications: int = 0
+    """Fresh tokens asked for after a 401 (the budget is ``Retries.reauthentications``)."""
     incoming_invitations: int = 0
+    """Incoming invitations that arrived (each put in the inbox, ``session.incoming()``,
+    or declined if it was full)."""
     incoming_accepted: int = 0
+    """Incoming invitations accepted (``accept()``'s POST taken)."""
     incoming_declined: int = 0
+    """Incoming invitations declined (their decline POST taken), by ``decline()`` or
+    because the inbox was full."""
     incoming_overflowed: int = 0
     """Declined (reason Local) because the inbox was full."""
     messages_sent: int = 0
+    """Messages the server took (``Conversation.send()``: its 201, or its events after
+    a lost 201)."""
     messages_delivered: int = 0
+    """Sent messages the server said were delivered (``await message`` returned)."""
     messages_failed: int = 0
+    """Sent messages the server said were not delivered (``MessageFailedError``)."""
     messages_timed_out: int = 0
+    """Sent messages with no outcome within their timeout (``MessageTimeoutError``)."""
     conversations_ended: int = 0
+    """Conversations this session tracked that ended (``Conversation.ended``), for any
+    reason (the channel's failure and the session's close included)."""
 
 
 class Session:

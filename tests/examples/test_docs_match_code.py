@@ -4,6 +4,7 @@ docs/conversations.md and docs/events.md (end reasons, channel signals and state
 
 from __future__ import annotations
 
+import ast
 import re
 import typing
 
@@ -173,3 +174,25 @@ def test_the_conversation_errors_table_names_public_errors_only() -> None:
     # What a conversation's calls raise when the event channel is down for good, and
     # when send()'s answer is lost.
     assert {"ChannelFailedError", "TransportError"} <= set(rows)
+
+
+def test_every_session_stats_counter_says_what_it_counts() -> None:
+    # The counters have no docs page of their own: each field's docstring is its doc
+    # (an exporter reads them there), so none may be left without one.
+    source = (ROOT / "ucwa_async" / "_session.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    stats = next(
+        node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SessionStats"
+    )
+    documented: list[str] = []
+    for field, after in zip(stats.body, [*stats.body[1:], None], strict=True):
+        if isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name):
+            has_doc = (
+                isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant)
+                and isinstance(after.value.value, str)
+            )
+            if has_doc:
+                documented.append(field.target.id)
+    names = [field.name for field in attrs.fields(ucwa_async.SessionStats)]
+    assert documented == names
