@@ -334,9 +334,10 @@ class OperationTable:
         invitation = entry.invitation
         operation_id = invitation.operation_id
         if self._invitations.get(operation_id) is not invitation:
-            # An event ended it already (the server made it), or the session closed.
+            # An event ended it already (the server made it; a link-only completion may
+            # still be reading it back, so it need not be done yet), or the session closed.
             self._starting.pop(operation_id, None)
-            return None if invitation.done() and not self._closed else error
+            return error if self._closed else None
         if invitation.href is not None:
             return None  # an event named it already
         if self._closed:
@@ -375,7 +376,7 @@ class OperationTable:
             watch.taken = True
             return None  # named: the server made it
         self._starting.pop(operation_id, None)
-        return None if invitation.done() and not self._closed else error
+        return error if self._closed else None  # ended by its events (perhaps read back)
 
     async def _look_for(self, watch: _Unanswered) -> None:
         """Until the channel names the watched operation: read the invitations that

@@ -309,6 +309,34 @@ async def test_continue_whose_answer_is_lost_gets_its_invitation_from_a_link_onl
         await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
 
 
+@pytest.mark.parametrize("delay", [0.0, 0.05], ids=["completed at once", "completed soon"])
+async def test_continue_whose_answer_is_lost_gets_its_connected_invitation_from_link_only_events(
+    make_session: SessionFactory, wire_format: str, delay: float
+) -> None:
+    # Link-only events, and the invitation connects before (or while) the call learns its
+    # answer is lost: its completed event names it, and the session reads the invitation
+    # back to learn the outcome. That read was still under way when the call looked, so
+    # the call raised TransportError while the server had connected the conversation (and
+    # nobody left it): the caller was told a call failed that went on.
+    config = SimulatorConfig(
+        outcome_rule=lambda req, rng: Outcome(success=True, delay=delay), embed_resources=False
+    )
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.1, drop=True)
+        invitation = await session.continue_messaging(logs[0], "hello again")
+        assert invitation.href is not None
+        assert invitation.href.endswith("/communication/invitations/1")
+        final = await invitation.wait(5)
+        assert final.state == "Connected"
+        assert sim.counters.invitations_by_state == {"Connected": 1}
+        assert session.stats.invitations_started == 1
+        assert session.stats.invitations_connected == 1
+        assert session.stats.invitations_abandoned == 0
+        assert _requests(sim, "stopMessaging") == []
+        assert session._ops._unanswered == {}
+
+
 async def test_a_continue_waiting_for_the_channel_after_a_lost_answer_is_pending(
     make_session: SessionFactory, wire_format: str, short_grace: None
 ) -> None:
