@@ -138,8 +138,11 @@ async def test_full_sequence_xml(make_client: MakeClient) -> None:
 
     log_xml = (await client.request("GET", (await client.log_hrefs())[1])).xml()["resource"]
     plist = {p["@name"]: p["item"] for p in _as_list(log_xml["propertyList"])}
-    assert plist["modalities"] == ["Messaging", "PhoneAudio"]
+    # ConversationModalityType_ref.md (conversationLog_ref.md's sample): "Audio", not the
+    # ModalityType "PhoneAudio" a client continues it by.
+    assert plist["modalities"] == ["Messaging", "Audio"]
     props = {p["@name"]: p.get("#text") for p in log_xml["property"]}
+    assert props["type"] == "AudioLog"
     assert props["rel"] == "conversationLog"
     assert props["totalRecipientsCount"].isdigit()
 

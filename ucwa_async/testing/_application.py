@@ -183,7 +183,7 @@ class Endpoints:
                 "threadId": log.thread_id,
                 "totalRecipientsCount": len(log.recipients),
                 # ConversationLogType_ref.md: AudioLog, MessageLog, ConferenceLog...
-                "type": "AudioLog" if "PhoneAudio" in log.modalities else "MessageLog",
+                "type": "AudioLog" if "Audio" in log.modalities else "MessageLog",
             },
             recipients,
         )

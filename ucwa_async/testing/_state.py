@@ -132,7 +132,9 @@ class World:
                 2015, 3, (n % 28) + 1, rng.randint(8, 18), 14, 7, 517000, tzinfo=datetime.UTC
             ),
             direction=rng.choice(("Outgoing", "Incoming")),
-            modalities=("Messaging",) if n % 2 else ("Messaging", "PhoneAudio"),
+            # ConversationModalityType_ref.md: a log's modalities say "Audio" (the sample of
+            # conversationLog_ref.md too); "PhoneAudio" is how a client continues it.
+            modalities=("Messaging",) if n % 2 else ("Messaging", "Audio"),
             preview=f"Message {n} of the past conversation",
             recipients=recipients,
             # Mixed, as a real mailbox: one log in three is Missed (followup_bot's default).
