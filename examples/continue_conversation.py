@@ -1,4 +1,4 @@
-"""Minimal: continue the most recent past conversation by instant message.
+"""Minimal: continue a past conversation (the first the server lists) by instant message.
 
     UCWA_PASSWORD=... python examples/continue_conversation.py \
         --discovery https://lyncdiscover.contoso.com --user alice@contoso.com

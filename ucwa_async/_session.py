@@ -587,9 +587,13 @@ class Session:
     # -- public operations -----------------------------------------------------------
 
     async def conversation_logs(self, limit: int | None = None) -> list[ConversationLog]:
-        """List past conversations (most recent first, as the server orders them).
+        """List past conversations, in the order the server lists them.
 
-        A listed log deleted before it is read (its GET answers 404) is left out."""
+        conversationLogs_ref.md promises no order: for the most recent, sort by
+        ``created_at``. ``limit`` is sent as the server's ``limit`` query parameter and
+        caps how many logs are read (each one a GET unless the listing embeds it): the
+        first ``limit`` the server lists, which need not be the newest. A listed log
+        deleted before it is read (its GET answers 404) is left out."""
         self._ensure_open()
         if limit is not None and (
             not isinstance(limit, int) or isinstance(limit, bool) or limit < 1

@@ -30,7 +30,7 @@ def _index(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 (the newest) or more")
+        raise argparse.ArgumentTypeError("must be 0 (the first listed) or more")
     return value
 
 
