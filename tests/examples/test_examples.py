@@ -7,6 +7,8 @@ exactly as a user would run them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
 import re
 import signal
 import sys
@@ -15,7 +17,14 @@ import urllib.parse
 import pytest
 from cli._support import ROOT, child_env, no_leaks, read_until, reap, run
 
-from ucwa_async.testing import Behaviour, Person, UcwaSimulator
+from ucwa_async.testing import (
+    Behaviour,
+    InvitationRequest,
+    Outcome,
+    Person,
+    SimulatorReason,
+    UcwaSimulator,
+)
 
 EXAMPLES = ROOT / "examples"
 WIRES = pytest.mark.parametrize("wire", ["json", "xml"])
@@ -34,7 +43,12 @@ def env_for(sim: UcwaSimulator) -> dict[str, str]:
 
 def test_every_example_is_tested() -> None:
     names = {p.name for p in EXAMPLES.glob("*.py")}
-    assert names == {"continue_conversation.py", "followup_bot.py", "chatops_daemon.py"}
+    assert names == {
+        "continue_conversation.py",
+        "followup_bot.py",
+        "ops_followup.py",
+        "chatops_daemon.py",
+    }
 
 
 # --- continue_conversation.py ------------------------------------------------------------
@@ -71,7 +85,7 @@ async def test_continue_conversation_without_password_exits_2(
     assert ucwa_simulator.counters.requests == 0
 
 
-@pytest.mark.parametrize("name", ["continue_conversation.py", "followup_bot.py"])
+@pytest.mark.parametrize("name", ["continue_conversation.py", "followup_bot.py", "ops_followup.py"])
 async def test_sign_in_refused_is_one_line_and_exit_3(
     ucwa_simulator: UcwaSimulator, name: str
 ) -> None:
@@ -84,7 +98,7 @@ async def test_sign_in_refused_is_one_line_and_exit_3(
     no_leaks(result.stderr)
 
 
-@pytest.mark.parametrize("name", ["continue_conversation.py", "followup_bot.py"])
+@pytest.mark.parametrize("name", ["continue_conversation.py", "followup_bot.py", "ops_followup.py"])
 async def test_unreachable_server_is_one_line_and_exit_1(name: str) -> None:
     argv = [sys.executable, str(EXAMPLES / name), "--discovery", "http://127.0.0.1:9/x"]
     result = await run(*argv, "--user", "alice@contoso.com", env=child_env(UCWA_PASSWORD="pw"))
@@ -132,6 +146,96 @@ async def test_followup_bot_follows_up_missed_logs_by_default(
     assert lines[1].split()[0] in ("connected", "declined"), lines
     assert lines[2].startswith("summary: "), lines
     assert ucwa_simulator.counters.invitations_created == 1
+
+
+# --- ops_followup.py ---------------------------------------------------------------------
+
+
+def _ops_outcome(request: InvitationRequest, rng: random.Random) -> Outcome:
+    # The simulator's logs: cl0001..cl0008, dated 2 to 9 March (the newest last), the
+    # even ones audio calls. cl0004 (audio) is declined, cl0005 (IM) never answered.
+    if request.log_id == "cl0004":
+        return Outcome(success=False, reason=SimulatorReason("Forbidden", "DoNotDisturb", "busy"))
+    if request.log_id == "cl0005":
+        return Outcome(complete=False)
+    return Outcome(delay=0.02)
+
+
+async def _reply_in_every_chat(sim: UcwaSimulator) -> None:
+    """Each remote party answers once in every connected IM conversation."""
+    answered: set[str] = set()
+    while True:
+        await asyncio.sleep(0.02)
+        for url in sim.conversation_urls():
+            if url in answered or sim.conversation_state(url) != "Connected":
+                continue
+            for who in ("sip:bob@contoso.com", "sip:carol@contoso.com", "sip:dan@contoso.com"):
+                with contextlib.suppress(LookupError):  # not in it, or a phone call
+                    await sim.say(url, who, "thanks, on it")
+                    answered.add(url)
+                    break
+
+
+@WIRES
+@pytest.mark.ucwa_simulator(
+    conversation_logs=8, outcome_rule=_ops_outcome, continue_conversation_events=True
+)
+async def test_ops_followup_continues_the_newest_each_its_way(
+    ucwa_simulator: UcwaSimulator, wire: str
+) -> None:
+    sim = ucwa_simulator
+    argv = example(
+        "ops_followup.py", sim, "--wire", wire, "--count", "6",
+        "--answer-timeout", "0.5", "--listen", "0.5", "--phone", "+1 425 555 1234",
+    )  # fmt: skip
+    async with asyncio.TaskGroup() as group:
+        replier = group.create_task(_reply_in_every_chat(sim))
+        result = await run(*argv, env=env_for(sim))
+        replier.cancel()
+    assert result.returncode == 1, result.output  # one declined, one timed out
+    lines = result.stdout.splitlines()
+    assert lines[0] == "following up 6 conversations"
+    # The six newest (cl0003..cl0008), each continued the way it went.
+    continued = {
+        r.path.rsplit("/", 2)[-2]: r.path.rsplit("/", 1)[-1]
+        for r in sim.request_log
+        if r.kind == "continue"
+    }
+    assert continued == {
+        f"cl{n:04d}": "continuePhoneAudio" if n % 2 == 0 else "continueMessaging"
+        for n in range(3, 9)
+    }
+    outcomes = sorted([line[:10].rstrip(), line[11:16].rstrip()] for line in lines[1:7])
+    assert outcomes == sorted(
+        [["connected", "IM"], ["connected", "IM"], ["connected", "phone"],
+         ["connected", "phone"], ["failed", "phone"], ["timed out", "IM"]]
+    ), lines  # fmt: skip
+    assert any(
+        line.startswith("failed") and "Forbidden/DoNotDisturb: busy" in line for line in lines
+    )
+    assert any(line.startswith("timed out") and line.endswith("cancelled") for line in lines)
+    assert lines[7] == "listening 0.5 s for replies in 2 conversations"
+    replies = [line for line in lines if line.startswith("reply on ")]
+    assert len(replies) == 2, lines
+    assert all(line.endswith(": thanks, on it") for line in replies)
+    assert all(" from them:" not in line for line in replies)  # the sender is named
+    assert lines[-1] == "summary: connected=4, failed=1, timed out=1"
+    # The unanswered one was cancelled on the server: nothing left ringing.
+    assert sim.counters.invitations_by_state == {"Connected": 4, "Failed": 2}
+    assert sum(1 for r in sim.request_log if r.kind == "cancel") == 1
+    no_leaks(result.stderr)
+
+
+@pytest.mark.ucwa_simulator(conversation_logs=4)
+async def test_ops_followup_exits_0_when_every_follow_up_connected(
+    ucwa_simulator: UcwaSimulator,
+) -> None:
+    argv = example("ops_followup.py", ucwa_simulator, "--listen", "0.1")
+    result = await run(*argv, env=env_for(ucwa_simulator))
+    assert result.returncode == 0, result.output
+    assert result.stdout.splitlines()[-1] == "summary: connected=4"
+    assert ucwa_simulator.counters.invitations_by_state == {"Connected": 4}
+    no_leaks(result.stderr)
 
 
 # --- chatops_daemon.py -------------------------------------------------------------------
