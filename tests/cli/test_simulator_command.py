@@ -11,6 +11,7 @@ import sys
 import aiohttp
 import pytest
 
+import ucwa_async
 from ucwa_async.cli._args import build_parser
 from ucwa_async.cli._simulator import run_simulator
 
@@ -94,3 +95,35 @@ def test_both_simulator_runners_print_the_same_keys() -> None:
     keys = [line.split(": ", 1)[0] for line in completed.stdout.splitlines()[:3]]
     assert keys == ["discovery_url", "username", "password"]
     assert "simulator stopped (" in completed.stderr
+
+
+async def test_simulator_conversation_logs_option_sets_how_many_logs_the_account_has(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = build_parser().parse_args(["simulator", "--port", "0", "--conversation-logs", "7"])
+    task = asyncio.create_task(run_simulator(args))
+    out = ""
+    for _ in range(200):  # bounded: up to 10 s for the first lines
+        out += capsys.readouterr().out
+        if "serving;" in out or task.done():
+            break
+        await asyncio.sleep(0.05)
+    assert "serving;" in out, out
+    lines = dict(line.split(": ", 1) for line in out.splitlines()[:3])
+    try:
+        auth = ucwa_async.PasswordAuth(lines["username"], lines["password"])
+        async with ucwa_async.Session(lines["discovery_url"], auth=auth) as session:
+            logs = await session.conversation_logs()
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert await asyncio.wait_for(task, 10) == 0
+    assert len(logs) == 7
+
+
+@pytest.mark.parametrize("value", ["-1", "many"])
+def test_simulator_conversation_logs_option_refuses_what_is_not_a_count(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["simulator", "--conversation-logs", value])
+    assert "--conversation-logs" in capsys.readouterr().err

@@ -24,6 +24,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number, 0 or more (``_positive_int`` refuses 0)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def _index(text: str) -> int:
     try:
         value = int(text)
@@ -196,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="seed of the simulated data (logs, outcomes): the same seed, the same run",
+    )
+    sim.add_argument(
+        "--conversation-logs",
+        type=_count,
+        default=3,
+        metavar="N",
+        help="conversation logs the account has, for a bot that reads many",
     )
 
     for name, helptext in (

@@ -24,6 +24,7 @@ async def run_simulator(args: argparse.Namespace) -> int:
         port=args.port,
         fail_rate=args.fail_rate,
         completion_delay=args.completion_delay,
+        conversation_logs=args.conversation_logs,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

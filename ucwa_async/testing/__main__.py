@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-embed", action="store_true", help="link-only events")
     p.add_argument(
+        "--conversation-logs", type=int, default=3, help="conversation logs the account has"
+    )
+    p.add_argument(
         "--max-events-per-batch", type=int, default=500, help="events in one long-poll answer"
     )
     p.add_argument(
@@ -74,6 +77,7 @@ async def _serve(args: argparse.Namespace) -> None:
         embed_resources=not args.no_embed,
         max_events_per_batch=args.max_events_per_batch,
         request_log_limit=args.request_log_limit,
+        conversation_logs=args.conversation_logs,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
