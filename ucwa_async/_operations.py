@@ -336,7 +336,7 @@ class OperationTable:
         if self._invitations.get(operation_id) is not invitation:
             # An event ended it already (the server made it), or the session closed.
             self._starting.pop(operation_id, None)
-            return None if invitation.done() and not self._closed else error
+            return None if self._ended_here(invitation) and not self._closed else error
         if invitation.href is not None:
             return None  # an event named it already
         if self._closed:
@@ -375,7 +375,12 @@ class OperationTable:
             watch.taken = True
             return None  # named: the server made it
         self._starting.pop(operation_id, None)
-        return None if invitation.done() and not self._closed else error
+        return None if self._ended_here(invitation) and not self._closed else error
+
+    def _ended_here(self, invitation: Invitation[Any]) -> bool:
+        """An event ended ``invitation``: it is done, or its outcome is being read back
+        (a completion that did not say how it ended, or a Success without the resource)."""
+        return invitation.done() or self._known(invitation.operation_id) is invitation
 
     async def _look_for(self, watch: _Unanswered) -> None:
         """Until the channel names the watched operation: read the invitations that

@@ -1143,3 +1143,33 @@ async def test_declined_while_the_cancel_is_in_flight_is_kept(
         assert session.stats.invitations_failed == 1
         assert session.stats.invitations_cancelled == 0
         assert session.pending_invitations == 0
+
+
+# --- rev13 audit -------------------------------------------------------------------------
+
+
+async def test_a_lost_answer_whose_call_connected_while_named_returns_it(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The server's events embed nothing; the call connects at once (its started and
+    # completed Success events come before the POST's answer is lost). The call reads
+    # the unclaimed invitation, which names its operationId; its completion is then read
+    # back ("success"). It raised the TransportError while that read was under way, and
+    # the call the caller was told failed stayed connected, nobody holding it.
+    config = SimulatorConfig(
+        outcome_rule=lambda req, rng: Outcome(success=True, delay=0.02), embed_resources=False
+    )
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.3, drop=True)
+        invitation = await session.continue_messaging(logs[0], "hello again")
+        await invitation.wait(5)
+        assert invitation.state == "Connected"
+        assert invitation.href is not None
+        assert invitation.href.endswith("/communication/invitations/1")
+        assert _requests(sim, "cancel") == []
+        assert _requests(sim, "stopMessaging") == []
+        assert session.stats.invitations_started == 1
+        assert session.stats.invitations_connected == 1
+        assert session.stats.invitations_abandoned == 0
+        assert session._ops._unanswered == {}
