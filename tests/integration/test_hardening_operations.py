@@ -1173,3 +1173,29 @@ async def test_a_lost_answer_whose_call_connected_while_named_returns_it(
         assert session.stats.invitations_connected == 1
         assert session.stats.invitations_abandoned == 0
         assert session._ops._unanswered == {}
+
+
+async def test_many_continues_whose_answers_are_lost_at_once_are_each_named(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # A connection drop loses the answers of 20 continue POSTs at once, on a server whose
+    # events embed nothing: 20 unclaimed link-only invitations. Each call read the same
+    # oldest 8 (MAX_LOOKUPS each, 160 GETs), so 12 never found theirs: they raised, and
+    # their calls were left ringing on the server, watched by nothing that could name them.
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.3, next_n=20, drop=True)
+        calls = [
+            asyncio.create_task(session.continue_phone_audio(logs[0], PHONE, timeout=30))
+            for _ in range(20)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert failed == []
+        assert len({r.href for r in results}) == 20  # type: ignore[union-attr]
+        assert session.pending_invitations == 20
+        # Each read once for the calls (it was up to 8 times), once by the conversations'
+        # reader (is it an incoming invitation?).
+        assert len(_requests(sim, "invitation", "GET")) <= 40
+        assert session._ops._unanswered == {}
