@@ -279,7 +279,7 @@ class OperationTable:
                 and posted.done()
                 and not posted.cancelled()
                 and posted.exception() is None
-                and self._invitations.get(invitation.operation_id) is invitation
+                and self._known(invitation.operation_id) is invitation
             ):
                 # Cancelled in the turn the 201 landed: _run_start saw a waiter then, and
                 # the handle never reached it. Nobody can see the call: cancel it.
@@ -322,8 +322,9 @@ class OperationTable:
                 self._arm_timeout(invitation, entry.timeout)
         finally:
             _settle(entry.posted, None)
-        if entry.waiters == 0 and self._invitations.get(invitation.operation_id) is invitation:
-            await self._abandon(invitation)  # still pending, and nobody can see it
+        if entry.waiters == 0 and self._known(invitation.operation_id) is invitation:
+            # Still pending (or its outcome being read back), and nobody can see it.
+            await self._abandon(invitation)
 
     # -- a POST without an answer -----------------------------------------------------
 
@@ -478,6 +479,9 @@ class OperationTable:
                     invitation.href or operation_id,
                 )
                 self._spawn(self._leave_orphan(invitation))
+            elif watch.waiters == 0 and self._known(operation_id) is invitation:
+                # Its outcome is being read back: connected, nobody would hold it.
+                self._spawn(self._abandon(invitation))
             elif watch.waiters == 0:
                 log.warning(
                     "the server made invitation %s although its continue POST got no answer; "
@@ -596,6 +600,9 @@ class OperationTable:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await self._cancel(invitation)
+                if not invitation.done() and self._known(operation_id) is invitation:
+                    # Its outcome is being read back (nothing to cancel): it may connect.
+                    await asyncio.wait([invitation])
             if _connected(invitation) and not self._closed:
                 # It connected before the cancel could land (the completed event came in
                 # the same batch as the started one, say): nobody holds the conversation.

@@ -1199,3 +1199,41 @@ async def test_many_continues_whose_answers_are_lost_at_once_are_each_named(
         # reader (is it an incoming invitation?).
         assert len(_requests(sim, "invitation", "GET")) <= 40
         assert session._ops._unanswered == {}
+
+
+@pytest.mark.parametrize("lost", [True, False], ids=["answer lost", "caller gave up"])
+async def test_a_call_nobody_holds_that_connected_first_is_left_with_link_only_events(
+    make_session: SessionFactory, wire_format: str, lost: bool
+) -> None:
+    # As test_a_call_nobody_holds_that_connected_first_is_left, on a server whose events
+    # embed nothing: the completed Success is read back ("success"), and while that read
+    # ran the call was in no table the abandon looked at. Nobody left its conversation:
+    # a call its caller was told failed (or gave up on) stayed connected.
+    config = SimulatorConfig(
+        outcome_rule=lambda req, rng: Outcome(success=True, delay=0.05), embed_resources=False
+    )
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        if lost:
+            # Named after the grace: another call's read of the unclaimed invitations
+            # names it (a retry with another operation_id, say, whose answer is lost too).
+            sim.faults.late_answer(0.1, drop=True)
+            with pytest.raises(ucwa_async.TransportError):
+                async with asyncio.timeout(5):
+                    await session.continue_messaging(logs[0], "hello again")
+            await until(lambda: sim.counters.invitations_by_state == {"Connected": 1})
+            release()
+            sim.faults.late_answer(0.1, drop=True)
+            second = await session.continue_messaging(logs[0], "hello again")
+            await second.wait(5)
+            await until(lambda: len(_requests(sim, "stopMessaging")) == 1)
+        else:
+            sim.faults.late_answer(0.4)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await session.continue_messaging(logs[0], "hello again")
+            await until(lambda: sim.counters.invitations_by_state == {"Connected": 1})
+            release()
+            await until(lambda: len(_requests(sim, "stopMessaging")) == 1)
+        assert session.stats.invitations_abandoned == 1
