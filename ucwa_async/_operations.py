@@ -522,7 +522,7 @@ class OperationTable:
         watch.waiters += 1
         try:
             async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
-                await shielded(watch.named)
+                await self._look_for(watch)  # (link-only events name nothing by themselves)
         except TimeoutError:
             pass
         except asyncio.CancelledError:

@@ -1237,3 +1237,32 @@ async def test_a_call_nobody_holds_that_connected_first_is_left_with_link_only_e
             release()
             await until(lambda: len(_requests(sim, "stopMessaging")) == 1)
         assert session.stats.invitations_abandoned == 1
+
+
+async def test_a_retry_of_a_lost_answer_joins_its_invitation_from_a_link_only_event(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The server's events embed nothing, and they come after the first call's grace: the
+    # retry with the call's operation_id must read the unclaimed invitation to know it
+    # is the first POST's. It only waited for the channel to name it, which link-only
+    # events cannot: it POSTed again, and the first call was left ringing, nobody
+    # holding it (cancelled here only).
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        release = await _lose_the_answer(
+            session, sim, session.continue_phone_audio(logs[0], PHONE, operation_id="order-12")
+        )
+        release()
+        await until(lambda: session._ops._correlator.orphan_count > 0)
+        retry = await asyncio.wait_for(
+            session.continue_phone_audio(logs[0], PHONE, operation_id="order-12"), 5
+        )
+        assert retry.href is not None
+        assert retry.href.endswith("/invitations/1")
+        assert len(_requests(sim, "continue")) == 1
+        assert sim.counters.invitations_created == 1
+        assert session.stats.invitations_started == 1
+        assert session.pending_invitations == 1
+        assert retry.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
