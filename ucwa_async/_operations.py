@@ -184,6 +184,9 @@ class OperationTable:
         self._cancels: dict[str, _Cancel] = {}  # cancel POSTs in flight
         self._abandoning: dict[str, asyncio.Future[None]] = {}  # abandoned, being cancelled
         self._unanswered: dict[str, _Unanswered] = {}  # POSTs without an answer, watched
+        # Unclaimed invitations read for them: being read, and the operationId each named.
+        self._looking: set[str] = set()
+        self._looked: collections.OrderedDict[str, str | None] = collections.OrderedDict()
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
         # Read-backs: queued (in order), in flight (one per invitation), asked again
         # while in flight (its GET may predate a resync).
@@ -276,7 +279,7 @@ class OperationTable:
                 and posted.done()
                 and not posted.cancelled()
                 and posted.exception() is None
-                and self._invitations.get(invitation.operation_id) is invitation
+                and self._known(invitation.operation_id) is invitation
             ):
                 # Cancelled in the turn the 201 landed: _run_start saw a waiter then, and
                 # the handle never reached it. Nobody can see the call: cancel it.
@@ -319,8 +322,9 @@ class OperationTable:
                 self._arm_timeout(invitation, entry.timeout)
         finally:
             _settle(entry.posted, None)
-        if entry.waiters == 0 and self._invitations.get(invitation.operation_id) is invitation:
-            await self._abandon(invitation)  # still pending, and nobody can see it
+        if entry.waiters == 0 and self._known(invitation.operation_id) is invitation:
+            # Still pending (or its outcome being read back), and nobody can see it.
+            await self._abandon(invitation)
 
     # -- a POST without an answer -----------------------------------------------------
 
@@ -337,7 +341,7 @@ class OperationTable:
             # An event ended it already (the server made it; a link-only completion may
             # still be reading it back, so it need not be done yet), or the session closed.
             self._starting.pop(operation_id, None)
-            return error if self._closed else None
+            return None if self._ended_here(invitation) and not self._closed else error
         if invitation.href is not None:
             return None  # an event named it already
         if self._closed:
@@ -376,46 +380,76 @@ class OperationTable:
             watch.taken = True
             return None  # named: the server made it
         self._starting.pop(operation_id, None)
-        return error if self._closed else None  # ended by its events (perhaps read back)
+        return None if self._ended_here(invitation) and not self._closed else error
+
+    def _ended_here(self, invitation: Invitation[Any]) -> bool:
+        """An event ended ``invitation``: it is done, or its outcome is being read back
+        (a completion that did not say how it ended, or a Success without the resource)."""
+        return invitation.done() or self._known(invitation.operation_id) is invitation
 
     async def _look_for(self, watch: _Unanswered) -> None:
         """Until the channel names the watched operation: read the invitations that
         unclaimed link-only events named (messagingInvitation_ref.md's started sample
         embeds nothing, so no operationId), at most ``_outcome.MAX_LOOKUPS``; the one
         whose operationId is the POST's is its invitation."""
-        invitation = watch.invitation
-        operation_id = invitation.operation_id
+        operation_id = watch.invitation.operation_id
 
         def candidates() -> list[str]:
+            # Not one another call reads, nor one read already for another operation:
+            # when many POSTs lost their answers at once, each unclaimed invitation is
+            # read once, for whichever of them it names (each call read the same
+            # oldest MAX_LOOKUPS, and the others never found theirs).
+            if len(self._looking) >= _READERS:
+                return []
+            looked = self._looked
             return [
                 event.link.href
                 for event in self._correlator.orphan_events()
                 if getattr(event.link, "rel", None) in _INVITATION_RELS
+                and event.link.href not in self._looking
+                and looked.get(event.link.href, operation_id) == operation_id
             ]
 
         async def is_ours(href: str) -> bool:
-            return await self._names(href, operation_id)
+            return await self._names(href) == operation_id
 
         def found(href: str) -> None:
-            if self._unanswered.get(operation_id) is watch:
-                self._bind_late(invitation, href)  # its events are replayed
-            if self._unanswered.get(operation_id) is watch:
-                self._unanswered_named(operation_id)
+            self._found(watch, href)
 
         await _outcome.look_up_unclaimed(watch.named, candidates, is_ours, found)
 
-    async def _names(self, href: str, operation_id: str) -> bool:
-        """True if the invitation at ``href`` is the one of ``operation_id`` (a GET)."""
+    def _found(self, watch: _Unanswered, href: str) -> None:
+        """The invitation at ``href`` is the watched operation's: bind it."""
+        operation_id = watch.invitation.operation_id
+        if self._unanswered.get(operation_id) is watch:
+            self._bind_late(watch.invitation, href)  # its events are replayed
+        if self._unanswered.get(operation_id) is watch:
+            self._unanswered_named(operation_id)
+
+    async def _names(self, href: str) -> str | None:
+        """The operationId of the invitation at ``href`` (a GET, once per href); one of
+        another watched operation binds it to that one."""
+        if href in self._looked:
+            return self._looked[href]
+        self._looking.add(href)
+        operation_id: str | None = None
         try:
             url = self._app.resolve_own(href)
             resource = parse_resource(await self._transport.get_json(url))
+            if isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
+                operation_id = _usable_operation_id(resource.operation_id)
         except UcwaError as exc:
             log.info("could not read invitation %s: %s", href, exc)
-            return False
-        return (
-            isinstance(resource, MessagingInvitation | PhoneAudioInvitation)
-            and resource.operation_id == operation_id
-        )
+            return None  # (not remembered: another call may read it again)
+        finally:
+            self._looking.discard(href)
+        self._looked[href] = operation_id
+        while len(self._looked) > _MAX_UNANSWERED:
+            self._looked.popitem(last=False)
+        watch = self._unanswered.get(operation_id) if operation_id is not None else None
+        if watch is not None and not self._closed:
+            self._found(watch, href)
+        return operation_id
 
     def _forget_unanswered(self, operation_id: str) -> None:
         """End the watch of an unanswered POST: nothing of it was seen."""
@@ -446,6 +480,9 @@ class OperationTable:
                     invitation.href or operation_id,
                 )
                 self._spawn(self._leave_orphan(invitation))
+            elif watch.waiters == 0 and self._known(operation_id) is invitation:
+                # Its outcome is being read back: connected, nobody would hold it.
+                self._spawn(self._abandon(invitation))
             elif watch.waiters == 0:
                 log.warning(
                     "the server made invitation %s although its continue POST got no answer; "
@@ -486,7 +523,7 @@ class OperationTable:
         watch.waiters += 1
         try:
             async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
-                await shielded(watch.named)
+                await self._look_for(watch)  # (link-only events name nothing by themselves)
         except TimeoutError:
             pass
         except asyncio.CancelledError:
@@ -564,6 +601,9 @@ class OperationTable:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await self._cancel(invitation)
+                if not invitation.done() and self._known(operation_id) is invitation:
+                    # Its outcome is being read back (nothing to cancel): it may connect.
+                    await asyncio.wait([invitation])
             if _connected(invitation) and not self._closed:
                 # It connected before the cancel could land (the completed event came in
                 # the same batch as the started one, say): nobody holds the conversation.

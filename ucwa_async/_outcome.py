@@ -45,18 +45,20 @@ async def look_up_unclaimed(
 ) -> None:
     """Until ``named`` is done (or ``stop()``): read the hrefs ``candidates()`` gives
     (link-only events nobody claimed carry no operationId), each once and
-    ``MAX_LOOKUPS`` at most; ``found`` the one ``is_ours``. Looks again every
-    ``_LOOKUP_STEP``; the caller bounds the whole wait (``UNANSWERED_GRACE``)."""
+    ``MAX_LOOKUPS`` at most; ``found`` the one ``is_ours``. ``candidates()`` is asked
+    again after each read (what others read meanwhile is not read twice), and every
+    ``_LOOKUP_STEP`` when there is nothing to read; the caller bounds the whole wait
+    (``UNANSWERED_GRACE``)."""
     read: set[str] = set()
     while not named.done() and not stop():
-        for href in list(candidates()):
-            if named.done() or len(read) >= MAX_LOOKUPS:
-                break
-            if href in read:
-                continue
+        href = None
+        if len(read) < MAX_LOOKUPS:
+            href = next((h for h in candidates() if h not in read), None)
+        if href is not None:
             read.add(href)
             if await is_ours(href):
                 found(href)
+            continue
         await asyncio.wait([named], timeout=_LOOKUP_STEP)
 
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ucwa_async import _outcome
@@ -51,6 +52,8 @@ __all__ = ["OutgoingMessage", "SentMessages"]
 log = logging.getLogger("ucwa_async.session")
 # The resource a POST may answer in its body (see answered_self).
 _MESSAGE_RELS = frozenset({"message"})
+
+_MAX_UNCLAIMED = 1024
 
 PostPayload = Callable[[str, bytes | None, str | None], Awaitable[HttpResponse]]
 ReadResource = Callable[[str], Awaitable[Resource | None]]
@@ -154,7 +157,10 @@ class SentMessages:
         # the hrefs of the last started messages nobody claimed while a POST awaited its
         # answer (the reference's message events embed nothing: a GET tells whose).
         self._unanswered: dict[str, asyncio.Future[None]] = {}
-        self._unclaimed: collections.deque[str] = collections.deque(maxlen=_outcome.MAX_LOOKUPS)
+        # (As many as the correlator's orphans: a connection drop loses the answers of
+        # every POST under way at once, and a send finds its own message among them.)
+        self._unclaimed: collections.deque[str] = collections.deque(maxlen=_MAX_UNCLAIMED)
+        self._looking: set[str] = set()  # unclaimed messages being read
         self._closed = False
 
     def __len__(self) -> int:
@@ -251,11 +257,19 @@ class SentMessages:
         async def is_ours(href: str) -> bool:
             return await self._is_ours(href, operation_id)
 
+        def candidates() -> Iterable[str]:
+            # Not one another send reads: each unclaimed message is read once, for
+            # whichever send it names (each read the same ones, and others never found
+            # theirs), _outcome.MAX_LOOKUPS at once.
+            if len(self._looking) >= _outcome.MAX_LOOKUPS:
+                return ()
+            return (h for h in self._unclaimed if h not in self._looking and owner(h) is None)
+
         try:
             async with asyncio.timeout_at(deadline):  # the reads too: a slow GET is cut
                 await _outcome.look_up_unclaimed(
                     named,
-                    lambda: [h for h in self._unclaimed if owner(h) is None],
+                    candidates,
                     is_ours,
                     lambda href: self._bind_unanswered(message, href),
                     stop=lambda: self._closed or message.done(),
@@ -267,10 +281,24 @@ class SentMessages:
         return named.done() and not self._closed
 
     async def _is_ours(self, href: str, operation_id: str) -> bool:
+        """Whether the message at ``href`` is ``operation_id``'s (a GET, once per href);
+        one of another message still pending is bound to it."""
         if self._read is None:
             return False
-        resource = await self._read(href)
-        return resource is not None and resource.properties.get("operationId") == operation_id
+        self._looking.add(href)
+        try:
+            resource = await self._read(href)
+        finally:
+            self._looking.discard(href)
+        with contextlib.suppress(ValueError):
+            self._unclaimed.remove(href)  # read: nobody reads it again
+        named = resource.properties.get("operationId") if resource is not None else None
+        if named == operation_id:
+            return True
+        other = self._pending.get(named) if isinstance(named, str) else None
+        if other is not None and other.href is None and not self._closed:
+            self._bind_unanswered(other, href)
+        return False
 
     def _bind_unanswered(self, message: OutgoingMessage, href: str) -> None:
         """The message read at ``href`` is the one whose answer was lost: bind it (its

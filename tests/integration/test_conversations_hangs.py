@@ -589,3 +589,25 @@ async def test_a_send_after_several_cancelled_ones_reaches_the_server_last(
                 await asyncio.sleep(0.05)
         assert sim.messages_from_client(conversation.href)[-1] == "last"
         assert session.stats.messages_sent == 3
+
+
+async def test_many_sends_whose_answers_are_lost_at_once_are_each_named(
+    make_session: SessionFactory,
+) -> None:
+    """A connection drop loses the answers of 12 sendMessage POSTs at once, on a server
+    whose message events embed nothing: only the last 8 unclaimed started messages were
+    kept, and each send read the same ones, so 4 sends never found theirs: they raised,
+    for messages the server had taken (a retry says them twice)."""
+    config = SimulatorConfig(
+        completion_delay=0.01, message_operation_id=True, embed_resources=False
+    )
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.late_answer(0.3, next_n=12, target="sendMessage", drop=True)
+        sends = [asyncio.create_task(conversation.send(f"line {i}")) for i in range(12)]
+        async with asyncio.timeout(STEP):
+            results = await asyncio.gather(*sends, return_exceptions=True)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert sim.counters.messages_sent == 12
+        assert session.stats.messages_sent == 12
+        assert session._conversation_table.sent._unanswered == {}

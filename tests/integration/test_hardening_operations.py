@@ -1171,3 +1171,126 @@ async def test_declined_while_the_cancel_is_in_flight_is_kept(
         assert session.stats.invitations_failed == 1
         assert session.stats.invitations_cancelled == 0
         assert session.pending_invitations == 0
+
+
+# --- rev13 audit -------------------------------------------------------------------------
+
+
+async def test_a_lost_answer_whose_call_connected_while_named_returns_it(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # The server's events embed nothing; the call connects at once (its started and
+    # completed Success events come before the POST's answer is lost). The call reads
+    # the unclaimed invitation, which names its operationId; its completion is then read
+    # back ("success"). It raised the TransportError while that read was under way, and
+    # the call the caller was told failed stayed connected, nobody holding it.
+    config = SimulatorConfig(
+        outcome_rule=lambda req, rng: Outcome(success=True, delay=0.02), embed_resources=False
+    )
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.3, drop=True)
+        invitation = await session.continue_messaging(logs[0], "hello again")
+        await invitation.wait(5)
+        assert invitation.state == "Connected"
+        assert invitation.href is not None
+        assert invitation.href.endswith("/communication/invitations/1")
+        assert _requests(sim, "cancel") == []
+        assert _requests(sim, "stopMessaging") == []
+        assert session.stats.invitations_started == 1
+        assert session.stats.invitations_connected == 1
+        assert session.stats.invitations_abandoned == 0
+        assert session._ops._unanswered == {}
+
+
+async def test_many_continues_whose_answers_are_lost_at_once_are_each_named(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # A connection drop loses the answers of 20 continue POSTs at once, on a server whose
+    # events embed nothing: 20 unclaimed link-only invitations. Each call read the same
+    # oldest 8 (MAX_LOOKUPS each, 160 GETs), so 12 never found theirs: they raised, and
+    # their calls were left ringing on the server, watched by nothing that could name them.
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.late_answer(0.3, next_n=20, drop=True)
+        calls = [
+            asyncio.create_task(session.continue_phone_audio(logs[0], PHONE, timeout=30))
+            for _ in range(20)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        assert failed == []
+        assert len({r.href for r in results}) == 20  # type: ignore[union-attr]
+        assert session.pending_invitations == 20
+        # Each read once for the calls (it was up to 8 times), once by the conversations'
+        # reader (is it an incoming invitation?).
+        assert len(_requests(sim, "invitation", "GET")) <= 40
+        assert session._ops._unanswered == {}
+
+
+@pytest.mark.parametrize("lost", [True, False], ids=["answer lost", "caller gave up"])
+async def test_a_call_nobody_holds_that_connected_first_is_left_with_link_only_events(
+    make_session: SessionFactory, wire_format: str, lost: bool
+) -> None:
+    # As test_a_call_nobody_holds_that_connected_first_is_left, on a server whose events
+    # embed nothing: the completed Success is read back ("success"), and while that read
+    # ran the call was in no table the abandon looked at. Nobody left its conversation:
+    # a call its caller was told failed (or gave up on) stayed connected.
+    config = SimulatorConfig(
+        outcome_rule=lambda req, rng: Outcome(success=True, delay=0.05), embed_resources=False
+    )
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        release = _hold_events(session)
+        if lost:
+            # Named after the grace: another call's read of the unclaimed invitations
+            # names it (a retry with another operation_id, say, whose answer is lost too).
+            sim.faults.late_answer(0.1, drop=True)
+            with pytest.raises(ucwa_async.TransportError):
+                async with asyncio.timeout(5):
+                    await session.continue_messaging(logs[0], "hello again")
+            await until(lambda: sim.counters.invitations_by_state == {"Connected": 1})
+            release()
+            sim.faults.late_answer(0.1, drop=True)
+            second = await session.continue_messaging(logs[0], "hello again")
+            await second.wait(5)
+            await until(lambda: len(_requests(sim, "stopMessaging")) == 1)
+        else:
+            sim.faults.late_answer(0.4)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await session.continue_messaging(logs[0], "hello again")
+            await until(lambda: sim.counters.invitations_by_state == {"Connected": 1})
+            release()
+            await until(lambda: len(_requests(sim, "stopMessaging")) == 1)
+        assert session.stats.invitations_abandoned == 1
+
+
+async def test_a_retry_of_a_lost_answer_joins_its_invitation_from_a_link_only_event(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # The server's events embed nothing, and they come after the first call's grace: the
+    # retry with the call's operation_id must read the unclaimed invitation to know it
+    # is the first POST's. It only waited for the channel to name it, which link-only
+    # events cannot: it POSTed again, and the first call was left ringing, nobody
+    # holding it (cancelled here only).
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        release = await _lose_the_answer(
+            session, sim, session.continue_phone_audio(logs[0], PHONE, operation_id="order-12")
+        )
+        release()
+        await until(lambda: session._ops._correlator.orphan_count > 0)
+        retry = await asyncio.wait_for(
+            session.continue_phone_audio(logs[0], PHONE, operation_id="order-12"), 5
+        )
+        assert retry.href is not None
+        assert retry.href.endswith("/invitations/1")
+        assert len(_requests(sim, "continue")) == 1
+        assert sim.counters.invitations_created == 1
+        assert session.stats.invitations_started == 1
+        assert session.pending_invitations == 1
+        assert retry.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
