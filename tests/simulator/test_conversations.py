@@ -83,6 +83,8 @@ async def test_incoming_im_accept_reply_and_receive(make_client: MakeClient, wir
 
     conv_href = inv.link("conversation")
     assert d.sim.conversation_state(d.client.url(conv_href)) == "Connected"
+    assert d.sim.conversation_peer(d.client.url(conv_href)) == LENE
+    assert d.sim.conversation_peer(d.client.url(conv_href) + "0") is None  # unknown
     conversation = await d.get(conv_href)
     assert conversation.props["state"] == "Connected"
     messaging = await d.get(conversation.link("messaging"))
@@ -118,6 +120,7 @@ async def test_incoming_im_accept_reply_and_receive(make_client: MakeClient, wir
     assert (await d.post(messaging.link("stopMessaging"))).status == 204
     await d.until(is_("deleted", "conversation"))
     assert d.sim.conversation_state(d.client.url(conv_href)) == "Disconnected"
+    assert d.sim.conversation_peer(d.client.url(conv_href)) is None  # ended
     gone = await d.client.request("GET", conv_href)
     assert gone.status == 404
     # stopMessaging again: idempotent

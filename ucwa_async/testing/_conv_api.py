@@ -142,3 +142,9 @@ class ConversationControl:
     def state(self, url: str) -> str | None:
         conv = self.find(url)
         return None if conv is None else conv.state
+
+    def peer(self, url: str) -> str | None:
+        conv = self.find(url)
+        if conv is None or conv.deleted or not conv.remote_present:
+            return None
+        return conv.person.uri

@@ -230,3 +230,9 @@ class UcwaSimulator:
     def conversation_state(self, conversation_url: str) -> str | None:
         """Incoming / Connecting / Connected / Disconnected, or None if unknown."""
         return self._conversations.state(conversation_url)
+
+    def conversation_peer(self, conversation_url: str) -> str | None:
+        """The SIP URI of the remote participant of a peer-to-peer conversation, the one
+        ``say()`` and ``leave()`` speak for; None while nobody is there (not joined yet,
+        or left), once the conversation ended, or if it is unknown."""
+        return self._conversations.peer(conversation_url)
