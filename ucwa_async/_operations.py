@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import itertools
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ucwa_async import _outcome
@@ -187,6 +188,10 @@ class OperationTable:
         # Unclaimed invitations read for them: being read, and the operationId each named.
         self._looking: set[str] = set()
         self._looked: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+        # The correlator's unclaimed invitations, scanned once for all the calls that look
+        # among them (see _unclaimed): None when events came, a read ended, or a bind.
+        self._scan: tuple[list[str], dict[str, list[str]]] | None = None
+        self._scanned_at = 0.0
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
         # Read-backs: queued (in order), in flight (one per invitation), asked again
         # while in flight (its GET may predate a resync).
@@ -394,21 +399,19 @@ class OperationTable:
         whose operationId is the POST's is its invitation."""
         operation_id = watch.invitation.operation_id
 
-        def candidates() -> list[str]:
+        def candidates() -> Iterable[str]:
             # Not one another call reads, nor one read already for another operation:
             # when many POSTs lost their answers at once, each unclaimed invitation is
             # read once, for whichever of them it names (each call read the same
             # oldest MAX_LOOKUPS, and the others never found theirs).
             if len(self._looking) >= _READERS:
-                return []
-            looked = self._looked
-            return [
-                event.link.href
-                for event in self._correlator.orphan_events()
-                if getattr(event.link, "rel", None) in _INVITATION_RELS
-                and event.link.href not in self._looking
-                and looked.get(event.link.href, operation_id) == operation_id
-            ]
+                return ()
+            unread, named = self._unclaimed()
+            looked, looking = self._looked, self._looking
+            return itertools.chain(
+                named.get(operation_id, ()),
+                (h for h in unread if h not in looking and h not in looked),
+            )
 
         async def is_ours(href: str) -> bool:
             return await self._names(href) == operation_id
@@ -417,6 +420,27 @@ class OperationTable:
             self._found(watch, href)
 
         await _outcome.look_up_unclaimed(watch.named, candidates, is_ours, found)
+
+    def _unclaimed(self) -> tuple[list[str], dict[str, list[str]]]:
+        """The invitation hrefs of the correlator's orphan events not read yet, and those
+        read already by the operationId they named. One scan for every waiting call, made
+        again when something changed or after ``_outcome._LOOKUP_STEP`` (1000 calls each
+        scanning 1000 orphans every step saturated the loop for the whole grace)."""
+        now = asyncio.get_running_loop().time()
+        if self._scan is None or now >= self._scanned_at + _outcome._LOOKUP_STEP:
+            unread: list[str] = []
+            named: dict[str, list[str]] = {}
+            looked = self._looked
+            for event in self._correlator.orphan_events():
+                if getattr(event.link, "rel", None) not in _INVITATION_RELS:
+                    continue
+                href = event.link.href
+                if href not in looked:
+                    unread.append(href)
+                elif (operation_id := looked[href]) is not None:
+                    named.setdefault(operation_id, []).append(href)
+            self._scan, self._scanned_at = (unread, named), now
+        return self._scan
 
     def _found(self, watch: _Unanswered, href: str) -> None:
         """The invitation at ``href`` is the watched operation's: bind it."""
@@ -444,6 +468,7 @@ class OperationTable:
         finally:
             self._looking.discard(href)
         self._looked[href] = operation_id
+        self._scan = None
         while len(self._looked) > _MAX_UNANSWERED:
             self._looked.popitem(last=False)
         watch = self._unanswered.get(operation_id) if operation_id is not None else None
@@ -938,6 +963,7 @@ class OperationTable:
             if invitation._fail(closed):
                 self._stats.invitations_closed += 1
         self._correlator.clear()
+        self._scan = None
 
     def owns(self, href: str) -> bool:
         """True if ``href`` is an invitation this session started and still tracks."""
@@ -947,6 +973,7 @@ class OperationTable:
 
     def deliver(self, batch: EventBatch) -> None:
         """Feed the operation events of a batch to the correlator, in order."""
+        self._scan = None  # (new orphans, perhaps)
         for event in batch.events:
             if not event.is_operation_event or _not_ours(event):
                 continue
@@ -1041,6 +1068,7 @@ class OperationTable:
         self._bind(invitation.operation_id, resolved)
 
     def _bind(self, operation_id: str, href: str) -> None:
+        self._scan = None  # (its orphans are taken)
         try:
             resolutions = self._correlator.bind(operation_id, href)
         except (ValueError, KeyError) as exc:

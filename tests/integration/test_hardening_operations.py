@@ -1294,3 +1294,66 @@ async def test_a_retry_of_a_lost_answer_joins_its_invitation_from_a_link_only_ev
         assert session.pending_invitations == 1
         assert retry.cancel()
         await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+
+
+# --- rev13 audit 2 -----------------------------------------------------------------------
+
+
+def _orphan_invitations(session: ucwa_async.Session, count: int) -> list[str]:
+    """Feed ``count`` link-only started events of invitations that are not ours (as
+    messagingInvitation_ref.md's sample: no embedded resource), and mark them read
+    already, for other operations: orphans no waiting call can claim."""
+    ops = session._ops
+    assert ops is not None
+    assert ops._app.url is not None
+    base = ops._app.url
+    hrefs = [f"{base}/communication/phoneAudioInvitations/other-{i}" for i in range(count)]
+    link = functools.partial(ucwa_async._core.models.Link, "phoneAudioInvitation")
+    events = tuple(ucwa_async._core.models.Event("started", link(href)) for href in hrefs)
+    ops.deliver(ucwa_async._core.models.EventBatch(events=events))
+    for i, href in enumerate(hrefs):
+        ops._looked[href] = f"someone-else-{i}"
+    assert ops._correlator.orphan_count == count
+    return hrefs
+
+
+async def test_many_calls_waiting_for_lost_answers_share_the_scan_of_unclaimed_events(
+    make_session: SessionFactory, wire_format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 1000 continue POSTs lose their answers at once (the server never got them), while
+    # the correlator holds 1000 link-only invitations of other people, all read already.
+    # Each waiting call scanned every orphan event every _LOOKUP_STEP of its grace: 1000
+    # calls x 40 steps x 1000 events, a loop saturated for the whole grace. The scan is
+    # shared: its count does not grow with the number of waiting calls.
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
+    calls = 1000
+    async with UcwaSimulator() as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        ops = session._ops
+        assert ops is not None
+        _orphan_invitations(session, 1000)
+
+        async def lost(url: str, body: Any) -> Any:
+            raise ucwa_async.TransportError("connection reset")  # (may have reached it)
+
+        monkeypatch.setattr(ops, "_post_continue", lost)
+        scans = 0
+        orphan_events = ops._correlator.orphan_events
+
+        def counted() -> Any:
+            nonlocal scans
+            scans += 1
+            return orphan_events()
+
+        monkeypatch.setattr(ops._correlator, "orphan_events", counted)
+        tasks = [
+            asyncio.create_task(session.continue_phone_audio(logs[0], PHONE)) for _ in range(calls)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        assert all(isinstance(r, ucwa_async.TransportError) for r in results)
+        assert _requests(sim, "invitation", "GET") == []
+        # One scan per step (and per change) for all of them: 0.2 s / 0.05 s, not 1000 x 4.
+        assert scans <= 20, scans
+        assert session.pending_invitations == 0
