@@ -414,7 +414,11 @@ class OperationTable:
             )
 
         async def is_ours(href: str) -> bool:
-            return await self._names(href) == operation_id
+            # The read runs in a task the session owns: one the grace cuts short still
+            # binds the operation it names (still watched: nobody holding it, it is
+            # cancelled on the server). Cut with the grace, its answer was lost, and the
+            # call its caller was told failed went on ringing.
+            return await shielded(self._read_unclaimed(href)) == operation_id
 
         def found(href: str) -> None:
             self._found(watch, href)
@@ -449,6 +453,26 @@ class OperationTable:
             self._bind_late(watch.invitation, href)  # its events are replayed
         if self._unanswered.get(operation_id) is watch:
             self._unanswered_named(operation_id)
+
+    def _read_unclaimed(self, href: str) -> asyncio.Future[str | None]:
+        """``_names(href)``, run in a task the session owns (see ``_look_for``)."""
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        if href in self._looked:
+            answer.set_result(self._looked[href])
+            return answer
+        self._looking.add(href)  # (now: no other call picks it before the task starts)
+
+        async def read() -> None:
+            operation_id: str | None = None
+            try:
+                operation_id = await self._names(href)
+            finally:
+                self._looking.discard(href)
+                if not answer.done():
+                    answer.set_result(operation_id)
+
+        self._spawn(read())
+        return answer
 
     async def _names(self, href: str) -> str | None:
         """The operationId of the invitation at ``href`` (a GET, once per href); one of

@@ -1357,3 +1357,26 @@ async def test_many_calls_waiting_for_lost_answers_share_the_scan_of_unclaimed_e
         # One scan per step (and per change) for all of them: 0.2 s / 0.05 s, not 1000 x 4.
         assert scans <= 20, scans
         assert session.pending_invitations == 0
+
+
+async def test_a_read_under_way_when_the_grace_ends_still_names_the_call(
+    make_session: SessionFactory, wire_format: str, short_grace: None
+) -> None:
+    # Link-only events, and the GET of the unclaimed invitation is slower than what is
+    # left of the grace: its answer (the call's own operationId) came after the grace,
+    # and was thrown away with the cancelled read. The operation stays watched for that
+    # (an invitation named later is cancelled on the server), but nothing read it again:
+    # the call its caller was told failed went on ringing, nobody holding it.
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        sim.faults.latency(0.4, target="invitation")
+        sim.faults.late_answer(0.05, drop=True)
+        with pytest.raises(ucwa_async.TransportError):
+            await asyncio.wait_for(session.continue_phone_audio(logs[0], PHONE), 5)
+        assert sim.counters.invitations_by_state == {"Connecting": 1}
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert session.stats.invitations_abandoned == 1
+        assert session.stats.invitations_started == 0
+        assert session.pending_invitations == 0
+        assert session._ops._unanswered == {}  # type: ignore[union-attr]
