@@ -486,6 +486,8 @@ class OperationTable:
             resource = parse_resource(await self._transport.get_json(url))
             if isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
                 operation_id = _usable_operation_id(resource.operation_id)
+        except NotFoundError:
+            pass  # gone (it ended): the same for every call, remembered as no one's
         except UcwaError as exc:
             log.info("could not read invitation %s: %s", href, exc)
             return None  # (not remembered: another call may read it again)

@@ -1407,3 +1407,29 @@ async def test_a_lost_answer_finds_its_invitation_behind_older_unclaimed_ones(
         assert session.pending_invitations == 1
         assert invitation.cancel()
         await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+
+
+async def test_an_unclaimed_invitation_that_is_gone_is_read_once_for_all_the_calls(
+    make_session: SessionFactory, wire_format: str
+) -> None:
+    # Link-only events; an unclaimed invitation that is gone (404: it ended) came before
+    # 4 continue POSTs that lose their answers at once. A failed read was not remembered
+    # ("another call may read it again"), so each call read it again, for a 404 that
+    # says the same to all: it spent a GET and one of each call's MAX_LOOKUPS.
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        (gone,) = _orphan_invitations(session, 1, read=False)
+        sim.faults.late_answer(0.3, next_n=4, drop=True)
+        calls = [
+            asyncio.create_task(session.continue_phone_audio(logs[0], PHONE, timeout=30))
+            for _ in range(4)
+        ]
+        results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 10)
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        path = gone.split("://", 1)[-1]
+        reads = [r for r in sim.request_log if r.method == "GET" and path.endswith(r.path)]
+        assert len(reads) == 1, reads
+        for invitation in results:
+            assert invitation.cancel()  # type: ignore[union-attr]
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 4})
