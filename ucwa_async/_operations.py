@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import itertools
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ucwa_async import _outcome
@@ -187,6 +188,10 @@ class OperationTable:
         # Unclaimed invitations read for them: being read, and the operationId each named.
         self._looking: set[str] = set()
         self._looked: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+        # The correlator's unclaimed invitations, scanned once for all the calls that look
+        # among them (see _unclaimed): None when events came, a read ended, or a bind.
+        self._scan: tuple[list[str], dict[str, list[str]]] | None = None
+        self._scanned_at = 0.0
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
         # Read-backs: queued (in order), in flight (one per invitation), asked again
         # while in flight (its GET may predate a resync).
@@ -394,29 +399,52 @@ class OperationTable:
         whose operationId is the POST's is its invitation."""
         operation_id = watch.invitation.operation_id
 
-        def candidates() -> list[str]:
+        def candidates() -> Iterable[str]:
             # Not one another call reads, nor one read already for another operation:
             # when many POSTs lost their answers at once, each unclaimed invitation is
             # read once, for whichever of them it names (each call read the same
             # oldest MAX_LOOKUPS, and the others never found theirs).
             if len(self._looking) >= _READERS:
-                return []
-            looked = self._looked
-            return [
-                event.link.href
-                for event in self._correlator.orphan_events()
-                if getattr(event.link, "rel", None) in _INVITATION_RELS
-                and event.link.href not in self._looking
-                and looked.get(event.link.href, operation_id) == operation_id
-            ]
+                return ()
+            unread, named = self._unclaimed()
+            looked, looking = self._looked, self._looking
+            return itertools.chain(
+                named.get(operation_id, ()),
+                (h for h in unread if h not in looking and h not in looked),
+            )
 
         async def is_ours(href: str) -> bool:
-            return await self._names(href) == operation_id
+            # The read runs in a task the session owns: one the grace cuts short still
+            # binds the operation it names (still watched: nobody holding it, it is
+            # cancelled on the server). Cut with the grace, its answer was lost, and the
+            # call its caller was told failed went on ringing.
+            return await shielded(self._read_unclaimed(href)) == operation_id
 
         def found(href: str) -> None:
             self._found(watch, href)
 
         await _outcome.look_up_unclaimed(watch.named, candidates, is_ours, found)
+
+    def _unclaimed(self) -> tuple[list[str], dict[str, list[str]]]:
+        """The invitation hrefs of the correlator's orphan events not read yet, and those
+        read already by the operationId they named. One scan for every waiting call, made
+        again when something changed or after ``_outcome._LOOKUP_STEP`` (1000 calls each
+        scanning 1000 orphans every step saturated the loop for the whole grace)."""
+        now = asyncio.get_running_loop().time()
+        if self._scan is None or now >= self._scanned_at + _outcome._LOOKUP_STEP:
+            unread: list[str] = []
+            named: dict[str, list[str]] = {}
+            looked = self._looked
+            for event in self._correlator.orphan_events():
+                if getattr(event.link, "rel", None) not in _INVITATION_RELS:
+                    continue
+                href = event.link.href
+                if href not in looked:
+                    unread.append(href)
+                elif (operation_id := looked[href]) is not None:
+                    named.setdefault(operation_id, []).append(href)
+            self._scan, self._scanned_at = (unread, named), now
+        return self._scan
 
     def _found(self, watch: _Unanswered, href: str) -> None:
         """The invitation at ``href`` is the watched operation's: bind it."""
@@ -425,6 +453,26 @@ class OperationTable:
             self._bind_late(watch.invitation, href)  # its events are replayed
         if self._unanswered.get(operation_id) is watch:
             self._unanswered_named(operation_id)
+
+    def _read_unclaimed(self, href: str) -> asyncio.Future[str | None]:
+        """``_names(href)``, run in a task the session owns (see ``_look_for``)."""
+        answer: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        if href in self._looked:
+            answer.set_result(self._looked[href])
+            return answer
+        self._looking.add(href)  # (now: no other call picks it before the task starts)
+
+        async def read() -> None:
+            operation_id: str | None = None
+            try:
+                operation_id = await self._names(href)
+            finally:
+                self._looking.discard(href)
+                if not answer.done():
+                    answer.set_result(operation_id)
+
+        self._spawn(read())
+        return answer
 
     async def _names(self, href: str) -> str | None:
         """The operationId of the invitation at ``href`` (a GET, once per href); one of
@@ -438,12 +486,15 @@ class OperationTable:
             resource = parse_resource(await self._transport.get_json(url))
             if isinstance(resource, MessagingInvitation | PhoneAudioInvitation):
                 operation_id = _usable_operation_id(resource.operation_id)
+        except NotFoundError:
+            pass  # gone (it ended): the same for every call, remembered as no one's
         except UcwaError as exc:
             log.info("could not read invitation %s: %s", href, exc)
             return None  # (not remembered: another call may read it again)
         finally:
             self._looking.discard(href)
         self._looked[href] = operation_id
+        self._scan = None
         while len(self._looked) > _MAX_UNANSWERED:
             self._looked.popitem(last=False)
         watch = self._unanswered.get(operation_id) if operation_id is not None else None
@@ -938,6 +989,7 @@ class OperationTable:
             if invitation._fail(closed):
                 self._stats.invitations_closed += 1
         self._correlator.clear()
+        self._scan = None
 
     def owns(self, href: str) -> bool:
         """True if ``href`` is an invitation this session started and still tracks."""
@@ -947,6 +999,7 @@ class OperationTable:
 
     def deliver(self, batch: EventBatch) -> None:
         """Feed the operation events of a batch to the correlator, in order."""
+        self._scan = None  # (new orphans, perhaps)
         for event in batch.events:
             if not event.is_operation_event or _not_ours(event):
                 continue
@@ -1041,6 +1094,7 @@ class OperationTable:
         self._bind(invitation.operation_id, resolved)
 
     def _bind(self, operation_id: str, href: str) -> None:
+        self._scan = None  # (its orphans are taken)
         try:
             resolutions = self._correlator.bind(operation_id, href)
         except (ValueError, KeyError) as exc:
