@@ -26,6 +26,7 @@ import collections
 import functools
 import itertools
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -103,7 +104,7 @@ class _Start:
     """A continue POST in flight: ``posted`` resolves at its answer; ``waiters`` callers
     are waiting for it (none left at the 201: the call was abandoned)."""
 
-    __slots__ = ("invitation", "posted", "timeout", "waiters")
+    __slots__ = ("invitation", "posted", "since", "timeout", "waiters")
 
     def __init__(
         self, invitation: Invitation[Any], posted: asyncio.Future[None], timeout: float
@@ -112,6 +113,9 @@ class _Start:
         self.posted = posted
         self.timeout = timeout
         self.waiters = 0
+        # Before the POST is sent (the correlator's clock): events that came earlier are
+        # not about the invitation it makes.
+        self.since = time.monotonic()
 
 
 class _Unanswered:
@@ -121,11 +125,14 @@ class _Unanswered:
     (``waiters``) to take that invitation (``taken``: one of them did); with nobody
     waiting, it is cancelled on the server."""
 
-    __slots__ = ("invitation", "named", "seen", "taken", "waiters")
+    __slots__ = ("invitation", "named", "seen", "since", "taken", "waiters")
 
-    def __init__(self, invitation: Invitation[Any], named: asyncio.Future[None]) -> None:
+    def __init__(
+        self, invitation: Invitation[Any], named: asyncio.Future[None], since: float
+    ) -> None:
         self.invitation = invitation
         self.named = named
+        self.since = since  # its POST's _Start.since
         self.waiters = 0
         self.seen = False
         self.taken = False
@@ -192,6 +199,7 @@ class OperationTable:
         # among them (see _unclaimed): None when events came, a read ended, or a bind.
         self._scan: tuple[list[str], dict[str, list[str]]] | None = None
         self._scanned_at = 0.0
+        self._scan_since = 0.0  # the oldest watched POST's time when it was made
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
         # Read-backs: queued (in order), in flight (one per invitation), asked again
         # while in flight (its GET may predate a resync).
@@ -357,7 +365,9 @@ class OperationTable:
             log.warning("too many unanswered continue POSTs watched; no longer watching %s", oldest)
             self._forget_unanswered(oldest)
         named: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        watch = self._unanswered[operation_id] = _Unanswered(invitation, named)
+        watch = self._unanswered[operation_id] = _Unanswered(invitation, named, entry.since)
+        if self._scan is not None and entry.since < self._scan_since:
+            self._scan = None  # a POST made earlier: the calls look among more events
         self._arm_timeout(invitation, min(entry.timeout, _UNANSWERED_WATCH))
         watch.waiters += 1
         try:
@@ -435,7 +445,11 @@ class OperationTable:
             unread: list[str] = []
             named: dict[str, list[str]] = {}
             looked = self._looked
-            for event in self._correlator.orphan_events():
+            # Only what came since the oldest watched POST was made: older unclaimed
+            # invitations (someone else's; link-only incoming ones stay a minute) would
+            # spend the calls' MAX_LOOKUPS, and a call never read its own, the newest.
+            since = min((w.since for w in self._unanswered.values()), default=0.0)
+            for event in self._correlator.orphan_events(since):
                 if getattr(event.link, "rel", None) not in _INVITATION_RELS:
                     continue
                 href = event.link.href
@@ -443,7 +457,7 @@ class OperationTable:
                     unread.append(href)
                 elif (operation_id := looked[href]) is not None:
                     named.setdefault(operation_id, []).append(href)
-            self._scan, self._scanned_at = (unread, named), now
+            self._scan, self._scanned_at, self._scan_since = (unread, named), now, since
         return self._scan
 
     def _found(self, watch: _Unanswered, href: str) -> None:

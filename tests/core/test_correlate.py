@@ -702,3 +702,19 @@ def test_orphan_events_gives_the_latest_event_of_each_href_oldest_first() -> Non
     ]
     clock.now += 5  # the first event of href 1 has expired, not its update
     assert [e.link.href for e in c.orphan_events()] == [INV.format(2), INV.format(1)]
+
+
+def test_orphan_events_since_leaves_out_hrefs_whose_first_event_came_earlier() -> None:
+    # A lost-answer call looks only among what came after its POST was made: an href
+    # whose first event came before (someone else's invitation) is not its own, even
+    # when a later event of that href came after.
+    clock = FakeClock()
+    c = Correlator(clock=clock, orphan_ttl=60.0)
+    c.feed(ev("started", 1))
+    clock.now += 1
+    since = clock.now
+    c.feed(ev("updated", 1))
+    c.feed(ev("started", 2))
+    assert [e.link.href for e in c.orphan_events(since)] == [INV.format(2)]
+    assert [e.link.href for e in c.orphan_events(since + 1)] == []
+    assert [e.link.href for e in c.orphan_events()] == [INV.format(1), INV.format(2)]

@@ -327,14 +327,22 @@ class Correlator:
         self._expire_orphans()
         return len(self._orphans)
 
-    def orphan_events(self) -> list[EventLike]:
+    def orphan_events(self, since: float | None = None) -> list[EventLike]:
         """The latest event of each href waiting in the orphan buffer (oldest href
         first): events nobody claimed, whose resource a client may read to learn whose
-        they are (a link-only event carries no operationId)."""
+        they are (a link-only event carries no operationId).
+
+        ``since`` (the clock's time): only the hrefs whose first event waiting came at
+        or after it (a resource whose events came before a request was made is not the
+        one the request made)."""
         self._expire_orphans()
         latest: dict[str, EventLike] = {}
+        older: set[str] = set()
         for orphan in self._orphans.values():
-            latest[orphan.key] = orphan.event
+            if since is not None and orphan.at < since:
+                older.add(orphan.key)
+            elif orphan.key not in older:
+                latest[orphan.key] = orphan.event
         return list(latest.values())
 
     # -- events ---------------------------------------------------------------------
