@@ -20,10 +20,13 @@ import ucwa_async
 
 from ._server import HostileServer
 
+# Each test in both wires: the server writes XML as the reference's XML samples do.
+pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+
 
 def _gone(server: HostileServer, subcode: str) -> web.Response:
     # ErrorsAndInformationalMessages.md, "Error sample - JSON": code, subcode, message.
-    return server.json({"code": "Gone", "subcode": subcode, "message": "refused"}, status=410)
+    return server.answer({"code": "Gone", "subcode": subcode, "message": "refused"}, status=410)
 
 
 async def _channel_failure(stream: ucwa_async.EventStream) -> ucwa_async.ChannelFailedError:
@@ -67,7 +70,7 @@ async def test_recreation_refused_for_every_application_stops_at_once(
 
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if lost:
-            return server.json({"code": "NotFound", "subcode": "ApplicationNotFound"}, status=404)
+            return server.answer({"code": "NotFound", "subcode": "ApplicationNotFound"}, status=404)
         return None
 
     async def create(request: web.Request) -> web.StreamResponse | None:

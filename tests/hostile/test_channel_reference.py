@@ -7,11 +7,15 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 import ucwa_async
 
 from ._server import APP, HostileServer
+
+# Each test in both wires: the server writes XML as the reference's XML samples do.
+pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
 
 LOG = APP + "/communication/conversationLogs/1"
 INVITATION = APP + "/communication/invitations/1"
@@ -48,13 +52,13 @@ def _script(server: HostileServer, batch: dict[str, Any]) -> list[str]:
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if queued:
             happened.append("resume")
-            return server.json(queued.pop())
+            return server.answer(queued.pop())
         return None
 
     async def invitation(request: web.Request) -> web.StreamResponse | None:
         happened.append("GET invitation")
         state = "Connected" if "resume" in happened else "Connecting"
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "state": state,
@@ -146,7 +150,7 @@ async def test_completed_with_only_a_reason_block_fails_with_that_reason(
         return web.Response(status=201, headers={"Location": INVITATION})
 
     async def pget(request: web.Request) -> web.StreamResponse | None:
-        return server.json(queued.pop()) if queued else None
+        return server.answer(queued.pop()) if queued else None
 
     server.hooks["continue"] = continue_
     server.hooks["pget"] = pget

@@ -9,7 +9,6 @@ the href when the ``Location`` header is missing.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 import pytest
@@ -17,7 +16,10 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, HostileServer
+from ._server import APP, HostileServer, request_fields
+
+# Each test in both wires: the server writes XML as the reference's XML samples do.
+pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
 
 LOG = APP + "/communication/conversationLogs/1"
 INVITATION = APP + "/communication/invitations/7"
@@ -30,7 +32,7 @@ async def test_the_body_self_link_binds_the_invitation(
     batches: list[dict[str, object]] = []
 
     async def continue_(request: web.Request) -> web.StreamResponse:
-        sent = json.loads(await request.read())
+        sent = await request_fields(request)
         batches.append(
             {
                 "_links": {"next": {"href": APP + "/events?ack=100"}},
@@ -52,7 +54,7 @@ async def test_the_body_self_link_binds_the_invitation(
                 ],
             }
         )
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "operationId": sent["operationId"],
@@ -65,11 +67,11 @@ async def test_the_body_self_link_binds_the_invitation(
 
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if batches:
-            return server.json(batches.pop())
+            return server.answer(batches.pop())
         return None
 
     async def invitation(request: web.Request) -> web.StreamResponse | None:
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "state": "Connected",
@@ -92,7 +94,7 @@ async def test_a_body_for_another_operation_is_not_taken(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
     async def continue_(request: web.Request) -> web.StreamResponse:
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "operationId": "someone-else",

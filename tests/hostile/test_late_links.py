@@ -17,6 +17,9 @@ import ucwa_async
 
 from ._server import APP, Hook, HostileServer
 
+# Each test in both wires: the server writes XML as the reference's XML samples do.
+pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+
 COMMUNICATION = APP + "/communication"
 
 
@@ -41,7 +44,7 @@ def _lurker_application(server: HostileServer) -> Hook:
                 "makeMeAvailable": {"href": COMMUNICATION + "/makeMeAvailable"},
             },
         }
-        return server.json(
+        return server.answer(
             {
                 "rel": "application",
                 "_links": {"self": {"href": APP}, "events": {"href": APP + "/events?ack=1"}},
@@ -62,7 +65,7 @@ async def test_conversation_logs_link_added_after_make_me_available(
         if request.path != COMMUNICATION:
             return None
         reads.append(request.path)
-        return server.json(
+        return server.answer(
             {
                 "rel": "communication",
                 "_links": {
@@ -87,7 +90,7 @@ async def test_a_link_communication_never_offers_is_still_a_clear_error(
     async def communication(request: web.Request) -> web.StreamResponse | None:
         if request.path != COMMUNICATION:
             return None
-        return server.json({"rel": "communication", "_links": {"self": {"href": COMMUNICATION}}})
+        return server.answer({"rel": "communication", "_links": {"self": {"href": COMMUNICATION}}})
 
     server.hooks["applications"] = _lurker_application(server)
     server.hooks["other"] = communication
