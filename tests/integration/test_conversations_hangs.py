@@ -13,7 +13,7 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory
+from ._support import EVENT_SHAPES, SessionFactory
 
 LENE = "sip:lenea@contoso.com"
 STEP = 10.0
@@ -388,10 +388,10 @@ async def test_cancelled_send_the_server_took_is_tracked(make_session: SessionFa
         assert session.stats.messages_delivered == 3
 
 
-@pytest.mark.parametrize("embed", [True, False], ids=["embedded", "link-only"])
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
 @pytest.mark.parametrize("events", ["before", "after"])
 async def test_send_whose_answer_is_lost_returns_the_message_the_server_took(
-    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, events: str, embed: bool
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, events: str, shape: str
 ) -> None:
     """The server took the sendMessage POST, then the connection dropped before its 201:
     the channel names the message's operationId (its embedded message, or a GET of a
@@ -402,7 +402,7 @@ async def test_send_whose_answer_is_lost_returns_the_message_the_server_took(
 
     monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
     config = SimulatorConfig(
-        completion_delay=0.01, message_operation_id=True, embed_resources=embed
+        completion_delay=0.01, message_operation_id=True, **EVENT_SHAPES[shape]
     )
     async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
         conversation = await (await session.start_messaging(LENE)).conversation(STEP)

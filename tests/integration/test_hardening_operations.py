@@ -18,6 +18,7 @@ import ucwa_async
 from ucwa_async._core import channel as channel_core
 from ucwa_async.testing import (
     DECLINED,
+    HrefStyle,
     InvitationRequest,
     Outcome,
     SimulatorConfig,
@@ -286,14 +287,16 @@ async def test_continue_whose_answer_is_lost_gets_its_invitation_from_the_channe
         assert session._ops._unanswered == {}
 
 
+@pytest.mark.parametrize("hrefs", ["relative", "absolute"])
 async def test_continue_whose_answer_is_lost_gets_its_invitation_from_a_link_only_event(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, hrefs: HrefStyle
 ) -> None:
     # The server's events embed nothing (messagingInvitation_ref.md's started sample is
     # link-only): the operationId is the invitation's own (its GET). The call reads the
     # invitation the unclaimed event names and returns it (it raised, and the call it was
     # told failed was left ringing on the server: nothing could name it).
-    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    # (messagingInvitation_ref.md's event samples write absolute hrefs.)
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False, event_href_style=hrefs)
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         sim.faults.late_answer(0.1, drop=True)
