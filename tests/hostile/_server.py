@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 TOKEN = "cwt=hostile-test-token-6f1c2a"
@@ -22,6 +23,9 @@ USER = "mallory@contoso.com"
 APP = "/ucwa/oauth/v1/applications/1"
 JSON = "application/json"
 XML = "application/vnd.microsoft.com.ucwa+xml"
+
+BOTH_WIRES = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+"""Runs a test against the ``server`` fixture in each wire (it is JSON unless told)."""
 
 Hook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
 

@@ -18,10 +18,7 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import HostileServer
-
-# Each test in both wires: the server writes XML as the reference's XML samples do.
-pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+from ._server import BOTH_WIRES, HostileServer
 
 
 def _gone(server: HostileServer, subcode: str) -> web.Response:
@@ -41,6 +38,7 @@ def _creations(server: HostileServer) -> int:
     return len([s for s in server.seen if s.method == "POST" and s.url.endswith("/applications")])
 
 
+@BOTH_WIRES
 @pytest.mark.parametrize("subcode", ["TooManyApplications", "UserAgentNotAllowed"])
 async def test_event_channel_gone_for_every_application_fails_without_recreating(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session], subcode: str
@@ -60,6 +58,7 @@ async def test_event_channel_gone_for_every_application_fails_without_recreating
         assert _creations(server) == 1  # no re-creation was attempted
 
 
+@BOTH_WIRES
 @pytest.mark.parametrize("subcode", ["TooManyApplications", "UserAgentNotAllowed"])
 async def test_recreation_refused_for_every_application_stops_at_once(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session], subcode: str
@@ -87,6 +86,7 @@ async def test_recreation_refused_for_every_application_stops_at_once(
         assert _creations(server) == 2  # the first one, and one refused re-creation
 
 
+@BOTH_WIRES
 async def test_creation_refused_at_open_raises_the_subcode_once(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:

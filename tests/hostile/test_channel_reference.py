@@ -7,15 +7,11 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, HostileServer
-
-# Each test in both wires: the server writes XML as the reference's XML samples do.
-pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+from ._server import APP, BOTH_WIRES, HostileServer
 
 LOG = APP + "/communication/conversationLogs/1"
 INVITATION = APP + "/communication/invitations/1"
@@ -72,6 +68,7 @@ def _script(server: HostileServer, batch: dict[str, Any]) -> list[str]:
     return happened
 
 
+@BOTH_WIRES
 async def test_events_of_a_resume_answer_are_delivered(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -104,6 +101,7 @@ async def test_events_of_a_resume_answer_are_delivered(
         assert seen.link.href == INVITATION
 
 
+@BOTH_WIRES
 async def test_resume_rereads_pending_invitations(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -120,6 +118,7 @@ async def test_resume_rereads_pending_invitations(
         assert happened.index("resume") < happened.index("GET invitation")
 
 
+@BOTH_WIRES
 async def test_completed_with_only_a_reason_block_fails_with_that_reason(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:

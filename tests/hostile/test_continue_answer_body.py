@@ -16,15 +16,13 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, HostileServer, request_fields
-
-# Each test in both wires: the server writes XML as the reference's XML samples do.
-pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+from ._server import APP, BOTH_WIRES, HostileServer, request_fields
 
 LOG = APP + "/communication/conversationLogs/1"
 INVITATION = APP + "/communication/invitations/7"
 
 
+@BOTH_WIRES
 @pytest.mark.parametrize("status", [200, 201])
 async def test_the_body_self_link_binds_the_invitation(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session], status: int
@@ -90,6 +88,7 @@ async def test_the_body_self_link_binds_the_invitation(
         assert result.state == "Connected"
 
 
+@BOTH_WIRES
 async def test_a_body_for_another_operation_is_not_taken(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:

@@ -15,10 +15,7 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, Hook, HostileServer
-
-# Each test in both wires: the server writes XML as the reference's XML samples do.
-pytestmark = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+from ._server import APP, BOTH_WIRES, Hook, HostileServer
 
 COMMUNICATION = APP + "/communication"
 
@@ -56,6 +53,7 @@ def _lurker_application(server: HostileServer) -> Hook:
     return create
 
 
+@BOTH_WIRES
 async def test_conversation_logs_link_added_after_make_me_available(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -84,6 +82,7 @@ async def test_conversation_logs_link_added_after_make_me_available(
     assert reads == [COMMUNICATION]  # read once, then kept
 
 
+@BOTH_WIRES
 async def test_a_link_communication_never_offers_is_still_a_clear_error(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:

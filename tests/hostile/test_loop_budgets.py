@@ -10,11 +10,12 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, HostileServer
+from ._server import APP, BOTH_WIRES, HostileServer
 
 ME = APP + "/me"
 
 
+@BOTH_WIRES
 async def test_a_batch_that_never_moves_the_cursor_is_not_polled_in_a_hot_loop(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -27,7 +28,7 @@ async def test_a_batch_that_never_moves_the_cursor_is_not_polled_in_a_hot_loop(
         if not stuck["on"]:
             return None
         stuck["pgets"] += 1
-        return server.json(
+        return server.answer(
             {
                 "_links": {"next": {"href": APP + "/events?ack=7"}},
                 "sender": [
