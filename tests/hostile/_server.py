@@ -141,10 +141,12 @@ class HostileServer:
             return self.json(data, status, **headers)
         from ._replay import xml_document  # (it imports this module)
 
+        # The type the reference's XML response samples show (message_ref.md...): the
+        # simulator and the Replay harness answer the precise vnd.microsoft.com.ucwa+xml.
         return web.Response(
             status=status,
             body=xml_document(data).encode(),
-            headers={**headers, "Content-Type": XML + "; charset=utf-8"},
+            headers={**headers, "Content-Type": "application/xml; charset=utf-8"},
         )
 
     def _authorized(self, request: web.Request) -> bool:
