@@ -375,7 +375,11 @@ class OperationTable:
             watch.taken = True
             return None  # named: the server made it
         self._starting.pop(operation_id, None)
-        return None if invitation.done() and not self._closed else error
+        # Named, then ended on the channel's word: done, or its outcome being read (a
+        # link-only completed event, the reference's form: _end queued a GET of it). The
+        # server made it: the call returns it either way (it raised the TransportError
+        # while the read was under way, for an invitation the server had connected).
+        return None if not self._closed else error
 
     async def _look_for(self, watch: _Unanswered) -> None:
         """Until the channel names the watched operation: read the invitations that
