@@ -155,7 +155,6 @@ async def test_hostile_location_and_event_hrefs(
     no_leftover_tasks()
 
 
-@BOTH_WIRES
 @pytest.mark.parametrize(
     "location",
     ["javascript:alert(1)", "file:///etc/passwd", "http://u:p@127.0.0.1:1/x", "\r\nX: y"],
@@ -178,7 +177,6 @@ async def test_unsafe_location_is_ignored_not_fatal(
             await invitation
 
 
-@BOTH_WIRES
 async def test_same_location_twice_does_not_crash_the_caller(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:

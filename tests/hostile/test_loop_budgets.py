@@ -10,12 +10,11 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, BOTH_WIRES, HostileServer
+from ._server import APP, HostileServer
 
 ME = APP + "/me"
 
 
-@BOTH_WIRES
 async def test_a_batch_that_never_moves_the_cursor_is_not_polled_in_a_hot_loop(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
