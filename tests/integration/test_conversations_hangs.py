@@ -163,7 +163,13 @@ async def test_send_when_the_server_never_answers(make_session: SessionFactory) 
             await (await conversation.send("still here")).wait()
 
 
-async def test_accept_when_the_server_never_answers(make_session: SessionFactory) -> None:
+async def test_accept_when_the_server_never_answers(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ucwa_async import _outcome
+
+    # (A POST without an answer waits this long for the invitation's end: 2 s by default.)
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
     config = SimulatorConfig(completion_delay=0.01)
     async with (
         UcwaSimulator(config=config, seed=0) as sim,
