@@ -28,6 +28,7 @@ from ucwa_async._core.errors import (
     AuthenticationError,
     InsecureTransportError,
     ProxyResponseError,
+    TransportError,
     UcwaError,
     UnexpectedRedirectError,
     UnsafeHrefError,
@@ -341,10 +342,21 @@ class Application:
             "supportedModalities": list(self._available_for),
             "supportedMessageFormats": ["Plain", "Html"],
         }
-        try:
-            await post(self.resolve(href), body)
-        except AlreadyExistsError:
-            log.debug("makeMeAvailable: already available")
+        url = self.resolve(href)
+        for attempt in range(2):  # bounded: a POST without an answer is sent once more
+            try:
+                await post(url, body)
+            except AlreadyExistsError:
+                log.debug("makeMeAvailable: already available")
+            except TransportError as exc:
+                if attempt:
+                    raise
+                # The server may have taken it (the answer was lost): a second one then
+                # answers 409 AlreadyExists, "Multiple invocations of this operation is
+                # not valid" (makeMeAvailable_ref.md), which says so.
+                log.info("makeMeAvailable got no answer (%s); posting it again", exc)
+                continue
+            return
 
     def make_me_available_href(self) -> str | None:
         """The makeMeAvailable href: on ``me``, else on ``communication``, else None."""

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from ucwa_async import _outcome
 from ucwa_async._application import Application
 from ucwa_async._conversation import Conversation
 from ucwa_async._core import wire as _wire
@@ -39,6 +40,7 @@ from ucwa_async._core.errors import (
     InvitationWithdrawnError,
     NotFoundError,
     SessionClosedError,
+    TransportError,
     UcwaError,
     UnsafeHrefError,
     UnsupportedModalityError,
@@ -472,9 +474,18 @@ class ConversationTable:
         conversation: Conversation,
     ) -> None:
         """accept()'s POST, in a task of the session's; its 2xx makes ``waiter`` (settled
-        by the invitation's end) the accept's outcome."""
+        by the invitation's end) the accept's outcome. A POST that got no answer (the
+        connection dropped, timed out) may have been taken all the same: the invitation's
+        end, on the event channel within ``_outcome.UNANSWERED_GRACE``, says it was."""
         try:
-            await self._post_payload(url, None, None)
+            try:
+                await self._post_payload(url, None, None)
+            except TransportError as exc:
+                if exc.request_sent is False or not await self._ended_meanwhile(
+                    waiter, conversation
+                ):
+                    raise
+                log.info("accept POST %s got no answer, but the invitation has ended", url)
         except BaseException as exc:
             invitation._accept_posting = None
             invitation._answered = None  # not taken: a later accept() may try again
@@ -503,6 +514,22 @@ class ConversationTable:
         if conversation.ended in _CALLER_GONE:
             # Ended while the POST was on its way (its caller may have given up).
             self._accept_ended(invitation)
+
+    async def _ended_meanwhile(
+        self, waiter: asyncio.Future[bool], conversation: Conversation
+    ) -> bool:
+        """Whether, within ``_outcome.UNANSWERED_GRACE``, the invitation whose accept POST
+        got no answer ended (``waiter``: its completed event; accept_ref.md, the outcome
+        comes on the event channel) or its conversation did: the server took the accept,
+        or it can no longer be taken; either way ``_accept_outcome`` tells which."""
+        if not waiter.done() and conversation.ended is None:
+            # asyncio.wait cancels neither (the waiter outlives this POST's task).
+            await asyncio.wait(
+                (waiter, conversation._ended),
+                timeout=_outcome.UNANSWERED_GRACE,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        return waiter.done() or conversation.ended is not None
 
     async def _accept_outcome(
         self,

@@ -123,7 +123,8 @@ def xml_resource(rel: str, obj: dict[str, Any], top: bool = False) -> str:
 
 def xml_events(batch: dict[str, Any], status_attribute: bool = False) -> str:
     links = batch["_links"]
-    parts = [f'<events href={quoteattr(links["self"]["href"])} xmlns="{NS}">']
+    href = f" href={quoteattr(links['self']['href'])}" if "self" in links else ""
+    parts = [f'<events{href} xmlns="{NS}">']
     for name, link in links.items():
         if name != "self":
             parts.append(_link(name, link))

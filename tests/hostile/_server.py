@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 TOKEN = "cwt=hostile-test-token-6f1c2a"
@@ -23,7 +24,24 @@ APP = "/ucwa/oauth/v1/applications/1"
 JSON = "application/json"
 XML = "application/vnd.microsoft.com.ucwa+xml"
 
+BOTH_WIRES = pytest.mark.parametrize("hostile_wire", ["json", "xml"])
+"""Runs a test against the ``server`` fixture in each wire (it is JSON unless told)."""
+
 Hook = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
+async def request_fields(request: web.Request) -> dict[str, Any]:
+    """The properties of a request body in either wire (JSON, or PayloadFormat.md's
+    ``<input>`` of ``<property>`` elements), read here, not by the client."""
+    body = await request.read()
+    if request.content_type.endswith("json"):
+        return dict(json.loads(body))
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://schemas.microsoft.com/rtc/2012/03/ucwa}"
+    root = ET.fromstring(body)
+    assert root.tag == ns + "input", root.tag
+    return {c.get("name", ""): c.text for c in root if c.tag == ns + "property"}
 
 
 @dataclass
@@ -42,6 +60,9 @@ class HostileServer:
     (before every route, e.g. to answer something else entirely).
     """
 
+    wire: str = "json"
+    """What ``answer`` (and every default route but the OAuth token's) writes: ``json``, or
+    ``xml`` as the reference's XML samples write it (``_replay.xml_document``)."""
     hooks: dict[str, Hook] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     log_links: dict[str, str] = field(default_factory=dict)
@@ -114,19 +135,35 @@ class HostileServer:
             status=status, body=json.dumps(data).encode(), content_type=JSON, headers=headers
         )
 
+    def answer(self, data: Any, status: int = 200, **headers: str) -> web.Response:
+        """``data`` (the JSON shape) in the server's wire."""
+        if self.wire != "xml":
+            return self.json(data, status, **headers)
+        from ._replay import xml_document  # (it imports this module)
+
+        # The type the reference's XML response samples show (message_ref.md...): the
+        # simulator and the Replay harness answer the precise vnd.microsoft.com.ucwa+xml.
+        return web.Response(
+            status=status,
+            body=xml_document(data).encode(),
+            headers={**headers, "Content-Type": "application/xml; charset=utf-8"},
+        )
+
     def _authorized(self, request: web.Request) -> bool:
         return request.headers.get("Authorization") == f"Bearer {TOKEN}"
 
     # -- default routes ----------------------------------------------------------------
 
     async def _discovery(self, request: web.Request) -> web.StreamResponse:
-        return self.json({"_links": {"user": {"href": self.origin + "/user"}}})
+        return self.answer({"rel": "root", "_links": {"user": {"href": self.origin + "/user"}}})
 
     async def _user(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             challenge = f'MsRtcOAuth href="{self.origin}/token",grant_type="password"'
             return web.Response(status=401, headers={"WWW-Authenticate": challenge})
-        return self.json({"_links": {"applications": {"href": "/ucwa/oauth/v1/applications"}}})
+        return self.answer(
+            {"rel": "user", "_links": {"applications": {"href": "/ucwa/oauth/v1/applications"}}}
+        )
 
     async def _token(self, request: web.Request) -> web.StreamResponse:
         form = await request.post()
@@ -145,7 +182,7 @@ class HostileServer:
                 "makeMeAvailable": {"href": APP + "/communication/makeMeAvailable"},
             },
         }
-        return self.json(
+        return self.answer(
             {
                 "rel": "application",
                 "_links": {
@@ -163,26 +200,28 @@ class HostileServer:
     async def _pget(self, request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(0.2)
         self._ack += 1
-        return self.json({"_links": {"next": {"href": f"{APP}/events?ack={self._ack}"}}})
+        return self.answer({"_links": {"next": {"href": f"{APP}/events?ack={self._ack}"}}})
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         href = APP + "/communication/conversationLogs/1"
-        return self.json({"_links": {"conversationLog": [{"href": href}]}})
+        return self.answer(
+            {"rel": "conversationLogs", "_links": {"conversationLog": [{"href": href}]}}
+        )
 
     async def _log(self, request: web.Request) -> web.StreamResponse:
         base = APP + "/communication/conversationLogs/1"
         links = {"self": {"href": base}, "continueMessaging": {"href": base + "/continueMessaging"}}
         links.update({rel: {"href": href} for rel, href in self.log_links.items()})
-        return self.json({"rel": "conversationLog", "_links": links, "subject": "hostile"})
+        return self.answer({"rel": "conversationLog", "_links": links, "subject": "hostile"})
 
     async def _continue(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=201, headers={"Location": APP + "/communication/invitations/1"})
 
     async def _invitation(self, request: web.Request) -> web.StreamResponse:
-        return self.json({"rel": "messagingInvitation", "state": "Connecting"})
+        return self.answer({"rel": "messagingInvitation", "state": "Connecting"})
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
-        return self.json({"code": "ResourceNotFound"}, status=404)
+        return self.answer({"code": "ResourceNotFound"}, status=404)
 
 
 @dataclass

@@ -16,8 +16,15 @@ from ._server import PASSWORD, TOKEN, USER, HostileServer, Recorder
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[HostileServer]:
-    srv = HostileServer()
+def hostile_wire() -> str:
+    """The wire of the ``server`` fixture and of ``make_session``: JSON unless a test
+    parametrizes ``hostile_wire`` (``["json", "xml"]``)."""
+    return "json"
+
+
+@pytest.fixture
+async def server(hostile_wire: str) -> AsyncIterator[HostileServer]:
+    srv = HostileServer(wire=hostile_wire)
     await srv.start()
     yield srv
     await srv.stop()
@@ -37,7 +44,7 @@ async def recorder() -> AsyncIterator[Recorder]:
 def make_session(server: HostileServer) -> Callable[..., ucwa_async.Session]:
     def factory(**overrides: Any) -> ucwa_async.Session:
         options: dict[str, Any] = {
-            "wire_format": "json",
+            "wire_format": server.wire,
             "invitation_timeout": 5.0,
             "request_timeout": 3.0,
             "connect_timeout": 5.0,

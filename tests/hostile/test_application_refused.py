@@ -18,12 +18,12 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import HostileServer
+from ._server import BOTH_WIRES, HostileServer
 
 
 def _gone(server: HostileServer, subcode: str) -> web.Response:
     # ErrorsAndInformationalMessages.md, "Error sample - JSON": code, subcode, message.
-    return server.json({"code": "Gone", "subcode": subcode, "message": "refused"}, status=410)
+    return server.answer({"code": "Gone", "subcode": subcode, "message": "refused"}, status=410)
 
 
 async def _channel_failure(stream: ucwa_async.EventStream) -> ucwa_async.ChannelFailedError:
@@ -38,6 +38,7 @@ def _creations(server: HostileServer) -> int:
     return len([s for s in server.seen if s.method == "POST" and s.url.endswith("/applications")])
 
 
+@BOTH_WIRES
 @pytest.mark.parametrize("subcode", ["TooManyApplications", "UserAgentNotAllowed"])
 async def test_event_channel_gone_for_every_application_fails_without_recreating(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session], subcode: str
@@ -57,6 +58,7 @@ async def test_event_channel_gone_for_every_application_fails_without_recreating
         assert _creations(server) == 1  # no re-creation was attempted
 
 
+@BOTH_WIRES
 @pytest.mark.parametrize("subcode", ["TooManyApplications", "UserAgentNotAllowed"])
 async def test_recreation_refused_for_every_application_stops_at_once(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session], subcode: str
@@ -67,7 +69,7 @@ async def test_recreation_refused_for_every_application_stops_at_once(
 
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if lost:
-            return server.json({"code": "NotFound", "subcode": "ApplicationNotFound"}, status=404)
+            return server.answer({"code": "NotFound", "subcode": "ApplicationNotFound"}, status=404)
         return None
 
     async def create(request: web.Request) -> web.StreamResponse | None:
@@ -84,6 +86,7 @@ async def test_recreation_refused_for_every_application_stops_at_once(
         assert _creations(server) == 2  # the first one, and one refused re-creation
 
 
+@BOTH_WIRES
 async def test_creation_refused_at_open_raises_the_subcode_once(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, HostileServer
+from ._server import APP, BOTH_WIRES, HostileServer
 
 LOG = APP + "/communication/conversationLogs/1"
 INVITATION = APP + "/communication/invitations/1"
@@ -48,13 +48,13 @@ def _script(server: HostileServer, batch: dict[str, Any]) -> list[str]:
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if queued:
             happened.append("resume")
-            return server.json(queued.pop())
+            return server.answer(queued.pop())
         return None
 
     async def invitation(request: web.Request) -> web.StreamResponse | None:
         happened.append("GET invitation")
         state = "Connected" if "resume" in happened else "Connecting"
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "state": state,
@@ -68,6 +68,7 @@ def _script(server: HostileServer, batch: dict[str, Any]) -> list[str]:
     return happened
 
 
+@BOTH_WIRES
 async def test_events_of_a_resume_answer_are_delivered(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -100,6 +101,7 @@ async def test_events_of_a_resume_answer_are_delivered(
         assert seen.link.href == INVITATION
 
 
+@BOTH_WIRES
 async def test_resume_rereads_pending_invitations(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -116,6 +118,7 @@ async def test_resume_rereads_pending_invitations(
         assert happened.index("resume") < happened.index("GET invitation")
 
 
+@BOTH_WIRES
 async def test_completed_with_only_a_reason_block_fails_with_that_reason(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -146,7 +149,7 @@ async def test_completed_with_only_a_reason_block_fails_with_that_reason(
         return web.Response(status=201, headers={"Location": INVITATION})
 
     async def pget(request: web.Request) -> web.StreamResponse | None:
-        return server.json(queued.pop()) if queued else None
+        return server.answer(queued.pop()) if queued else None
 
     server.hooks["continue"] = continue_
     server.hooks["pget"] = pget

@@ -9,7 +9,6 @@ the href when the ``Location`` header is missing.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 
 import pytest
@@ -17,12 +16,13 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, HostileServer
+from ._server import APP, BOTH_WIRES, HostileServer, request_fields
 
 LOG = APP + "/communication/conversationLogs/1"
 INVITATION = APP + "/communication/invitations/7"
 
 
+@BOTH_WIRES
 @pytest.mark.parametrize("status", [200, 201])
 async def test_the_body_self_link_binds_the_invitation(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session], status: int
@@ -30,7 +30,7 @@ async def test_the_body_self_link_binds_the_invitation(
     batches: list[dict[str, object]] = []
 
     async def continue_(request: web.Request) -> web.StreamResponse:
-        sent = json.loads(await request.read())
+        sent = await request_fields(request)
         batches.append(
             {
                 "_links": {"next": {"href": APP + "/events?ack=100"}},
@@ -52,7 +52,7 @@ async def test_the_body_self_link_binds_the_invitation(
                 ],
             }
         )
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "operationId": sent["operationId"],
@@ -65,11 +65,11 @@ async def test_the_body_self_link_binds_the_invitation(
 
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if batches:
-            return server.json(batches.pop())
+            return server.answer(batches.pop())
         return None
 
     async def invitation(request: web.Request) -> web.StreamResponse | None:
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "state": "Connected",
@@ -88,11 +88,12 @@ async def test_the_body_self_link_binds_the_invitation(
         assert result.state == "Connected"
 
 
+@BOTH_WIRES
 async def test_a_body_for_another_operation_is_not_taken(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
     async def continue_(request: web.Request) -> web.StreamResponse:
-        return server.json(
+        return server.answer(
             {
                 "rel": "messagingInvitation",
                 "operationId": "someone-else",

@@ -13,9 +13,10 @@ from aiohttp import web
 import ucwa_async
 from ucwa_async._application import _discovery_redirect
 
-from ._server import TOKEN, HostileServer, Recorder
+from ._server import BOTH_WIRES, TOKEN, HostileServer, Recorder
 
 
+@BOTH_WIRES
 @pytest.mark.parametrize("status", [301, 302, 307])
 async def test_a_discovery_redirect_in_the_same_domain_is_followed(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session], status: int
@@ -26,7 +27,7 @@ async def test_a_discovery_redirect_in_the_same_domain_is_followed(
     async def moved_root(request: web.Request) -> web.StreamResponse | None:
         if request.path != "/lyncdiscover/root":
             return None
-        return server.json({"_links": {"user": {"href": server.origin + "/user"}}})
+        return server.answer({"_links": {"user": {"href": server.origin + "/user"}}})
 
     server.hooks["discovery"] = moved
     server.hooks["other"] = moved_root
@@ -40,6 +41,7 @@ async def test_a_discovery_redirect_in_the_same_domain_is_followed(
     assert all(s.authorization is None for s in first)
 
 
+@BOTH_WIRES
 async def test_a_discovery_redirect_to_another_host_is_refused(
     server: HostileServer, recorder: Recorder, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -109,6 +111,7 @@ def test_which_discovery_redirects_are_followed(
     assert _discovery_redirect(url, location) == expected
 
 
+@BOTH_WIRES
 async def test_the_user_resource_s_redirect_resource_is_read_with_the_token(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -123,7 +126,7 @@ async def test_the_user_resource_s_redirect_resource_is_read_with_the_token(
     async def user(request: web.Request) -> web.StreamResponse | None:
         if request.headers.get("Authorization") != authorized:
             return None  # the default 401 challenge
-        return server.json(
+        return server.answer(
             {
                 "rel": "user",
                 "_links": {
@@ -141,10 +144,10 @@ async def test_the_user_resource_s_redirect_resource_is_read_with_the_token(
             challenge = f'MsRtcOAuth href="{server.origin}/token",grant_type="password"'
             return web.Response(status=401, headers={"WWW-Authenticate": challenge})
         if request.path == pool_user:
-            return server.json(
+            return server.answer(
                 {"_links": {"applications": {"href": "/ucwa/oauth/v1/applications"}}}
             )
-        return server.json(
+        return server.answer(
             {
                 "rel": "redirect",
                 "_links": {

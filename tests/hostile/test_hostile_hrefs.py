@@ -16,7 +16,7 @@ from aiohttp import web
 import ucwa_async
 from ucwa_async._core.errors import UcwaError, UnsafeHrefError
 
-from ._server import APP, TOKEN, HostileServer, Recorder
+from ._server import APP, BOTH_WIRES, TOKEN, HostileServer, Recorder
 
 LOG = APP + "/communication/conversationLogs/1"
 
@@ -43,6 +43,7 @@ def assert_token_stays_home(server: HostileServer, recorder: Recorder) -> None:
     assert [s for s in recorder.seen if s.authorization] == []
 
 
+@BOTH_WIRES
 async def test_hostile_log_hrefs_in_a_listing(
     server: HostileServer,
     recorder: Recorder,
@@ -52,7 +53,7 @@ async def test_hostile_log_hrefs_in_a_listing(
     current: dict[str, str] = {}
 
     async def logs(request: web.Request) -> web.StreamResponse:
-        return server.json({"_links": {"conversationLog": [{"href": current["href"]}]}})
+        return server.answer({"_links": {"conversationLog": [{"href": current["href"]}]}})
 
     server.hooks["logs"] = logs
     outcomes: dict[str, str] = {}
@@ -77,6 +78,7 @@ async def test_hostile_log_hrefs_in_a_listing(
     no_leftover_tasks()
 
 
+@BOTH_WIRES
 async def test_hostile_continue_links(
     server: HostileServer,
     recorder: Recorder,
@@ -100,6 +102,7 @@ async def test_hostile_continue_links(
     assert_token_stays_home(server, recorder)
 
 
+@BOTH_WIRES
 async def test_hostile_location_and_event_hrefs(
     server: HostileServer,
     recorder: Recorder,
@@ -134,7 +137,7 @@ async def test_hostile_location_and_event_hrefs(
 
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if batches:
-            return server.json(batches.pop())
+            return server.answer(batches.pop())
         return None
 
     server.hooks["continue"] = continue_
@@ -187,6 +190,7 @@ async def test_same_location_twice_does_not_crash_the_caller(
                 await invitation
 
 
+@BOTH_WIRES
 async def test_next_link_to_another_host_is_polled_without_token(
     server: HostileServer,
     recorder: Recorder,
@@ -197,7 +201,7 @@ async def test_next_link_to_another_host_is_polled_without_token(
     async def pget(request: web.Request) -> web.StreamResponse | None:
         if sent["n"] == 0:
             sent["n"] += 1
-            return server.json({"_links": {"next": {"href": recorder.origin + "/events?ack=7"}}})
+            return server.answer({"_links": {"next": {"href": recorder.origin + "/events?ack=7"}}})
         return None
 
     server.hooks["pget"] = pget
@@ -223,6 +227,7 @@ def test_resolver_refuses_the_hostile_schemes() -> None:
     )
 
 
+@BOTH_WIRES
 async def test_failing_log_in_a_listing_raises_a_typed_error(
     server: HostileServer,
     make_session: Callable[..., ucwa_async.Session],
@@ -233,12 +238,12 @@ async def test_failing_log_in_a_listing_raises_a_typed_error(
 
     async def logs(request: web.Request) -> web.StreamResponse:
         links = [{"href": LOG}, {"href": "/failing"}, {"href": LOG + "?again=1"}]
-        return server.json({"_links": {"conversationLog": links}})
+        return server.answer({"_links": {"conversationLog": links}})
 
     async def failing(request: web.Request) -> web.StreamResponse | None:
         if request.path != "/failing":
             return None
-        return server.json({"code": "Forbidden", "message": "no"}, status=403)
+        return server.answer({"code": "Forbidden", "message": "no"}, status=403)
 
     server.hooks["logs"] = logs
     server.hooks["other"] = failing
@@ -252,6 +257,7 @@ async def test_failing_log_in_a_listing_raises_a_typed_error(
     no_leftover_tasks()
 
 
+@BOTH_WIRES
 async def test_cancel_does_not_read_an_invitation_on_another_origin(
     server: HostileServer,
     recorder: Recorder,

@@ -15,7 +15,7 @@ from aiohttp import web
 
 import ucwa_async
 
-from ._server import APP, Hook, HostileServer
+from ._server import APP, BOTH_WIRES, Hook, HostileServer
 
 COMMUNICATION = APP + "/communication"
 
@@ -41,7 +41,7 @@ def _lurker_application(server: HostileServer) -> Hook:
                 "makeMeAvailable": {"href": COMMUNICATION + "/makeMeAvailable"},
             },
         }
-        return server.json(
+        return server.answer(
             {
                 "rel": "application",
                 "_links": {"self": {"href": APP}, "events": {"href": APP + "/events?ack=1"}},
@@ -53,6 +53,7 @@ def _lurker_application(server: HostileServer) -> Hook:
     return create
 
 
+@BOTH_WIRES
 async def test_conversation_logs_link_added_after_make_me_available(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
@@ -62,7 +63,7 @@ async def test_conversation_logs_link_added_after_make_me_available(
         if request.path != COMMUNICATION:
             return None
         reads.append(request.path)
-        return server.json(
+        return server.answer(
             {
                 "rel": "communication",
                 "_links": {
@@ -81,13 +82,14 @@ async def test_conversation_logs_link_added_after_make_me_available(
     assert reads == [COMMUNICATION]  # read once, then kept
 
 
+@BOTH_WIRES
 async def test_a_link_communication_never_offers_is_still_a_clear_error(
     server: HostileServer, make_session: Callable[..., ucwa_async.Session]
 ) -> None:
     async def communication(request: web.Request) -> web.StreamResponse | None:
         if request.path != COMMUNICATION:
             return None
-        return server.json({"rel": "communication", "_links": {"self": {"href": COMMUNICATION}}})
+        return server.answer({"rel": "communication", "_links": {"self": {"href": COMMUNICATION}}})
 
     server.hooks["applications"] = _lurker_application(server)
     server.hooks["other"] = communication

@@ -27,7 +27,7 @@ async def test_a_batch_that_never_moves_the_cursor_is_not_polled_in_a_hot_loop(
         if not stuck["on"]:
             return None
         stuck["pgets"] += 1
-        return server.json(
+        return server.answer(
             {
                 "_links": {"next": {"href": APP + "/events?ack=7"}},
                 "sender": [

@@ -13,9 +13,24 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 import ucwa_async
 
 SessionFactory = Callable[..., ucwa_async.Session]
+
+EVENT_SHAPES: dict[str, dict[str, Any]] = {
+    "embedded": {},
+    # messagingInvitation_ref.md and message_ref.md write their events link-only, with
+    # absolute hrefs: the client reads what they name; the 201s' Location absolute too.
+    "link-only-absolute": {
+        "embed_resources": False,
+        "event_href_style": "absolute",
+        "location_style": "absolute",
+    },
+}
+"""Simulator settings per event shape (the ``shape`` fixture): a test parametrized with
+``@BOTH_SHAPES`` runs with each, in each wire."""
 
 
 async def until(predicate: Callable[[], bool], within: float = 5.0, step: float = 0.01) -> None:
@@ -100,3 +115,7 @@ async def heartbeat(period: float) -> AsyncIterator[Heartbeat]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+BOTH_SHAPES = pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+"""Runs a test with each of :data:`EVENT_SHAPES` (the ``shape`` fixture is "embedded")."""

@@ -17,7 +17,7 @@ import ucwa_async
 from ucwa_async import Backoff
 from ucwa_async.testing import SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory
+from ._support import EVENT_SHAPES, SessionFactory
 
 
 class _UnreadTaskErrors(logging.Handler):
@@ -83,9 +83,26 @@ def make_session(wire_format: str) -> SessionFactory:
 
 
 @pytest.fixture
-async def simulator() -> AsyncIterator[UcwaSimulator]:
-    """A default simulator (fast completions)."""
-    async with UcwaSimulator(config=SimulatorConfig(completion_delay=0.01), seed=0) as sim:
+def shape() -> str:
+    """The event shape of ``EVENT_SHAPES`` the simulators of a test use: "embedded" unless
+    the test is parametrized with ``BOTH_SHAPES``."""
+    return "embedded"
+
+
+@pytest.fixture
+def shaped(shape: str) -> Callable[..., SimulatorConfig]:
+    """``SimulatorConfig(**settings)`` in the test's event shape."""
+
+    def config(**settings: Any) -> SimulatorConfig:
+        return SimulatorConfig(**{**EVENT_SHAPES[shape], **settings})
+
+    return config
+
+
+@pytest.fixture
+async def simulator(shaped: Callable[..., SimulatorConfig]) -> AsyncIterator[UcwaSimulator]:
+    """A default simulator (fast completions), in the test's event shape."""
+    async with UcwaSimulator(config=shaped(completion_delay=0.01), seed=0) as sim:
         yield sim
 
 

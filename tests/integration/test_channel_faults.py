@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -14,7 +15,7 @@ import ucwa_async
 from ucwa_async.testing import InvitationRequest, Outcome, SimulatorConfig, UcwaSimulator
 from ucwa_async.testing._urls import TOKEN_PATH
 
-from ._support import SessionFactory
+from ._support import BOTH_SHAPES, SessionFactory
 
 PHONE = "tel:+14255551234"
 
@@ -289,10 +290,11 @@ async def test_discarding_resync_with_a_failed_invitation(
 # --- application deleted on the server -----------------------------------------------------
 
 
+@BOTH_SHAPES
 async def test_deleted_application_is_recreated(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
-    config = SimulatorConfig(
+    config = shaped(
         outcome_rule=lambda req, rng: (
             Outcome(complete=False) if req.number == 1 else Outcome(success=True, delay=0.01)
         )

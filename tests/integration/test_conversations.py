@@ -11,15 +11,15 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from ._support import SessionFactory, assert_no_leftover_tasks, until
+from ._support import BOTH_SHAPES, SessionFactory, assert_no_leftover_tasks, until
 
 LENE = "sip:lenea@contoso.com"
 STEP = 10.0  # generous: the machine is shared
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[UcwaSimulator]:
-    async with UcwaSimulator(config=SimulatorConfig(completion_delay=0.01), seed=0) as simulator:
+async def sim(shaped: Callable[..., SimulatorConfig]) -> AsyncIterator[UcwaSimulator]:
+    async with UcwaSimulator(config=shaped(completion_delay=0.01), seed=0) as simulator:
         yield simulator
 
 
@@ -35,6 +35,7 @@ async def next_message(messages: ucwa_async.MessageStream) -> ucwa_async.Message
         return await anext(messages)
 
 
+@BOTH_SHAPES
 async def test_incoming_accept_reply_receive_leave(
     sim: UcwaSimulator, make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
 ) -> None:
@@ -81,6 +82,7 @@ async def test_incoming_accept_reply_receive_leave(
     await assert_no_leftover_tasks(no_leftover_tasks)
 
 
+@BOTH_SHAPES
 async def test_decline(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     async with make_session(sim) as session, session.incoming() as invitations:
         url = await sim.incoming_message(LENE, "lunch?")
@@ -99,6 +101,7 @@ async def test_decline(sim: UcwaSimulator, make_session: SessionFactory) -> None
         assert not [r for r in sim.request_log if r.method == "POST" and r.path.endswith("/accept")]
 
 
+@BOTH_SHAPES
 async def test_decline_after_accept(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     """An accepted invitation is a conversation: decline() says so instead of returning
     as if it had declined (leave() ends the conversation)."""
@@ -116,6 +119,7 @@ async def test_decline_after_accept(sim: UcwaSimulator, make_session: SessionFac
         assert conversation.ended is None
 
 
+@BOTH_SHAPES
 async def test_withdrawn_before_accept(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     async with make_session(sim) as session, session.incoming() as invitations:
         url = await sim.incoming_message(LENE, "never mind")
@@ -183,6 +187,7 @@ async def test_several_incoming_streams_share_the_inbox(
         assert sorted(seen[0] + seen[1]) == sorted(urls)  # each to exactly one reader
 
 
+@BOTH_SHAPES
 async def test_phone_call_cannot_be_accepted_but_can_be_declined(
     sim: UcwaSimulator, make_session: SessionFactory
 ) -> None:
@@ -241,6 +246,7 @@ async def test_start_messaging_to_a_bare_address_adds_sip(
         await conversation.leave()
 
 
+@BOTH_SHAPES
 async def test_start_messaging_failure(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     sim.add_person(
         Person(
@@ -262,6 +268,7 @@ async def test_start_messaging_failure(sim: UcwaSimulator, make_session: Session
             await session.start_messaging("  ")
 
 
+@BOTH_SHAPES
 async def test_start_phone_audio_and_hang_up(
     sim: UcwaSimulator, make_session: SessionFactory
 ) -> None:
@@ -287,6 +294,7 @@ async def test_start_phone_audio_without_phone_number(
         await conversation.hang_up()
 
 
+@BOTH_SHAPES
 async def test_send_failed(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     async with make_session(sim) as session:
         conversation = await (await session.start_messaging(LENE)).conversation(timeout=STEP)
@@ -304,6 +312,7 @@ async def test_send_failed(sim: UcwaSimulator, make_session: SessionFactory) -> 
         await delivered.result(STEP)
 
 
+@BOTH_SHAPES
 async def test_send_retried_after_callback_channel_error(
     sim: UcwaSimulator, make_session: SessionFactory
 ) -> None:
@@ -320,6 +329,7 @@ async def test_send_retried_after_callback_channel_error(
         assert sim.messages_from_client(conversation.href) == ["after a hiccup"]
 
 
+@BOTH_SHAPES
 async def test_remote_leaves(sim: UcwaSimulator, make_session: SessionFactory) -> None:
     sim.add_person(Person(uri=LENE, name="Lene Aaling", behaviour=Behaviour.leave_after(1)))
     async with make_session(sim) as session:
@@ -337,6 +347,7 @@ async def test_remote_leaves(sim: UcwaSimulator, make_session: SessionFactory) -
         assert caught.value.reason == "remote_left"
 
 
+@BOTH_SHAPES
 async def test_server_ends_the_conversation(
     sim: UcwaSimulator, make_session: SessionFactory
 ) -> None:
@@ -397,6 +408,7 @@ async def test_request_escape_hatch(sim: UcwaSimulator, make_session: SessionFac
             await session.request("PATCH", conversation.href)
 
 
+@BOTH_SHAPES
 async def test_application_lost_ends_conversations(
     sim: UcwaSimulator, make_session: SessionFactory
 ) -> None:
@@ -586,13 +598,16 @@ async def test_resync_rereads_conversations(
         await (await kept.send("still here")).result(STEP)
 
 
+@BOTH_SHAPES
 async def test_a_channel_failed_for_good_ends_the_inbox_and_the_conversations(
-    make_session: SessionFactory, no_leftover_tasks: Callable[[], None]
+    make_session: SessionFactory,
+    no_leftover_tasks: Callable[[], None],
+    shaped: Callable[..., SimulatorConfig],
 ) -> None:
     # The channel fails for good (401 on every P-GET while the token endpoint grants:
     # the re-authentication budget runs out). Nothing more can be heard: a daemon on
     # its inbox and a reader of messages() must learn it, not wait forever.
-    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.2)
+    config = shaped(completion_delay=0.01, pget_timeout_cap=0.2)
     async with UcwaSimulator(config=config, seed=0) as sim:
         session = make_session(sim, available_for=("Messaging",))
         async with session:
@@ -620,13 +635,14 @@ async def test_a_channel_failed_for_good_ends_the_inbox_and_the_conversations(
         await assert_no_leftover_tasks(no_leftover_tasks)
 
 
+@BOTH_SHAPES
 async def test_a_channel_failed_for_good_fails_the_messages_waiting_for_their_outcome(
-    make_session: SessionFactory,
+    make_session: SessionFactory, shaped: Callable[..., SimulatorConfig]
 ) -> None:
     # A sent message waits for its outcome (its events held) when the channel fails for
     # good: it ends with ChannelFailedError, as documented (it ended with the
     # ConversationEndedError of its conversation, ended first).
-    config = SimulatorConfig(completion_delay=0.01, pget_timeout_cap=0.2)
+    config = shaped(completion_delay=0.01, pget_timeout_cap=0.2)
     async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
         conversation = await (await session.start_messaging(LENE)).conversation(STEP)
         host = session._host

@@ -13,7 +13,7 @@ import pytest
 import ucwa_async
 from ucwa_async.testing import Behaviour, Person, SimulatorConfig, UcwaSimulator
 
-from .conftest import SessionFactory
+from ._support import EVENT_SHAPES, SessionFactory
 
 LENE = "sip:lenea@contoso.com"
 STEP = 10.0
@@ -163,7 +163,13 @@ async def test_send_when_the_server_never_answers(make_session: SessionFactory) 
             await (await conversation.send("still here")).wait()
 
 
-async def test_accept_when_the_server_never_answers(make_session: SessionFactory) -> None:
+async def test_accept_when_the_server_never_answers(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ucwa_async import _outcome
+
+    # (A POST without an answer waits this long for the invitation's end: 2 s by default.)
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
     config = SimulatorConfig(completion_delay=0.01)
     async with (
         UcwaSimulator(config=config, seed=0) as sim,
@@ -304,6 +310,84 @@ async def test_cancelled_accept_the_server_took(make_session: SessionFactory) ->
         assert not invite.withdrawn
 
 
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+async def test_accept_whose_answer_is_lost_returns_the_conversation(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """The server took the accept POST, then the connection dropped before its 204: the
+    invitation's completed event (accept_ref.md: the outcome comes on the event channel)
+    says it connected, so accept() returns the conversation. It raised the
+    TransportError, and the completed event then marked the invitation withdrawn
+    ("answered elsewhere"): a second accept() was refused, and nobody held a
+    conversation the server had connected for this endpoint."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    config = SimulatorConfig(completion_delay=0.01, **EVENT_SHAPES[shape])
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        sim.faults.late_answer(0.1, target="accept", drop=True)
+        conversation = await invite.accept(timeout=STEP)
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert conversation.ended is None
+        assert sim.conversation_state(conversation.href) == "Connected"
+        assert not invite.withdrawn
+        assert session.stats.incoming_accepted == 1
+        assert await invite.accept(timeout=STEP) is conversation  # no second POST
+        accepts = [r for r in sim.request_log if r.method == "POST" and r.kind == "accept"]
+        assert len(accepts) == 1
+        async with conversation.messages() as messages:
+            await (await conversation.send("hi")).result(STEP)
+            async with asyncio.timeout(STEP):
+                assert (await anext(messages)).text == "echo: hi"
+
+
+async def test_accept_whose_post_reached_nothing_raises_and_can_be_retried(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The accept POST got no answer and the server never took it: nothing names an
+    outcome within the grace, accept() raises the TransportError, and the invitation can
+    still be accepted."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
+    config = SimulatorConfig(completion_delay=0.01)
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        table = session._conversation_table
+        post = table._post_payload
+        lost = True
+
+        async def post_once_lost(url: str, payload: Any, content_type: Any) -> Any:
+            nonlocal lost
+            if lost and url.endswith("/accept"):
+                lost = False
+                raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+            return await post(url, payload, content_type)
+
+        table._post_payload = post_once_lost  # type: ignore[method-assign]
+        began = time.monotonic()
+        with pytest.raises(ucwa_async.TransportError):
+            await invite.accept(timeout=STEP)
+        assert time.monotonic() - began >= 0.15  # it waited for the channel's word
+        assert not invite.withdrawn
+        conversation = await invite.accept(timeout=STEP)
+        assert sim.conversation_state(conversation.href) == "Connected"
+        assert session.stats.incoming_accepted == 1
+
+
 async def test_invitation_conversation_honours_one_deadline(
     make_session: SessionFactory,
 ) -> None:
@@ -388,10 +472,10 @@ async def test_cancelled_send_the_server_took_is_tracked(make_session: SessionFa
         assert session.stats.messages_delivered == 3
 
 
-@pytest.mark.parametrize("embed", [True, False], ids=["embedded", "link-only"])
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
 @pytest.mark.parametrize("events", ["before", "after"])
 async def test_send_whose_answer_is_lost_returns_the_message_the_server_took(
-    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, events: str, embed: bool
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, events: str, shape: str
 ) -> None:
     """The server took the sendMessage POST, then the connection dropped before its 201:
     the channel names the message's operationId (its embedded message, or a GET of a
@@ -402,7 +486,7 @@ async def test_send_whose_answer_is_lost_returns_the_message_the_server_took(
 
     monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
     config = SimulatorConfig(
-        completion_delay=0.01, message_operation_id=True, embed_resources=embed
+        completion_delay=0.01, message_operation_id=True, **EVENT_SHAPES[shape]
     )
     async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
         conversation = await (await session.start_messaging(LENE)).conversation(STEP)

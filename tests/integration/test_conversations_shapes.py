@@ -35,6 +35,13 @@ SHAPES: dict[str, dict[str, Any]] = {
     "absolute": {"event_href_style": "absolute", "location_style": "absolute"},
     "v1-hrefs": {"event_href_style": "v1"},
     "xml-status-attribute": {"xml_status_as_attribute": True, "typing_events": True},
+    # Link-only, an event's status is all that tells a message's (or an invitation's)
+    # outcome: in XML as an attribute too (no reference sample shows which form).
+    "link-only-status-attribute": {
+        "embed_resources": False,
+        "event_href_style": "absolute",
+        "xml_status_as_attribute": True,
+    },
     "message-operation-id": {"message_operation_id": True},
     "no-repeat": {"repeat_first_message": False},
     "no-repeat-link-only": {"repeat_first_message": False, "embed_resources": False},
@@ -87,7 +94,9 @@ async def test_incoming_conversation_in_every_shape(
         assert reason is ucwa_async.ConversationEndReason.REMOTE_LEFT
 
 
-@pytest.mark.parametrize("shape", ["completed-embedded", "link-only-absolute"])
+@pytest.mark.parametrize(
+    "shape", ["completed-embedded", "link-only-absolute", "link-only-status-attribute"]
+)
 async def test_outgoing_conversation_in_every_shape(
     shape: str, make_session: SessionFactory
 ) -> None:
@@ -168,7 +177,9 @@ async def test_participants_named_by_link_titles(make_session: SessionFactory) -
         assert [(p.uri, p.name) for p in conversation.participants] == [(LENE, "Lene Aaling")]
 
 
-@pytest.mark.parametrize("shape", ["link-only-absolute", "message-operation-id"])
+@pytest.mark.parametrize(
+    "shape", ["link-only-absolute", "message-operation-id", "link-only-status-attribute"]
+)
 async def test_send_failed_retried_and_remote_leaving_in_other_shapes(
     shape: str, make_session: SessionFactory
 ) -> None:

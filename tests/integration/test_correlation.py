@@ -298,10 +298,13 @@ async def test_cancel_link_in_every_href_style(
         assert sim.invitation_state(invitation.href or "") == "Failed"
 
 
+@pytest.mark.parametrize("embed", [True, False], ids=["embedded", "link-only"])
 async def test_xml_status_and_reason_as_attributes(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, embed: bool
 ) -> None:
-    config = SimulatorConfig(xml_status_as_attribute=True, outcome_rule=_every_other_fails_now)
+    config = SimulatorConfig(
+        xml_status_as_attribute=True, outcome_rule=_every_other_fails_now, embed_resources=embed
+    )
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         ok = await session.continue_messaging(logs[0])

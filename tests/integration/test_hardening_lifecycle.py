@@ -418,6 +418,41 @@ async def test_one_make_me_available_per_created_application(
     assert all(r.status == 204 for r in mma)
 
 
+@pytest.mark.parametrize("when", ["open", "re-created"])
+async def test_a_make_me_available_whose_answer_is_lost_is_posted_again(
+    make_session: SessionFactory, when: str
+) -> None:
+    """The server took makeMeAvailable, its 204 was lost (the connection dropped): it is
+    POSTed once more, and the server's 409 AlreadyExists (makeMeAvailable_ref.md:
+    "Multiple invocations of this operation is not valid") says it was taken. open()
+    raised the TransportError, for an application the server had made available."""
+    async with UcwaSimulator(SimulatorConfig(completion_delay=0.01)) as sim:
+        if when == "open":
+            sim.faults.late_answer(0.1, target="makeMeAvailable", drop=True)
+        async with make_session(sim, available_for=("Messaging",)) as session:
+            if when == "re-created":
+                async with session.events() as stream:
+                    sim.faults.late_answer(0.1, target="makeMeAvailable", drop=True)
+                    assert sim.faults.delete_application() == 1
+                    async with asyncio.timeout(10):
+                        async for item in stream:
+                            if isinstance(item, ucwa_async.ApplicationRecreated):
+                                break
+                    await until(
+                        lambda: (
+                            [r.status for r in sim.request_log if r.kind == "makeMeAvailable"][-1:]
+                            == [409]
+                        )
+                    )
+            assert sim.counters.faults_injected["late_answer"] == 1
+            mma = [r.status for r in sim.request_log if r.kind == "makeMeAvailable"]
+            assert mma[-1] == 409  # the second one: the first was taken
+            async with session.incoming() as invitations:
+                await sim.incoming_message("sip:lenea@contoso.com", "still reachable?")
+                async with asyncio.timeout(10):
+                    assert (await anext(invitations)).message == "still reachable?"
+
+
 # --- 7. conversation_logs(): a bounded pool of fetchers -----------------------------------
 
 

@@ -18,8 +18,11 @@ import ucwa_async
 from ucwa_async._core import channel as channel_core
 from ucwa_async.testing import (
     DECLINED,
+    Behaviour,
+    HrefStyle,
     InvitationRequest,
     Outcome,
+    Person,
     SimulatorConfig,
     UcwaSimulator,
 )
@@ -27,6 +30,7 @@ from ucwa_async.testing import (
 from ._support import SessionFactory, assert_no_leftover_tasks, until
 
 PHONE = "tel:+14255551234"
+LENE = "sip:lenea@contoso.com"
 
 
 def _ringing(request: InvitationRequest, rng: random.Random) -> Outcome:
@@ -286,14 +290,16 @@ async def test_continue_whose_answer_is_lost_gets_its_invitation_from_the_channe
         assert session._ops._unanswered == {}
 
 
+@pytest.mark.parametrize("hrefs", ["relative", "absolute"])
 async def test_continue_whose_answer_is_lost_gets_its_invitation_from_a_link_only_event(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, hrefs: HrefStyle
 ) -> None:
     # The server's events embed nothing (messagingInvitation_ref.md's started sample is
     # link-only): the operationId is the invitation's own (its GET). The call reads the
     # invitation the unclaimed event names and returns it (it raised, and the call it was
     # told failed was left ringing on the server: nothing could name it).
-    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    # (messagingInvitation_ref.md's event samples write absolute hrefs.)
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False, event_href_style=hrefs)
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         sim.faults.late_answer(0.1, drop=True)
@@ -335,6 +341,48 @@ async def test_continue_whose_answer_is_lost_gets_its_connected_invitation_from_
         assert session.stats.invitations_abandoned == 0
         assert _requests(sim, "stopMessaging") == []
         assert session._ops._unanswered == {}
+
+
+@pytest.mark.parametrize("outcome", ["connected", "declined"])
+@pytest.mark.parametrize("call", ["continue", "start"])
+async def test_a_lost_answer_whose_invitation_ended_before_it_was_read_returns_it(
+    make_session: SessionFactory, wire_format: str, outcome: str, call: str
+) -> None:
+    # Link-only events (messagingInvitation_ref.md's samples), and the invitation ends
+    # before the 201 would have come: its started and completed events are unclaimed when
+    # the call looks for them. The read of the invitation names the call's operationId,
+    # the completed event then needs a read of how it ended: the call returns the
+    # invitation, which ends as the server says (it raised the TransportError, for a
+    # conversation the server had connected: a retry would have started a second one).
+    config = SimulatorConfig(
+        embed_resources=False,
+        event_href_style="absolute",
+        completion_delay=0.01,
+        fail_rate=1.0 if outcome == "declined" else 0.0,
+        people=(Person(LENE, "Lene Aaling", Behaviour.decline()),)
+        if outcome == "declined"
+        else None,
+    )
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        target = "continue" if call == "continue" else "startMessaging"
+        sim.faults.late_answer(0.1, target=target, drop=True)
+        async with asyncio.timeout(5):
+            if call == "continue":
+                invitation = await session.continue_messaging(logs[0], "hello")
+            else:
+                invitation = await session.start_messaging(LENE, "hello")
+            assert sim.counters.faults_injected["late_answer"] == 1
+            assert invitation.href is not None
+            if outcome == "connected":
+                assert (await invitation).state == "Connected"
+            else:
+                with pytest.raises(ucwa_async.InvitationFailedError):
+                    await invitation
+        assert session.stats.invitations_started == 1
+        assert _requests(sim, "cancel") == []
+        assert session._ops._unanswered == {}
+        assert session.pending_invitations == 0
 
 
 async def test_a_continue_waiting_for_the_channel_after_a_lost_answer_is_pending(

@@ -23,7 +23,7 @@ from ucwa_async.testing import (
 )
 from ucwa_async.testing._urls import DISCOVERY_PATH
 
-from ._support import SessionFactory
+from ._support import BOTH_SHAPES, SessionFactory
 
 PHONE = "tel:+14255551234"
 
@@ -122,12 +122,13 @@ async def test_log_href_string_and_query_string_kept(
 # --- continue_* and their outcomes ---------------------------------------------------------
 
 
+@BOTH_SHAPES
 async def test_continue_messaging_returns_at_201_then_connects(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
     recorder = Recorder(lambda req: Outcome(success=True, delay=0.3))
     async with (
-        UcwaSimulator(SimulatorConfig(outcome_rule=recorder)) as sim,
+        UcwaSimulator(shaped(outcome_rule=recorder)) as sim,
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
@@ -161,12 +162,13 @@ async def test_continue_messaging_returns_at_201_then_connects(
         assert session.pending_invitations == 0
 
 
+@BOTH_SHAPES
 async def test_continue_phone_audio_connects_with_phone_number(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
     recorder = Recorder()
     async with (
-        UcwaSimulator(SimulatorConfig(outcome_rule=recorder)) as sim,
+        UcwaSimulator(shaped(outcome_rule=recorder)) as sim,
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=1)
@@ -213,10 +215,11 @@ async def test_messaging_without_message_sends_none(
         assert recorder.requests[0].message is None
 
 
+@BOTH_SHAPES
 async def test_failure_carries_the_servers_reason(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
-    config = SimulatorConfig(fail_rate=1.0, completion_delay=0.01)
+    config = shaped(fail_rate=1.0, completion_delay=0.01)
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_messaging(logs[0], message="hello?")
@@ -236,8 +239,9 @@ async def test_failure_carries_the_servers_reason(
         assert session.stats.invitations_connected == 0
 
 
+@BOTH_SHAPES
 async def test_outcome_rule_failure_reason_phone_audio(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
     busy = Reason("RemoteFailure", "Busy", "The callee is busy & unavailable <now>.")
 
@@ -247,7 +251,7 @@ async def test_outcome_rule_failure_reason_phone_audio(
         return Outcome(success=True)
 
     async with (
-        UcwaSimulator(SimulatorConfig(outcome_rule=rule)) as sim,
+        UcwaSimulator(shaped(outcome_rule=rule)) as sim,
         make_session(sim) as session,
     ):
         logs = await session.conversation_logs(limit=2)
@@ -264,10 +268,11 @@ async def test_outcome_rule_failure_reason_phone_audio(
         assert sim.invitation_state(call.href or "") == "Failed"
 
 
+@BOTH_SHAPES
 async def test_invitation_timeout_when_it_never_completes(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
-    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(complete=False))
+    config = shaped(outcome_rule=lambda req, rng: Outcome(complete=False))
     async with UcwaSimulator(config) as sim, make_session(sim, invitation_timeout=0.4) as session:
         logs = await session.conversation_logs(limit=1)
         loop = asyncio.get_running_loop()
@@ -340,10 +345,11 @@ async def test_cancel_posts_the_cancel_link(make_session: SessionFactory, wire_f
         assert session.stats.invitations_failed == 0
 
 
+@BOTH_SHAPES
 async def test_cancel_right_after_201_before_any_event(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
-    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(complete=False))
+    config = shaped(outcome_rule=lambda req, rng: Outcome(complete=False))
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_phone_audio(logs[0], phone_number=PHONE)
@@ -354,10 +360,11 @@ async def test_cancel_right_after_201_before_any_event(
         assert sim.counters.invitations_by_state == {"Failed": 1}
 
 
+@BOTH_SHAPES
 async def test_awaiting_task_cancelled_does_not_cancel_the_invitation(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shaped: Callable[..., SimulatorConfig]
 ) -> None:
-    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(success=True, delay=0.3))
+    config = shaped(outcome_rule=lambda req, rng: Outcome(success=True, delay=0.3))
     async with UcwaSimulator(config) as sim, make_session(sim) as session:
         logs = await session.conversation_logs(limit=1)
         invitation = await session.continue_messaging(logs[0])
@@ -370,10 +377,14 @@ async def test_awaiting_task_cancelled_does_not_cancel_the_invitation(
         assert (await invitation).state == "Connected"
 
 
+@BOTH_SHAPES
 async def test_session_close_ends_pending_with_session_closed(
-    make_session: SessionFactory, wire_format: str, no_leftover_tasks: Callable[[], None]
+    make_session: SessionFactory,
+    wire_format: str,
+    no_leftover_tasks: Callable[[], None],
+    shaped: Callable[..., SimulatorConfig],
 ) -> None:
-    config = SimulatorConfig(outcome_rule=lambda req, rng: Outcome(complete=False))
+    config = shaped(outcome_rule=lambda req, rng: Outcome(complete=False))
     async with UcwaSimulator(config) as sim:
         async with make_session(sim) as session:
             logs = await session.conversation_logs(limit=1)

@@ -20,7 +20,7 @@ from ucwa_async.testing import (
     UcwaSimulator,
 )
 
-from ._support import SessionFactory
+from ._support import BOTH_SHAPES, EVENT_SHAPES, SessionFactory
 
 PHONE = "tel:+14255551234"
 
@@ -88,13 +88,16 @@ async def _signals(stream: ucwa_async.EventStream, until: type, limit: float = 5
     raise AssertionError(f"stream ended before {until.__name__}: {got}")
 
 
-@pytest.mark.parametrize("failures", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("failures", "shape"),
+    [(1, "embedded"), (2, "embedded"), (3, "embedded"), (1, "link-only-absolute")],
+)
 async def test_callback_channel_error_reconnects_and_retries_same_operation_id(
-    make_session: SessionFactory, wire_format: str, failures: int
+    make_session: SessionFactory, wire_format: str, failures: int, shape: str
 ) -> None:
     witness = Witness()
     async with (
-        UcwaSimulator(witness.config()) as sim,
+        UcwaSimulator(witness.config(**EVENT_SHAPES[shape])) as sim,
         make_session(sim, max_callback_retries=3) as session,
     ):
         logs = await session.conversation_logs(limit=1)
@@ -201,12 +204,16 @@ async def test_burst_of_callback_channel_errors_causes_one_reconnect(
         assert sorted(witness.attempts) == sorted(created * 2)
 
 
+@BOTH_SHAPES
 async def test_callback_channel_error_with_an_invitation_pending(
-    make_session: SessionFactory, wire_format: str
+    make_session: SessionFactory, wire_format: str, shape: str
 ) -> None:
     # An invitation already bound must survive the forced reconnect of another POST.
     witness = Witness(Outcome(success=True, delay=0.4))
-    async with UcwaSimulator(witness.config()) as sim, make_session(sim) as session:
+    async with (
+        UcwaSimulator(witness.config(**EVENT_SHAPES[shape])) as sim,
+        make_session(sim) as session,
+    ):
         logs = await session.conversation_logs(limit=1)
         first = await session.continue_messaging(logs[0], message="first")
         sim.faults.callback_channel_error(next_n=2)

@@ -4,6 +4,9 @@ behaviour, messages both ways, the end of a conversation."""
 
 from __future__ import annotations
 
+import datetime
+import re
+
 import pytest
 
 from ucwa_async.testing import SimulatorConfig
@@ -80,6 +83,13 @@ async def test_incoming_im_accept_reply_and_receive(make_client: MakeClient, wir
     assert first.status == "Success"
     assert first.resource is not None
     assert message_text(first.resource) == "deploy status"
+    # PayloadFormat.md: dates in JSON as /Date(ms)/, in XML ISO 8601 (message_ref's XML
+    # sample: <property name="timeStamp">2016-09-26T16:20:27.6158253-07:00</property>).
+    stamp = first.resource.props["timeStamp"]
+    if wire == "json":
+        assert re.fullmatch(r"/Date\(\d+\)/", stamp), stamp
+    else:
+        assert datetime.datetime.fromisoformat(stamp).tzinfo is not None, stamp
 
     conv_href = inv.link("conversation")
     assert d.sim.conversation_state(d.client.url(conv_href)) == "Connected"

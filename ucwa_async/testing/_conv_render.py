@@ -9,6 +9,7 @@ Every builder takes ``h``, which writes a server path in the wanted href style.
 from __future__ import annotations
 
 import base64
+import datetime
 from collections.abc import Callable
 from urllib.parse import quote_plus
 
@@ -148,7 +149,9 @@ def message_res(conv: Conversation, msg: Message, h: Href, operation_id: bool) -
         # message_ref: the delivery Status (Pending, Succeeded, Failed); the flow samples
         # leave it out, the ref GET has it.
         "status": msg.status,
-        "timeStamp": f"/Date({msg.time_ms})/",
+        # A datetime: the renderer writes each wire's form (PayloadFormat.md: JSON's
+        # /Date(ms)/, XML's ISO 8601, as message_ref's XML sample shows).
+        "timeStamp": datetime.datetime.fromtimestamp(msg.time_ms / 1000, datetime.UTC),
     }
     if msg.sender is not None:
         links += [
