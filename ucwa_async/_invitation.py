@@ -36,7 +36,8 @@ class Invitation(OutcomeFuture[T]):
     """A pending ``messagingInvitation`` or ``phoneAudioInvitation``: an ``asyncio.Future``.
 
     ``resource`` is the final invitation resource once connected (None until then);
-    ``state`` follows the events while it is pending. ``kind`` is the invitation
+    ``state`` follows the events while it is pending (None until one says a state:
+    link-only events say none before the end). ``kind`` is the invitation
     resource's rel (``"messagingInvitation"`` or ``"phoneAudioInvitation"``);
     ``modality`` says the same in the words of ``IncomingInvitation.kind`` and
     ``Conversation.kind``: ``"messaging"`` or ``"phoneAudio"``.
