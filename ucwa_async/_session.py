@@ -99,8 +99,10 @@ class SessionStats:
     """
 
     invitations_started: int = 0
-    """continue / start calls whose invitation the server made (its 201, or its events
-    after a lost 201); a retry that joins a watched call is not a second start."""
+    """continue / start calls that got their invitation: its 201, or, after a lost 201,
+    the event channel naming it within the grace (a retry that joins a watched call is
+    not a second start). One named only after its call raised is counted in
+    ``invitations_abandoned`` alone."""
     invitations_connected: int = 0
     """Invitations that ended ``Connected`` (``await invitation`` returned)."""
     invitations_failed: int = 0
