@@ -5,6 +5,8 @@ docs/conversations.md and docs/events.md (end reasons, channel signals and state
 from __future__ import annotations
 
 import ast
+import inspect
+import pathlib
 import re
 import typing
 
@@ -179,7 +181,9 @@ def test_the_conversation_errors_table_names_public_errors_only() -> None:
 def test_every_session_stats_counter_says_what_it_counts() -> None:
     # The counters have no docs page of their own: each field's docstring is its doc
     # (an exporter reads them there), so none may be left without one.
-    source = (ROOT / "ucwa_async" / "_session.py").read_text(encoding="utf-8")
+    # The installed module's file: the suite also runs against the wheel, without the
+    # source tree.
+    source = pathlib.Path(inspect.getfile(ucwa_async.SessionStats)).read_text(encoding="utf-8")
     tree = ast.parse(source)
     stats = next(
         node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SessionStats"
