@@ -183,7 +183,7 @@ def test_every_session_stats_counter_says_what_it_counts() -> None:
     # (an exporter reads them there), so none may be left without one.
     # The installed module's file: the suite also runs against the wheel, without the
     # source tree.
-    source = pathlib.Path(inspect.getfile(ucwa_async.SessionStats)).read_text(encoding="utf-8")
+    source = pathlib.Path(inspect.getfile(ucwa_async._session)).read_text(encoding="utf-8")
     tree = ast.parse(source)
     stats = next(
         node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "SessionStats"
