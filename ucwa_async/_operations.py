@@ -192,8 +192,9 @@ class OperationTable:
         self._cancels: dict[str, _Cancel] = {}  # cancel POSTs in flight
         self._abandoning: dict[str, asyncio.Future[None]] = {}  # abandoned, being cancelled
         self._unanswered: dict[str, _Unanswered] = {}  # POSTs without an answer, watched
-        # Unclaimed invitations read for them: being read, and the operationId each named.
-        self._looking: set[str] = set()
+        # Unclaimed invitations read for them: being read (with the read's answer), and
+        # the operationId each named.
+        self._looking: dict[str, asyncio.Future[str | None]] = {}
         self._looked: collections.OrderedDict[str, str | None] = collections.OrderedDict()
         # The correlator's unclaimed invitations, scanned once for all the calls that look
         # among them (see _unclaimed): None when events came, a read ended, or a bind.
@@ -474,14 +475,16 @@ class OperationTable:
         if href in self._looked:
             answer.set_result(self._looked[href])
             return answer
-        self._looking.add(href)  # (now: no other call picks it before the task starts)
+        # (now: no other call picks it before the task starts)
+        self._looking[href] = answer
 
         async def read() -> None:
             operation_id: str | None = None
             try:
                 operation_id = await self._names(href)
             finally:
-                self._looking.discard(href)
+                if self._looking.get(href) is answer:
+                    del self._looking[href]
                 if not answer.done():
                     answer.set_result(operation_id)
 
@@ -493,7 +496,6 @@ class OperationTable:
         another watched operation binds it to that one."""
         if href in self._looked:
             return self._looked[href]
-        self._looking.add(href)
         operation_id: str | None = None
         try:
             url = self._app.resolve_own(href)
@@ -505,8 +507,6 @@ class OperationTable:
         except UcwaError as exc:
             log.info("could not read invitation %s: %s", href, exc)
             return None  # (not remembered: another call may read it again)
-        finally:
-            self._looking.discard(href)
         self._looked[href] = operation_id
         self._scan = None
         while len(self._looked) > _MAX_UNANSWERED:
@@ -587,10 +587,17 @@ class OperationTable:
             raise ValueError(f"operation_id {operation_id!r} is in use by a {kind}")
         watch.waiters += 1
         try:
-            async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
-                await self._look_for(watch)  # (link-only events name nothing by themselves)
-        except TimeoutError:
-            pass
+            try:
+                async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
+                    await self._look_for(watch)  # (link-only events name nothing by themselves)
+            except TimeoutError:
+                # A read under way may still name the first POST's invitation: its answer
+                # decides. Forgotten first, the watch was not there when the read named
+                # it: the first call rang on, nobody holding it, and the retry POSTed
+                # again (a second call, or 409 AlreadyExists). Each read is one GET.
+                reads = [read for read in self._looking.values() if not read.done()]
+                if reads and self._unanswered.get(operation_id) is watch:
+                    await asyncio.wait(reads)
         except asyncio.CancelledError:
             watch.waiters -= 1
             if (

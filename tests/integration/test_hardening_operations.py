@@ -1481,3 +1481,42 @@ async def test_an_unclaimed_invitation_that_is_gone_is_read_once_for_all_the_cal
         for invitation in results:
             assert invitation.cancel()  # type: ignore[union-attr]
         await until(lambda: sim.counters.invitations_by_state == {"Failed": 4})
+
+
+# --- rev14 audit -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dedup", [True, False], ids=["409 on a duplicate", "second call"])
+async def test_a_retry_whose_grace_ends_during_a_read_still_joins_the_call_it_names(
+    make_session: SessionFactory, wire_format: str, short_grace: None, dedup: bool
+) -> None:
+    # Link-only events, and the retry's read of the unclaimed invitation (the first
+    # POST's) is slower than the retry's grace. The retry forgot the watch when its grace
+    # ended and POSTed again; the read then named the first invitation, but no watch was
+    # left to act on it: the first call rang on, nobody holding it, and the retry raised
+    # 409 AlreadyExists (a server that refuses a duplicate operationId) or made a second
+    # call.
+    config = SimulatorConfig(
+        outcome_rule=_ringing, embed_resources=False, reject_duplicate_operation_id=dedup
+    )
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        release = await _lose_the_answer(
+            session, sim, session.continue_phone_audio(logs[0], PHONE, operation_id="order-14")
+        )
+        release()
+        await until(lambda: session._ops._correlator.orphan_count > 0)  # type: ignore[union-attr]
+        sim.faults.latency(0.4, target="invitation")  # the read outlasts the 0.2 s grace
+        retry = await asyncio.wait_for(
+            session.continue_phone_audio(logs[0], PHONE, operation_id="order-14"), 5
+        )
+        sim.faults.latency(0, target="invitation")
+        assert retry.href is not None
+        assert retry.href.endswith("/invitations/1")
+        assert len(_requests(sim, "continue")) == 1
+        assert sim.counters.invitations_created == 1
+        assert session.stats.invitations_started == 1
+        assert session.pending_invitations == 1
+        assert retry.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
+        assert session._ops._unanswered == {}  # type: ignore[union-attr]
