@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -152,14 +153,17 @@ class SentMessages:
         # own messages without a scan of every pending one (200 conversations leaving
         # with 2 000 messages pending: 400 000 comparisons).
         self._by_conversation: dict[str, dict[str, None]] = {}
-        self._posting = 0  # sendMessage POSTs without their 201 yet
+        # sendMessage POSTs without their 201 yet (or waiting for the channel's word on
+        # a lost one): the time (time.monotonic) before each was made, oldest first.
+        self._since: dict[str, float] = {}
         # POSTs that got no answer, waiting for the channel to name their operationId;
         # the hrefs of the last started messages nobody claimed while a POST awaited its
         # answer (the reference's message events embed nothing: a GET tells whose).
         self._unanswered: dict[str, asyncio.Future[None]] = {}
         # (As many as the correlator's orphans: a connection drop loses the answers of
         # every POST under way at once, and a send finds its own message among them.)
-        self._unclaimed: collections.deque[str] = collections.deque(maxlen=_MAX_UNCLAIMED)
+        # By key: (href, when it came), oldest first; bound by a 201 or read, it leaves.
+        self._unclaimed: collections.OrderedDict[str, tuple[str, float]] = collections.OrderedDict()
         self._looking: set[str] = set()  # unclaimed messages being read
         self._closed = False
 
@@ -190,7 +194,7 @@ class SentMessages:
         self._correlator.expect(operation_id)
         self._add(message)
         content_type = ("text/html" if html else "text/plain") + "; charset=utf-8"
-        self._posting += 1
+        self._since[operation_id] = time.monotonic()
         try:
             response: HttpResponse | None = await self._post(
                 with_query(url, operationId=operation_id), text.encode("utf-8"), content_type
@@ -214,7 +218,7 @@ class SentMessages:
             self._correlator.forget(operation_id)
             raise
         finally:
-            self._posting -= 1
+            del self._since[operation_id]
         self._stats.messages_sent += 1
         if self._pending.get(operation_id) is message:
             message._timer = loop.call_later(timeout, self._expire, operation_id)
@@ -228,6 +232,7 @@ class SentMessages:
             log.info("sendMessage answered %d without a usable Location", response.status)
             return message
         message.href = href
+        self._drop_unclaimed(href)
         try:
             resolutions = self._correlator.bind(operation_id, href)
         except (ValueError, KeyError) as exc:
@@ -253,6 +258,10 @@ class SentMessages:
         named = self._unanswered[operation_id] = loop.create_future()
         deadline = loop.time() + _outcome.UNANSWERED_GRACE
         owner = self._correlator.owner
+        # Only messages that came after the POST was made: an older one is not the one it
+        # made (8 older ones, someone else's, spent its MAX_LOOKUPS, and it never read
+        # its own, the newest).
+        since = self._since[operation_id]
 
         async def is_ours(href: str) -> bool:
             return await self._is_ours(href, operation_id)
@@ -263,7 +272,12 @@ class SentMessages:
             # theirs), _outcome.MAX_LOOKUPS at once.
             if len(self._looking) >= _outcome.MAX_LOOKUPS:
                 return ()
-            return (h for h in self._unclaimed if h not in self._looking and owner(h) is None)
+            self._prune_unclaimed()
+            return (
+                href
+                for href, at in self._unclaimed.values()
+                if at >= since and href not in self._looking and owner(href) is None
+            )
 
         try:
             async with asyncio.timeout_at(deadline):  # the reads too: a slow GET is cut
@@ -290,8 +304,7 @@ class SentMessages:
             resource = await self._read(href)
         finally:
             self._looking.discard(href)
-        with contextlib.suppress(ValueError):
-            self._unclaimed.remove(href)  # read: nobody reads it again
+        self._drop_unclaimed(href)  # read: nobody reads it again
         named = resource.properties.get("operationId") if resource is not None else None
         if named == operation_id:
             return True
@@ -307,6 +320,7 @@ class SentMessages:
         if named is not None and not named.done():
             named.set_result(None)
         message.href = self._app.safe_resolve(href) or href
+        self._drop_unclaimed(href)
         try:
             resolutions = self._correlator.bind(message.operation_id, href)
         except (ValueError, KeyError) as exc:
@@ -323,7 +337,7 @@ class SentMessages:
         ):
             return False
         owned = self._correlator.owner(event.link.href) is not None
-        if not owned and not self._posting:
+        if not owned and not self._since:
             # Not a message of ours: those whose 201 came are known by href, and an
             # unknown one can be ours only while a POST awaits its 201. Kept out of the
             # correlator, incoming messages (link-only ones above all) cannot crowd out
@@ -337,8 +351,36 @@ class SentMessages:
             self._apply(resolution)
         if not owned and not resolutions and event.type == "started":
             # Perhaps a message whose 201 is under way, or lost: see _answer_from_channel.
-            self._unclaimed.append(event.link.href)
+            self._keep_unclaimed(event.link.href)
         return owned or bool(resolutions)
+
+    def _keep_unclaimed(self, href: str) -> None:
+        try:
+            key = self._app.key(href)
+        except ValueError:
+            return  # (no 201 can claim it either)
+        unclaimed = self._unclaimed
+        unclaimed[key] = (href, time.monotonic())
+        unclaimed.move_to_end(key)
+        while len(unclaimed) > _MAX_UNCLAIMED:
+            unclaimed.popitem(last=False)
+
+    def _drop_unclaimed(self, href: str) -> None:
+        """The message at ``href`` is claimed (bound, or read): no send reads it again."""
+        if self._unclaimed:
+            with contextlib.suppress(ValueError):
+                self._unclaimed.pop(self._app.key(href), None)
+
+    def _prune_unclaimed(self) -> None:
+        """Drop the unclaimed messages that came before every POST under way was made:
+        none of them is a message those POSTs (or later ones) made."""
+        oldest = next(iter(self._since.values()), None)
+        unclaimed = self._unclaimed
+        while unclaimed:
+            key, (_, at) = next(iter(unclaimed.items()))
+            if oldest is not None and at >= oldest:
+                break
+            del unclaimed[key]
 
     def _apply(self, resolution: Progress | Succeeded | Failed | NeedsLookup) -> None:
         if self._unanswered:
@@ -352,6 +394,7 @@ class SentMessages:
             # (from a started event too: the server has taken the message, whose 201 may
             # be lost; see _answer_from_channel)
             message.href = self._app.safe_resolve(resolution.event.link.href)
+            self._drop_unclaimed(resolution.event.link.href)
         if isinstance(resolution, Progress):
             return
         if (

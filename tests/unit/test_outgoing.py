@@ -542,3 +542,105 @@ async def test_a_lost_answer_whose_conversation_ends_during_the_grace_raises_the
         await sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5)
     assert loop.time() - began < 1.0
     assert stats.messages_sent == 0
+
+
+# --- rev14 audit -------------------------------------------------------------------------
+
+
+async def test_older_unclaimed_messages_do_not_spend_a_lost_answers_lookups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Link-only events: 8 started messages nobody claimed came while earlier POSTs were
+    # under way (someone else's: link-only incoming messages look the same), before this
+    # send's POST was made. The send read the oldest first, spent its MAX_LOOKUPS on
+    # them, and never read its own, the newest: it raised, though the server took it.
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    holder: list[SentMessages] = []
+    reads: list[str] = []
+    posted: list[str] = []
+
+    async def read(href: str) -> Any:
+        reads.append(href)
+        n = int(href.rsplit("/", 1)[1])
+        operation_id = posted[0] if n == 99 else f"someone-else-{n}"
+        return parse_resource({"rel": "message", "operationId": operation_id})
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        if not posted:  # an earlier send: others' messages came while it was under way
+            posted.append("")
+            for n in range(8):
+                assert not holder[0].claims(link_only_started(n))
+            return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/98")
+        posted[0] = url.partition("operationId=")[2]
+        assert not holder[0].claims(link_only_started(99))
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    stats = SessionStats()
+    sent = SentMessages(
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=stats,
+        read=read,
+    )
+    holder.append(sent)
+    await sent.send(SEND, "earlier", html=False, conversation_href=CONV, timeout=5)
+    message = await asyncio.wait_for(
+        sent.send(SEND, "a", html=False, conversation_href=CONV, timeout=5), 5
+    )
+    assert message.href == f"{SEND}/99"
+    assert reads == [f"{SEND}/99"]
+    assert stats.messages_sent == 2
+
+
+async def test_many_sends_waiting_for_lost_answers_do_not_rescan_bound_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1000 messages whose started event beat their 201 (kept as unclaimed, then bound by
+    # the 201), and 1000 sends that lose their answers at once (the server never got
+    # them). Each waiting send walked every kept href, normalising each to ask its
+    # owner, every _LOOKUP_STEP of its grace: 1000 x 1000 per step, the loop saturated.
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
+    holder: list[SentMessages] = []
+    bound = iter(range(1000))
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> HttpResponse:
+        n = next(bound, None)
+        if n is None:
+            raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+        assert not holder[0].claims(link_only_started(n))  # before its 201
+        return HttpResponse("POST", url, 201, None, b"", location=f"{SEND}/{n}")
+
+    async def read(href: str) -> Any:
+        raise AssertionError(f"no unclaimed message to read: {href}")
+
+    stats = SessionStats()
+    sent = SentMessages(
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=stats,
+        read=read,
+    )
+    holder.append(sent)
+    for _ in range(1000):
+        await sent.send(SEND, "x", html=False, conversation_href=CONV, timeout=60)
+    owners = 0
+    owner = sent._correlator.owner
+
+    def counted(href: str) -> str | None:
+        nonlocal owners
+        owners += 1
+        return owner(href)
+
+    monkeypatch.setattr(sent._correlator, "owner", counted)
+    sends = [
+        asyncio.create_task(sent.send(SEND, "y", html=False, conversation_href=CONV, timeout=60))
+        for _ in range(1000)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 60)
+    assert all(isinstance(r, ucwa_async.TransportError) for r in results)
+    assert owners <= 1000, owners  # not 1000 sends x 5 steps x 1000 hrefs
+    assert len(sent) == 1000
