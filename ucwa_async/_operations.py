@@ -22,6 +22,7 @@ call the server accepted is ever left ringing with nobody able to see it.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import functools
 import itertools
@@ -198,7 +199,7 @@ class OperationTable:
         self._looked: collections.OrderedDict[str, str | None] = collections.OrderedDict()
         # The correlator's unclaimed invitations, scanned once for all the calls that look
         # among them (see _unclaimed): None when events came, a read ended, or a bind.
-        self._scan: tuple[list[str], dict[str, list[str]]] | None = None
+        self._scan: tuple[list[tuple[float, str]], dict[str, list[str]]] | None = None
         self._scanned_at = 0.0
         self._scan_since = 0.0  # the oldest watched POST's time when it was made
         self._resyncs = 0  # resyncs so far: a POST that spans one re-reads its invitation
@@ -419,9 +420,32 @@ class OperationTable:
                 return ()
             unread, named = self._unclaimed()
             looked, looking = self._looked, self._looking
+            # Only what came after this POST was made (see others).
+            first = bisect.bisect_left(unread, watch.since, key=_arrival)
             return itertools.chain(
                 named.get(operation_id, ()),
-                (h for h in unread if h not in looking and h not in looked),
+                (
+                    href
+                    for href in (unread[i][1] for i in range(first, len(unread)))
+                    if href not in looking and href not in looked
+                ),
+            )
+
+        def others() -> Iterable[str]:
+            # What came before this POST was made, after the oldest watched one: not
+            # this call's, but maybe the invitation of a call whose grace ended (a watch
+            # stays a minute; read, it is cancelled on the server). Its own budget: 8 of
+            # them, older than this POST, spent the call's MAX_LOOKUPS, and it never
+            # read its own.
+            if len(self._looking) >= _READERS:
+                return ()
+            unread = self._unclaimed()[0]
+            first = bisect.bisect_left(unread, watch.since, key=_arrival)
+            looked, looking = self._looked, self._looking
+            return (
+                href
+                for href in (unread[i][1] for i in range(first))
+                if href not in looking and href not in looked
             )
 
         async def is_ours(href: str) -> bool:
@@ -434,28 +458,29 @@ class OperationTable:
         def found(href: str) -> None:
             self._found(watch, href)
 
-        await _outcome.look_up_unclaimed(watch.named, candidates, is_ours, found)
+        await _outcome.look_up_unclaimed(watch.named, candidates, is_ours, found, others=others)
 
-    def _unclaimed(self) -> tuple[list[str], dict[str, list[str]]]:
-        """The invitation hrefs of the correlator's orphan events not read yet, and those
-        read already by the operationId they named. One scan for every waiting call, made
+    def _unclaimed(self) -> tuple[list[tuple[float, str]], dict[str, list[str]]]:
+        """The invitation hrefs of the correlator's orphan events not read yet (with the
+        time each came, ascending), and those read already by the operationId they
+        named. One scan for every waiting call, made
         again when something changed or after ``_outcome._LOOKUP_STEP`` (1000 calls each
         scanning 1000 orphans every step saturated the loop for the whole grace)."""
         now = asyncio.get_running_loop().time()
         if self._scan is None or now >= self._scanned_at + _outcome._LOOKUP_STEP:
-            unread: list[str] = []
+            unread: list[tuple[float, str]] = []
             named: dict[str, list[str]] = {}
             looked = self._looked
             # Only what came since the oldest watched POST was made: older unclaimed
             # invitations (someone else's; link-only incoming ones stay a minute) would
             # spend the calls' MAX_LOOKUPS, and a call never read its own, the newest.
             since = min((w.since for w in self._unanswered.values()), default=0.0)
-            for event in self._correlator.orphan_events(since):
+            for at, event in self._correlator.orphans(since):
                 if getattr(event.link, "rel", None) not in _INVITATION_RELS:
                     continue
                 href = event.link.href
                 if href not in looked:
-                    unread.append(href)
+                    unread.append((at, href))
                 elif (operation_id := looked[href]) is not None:
                     named.setdefault(operation_id, []).append(href)
             self._scan, self._scanned_at, self._scan_since = (unread, named), now, since
@@ -1419,6 +1444,10 @@ def _stronger(previous: _Read | None, read: _Read) -> _Read:
     if previous is None or previous.mode == "pending":
         return read
     return previous
+
+
+def _arrival(unread: tuple[float, str]) -> float:
+    return unread[0]
 
 
 def _usable_operation_id(value: object) -> str | None:

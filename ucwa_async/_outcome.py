@@ -42,18 +42,26 @@ async def look_up_unclaimed(
     is_ours: Callable[[str], Awaitable[bool]],
     found: Callable[[str], None],
     stop: Callable[[], bool] = lambda: False,
+    others: Callable[[], Iterable[str]] = lambda: (),
 ) -> None:
     """Until ``named`` is done (or ``stop()``): read the hrefs ``candidates()`` gives
     (link-only events nobody claimed carry no operationId), each once and
     ``MAX_LOOKUPS`` at most; ``found`` the one ``is_ours``. ``candidates()`` is asked
     again after each read (what others read meanwhile is not read twice), and every
     ``_LOOKUP_STEP`` when there is nothing to read; the caller bounds the whole wait
-    (``UNANSWERED_GRACE``)."""
+    (``UNANSWERED_GRACE``). ``others()``: hrefs that cannot be the caller's but may be
+    another's (its reader binds them), read first, with ``MAX_LOOKUPS`` of their own:
+    they never spend the caller's."""
     read: set[str] = set()
+    own = spare = 0
     while not named.done() and not stop():
         href = None
-        if len(read) < MAX_LOOKUPS:
+        if spare < MAX_LOOKUPS:
+            href = next((h for h in others() if h not in read), None)
+            spare += href is not None
+        if href is None and own < MAX_LOOKUPS:
             href = next((h for h in candidates() if h not in read), None)
+            own += href is not None
         if href is not None:
             read.add(href)
             if await is_ours(href):

@@ -718,3 +718,21 @@ def test_orphan_events_since_leaves_out_hrefs_whose_first_event_came_earlier() -
     assert [e.link.href for e in c.orphan_events(since)] == [INV.format(2)]
     assert [e.link.href for e in c.orphan_events(since + 1)] == []
     assert [e.link.href for e in c.orphan_events()] == [INV.format(1), INV.format(2)]
+
+
+def test_orphans_give_each_href_the_time_its_first_waiting_event_came() -> None:
+    # What a lost-answer call tells apart by: which unclaimed invitation came after its
+    # own POST was made, when several POSTs made at different times are watched.
+    clock = FakeClock()
+    c = Correlator(clock=clock, orphan_ttl=60.0)
+    start = clock.now
+    c.feed(ev("started", 1))
+    clock.now += 1
+    c.feed(ev("started", 2))
+    clock.now += 1
+    c.feed(ev("updated", 1))
+    assert [(at - start, e.type, e.link.href) for at, e in c.orphans()] == [
+        (0, "updated", INV.format(1)),
+        (1, "started", INV.format(2)),
+    ]
+    assert [(at - start, e.link.href) for at, e in c.orphans(start + 1)] == [(1, INV.format(2))]

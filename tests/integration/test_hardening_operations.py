@@ -1390,14 +1390,14 @@ async def test_many_calls_waiting_for_lost_answers_share_the_scan_of_unclaimed_e
 
         monkeypatch.setattr(ops, "_post_continue", lost)
         scans = 0
-        orphan_events = ops._correlator.orphan_events
+        orphans = ops._correlator.orphans
 
         def counted(since: float | None = None) -> Any:
             nonlocal scans
             scans += 1
-            return orphan_events(since)
+            return orphans(since)
 
-        monkeypatch.setattr(ops._correlator, "orphan_events", counted)
+        monkeypatch.setattr(ops._correlator, "orphans", counted)
         tasks = [
             asyncio.create_task(session.continue_phone_audio(logs[0], PHONE)) for _ in range(calls)
         ]
@@ -1520,3 +1520,43 @@ async def test_a_retry_whose_grace_ends_during_a_read_still_joins_the_call_it_na
         assert retry.cancel()
         await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})
         assert session._ops._unanswered == {}  # type: ignore[union-attr]
+
+
+async def test_a_lost_answer_finds_its_invitation_behind_unclaimed_ones_older_than_its_post(
+    make_session: SessionFactory, wire_format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An earlier continue lost its answer (the server never got it): its operationId
+    # stays watched for a minute after its call raised. Then 8 link-only invitations of
+    # other people come, then a second call loses its answer too. The scan kept what came
+    # since the *oldest* watched POST was made, for every call: the second call read the
+    # 8 older ones first, spent its MAX_LOOKUPS, and never read its own, the newest.
+    from ucwa_async import _outcome
+
+    config = SimulatorConfig(outcome_rule=_ringing, embed_resources=False)
+    async with UcwaSimulator(config) as sim, make_session(sim) as session:
+        logs = await session.conversation_logs(limit=1)
+        ops = session._ops
+        assert ops is not None
+        post_continue = ops._post_continue
+
+        async def lost(url: str, body: Any) -> Any:
+            raise ucwa_async.TransportError("connection reset")  # (may have reached it)
+
+        monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
+        monkeypatch.setattr(ops, "_post_continue", lost)
+        with pytest.raises(ucwa_async.TransportError):
+            await session.continue_phone_audio(logs[0], PHONE, operation_id="earlier")
+        assert list(ops._unanswered) == ["earlier"]  # still watched
+        monkeypatch.setattr(ops, "_post_continue", post_continue)
+        monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 2.0)
+        _orphan_invitations(session, 8, read=False)
+        await asyncio.sleep(0.01)  # (the clock moves on: the next POST is made later)
+        sim.faults.late_answer(0.1, drop=True)
+        invitation = await asyncio.wait_for(
+            session.continue_phone_audio(logs[0], PHONE, timeout=30), 5
+        )
+        assert invitation.href is not None
+        assert invitation.href.endswith("/communication/invitations/1")
+        assert session.stats.invitations_started == 1
+        assert invitation.cancel()
+        await until(lambda: sim.counters.invitations_by_state == {"Failed": 1})

@@ -335,14 +335,21 @@ class Correlator:
         ``since`` (the clock's time): only the hrefs whose first event waiting came at
         or after it (a resource whose events came before a request was made is not the
         one the request made)."""
+        return [event for _, event in self.orphans(since)]
+
+    def orphans(self, since: float | None = None) -> list[tuple[float, EventLike]]:
+        """``orphan_events(since)``, each with the time its href's first event waiting
+        came (the clock's time; ascending): a caller that looks for several requests
+        tells which came after each one was made."""
         self._expire_orphans()
-        latest: dict[str, EventLike] = {}
+        latest: dict[str, tuple[float, EventLike]] = {}
         older: set[str] = set()
         for orphan in self._orphans.values():
             if since is not None and orphan.at < since:
                 older.add(orphan.key)
             elif orphan.key not in older:
-                latest[orphan.key] = orphan.event
+                first = latest.get(orphan.key)
+                latest[orphan.key] = (orphan.at if first is None else first[0], orphan.event)
         return list(latest.values())
 
     # -- events ---------------------------------------------------------------------
