@@ -683,7 +683,7 @@ class ConversationTable:
 
     async def _hang_up(self, conversation: Conversation) -> None:
         url = await self._link(conversation, "stopPhoneAudio", "phoneAudio")
-        await self._post_payload(url, None, None)
+        await self._post_stop(conversation, url, "phoneAudio")
         if conversation._state.links.get("sendMessage") is None:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 
@@ -746,7 +746,48 @@ class ConversationTable:
                 href = await self._read_link(state, rel, modality)
             if href is not None:
                 with contextlib.suppress(NotFoundError):  # already gone on the server
-                    await self._post_payload(self._app.resolve_own(href), None, None)
+                    await self._post_stop(conversation, self._app.resolve_own(href), modality)
+
+    async def _post_stop(self, conversation: Conversation, url: str, modality: str) -> None:
+        """A stop POST (stopMessaging, stopPhoneAudio: they stop the modality, the
+        reference's 204 says nothing more). While it is under way, an end the server says
+        is this stop's (``ConversationState.leaving``: LEFT). One that got no answer (the
+        connection dropped, timed out) may have been taken all the same: the modality's
+        end (or the conversation's), on the event channel within
+        ``_outcome.UNANSWERED_GRACE``, says it was, and the stop returns as if its 204
+        had come; otherwise its ``TransportError`` is raised."""
+        state = conversation._state
+        was_disconnected = _modality_disconnected(state, modality)
+        state.leaving += 1
+        try:
+            try:
+                await self._post_payload(url, None, None)
+            except TransportError as exc:
+                if (
+                    exc.request_sent is False
+                    or was_disconnected
+                    or not await self._stopped_meanwhile(conversation, modality)
+                ):
+                    raise
+                log.info("stop POST %s got no answer, but the %s has ended", url, modality)
+        finally:
+            state.leaving -= 1
+
+    async def _stopped_meanwhile(self, conversation: Conversation, modality: str) -> bool:
+        """Whether, within ``_outcome.UNANSWERED_GRACE``, the server said the conversation
+        ended or its ``modality`` Disconnected (a link-only event's GET included). Not
+        its end here (a cancelled leave() ends it LEFT at once), nor a loss."""
+        state = conversation._state
+
+        def stopped() -> bool:
+            return state.end_said or _modality_disconnected(state, modality)
+
+        if not stopped():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
+                    while not stopped():
+                        await conversation._wait_change()
+        return stopped()
 
     def _end_locally(self, conversation: Conversation, reason: ConversationEndReason) -> None:
         if conversation._state.end(reason):
@@ -910,6 +951,11 @@ class ConversationTable:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await waiter
+
+
+def _modality_disconnected(state: ConversationState, modality: str) -> bool:
+    status = state.messaging_state if modality == "messaging" else state.phone_audio_state
+    return (status or "").lower() == "disconnected"
 
 
 async def _settle_with(work: Coroutine[Any, Any, _T], done: asyncio.Future[_T]) -> None:
