@@ -819,3 +819,68 @@ async def test_hang_up_whose_stop_reached_nothing_raises(
         async with asyncio.timeout(STEP):
             await conversation.hang_up()
         assert await conversation.wait_ended(STEP) is ucwa_async.ConversationEndReason.LEFT
+
+
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+async def test_decline_whose_answer_is_lost_is_counted(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """The server took the decline POST (decline_ref.md: the invitation fails, declined),
+    then the connection dropped before its 204: the invitation's end on the channel says
+    it was taken. decline() returns, the decline is counted (SessionStats.
+    incoming_declined: "their decline POST taken") and accept() says "declined". It
+    returned uncounted, the invitation taken for withdrawn by its caller."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    config = SimulatorConfig(completion_delay=0.01, **EVENT_SHAPES[shape])
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        sim.faults.late_answer(0.1, target="decline", drop=True)
+        async with asyncio.timeout(STEP):
+            await invite.decline()
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert session.stats.incoming_declined == 1
+        with pytest.raises(ucwa_async.InvitationWithdrawnError, match="declined"):
+            await invite.accept()
+        await invite.decline()  # declined: returns, nothing sent
+        posts = [r for r in sim.request_log if r.method == "POST"]
+        assert len([r for r in posts if r.kind == "decline"]) == 1
+        assert not [r for r in posts if r.kind == "accept"]
+        assert session.stats.incoming_declined == 1
+
+
+async def test_decline_whose_post_reached_nothing_raises_and_can_be_retried(
+    make_session: SessionFactory, short_grace: None
+) -> None:
+    """The decline POST got no answer and the server never took it: the invitation does
+    not end within the grace, decline() raises the TransportError, uncounted, and a later
+    decline() sends the request again."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        _lose_first_post(session, "/decline")
+        began = time.monotonic()
+        with pytest.raises(ucwa_async.TransportError):
+            async with asyncio.timeout(STEP):
+                await invite.decline()
+        assert time.monotonic() - began >= 0.15  # it waited for the channel's word
+        assert session.stats.incoming_declined == 0
+        assert not invite.withdrawn
+        async with asyncio.timeout(STEP):
+            await invite.decline()
+        assert session.stats.incoming_declined == 1
+        declines = [r for r in sim.request_log if r.method == "POST" and r.kind == "decline"]
+        assert len(declines) == 1  # the lost one never reached the simulator
