@@ -779,6 +779,23 @@ async def test_hang_up_whose_answer_is_lost_returns(
         assert len(stops) == 1
 
 
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+async def test_leave_answered_after_its_events_ends_left(
+    make_session: SessionFactory, shape: str
+) -> None:
+    """The events of the stop (the conversation deleted, its messaging Disconnected) come
+    before its 204: the conversation ended LEFT all the same (it ended disconnected or
+    deleted, whichever the server said first, as if someone else had ended it)."""
+    config = SimulatorConfig(completion_delay=0.01, **EVENT_SHAPES[shape])
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.late_answer(0.3, target="stopMessaging")  # acted on at once
+        async with asyncio.timeout(STEP):
+            await conversation.leave()
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+
+
 async def test_leave_whose_stop_reached_nothing_raises(
     make_session: SessionFactory, short_grace: None
 ) -> None:
