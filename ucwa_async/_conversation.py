@@ -145,7 +145,9 @@ class Conversation:
         """End the phone call (stopPhoneAudio). Unlike ``leave()`` it is not idempotent:
         ``ConversationError`` if there is no call, ``ConversationEndedError`` once over.
         As for ``leave()``, a caller that gives up (cancelled, an outer timeout) does not
-        leave the call connected on the server: the session finishes the request."""
+        leave the call connected on the server: the session finishes the request, and a
+        request whose answer is lost returns if the event channel shows the call ended
+        within 2 s (else its ``TransportError`` is raised and the call goes on here)."""
         await self._table.hang_up(self)
 
     async def leave(self) -> None:
@@ -157,7 +159,14 @@ class Conversation:
         (cancelled, an outer timeout) does not leave the conversation connected on the
         server: the session finishes the requests (and logs their failure). A later
         ``leave()`` then waits for them, as a repeated close waits for the first one, and
-        raises their error if they failed; after that, ``leave()`` returns at once."""
+        raises their error if they failed; after that, ``leave()`` returns at once.
+
+        A request whose answer is lost (``TransportError`` with ``request_sent`` not False:
+        the connection dropped, or it timed out) may have been taken: ``leave()`` waits up
+        to 2 s for the event channel to show the conversation (or the modality) ended,
+        and returns if it does; otherwise it raises the ``TransportError``. Either way the
+        conversation ends ``LEFT`` (an end the server says while the request is under way
+        is this leave's)."""
         async with self._leave_lock:
             if self._state.ended is None:
                 await self._table.leave(self)

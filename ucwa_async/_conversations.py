@@ -213,6 +213,8 @@ class ConversationTable:
         waiter = self._accepting.pop(effect.key, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(effect.accepted)
+        if invitation is not None:
+            invitation._server_ended()
         if invitation is None or (effect.accepted and waiter is not None):
             return  # our accept connected (or an invitation we no longer track)
         self._release_unreturned(invitation)
@@ -235,6 +237,7 @@ class ConversationTable:
             if invitation._answered is None:
                 # Kept open: a completed event after the end still gives its reason.
                 invitation.withdrawn = True
+                invitation._server_ended()
                 self.inbox.drop(invitation)
             elif invitation._answered == "accepted" and invitation._accept_posted is not None:
                 # Once the events being delivered are in (a completed event among them
@@ -593,8 +596,21 @@ class ConversationTable:
     async def _post_decline(
         self, invitation: IncomingInvitation, url: str, payload: bytes, content_type: str
     ) -> None:
+        """decline()'s POST, in a task of the session's; its 2xx counts the decline. One
+        that got no answer (the connection dropped, timed out) may have been taken all the
+        same: the invitation's end on the event channel within
+        ``_outcome.UNANSWERED_GRACE`` (decline_ref.md: the decline makes the invitation
+        fail, declined) says it was, and it is declined and counted as if the 204 had
+        come; otherwise the ``TransportError`` is raised (a later decline() tries again)."""
         try:
-            await self._post_payload(url, payload, content_type)
+            try:
+                await self._post_payload(url, payload, content_type)
+            except TransportError as exc:
+                if exc.request_sent is False or not await self._invitation_ended_meanwhile(
+                    invitation
+                ):
+                    raise
+                log.info("decline POST %s got no answer, but the invitation has ended", url)
         except NotFoundError:
             invitation.withdrawn = True  # gone meanwhile: nothing left to decline
             return
@@ -606,6 +622,21 @@ class ConversationTable:
             invitation._decline_posting = None
         invitation._answered = "declined"
         self._stats.incoming_declined += 1
+
+    async def _invitation_ended_meanwhile(self, invitation: IncomingInvitation) -> bool:
+        """Whether, within ``_outcome.UNANSWERED_GRACE``, the server ended ``invitation``
+        (its completed event, or its conversation's end); a loss of the application or of
+        the channel is no word of the server's on it."""
+        if not invitation._ended_on_server:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            invitation._end_waiter = waiter
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
+                        await waiter
+            finally:
+                invitation._end_waiter = None
+        return invitation._ended_on_server
 
     async def _decline_quietly(self, invitation: IncomingInvitation) -> None:
         try:
@@ -683,7 +714,7 @@ class ConversationTable:
 
     async def _hang_up(self, conversation: Conversation) -> None:
         url = await self._link(conversation, "stopPhoneAudio", "phoneAudio")
-        await self._post_payload(url, None, None)
+        await self._post_stop(conversation, url, "phoneAudio")
         if conversation._state.links.get("sendMessage") is None:
             self._end_locally(conversation, ConversationEndReason.LEFT)
 
@@ -746,7 +777,48 @@ class ConversationTable:
                 href = await self._read_link(state, rel, modality)
             if href is not None:
                 with contextlib.suppress(NotFoundError):  # already gone on the server
-                    await self._post_payload(self._app.resolve_own(href), None, None)
+                    await self._post_stop(conversation, self._app.resolve_own(href), modality)
+
+    async def _post_stop(self, conversation: Conversation, url: str, modality: str) -> None:
+        """A stop POST (stopMessaging, stopPhoneAudio: they stop the modality, the
+        reference's 204 says nothing more). While it is under way, an end the server says
+        is this stop's (``ConversationState.leaving``: LEFT). One that got no answer (the
+        connection dropped, timed out) may have been taken all the same: the modality's
+        end (or the conversation's), on the event channel within
+        ``_outcome.UNANSWERED_GRACE``, says it was, and the stop returns as if its 204
+        had come; otherwise its ``TransportError`` is raised."""
+        state = conversation._state
+        was_disconnected = _modality_disconnected(state, modality)
+        state.leaving += 1
+        try:
+            try:
+                await self._post_payload(url, None, None)
+            except TransportError as exc:
+                if (
+                    exc.request_sent is False
+                    or was_disconnected
+                    or not await self._stopped_meanwhile(conversation, modality)
+                ):
+                    raise
+                log.info("stop POST %s got no answer, but the %s has ended", url, modality)
+        finally:
+            state.leaving -= 1
+
+    async def _stopped_meanwhile(self, conversation: Conversation, modality: str) -> bool:
+        """Whether, within ``_outcome.UNANSWERED_GRACE``, the server said the conversation
+        ended or its ``modality`` Disconnected (a link-only event's GET included). Not
+        its end here (a cancelled leave() ends it LEFT at once), nor a loss."""
+        state = conversation._state
+
+        def stopped() -> bool:
+            return state.end_said or _modality_disconnected(state, modality)
+
+        if not stopped():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_outcome.UNANSWERED_GRACE):
+                    while not stopped():
+                        await conversation._wait_change()
+        return stopped()
 
     def _end_locally(self, conversation: Conversation, reason: ConversationEndReason) -> None:
         if conversation._state.end(reason):
@@ -910,6 +982,11 @@ class ConversationTable:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await waiter
+
+
+def _modality_disconnected(state: ConversationState, modality: str) -> bool:
+    status = state.messaging_state if modality == "messaging" else state.phone_audio_state
+    return (status or "").lower() == "disconnected"
 
 
 async def _settle_with(work: Coroutine[Any, Any, _T], done: asyncio.Future[_T]) -> None:

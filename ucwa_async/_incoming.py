@@ -60,6 +60,10 @@ class IncomingInvitation:
         self._accept_posted: asyncio.Future[bool] | None = None
         self._connected = False  # an accept() returned its conversation
         self._decline_posting: asyncio.Future[None] | None = None  # as _accept_posting
+        # The server ended it (its completed event, or its conversation's end), and who
+        # waits for that (a decline whose answer was lost; see the table's decline).
+        self._ended_on_server = False
+        self._end_waiter: asyncio.Future[None] | None = None
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -98,9 +102,22 @@ class IncomingInvitation:
             return await self._table.accept(self, timeout)
 
     async def decline(self) -> None:
-        """Decline (reason ``Local``: this application only)."""
+        """Decline (reason ``Local``: this application only).
+
+        A request whose answer is lost (``TransportError`` with ``request_sent`` not
+        False) may have been taken: ``decline()`` waits up to 2 s for the invitation's
+        end on the event channel (decline_ref.md: the invitation fails, declined) and
+        then counts it declined (``stats.incoming_declined``) as if the answer had come;
+        otherwise it raises the ``TransportError``, and a later ``decline()`` sends the
+        request again."""
         async with self._lock:
             await self._table.decline(self)
+
+    def _server_ended(self) -> None:
+        """Its completed event came, or its conversation ended: the server's word."""
+        self._ended_on_server = True
+        if self._end_waiter is not None and not self._end_waiter.done():
+            self._end_waiter.set_result(None)
 
 
 class Inbox:

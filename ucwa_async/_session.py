@@ -139,8 +139,9 @@ class SessionStats:
     incoming_accepted: int = 0
     """Incoming invitations accepted (``accept()``'s POST taken)."""
     incoming_declined: int = 0
-    """Incoming invitations declined (their decline POST taken), by ``decline()`` or
-    because the inbox was full."""
+    """Incoming invitations declined (their decline POST taken: its answer, or, after a
+    lost answer, the invitation's end on the event channel within the grace), by
+    ``decline()`` or because the inbox was full."""
     incoming_overflowed: int = 0
     """Declined (reason Local) because the inbox was full."""
     messages_sent: int = 0

@@ -224,6 +224,55 @@ def test_conversation_disconnected() -> None:
     assert state.subject == "S"
 
 
+@pytest.mark.parametrize("said", ["disconnected", "deleted", "deleted (read)", "remote left"])
+def test_an_end_said_while_this_session_leaves_is_left(said: str) -> None:
+    """stopMessaging_ref.md / stopPhoneAudio_ref.md: the stop ends the modality; the
+    events that say so may come before the stop's 204, or instead of it (the answer
+    lost): while a stop POST is under way (``leaving``), the end is LEFT, not the
+    server's word for it. A loss (application, session) stays what it is."""
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    state = book.get(key(CONV))
+    assert state is not None
+    state.leaving += 1
+    if said == "disconnected":
+        batch = link_only("conversation", CONV, "updated", sender_rel="communication")
+        batch["sender"][0]["events"][0]["_embedded"] = {
+            "conversation": {"rel": "conversation", "state": "Disconnected"}
+        }
+        effects = feed(book, batch)
+    elif said == "deleted":
+        effects = feed(book, link_only("conversation", CONV, "deleted", sender_rel="communication"))
+    elif said == "deleted (read)":
+        effects = book.gone(Fetch(key(CONV), "conversation", CONV))
+    else:
+        effects = feed(book, link_only("participant", LENE, "deleted"))
+    assert Ended(key(CONV), ConversationEndReason.LEFT) in effects
+    assert state.ended is ConversationEndReason.LEFT
+    assert state.end_said  # the server's word (a stop whose answer was lost learns it)
+    other = book.track(f"{APP}/communication/conversations/other")
+    assert other is not None
+    other.leaving += 1
+    assert book.end_all(ConversationEndReason.APPLICATION_LOST)
+    assert other.ended is ConversationEndReason.APPLICATION_LOST
+    assert not other.end_said
+
+
+def test_only_the_servers_word_is_an_end_said() -> None:
+    """``end_said``: the server said the conversation ended, even after it had ended here
+    (a cancelled leave() ends it LEFT at once; its stop POST still runs); not this
+    session's own end."""
+    book = new_book()
+    feed(book, RECEIVE_STEP_8)
+    state = book.get(key(CONV))
+    assert state is not None
+    assert state.end(ConversationEndReason.LEFT)
+    assert not state.end_said
+    assert not state.end(ConversationEndReason.DELETED)
+    assert state.end_said
+    assert state.ended is ConversationEndReason.LEFT
+
+
 def messaging_update(
     state: str, rel: str = "messaging", links: dict[str, Any] | None = None
 ) -> dict[str, Any]:

@@ -20,7 +20,17 @@ STEP = 10.0
 SILENCE = 60.0  # the server's answer comes after the test is over
 
 
-async def test_leave_when_the_server_never_answers(make_session: SessionFactory) -> None:
+@pytest.fixture
+def short_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The wait for the channel's word on a POST that got no answer: 0.2 s, not 2."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.2)
+
+
+async def test_leave_when_the_server_never_answers(
+    make_session: SessionFactory, short_grace: None
+) -> None:
     config = SimulatorConfig(completion_delay=0.01)
     async with (
         UcwaSimulator(config=config, seed=0) as sim,
@@ -76,6 +86,7 @@ async def test_cancelled_leave_still_stops_on_the_server(
 async def test_cancelled_leave_when_the_server_never_answers(
     make_session: SessionFactory,
     caplog: pytest.LogCaptureFixture,
+    short_grace: None,
 ) -> None:
     """The stop POST the session finishes is bounded by the request timeout, its error
     logged; a close meanwhile ends it cleanly."""
@@ -101,7 +112,7 @@ async def test_cancelled_leave_when_the_server_never_answers(
 
 
 async def test_leave_cancelled_in_the_turn_its_stop_fails_still_reports(
-    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, short_grace: None
 ) -> None:
     """The caller's cancel lands in the very turn the stop POST fails (an outer timeout
     expiring then): the error is not lost, the next leave() raises it."""
@@ -235,7 +246,7 @@ async def test_leave_after_a_cancelled_leave_waits_for_its_stop(
 
 
 async def test_leave_after_a_cancelled_leave_reports_its_failure(
-    make_session: SessionFactory,
+    make_session: SessionFactory, short_grace: None
 ) -> None:
     """The stop POST of a cancelled leave() failed: nobody was told; the next leave()
     raises its error (once: a leave() after that returns, as after a failed leave())."""
@@ -695,3 +706,198 @@ async def test_many_sends_whose_answers_are_lost_at_once_are_each_named(
         assert sim.counters.messages_sent == 12
         assert session.stats.messages_sent == 12
         assert session._conversation_table.sent._unanswered == {}
+
+
+# -- a leave(), hang_up() or decline() whose answer is lost ------------------------------
+
+
+def _lose_first_post(session: ucwa_async.Session, suffix: str) -> None:
+    """The first POST to a URL ending with ``suffix`` gets no answer and reaches nothing
+    (a TransportError whose request_sent is not False: it may have)."""
+    table = session._conversation_table
+    post = table._post_payload
+    lost = True
+
+    async def post_once_lost(url: str, payload: Any, content_type: Any) -> Any:
+        nonlocal lost
+        if lost and url.endswith(suffix):
+            lost = False
+            raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+        return await post(url, payload, content_type)
+
+    table._post_payload = post_once_lost  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+async def test_leave_whose_answer_is_lost_returns(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """The server took the stopMessaging POST (stopMessaging_ref.md: it stops the
+    modality), then the connection dropped before its 204: the event channel shows the
+    conversation ended, so leave() returns and the conversation ended LEFT. It raised the
+    TransportError, and the end reason was the server's (disconnected, deleted)."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    config = SimulatorConfig(completion_delay=0.01, **EVENT_SHAPES[shape])
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.late_answer(0.1, target="stopMessaging", drop=True)
+        async with asyncio.timeout(STEP):
+            await conversation.leave()
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+        assert await conversation.wait_ended(1.0) is ucwa_async.ConversationEndReason.LEFT
+        assert sim.conversation_state(conversation.href) in (None, "Disconnected")
+        stops = [r for r in sim.request_log if r.kind == "stopMessaging"]
+        assert len(stops) == 1
+        assert session.stats.conversations_ended == 1
+        await conversation.leave()  # over: returns at once, nothing sent
+
+
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+async def test_hang_up_whose_answer_is_lost_returns(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """hang_up() as leave(): the server took the stopPhoneAudio POST
+    (stopPhoneAudio_ref.md), its 204 was lost; the channel shows the call ended, so
+    hang_up() returns and the conversation ended LEFT."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    config = SimulatorConfig(completion_delay=0.01, **EVENT_SHAPES[shape])
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        call = await session.start_phone_audio(LENE, phone_number="+14255551234")
+        conversation = await call.conversation(STEP)
+        sim.faults.late_answer(0.1, target="stopPhoneAudio", drop=True)
+        async with asyncio.timeout(STEP):
+            await conversation.hang_up()
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert await conversation.wait_ended(1.0) is ucwa_async.ConversationEndReason.LEFT
+        assert sim.conversation_state(conversation.href) in (None, "Disconnected")
+        stops = [r for r in sim.request_log if r.kind == "stopPhoneAudio"]
+        assert len(stops) == 1
+
+
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+async def test_leave_answered_after_its_events_ends_left(
+    make_session: SessionFactory, shape: str
+) -> None:
+    """The events of the stop (the conversation deleted, its messaging Disconnected) come
+    before its 204: the conversation ended LEFT all the same (it ended disconnected or
+    deleted, whichever the server said first, as if someone else had ended it)."""
+    config = SimulatorConfig(completion_delay=0.01, **EVENT_SHAPES[shape])
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        sim.faults.late_answer(0.3, target="stopMessaging")  # acted on at once
+        async with asyncio.timeout(STEP):
+            await conversation.leave()
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+
+
+async def test_leave_whose_stop_reached_nothing_raises(
+    make_session: SessionFactory, short_grace: None
+) -> None:
+    """The stopMessaging POST got no answer and the server never took it: nothing shows
+    the end within the grace, leave() raises the TransportError (the conversation is over
+    here all the same, LEFT) and the server still has it connected."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        conversation = await (await session.start_messaging(LENE)).conversation(STEP)
+        _lose_first_post(session, "/terminate")
+        began = time.monotonic()
+        with pytest.raises(ucwa_async.TransportError):
+            async with asyncio.timeout(STEP):
+                await conversation.leave()
+        assert time.monotonic() - began >= 0.15  # it waited for the channel's word
+        assert conversation.ended is ucwa_async.ConversationEndReason.LEFT
+        assert sim.conversation_state(conversation.href) == "Connected"
+
+
+async def test_hang_up_whose_stop_reached_nothing_raises(
+    make_session: SessionFactory, short_grace: None
+) -> None:
+    """hang_up()'s stopPhoneAudio got no answer and the server never took it: hang_up()
+    raises the TransportError after the grace, and the call goes on (it may be hung up
+    again)."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with UcwaSimulator(config=config, seed=0) as sim, make_session(sim) as session:
+        call = await session.start_phone_audio(LENE, phone_number="+14255551234")
+        conversation = await call.conversation(STEP)
+        _lose_first_post(session, "/terminate")
+        began = time.monotonic()
+        with pytest.raises(ucwa_async.TransportError):
+            async with asyncio.timeout(STEP):
+                await conversation.hang_up()
+        assert time.monotonic() - began >= 0.15
+        assert conversation.ended is None
+        assert sim.conversation_state(conversation.href) == "Connected"
+        async with asyncio.timeout(STEP):
+            await conversation.hang_up()
+        assert await conversation.wait_ended(STEP) is ucwa_async.ConversationEndReason.LEFT
+
+
+@pytest.mark.parametrize("shape", list(EVENT_SHAPES))
+async def test_decline_whose_answer_is_lost_is_counted(
+    make_session: SessionFactory, monkeypatch: pytest.MonkeyPatch, shape: str
+) -> None:
+    """The server took the decline POST (decline_ref.md: the invitation fails, declined),
+    then the connection dropped before its 204: the invitation's end on the channel says
+    it was taken. decline() returns, the decline is counted (SessionStats.
+    incoming_declined: "their decline POST taken") and accept() says "declined". It
+    returned uncounted, the invitation taken for withdrawn by its caller."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 1.0)
+    config = SimulatorConfig(completion_delay=0.01, **EVENT_SHAPES[shape])
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        sim.faults.late_answer(0.1, target="decline", drop=True)
+        async with asyncio.timeout(STEP):
+            await invite.decline()
+        assert sim.counters.faults_injected["late_answer"] == 1
+        assert session.stats.incoming_declined == 1
+        with pytest.raises(ucwa_async.InvitationWithdrawnError, match="declined"):
+            await invite.accept()
+        await invite.decline()  # declined: returns, nothing sent
+        posts = [r for r in sim.request_log if r.method == "POST"]
+        assert len([r for r in posts if r.kind == "decline"]) == 1
+        assert not [r for r in posts if r.kind == "accept"]
+        assert session.stats.incoming_declined == 1
+
+
+async def test_decline_whose_post_reached_nothing_raises_and_can_be_retried(
+    make_session: SessionFactory, short_grace: None
+) -> None:
+    """The decline POST got no answer and the server never took it: the invitation does
+    not end within the grace, decline() raises the TransportError, uncounted, and a later
+    decline() sends the request again."""
+    config = SimulatorConfig(completion_delay=0.01)
+    async with (
+        UcwaSimulator(config=config, seed=0) as sim,
+        make_session(sim) as session,
+        session.incoming() as invitations,
+    ):
+        await sim.incoming_message(LENE, "there?")
+        async with asyncio.timeout(STEP):
+            invite = await anext(invitations)
+        _lose_first_post(session, "/decline")
+        began = time.monotonic()
+        with pytest.raises(ucwa_async.TransportError):
+            async with asyncio.timeout(STEP):
+                await invite.decline()
+        assert time.monotonic() - began >= 0.15  # it waited for the channel's word
+        assert session.stats.incoming_declined == 0
+        assert not invite.withdrawn
+        async with asyncio.timeout(STEP):
+            await invite.decline()
+        assert session.stats.incoming_declined == 1
+        declines = [r for r in sim.request_log if r.method == "POST" and r.kind == "decline"]
+        assert len(declines) == 1  # the lost one never reached the simulator

@@ -912,3 +912,73 @@ async def test_a_channel_failure_ends_the_streams_at_once_while_a_message_is_rea
     transport.release.set()
     table.close()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _modality(rel: str, state: str, links: dict[str, str]) -> dict[str, Any]:
+    href = f"{CONV}/{rel}"
+    return {
+        "link": {"rel": rel, "href": href},
+        "_embedded": {
+            rel: {
+                "rel": rel,
+                "state": state,
+                "_links": {name: {"href": f"{href}/{path}"} for name, path in links.items()},
+            }
+        },
+        "type": "updated",
+    }
+
+
+@pytest.mark.parametrize("said", [True, False])
+async def test_hang_up_whose_answer_is_lost_in_a_conversation_that_goes_on(
+    said: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call with messaging too (the conversation goes on after stopPhoneAudio): a
+    hang_up() whose answer is lost returns when the channel says phoneAudio Disconnected
+    (stopPhoneAudio_ref.md: the stop ends that modality), the conversation still live; if
+    nothing is said within the grace, it raises the TransportError."""
+    from ucwa_async import _outcome
+
+    monkeypatch.setattr(_outcome, "UNANSWERED_GRACE", 0.1)
+    table: ConversationTable | None = None
+    posts: list[str] = []
+
+    async def post(url: str, payload: bytes | None, content_type: str | None) -> Any:
+        posts.append(url)
+        if said:  # the server acted: its events come, its answer is lost
+            assert table is not None
+            batch = _communication_events(_modality("phoneAudio", "Disconnected", {}))
+            asyncio.get_running_loop().call_later(0.02, table.deliver, batch)
+        raise ucwa_async.TransportError("POST failed: connection reset (injected)")
+
+    server = ReferenceServer()
+    table = ConversationTable(
+        transport=server,  # type: ignore[arg-type]
+        application=FakeApplication(),  # type: ignore[arg-type]
+        post_payload=post,
+        stats=SessionStats(),
+        spawn=_run_now,
+        ensure_usable=lambda: None,
+        wire_format="json",
+        invitation_timeout=5.0,
+        inbox_size=10,
+        max_messages=100,
+    )
+    conversation = table.conversation_for(CONV, "phoneAudio")
+    messaging = {"sendMessage": "messages", "stopMessaging": "terminate"}
+    table.deliver(
+        _communication_events(
+            _modality("messaging", "Connected", messaging),
+            _modality("phoneAudio", "Connected", {"stopPhoneAudio": "stopPhoneAudio"}),
+        )
+    )
+    if said:
+        await conversation.hang_up()
+        assert conversation._state.phone_audio_state == "Disconnected"
+    else:
+        with pytest.raises(ucwa_async.TransportError):
+            await conversation.hang_up()
+    assert posts == [f"{CONV}/phoneAudio/stopPhoneAudio"]
+    assert conversation.ended is None  # messaging goes on
+    assert conversation._state.leaving == 0
+    table.close()

@@ -138,6 +138,13 @@ _MAX_ALIASES = 64
 _MODALITY_END = "disconnected"
 # Ends after which no event comes (every conversation ended at once): never reopened,
 # and nothing more is read for them.
+# What the server says ends a conversation (not this session's doing, nor a loss).
+_SERVER_ENDS = (
+    ConversationEndReason.REMOTE_LEFT,
+    ConversationEndReason.DISCONNECTED,
+    ConversationEndReason.DELETED,
+)
+
 FINAL_ENDS = (
     ConversationEndReason.APPLICATION_LOST,
     ConversationEndReason.CHANNEL_FAILED,
@@ -160,9 +167,11 @@ class ConversationState:
         "_new_log",
         "_typing",
         "claimed",
+        "end_said",
         "ended",
         "href",
         "key",
+        "leaving",
         "links",
         "local_participant",
         "messaging_state",
@@ -191,6 +200,10 @@ class ConversationState:
         self._messages = log if isinstance(log, MessageLog) else None
         self._new_log = None if isinstance(log, MessageLog) else log
         self.ended: ConversationEndReason | None = None
+        # This session's stop POSTs (leave(), hang_up()) under way: an end the server
+        # says meanwhile is theirs (see ``end``).
+        self.leaving = 0
+        self.end_said = False  # the server said it ended (see ``end``)
         self.skip_text: str | None = None  # an accepted invitation's first message
         self.skip_key: str | None = None  # the message that may repeat it (see _message)
         self.claimed = False
@@ -220,9 +233,18 @@ class ConversationState:
         return self._messages
 
     def end(self, reason: ConversationEndReason) -> bool:
-        """First reason wins; True if this call ended it."""
+        """First reason wins; True if this call ended it. While ``leaving`` (a stop POST
+        of this session's under way), an end the server says (disconnected, deleted,
+        the remote side gone) is that stop's effect: ``LEFT``, whether its answer comes
+        before the events, after them, or not at all."""
+        if reason in _SERVER_ENDS:
+            # The server's word, not this session's own end (nor a loss): a stop whose
+            # answer was lost learns from it that the server took the stop.
+            self.end_said = True
         if self.ended is not None:
             return False
+        if self.leaving and reason in _SERVER_ENDS:
+            reason = ConversationEndReason.LEFT
         self.ended = reason
         return True
 
@@ -527,7 +549,7 @@ class ConversationBook:
             return []
         if not state.end(ConversationEndReason.DELETED):
             return [Updated(state.key)]
-        return [Updated(state.key), Ended(state.key, ConversationEndReason.DELETED)]
+        return [Updated(state.key), *_end_effects(state)]
 
     def learn_invitation(self, state: ConversationState, resource: Resource) -> list[Effect]:
         """What a (final) invitation resource says about its conversation."""
