@@ -66,12 +66,8 @@ async def test_simulator_port_in_use_exits_4() -> None:
     assert f"ucwa-async: cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
-async def test_simulator_in_process_leaves_no_task_behind(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    args = build_parser().parse_args(["simulator", "--port", "0"])
-    before = asyncio.all_tasks()
-    task = asyncio.create_task(run_simulator(args))
+async def _serving(task: asyncio.Task[int], capsys: pytest.CaptureFixture[str]) -> str:
+    """What the in-process simulator printed, once it says it is serving."""
     out = ""
     for _ in range(200):  # bounded: up to 10 s for the first lines
         out += capsys.readouterr().out
@@ -79,6 +75,16 @@ async def test_simulator_in_process_leaves_no_task_behind(
             break
         await asyncio.sleep(0.05)
     assert "serving;" in out, out
+    return out
+
+
+async def test_simulator_in_process_leaves_no_task_behind(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = build_parser().parse_args(["simulator", "--port", "0"])
+    before = asyncio.all_tasks()
+    task = asyncio.create_task(run_simulator(args))
+    await _serving(task, capsys)
     os.kill(os.getpid(), signal.SIGTERM)  # run_simulator's handler turns it into a stop
     assert await asyncio.wait_for(task, 10) == 0
     assert asyncio.all_tasks() == before
@@ -102,13 +108,7 @@ async def test_simulator_conversation_logs_option_sets_how_many_logs_the_account
 ) -> None:
     args = build_parser().parse_args(["simulator", "--port", "0", "--conversation-logs", "7"])
     task = asyncio.create_task(run_simulator(args))
-    out = ""
-    for _ in range(200):  # bounded: up to 10 s for the first lines
-        out += capsys.readouterr().out
-        if "serving;" in out or task.done():
-            break
-        await asyncio.sleep(0.05)
-    assert "serving;" in out, out
+    out = await _serving(task, capsys)
     lines = dict(line.split(": ", 1) for line in out.splitlines()[:3])
     try:
         auth = ucwa_async.PasswordAuth(lines["username"], lines["password"])
