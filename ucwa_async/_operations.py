@@ -412,23 +412,11 @@ class OperationTable:
         operation_id = watch.invitation.operation_id
 
         def candidates() -> Iterable[str]:
-            # Not one another call reads, nor one read already for another operation:
-            # when many POSTs lost their answers at once, each unclaimed invitation is
-            # read once, for whichever of them it names (each call read the same
-            # oldest MAX_LOOKUPS, and the others never found theirs).
+            # Only what came after this POST was made (see others).
             if len(self._looking) >= _READERS:
                 return ()
-            unread, named = self._unclaimed()
-            looked, looking = self._looked, self._looking
-            # Only what came after this POST was made (see others).
-            first = bisect.bisect_left(unread, watch.since, key=_arrival)
             return itertools.chain(
-                named.get(operation_id, ()),
-                (
-                    href
-                    for href in (unread[i][1] for i in range(first, len(unread)))
-                    if href not in looking and href not in looked
-                ),
+                self._unclaimed()[1].get(operation_id, ()), self._unread(watch, after=True)
             )
 
         def others() -> Iterable[str]:
@@ -437,16 +425,7 @@ class OperationTable:
             # stays a minute; read, it is cancelled on the server). Its own budget: 8 of
             # them, older than this POST, spent the call's MAX_LOOKUPS, and it never
             # read its own.
-            if len(self._looking) >= _READERS:
-                return ()
-            unread = self._unclaimed()[0]
-            first = bisect.bisect_left(unread, watch.since, key=_arrival)
-            looked, looking = self._looked, self._looking
-            return (
-                href
-                for href in (unread[i][1] for i in range(first))
-                if href not in looking and href not in looked
-            )
+            return self._unread(watch, after=False)
 
         async def is_ours(href: str) -> bool:
             # The read runs in a task the session owns: one the grace cuts short still
@@ -460,12 +439,31 @@ class OperationTable:
 
         await _outcome.look_up_unclaimed(watch.named, candidates, is_ours, found, others=others)
 
+    def _unread(self, watch: _Unanswered, *, after: bool) -> Iterable[str]:
+        """The unclaimed invitations nobody has read or is reading that came after
+        (``after``) or before ``watch``'s POST was made; none while ``_READERS`` reads
+        are under way. Not one another call reads, nor one read already for another
+        operation: when many POSTs lost their answers at once, each unclaimed invitation
+        is read once, for whichever of them it names (each call read the same oldest
+        MAX_LOOKUPS, and the others never found theirs)."""
+        if len(self._looking) >= _READERS:
+            return ()
+        unread = self._unclaimed()[0]
+        split = bisect.bisect_left(unread, watch.since, key=_arrival)
+        looked, looking = self._looked, self._looking
+        indices = range(split, len(unread)) if after else range(split)
+        return (
+            href
+            for href in (unread[i][1] for i in indices)
+            if href not in looking and href not in looked
+        )
+
     def _unclaimed(self) -> tuple[list[tuple[float, str]], dict[str, list[str]]]:
         """The invitation hrefs of the correlator's orphan events not read yet (with the
         time each came, ascending), and those read already by the operationId they
-        named. One scan for every waiting call, made
-        again when something changed or after ``_outcome._LOOKUP_STEP`` (1000 calls each
-        scanning 1000 orphans every step saturated the loop for the whole grace)."""
+        named. One scan for every waiting call, made again when something changed or
+        after ``_outcome._LOOKUP_STEP`` (1000 calls each scanning 1000 orphans every step
+        saturated the loop for the whole grace)."""
         now = asyncio.get_running_loop().time()
         if self._scan is None or now >= self._scanned_at + _outcome._LOOKUP_STEP:
             unread: list[tuple[float, str]] = []
